@@ -1,0 +1,59 @@
+"""Chinese invoice identity (spec/cn-invoice.md §1-§3): codes, numbers, type codes."""
+
+from __future__ import annotations
+
+import re
+
+CODE_RE = re.compile(r"\d{10}|\d{12}")
+NUMBER8_RE = re.compile(r"\d{8}")
+NUMBER20_RE = re.compile(r"\d{20}")
+CHECK_CODE_RE = re.compile(r"\d{20}")
+TAX_ID_RE = re.compile(r"[0-9A-Z]{15,20}")
+
+#: QR / verification type codes (§3.2). Unknown codes are rejected, not guessed.
+TYPE_CODES: dict[str, str] = {
+    "01": "增值税专用发票 (special VAT invoice)",
+    "02": "货物运输业增值税专用发票 (freight special invoice)",
+    "03": "机动车销售统一发票 (motor-vehicle sales invoice)",
+    "04": "增值税普通发票 (ordinary VAT invoice)",
+    "08": "增值税电子专用发票 (e-special invoice)",
+    "10": "增值税电子普通发票 (ordinary e-invoice)",
+    "11": "增值税普通发票(卷票) (roll invoice)",
+    "14": "通行费增值税电子普通发票 (toll e-invoice)",
+    "15": "二手车销售统一发票 (used-car invoice)",
+    "20": "增值税电子专用发票 (e-special invoice, QR form)",
+    "31": "电子发票(增值税专用发票) (fully digitalised, special)",
+    "32": "电子发票(普通发票) (fully digitalised, ordinary)",
+    "33": "数电 motor-vehicle invoice",
+    "34": "数电 used-car invoice",
+    "51": "电子发票(铁路电子客票) (rail ticket)",
+    "61": "电子发票(航空运输电子客票行程单) (air itinerary)",
+}
+
+#: Type codes that are the same kind of document under two numbering systems (§3.2: QR `20`
+#: is the platform's `08`), so a declared type equal to either is not a mismatch.
+_EQUIVALENT = {"20": "08", "08": "08"}
+
+_DIGIT8_10 = {"1": "01", "5": "01", "3": "04", "6": "04", "2": "02", "7": "02"}
+_SUFFIX_12 = {"04": "04", "05": "04", "06": "11", "07": "11", "11": "10", "12": "14", "13": "08"}
+
+
+def type_from_code(code: str) -> str | None:
+    """The type code implied by a pre-数电 invoice code (§1.5), or None if unknown."""
+    if len(code) == 10 and code.isdigit():
+        return _DIGIT8_10.get(code[7])
+    if len(code) == 12 and code.isdigit():
+        if code[0] == "0":
+            return _SUFFIX_12.get(code[10:12])
+        if code[7] == "2":
+            return "03"
+    return None
+
+
+def same_type(a: str, b: str) -> bool:
+    return _EQUIVALENT.get(a, a) == _EQUIVALENT.get(b, b)
+
+
+def type_from_number20(number: str) -> str:
+    """A fully digitalised invoice: channel digit 8 = air, 9 = rail, otherwise ordinary (§2)."""
+    return {"8": "61", "9": "51"}.get(number[4], "32")

@@ -1,0 +1,113 @@
+"""Invoice <-> flat storage document (JSON-safe; money as scaled integers; ids as text).
+
+Every store keeps this one document shape, so SQLite columns and Elasticsearch fields agree.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_doc_id
+from indexer.model import Amounts, Invoice, Kind, Lifecycle, Relation, RelationKind
+from indexer.money import from_scaled, to_scaled
+
+DOC_FIELDS = (
+    "doc_id", "scheme", "seller_tax_id", "template", "series", "number", "invoice_code",
+    "invoice_number", "authority_code", "issued_at", "issued_ts", "issued_on", "currency",
+    "amount_before_tax", "tax_amount", "total_amount", "seller_name", "buyer_tax_id",
+    "buyer_name", "type_code", "check_code", "kind", "original_id", "lifecycle", "relations",
+    "package_id",
+)
+
+
+def _relation_to_dict(rel: Relation) -> dict[str, Any]:
+    return {
+        "kind": rel.kind.value,
+        "id": rel.key.doc_id if rel.key else None,
+        "notice_id": rel.notice_id,
+        "reason": rel.reason,
+        "at": rel.at.isoformat() if rel.at else None,
+    }
+
+
+def _relation_from_dict(data: dict[str, Any]) -> Relation:
+    return Relation(
+        kind=RelationKind(data["kind"]),
+        key=key_from_doc_id(data["id"]) if data.get("id") else None,
+        notice_id=data.get("notice_id"),
+        reason=data.get("reason"),
+        at=datetime.fromisoformat(data["at"]) if data.get("at") else None,
+    )
+
+
+def relations_to_json(relations: tuple[Relation, ...]) -> str:
+    return json.dumps([_relation_to_dict(r) for r in relations], ensure_ascii=False)
+
+
+def invoice_to_doc(inv: Invoice) -> dict[str, Any]:
+    vn_key = inv.key if isinstance(inv.key, VnKey) else None
+    cn_key = inv.key if isinstance(inv.key, CnKey) else None
+    return {
+        "doc_id": inv.doc_id,
+        "scheme": inv.scheme,
+        "seller_tax_id": inv.seller_tax_id,
+        "template": vn_key.template if vn_key else None,
+        "series": vn_key.series if vn_key else None,
+        "number": vn_key.number if vn_key else None,
+        "invoice_code": cn_key.code if cn_key else None,
+        "invoice_number": cn_key.number if cn_key else None,
+        "authority_code": inv.authority_code,
+        "issued_at": inv.issued_at.isoformat(),
+        "issued_ts": int(inv.issued_at.timestamp()),
+        "issued_on": inv.issued_at.date().isoformat(),
+        "currency": inv.currency,
+        "amount_before_tax": to_scaled(inv.amounts.before_tax),
+        "tax_amount": to_scaled(inv.amounts.tax),
+        "total_amount": to_scaled(inv.amounts.total),
+        "seller_name": inv.seller_name,
+        "buyer_tax_id": inv.buyer_tax_id,
+        "buyer_name": inv.buyer_name,
+        "type_code": inv.type_code,
+        "check_code": inv.check_code,
+        "kind": inv.kind.value,
+        "original_id": inv.original.doc_id if inv.original else None,
+        "lifecycle": inv.lifecycle.value,
+        "relations": relations_to_json(inv.relations),
+        "package_id": inv.package_id,
+    }
+
+
+def _key_of(doc: dict[str, Any]) -> InvoiceKey:
+    if doc["scheme"] == "vn":
+        return VnKey(doc["seller_tax_id"], doc["template"], doc["series"], int(doc["number"]))
+    return CnKey(doc["invoice_code"], doc["invoice_number"])
+
+
+def invoice_from_doc(doc: dict[str, Any]) -> Invoice:
+    relations = doc["relations"]
+    if isinstance(relations, str):
+        relations = json.loads(relations)
+    return Invoice(
+        key=_key_of(doc),
+        issued_at=datetime.fromisoformat(doc["issued_at"]),
+        currency=doc["currency"],
+        amounts=Amounts(
+            before_tax=from_scaled(doc["amount_before_tax"]),
+            tax=from_scaled(doc["tax_amount"]),
+            total=from_scaled(doc["total_amount"]),
+        ),
+        package_id=doc["package_id"],
+        kind=Kind(doc["kind"]),
+        original=key_from_doc_id(doc["original_id"]) if doc.get("original_id") else None,
+        seller_tax_id=doc.get("seller_tax_id"),
+        seller_name=doc.get("seller_name"),
+        buyer_tax_id=doc.get("buyer_tax_id"),
+        buyer_name=doc.get("buyer_name"),
+        authority_code=doc.get("authority_code"),
+        type_code=doc.get("type_code"),
+        check_code=doc.get("check_code"),
+        lifecycle=Lifecycle(doc["lifecycle"]),
+        relations=tuple(_relation_from_dict(r) for r in relations),
+    )

@@ -1,0 +1,233 @@
+"""Intake: validate a package, apply the chain rules, commit it, answer the acceptance notice.
+
+The notice mirrors the authority's result notice: package id, receipt time, and per item
+either `accepted` (with any warnings) or `rejected` with the failed rules. A package id is
+committed once; posting it again returns the stored notice and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from indexer.keys import InvoiceKey, VnKey
+from indexer.model import Invoice, Kind, Lifecycle, Relation, RelationKind
+from indexer.package import Package, PackageError
+from indexer.rules import RuleConfig, Severity, Violation
+from indexer.store.protocol import (
+    DuplicateInvoiceError,
+    InvoiceStore,
+    PackageExistsError,
+    StoredPackage,
+)
+from indexer.validate import CancelNotice, is_fatal, validate_invoice, validate_notice
+
+
+@dataclass(slots=True)
+class ItemResult:
+    index: int
+    item: str  # "invoice" | "notice"
+    key: InvoiceKey | None
+    violations: list[Violation] = field(default_factory=list)
+    notice_id: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return not is_fatal(self.violations)
+
+    def as_dict(self) -> dict[str, Any]:
+        errors = [v.as_dict() for v in self.violations if v.severity is Severity.ERROR]
+        warnings = [v.as_dict() for v in self.violations if v.severity is Severity.WARNING]
+        return {
+            "index": self.index,
+            "item": self.item,
+            "id": self.key.doc_id if self.key else None,
+            "key": self.key.as_dict() if self.key else None,
+            "notice_id": self.notice_id,
+            "result": "accepted" if self.accepted else "rejected",
+            "errors": errors,
+            "warnings": warnings,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    notice: dict[str, Any]
+    replayed: bool
+
+
+class _Ledger:
+    """What the store holds for the keys a package touches, with this package's changes on top."""
+
+    def __init__(self, stored: dict[str, Invoice], codes: set[str]) -> None:
+        self.current = dict(stored)
+        self.codes = set(codes)
+        self.new: dict[str, Invoice] = {}
+        self.changed: set[str] = set()
+
+    def add(self, invoice: Invoice) -> None:
+        self.current[invoice.doc_id] = invoice
+        self.new[invoice.doc_id] = invoice
+        if invoice.authority_code:
+            self.codes.add(invoice.authority_code)
+
+    def update(self, invoice: Invoice) -> None:
+        self.current[invoice.doc_id] = invoice
+        if invoice.doc_id in self.new:
+            self.new[invoice.doc_id] = invoice
+        else:
+            self.changed.add(invoice.doc_id)
+
+
+def _same_seller(a: InvoiceKey, b: InvoiceKey) -> bool:
+    if isinstance(a, VnKey) and isinstance(b, VnKey):
+        return a.seller_tax_id == b.seller_tax_id
+    return a.scheme == b.scheme
+
+
+def _link(invoice: Invoice, rel: Relation, lifecycle: Lifecycle | None = None) -> Invoice:
+    return dataclasses.replace(invoice, relations=(*invoice.relations, rel),
+                               lifecycle=lifecycle or invoice.lifecycle)
+
+
+def _chain_invoice(inv: Invoice, ledger: _Ledger, cfg: RuleConfig,
+                   now: datetime) -> list[Violation]:
+    """Chain rules (vn-einvoice §8 step 2) for one invoice; applies it to `ledger` if it passes."""
+    if inv.doc_id in ledger.current:
+        return [cfg.violation("chain.duplicate_key", None, inv.doc_id)]
+    if inv.authority_code and inv.authority_code in ledger.codes:
+        return [cfg.violation("chain.duplicate_authority_code", "authority_code",
+                              inv.authority_code)]
+    if inv.original is None:
+        ledger.add(inv)
+        return []
+    original = ledger.current.get(inv.original.doc_id)
+    problem: str | None = None
+    if not _same_seller(inv.key, inv.original):
+        problem = "chain.original.scheme"
+    elif original is None:
+        problem = "chain.original.not_found"
+    elif original.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):
+        problem = "chain.original.not_in_force"
+    elif inv.kind is Kind.REPLACEMENT and original.kind is Kind.ADJUSTMENT:
+        problem = "chain.original.is_adjustment"
+    elif inv.kind is Kind.REPLACEMENT and original.lifecycle is Lifecycle.ADJUSTED:
+        problem = "chain.original.adjusted"
+    if problem:
+        return [cfg.violation(problem, "original", inv.original.doc_id)]
+    assert original is not None
+    replacing = inv.kind is Kind.REPLACEMENT
+    forward = RelationKind.REPLACES if replacing else RelationKind.ADJUSTS
+    backward = RelationKind.REPLACED_BY if replacing else RelationKind.ADJUSTED_BY
+    ledger.add(_link(inv, Relation(forward, key=original.key, at=now)))
+    ledger.update(_link(original, Relation(backward, key=inv.key, at=now),
+                        Lifecycle.REPLACED if replacing else Lifecycle.ADJUSTED))
+    return []
+
+
+def _chain_notice(notice: CancelNotice, ledger: _Ledger, cfg: RuleConfig,
+                  now: datetime) -> list[Violation]:
+    target = ledger.current.get(notice.key.doc_id)
+    if target is None:
+        return [cfg.violation("notice.target.not_found", "key", notice.key.doc_id)]
+    if target.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):
+        return [cfg.violation("notice.target.not_in_force", "key", target.lifecycle.value)]
+    rel = Relation(RelationKind.CANCELLED_BY, notice_id=notice.notice_id, reason=notice.reason,
+                   at=now)
+    ledger.update(_link(target, rel, Lifecycle.CANCELLED))
+    return []
+
+
+class Intake:
+    """Applies packages to a store, one at a time per process (chain rules read then write)."""
+
+    def __init__(self, store: InvoiceStore, rules: RuleConfig,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self._lock = asyncio.Lock()
+
+    async def _replay(self, package: Package) -> IntakeResult | None:
+        stored = await self.store.get_package(package.package_id)
+        if stored is None:
+            return None
+        if stored.digest != package.digest:
+            raise PackageError(
+                "package.id_conflict",
+                "this package id was already used for a package with different content",
+                status=409, details={"package_id": package.package_id,
+                                     "received_at": stored.received_at.isoformat()})
+        return IntakeResult(stored.notice, replayed=True)
+
+    async def ingest(self, package: Package) -> IntakeResult:
+        async with self._lock:
+            replay = await self._replay(package)
+            if replay:
+                return replay
+            result = await self._apply(package)
+        return result
+
+    async def _apply(self, package: Package) -> IntakeResult:
+        now = self.clock()
+        cfg = self.rules
+        items: list[ItemResult] = []
+        invoices: list[tuple[ItemResult, Invoice | None]] = []
+        for index, raw in enumerate(package.invoices):
+            invoice, problems = validate_invoice(raw, cfg, package_id=package.package_id, now=now)
+            item = ItemResult(index, "invoice", invoice.key if invoice else None, problems)
+            items.append(item)
+            invoices.append((item, invoice))
+        notices: list[tuple[ItemResult, CancelNotice | None]] = []
+        for offset, raw in enumerate(package.notices):
+            notice, problems = validate_notice(raw, cfg)
+            item = ItemResult(len(package.invoices) + offset, "notice",
+                              notice.key if notice else None, problems,
+                              notice.notice_id if notice else None)
+            items.append(item)
+            notices.append((item, notice))
+
+        wanted = {inv.doc_id for _, inv in invoices if inv}
+        wanted |= {inv.original.doc_id for _, inv in invoices if inv and inv.original}
+        wanted |= {n.key.doc_id for _, n in notices if n}
+        codes = {inv.authority_code for _, inv in invoices if inv and inv.authority_code}
+        ledger = _Ledger(await self.store.get_invoices(wanted),
+                         await self.store.existing_authority_codes(codes))
+        for item, invoice in invoices:
+            if invoice is not None and item.accepted:
+                item.violations.extend(_chain_invoice(invoice, ledger, cfg, now))
+        for item, notice in notices:
+            if notice is not None and item.accepted:
+                item.violations.extend(_chain_notice(notice, ledger, cfg, now))
+
+        accepted = sum(item.accepted for item in items)
+        notice_body = {
+            "package_id": package.package_id,
+            "sender": package.sender,
+            "received_at": now.isoformat().replace("+00:00", "Z"),
+            "declared_count": package.declared_count,
+            "result": ("accepted" if accepted == len(items)
+                       else "rejected" if accepted == 0 else "partially_accepted"),
+            "accepted": accepted,
+            "rejected": len(items) - accepted,
+            "items": [item.as_dict() for item in items],
+        }
+        record = StoredPackage(package.package_id, package.sender, package.digest, now,
+                               notice_body)
+        try:
+            await self.store.commit_package(record, list(ledger.new.values()),
+                                            [ledger.current[d] for d in sorted(ledger.changed)])
+        except PackageExistsError:
+            replay = await self._replay(package)
+            assert replay is not None
+            return replay
+        except DuplicateInvoiceError as exc:
+            raise PackageError("package.concurrent_conflict",
+                               "another intake stored one of these invoices at the same time; "
+                               "post the package again", status=409,
+                               details={"reason": str(exc)}) from exc
+        return IntakeResult(notice_body, replayed=False)

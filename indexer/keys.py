@@ -1,0 +1,142 @@
+"""Invoice keys of both schemes, their document ids, and their validation from raw fields.
+
+The same function validates a key wherever one arrives: an invoice in a package, the
+`original` of a replacement, the target of a cancel notice, a lookup query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from indexer import cn, vn
+from indexer.rules import RuleConfig, Severity, Violation
+
+
+@dataclass(frozen=True, slots=True)
+class VnKey:
+    seller_tax_id: str
+    template: str
+    series: str
+    number: int
+    scheme: Literal["vn"] = "vn"
+
+    @property
+    def doc_id(self) -> str:
+        return f"vn:{self.seller_tax_id}:{self.template}:{self.series}:{self.number}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seller_tax_id": self.seller_tax_id, "template": self.template,
+                "series": self.series, "number": self.number}
+
+
+@dataclass(frozen=True, slots=True)
+class CnKey:
+    """`code` is None for a fully digitalised (数电) invoice, whose `number` has 20 digits."""
+
+    code: str | None
+    number: str
+    scheme: Literal["cn"] = "cn"
+
+    @property
+    def doc_id(self) -> str:
+        return f"cn:{self.code}:{self.number}" if self.code else f"cn:{self.number}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"invoice_code": self.code, "invoice_number": self.number}
+
+
+InvoiceKey = VnKey | CnKey
+
+
+def key_from_doc_id(doc_id: str) -> InvoiceKey | None:
+    """Inverse of `doc_id`, for ids that arrive in URLs; None when malformed."""
+    parts = doc_id.split(":")
+    if parts[0] == "vn" and len(parts) == 5 and parts[4].isdigit():
+        return VnKey(parts[1], parts[2], parts[3], int(parts[4]))
+    if parts[0] == "cn" and len(parts) == 3:
+        return CnKey(parts[1], parts[2])
+    if parts[0] == "cn" and len(parts) == 2:
+        return CnKey(None, parts[1])
+    return None
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    return None
+
+
+def vn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[VnKey | None,
+                                                                                 list[Violation]]:
+    """Validate (seller_tax_id, template, series, number) per vn-einvoice §1 and §3."""
+    out: list[Violation] = []
+    tax_id, template = _text(raw, "seller_tax_id"), _text(raw, "template")
+    series, number_text = _text(raw, "series"), _text(raw, "number")
+    for name, value in (("seller_tax_id", tax_id), ("template", template), ("series", series),
+                        ("number", number_text)):
+        if not value:
+            out.append(cfg.violation("invoice.field.required", prefix + name))
+    if tax_id and not vn.tax_id_valid(tax_id):
+        out.append(cfg.violation("vn.tax_id.invalid", prefix + "seller_tax_id", tax_id))
+    if template and template not in vn.TEMPLATES:
+        out.append(cfg.violation("vn.template.invalid", prefix + "template", template))
+    if series and template:
+        series = vn.normalise_series(series.upper(), template)
+        parsed = vn.parse_series(series)
+        if parsed is None:
+            out.append(cfg.violation("vn.series.invalid", prefix + "series", series))
+        elif parsed.kind == "F":
+            out.append(cfg.violation("vn.series.letter_f", prefix + "series", series))
+    number: int | None = None
+    if number_text:
+        if not number_text.isdigit():
+            out.append(cfg.violation("invoice.field.invalid", prefix + "number", "not a number"))
+        else:
+            number = int(number_text)
+            if not 1 <= number <= vn.MAX_NUMBER:
+                out.append(cfg.violation("vn.number.out_of_range", prefix + "number", number_text))
+    if any(v.severity is Severity.ERROR for v in out):
+        return None, out
+    assert tax_id
+    assert template
+    assert series
+    assert number is not None
+    return VnKey(vn.normalise_tax_id(tax_id), template, series, number), out
+
+
+def cn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[CnKey | None,
+                                                                                 list[Violation]]:
+    """Validate (invoice_code, invoice_number) per cn-invoice §1-§2 and §6 rule 2."""
+    out: list[Violation] = []
+    code = _text(raw, "invoice_code") or None
+    number = _text(raw, "invoice_number")
+    if not number:
+        out.append(cfg.violation("invoice.field.required", prefix + "invoice_number"))
+        return None, out
+    if code is not None and not cn.CODE_RE.fullmatch(code):
+        out.append(cfg.violation("cn.code.invalid", prefix + "invoice_code", code))
+    elif code is not None and not cn.NUMBER8_RE.fullmatch(number):
+        out.append(cfg.violation("cn.number.invalid", prefix + "invoice_number",
+                                 "an invoice with a code has an 8-digit number"))
+    elif code is None and not cn.NUMBER20_RE.fullmatch(number):
+        out.append(cfg.violation("cn.number.invalid", prefix + "invoice_number",
+                                 "an invoice without a code has a 20-digit number"))
+    if out:
+        return None, out
+    return CnKey(code, number), out
+
+
+def key_from_fields(raw: Mapping[str, Any], scheme: str, cfg: RuleConfig,
+                    prefix: str = "") -> tuple[InvoiceKey | None, list[Violation]]:
+    if scheme == "vn":
+        return vn_key(raw, cfg, prefix)
+    if scheme == "cn":
+        return cn_key(raw, cfg, prefix)
+    return None, [cfg.violation("invoice.scheme.unknown", prefix + "scheme", str(scheme))]

@@ -1,0 +1,102 @@
+"""The JSON package envelope (ARCHITECTURE.md "Interchange formats"): parse and check it whole.
+
+Anything wrong with the envelope rejects the package as a whole (`PackageError`), before a
+single invoice is looked at; per-invoice problems are the intake's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+PACKAGE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+MAX_ITEMS = 10_000
+
+
+class PackageError(Exception):
+    """The package cannot be taken at all. `status` is the HTTP status it maps to."""
+
+    def __init__(self, code: str, message: str, *, status: int = 422,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.details = details or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    package_id: str
+    sender: str
+    declared_count: int
+    invoices: list[Any]
+    notices: list[Any]
+    digest: str
+
+    @property
+    def item_count(self) -> int:
+        return len(self.invoices) + len(self.notices)
+
+
+def _list(data: dict[str, Any], name: str) -> list[Any]:
+    value = data.get(name, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PackageError("package.malformed", f"'{name}' must be a list",
+                           details={"field": name})
+    return value
+
+
+def package_from_json(data: object, *, max_items: int = MAX_ITEMS) -> Package:
+    if not isinstance(data, dict):
+        raise PackageError("package.malformed", "a package is a JSON object")
+    package_id = data.get("package_id")
+    if not isinstance(package_id, str) or not PACKAGE_ID_RE.fullmatch(package_id):
+        raise PackageError("package.id_invalid",
+                           "package_id must be 1-64 letters, digits or ._:- characters",
+                           details={"field": "package_id"})
+    sender = data.get("sender")
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > 64:
+        raise PackageError("package.sender_invalid", "sender must be a non-empty string",
+                           details={"field": "sender"})
+    declared = data.get("declared_count")
+    if isinstance(declared, bool) or not isinstance(declared, int) or declared < 0:
+        raise PackageError("package.count_invalid",
+                           "declared_count must be a non-negative integer",
+                           details={"field": "declared_count"})
+    invoices, notices = _list(data, "invoices"), _list(data, "notices")
+    actual = len(invoices) + len(notices)
+    if actual > max_items:
+        raise PackageError("package.too_many_items",
+                           f"a package holds at most {max_items} invoices and notices",
+                           status=413, details={"limit": max_items, "actual": actual})
+    if declared != actual:
+        raise PackageError("package.count_mismatch",
+                           "declared_count differs from the number of invoices plus notices; "
+                           "the package is rejected whole",
+                           details={"declared_count": declared, "actual": actual})
+    if actual == 0:
+        raise PackageError("package.empty", "the package holds no invoices or notices")
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return Package(
+        package_id=package_id,
+        sender=sender.strip(),
+        declared_count=declared,
+        invoices=invoices,
+        notices=notices,
+        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def parse_json_package(body: bytes, *, max_items: int = MAX_ITEMS) -> Package:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PackageError("package.malformed_json", f"body is not valid JSON: {exc}",
+                           status=400) from None
+    return package_from_json(data, max_items=max_items)

@@ -1,0 +1,213 @@
+"""Named intake rules: one stable code, one severity, messages in English and Vietnamese.
+
+Every check the indexer applies is a `Rule` registered here, so a rule code in an acceptance
+notice always resolves to this table, and rules the spec marks *unconfirmed* can be switched
+between `error` (reject), `warning` (accept and say so) and `off` by configuration
+(`RuleConfig.severity`, fed from `INVOICE_RULE_SEVERITY`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    code: str
+    severity: Severity
+    message_en: str
+    message_vi: str
+    spec: str
+    confirmed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    code: str
+    severity: Severity
+    field: str | None
+    message: str
+    message_vi: str
+    spec: str
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "rule": self.code,
+            "severity": self.severity.value,
+            "field": self.field,
+            "message": self.message,
+            "message_vi": self.message_vi,
+            "spec": self.spec,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """Per-deployment rule choices. Only severities and the clock tolerance are configurable."""
+
+    severity: Mapping[str, Severity] = field(default_factory=dict)
+    future_tolerance: timedelta = timedelta(minutes=10)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.severity) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown rule code(s) in severity overrides: {', '.join(unknown)}")
+
+    def severity_of(self, code: str) -> Severity:
+        return self.severity.get(code, RULES[code].severity)
+
+    def violation(self, code: str, field: str | None = None,
+                  detail: str | None = None) -> Violation:
+        rule = RULES[code]
+        return Violation(
+            code=code,
+            severity=self.severity_of(code),
+            field=field,
+            message=rule.message_en,
+            message_vi=rule.message_vi,
+            spec=rule.spec,
+            detail=detail,
+        )
+
+
+def parse_severity_overrides(text: str) -> dict[str, Severity]:
+    """Parse `code=severity,code=severity` (the `INVOICE_RULE_SEVERITY` format)."""
+    overrides: dict[str, Severity] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        code, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"rule override {item!r} is not of the form code=severity")
+        try:
+            overrides[code.strip()] = Severity(value.strip().lower())
+        except ValueError:
+            choices = ", ".join(s.value for s in Severity)
+            raise ValueError(f"rule override {item!r}: severity must be one of {choices}") from None
+    return overrides
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+_ALL = (
+    # --- fields common to both schemes -----------------------------------------------------
+    Rule("invoice.field.required", E, "A required field is missing.",
+         "Thiếu trường bắt buộc.", "ARCHITECTURE.md interchange formats"),
+    Rule("invoice.field.invalid", E, "A field has the wrong type or shape.",
+         "Trường dữ liệu sai kiểu hoặc sai định dạng.", "ARCHITECTURE.md interchange formats"),
+    Rule("invoice.scheme.unknown", E, "Unknown invoice scheme; expected 'vn' or 'cn'.",
+         "Loại hóa đơn không xác định; chỉ chấp nhận 'vn' hoặc 'cn'.", "ARCHITECTURE.md"),
+    Rule("invoice.kind.invalid", E, "Kind must be original, replacement or adjustment.",
+         "Tính chất hóa đơn phải là gốc, thay thế hoặc điều chỉnh.", "vn-einvoice §5.6"),
+    Rule("invoice.original.required", E,
+         "A replacement or adjustment invoice must name the original invoice.",
+         "Hóa đơn thay thế/điều chỉnh phải có thông tin hóa đơn gốc.", "vn-einvoice §5.6"),
+    Rule("invoice.original.unexpected", E,
+         "Only replacement or adjustment invoices name an original.",
+         "Chỉ hóa đơn thay thế/điều chỉnh mới có hóa đơn gốc.", "vn-einvoice §5.6"),
+    Rule("invoice.issued_at.invalid", E, "Issue time must be an ISO 8601 date-time.",
+         "Thời điểm lập phải theo định dạng ISO 8601.", "vn-einvoice §1.4"),
+    Rule("invoice.issued_at.timezone", E, "Issue time must carry its UTC offset.",
+         "Thời điểm lập phải kèm múi giờ.", "vn-einvoice §1.4"),
+    Rule("invoice.issued_at.future", E, "Issue time lies in the future.",
+         "Thời điểm lập ở tương lai.", "cn-invoice §6.2"),
+    Rule("invoice.currency.invalid", E, "Currency must be an ISO 4217 code.",
+         "Đơn vị tiền tệ phải theo mã ISO 4217.", "vn-einvoice §5.2 DVTTe"),
+    Rule("invoice.amount.invalid", E, "Amounts must be decimal strings.",
+         "Số tiền phải là chuỗi số thập phân.", "vn-einvoice §5.5"),
+    Rule("invoice.amount.precision", E, "Amount has more decimal places than allowed.",
+         "Số tiền có nhiều chữ số thập phân hơn mức cho phép.",
+         "vn-einvoice §5.5; cn-invoice §6.5"),
+    Rule("invoice.totals.inconsistent", W,
+         "Total differs from amount before tax plus tax by more than the tolerance.",
+         "Tổng thanh toán khác tổng tiền trước thuế cộng tiền thuế.", "vn-einvoice §5.5",
+         confirmed=False),
+    # --- Vietnamese identity --------------------------------------------------------------
+    Rule("vn.tax_id.invalid", E, "Tax id is not a valid MST (10 or 13 digits with check digit) "
+         "or 12-digit personal id.", "Mã số thuế không hợp lệ.", "vn-einvoice §3"),
+    Rule("vn.template.invalid", E, "Template symbol (KHMSHDon) must be one digit 1-9.",
+         "Ký hiệu mẫu số hóa đơn phải là một chữ số từ 1 đến 9.", "vn-einvoice §1.1"),
+    Rule("vn.series.invalid", E, "Series symbol (KHHDon) must match [CK]YY[TDLMNBGHX][A-Z0-9]{2}.",
+         "Ký hiệu hóa đơn không đúng định dạng.", "vn-einvoice §1.2"),
+    Rule("vn.series.letter_f", W, "Series letter F (reported for 2026) is not confirmed.",
+         "Ký tự F trong ký hiệu hóa đơn chưa được xác nhận.", "vn-einvoice §1.2",
+         confirmed=False),
+    Rule("vn.series.year_mismatch", E, "Series year (positions 2-3) differs from the issue year.",
+         "Năm trong ký hiệu hóa đơn khác năm lập hóa đơn.", "vn-einvoice §1.2"),
+    Rule("vn.number.out_of_range", E, "Invoice number (SHDon) must be 1 to 99,999,999.",
+         "Số hóa đơn phải từ 1 đến 99.999.999.", "vn-einvoice §1.3"),
+    Rule("vn.authority_code.required", E, "A series starting with C requires an authority code.",
+         "Hóa đơn có mã phải có mã của cơ quan thuế.", "vn-einvoice §1.2, §2.1"),
+    Rule("vn.authority_code.invalid", E,
+         "Authority code (MCCQT) must be 34 hex characters or a cash-register code.",
+         "Mã của cơ quan thuế không đúng định dạng.", "vn-einvoice §2"),
+    Rule("vn.authority_code.unexpected", W, "A series starting with K carries no authority code.",
+         "Hóa đơn không có mã nhưng lại có mã của cơ quan thuế.", "vn-einvoice §1.2",
+         confirmed=False),
+    Rule("vn.authority_code.cash_register_form", E,
+         "A cash-register series (M) needs a code of the form M1-YY-XXXXX-00000000001.",
+         "Hóa đơn máy tính tiền phải có mã dạng M1-YY-XXXXX-00000000001.", "vn-einvoice §2.2"),
+    Rule("vn.authority_code.cash_register_year", W,
+         "The year in the cash-register code differs from the issue year.",
+         "Năm trong mã hóa đơn máy tính tiền khác năm lập.", "vn-einvoice §2.2",
+         confirmed=False),
+    # --- Chinese identity -------------------------------------------------------------------
+    Rule("cn.code.invalid", E, "Invoice code must be 10 or 12 digits, or empty for a "
+         "fully digitalised invoice.", "Mã hóa đơn (发票代码) không hợp lệ.", "cn-invoice §1"),
+    Rule("cn.code.unsupported_type", E,
+         "The invoice code does not belong to a VAT invoice type we can verify.",
+         "Mã hóa đơn không thuộc loại hóa đơn VAT có thể xác minh.", "cn-invoice §1.4"),
+    Rule("cn.code.type_underived", W,
+         "The invoice code is not one whose type can be derived; the declared type is used.",
+         "Không suy ra được loại hóa đơn từ mã; dùng loại đã khai báo.", "cn-invoice §1.2, §3.3",
+         confirmed=False),
+    Rule("cn.number.invalid", E, "Invoice number must be 8 digits with a code, or 20 digits "
+         "without one.", "Số hóa đơn (发票号码) không hợp lệ.", "cn-invoice §1.3, §2"),
+    Rule("cn.number.year_mismatch", W,
+         "The first two digits of a 20-digit number differ from the issue year.",
+         "Hai chữ số đầu của số hóa đơn 20 chữ số khác năm lập.", "cn-invoice §2",
+         confirmed=False),
+    Rule("cn.type_code.unknown", E, "Unknown invoice type code.",
+         "Mã loại hóa đơn không xác định.", "cn-invoice §3.2"),
+    Rule("cn.type_code.mismatch", W, "The type code differs from the type derived from the code.",
+         "Mã loại hóa đơn khác loại suy ra từ mã hóa đơn.", "cn-invoice §6.3"),
+    Rule("cn.check_code.invalid", E, "Check code (校验码) must be 20 digits.",
+         "Mã kiểm tra (校验码) phải gồm 20 chữ số.", "cn-invoice §3.1"),
+    Rule("cn.tax_id.invalid", E, "Chinese taxpayer id must be 15 to 20 digits or capital letters.",
+         "Mã số thuế Trung Quốc phải gồm 15 đến 20 chữ số hoặc chữ in hoa.", "cn-invoice §4.4"),
+    # --- chain rules (against what the store already holds) -------------------------------
+    Rule("chain.duplicate_key", E, "An invoice with this key has already been accepted.",
+         "Hóa đơn với khóa này đã được tiếp nhận.", "vn-einvoice §1.3, §8 step 2.2"),
+    Rule("chain.duplicate_authority_code", E, "This authority code is already used by another "
+         "invoice.", "Mã của cơ quan thuế đã được dùng cho hóa đơn khác.", "vn-einvoice §2.2"),
+    Rule("chain.original.not_found", E, "The original invoice is not in the index.",
+         "Không tìm thấy hóa đơn gốc.", "vn-einvoice §8 step 2.3-2.4"),
+    Rule("chain.original.not_in_force", E, "The original invoice is cancelled or already replaced.",
+         "Hóa đơn gốc đã bị hủy hoặc đã bị thay thế.", "vn-einvoice §8 step 2.3-2.4"),
+    Rule("chain.original.is_adjustment", E, "An adjustment invoice cannot be replaced.",
+         "Không được thay thế hóa đơn điều chỉnh.", "vn-einvoice §8 step 2.3"),
+    Rule("chain.original.adjusted", E, "An adjusted invoice cannot be replaced.",
+         "Không được thay thế hóa đơn đã bị điều chỉnh.", "vn-einvoice §8 step 2.3"),
+    Rule("chain.original.scheme", E, "The original invoice must be of the same scheme and seller.",
+         "Hóa đơn gốc phải cùng loại và cùng người bán.", "vn-einvoice §5.6"),
+    # --- notices (cancellation) ------------------------------------------------------------
+    Rule("notice.kind.invalid", E, "Notice kind must be 'cancel'.",
+         "Loại thông báo phải là 'cancel' (hủy).", "vn-einvoice §6.5 TCTBao"),
+    Rule("notice.reason.required", E, "A cancellation needs a reason.",
+         "Thông báo hủy phải có lý do.", "vn-einvoice §8 step 2.5"),
+    Rule("notice.target.not_found", E, "The invoice to cancel is not in the index.",
+         "Không tìm thấy hóa đơn cần hủy.", "vn-einvoice §8 step 2.5"),
+    Rule("notice.target.not_in_force", E, "The invoice is already cancelled or replaced.",
+         "Hóa đơn đã bị hủy hoặc đã bị thay thế.", "vn-einvoice §8 step 2.5"),
+)
+
+RULES: Mapping[str, Rule] = {rule.code: rule for rule in _ALL}

@@ -1,0 +1,58 @@
+"""The store protocol every backend implements and the contract suite pins.
+
+A store holds accepted invoices (by document id, see `indexer.keys`) and the acceptance
+notice of every package it committed, so a re-posted package is answered from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from indexer.model import Invoice
+
+
+class PackageExistsError(Exception):
+    """`commit_package` found the package id already committed (a concurrent re-post)."""
+
+
+class DuplicateInvoiceError(Exception):
+    """A new invoice collided with a stored key or authority code (a concurrent intake)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPackage:
+    package_id: str
+    sender: str
+    digest: str  # sha256 of the canonical package, to tell a replay from an id reuse
+    received_at: datetime
+    notice: dict[str, Any]
+
+
+class InvoiceStore(Protocol):
+    backend: str
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer now."""
+
+    async def get_invoice(self, doc_id: str) -> Invoice | None: ...
+
+    async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]: ...
+
+    async def find_by_authority_code(self, code: str) -> Invoice | None: ...
+
+    async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]: ...
+
+    async def get_package(self, package_id: str) -> StoredPackage | None: ...
+
+    async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],
+                             changed: Sequence[Invoice]) -> None:
+        """Store the package record, insert `new` invoices and overwrite `changed` ones.
+
+        All or nothing. Raises `PackageExistsError` if the package id is taken and
+        `DuplicateInvoiceError` if a new invoice's key or authority code is taken.
+        """
+
+    async def count_invoices(self) -> int: ...

@@ -1,0 +1,189 @@
+"""The embedded default store: one SQLite file in WAL mode, parameterised SQL only.
+
+Reads and writes use separate connections (aiosqlite runs each in its own thread), so a
+long intake transaction never blocks lookups: WAL readers see the last committed state.
+`synchronous=FULL` makes a commit durable before `commit_package` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+
+from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc
+from indexer.model import Invoice
+from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS invoices (
+    doc_id            TEXT PRIMARY KEY,
+    scheme            TEXT NOT NULL CHECK (scheme IN ('vn', 'cn')),
+    seller_tax_id     TEXT,
+    template          TEXT,
+    series            TEXT,
+    number            INTEGER,
+    invoice_code      TEXT,
+    invoice_number    TEXT,
+    authority_code    TEXT,
+    issued_at         TEXT NOT NULL,
+    issued_ts         INTEGER NOT NULL,
+    issued_on         TEXT NOT NULL,
+    currency          TEXT NOT NULL,
+    amount_before_tax INTEGER NOT NULL,
+    tax_amount        INTEGER NOT NULL,
+    total_amount      INTEGER NOT NULL,
+    seller_name       TEXT,
+    buyer_tax_id      TEXT,
+    buyer_name        TEXT,
+    type_code         TEXT,
+    check_code        TEXT,
+    kind              TEXT NOT NULL,
+    original_id       TEXT,
+    lifecycle         TEXT NOT NULL,
+    relations         TEXT NOT NULL,
+    package_id        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS invoices_authority_code
+    ON invoices (authority_code) WHERE authority_code IS NOT NULL;
+CREATE INDEX IF NOT EXISTS invoices_vn_series
+    ON invoices (seller_tax_id, template, series, number) WHERE scheme = 'vn';
+CREATE INDEX IF NOT EXISTS invoices_cn_code
+    ON invoices (invoice_code, invoice_number) WHERE scheme = 'cn';
+CREATE INDEX IF NOT EXISTS invoices_buyer ON invoices (buyer_tax_id, issued_on);
+CREATE TABLE IF NOT EXISTS packages (
+    package_id  TEXT PRIMARY KEY,
+    sender      TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    notice      TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_COLUMNS = ", ".join(DOC_FIELDS)
+_PLACEHOLDERS = ", ".join(f":{name}" for name in DOC_FIELDS)
+_INSERT = f"INSERT INTO invoices ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 (constants)
+_UPDATE = ("UPDATE invoices SET lifecycle = :lifecycle, relations = :relations"
+           " WHERE doc_id = :doc_id")
+_SELECT = f"SELECT {_COLUMNS} FROM invoices"  # noqa: S608 (constants)
+#: Sets of ids travel as one JSON array parameter, expanded by SQLite's json_each: no SQL text
+#: is ever built from input, and no host-parameter limit applies.
+_IN_JSON = "IN (SELECT value FROM json_each(?))"
+# Every statement is a constant assembled here, at import, from constants only.
+_GET_ONE = f"{_SELECT} WHERE doc_id = ?"
+_GET_MANY = f"{_SELECT} WHERE doc_id {_IN_JSON}"
+_GET_BY_CODE = f"{_SELECT} WHERE authority_code = ?"
+_CODES_TAKEN = f"SELECT authority_code FROM invoices WHERE authority_code {_IN_JSON}"  # noqa: S608
+
+
+def _row_to_invoice(row: sqlite3.Row) -> Invoice:
+    return invoice_from_doc(dict(zip(DOC_FIELDS, row, strict=True)))
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute("PRAGMA busy_timeout = 5000")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class SqliteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection,
+                 reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+
+    async def ping(self) -> None:
+        await self._reader.execute_fetchall("SELECT 1")
+
+    async def get_invoice(self, doc_id: str) -> Invoice | None:
+        rows = await self._reader.execute_fetchall(_GET_ONE, (doc_id,))
+        return _row_to_invoice(next(iter(rows))) if rows else None
+
+    async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
+        rows = await self._reader.execute_fetchall(
+            _GET_MANY, (json.dumps(sorted(set(doc_ids))),))
+        return {inv.doc_id: inv for inv in map(_row_to_invoice, rows)}
+
+    async def find_by_authority_code(self, code: str) -> Invoice | None:
+        rows = await self._reader.execute_fetchall(_GET_BY_CODE, (code,))
+        return _row_to_invoice(next(iter(rows))) if rows else None
+
+    async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]:
+        rows = await self._reader.execute_fetchall(
+            _CODES_TAKEN, (json.dumps(sorted(set(codes))),))
+        return {row[0] for row in rows}
+
+    async def get_package(self, package_id: str) -> StoredPackage | None:
+        rows = list(await self._reader.execute_fetchall(
+            "SELECT package_id, sender, digest, received_at, notice FROM packages"
+            " WHERE package_id = ?", (package_id,)))
+        if not rows:
+            return None
+        pid, sender, digest, received_at, notice = rows[0]
+        return StoredPackage(pid, sender, digest, datetime.fromisoformat(received_at),
+                             json.loads(notice))
+
+    async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],
+                             changed: Sequence[Invoice]) -> None:
+        conn = self._writer
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            try:
+                await conn.execute(
+                    "INSERT INTO packages (package_id, sender, digest, received_at, notice)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (package.package_id, package.sender, package.digest,
+                     package.received_at.isoformat(), json.dumps(package.notice,
+                                                                 ensure_ascii=False)))
+            except sqlite3.IntegrityError as exc:
+                raise PackageExistsError(package.package_id) from exc
+            try:
+                await conn.executemany(_INSERT, [invoice_to_doc(inv) for inv in new])
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateInvoiceError(str(exc)) from exc
+            await conn.executemany(_UPDATE, [invoice_to_doc(inv) for inv in changed])
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    async def count_invoices(self) -> int:
+        rows = list(await self._reader.execute_fetchall("SELECT count(*) FROM invoices"))
+        return int(rows[0][0])
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    version = int(rows[0][0])
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
+    if version < SCHEMA_VERSION:
+        await conn.executescript(_SCHEMA)
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@asynccontextmanager
+async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
+    """Open (creating and migrating if needed) the store file; close both connections after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = await _connect(path)
+    try:
+        await _migrate(writer)
+        reader = await _connect(path)
+        try:
+            await reader.execute("PRAGMA query_only = ON")
+            yield SqliteStore(path, writer, reader)
+        finally:
+            await reader.close()
+    finally:
+        await writer.close()

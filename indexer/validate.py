@@ -1,0 +1,250 @@
+"""Field validation of one invoice or cancel notice from the JSON interchange format.
+
+Pure functions: raw mapping in, model (or nothing) plus violations out. Chain rules that need
+the store (duplicates, originals) live in `indexer.intake`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from indexer import cn, vn
+from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_fields
+from indexer.model import Amounts, Invoice, Kind
+from indexer.money import AmountError, parse_amount
+from indexer.rules import RuleConfig, Severity, Violation
+
+#: Local time of each scheme (neither country observes daylight saving time).
+SCHEME_TZ = {"vn": timezone(timedelta(hours=7)), "cn": timezone(timedelta(hours=8))}
+#: Decimal places allowed per scheme: VND amounts may carry fractions in XML, CNY is in fen.
+_AMOUNT_PLACES = {"vn": 4, "cn": 2}
+_TOTALS_TOLERANCE = {"vn": Decimal(1), "cn": Decimal("0.01")}
+_MAX_TEXT = 400
+
+
+@dataclass(frozen=True, slots=True)
+class CancelNotice:
+    key: InvoiceKey
+    notice_id: str
+    reason: str
+
+
+def is_fatal(violations: list[Violation]) -> bool:
+    return any(v.severity is Severity.ERROR for v in violations)
+
+
+def _kept(violations: list[Violation]) -> list[Violation]:
+    return [v for v in violations if v.severity is not Severity.OFF]
+
+
+def infer_scheme(raw: Mapping[str, Any]) -> str:
+    scheme = raw.get("scheme")
+    if isinstance(scheme, str) and scheme:
+        return scheme.lower()
+    return "cn" if "invoice_number" in raw else "vn"
+
+
+def parse_issued_at(value: object, cfg: RuleConfig, now: datetime,
+                    out: list[Violation]) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        out.append(cfg.violation("invoice.field.required", "issued_at"))
+        return None
+    try:
+        issued = datetime.fromisoformat(value.strip())
+    except ValueError:
+        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", value))
+        return None
+    if issued.tzinfo is None or issued.utcoffset() is None:
+        out.append(cfg.violation("invoice.issued_at.timezone", "issued_at", value))
+        return None
+    if issued > now + cfg.future_tolerance:
+        out.append(cfg.violation("invoice.issued_at.future", "issued_at", value))
+    return issued
+
+
+def _text(raw: Mapping[str, Any], name: str, cfg: RuleConfig, out: list[Violation],
+          *, required: bool = False, max_len: int = _MAX_TEXT) -> str | None:
+    value = raw.get(name)
+    if value is None or value == "":
+        if required:
+            out.append(cfg.violation("invoice.field.required", name))
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        out.append(cfg.violation("invoice.field.invalid", name, f"a string of at most {max_len}"))
+        return None
+    return value.strip()
+
+
+def _clean(raw: Mapping[str, Any], name: str) -> str | None:
+    """A text field already checked by `_text`: stripped, or None when absent or empty."""
+    value = raw.get(name)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _amounts(raw: Mapping[str, Any], scheme: str, cfg: RuleConfig,
+             out: list[Violation]) -> Amounts | None:
+    values: dict[str, Decimal] = {}
+    for name in ("amount_before_tax", "tax_amount", "total_amount"):
+        if raw.get(name) in (None, ""):
+            out.append(cfg.violation("invoice.field.required", name))
+            continue
+        try:
+            values[name] = parse_amount(raw[name], max_places=_AMOUNT_PLACES[scheme])
+        except AmountError as exc:
+            code = "invoice.amount.precision" if "places" in str(exc) else "invoice.amount.invalid"
+            out.append(cfg.violation(code, name, str(exc)))
+    if len(values) < 3:
+        return None
+    amounts = Amounts(values["amount_before_tax"], values["tax_amount"], values["total_amount"])
+    if abs(amounts.total - amounts.before_tax - amounts.tax) > _TOTALS_TOLERANCE[scheme]:
+        out.append(cfg.violation("invoice.totals.inconsistent", "total_amount",
+                                 f"{amounts.before_tax} + {amounts.tax} != {amounts.total}"))
+    return amounts
+
+
+def _vn_checks(raw: Mapping[str, Any], key: VnKey, issued: datetime | None, cfg: RuleConfig,
+               out: list[Violation]) -> str | None:
+    series = vn.parse_series(key.series)
+    assert series is not None  # key validation guarantees the shape
+    local = issued.astimezone(SCHEME_TZ["vn"]) if issued else None
+    if local and series.year != local.year % 100:
+        out.append(cfg.violation("vn.series.year_mismatch", "series",
+                                 f"series year {series.year:02d}, issued {local.year}"))
+    code = _text(raw, "authority_code", cfg, out, max_len=34)
+    if code is None:
+        if series.with_code:
+            out.append(cfg.violation("vn.authority_code.required", "authority_code"))
+        return None
+    code = code.upper()
+    if not series.with_code:
+        out.append(cfg.violation("vn.authority_code.unexpected", "authority_code", code))
+    register = vn.CASH_REGISTER_CODE_RE.fullmatch(code)
+    if series.kind == "M" and series.with_code and register is None:
+        out.append(cfg.violation("vn.authority_code.cash_register_form", "authority_code", code))
+    elif register is None and not vn.AUTHORITY_CODE_RE.fullmatch(code):
+        out.append(cfg.violation("vn.authority_code.invalid", "authority_code", code))
+    if register and local and int(register["yy"]) != local.year % 100:
+        out.append(cfg.violation("vn.authority_code.cash_register_year", "authority_code", code))
+    buyer = _text(raw, "buyer_tax_id", cfg, out, max_len=14)
+    if buyer and not vn.tax_id_valid(buyer):
+        out.append(cfg.violation("vn.tax_id.invalid", "buyer_tax_id", buyer))
+    return code
+
+
+def _cn_checks(raw: Mapping[str, Any], key: CnKey, issued: datetime | None, cfg: RuleConfig,
+               out: list[Violation]) -> tuple[str | None, str | None]:
+    declared = _text(raw, "type_code", cfg, out, max_len=2)
+    if declared is not None and declared not in cn.TYPE_CODES:
+        out.append(cfg.violation("cn.type_code.unknown", "type_code", declared))
+        declared = None
+    if key.code is None:
+        derived: str | None = cn.type_from_number20(key.number)
+        local = issued.astimezone(SCHEME_TZ["cn"]) if issued else None
+        if local and int(key.number[:2]) != local.year % 100:
+            out.append(cfg.violation("cn.number.year_mismatch", "invoice_number", key.number))
+    else:
+        derived = cn.type_from_code(key.code)
+        if derived is None and declared is None:
+            out.append(cfg.violation("cn.code.unsupported_type", "invoice_code", key.code))
+        elif derived is None:
+            out.append(cfg.violation("cn.code.type_underived", "invoice_code", key.code))
+    if declared and derived and not cn.same_type(declared, derived) and key.code is not None:
+        out.append(cfg.violation("cn.type_code.mismatch", "type_code",
+                                 f"declared {declared}, code implies {derived}"))
+    check = _text(raw, "check_code", cfg, out, max_len=20)
+    if check is not None and not cn.CHECK_CODE_RE.fullmatch(check):
+        out.append(cfg.violation("cn.check_code.invalid", "check_code", check))
+    for name in ("seller_tax_id", "buyer_tax_id"):
+        tax_id = _text(raw, name, cfg, out, max_len=20)
+        if tax_id and not cn.TAX_ID_RE.fullmatch(tax_id):
+            out.append(cfg.violation("cn.tax_id.invalid", name, tax_id))
+    return declared or derived, check
+
+
+def _original(raw: Mapping[str, Any], scheme: str, kind: Kind | None, cfg: RuleConfig,
+              out: list[Violation]) -> InvoiceKey | None:
+    original = raw.get("original")
+    if kind in (Kind.REPLACEMENT, Kind.ADJUSTMENT):
+        if not isinstance(original, Mapping):
+            out.append(cfg.violation("invoice.original.required", "original"))
+            return None
+        key, problems = key_from_fields(original, scheme, cfg, prefix="original.")
+        out.extend(problems)
+        return key
+    if original is not None:
+        out.append(cfg.violation("invoice.original.unexpected", "original"))
+    return None
+
+
+def validate_invoice(raw: object, cfg: RuleConfig, *, package_id: str,
+                     now: datetime) -> tuple[Invoice | None, list[Violation]]:
+    """Check one JSON invoice; returns the model only when no error-severity rule fired."""
+    if not isinstance(raw, Mapping):
+        return None, [cfg.violation("invoice.field.invalid", None, "an invoice is a JSON object")]
+    out: list[Violation] = []
+    scheme = infer_scheme(raw)
+    key, problems = key_from_fields(raw, scheme, cfg)
+    out.extend(problems)
+    if scheme not in SCHEME_TZ:
+        return None, _kept(out)
+    issued = parse_issued_at(raw.get("issued_at"), cfg, now, out)
+    currency_raw = _text(raw, "currency", cfg, out, required=True, max_len=4)
+    currency = vn.normalise_currency(currency_raw) if currency_raw else None
+    if currency is not None and not (len(currency) == 3 and currency.isalpha()):
+        out.append(cfg.violation("invoice.currency.invalid", "currency", currency_raw))
+    amounts = _amounts(raw, scheme, cfg, out)
+    try:
+        kind: Kind | None = Kind(raw.get("kind") or "original")
+    except ValueError:
+        out.append(cfg.violation("invoice.kind.invalid", "kind", str(raw.get("kind"))))
+        kind = None
+    original = _original(raw, scheme, kind, cfg, out)
+    seller_name = _text(raw, "seller_name", cfg, out)
+    buyer_name = _text(raw, "buyer_name", cfg, out)
+    authority_code = type_code = check_code = None
+    if isinstance(key, VnKey):
+        authority_code = _vn_checks(raw, key, issued, cfg, out)
+    elif isinstance(key, CnKey):
+        type_code, check_code = _cn_checks(raw, key, issued, cfg, out)
+    out = _kept(out)
+    if is_fatal(out) or key is None or issued is None or amounts is None or kind is None:
+        return None, out
+    assert currency is not None
+    seller_tax_id = key.seller_tax_id if isinstance(key, VnKey) else _clean(raw, "seller_tax_id")
+    buyer_tax_id = _clean(raw, "buyer_tax_id")
+    invoice = Invoice(
+        key=key, issued_at=issued, currency=currency, amounts=amounts, package_id=package_id,
+        kind=kind, original=original, seller_tax_id=seller_tax_id, seller_name=seller_name,
+        buyer_tax_id=vn.normalise_tax_id(buyer_tax_id) if buyer_tax_id else None,
+        buyer_name=buyer_name, authority_code=authority_code, type_code=type_code,
+        check_code=check_code,
+    )
+    return invoice, out
+
+
+def validate_notice(raw: object, cfg: RuleConfig) -> tuple[CancelNotice | None, list[Violation]]:
+    """Check one cancel notice (`{"kind": "cancel", "key": {...}, "reason", "notice_id"}`)."""
+    if not isinstance(raw, Mapping):
+        return None, [cfg.violation("invoice.field.invalid", None, "a notice is a JSON object")]
+    out: list[Violation] = []
+    if raw.get("kind") != "cancel":
+        out.append(cfg.violation("notice.kind.invalid", "kind", str(raw.get("kind"))))
+    reason = _text(raw, "reason", cfg, out, max_len=255)
+    if reason is None:
+        out.append(cfg.violation("notice.reason.required", "reason"))
+    notice_id = _text(raw, "notice_id", cfg, out, required=True, max_len=64)
+    key_raw = raw.get("key")
+    key: InvoiceKey | None = None
+    if isinstance(key_raw, Mapping):
+        key, problems = key_from_fields(key_raw, infer_scheme(key_raw), cfg, prefix="key.")
+        out.extend(problems)
+    else:
+        out.append(cfg.violation("invoice.field.required", "key"))
+    out = _kept(out)
+    if is_fatal(out) or key is None or reason is None or notice_id is None:
+        return None, out
+    return CancelNotice(key=key, notice_id=notice_id, reason=reason), out

@@ -1,0 +1,73 @@
+"""Vietnamese identity formats (spec/vn-einvoice.md §1-§3): tax id, template, series, codes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MST_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
+_MST_RE = re.compile(r"(\d{10})(?:-?(\d{3}))?")
+_PERSONAL_ID_RE = re.compile(r"\d{12}")
+SERIES_RE = re.compile(r"(?P<code>[CK])(?P<yy>\d{2})(?P<kind>[TDLMNBGHXF])(?P<own>[A-Z0-9]{2})")
+AUTHORITY_CODE_RE = re.compile(r"[0-9A-F]{34}")
+CASH_REGISTER_CODE_RE = re.compile(
+    r"M(?P<digit>\d)-(?P<yy>\d{2})-(?P<range>[A-Z0-9]{5})-(?P<seq>\d{11})")
+TEMPLATES = frozenset("123456789")
+MAX_NUMBER = 99_999_999
+
+
+def normalise_tax_id(value: str) -> str:
+    """Canonical MST text: spaces removed, branch suffix written with a dash."""
+    compact = value.replace(" ", "")
+    m = _MST_RE.fullmatch(compact)
+    if m and m[2]:
+        return f"{m[1]}-{m[2]}"
+    return compact
+
+
+def mst_valid(value: str) -> bool:
+    """10-digit MST or 13-digit branch MST with the N10 check digit (§3)."""
+    m = _MST_RE.fullmatch(value.replace(" ", ""))
+    if not m or m[1][2:9] == "0000000" or m[2] == "000":
+        return False
+    r = sum(w * int(d) for w, d in zip(_MST_WEIGHTS, m[1], strict=False)) % 11
+    return r != 0 and (10 - r) % 10 == int(m[1][9])
+
+
+def tax_id_valid(value: str) -> bool:
+    """An MST, or the 12-digit personal id used by individuals and households (§3)."""
+    return mst_valid(value) or bool(_PERSONAL_ID_RE.fullmatch(value))
+
+
+def mst_check_digit(prefix9: str) -> int | None:
+    """The N10 digit completing a 9-digit prefix, or None when no valid MST exists for it."""
+    r = sum(w * int(d) for w, d in zip(_MST_WEIGHTS, prefix9, strict=True)) % 11
+    return None if r == 0 else (10 - r) % 10
+
+
+def normalise_series(series: str, template: str) -> str:
+    """Strip a template digit wrongly prefixed to the series (`1C22TAA` -> `C22TAA`, §1.2)."""
+    if len(series) == 7 and series[0] == template:
+        return series[1:]
+    return series
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    with_code: bool
+    year: int  # two-digit year as written
+    kind: str
+    own: str
+
+
+def parse_series(series: str) -> Series | None:
+    m = SERIES_RE.fullmatch(series)
+    if not m:
+        return None
+    return Series(with_code=m["code"] == "C", year=int(m["yy"]), kind=m["kind"], own=m["own"])
+
+
+def normalise_currency(value: str) -> str:
+    """`đ` and `VNĐ` seen in real data mean VND (§5.2)."""
+    v = value.strip()
+    return "VND" if v in {"đ", "VNĐ", "vnđ", "VNđ"} else v.upper()
