@@ -1,0 +1,40 @@
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from indexer.money import AmountError, format_amount, from_scaled, parse_amount, to_scaled
+
+
+def test_amounts_are_decimal_and_stored_as_scaled_integers() -> None:
+    amount = parse_amount("106.00")
+    assert amount == Decimal("106")
+    assert to_scaled(amount) == 1_060_000
+    assert format_amount(from_scaled(1_060_000)) == "106"
+    assert format_amount(from_scaled(10_000_000)) == "1000"
+
+
+@pytest.mark.parametrize("bad", [1.5, None, True, "abc", "NaN", "Infinity", "", [1]])
+def test_non_decimal_amounts_are_refused(bad: object) -> None:
+    with pytest.raises(AmountError):
+        parse_amount(bad)
+
+
+def test_precision_limit() -> None:
+    assert parse_amount("1.25", max_places=2) == Decimal("1.25")
+    with pytest.raises(AmountError, match="decimal places"):
+        parse_amount("1.255", max_places=2)
+    assert parse_amount("1.2500", max_places=2) == Decimal("1.25")
+
+
+def test_too_large_for_int64_is_refused() -> None:
+    with pytest.raises(AmountError, match="too large"):
+        parse_amount("1" + "0" * 16)
+
+
+@given(st.decimals(min_value=-10**12, max_value=10**12, places=4, allow_nan=False,
+                   allow_infinity=False))
+def test_scaled_round_trip_is_exact(amount: Decimal) -> None:
+    assert from_scaled(to_scaled(amount)) == amount
+    assert parse_amount(format_amount(from_scaled(to_scaled(amount)))) == amount

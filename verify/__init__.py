@@ -1,0 +1,1 @@
+"""The aiohttp verification service, its CLI and settings wiring."""

@@ -1,0 +1,169 @@
+"""`invoice-verify`: serve, ingest, demo. One entry point; settings come from the environment
+and explicit options override them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
+
+import typer
+from aiohttp import web
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from indexer.intake import Intake
+from indexer.package import PackageError, package_from_json, parse_json_package
+from indexer.store.sqlite import open_sqlite_store
+from verify.app import create_app
+from verify.demo import DemoPlan, build_demo, example_queries
+from verify.logs import AccessLogger, configure_logging
+from verify.settings import Settings, SettingsError
+
+app = typer.Typer(help="Verify Vietnamese and Chinese e-invoices.", no_args_is_help=True,
+                  add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
+                                                                  "[env INVOICE_DATA_DIR]")]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings.from_env().with_overrides(**overrides)
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
+    accepted = rejected = 0
+    async with open_sqlite_store(settings.sqlite_path) as store:
+        intake = Intake(store, settings.rules)
+        with _progress() as bar:
+            task = bar.add_task("loading demo packages", total=len(plan.packages))
+            for raw in plan.packages:
+                result = await intake.ingest(package_from_json(raw, max_items=10**6))
+                if not result.replayed:
+                    accepted += result.notice["accepted"]
+                    rejected += result.notice["rejected"]
+                bar.advance(task)
+    return accepted, rejected
+
+
+def _print_examples(settings: Settings, plan: DemoPlan) -> None:
+    base = f"http://{settings.host}:{settings.port}/api/v1/invoices/lookup"
+    out.print("[bold]Example lookups[/] (with the service running):")
+    for title, query in example_queries(plan):
+        out.print(f"  # {title}")
+        out.print(f"  curl -s '{base}?{urlencode(query)}'", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def demo(data_dir: DataDir = None,
+         per_series: Annotated[int, typer.Option(min=100, help="invoices per series")] = 2500,
+         seed: Annotated[int, typer.Option(help="random seed of the generator")] = 20221515,
+         ) -> None:
+    """Load realistic generated invoices into the embedded store and print working lookups."""
+    settings = _settings(data_dir=data_dir)
+    plan = build_demo(seed=seed, per_series=per_series)
+    accepted, rejected = asyncio.run(_load_demo(settings, plan))
+    out.print(f"demo data in {settings.sqlite_path}: {accepted} items accepted, "
+              f"{rejected} rejected in this run ({plan.invoice_count} invoices generated; "
+              "already-loaded packages are skipped)")
+    if rejected:
+        err.print("[red]some demo items were rejected: the generator and the rules disagree[/]")
+        raise typer.Exit(1)
+    _print_examples(settings, plan)
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] = None,
+          port: Annotated[int | None, typer.Option(help="[env INVOICE_PORT]")] = None,
+          data_dir: DataDir = None,
+          with_demo: Annotated[bool, typer.Option("--demo", help="load demo data first")] = False,
+          ) -> None:
+    """Run the HTTP service (embedded SQLite default unless INVOICE_ES_URL is set)."""
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    if with_demo:
+        plan = build_demo()
+        asyncio.run(_load_demo(settings, plan))
+        _print_examples(settings, plan)
+    try:
+        application = create_app(settings)
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+    web.run_app(application, host=settings.host, port=settings.port,
+                access_log_class=AccessLogger, shutdown_timeout=10,
+                print=lambda msg: err.print(msg, highlight=False))
+
+
+async def _ingest(settings: Settings, files: list[Path]) -> int:
+    failures = 0
+    async with open_sqlite_store(settings.sqlite_path) as store:
+        intake = Intake(store, settings.rules)
+        with _progress() as bar:
+            task = bar.add_task("ingesting", total=len(files))
+            for path in files:
+                try:
+                    package = parse_json_package(path.read_bytes(),
+                                                 max_items=settings.max_package_items)
+                    result = await intake.ingest(package)
+                except (OSError, PackageError) as exc:
+                    failures += 1
+                    code = getattr(exc, "code", "file_unreadable")
+                    bar.console.print(f"[red]{path}: {code}: {exc}[/]", highlight=False)
+                else:
+                    notice = result.notice
+                    state = "already ingested" if result.replayed else notice["result"]
+                    bar.console.print(f"{path}: {notice['package_id']} {state}: "
+                                      f"{notice['accepted']} accepted, "
+                                      f"{notice['rejected']} rejected", highlight=False)
+                    for item in notice["items"]:
+                        for error in item["errors"]:
+                            bar.console.print(f"  item {item['index']}: {error['rule']}: "
+                                              f"{error['message']}", highlight=False)
+                bar.advance(task)
+    return failures
+
+
+@app.command()
+def ingest(files: Annotated[list[Path], typer.Argument(help="JSON package files")],
+           data_dir: DataDir = None) -> None:
+    """Ingest JSON packages from files, like POST /api/v1/packages; exit 1 if a file failed."""
+    settings = _settings(data_dir=data_dir)
+    failures = asyncio.run(_ingest(settings, files))
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("rules")
+def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List every intake rule with its code, severity in force and spec section."""
+    from indexer.rules import RULES
+
+    cfg = _settings().rules
+    rows = [{"rule": r.code, "severity": cfg.severity_of(r.code).value,
+             "confirmed": r.confirmed, "spec": r.spec, "message": r.message_en}
+            for r in RULES.values()]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    for row in rows:
+        flag = "" if row["confirmed"] else " (unconfirmed)"
+        out.print(f"{row['rule']:<40} {row['severity']:<8} {row['spec']}{flag}", highlight=False)
+
+
+def main() -> None:
+    app()

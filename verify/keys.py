@@ -1,0 +1,13 @@
+"""Typed application state: every `app[...]` key, declared once."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from indexer.intake import Intake
+from indexer.store import InvoiceStore
+from verify.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", InvoiceStore)
+INTAKE = web.AppKey("intake", Intake)

@@ -1,0 +1,125 @@
+"""Lookup query parameters -> which key form was asked for, and the fields to match.
+
+Forms (ARCHITECTURE.md): `seller_tax_id,template,series,number` (vn), `authority_code` (vn),
+`code,number` (cn) or a 20-digit `number` alone (cn). Unknown or repeated parameters are
+refused rather than ignored, so a typo never turns into a silently weaker check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from multidict import MultiMapping
+
+from indexer import vn
+from indexer.keys import InvoiceKey, cn_key, vn_key
+from indexer.money import AmountError, parse_amount
+from indexer.rules import RuleConfig
+from verify.errors import ApiError
+
+KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
+                        "code"})
+MATCH_PARAMS = frozenset({"total_amount", "amount", "issued_on", "check_code", "buyer_tax_id"})
+_CHECK_CODE_RE = re.compile(r"\d{6}|\d{20}")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchFields:
+    total_amount: Decimal | None = None
+    amount: Decimal | None = None
+    issued_on: date | None = None
+    check_code: str | None = None
+    buyer_tax_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LookupQuery:
+    scheme: str
+    key: InvoiceKey | None  # None when asked by authority code
+    authority_code: str | None
+    match: MatchFields
+
+    def asked(self) -> dict[str, Any]:
+        """The key as the caller gave it, echoed in answers that found nothing."""
+        if self.key is not None:
+            return self.key.as_dict()
+        return {"authority_code": self.authority_code}
+
+
+def _bad(code: str, message: str, **details: Any) -> ApiError:
+    return ApiError(400, code, message, details)
+
+
+def _single(query: MultiMapping[str]) -> dict[str, str]:
+    unknown = sorted(set(query) - KEY_PARAMS - MATCH_PARAMS)
+    if unknown:
+        raise _bad("unknown_parameter", "unknown query parameter(s)", parameters=unknown,
+                   allowed=sorted(KEY_PARAMS | MATCH_PARAMS))
+    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
+    if repeated:
+        raise _bad("repeated_parameter", "each parameter may be given once", parameters=repeated)
+    return {k: v.strip() for k, v in query.items()}
+
+
+def _match(params: Mapping[str, str]) -> MatchFields:
+    amounts: dict[str, Decimal | None] = {}
+    for name in ("total_amount", "amount"):
+        try:
+            amounts[name] = parse_amount(params[name]) if params.get(name) else None
+        except AmountError as exc:
+            raise _bad("invalid_parameter", str(exc), parameter=name) from None
+    issued_on = None
+    if params.get("issued_on"):
+        try:
+            issued_on = date.fromisoformat(params["issued_on"])
+        except ValueError:
+            raise _bad("invalid_parameter", "issued_on must be YYYY-MM-DD",
+                       parameter="issued_on") from None
+    check = params.get("check_code") or None
+    if check is not None and not _CHECK_CODE_RE.fullmatch(check):
+        raise _bad("invalid_parameter", "check_code must be 20 digits or its last 6",
+                   parameter="check_code")
+    buyer = params.get("buyer_tax_id") or None
+    return MatchFields(amounts["total_amount"], amounts["amount"], issued_on, check,
+                       vn.normalise_tax_id(buyer) if buyer else None)
+
+
+def _key_error(violations: list[Any]) -> ApiError:
+    return _bad("invalid_key", "the invoice key is not valid",
+                violations=[v.as_dict() for v in violations])
+
+
+def parse_lookup(query: MultiMapping[str], cfg: RuleConfig) -> LookupQuery:
+    params = _single(query)
+    match = _match(params)
+    given = {k for k in KEY_PARAMS if params.get(k)}
+    if "authority_code" in given:
+        if given != {"authority_code"}:
+            raise _bad("ambiguous_key", "authority_code is a key on its own",
+                       parameters=sorted(given))
+        code = params["authority_code"].upper()
+        if not (vn.AUTHORITY_CODE_RE.fullmatch(code) or vn.CASH_REGISTER_CODE_RE.fullmatch(code)):
+            raise _bad("invalid_key", "authority_code must be 34 hex characters or a "
+                       "cash-register code", parameter="authority_code")
+        return LookupQuery("vn", None, code, match)
+    if given & {"seller_tax_id", "template", "series"}:
+        if "code" in given:
+            raise _bad("ambiguous_key", "mixes Vietnamese and Chinese key fields",
+                       parameters=sorted(given))
+        key, problems = vn_key(params, cfg)
+        if key is None:
+            raise _key_error(problems)
+        return LookupQuery("vn", key, None, match)
+    if "number" in given:
+        raw = {"invoice_code": params.get("code"), "invoice_number": params["number"]}
+        cn, problems = cn_key(raw, cfg)
+        if cn is None:
+            raise _key_error(problems)
+        return LookupQuery("cn", cn, None, match)
+    raise _bad("missing_key", "give seller_tax_id+template+series+number, authority_code, "
+               "code+number, or a 20-digit number")

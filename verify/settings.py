@@ -1,0 +1,85 @@
+"""Settings: one frozen dataclass read from the environment, here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from indexer.package import MAX_ITEMS
+from indexer.rules import RuleConfig, parse_severity_overrides
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    es_url: str | None = None
+    redis_url: str | None = None
+    max_package_bytes: int = 10 * 1024 * 1024
+    max_package_items: int = MAX_ITEMS
+    log_level: str = "INFO"
+    log_format: str = "json"
+    rules: RuleConfig = field(default_factory=RuleConfig)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "invoices.sqlite3"
+
+    @property
+    def backend(self) -> str:
+        return "elasticsearch" if self.es_url else "sqlite"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Apply CLI options given explicitly (None means: keep the environment's value)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        log_format = env.get("INVOICE_LOG_FORMAT", "json").lower()
+        if log_format not in {"json", "text"}:
+            raise SettingsError(f"INVOICE_LOG_FORMAT={log_format!r}: use json or text")
+        try:
+            severity = parse_severity_overrides(env.get("INVOICE_RULE_SEVERITY", ""))
+            rules = RuleConfig(
+                severity=severity,
+                future_tolerance=timedelta(
+                    seconds=_int(env, "INVOICE_FUTURE_TOLERANCE_SECONDS", 600)),
+            )
+        except ValueError as exc:
+            raise SettingsError(f"INVOICE_RULE_SEVERITY: {exc}") from None
+        return cls(
+            host=env.get("INVOICE_HOST", "127.0.0.1"),
+            port=_int(env, "INVOICE_PORT", 8080, minimum=1),
+            data_dir=Path(env.get("INVOICE_DATA_DIR", "data")),
+            es_url=env.get("INVOICE_ES_URL") or None,
+            redis_url=env.get("INVOICE_REDIS_URL") or None,
+            max_package_bytes=_int(env, "INVOICE_MAX_PACKAGE_BYTES", 10 * 1024 * 1024,
+                                   minimum=1024),
+            max_package_items=_int(env, "INVOICE_MAX_PACKAGE_ITEMS", MAX_ITEMS, minimum=1),
+            log_level=env.get("INVOICE_LOG_LEVEL", "INFO").upper(),
+            log_format=log_format,
+            rules=rules,
+        )
