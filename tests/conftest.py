@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from verify.access.apikeys import KeyStore
+from verify.access.db import open_access_db
+from verify.access.roles import Role
 from verify.app import create_app
 from verify.settings import Settings
 
@@ -19,5 +22,16 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def cli(aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings) -> Client:
-    return await aiohttp_client(create_app(settings))
+async def admin_token(settings: Settings) -> str:
+    """An admin key made the way `invoice-verify keys create` makes one."""
+    async with open_access_db(settings.access_path) as conn:
+        token, _ = await KeyStore(conn).create(Role.ADMIN, name="tests")
+    return token
+
+
+@pytest.fixture
+async def cli(aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings,
+              admin_token: str) -> Client:
+    """The real app, called with an admin key (role-specific tests make their own keys)."""
+    return await aiohttp_client(create_app(settings),
+                                headers={"Authorization": f"Bearer {admin_token}"})

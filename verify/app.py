@@ -5,13 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from indexer.intake import Intake
 from indexer.store.sqlite import open_sqlite_store
-from verify.keys import INTAKE, SETTINGS, STORE
+from verify.access.middleware import access_middleware, check_routes
+from verify.access.service import open_access
+from verify.keys import ACCESS, INTAKE, SETTINGS, STORE
 from verify.middlewares import error_middleware
 from verify.routes import setup_routes
 from verify.settings import Settings, SettingsError
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -22,14 +41,22 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def access_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_access(app[SETTINGS]) as access:
+        app[ACCESS] = access
+        yield
+
+
 def create_app(settings: Settings) -> web.Application:
     if settings.es_url or settings.redis_url:
         raise SettingsError(
             "INVOICE_ES_URL / INVOICE_REDIS_URL are set, but this build only has the embedded "
             "default (SQLite + in-memory replica); unset them to run embedded")
-    app = web.Application(middlewares=[error_middleware],
+    app = web.Application(middlewares=[security_headers, error_middleware, access_middleware],
                           client_max_size=settings.max_package_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(access_ctx)
     setup_routes(app)
+    check_routes(app)
     return app

@@ -4,8 +4,10 @@ and explicit options override them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -18,6 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from indexer.intake import Intake
 from indexer.package import PackageError, package_from_json, parse_json_package
 from indexer.store.sqlite import open_sqlite_store
+from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
+from verify.access.db import open_access_db
+from verify.access.roles import Role
 from verify.app import create_app
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.logs import AccessLogger, configure_logging
@@ -62,10 +67,14 @@ async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
 
 def _print_examples(settings: Settings, plan: DemoPlan) -> None:
     base = f"http://{settings.host}:{settings.port}/api/v1/invoices/lookup"
-    out.print("[bold]Example lookups[/] (with the service running):")
+    out.print("[bold]Example lookups[/] (with the service running; the admin key is written to "
+              f"{settings.admin_key_path} on the first start):")
+    out.print(f"  export INVOICE_KEY=$(cat {settings.admin_key_path})", highlight=False)
     for title, query in example_queries(plan):
         out.print(f"  # {title}")
-        out.print(f"  curl -s '{base}?{urlencode(query)}'", soft_wrap=True, highlight=False)
+        auth = '-H "Authorization: Bearer $INVOICE_KEY"'
+        out.print(f"  curl -s {auth} '{base}?{urlencode(query)}'", soft_wrap=True,
+                  highlight=False)
 
 
 @app.command()
@@ -91,9 +100,12 @@ def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] =
           port: Annotated[int | None, typer.Option(help="[env INVOICE_PORT]")] = None,
           data_dir: DataDir = None,
           with_demo: Annotated[bool, typer.Option("--demo", help="load demo data first")] = False,
+          insecure_local: Annotated[bool | None, typer.Option(
+              "--insecure-local", help="no API keys (loopback only) [env INVOICE_INSECURE_LOCAL]",
+          )] = None,
           ) -> None:
     """Run the HTTP service (embedded SQLite default unless INVOICE_ES_URL is set)."""
-    settings = _settings(host=host, port=port, data_dir=data_dir)
+    settings = _settings(host=host, port=port, data_dir=data_dir, insecure_local=insecure_local)
     configure_logging(settings.log_level, settings.log_format)
     if with_demo:
         plan = build_demo()
@@ -104,6 +116,13 @@ def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] =
     except SettingsError as exc:
         err.print(f"[red]configuration error:[/] {exc}")
         raise typer.Exit(2) from None
+    if settings.insecure_local:
+        err.print("[bold red]insecure local mode: no API keys are checked; every caller is "
+                  "admin. Listening on loopback only.[/]")
+    else:
+        err.print(f"[bold]API keys are required.[/] The first admin key is in "
+                  f"{settings.admin_key_path} (created on the first start); manage keys with "
+                  "`invoice-verify keys`.")
     web.run_app(application, host=settings.host, port=settings.port,
                 access_log_class=AccessLogger, shutdown_timeout=10,
                 print=lambda msg: err.print(msg, highlight=False))
@@ -163,6 +182,70 @@ def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     for row in rows:
         flag = "" if row["confirmed"] else " (unconfirmed)"
         out.print(f"{row['rule']:<40} {row['severity']:<8} {row['spec']}{flag}", highlight=False)
+
+
+keys_app = typer.Typer(help="Create, list and revoke API keys (in the data directory).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@contextlib.asynccontextmanager
+async def _key_store(settings: Settings) -> AsyncIterator[KeyStore]:
+    async with open_access_db(settings.access_path) as conn:
+        yield KeyStore(conn)
+
+
+@keys_app.command("create")
+def keys_create(role: Annotated[Role, typer.Option(help="intake, verify, audit or admin")],
+                scope: Annotated[list[str] | None, typer.Option(
+                    help="tax id (provider id for intake) the key is limited to; repeatable")
+                ] = None,
+                name: Annotated[str, typer.Option(help="who or what holds the key")] = "",
+                data_dir: DataDir = None) -> None:
+    """Create a key and print its token (shown once; only a hash is stored)."""
+    settings = _settings(data_dir=data_dir)
+
+    async def create() -> tuple[str, KeyRecord]:
+        async with _key_store(settings) as keys:
+            return await keys.create(role, scope or [], name, created_by="cli")
+
+    try:
+        token, record = asyncio.run(create())
+    except ApiKeyError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    err.print(f"created {record.role.value} key {record.key_id}; the token is shown once:")
+    sys.stdout.write(token + "\n")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys (ids, roles, scopes; never secrets)."""
+    settings = _settings(data_dir=data_dir)
+
+    async def listing() -> list[KeyRecord]:
+        async with _key_store(settings) as keys:
+            return await keys.list()
+
+    sys.stdout.write(json.dumps([r.public() for r in asyncio.run(listing())],
+                                ensure_ascii=False, indent=2) + "\n")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key by id (takes effect within the key cache time, 5 s)."""
+    settings = _settings(data_dir=data_dir)
+
+    async def revoke() -> KeyRecord:
+        async with _key_store(settings) as keys:
+            return await keys.revoke(key_id)
+
+    try:
+        record = asyncio.run(revoke())
+    except ApiKeyError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print(f"revoked {record.key_id} ({record.role.value}) at {record.revoked_at}")
 
 
 def main() -> None:

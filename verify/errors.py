@@ -13,6 +13,7 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
+        self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}

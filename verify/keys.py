@@ -6,8 +6,10 @@ from aiohttp import web
 
 from indexer.intake import Intake
 from indexer.store import InvoiceStore
+from verify.access.service import Access
 from verify.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", InvoiceStore)
 INTAKE = web.AppKey("intake", Intake)
+ACCESS = web.AppKey("access", Access)

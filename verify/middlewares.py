@@ -31,7 +31,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return _respond(exc)
+        return _respond(exc, exc.headers)
     except PackageError as exc:
         return _respond(ApiError(exc.status, exc.code, exc.message, exc.details))
     except web.HTTPException as exc:

@@ -1,18 +1,25 @@
-"""Every route of the service, in one list."""
+"""Every route of the service, in one list. Each has a name, which is its access rule's key
+in `verify/access/roles.py` and its operation in `/openapi.json`."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from verify import views
+from verify import admin_views, openapi, views
 
 API = "/api/v1"
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_routes([
-        web.post(f"{API}/packages", views.post_package),
-        web.get(f"{API}/invoices/lookup", views.lookup),
-        web.get("/healthz", views.healthz),
-        web.get("/readyz", views.readyz),
+        web.post(f"{API}/packages", views.post_package, name="packages.create"),
+        web.get(f"{API}/invoices/lookup", views.lookup, name="invoices.lookup"),
+        web.post(f"{API}/admin/keys", admin_views.create_key, name="admin.keys.create"),
+        web.get(f"{API}/admin/keys", admin_views.list_keys, name="admin.keys.list"),
+        web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,
+                   name="admin.keys.revoke"),
+        web.get(f"{API}/admin/audit", admin_views.audit_trail, name="admin.audit"),
+        web.get("/healthz", views.healthz, name="health"),
+        web.get("/readyz", views.readyz, name="ready"),
+        web.get("/openapi.json", openapi.serve, name="openapi"),
     ])

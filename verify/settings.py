@@ -31,6 +31,32 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Rate limits (token buckets). Per key: a steady rate with a burst. Per invoice: how
+    often one invoice may be verified per day by anyone (the national platforms cap this
+    too). Misses: not_found answers per key per hour, which is what enumeration produces.
+    Auth failures: per client address per minute, against brute force."""
+
+    key_per_minute: int = 1200
+    key_burst: int = 200
+    invoice_per_day: int = 100
+    misses_per_hour: int = 600
+    auth_failures_per_minute: int = 30
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise SettingsError(f"{name}={raw!r}: use 1/0, true/false, yes/no or on/off")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -42,6 +68,17 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     rules: RuleConfig = field(default_factory=RuleConfig)
+    insecure_local: bool = False
+    limits: Limits = field(default_factory=Limits)
+    audit_retention_days: int = 730
+
+    @property
+    def access_path(self) -> Path:
+        return self.data_dir / "access.sqlite3"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
 
     @property
     def sqlite_path(self) -> Path:
@@ -53,7 +90,14 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Apply CLI options given explicitly (None means: keep the environment's value)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        updated.check()
+        return updated
+
+    def check(self) -> None:
+        if self.insecure_local and self.host not in LOOPBACK_HOSTS:
+            raise SettingsError("insecure local mode (no API keys) only listens on loopback; "
+                                f"INVOICE_HOST={self.host} is not loopback")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,7 +114,15 @@ class Settings:
             )
         except ValueError as exc:
             raise SettingsError(f"INVOICE_RULE_SEVERITY: {exc}") from None
-        return cls(
+        limits = Limits(
+            key_per_minute=_int(env, "INVOICE_RATE_KEY_PER_MINUTE", 1200, minimum=1),
+            key_burst=_int(env, "INVOICE_RATE_KEY_BURST", 200, minimum=1),
+            invoice_per_day=_int(env, "INVOICE_RATE_INVOICE_PER_DAY", 100, minimum=1),
+            misses_per_hour=_int(env, "INVOICE_RATE_MISSES_PER_HOUR", 600, minimum=1),
+            auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30,
+                                          minimum=1),
+        )
+        settings = cls(
             host=env.get("INVOICE_HOST", "127.0.0.1"),
             port=_int(env, "INVOICE_PORT", 8080, minimum=1),
             data_dir=Path(env.get("INVOICE_DATA_DIR", "data")),
@@ -82,4 +134,9 @@ class Settings:
             log_level=env.get("INVOICE_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
             rules=rules,
+            insecure_local=_flag(env, "INVOICE_INSECURE_LOCAL"),
+            limits=limits,
+            audit_retention_days=_int(env, "INVOICE_AUDIT_RETENTION_DAYS", 730, minimum=1),
         )
+        settings.check()
+        return settings

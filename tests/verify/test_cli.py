@@ -75,8 +75,9 @@ async def test_demo_examples_answer_as_labelled(tmp_path: Path, aiohttp_client: 
     result = await asyncio.to_thread(run, "demo", "--data-dir", str(data), "--per-series", "200")
     assert result.exit_code == 0, result.output
     assert "0 rejected" in result.output
-    assert "curl -s 'http://127.0.0.1:8080/api/v1/invoices/lookup?" in result.output
-    cli: Client = await aiohttp_client(create_app(Settings(data_dir=data)))
+    assert ('curl -s -H "Authorization: Bearer $INVOICE_KEY" '
+            "'http://127.0.0.1:8080/api/v1/invoices/lookup?") in result.output
+    cli: Client = await aiohttp_client(create_app(Settings(data_dir=data, insecure_local=True)))
     for title, query in example_queries(build_demo(per_series=200)):
         resp = await cli.get("/api/v1/invoices/lookup", params=query)
         assert resp.status == 200

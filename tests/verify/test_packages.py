@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import Client
 from tests.factories import cancel, cn_digital, cn_invoice, package, vn_invoice, vn_key
+from verify.app import create_app
+from verify.settings import Settings
 
 URL = "/api/v1/packages"
 
@@ -102,11 +104,11 @@ async def test_wrong_media_type_is_415(cli: Client) -> None:
     assert (await resp.json())["error"]["code"] == "unsupported_media_type"
 
 
-async def test_oversize_body_is_413_and_nothing_stored(aiohttp_client: Any, settings: Any) -> None:
-    from verify.app import create_app
-
+async def test_oversize_body_is_413_and_nothing_stored(aiohttp_client: Any, settings: Settings,
+                                                       admin_token: str) -> None:
     small = settings.with_overrides(max_package_bytes=4096)
-    cli = await aiohttp_client(create_app(small))
+    cli = await aiohttp_client(create_app(small),
+                               headers={"Authorization": f"Bearer {admin_token}"})
     body = package([vn_invoice(n) for n in range(1, 40)])
     resp = await cli.post(URL, json=body)
     assert resp.status == 413

@@ -1,0 +1,138 @@
+"""API keys: `ivk_<key id>_<secret>`. Only a SHA-256 of the secret is stored (the secret has
+256 bits of entropy, so a slow password hash would add cost and no safety); comparison is
+constant-time. Verified keys are cached for `cache_seconds`, so a revocation takes effect
+within that time in every process that shares the database."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from verify.access.roles import Principal, Role
+
+_TOKEN_RE = re.compile(r"ivk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_SCOPE_RE = re.compile(r"[0-9A-Z-]{8,20}")
+
+
+class ApiKeyError(ValueError):
+    """A key request that cannot be honoured (bad role or scope, unknown key id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    role: Role
+    scopes: tuple[str, ...]
+    name: str
+    created_at: str
+    created_by: str | None
+    revoked_at: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "role": self.role.value, "scopes": list(self.scopes),
+                "name": self.name, "created_at": self.created_at,
+                "created_by": self.created_by, "revoked_at": self.revoked_at}
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def validate_scopes(role: Role, scopes: Iterable[str]) -> tuple[str, ...]:
+    cleaned = tuple(sorted({s.strip() for s in scopes if s.strip()}))
+    bad = [s for s in cleaned if not _SCOPE_RE.fullmatch(s)]
+    if bad:
+        raise ApiKeyError(f"scopes must be tax ids or provider ids: {', '.join(bad)}")
+    if role is Role.INTAKE and not cleaned:
+        raise ApiKeyError("an intake key must be scoped to the provider ids it sends as")
+    if role is Role.ADMIN and cleaned:
+        raise ApiKeyError("an admin key cannot be scoped")
+    return cleaned
+
+
+class KeyStore:
+    def __init__(self, conn: aiosqlite.Connection, cache_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._conn = conn
+        self._cache: dict[str, tuple[float, tuple[str, Principal] | None]] = {}
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+
+    async def create(self, role: Role, scopes: Iterable[str] = (), name: str = "",
+                     created_by: str | None = None) -> tuple[str, KeyRecord]:
+        """Create a key; the returned token is shown once and never stored."""
+        scope_tuple = validate_scopes(role, scopes)
+        if len(name) > 100:
+            raise ApiKeyError("name is at most 100 characters")
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        record = KeyRecord(key_id, role, scope_tuple, name, _now(), created_by, None)
+        await self._conn.execute(
+            "INSERT INTO api_keys (key_id, secret_hash, role, scopes, name, created_at,"
+            " created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, _hash(secret), role.value, json.dumps(scope_tuple), name,
+             record.created_at, created_by))
+        return f"ivk_{key_id}_{secret}", record
+
+    async def list(self) -> list[KeyRecord]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT key_id, role, scopes, name, created_at, created_by, revoked_at"
+            " FROM api_keys ORDER BY created_at, key_id")
+        return [KeyRecord(r[0], Role(r[1]), tuple(json.loads(r[2])), r[3], r[4], r[5], r[6])
+                for r in rows]
+
+    async def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key (idempotent: revoking a revoked key returns it unchanged)."""
+        await self._conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+            (_now(), key_id))
+        self._cache.pop(key_id, None)
+        found = [record for record in await self.list() if record.key_id == key_id]
+        if not found:
+            raise ApiKeyError(f"no key with id {key_id}")
+        return found[0]
+
+    async def has_active_admin(self) -> bool:
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL LIMIT 1"))
+        return bool(rows)
+
+    async def _load(self, key_id: str) -> tuple[str, Principal] | None:
+        now = self._clock()
+        cached = self._cache.get(key_id)
+        if cached and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT secret_hash, role, scopes, name FROM api_keys"
+            " WHERE key_id = ? AND revoked_at IS NULL", (key_id,)))
+        entry = None
+        if rows:
+            digest, role, scopes, name = rows[0]
+            entry = (digest, Principal(key_id, Role(role), frozenset(json.loads(scopes)), name))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_id] = (now, entry)
+        return entry
+
+    async def authenticate(self, token: str) -> Principal | None:
+        match = _TOKEN_RE.fullmatch(token)
+        if not match:
+            return None
+        entry = await self._load(match[1])
+        if entry is None:
+            return None
+        digest, principal = entry
+        return principal if hmac.compare_digest(digest, _hash(match[2])) else None

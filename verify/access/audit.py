@@ -1,0 +1,111 @@
+"""The audit trail: who verified which invoice, when and with what answer; who changed keys,
+registries and outage windows.
+
+Recording happens on the hot path, so `record` only appends to a buffer; a background task
+writes the buffer in one transaction every `flush_seconds` (and on shutdown). What a crash
+can lose is bounded by that interval. Entries older than the retention are purged daily.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiosqlite
+
+from verify.access.roles import Principal
+
+log = logging.getLogger("verify.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    key_id: str | None
+    role: str | None
+    action: str
+    target: str | None
+    outcome: str | None
+    client: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat().replace("+00:00", "Z"), "key_id": self.key_id,
+                "role": self.role, "action": self.action, "target": self.target,
+                "outcome": self.outcome, "client": self.client}
+
+
+class AuditTrail:
+    def __init__(self, conn: aiosqlite.Connection, *, retention: timedelta,
+                 flush_seconds: float = 0.5, max_buffer: int = 100_000) -> None:
+        self._conn = conn
+        self._buffer: list[AuditEntry] = []
+        self.retention = retention
+        self.flush_seconds = flush_seconds
+        self._max_buffer = max_buffer
+        self.dropped = 0
+
+    def record(self, principal: Principal | None, action: str, target: str | None,
+               outcome: str | None, client: str | None = None) -> None:
+        if len(self._buffer) >= self._max_buffer:
+            self.dropped += 1  # the writer is stuck; say so rather than grow without bound
+            if self.dropped % 1000 == 1:
+                log.error("audit buffer full, entries dropped", extra={"dropped": self.dropped})
+            return
+        self._buffer.append(AuditEntry(
+            datetime.now(UTC), principal.key_id if principal else None,
+            principal.role.value if principal else None, action, target, outcome, client))
+
+    async def flush(self) -> int:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return 0
+        await self._conn.execute("BEGIN")
+        try:
+            await self._conn.executemany(
+                "INSERT INTO audit (at, at_ts, key_id, role, action, target, outcome, client)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.at.isoformat(), e.at.timestamp(), e.key_id, e.role, e.action, e.target,
+                  e.outcome, e.client) for e in batch])
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            self._buffer[:0] = batch
+            raise
+        await self._conn.execute("COMMIT")
+        return len(batch)
+
+    async def purge(self, now: datetime | None = None) -> int:
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        cursor = await self._conn.execute("DELETE FROM audit WHERE at_ts < ?",
+                                          (cutoff.timestamp(),))
+        return cursor.rowcount
+
+    async def run(self) -> None:
+        """Flush forever (purging once a day); cancelled at shutdown after a last flush."""
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+                if loop.time() - last_purge > 86_400:
+                    await self.purge()
+                    last_purge = loop.time()
+            except Exception:
+                log.exception("audit flush failed; will retry")
+
+    async def query(self, *, key_id: str | None = None, action: str | None = None,
+                    target: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
+        await self.flush()
+        rows = await self._conn.execute_fetchall(
+            "SELECT at, key_id, role, action, target, outcome, client FROM audit"
+            " WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR action = ?2)"
+            " AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR at_ts >= ?4)"
+            " AND (?5 IS NULL OR at_ts < ?5) ORDER BY at_ts DESC, id DESC LIMIT ?6",
+            (key_id, action, target, since.timestamp() if since else None,
+             until.timestamp() if until else None, limit))
+        return [AuditEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5], r[6])
+                for r in rows]

@@ -1,0 +1,57 @@
+"""Roles, the principal behind a request, and which roles each route admits.
+
+Every route is named; `ROUTE_ACCESS` maps each name to the roles allowed on it (admin is
+allowed everywhere) or to `PUBLIC`. The auth middleware refuses any route missing from the
+table, and a test fails when a route is added without an entry.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    INTAKE = "intake"  # transmission providers: send packages, only as their own sender ids
+    VERIFY = "verify"  # businesses and scanners: verification lookups
+    AUDIT = "audit"  # auditors: verification, reports and gaps of their assigned tax ids
+    ADMIN = "admin"  # keys, registries, outage windows, audit trail; everything else too
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    role: Role
+    scopes: frozenset[str]  # tax ids (or provider ids for intake); empty = unscoped
+    name: str = ""
+
+    def sees_tax_id(self, tax_id: str | None) -> bool:
+        """May this caller see the full data of a party with `tax_id`?"""
+        if self.role is Role.ADMIN:
+            return True
+        return tax_id is not None and tax_id in self.scopes
+
+    def may_send_for(self, sender: str) -> bool:
+        return self.role is Role.ADMIN or sender in self.scopes
+
+
+PUBLIC: frozenset[Role] = frozenset()
+_V = frozenset({Role.VERIFY, Role.AUDIT})
+
+#: route name -> roles admitted besides admin; `PUBLIC` = no key needed.
+ROUTE_ACCESS: dict[str, frozenset[Role]] = {
+    "health": PUBLIC,
+    "ready": PUBLIC,
+    "openapi": PUBLIC,
+    "packages.create": frozenset({Role.INTAKE}),
+    "invoices.lookup": _V,
+    "admin.keys.create": frozenset({Role.ADMIN}),
+    "admin.keys.list": frozenset({Role.ADMIN}),
+    "admin.keys.revoke": frozenset({Role.ADMIN}),
+    "admin.audit": frozenset({Role.ADMIN}),
+}
+
+
+def admits(route: str, principal: Principal) -> bool:
+    allowed = ROUTE_ACCESS[route]
+    return principal.role is Role.ADMIN or principal.role in allowed

@@ -1,0 +1,28 @@
+"""What of a verification answer a caller may see.
+
+Every caller gets the answer shape. The buyer's identity (tax id, name) is shown only to
+callers who are a party to the invoice: an admin, or a key scoped to the seller's or the
+buyer's tax id. Anyone else sees it as null and listed under `invoice.redacted`; a
+`buyer_tax_id` mismatch still tells them their value differs, without the recorded one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from verify.access.roles import Principal
+
+BUYER_FIELDS = ("buyer_tax_id", "buyer_name")
+
+
+def redact_answer(answer: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    invoice = answer.get("invoice")
+    if not invoice:
+        return answer
+    if principal.sees_tax_id(invoice.get("seller_tax_id")) or principal.sees_tax_id(
+            invoice.get("buyer_tax_id")):
+        return answer
+    invoice = {**invoice, **dict.fromkeys(BUYER_FIELDS), "redacted": list(BUYER_FIELDS)}
+    mismatches = [{**m, "recorded": None} if m["field"] in BUYER_FIELDS else m
+                  for m in answer["mismatches"]]
+    return {**answer, "invoice": invoice, "mismatches": mismatches}

@@ -1,0 +1,87 @@
+"""Admin endpoints: API keys and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from verify.access.apikeys import ApiKeyError
+from verify.access.middleware import PRINCIPAL
+from verify.access.roles import Role
+from verify.body import read_json_object
+from verify.errors import ApiError
+from verify.keys import ACCESS
+from verify.responses import json_response
+
+SMALL_BODY = 16 * 1024
+
+
+async def create_key(request: web.Request) -> web.Response:
+    body = await read_json_object(request, SMALL_BODY)
+    try:
+        role = Role(str(body.get("role")))
+    except ValueError:
+        raise ApiError(422, "invalid_role", "role must be one of "
+                       + ", ".join(r.value for r in Role)) from None
+    scopes, name = body.get("scopes", []), body.get("name", "")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ApiError(422, "invalid_scopes", "scopes must be a list of tax ids")
+    if not isinstance(name, str):
+        raise ApiError(422, "invalid_name", "name must be a string")
+    principal = request[PRINCIPAL]
+    access = request.app[ACCESS]
+    try:
+        token, record = await access.keys.create(role, scopes, name, principal.key_id)
+    except ApiKeyError as exc:
+        raise ApiError(422, "invalid_key_request", str(exc)) from None
+    access.audit.record(principal, "keys.create", record.key_id, role.value, request.remote)
+    return json_response({"token": token, "key": record.public()}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    records = await request.app[ACCESS].keys.list()
+    return json_response({"keys": [r.public() for r in records]})
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    access = request.app[ACCESS]
+    key_id = request.match_info["key_id"]
+    try:
+        record = await access.keys.revoke(key_id)
+    except ApiKeyError as exc:
+        raise ApiError(404, "key_not_found", str(exc)) from None
+    access.audit.record(request[PRINCIPAL], "keys.revoke", key_id, "revoked", request.remote)
+    return json_response({"key": record.public()})
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an ISO 8601 date-time with "
+                       "offset", {"parameter": name}) from None
+    if moment.tzinfo is None:
+        raise ApiError(400, "invalid_parameter", f"{name} needs a UTC offset",
+                       {"parameter": name})
+    return moment
+
+
+async def audit_trail(request: web.Request) -> web.Response:
+    q = request.query
+    allowed = {"key_id", "action", "target", "since", "until", "limit"}
+    unknown = sorted(set(q) - allowed)
+    if unknown:
+        raise ApiError(400, "unknown_parameter", "unknown query parameter(s)",
+                       {"parameters": unknown, "allowed": sorted(allowed)})
+    limit_text = q.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        raise ApiError(400, "invalid_parameter", "limit must be 1 to 1000",
+                       {"parameter": "limit"})
+    entries = await request.app[ACCESS].audit.query(
+        key_id=q.get("key_id"), action=q.get("action"), target=q.get("target"),
+        since=_time(q.get("since"), "since"), until=_time(q.get("until"), "until"),
+        limit=int(limit_text))
+    return json_response({"entries": [e.as_dict() for e in entries]})

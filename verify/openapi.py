@@ -1,0 +1,113 @@
+"""`/openapi.json`: the API described. A test keeps it equal to the router's routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from verify.responses import json_response
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _op(op_id: str, summary: str, *, secured: bool = True, params: list[dict[str, Any]] | None
+        = None, body: dict[str, Any] | None = None,
+        responses: dict[str, str] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": {
+        code: {"description": text, "content": {"application/json": {"schema": (
+            _ERROR if int(code) >= 400 else {"type": "object"})}}}
+        for code, text in (responses or {"200": "OK"}).items()}}
+    if secured:
+        op["security"] = _BEARER
+        op["responses"] |= {
+            "401": {"description": "missing or invalid API key",
+                    "content": {"application/json": {"schema": _ERROR}}},
+            "403": {"description": "role not allowed",
+                    "content": {"application/json": {"schema": _ERROR}}},
+            "429": {"description": "rate limited (Retry-After)",
+                    "content": {"application/json": {"schema": _ERROR}}}}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _q(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+LOOKUP_PARAMS = [
+    _q("seller_tax_id", "vn: seller MST (with seller_tax_id, template, series, number)"),
+    _q("template", "vn: template digit 1-9"),
+    _q("series", "vn: series symbol, e.g. C22TAA"),
+    _q("number", "vn: invoice number; cn: 8-digit number with code, or 20-digit alone"),
+    _q("authority_code", "vn: tax authority code (MCCQT), a key on its own"),
+    _q("code", "cn: 10- or 12-digit invoice code"),
+    _q("total_amount", "match: total including tax"),
+    _q("amount", "match: amount before tax"),
+    _q("issued_on", "match: issue date YYYY-MM-DD"),
+    _q("check_code", "match (cn): check code, 20 digits or the last 6"),
+    _q("buyer_tax_id", "match: buyer tax id"),
+]
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/packages": {"post": _op(
+        "packages.create", "Intake one package; answers the acceptance notice",
+        body={"type": "object", "required": ["package_id", "sender", "declared_count"]},
+        responses={"200": "acceptance notice", "400": "malformed JSON", "409": "id conflict",
+                   "413": "too large", "415": "not JSON", "422": "invalid envelope"})},
+    "/api/v1/invoices/lookup": {"get": _op(
+        "invoices.lookup", "Verify an invoice by any key form", params=LOOKUP_PARAMS,
+        responses={"200": "verification answer", "400": "bad query"})},
+    "/api/v1/admin/keys": {
+        "post": _op("admin.keys.create", "Create an API key (token shown once)",
+                    body={"type": "object", "required": ["role"], "properties": {
+                        "role": {"enum": ["intake", "verify", "audit", "admin"]},
+                        "scopes": {"type": "array", "items": {"type": "string"}},
+                        "name": {"type": "string"}}},
+                    responses={"201": "created", "400": "malformed JSON",
+                               "415": "not JSON", "422": "invalid request"}),
+        "get": _op("admin.keys.list", "List API keys (never their secrets)")},
+    "/api/v1/admin/keys/{key_id}": {"delete": _op(
+        "admin.keys.revoke", "Revoke an API key",
+        params=[{"name": "key_id", "in": "path", "required": True,
+                 "schema": {"type": "string"}}],
+        responses={"200": "revoked", "404": "no such key"})},
+    "/api/v1/admin/audit": {"get": _op(
+        "admin.audit", "Query the audit trail, newest first",
+        params=[_q("key_id", "only this key"), _q("action", "verify, intake, keys.create, ..."),
+                _q("target", "invoice id, package id or key id"),
+                _q("since", "ISO 8601 with offset"), _q("until", "ISO 8601 with offset"),
+                _q("limit", "1-1000, default 100", r"^\d+$")],
+        responses={"200": "entries", "400": "bad query"})},
+    "/healthz": {"get": _op("health", "Liveness", secured=False)},
+    "/readyz": {"get": _op("ready", "Readiness per dependency", secured=False,
+                           responses={"200": "ready", "503": "not ready"})},
+    "/openapi.json": {"get": _op("openapi", "This document", secured=False)},
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "invoice-verify", "version": "1",
+             "description": "Verify Vietnamese and Chinese e-invoices through outages."},
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "object", "required": ["code", "message", "details"],
+                      "properties": {"code": {"type": "string"},
+                                     "message": {"type": "string"},
+                                     "details": {"type": "object"}}}}}},
+    },
+}
+
+
+async def serve(request: web.Request) -> web.Response:
+    return json_response(SPEC)
