@@ -78,6 +78,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def check(status: int, body: bytes) -> None:
