@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from indexer import vn
 from indexer.keys import InvoiceKey, VnKey
 from indexer.model import Invoice, Kind, Lifecycle, Relation, RelationKind
 from indexer.package import Package, PackageError
+from indexer.registry import provider_violations, seller_violations
 from indexer.rules import RuleConfig, Severity, Violation
 from indexer.store.protocol import (
     DuplicateInvoiceError,
@@ -24,7 +26,14 @@ from indexer.store.protocol import (
     PackageExistsError,
     StoredPackage,
 )
-from indexer.validate import CancelNotice, is_fatal, validate_invoice, validate_notice
+from indexer.store.registry import RegistryStore
+from indexer.validate import (
+    SCHEME_TZ,
+    CancelNotice,
+    is_fatal,
+    validate_invoice,
+    validate_notice,
+)
 
 
 @dataclass(slots=True)
@@ -113,8 +122,10 @@ def _chain_invoice(inv: Invoice, ledger: _Ledger, cfg: RuleConfig,
         problem = "chain.original.not_found"
     elif original.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):
         problem = "chain.original.not_in_force"
-    elif inv.kind is Kind.REPLACEMENT and original.kind is Kind.ADJUSTMENT:
+    elif original.kind is Kind.ADJUSTMENT:
         problem = "chain.original.is_adjustment"
+    elif inv.kind is Kind.ADJUSTMENT and original.kind is Kind.REPLACEMENT:
+        problem = "chain.original.is_replacement"
     elif inv.kind is Kind.REPLACEMENT and original.lifecycle is Lifecycle.ADJUSTED:
         problem = "chain.original.adjusted"
     if problem:
@@ -142,13 +153,42 @@ def _chain_notice(notice: CancelNotice, ledger: _Ledger, cfg: RuleConfig,
     return []
 
 
+async def _registry_checks(registry: RegistryStore, package: Package, now: datetime,
+                           invoices: list[tuple[ItemResult, Invoice | None]],
+                           cfg: RuleConfig) -> None:
+    """Step 1 against the registry: the sender's contract on the receipt date, and each VN
+    seller's status, e-invoice stop, cash-register code range and registration."""
+    if await registry.is_empty():
+        return
+    received_on = now.astimezone(SCHEME_TZ["vn"]).date()
+    provider = provider_violations(await registry.get_provider(package.sender), received_on,
+                                   cfg)
+    sellers = {inv.key.seller_tax_id for _, inv in invoices if inv and isinstance(inv.key, VnKey)}
+    taxpayers = await registry.get_taxpayers(sellers)
+    for item, inv in invoices:
+        if inv is None:
+            continue
+        item.violations.extend(provider)
+        if not isinstance(inv.key, VnKey):
+            continue
+        register = (vn.CASH_REGISTER_CODE_RE.fullmatch(inv.authority_code)
+                    if inv.authority_code else None)
+        item.violations.extend(seller_violations(
+            taxpayers.get(inv.key.seller_tax_id), template=inv.key.template,
+            series=inv.key.series, issued_on=inv.issued_at.astimezone(SCHEME_TZ["vn"]).date(),
+            cash_register_range=register["range"] if register else None, cfg=cfg))
+
+
 class Intake:
-    """Applies packages to a store, one at a time per process (chain rules read then write)."""
+    """Applies packages to a store, one at a time per process (chain rules read then write).
+    With a registry, step-1 rules check senders and sellers against it."""
 
     def __init__(self, store: InvoiceStore, rules: RuleConfig,
+                 registry: RegistryStore | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self.rules = rules
+        self.registry = registry
         self.clock = clock
         self._lock = asyncio.Lock()
 
@@ -191,6 +231,8 @@ class Intake:
             items.append(item)
             notices.append((item, notice))
 
+        if self.registry is not None:
+            await _registry_checks(self.registry, package, now, invoices, cfg)
         wanted = {inv.doc_id for _, inv in invoices if inv}
         wanted |= {inv.original.doc_id for _, inv in invoices if inv and inv.original}
         wanted |= {n.key.doc_id for _, n in notices if n}

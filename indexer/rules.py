@@ -58,6 +58,8 @@ class RuleConfig:
 
     severity: Mapping[str, Severity] = field(default_factory=dict)
     future_tolerance: timedelta = timedelta(minutes=10)
+    #: Taxpayer statuses that may issue; see `indexer.registry.DEFAULT_ACTIVE_STATUSES`.
+    active_statuses: frozenset[str] = frozenset({"00", "02", "04"})
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.severity) - set(RULES))
@@ -193,12 +195,40 @@ _ALL = (
          "Không tìm thấy hóa đơn gốc.", "vn-einvoice §8 step 2.3-2.4"),
     Rule("chain.original.not_in_force", E, "The original invoice is cancelled or already replaced.",
          "Hóa đơn gốc đã bị hủy hoặc đã bị thay thế.", "vn-einvoice §8 step 2.3-2.4"),
-    Rule("chain.original.is_adjustment", E, "An adjustment invoice cannot be replaced.",
-         "Không được thay thế hóa đơn điều chỉnh.", "vn-einvoice §8 step 2.3"),
+    Rule("chain.original.is_adjustment", E,
+         "An adjustment invoice cannot be replaced or adjusted.",
+         "Không được thay thế hoặc điều chỉnh hóa đơn điều chỉnh.",
+         "vn-einvoice §8 step 2.3-2.4"),
+    Rule("chain.original.is_replacement", E, "A replacement invoice cannot be adjusted.",
+         "Không được điều chỉnh hóa đơn thay thế.", "vn-einvoice §8 step 2.4"),
     Rule("chain.original.adjusted", E, "An adjusted invoice cannot be replaced.",
          "Không được thay thế hóa đơn đã bị điều chỉnh.", "vn-einvoice §8 step 2.3"),
     Rule("chain.original.scheme", E, "The original invoice must be of the same scheme and seller.",
          "Hóa đơn gốc phải cùng loại và cùng người bán.", "vn-einvoice §5.6"),
+    # --- registry (step 1 at intake; step 2.1 registration) ---------------------------------
+    Rule("registry.seller.unknown", E, "The seller is not in the taxpayer registry.",
+         "Người bán không có trong danh sách người nộp thuế.", "ARCHITECTURE.md registry file"),
+    Rule("registry.seller.inactive", E,
+         "The seller's tax id is not in an active status (00, 02, 04).",
+         "Mã số thuế người bán không ở trạng thái hoạt động (00, 02, 04).",
+         "vn-einvoice §4, §8 step 1.1"),
+    Rule("registry.seller.einvoice_stopped", E,
+         "The seller was stopped from using e-invoices on the issue date.",
+         "Người bán bị ngừng sử dụng hóa đơn điện tử tại ngày lập.", "vn-einvoice §4, §8 step 1.3"),
+    Rule("registry.authority_code.range", E,
+         "The cash-register code is outside the ranges issued to the seller.",
+         "Mã hóa đơn máy tính tiền không thuộc ký hiệu được cấp cho người bán.",
+         "vn-einvoice §2.2, §8 step 1.7"),
+    Rule("registry.registration.missing", E,
+         "The template and series are not registered for the seller on the issue date.",
+         "Mẫu số và ký hiệu hóa đơn chưa được đăng ký cho người bán tại ngày lập.",
+         "vn-einvoice §8 step 2.1"),
+    Rule("registry.provider.unknown", E, "The sender is not a registered transmission provider.",
+         "Đơn vị truyền nhận không có trong danh sách đăng ký.", "vn-einvoice §7, §8 step 1.5"),
+    Rule("registry.provider.contract_invalid", E,
+         "The sender's provider contract is not valid on the receipt date.",
+         "Hợp đồng của đơn vị truyền nhận không còn hiệu lực tại ngày nhận.",
+         "vn-einvoice §8 step 1.5"),
     # --- notices (cancellation) ------------------------------------------------------------
     Rule("notice.kind.invalid", E, "Notice kind must be 'cancel'.",
          "Loại thông báo phải là 'cancel' (hủy).", "vn-einvoice §6.5 TCTBao"),

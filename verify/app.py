@@ -8,10 +8,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from indexer.intake import Intake
+from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.service import open_access
-from verify.keys import ACCESS, INTAKE, SETTINGS, STORE
+from verify.keys import ACCESS, INTAKE, REGISTRY, SETTINGS, STORE
 from verify.middlewares import error_middleware
 from verify.routes import setup_routes
 from verify.settings import Settings, SettingsError
@@ -33,11 +34,17 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_sqlite_registry(app[SETTINGS].registry_path) as registry:
+        app[REGISTRY] = registry
+        yield
+
+
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with open_sqlite_store(settings.sqlite_path) as store:
         app[STORE] = store
-        app[INTAKE] = Intake(store, settings.rules)
+        app[INTAKE] = Intake(store, settings.rules, app[REGISTRY])
         yield
 
 
@@ -55,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, error_middleware, access_middleware],
                           client_max_size=settings.max_package_bytes)
     app[SETTINGS] = settings
+    app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(access_ctx)
     setup_routes(app)

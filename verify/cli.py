@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from indexer.intake import Intake
 from indexer.package import PackageError, package_from_json, parse_json_package
+from indexer.registry import RegistryError, parse_registry
+from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
@@ -30,8 +32,9 @@ from verify.settings import Settings, SettingsError
 
 app = typer.Typer(help="Verify Vietnamese and Chinese e-invoices.", no_args_is_help=True,
                   add_completion=False)
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: long lines (curl commands, file paths) stay whole, so they can be copied.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
                                                                   "[env INVOICE_DATA_DIR]")]
@@ -50,10 +53,17 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=err, transient=False)
 
 
+@contextlib.asynccontextmanager
+async def _intake(settings: Settings) -> AsyncIterator[Intake]:
+    """The same intake the service runs: invoice store plus the registry's rules."""
+    async with open_sqlite_registry(settings.registry_path) as registry, \
+            open_sqlite_store(settings.sqlite_path) as store:
+        yield Intake(store, settings.rules, registry)
+
+
 async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
     accepted = rejected = 0
-    async with open_sqlite_store(settings.sqlite_path) as store:
-        intake = Intake(store, settings.rules)
+    async with _intake(settings) as intake:
         with _progress() as bar:
             task = bar.add_task("loading demo packages", total=len(plan.packages))
             for raw in plan.packages:
@@ -130,8 +140,7 @@ def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] =
 
 async def _ingest(settings: Settings, files: list[Path]) -> int:
     failures = 0
-    async with open_sqlite_store(settings.sqlite_path) as store:
-        intake = Intake(store, settings.rules)
+    async with _intake(settings) as intake:
         with _progress() as bar:
             task = bar.add_task("ingesting", total=len(files))
             for path in files:
@@ -182,6 +191,34 @@ def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     for row in rows:
         flag = "" if row["confirmed"] else " (unconfirmed)"
         out.print(f"{row['rule']:<40} {row['severity']:<8} {row['spec']}{flag}", highlight=False)
+
+
+registry_app = typer.Typer(help="The taxpayer and provider registry the intake rules read.",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("import")
+def registry_import(file: Annotated[Path, typer.Argument(help="registry .json or .csv")],
+                    data_dir: DataDir = None) -> None:
+    """Import (upsert) taxpayers and providers; a file with any error changes nothing."""
+    settings = _settings(data_dir=data_dir)
+    content_type = "text/csv" if file.suffix.lower() == ".csv" else "application/json"
+    try:
+        parsed = parse_registry(file.read_bytes(), content_type)
+    except (OSError, RegistryError) as exc:
+        err.print(f"[red]{file}: {exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+
+    async def load() -> dict[str, int]:
+        async with open_sqlite_registry(settings.registry_path) as registry:
+            await registry.import_registry(parsed)
+            return await registry.counts()
+
+    totals = asyncio.run(load())
+    out.print(f"imported {len(parsed.taxpayers)} taxpayers and {len(parsed.providers)} "
+              f"providers; the registry now holds {totals['taxpayers']} taxpayers and "
+              f"{totals['providers']} providers", highlight=False)
 
 
 keys_app = typer.Typer(help="Create, list and revoke API keys (in the data directory).",

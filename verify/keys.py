@@ -6,10 +6,12 @@ from aiohttp import web
 
 from indexer.intake import Intake
 from indexer.store import InvoiceStore
+from indexer.store.registry import RegistryStore
 from verify.access.service import Access
 from verify.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", InvoiceStore)
+REGISTRY = web.AppKey("registry", RegistryStore)
 INTAKE = web.AppKey("intake", Intake)
 ACCESS = web.AppKey("access", Access)

@@ -87,6 +87,12 @@ PATHS: dict[str, dict[str, Any]] = {
                 _q("since", "ISO 8601 with offset"), _q("until", "ISO 8601 with offset"),
                 _q("limit", "1-1000, default 100", r"^\d+$")],
         responses={"200": "entries", "400": "bad query"})},
+    "/api/v1/admin/registry": {"post": _op(
+        "admin.registry.upload", "Import taxpayers and providers (JSON file format, or CSV)",
+        body={"type": "object", "properties": {"taxpayers": {"type": "array"},
+                                               "providers": {"type": "array"}}},
+        responses={"200": "imported", "413": "too large", "415": "not JSON or CSV",
+                   "422": "invalid registry"})},
     "/healthz": {"get": _op("health", "Liveness", secured=False)},
     "/readyz": {"get": _op("ready", "Readiness per dependency", secured=False,
                            responses={"200": "ready", "503": "not ready"})},

@@ -19,6 +19,8 @@ def setup_routes(app: web.Application) -> None:
         web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,
                    name="admin.keys.revoke"),
         web.get(f"{API}/admin/audit", admin_views.audit_trail, name="admin.audit"),
+        web.post(f"{API}/admin/registry", admin_views.import_registry,
+                 name="admin.registry.upload"),
         web.get("/healthz", views.healthz, name="health"),
         web.get("/readyz", views.readyz, name="ready"),
         web.get("/openapi.json", openapi.serve, name="openapi"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.package import MAX_ITEMS
+from indexer.registry import KNOWN_STATUSES
 from indexer.rules import RuleConfig, parse_severity_overrides
 
 
@@ -73,6 +74,10 @@ class Settings:
     audit_retention_days: int = 730
 
     @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.sqlite3"
+
+    @property
     def access_path(self) -> Path:
         return self.data_dir / "access.sqlite3"
 
@@ -107,8 +112,14 @@ class Settings:
             raise SettingsError(f"INVOICE_LOG_FORMAT={log_format!r}: use json or text")
         try:
             severity = parse_severity_overrides(env.get("INVOICE_RULE_SEVERITY", ""))
+            statuses = frozenset(s.strip() for s in env.get(
+                "INVOICE_ACTIVE_TAXPAYER_STATUSES", "00,02,04").split(",") if s.strip())
+            if not statuses or not statuses <= KNOWN_STATUSES:
+                raise SettingsError("INVOICE_ACTIVE_TAXPAYER_STATUSES must list status codes "
+                                    f"among {', '.join(sorted(KNOWN_STATUSES))}")
             rules = RuleConfig(
                 severity=severity,
+                active_statuses=statuses,
                 future_tolerance=timedelta(
                     seconds=_int(env, "INVOICE_FUTURE_TOLERANCE_SECONDS", 600)),
             )

@@ -49,6 +49,7 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "admin.keys.list": frozenset({Role.ADMIN}),
     "admin.keys.revoke": frozenset({Role.ADMIN}),
     "admin.audit": frozenset({Role.ADMIN}),
+    "admin.registry.upload": frozenset({Role.ADMIN}),
 }
 
 

@@ -1,0 +1,274 @@
+"""The taxpayer and transmission-provider registry, and the intake rules that read it.
+
+What the authority knows and our intake must check against (vn-einvoice §2.2, §4, §8 step 1):
+each taxpayer's status (with the date it took effect), whether e-invoice use is stopped (feed
+506: from / until), the 5-character cash-register code ranges issued to it (form 01/TB-ĐKĐT),
+and the templates and series it registered with their dates; each provider's contract.
+
+An empty registry means "no registry checks" (demos, tests); once it holds anything, a
+seller absent from it is rejected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from indexer import vn
+from indexer.rules import RuleConfig, Violation
+
+#: Every status code of vn-einvoice §4. Which of them may issue is `RuleConfig.active_statuses`
+#: (00, 02, 04 per the provider's summary of Decision 1391; whether 02 counts in every check
+#: is unconfirmed, hence configurable: `INVOICE_ACTIVE_TAXPAYER_STATUSES`).
+KNOWN_STATUSES = frozenset({"00", "01", "02", "03", "04", "05", "06", "07", "09"})
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be imported; the message names the record and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    template: str
+    series: str
+    valid_from: date
+    valid_to: date | None = None
+
+    def covers(self, template: str, series: str, day: date) -> bool:
+        return (self.template == template and self.series == series
+                and self.valid_from <= day and (self.valid_to is None or day <= self.valid_to))
+
+
+@dataclass(frozen=True, slots=True)
+class Taxpayer:
+    tax_id: str
+    name: str
+    status: str
+    status_since: date | None = None
+    einvoice_stopped: bool = False
+    stopped_from: date | None = None
+    stopped_until: date | None = None
+    cash_register_code_ranges: tuple[str, ...] = ()
+    registrations: tuple[Registration, ...] = field(default=())
+
+    def stopped_on(self, day: date) -> bool:
+        if not self.einvoice_stopped:
+            return False
+        started = self.stopped_from is None or self.stopped_from <= day
+        ongoing = self.stopped_until is None or day <= self.stopped_until
+        return started and ongoing
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    provider_id: str
+    name: str
+    valid_from: date
+    valid_to: date | None = None
+
+    def valid_on(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryImport:
+    taxpayers: tuple[Taxpayer, ...]
+    providers: tuple[Provider, ...]
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+def _date(value: Any, where: str, *, required: bool = False) -> date | None:
+    if value in (None, ""):
+        if required:
+            raise RegistryError(f"{where}: a date is required")
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise RegistryError(f"{where}: {value!r} is not a YYYY-MM-DD date") from None
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value or "").strip().lower()
+    if text in {"", "0", "false", "no"}:
+        return False
+    if text in {"1", "true", "yes"}:
+        return True
+    raise RegistryError(f"{where}: {value!r} is not true/false")
+
+
+def _taxpayer(raw: Mapping[str, Any], where: str) -> Taxpayer:
+    tax_id = str(raw.get("tax_id") or "").strip()
+    if not vn.tax_id_valid(tax_id):
+        raise RegistryError(f"{where}: tax_id {tax_id!r} is not a valid MST or personal id")
+    status = str(raw.get("status") or "").strip()
+    if status not in KNOWN_STATUSES:
+        raise RegistryError(f"{where}: status {status!r} is not one of "
+                            f"{', '.join(sorted(KNOWN_STATUSES))}")
+    ranges = raw.get("cash_register_code_ranges") or []
+    if isinstance(ranges, str):
+        ranges = [r for r in ranges.split(";") if r.strip()]
+    for code in ranges:
+        if not (isinstance(code, str) and len(code.strip()) == 5 and code.strip().isalnum()):
+            raise RegistryError(f"{where}: cash register code range {code!r} is not 5 letters "
+                                "or digits")
+    registrations = []
+    for n, reg in enumerate(raw.get("registrations") or []):
+        at = f"{where}.registrations[{n}]"
+        template, series = str(reg.get("template", "")), str(reg.get("series", ""))
+        if template not in vn.TEMPLATES or vn.parse_series(series) is None:
+            raise RegistryError(f"{at}: template {template!r} / series {series!r} invalid")
+        registrations.append(Registration(template, series,
+                                          _date(reg.get("from"), at, required=True) or date.min,
+                                          _date(reg.get("to"), at)))
+    return Taxpayer(
+        tax_id=vn.normalise_tax_id(tax_id), name=str(raw.get("name") or "").strip(),
+        status=status, status_since=_date(raw.get("status_since"), where),
+        einvoice_stopped=_bool(raw.get("einvoice_stopped"), where),
+        stopped_from=_date(raw.get("stopped_from"), where),
+        stopped_until=_date(raw.get("stopped_until"), where),
+        cash_register_code_ranges=tuple(c.strip().upper() for c in ranges),
+        registrations=tuple(registrations))
+
+
+def _provider(raw: Mapping[str, Any], where: str) -> Provider:
+    provider_id = str(raw.get("provider_id") or "").strip()
+    if not provider_id or len(provider_id) > 20:
+        raise RegistryError(f"{where}: provider_id is required (at most 20 characters)")
+    return Provider(provider_id, str(raw.get("name") or "").strip(),
+                    _date(raw.get("valid_from"), where, required=True) or date.min,
+                    _date(raw.get("valid_to"), where))
+
+
+def parse_registry_json(data: Any) -> RegistryImport:
+    """The registry file of ARCHITECTURE.md: `{"taxpayers": [...], "providers": [...]}`."""
+    if not isinstance(data, Mapping):
+        raise RegistryError("a registry file is a JSON object with taxpayers and providers")
+    taxpayers, providers = data.get("taxpayers", []), data.get("providers", [])
+    taxpayers = [] if taxpayers is None else taxpayers
+    providers = [] if providers is None else providers
+    if not isinstance(taxpayers, list) or not isinstance(providers, list):
+        raise RegistryError("taxpayers and providers must be lists")
+    return RegistryImport(
+        tuple(_taxpayer(t, f"taxpayers[{n}]") for n, t in enumerate(taxpayers)),
+        tuple(_provider(p, f"providers[{n}]") for n, p in enumerate(providers)))
+
+
+def _csv_registrations(text: str, where: str) -> list[dict[str, str]]:
+    """`1:C22TAA:2022-01-01[:2022-12-31];2:...` -> registration dicts."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        parts = item.split(":")
+        if len(parts) not in (3, 4):
+            raise RegistryError(f"{where}: registration {item!r} is not template:series:from[:to]")
+        out.append({"template": parts[0], "series": parts[1], "from": parts[2],
+                    "to": parts[3] if len(parts) == 4 else ""})
+    return out
+
+
+def parse_registry_csv(text: str) -> RegistryImport:
+    """A CSV of taxpayers (header has `tax_id`) or of providers (header has `provider_id`).
+
+    Taxpayer columns: tax_id, name, status, status_since, einvoice_stopped, stopped_from,
+    stopped_until, cash_register_code_ranges (`A1B2C;D3E4F`), registrations
+    (`template:series:from[:to];...`)."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = set(reader.fieldnames or [])
+    if "tax_id" in header:
+        rows = []
+        for n, row in enumerate(reader, start=2):
+            where = f"line {n}"
+            rows.append(_taxpayer({**row, "registrations": _csv_registrations(
+                row.get("registrations") or "", where)}, where))
+        return RegistryImport(tuple(rows), ())
+    if "provider_id" in header:
+        return RegistryImport((), tuple(_provider(row, f"line {n}")
+                                        for n, row in enumerate(reader, start=2)))
+    raise RegistryError("a registry CSV needs a tax_id or a provider_id column")
+
+
+def parse_registry(body: bytes, content_type: str) -> RegistryImport:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RegistryError("a registry file must be UTF-8") from None
+    if content_type == "text/csv":
+        return parse_registry_csv(text)
+    try:
+        return parse_registry_json(json.loads(text))
+    except (json.JSONDecodeError, RecursionError):
+        raise RegistryError("the registry file is not valid JSON") from None
+
+
+def taxpayer_to_dict(t: Taxpayer) -> dict[str, Any]:
+    """The import format, so a stored taxpayer parses back with the same checks."""
+    return {
+        "tax_id": t.tax_id, "name": t.name, "status": t.status,
+        "status_since": t.status_since.isoformat() if t.status_since else None,
+        "einvoice_stopped": t.einvoice_stopped,
+        "stopped_from": t.stopped_from.isoformat() if t.stopped_from else None,
+        "stopped_until": t.stopped_until.isoformat() if t.stopped_until else None,
+        "cash_register_code_ranges": list(t.cash_register_code_ranges),
+        "registrations": [{"template": r.template, "series": r.series,
+                           "from": r.valid_from.isoformat(),
+                           "to": r.valid_to.isoformat() if r.valid_to else None}
+                          for r in t.registrations],
+    }
+
+
+def taxpayer_from_dict(data: Mapping[str, Any]) -> Taxpayer:
+    return _taxpayer(data, f"taxpayer {data.get('tax_id')}")
+
+
+def provider_to_dict(p: Provider) -> dict[str, Any]:
+    return {"provider_id": p.provider_id, "name": p.name,
+            "valid_from": p.valid_from.isoformat(),
+            "valid_to": p.valid_to.isoformat() if p.valid_to else None}
+
+
+def provider_from_dict(data: Mapping[str, Any]) -> Provider:
+    return _provider(data, f"provider {data.get('provider_id')}")
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+def seller_violations(taxpayer: Taxpayer | None, *, template: str | None, series: str | None,
+                      issued_on: date, cash_register_range: str | None,
+                      cfg: RuleConfig) -> list[Violation]:
+    """Step 1 (status, stop, code range) and step 2.1 (registration) for one VN invoice."""
+    if taxpayer is None:
+        return [cfg.violation("registry.seller.unknown", "seller_tax_id")]
+    out = []
+    if taxpayer.status not in cfg.active_statuses:
+        out.append(cfg.violation("registry.seller.inactive", "seller_tax_id",
+                                 f"status {taxpayer.status}"))
+    if taxpayer.stopped_on(issued_on):
+        out.append(cfg.violation("registry.seller.einvoice_stopped", "seller_tax_id",
+                                 issued_on.isoformat()))
+    if cash_register_range is not None and \
+            cash_register_range not in taxpayer.cash_register_code_ranges:
+        out.append(cfg.violation("registry.authority_code.range", "authority_code",
+                                 cash_register_range))
+    if template and series and taxpayer.registrations and not any(
+            r.covers(template, series, issued_on) for r in taxpayer.registrations):
+        out.append(cfg.violation("registry.registration.missing", "series",
+                                 f"{template}{series} on {issued_on}"))
+    return out
+
+
+def provider_violations(provider: Provider | None, received_on: date,
+                        cfg: RuleConfig) -> list[Violation]:
+    if provider is None:
+        return [cfg.violation("registry.provider.unknown", "sender")]
+    if not provider.valid_on(received_on):
+        return [cfg.violation("registry.provider.contract_invalid", "sender",
+                              f"contract {provider.valid_from} to {provider.valid_to or '-'}")]
+    return []
