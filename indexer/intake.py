@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from indexer.model import Invoice, Kind, Lifecycle, Relation, RelationKind
 from indexer.package import Package, PackageError
 from indexer.registry import provider_violations, seller_violations
 from indexer.rules import RuleConfig, Severity, Violation
+from indexer.store.originals import OriginalStore
 from indexer.store.protocol import (
     DuplicateInvoiceError,
     InvoiceStore,
@@ -185,10 +186,12 @@ class Intake:
 
     def __init__(self, store: InvoiceStore, rules: RuleConfig,
                  registry: RegistryStore | None = None,
+                 originals: OriginalStore | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self.rules = rules
         self.registry = registry
+        self.originals = originals
         self.clock = clock
         self._lock = asyncio.Lock()
 
@@ -204,15 +207,17 @@ class Intake:
                                      "received_at": stored.received_at.isoformat()})
         return IntakeResult(stored.notice, replayed=True)
 
-    async def ingest(self, package: Package) -> IntakeResult:
+    async def ingest(self, package: Package,
+                     originals: Mapping[int, bytes] | None = None) -> IntakeResult:
+        """`originals` maps an invoice's index in the package to its original document."""
         async with self._lock:
             replay = await self._replay(package)
             if replay:
                 return replay
-            result = await self._apply(package)
+            result = await self._apply(package, originals or {})
         return result
 
-    async def _apply(self, package: Package) -> IntakeResult:
+    async def _apply(self, package: Package, originals: Mapping[int, bytes]) -> IntakeResult:
         now = self.clock()
         cfg = self.rules
         items: list[ItemResult] = []
@@ -260,6 +265,11 @@ class Intake:
         }
         record = StoredPackage(package.package_id, package.sender, package.digest, now,
                                notice_body)
+        kept = [(inv.doc_id, package.package_id, originals[item.index])
+                for item, inv in invoices
+                if inv is not None and item.accepted and item.index in originals]
+        if kept and self.originals is not None:
+            await self.originals.put_many(kept)
         try:
             await self.store.commit_package(record, list(ledger.new.values()),
                                             [ledger.current[d] for d in sorted(ledger.changed)])

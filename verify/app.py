@@ -8,11 +8,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from indexer.intake import Intake
+from indexer.store.originals import open_sqlite_originals
 from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.service import open_access
-from verify.keys import ACCESS, INTAKE, REGISTRY, SETTINGS, STORE
+from verify.keys import ACCESS, INTAKE, ORIGINALS, REGISTRY, SETTINGS, STORE
 from verify.middlewares import error_middleware
 from verify.routes import setup_routes
 from verify.settings import Settings, SettingsError
@@ -35,8 +36,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_sqlite_registry(app[SETTINGS].registry_path) as registry:
+    settings = app[SETTINGS]
+    async with open_sqlite_registry(settings.registry_path) as registry, \
+            open_sqlite_originals(settings.originals_path) as originals:
         app[REGISTRY] = registry
+        app[ORIGINALS] = originals
         yield
 
 
@@ -44,7 +48,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with open_sqlite_store(settings.sqlite_path) as store:
         app[STORE] = store
-        app[INTAKE] = Intake(store, settings.rules, app[REGISTRY])
+        app[INTAKE] = Intake(store, settings.rules, app[REGISTRY], app[ORIGINALS])
         yield
 
 

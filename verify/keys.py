@@ -6,6 +6,7 @@ from aiohttp import web
 
 from indexer.intake import Intake
 from indexer.store import InvoiceStore
+from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
 from verify.access.service import Access
 from verify.settings import Settings
@@ -13,5 +14,6 @@ from verify.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", InvoiceStore)
 REGISTRY = web.AppKey("registry", RegistryStore)
+ORIGINALS = web.AppKey("originals", OriginalStore)
 INTAKE = web.AppKey("intake", Intake)
 ACCESS = web.AppKey("access", Access)

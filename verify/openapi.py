@@ -66,6 +66,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/invoices/lookup": {"get": _op(
         "invoices.lookup", "Verify an invoice by any key form", params=LOOKUP_PARAMS,
         responses={"200": "verification answer", "400": "bad query"})},
+    "/api/v1/invoices/{id}/original.xml": {"get": _op(
+        "invoices.original", "The invoice's original XML (admins and the invoice's parties)",
+        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        responses={"200": "the XML", "403": "not a party", "404": "no such invoice or no "
+                   "original kept"})},
     "/api/v1/admin/keys": {
         "post": _op("admin.keys.create", "Create an API key (token shown once)",
                     body={"type": "object", "required": ["role"], "properties": {

@@ -14,6 +14,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes([
         web.post(f"{API}/packages", views.post_package, name="packages.create"),
         web.get(f"{API}/invoices/lookup", views.lookup, name="invoices.lookup"),
+        web.get(f"{API}/invoices/{{id}}/original.xml", views.original_xml,
+                name="invoices.original"),
         web.post(f"{API}/admin/keys", admin_views.create_key, name="admin.keys.create"),
         web.get(f"{API}/admin/keys", admin_views.list_keys, name="admin.keys.list"),
         web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,

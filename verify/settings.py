@@ -74,6 +74,10 @@ class Settings:
     audit_retention_days: int = 730
 
     @property
+    def originals_path(self) -> Path:
+        return self.data_dir / "originals.sqlite3"
+
+    @property
     def registry_path(self) -> Path:
         return self.data_dir / "registry.sqlite3"
 

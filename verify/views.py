@@ -5,32 +5,40 @@ from __future__ import annotations
 from aiohttp import web
 
 from indexer.package import parse_json_package
+from indexer.vn_xml import parse_xml_package
 from verify.access.middleware import PRINCIPAL
 from verify.access.tenancy import redact_answer
 from verify.answer import build_answer
 from verify.body import read_body
 from verify.errors import ApiError
-from verify.keys import ACCESS, INTAKE, SETTINGS, STORE
+from verify.keys import ACCESS, INTAKE, ORIGINALS, SETTINGS, STORE
 from verify.lookup import parse_lookup
 from verify.responses import json_response
 
 _JSON_TYPES = frozenset({"application/json"})
+_XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
 async def post_package(request: web.Request) -> web.Response:
-    if request.content_type not in _JSON_TYPES:
+    if request.content_type not in _JSON_TYPES | _XML_TYPES:
         raise ApiError(415, "unsupported_media_type",
-                       "send the package as application/json",
-                       {"accepted": sorted(_JSON_TYPES), "given": request.content_type})
+                       "send the package as application/json or application/xml",
+                       {"accepted": sorted(_JSON_TYPES | _XML_TYPES),
+                        "given": request.content_type})
     settings = request.app[SETTINGS]
     principal = request[PRINCIPAL]
     body = await read_body(request, settings.max_package_bytes)
-    package = parse_json_package(body, max_items=settings.max_package_items)
+    originals: dict[int, bytes] = {}
+    if request.content_type in _XML_TYPES:
+        parsed = parse_xml_package(body, max_items=settings.max_package_items)
+        package, originals = parsed.package, parsed.originals
+    else:
+        package = parse_json_package(body, max_items=settings.max_package_items)
     if not principal.may_send_for(package.sender):
         raise ApiError(403, "sender_not_allowed",
                        "this key may only send packages for its own provider ids",
                        {"sender": package.sender, "allowed": sorted(principal.scopes)})
-    result = await request.app[INTAKE].ingest(package)
+    result = await request.app[INTAKE].ingest(package, originals)
     outcome = "replayed" if result.replayed else str(result.notice["result"])
     request.app[ACCESS].audit.record(principal, "intake", package.package_id, outcome,
                                      request.remote)
@@ -56,6 +64,26 @@ async def lookup(request: web.Request) -> web.Response:
     access.audit.record(principal, "verify", invoice.doc_id if invoice else target,
                         answer["status"], request.remote)
     return json_response(redact_answer(answer, principal))
+
+
+async def original_xml(request: web.Request) -> web.Response:
+    """The invoice's XML as accepted; only for admins and the invoice's parties."""
+    doc_id = request.match_info["id"]
+    principal = request[PRINCIPAL]
+    invoice = await request.app[STORE].get_invoice(doc_id)
+    if invoice is None:
+        raise ApiError(404, "invoice_not_found", "no indexed invoice has this id",
+                       {"id": doc_id})
+    if not (principal.sees_tax_id(invoice.seller_tax_id)
+            or principal.sees_tax_id(invoice.buyer_tax_id)):
+        raise ApiError(403, "not_a_party", "only the seller, the buyer and admins may read "
+                       "an invoice's original")
+    body = await request.app[ORIGINALS].get(doc_id, invoice.package_id)
+    if body is None:
+        raise ApiError(404, "original_not_kept", "this invoice arrived as JSON; no original "
+                       "document was kept", {"id": doc_id})
+    request.app[ACCESS].audit.record(principal, "original.read", doc_id, "ok", request.remote)
+    return web.Response(body=body, content_type="application/xml", charset="utf-8")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import package, vn_invoice
+from tests.xml_factories import xml_package
 from verify.lookup import KEY_PARAMS, MATCH_PARAMS
 
 pytestmark = pytest.mark.slow
@@ -133,6 +134,25 @@ def near_packages(draw: st.DrawFn) -> dict[str, Any]:
 @given(st.one_of(near_packages(), JSON))
 def test_intake_never_fails_the_server(server: Server, body: Any) -> None:
     check(*server.call("POST", "/api/v1/packages", json.dumps(body).encode()))
+
+
+XML_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
+
+
+@st.composite
+def near_xml_packages(draw: st.DrawFn) -> bytes:
+    """Valid XML packages with a few element texts replaced by arbitrary text."""
+    invoices = [vn_invoice(draw(st.integers(1, 50))) for _ in range(draw(st.integers(1, 3)))]
+    for invoice in invoices:
+        for name in draw(st.lists(st.sampled_from(sorted(vn_invoice(1))), max_size=3)):
+            invoice[name] = draw(XML_TEXT)
+    return xml_package(invoices, package_id=draw(st.from_regex(r"[A-Z0-9]{1,12}", fullmatch=True)))
+
+
+@FUZZ
+@given(near_xml_packages())
+def test_xml_intake_never_fails_the_server(server: Server, body: bytes) -> None:
+    check(*server.call("POST", "/api/v1/packages", body, "application/xml"))
 
 
 @FUZZ

@@ -45,6 +45,7 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "openapi": PUBLIC,
     "packages.create": frozenset({Role.INTAKE}),
     "invoices.lookup": _V,
+    "invoices.original": _V,
     "admin.keys.create": frozenset({Role.ADMIN}),
     "admin.keys.list": frozenset({Role.ADMIN}),
     "admin.keys.revoke": frozenset({Role.ADMIN}),

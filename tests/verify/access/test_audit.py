@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import Client
+from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import package, vn_invoice, vn_key
-from tests.verify.access.conftest import KeyMaker, bearer
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
 from verify.settings import Settings

@@ -6,9 +6,8 @@ import os
 import stat
 from typing import Any
 
-from tests.conftest import Client
+from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import BUYER, PROVIDER, SELLER, package, vn_invoice, vn_key
-from tests.verify.access.conftest import KeyMaker, bearer
 from verify.app import create_app
 from verify.settings import Settings
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client
+from tests.conftest import Client, bearer
 from tests.factories import package, vn_invoice, vn_key
-from tests.verify.access.conftest import bearer
 from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role

@@ -6,15 +6,14 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from tests.conftest import Client
-from tests.verify.access.conftest import KeyMaker, bearer
+from tests.conftest import Client, KeyMaker, bearer
 from verify.access.middleware import check_routes
 from verify.access.roles import PUBLIC, ROUTE_ACCESS, Role
 from verify.app import create_app
 from verify.openapi import PATHS
 from verify.settings import Settings
 
-SAMPLE_PATH_PARAMS = {"key_id": "0123456789ab"}
+SAMPLE_PATH_PARAMS = {"key_id": "0123456789ab", "id": "vn:0100109106:1:C22TAA:1"}
 
 
 def app_routes(settings: Settings) -> list[tuple[str, str, str]]:

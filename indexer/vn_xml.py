@@ -1,0 +1,177 @@
+"""Vietnamese XML packages (Decisions 1450/1510, spec/vn-einvoice.md §5-§6) -> the JSON
+interchange shape, so both formats go through one validation path.
+
+Parsing is hardened: no DTD at all (a DOCTYPE is refused, so no external entity and no
+entity expansion can happen), no network, lxml's normal size limits (no `huge_tree`), a depth
+limit, and only the standard's namespaces (none, or the legacy 2014 one). Each invoice's
+original XML is kept, byte for byte as serialised from the parsed tree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from indexer.package import Package, PackageError, package_from_json
+
+LEGACY_NS = "http://laphoadon.gdt.gov.vn/2014/09/invoicexml/v1"
+ALLOWED_NAMESPACES = frozenset({"", LEGACY_NS})
+MAX_DEPTH = 64
+VN_OFFSET = "+07:00"  # NLap and message times are Vietnam local time without offset (§1.4)
+
+
+@dataclass(frozen=True, slots=True)
+class XmlPackage:
+    package: Package
+    originals: dict[int, bytes]  # invoice index in the package -> its HDon element as XML
+
+
+def _bad(code: str, message: str, status: int = 422, **details: Any) -> PackageError:
+    return PackageError(code, message, status=status, details=details)
+
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+
+
+def _parse(body: bytes) -> etree._Element:
+    # Refuse a DTD before libxml2 sees it: nothing in it (entities, external subsets) is
+    # ever needed, and refusing it by name gives the sender a clear reason.
+    first = _FIRST_ELEMENT.search(body)
+    if _DOCTYPE.search(body, 0, first.start() if first else len(body)):
+        raise _bad("package.xml_dtd_forbidden", "a DOCTYPE is not allowed in invoice XML")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             dtd_validation=False, huge_tree=False, remove_comments=True,
+                             remove_pis=True)
+    try:
+        root = etree.fromstring(body, parser)
+    except etree.XMLSyntaxError as exc:
+        raise _bad("package.malformed_xml", f"body is not well-formed XML: {exc}",
+                   status=400) from None
+    docinfo = root.getroottree().docinfo
+    doctype = str(getattr(docinfo, "doctype", ""))  # missing from lxml-stubs, present in lxml
+    if doctype or docinfo.internalDTD is not None:
+        raise _bad("package.xml_dtd_forbidden", "a DOCTYPE is not allowed in invoice XML")
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _bad("package.xml_too_deep", f"XML nested deeper than {MAX_DEPTH} levels")
+        if not isinstance(element.tag, str):
+            continue
+        namespace = etree.QName(element).namespace or ""
+        if namespace not in ALLOWED_NAMESPACES:
+            raise _bad("package.xml_namespace", "unexpected XML namespace",
+                       namespace=namespace, element=etree.QName(element).localname)
+        stack.extend((child, depth + 1) for child in element)
+    return root
+
+
+def _local(element: etree._Element) -> str:
+    return etree.QName(element).localname if isinstance(element.tag, str) else ""
+
+
+def _child(element: etree._Element | None, *path: str) -> etree._Element | None:
+    """Follow a path of local names (namespaces are already checked)."""
+    for name in path:
+        if element is None:
+            return None
+        element = next((c for c in element if _local(c) == name), None)
+    return element
+
+
+def _text(element: etree._Element | None, *path: str) -> str | None:
+    found = _child(element, *path)
+    if found is None or found.text is None:
+        return None
+    return found.text.strip() or None
+
+
+def _local_time(value: str | None) -> str | None:
+    """`YYYY-MM-DD[Thh:mm:ss]` in Vietnam time -> ISO 8601 with the +07:00 offset."""
+    if value is None:
+        return None
+    return f"{value}{VN_OFFSET}" if "T" in value else f"{value}T00:00:00{VN_OFFSET}"
+
+
+def invoice_from_hdon(hdon: etree._Element) -> dict[str, Any]:
+    """Map one `HDon` to the interchange invoice; absent elements stay absent so the
+    shared validation names them (`invoice.field.required`)."""
+    data = _child(hdon, "DLHDon")
+    general = _child(data, "TTChung")
+    content = _child(data, "NDHDon")
+    totals = _child(content, "TToan")
+    seller_id = _text(content, "NBan", "MST")
+    invoice: dict[str, Any] = {
+        "scheme": "vn",
+        "seller_tax_id": seller_id,
+        "template": _text(general, "KHMSHDon"),
+        "series": _text(general, "KHHDon"),
+        "number": _text(general, "SHDon"),
+        # MCCQT belongs beside DLHDon; some producers put it in TTChung (§5.1): accept both.
+        "authority_code": _text(hdon, "MCCQT") or _text(general, "MCCQT"),
+        "issued_at": _local_time(_text(general, "NLap")),
+        "currency": _text(general, "DVTTe"),
+        "amount_before_tax": _text(totals, "TgTCThue"),
+        "tax_amount": _text(totals, "TgTThue"),
+        "total_amount": _text(totals, "TgTTTBSo"),
+        "seller_name": _text(content, "NBan", "Ten"),
+        "buyer_tax_id": _text(content, "NMua", "MST"),
+        "buyer_name": _text(content, "NMua", "Ten"),
+        "kind": "original",
+    }
+    related = _child(general, "TTHDLQuan")
+    if related is not None:
+        nature = _text(related, "TCHDon")
+        invoice["kind"] = {"1": "replacement", "2": "adjustment"}.get(nature or "", nature)
+        invoice["original"] = {"seller_tax_id": seller_id,
+                               "template": _text(related, "KHMSHDCLQuan"),
+                               "series": _text(related, "KHHDCLQuan"),
+                               "number": _text(related, "SHDCLQuan")}
+    return {k: v for k, v in invoice.items() if v is not None}
+
+
+def notices_from_tbao(tbao: etree._Element) -> list[dict[str, Any]]:
+    """Cancellations in an error notice 04/SS-HĐĐT (§6.5): invoices with TCTBao = 1.
+    Other natures (adjust, replace, explain) arrive as invoices or need no state change."""
+    notice = _child(tbao, "DLTBao")
+    seller = _text(notice, "MST")
+    number = _text(notice, "So") or _text(notice, "NTBao") or "04SS"
+    out: list[dict[str, Any]] = []
+    listed = _child(notice, "DSHDon")
+    for row in [] if listed is None else listed:
+        if _local(row) != "HDon" or _text(row, "TCTBao") != "1":
+            continue
+        out.append({"kind": "cancel", "reason": _text(row, "LDo"),
+                    "notice_id": f"{number}/{_text(row, 'STT') or len(out) + 1}",
+                    "key": {"seller_tax_id": seller, "template": _text(row, "KHMSHDon"),
+                            "series": _text(row, "KHHDon"), "number": _text(row, "SHDon")}})
+    return out
+
+
+def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
+    """A `TDiep` envelope: TTChung (MNGui sender, MTDiep message id = package id, SLuong
+    count) and DLieu holding HDon invoices and/or TBao error notices."""
+    root = _parse(body)
+    if _local(root) != "TDiep":
+        raise _bad("package.xml_envelope", "the root element must be TDiep (§6.1)",
+                   root=_local(root))
+    header = _child(root, "TTChung")
+    payload = _child(root, "DLieu")
+    items = [] if payload is None else list(payload)
+    hdons = [e for e in items if _local(e) == "HDon"]
+    notices = [n for e in items if _local(e) == "TBao" for n in notices_from_tbao(e)]
+    count = _text(header, "SLuong")
+    data = {
+        "package_id": _text(header, "MTDiep"),
+        "sender": _text(header, "MNGui"),
+        "declared_count": int(count) if count and count.isdigit() else count,
+        "invoices": [invoice_from_hdon(h) for h in hdons],
+        "notices": notices,
+    }
+    package = package_from_json(data, max_items=max_items)
+    originals = {n: etree.tostring(h, encoding="utf-8") for n, h in enumerate(hdons)}
+    return XmlPackage(package, originals)
