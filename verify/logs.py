@@ -31,6 +31,11 @@ class JsonFormatter(logging.Formatter):
 class AccessLogger(AbstractAccessLogger):
     """One line per request; never logs the query string's values or any header."""
 
+    @property
+    def enabled(self) -> bool:
+        """aiohttp skips `log` entirely when this is False (e.g. at WARNING)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info("request", extra={
             "method": request.method, "path": request.path, "status": response.status,

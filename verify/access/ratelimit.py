@@ -102,6 +102,14 @@ class RedisRateLimiter:
         return math.inf if wait < 0 else wait
 
 
+class NoRateLimiter:
+    """Insecure local mode: no keys, so no per-key or per-invoice budgets either."""
+
+    async def take(self, bucket: str, capacity: int, per_second: float,
+                   cost: int = 1) -> float:
+        return 0.0
+
+
 class ResilientRateLimiter:
     """Redis first, bounded by `timeout`; when Redis fails, this process's memory buckets
     answer instead, so a Redis outage loosens sharing between processes but never stops

@@ -18,7 +18,7 @@ from aiohttp import web
 from verify.access.apikeys import KeyStore
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
-from verify.access.ratelimit import MemoryRateLimiter, RateLimiter
+from verify.access.ratelimit import MemoryRateLimiter, NoRateLimiter, RateLimiter
 from verify.access.roles import Principal, Role
 from verify.errors import ApiError
 from verify.settings import Limits, Settings
@@ -109,7 +109,9 @@ async def open_access(settings: Settings,
     async with open_access_db(settings.access_path) as conn:
         keys = KeyStore(conn)
         audit = AuditTrail(conn, retention=timedelta(days=settings.audit_retention_days))
-        access = Access(keys, audit, limiter or MemoryRateLimiter(), settings.limits,
+        default: RateLimiter = (NoRateLimiter() if settings.insecure_local
+                                else MemoryRateLimiter())
+        access = Access(keys, audit, limiter or default, settings.limits,
                         settings.insecure_local)
         if not settings.insecure_local:
             await bootstrap_admin(keys, settings.admin_key_path)
