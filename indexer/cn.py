@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-CODE_RE = re.compile(r"\d{10}|\d{12}")
-NUMBER8_RE = re.compile(r"\d{8}")
-NUMBER20_RE = re.compile(r"\d{20}")
-CHECK_CODE_RE = re.compile(r"\d{20}")
-TAX_ID_RE = re.compile(r"[0-9A-Z]{15,20}")
+CODE_RE = re.compile(r"\d{10}|\d{12}", re.ASCII)
+NUMBER8_RE = re.compile(r"\d{8}", re.ASCII)
+NUMBER20_RE = re.compile(r"\d{20}", re.ASCII)
+CHECK_CODE_RE = re.compile(r"\d{20}", re.ASCII)
+TAX_ID_RE = re.compile(r"[0-9A-Z]{15,20}", re.ASCII)
 
 #: QR / verification type codes (§3.2). Unknown codes are rejected, not guessed.
 TYPE_CODES: dict[str, str] = {
@@ -40,9 +40,11 @@ _SUFFIX_12 = {"04": "04", "05": "04", "06": "11", "07": "11", "11": "10", "12": 
 
 def type_from_code(code: str) -> str | None:
     """The type code implied by a pre-数电 invoice code (§1.5), or None if unknown."""
-    if len(code) == 10 and code.isdigit():
+    if not CODE_RE.fullmatch(code):
+        return None
+    if len(code) == 10:
         return _DIGIT8_10.get(code[7])
-    if len(code) == 12 and code.isdigit():
+    if len(code) == 12:
         if code[0] == "0":
             return _SUFFIX_12.get(code[10:12])
         if code[7] == "2":

@@ -93,10 +93,16 @@ class _Ledger:
             self.changed.add(invoice.doc_id)
 
 
-def _same_seller(a: InvoiceKey, b: InvoiceKey) -> bool:
-    if isinstance(a, VnKey) and isinstance(b, VnKey):
-        return a.seller_tax_id == b.seller_tax_id
-    return a.scheme == b.scheme
+def _same_seller(inv: Invoice, original_key: InvoiceKey, original: Invoice | None) -> bool:
+    """Same scheme and, where known, the same seller (a CN key carries no seller, so the
+    stored original's seller tax id is compared)."""
+    if inv.key.scheme != original_key.scheme:
+        return False
+    if isinstance(inv.key, VnKey) and isinstance(original_key, VnKey):
+        return inv.key.seller_tax_id == original_key.seller_tax_id
+    if original is not None and inv.seller_tax_id and original.seller_tax_id:
+        return inv.seller_tax_id == original.seller_tax_id
+    return True
 
 
 def _link(invoice: Invoice, rel: Relation, lifecycle: Lifecycle | None = None) -> Invoice:
@@ -117,7 +123,7 @@ def _chain_invoice(inv: Invoice, ledger: _Ledger, cfg: RuleConfig,
         return []
     original = ledger.current.get(inv.original.doc_id)
     problem: str | None = None
-    if not _same_seller(inv.key, inv.original):
+    if not _same_seller(inv, inv.original, original):
         problem = "chain.original.scheme"
     elif original is None:
         problem = "chain.original.not_found"

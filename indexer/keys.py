@@ -6,6 +6,7 @@ The same function validates a key wherever one arrives: an invoice in a package,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -62,7 +63,17 @@ def key_from_doc_id(doc_id: str) -> InvoiceKey | None:
     return None
 
 
-def _text(raw: Mapping[str, Any], name: str) -> str | None:
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class _Wrong:
+    """A field that is present but neither text nor an integer."""
+
+
+WRONG = _Wrong()
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str | _Wrong | None:
     value = raw.get(name)
     if value is None:
         return None
@@ -70,19 +81,23 @@ def _text(raw: Mapping[str, Any], name: str) -> str | None:
         return str(value)
     if isinstance(value, str):
         return value.strip()
-    return None
+    return WRONG
 
 
 def vn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[VnKey | None,
                                                                                  list[Violation]]:
     """Validate (seller_tax_id, template, series, number) per vn-einvoice §1 and §3."""
     out: list[Violation] = []
-    tax_id, template = _text(raw, "seller_tax_id"), _text(raw, "template")
-    series, number_text = _text(raw, "series"), _text(raw, "number")
-    for name, value in (("seller_tax_id", tax_id), ("template", template), ("series", series),
-                        ("number", number_text)):
-        if not value:
+    fields = {name: _text(raw, name) for name in ("seller_tax_id", "template", "series",
+                                                  "number")}
+    for name, value in fields.items():
+        if value is WRONG:
+            out.append(cfg.violation("invoice.field.invalid", prefix + name,
+                                     "text or an integer expected"))
+        elif not value:
             out.append(cfg.violation("invoice.field.required", prefix + name))
+    tax_id, template, series, number_text = (
+        v if isinstance(v, str) else None for v in fields.values())
     if tax_id and not vn.tax_id_valid(tax_id):
         out.append(cfg.violation("vn.tax_id.invalid", prefix + "seller_tax_id", tax_id))
     if template and template not in vn.TEMPLATES:
@@ -96,7 +111,7 @@ def vn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[V
             out.append(cfg.violation("vn.series.letter_f", prefix + "series", series))
     number: int | None = None
     if number_text:
-        if not number_text.isdigit():
+        if not _DIGITS.fullmatch(number_text):
             out.append(cfg.violation("invoice.field.invalid", prefix + "number", "not a number"))
         else:
             number = int(number_text)
@@ -115,8 +130,14 @@ def cn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[C
                                                                                  list[Violation]]:
     """Validate (invoice_code, invoice_number) per cn-invoice §1-§2 and §6 rule 2."""
     out: list[Violation] = []
-    code = _text(raw, "invoice_code") or None
-    number = _text(raw, "invoice_number")
+    code_raw, number_raw = _text(raw, "invoice_code"), _text(raw, "invoice_number")
+    for name, value in (("invoice_code", code_raw), ("invoice_number", number_raw)):
+        if value is WRONG:
+            out.append(cfg.violation("invoice.field.invalid", prefix + name, "text expected"))
+    if out:
+        return None, out
+    code = code_raw if isinstance(code_raw, str) and code_raw else None
+    number = number_raw if isinstance(number_raw, str) else None
     if not number:
         out.append(cfg.violation("invoice.field.required", prefix + "invoice_number"))
         return None, out

@@ -13,7 +13,12 @@ _INT64_MAX = 2**63 - 1
 
 
 class AmountError(ValueError):
-    """An amount that is not a finite decimal, or is too precise or too large to store."""
+    """An amount that is not a finite decimal, or is too precise or too large to store.
+    `kind` says which: "invalid", "precision" or "range"."""
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def parse_amount(value: object, *, max_places: int = SCALE) -> Decimal:
@@ -29,16 +34,16 @@ def parse_amount(value: object, *, max_places: int = SCALE) -> Decimal:
     exponent = amount.normalize().as_tuple().exponent
     assert isinstance(exponent, int)  # finite decimals have an int exponent
     if -exponent > max_places:
-        raise AmountError(f"{value!r} has more than {max_places} decimal places")
+        raise AmountError(f"{value!r} has more than {max_places} decimal places", "precision")
     if abs(amount) * _FACTOR > _INT64_MAX:
-        raise AmountError(f"{value!r} is too large")
+        raise AmountError(f"{value!r} is too large", "range")
     return amount
 
 
 def to_scaled(amount: Decimal) -> int:
     scaled = amount * _FACTOR
     if scaled != scaled.to_integral_value():
-        raise AmountError(f"{amount} has more than {SCALE} decimal places")
+        raise AmountError(f"{amount} has more than {SCALE} decimal places", "precision")
     return int(scaled)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 PACKAGE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 MAX_ITEMS = 10_000
+MAX_DEPTH = 32
 
 
 class PackageError(Exception):
@@ -52,6 +53,20 @@ def _list(data: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
+def _check_depth(data: object) -> None:
+    """Refuse nesting no package needs (the interchange format is 4 levels deep), before
+    anything recursive sees it."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise PackageError("package.too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def package_from_json(data: object, *, max_items: int = MAX_ITEMS) -> Package:
     if not isinstance(data, dict):
         raise PackageError("package.malformed", "a package is a JSON object")
@@ -82,21 +97,27 @@ def package_from_json(data: object, *, max_items: int = MAX_ITEMS) -> Package:
                            details={"declared_count": declared, "actual": actual})
     if actual == 0:
         raise PackageError("package.empty", "the package holds no invoices or notices")
+    _check_depth(data)
     canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        encoded = canonical.encode()
+    except UnicodeEncodeError:
+        raise PackageError("package.invalid_text", "the package holds text that is not valid "
+                           "Unicode (a lone surrogate escape)") from None
     return Package(
         package_id=package_id,
         sender=sender.strip(),
         declared_count=declared,
         invoices=invoices,
         notices=notices,
-        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        digest=hashlib.sha256(encoded).hexdigest(),
     )
 
 
 def parse_json_package(body: bytes, *, max_items: int = MAX_ITEMS) -> Package:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers
         raise PackageError("package.malformed_json", f"body is not valid JSON: {exc}",
                            status=400) from None
     return package_from_json(data, max_items=max_items)

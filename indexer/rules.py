@@ -28,6 +28,14 @@ class Rule:
     message_vi: str
     spec: str
     confirmed: bool = True
+    #: May a deployment change this rule's severity? Unconfirmed rules always may. Rules that
+    #: decide an invoice's identity or its chain may not: accepting what they refuse would
+    #: index an invoice with a malformed key, or acknowledge one that cannot be stored.
+    adjustable: bool = False
+
+    @property
+    def configurable(self) -> bool:
+        return self.adjustable or not self.confirmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,10 @@ class RuleConfig:
         unknown = sorted(set(self.severity) - set(RULES))
         if unknown:
             raise ValueError(f"unknown rule code(s) in severity overrides: {', '.join(unknown)}")
+        fixed = sorted(code for code in self.severity if not RULES[code].configurable)
+        if fixed:
+            raise ValueError("these rules decide identity or the invoice chain and cannot be "
+                             f"reconfigured: {', '.join(fixed)}")
 
     def severity_of(self, code: str) -> Severity:
         return self.severity.get(code, RULES[code].severity)
@@ -121,7 +133,8 @@ _ALL = (
     Rule("invoice.issued_at.timezone", E, "Issue time must carry its UTC offset.",
          "Thời điểm lập phải kèm múi giờ.", "vn-einvoice §1.4"),
     Rule("invoice.issued_at.future", E, "Issue time lies in the future.",
-         "Thời điểm lập ở tương lai.", "cn-invoice §6.2"),
+         "Thời điểm lập ở tương lai.", "cn-invoice §6.2",
+         adjustable=True),
     Rule("invoice.currency.invalid", E, "Currency must be an ISO 4217 code.",
          "Đơn vị tiền tệ phải theo mã ISO 4217.", "vn-einvoice §5.2 DVTTe"),
     Rule("invoice.amount.invalid", E, "Amounts must be decimal strings.",
@@ -181,7 +194,8 @@ _ALL = (
     Rule("cn.type_code.unknown", E, "Unknown invoice type code.",
          "Mã loại hóa đơn không xác định.", "cn-invoice §3.2"),
     Rule("cn.type_code.mismatch", W, "The type code differs from the type derived from the code.",
-         "Mã loại hóa đơn khác loại suy ra từ mã hóa đơn.", "cn-invoice §6.3"),
+         "Mã loại hóa đơn khác loại suy ra từ mã hóa đơn.", "cn-invoice §6.3",
+         adjustable=True),
     Rule("cn.check_code.invalid", E, "Check code (校验码) must be 20 digits.",
          "Mã kiểm tra (校验码) phải gồm 20 chữ số.", "cn-invoice §3.1"),
     Rule("cn.tax_id.invalid", E, "Chinese taxpayer id must be 15 to 20 digits or capital letters.",
@@ -207,28 +221,35 @@ _ALL = (
          "Hóa đơn gốc phải cùng loại và cùng người bán.", "vn-einvoice §5.6"),
     # --- registry (step 1 at intake; step 2.1 registration) ---------------------------------
     Rule("registry.seller.unknown", E, "The seller is not in the taxpayer registry.",
-         "Người bán không có trong danh sách người nộp thuế.", "ARCHITECTURE.md registry file"),
+         "Người bán không có trong danh sách người nộp thuế.", "ARCHITECTURE.md registry file",
+         adjustable=True),
     Rule("registry.seller.inactive", E,
          "The seller's tax id is not in an active status (00, 02, 04).",
          "Mã số thuế người bán không ở trạng thái hoạt động (00, 02, 04).",
-         "vn-einvoice §4, §8 step 1.1"),
+         "vn-einvoice §4, §8 step 1.1",
+         adjustable=True),
     Rule("registry.seller.einvoice_stopped", E,
          "The seller was stopped from using e-invoices on the issue date.",
-         "Người bán bị ngừng sử dụng hóa đơn điện tử tại ngày lập.", "vn-einvoice §4, §8 step 1.3"),
+         "Người bán bị ngừng sử dụng hóa đơn điện tử tại ngày lập.", "vn-einvoice §4, §8 step 1.3",
+         adjustable=True),
     Rule("registry.authority_code.range", E,
          "The cash-register code is outside the ranges issued to the seller.",
          "Mã hóa đơn máy tính tiền không thuộc ký hiệu được cấp cho người bán.",
-         "vn-einvoice §2.2, §8 step 1.7"),
+         "vn-einvoice §2.2, §8 step 1.7",
+         adjustable=True),
     Rule("registry.registration.missing", E,
          "The template and series are not registered for the seller on the issue date.",
          "Mẫu số và ký hiệu hóa đơn chưa được đăng ký cho người bán tại ngày lập.",
-         "vn-einvoice §8 step 2.1"),
+         "vn-einvoice §8 step 2.1",
+         adjustable=True),
     Rule("registry.provider.unknown", E, "The sender is not a registered transmission provider.",
-         "Đơn vị truyền nhận không có trong danh sách đăng ký.", "vn-einvoice §7, §8 step 1.5"),
+         "Đơn vị truyền nhận không có trong danh sách đăng ký.", "vn-einvoice §7, §8 step 1.5",
+         adjustable=True),
     Rule("registry.provider.contract_invalid", E,
          "The sender's provider contract is not valid on the receipt date.",
          "Hợp đồng của đơn vị truyền nhận không còn hiệu lực tại ngày nhận.",
-         "vn-einvoice §8 step 1.5"),
+         "vn-einvoice §8 step 1.5",
+         adjustable=True),
     # --- notices (cancellation) ------------------------------------------------------------
     Rule("notice.kind.invalid", E, "Notice kind must be 'cancel'.",
          "Loại thông báo phải là 'cancel' (hủy).", "vn-einvoice §6.5 TCTBao"),

@@ -50,8 +50,11 @@ def infer_scheme(raw: Mapping[str, Any]) -> str:
 
 def parse_issued_at(value: object, cfg: RuleConfig, now: datetime,
                     out: list[Violation]) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
+    if value is None or value == "":
         out.append(cfg.violation("invoice.field.required", "issued_at"))
+        return None
+    if not isinstance(value, str) or not value.strip():
+        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", repr(value)))
         return None
     try:
         issued = datetime.fromisoformat(value.strip())
@@ -66,8 +69,14 @@ def parse_issued_at(value: object, cfg: RuleConfig, now: datetime,
     return issued
 
 
+def _absent(raw: Mapping[str, Any], name: str) -> bool:
+    return raw.get(name) in (None, "")
+
+
 def _text(raw: Mapping[str, Any], name: str, cfg: RuleConfig, out: list[Violation],
           *, required: bool = False, max_len: int = _MAX_TEXT) -> str | None:
+    """The field's text; None when absent (a violation if required) or invalid (a violation).
+    Callers that add their own "missing" rule check `_absent` first."""
     value = raw.get(name)
     if value is None or value == "":
         if required:
@@ -95,7 +104,8 @@ def _amounts(raw: Mapping[str, Any], scheme: str, cfg: RuleConfig,
         try:
             values[name] = parse_amount(raw[name], max_places=_AMOUNT_PLACES[scheme])
         except AmountError as exc:
-            code = "invoice.amount.precision" if "places" in str(exc) else "invoice.amount.invalid"
+            code = ("invoice.amount.precision" if exc.kind == "precision"
+                    else "invoice.amount.invalid")
             out.append(cfg.violation(code, name, str(exc)))
     if len(values) < 3:
         return None
@@ -114,9 +124,12 @@ def _vn_checks(raw: Mapping[str, Any], key: VnKey, issued: datetime | None, cfg:
     if local and series.year != local.year % 100:
         out.append(cfg.violation("vn.series.year_mismatch", "series",
                                  f"series year {series.year:02d}, issued {local.year}"))
+    buyer = _text(raw, "buyer_tax_id", cfg, out, max_len=14)
+    if buyer and not vn.tax_id_valid(buyer):
+        out.append(cfg.violation("vn.tax_id.invalid", "buyer_tax_id", buyer))
     code = _text(raw, "authority_code", cfg, out, max_len=34)
     if code is None:
-        if series.with_code:
+        if series.with_code and _absent(raw, "authority_code"):
             out.append(cfg.violation("vn.authority_code.required", "authority_code"))
         return None
     code = code.upper()
@@ -129,9 +142,6 @@ def _vn_checks(raw: Mapping[str, Any], key: VnKey, issued: datetime | None, cfg:
         out.append(cfg.violation("vn.authority_code.invalid", "authority_code", code))
     if register and local and int(register["yy"]) != local.year % 100:
         out.append(cfg.violation("vn.authority_code.cash_register_year", "authority_code", code))
-    buyer = _text(raw, "buyer_tax_id", cfg, out, max_len=14)
-    if buyer and not vn.tax_id_valid(buyer):
-        out.append(cfg.violation("vn.tax_id.invalid", "buyer_tax_id", buyer))
     return code
 
 
@@ -234,7 +244,7 @@ def validate_notice(raw: object, cfg: RuleConfig) -> tuple[CancelNotice | None, 
     if raw.get("kind") != "cancel":
         out.append(cfg.violation("notice.kind.invalid", "kind", str(raw.get("kind"))))
     reason = _text(raw, "reason", cfg, out, max_len=255)
-    if reason is None:
+    if reason is None and _absent(raw, "reason"):
         out.append(cfg.violation("notice.reason.required", "reason"))
     notice_id = _text(raw, "notice_id", cfg, out, required=True, max_len=64)
     key_raw = raw.get("key")

@@ -183,7 +183,8 @@ def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
     cfg = _settings().rules
     rows = [{"rule": r.code, "severity": cfg.severity_of(r.code).value,
-             "confirmed": r.confirmed, "spec": r.spec, "message": r.message_en}
+             "confirmed": r.confirmed, "configurable": r.configurable, "spec": r.spec,
+             "message": r.message_en}
             for r in RULES.values()]
     if as_json:
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")

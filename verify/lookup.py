@@ -25,7 +25,7 @@ from verify.errors import ApiError
 KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
                         "code"})
 MATCH_PARAMS = frozenset({"total_amount", "amount", "issued_on", "check_code", "buyer_tax_id"})
-_CHECK_CODE_RE = re.compile(r"\d{6}|\d{20}")
+_CHECK_CODE_RE = re.compile(r"\d{6}|\d{20}", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
