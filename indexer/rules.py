@@ -262,3 +262,21 @@ _ALL = (
 )
 
 RULES: Mapping[str, Rule] = {rule.code: rule for rule in _ALL}
+
+
+def rules_markdown() -> str:
+    """docs/rules.md, generated from this table (a test keeps the file equal to it)."""
+    lines = [
+        "# Intake rules",
+        "",
+        "Generated from `indexer/rules.py` by `invoice-verify rules --markdown > docs/rules.md`;"
+        " a test fails when the two differ.",
+        "",
+        "| code | default | configurable | spec | message | tiếng Việt |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for rule in RULES.values():
+        flag = "yes" + ("" if rule.confirmed else " (unconfirmed)") if rule.configurable else "no"
+        lines.append(f"| `{rule.code}` | {rule.severity.value} | {flag} | {rule.spec} | "
+                     f"{rule.message_en} | {rule.message_vi} |")
+    return "\n".join(lines) + "\n"

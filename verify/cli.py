@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from indexer.intake import Intake
 from indexer.package import PackageError, package_from_json, parse_json_package
 from indexer.registry import RegistryError, parse_registry
+from indexer.rules import RULES, rules_markdown
 from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
@@ -177,9 +178,13 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="JSON package files"
 
 
 @app.command("rules")
-def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False,
+               markdown: Annotated[bool, typer.Option(
+                   "--markdown", help="the docs/rules.md table")] = False) -> None:
     """List every intake rule with its code, severity in force and spec section."""
-    from indexer.rules import RULES
+    if markdown:
+        sys.stdout.write(rules_markdown())
+        return
 
     cfg = _settings().rules
     rows = [{"rule": r.code, "severity": cfg.severity_of(r.code).value,
