@@ -1,0 +1,158 @@
+"""Intake throughput on the embedded default: invoices/s for JSON and XML packages through the
+whole intake (parse, validate, chain rules, durable commit), against a baseline measured in
+the same run: the same rows written straight into the same SQLite schema (store cost only).
+
+    .venv/bin/python -m bench.intake [--invoices 20000] [--rounds 3]
+
+Each round loads into a fresh temporary data directory; figures are medians over rounds.
+Signed XML packages are measured when `--signed` is given and signing support is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from indexer.intake import Intake
+from indexer.model import Invoice
+from indexer.package import package_from_json
+from indexer.rules import RuleConfig
+from indexer.store.protocol import StoredPackage
+from indexer.store.sqlite import open_sqlite_store
+from indexer.validate import validate_invoice
+from indexer.vn_xml import parse_xml_package
+from tests.xml_factories import xml_package
+from verify.demo import build_demo
+
+REPO = Path(__file__).resolve().parents[1]
+#: A measured run: (invoices accepted, seconds of the timed part, or None to time it all).
+Runner = Callable[[Path], Coroutine[Any, Any, tuple[int, float | None]]]
+
+
+def demo_packages(count: int) -> list[dict[str, Any]]:
+    """`count` invoices (VN and CN) from the demo generator, in packages of 500."""
+    per_series = max(100, count // 8 + 1)
+    plan = build_demo(per_series=per_series)
+    packages, total = [], 0
+    for package in plan.packages:
+        invoices = package.get("invoices", [])
+        if not invoices:
+            continue
+        take = invoices[:count - total]
+        packages.append({**package, "invoices": take, "declared_count": len(take)})
+        total += len(take)
+        if total >= count:
+            break
+    return packages
+
+
+async def run_json(data_dir: Path, packages: list[dict[str, Any]]) -> tuple[int, None]:
+    async with open_sqlite_store(data_dir / "invoices.sqlite3") as store:
+        intake = Intake(store, RuleConfig())
+        accepted = 0
+        for raw in packages:
+            result = await intake.ingest(package_from_json(raw, max_items=10**6))
+            accepted += result.notice["accepted"]
+        return accepted, None
+
+
+async def run_xml(data_dir: Path, bodies: list[bytes]) -> tuple[int, None]:
+    async with open_sqlite_store(data_dir / "invoices.sqlite3") as store:
+        intake = Intake(store, RuleConfig())
+        accepted = 0
+        for body in bodies:
+            parsed = parse_xml_package(body, max_items=10**6)
+            result = await intake.ingest(parsed.package, parsed.originals)
+            accepted += result.notice["accepted"]
+        return accepted, None
+
+
+async def run_baseline(data_dir: Path, packages: list[dict[str, Any]]) -> tuple[int, float]:
+    """The same invoices, already validated, committed straight to the store: what storage
+    alone costs, so the ratio shows what the intake rules add."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    prepared: list[tuple[dict[str, Any], list[Invoice]]] = []
+    for raw in packages:
+        checked = (validate_invoice(i, RuleConfig(), package_id=raw["package_id"], now=now)[0]
+                   for i in raw["invoices"])
+        prepared.append((raw, [i for i in checked if i is not None]))
+    async with open_sqlite_store(data_dir / "invoices.sqlite3") as store:
+        started = time.perf_counter()
+        total = 0
+        for raw, invoices in prepared:
+            record = StoredPackage(raw["package_id"], raw["sender"], "0" * 64, now, {})
+            await store.commit_package(record, invoices, [])
+            total += len(invoices)
+        return total, time.perf_counter() - started  # timed without the preparation
+
+
+def measure(runner: Runner, rounds: int) -> list[tuple[float, int]]:
+    """(seconds, invoices accepted) per round, each in a fresh data directory."""
+    results = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
+            started = time.perf_counter()
+            accepted, timed = asyncio.run(runner(Path(tmp)))
+            results.append((timed if timed is not None else time.perf_counter() - started,
+                            accepted))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.intake", description=__doc__)
+    parser.add_argument("--invoices", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    command = shlex.join([".venv/bin/python", "-m", "bench.intake",
+                          *(sys.argv[1:] if argv is None else argv)])
+    print(f"reproduce: cd {REPO} && {command}")
+    print(f"machine: nproc {os.cpu_count()}, python {platform.python_version()}, "
+          f"{platform.machine()}")
+    packages = demo_packages(args.invoices)
+    n = sum(len(p["invoices"]) for p in packages)
+    vn_only = [{**p, "invoices": [i for i in p["invoices"] if i["scheme"] == "vn"]}
+               for p in packages]
+    vn_only = [{**p, "declared_count": len(p["invoices"])} for p in vn_only if p["invoices"]]
+    bodies = [xml_package(p["invoices"], package_id=p["package_id"], sender=p["sender"])
+              for p in vn_only]
+    n_xml = sum(len(p["invoices"]) for p in vn_only)
+    print(f"{n} invoices in {len(packages)} JSON packages; {n_xml} VN invoices in "
+          f"{len(bodies)} XML packages ({sum(map(len, bodies)) / 1e6:.1f} MB); "
+          f"{args.rounds} round(s), fresh store each")
+
+    rows = []
+    for name, count, runner in (
+            ("store only (baseline)", n, lambda d: run_baseline(d, packages)),
+            ("JSON intake", n, lambda d: run_json(d, packages)),
+            ("XML intake", n_xml, lambda d: run_xml(d, bodies))):
+        results = measure(runner, args.rounds)
+        accepted = [value for _, value in results]
+        if any(a != count for a in accepted):
+            print(f"! {name}: accepted {accepted} of {count}: the generator and rules disagree")
+            return 1
+        rates = [count / elapsed for elapsed, _ in results]
+        rows.append((name, statistics.median(rates), rates))
+    print(f"\n{'path':<24} {'invoices/s':>11}   per round")
+    for name, rate, rates in rows:
+        print(f"{name:<24} {rate:>11,.0f}   " + " ".join(f"{r:,.0f}" for r in rates))
+    base = rows[0][1]
+    print(f"\nJSON intake / store only: {rows[1][1] / base:.2f}; "
+          f"XML intake / store only: {rows[2][1] / base:.2f} (one core: intake is serial)")
+    print(f"reproduce: cd {REPO} && {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
