@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from indexer.intake import Intake
 from indexer.package import PackageError, package_from_json, parse_json_package
-from indexer.registry import RegistryError, parse_registry
+from indexer.registry import RegistryError, parse_registry, parse_registry_json
 from indexer.rules import RULES, rules_markdown
 from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
@@ -65,6 +65,8 @@ async def _intake(settings: Settings) -> AsyncIterator[Intake]:
 async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
     accepted = rejected = 0
     async with _intake(settings) as intake:
+        assert intake.registry is not None
+        await intake.registry.import_registry(parse_registry_json(plan.registry))
         with _progress() as bar:
             task = bar.add_task("loading demo packages", total=len(plan.packages))
             for raw in plan.packages:

@@ -63,6 +63,7 @@ class DemoPlan:
     cn_code: dict[str, Any]
     cn_digital: dict[str, Any]
     packages: list[dict[str, Any]]
+    registry: dict[str, Any]
 
     @property
     def invoice_count(self) -> int:
@@ -208,7 +209,31 @@ def build_demo(*, seed: int = 20221515, per_series: int = 2500,
         cn_code=cn_all[CN_SERIES[0][0]][7],
         cn_digital=cn_all[None][11],
         packages=packages,
+        registry=demo_registry(),
     )
+
+
+#: The README's intake example sells under this MST and series; the demo registers it.
+README_SELLER = ("0100109106", "Công ty Ví dụ", "C22TAA", "2022-01-01")
+
+
+def demo_registry() -> dict[str, Any]:
+    """The registry file (ARCHITECTURE.md format) for the demo: every seller registered for
+    its series in an active status, the cash-register seller with its code range, and the
+    provider that sends the demo packages."""
+    taxpayers = [
+        {"tax_id": seller, "name": name, "status": "00",
+         "cash_register_code_ranges": (
+             [CASH_REGISTER_RANGE] if any(s[3] == "M" for s in series) else []),
+         "registrations": [{"template": "1", "series": s, "from": f"20{s[1:3]}-01-01"}
+                           for s in series]}
+        for seller, name, series in VN_SELLERS]
+    tax_id, name, series, since = README_SELLER
+    taxpayers.append({"tax_id": tax_id, "name": name, "status": "00",
+                      "registrations": [{"template": "1", "series": series, "from": since}]})
+    return {"taxpayers": taxpayers,
+            "providers": [{"provider_id": PROVIDER, "name": "Công ty Cổ phần Truyền nhận Số",
+                           "valid_from": "2021-07-01", "valid_to": "2030-12-31"}]}
 
 
 def example_queries(plan: DemoPlan) -> list[tuple[str, dict[str, str]]]:

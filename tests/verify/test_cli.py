@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from indexer.store.registry import open_sqlite_registry
 from tests.conftest import Client
 from tests.factories import package, vn_invoice
 from verify.app import create_app
@@ -78,6 +79,11 @@ async def test_demo_examples_answer_as_labelled(tmp_path: Path, aiohttp_client: 
     assert ('curl -s -H "Authorization: Bearer $INVOICE_KEY" '
             "'http://127.0.0.1:8080/api/v1/invoices/lookup?") in result.output
     cli: Client = await aiohttp_client(create_app(Settings(data_dir=data, insecure_local=True)))
+    async with open_sqlite_registry(data / "registry.sqlite3") as registry:
+        assert await registry.counts() == {"taxpayers": 5, "providers": 1}
+    stranger = package([vn_invoice(1, seller_tax_id="0102671977")])
+    notice = await (await cli.post("/api/v1/packages", json=stranger)).json()
+    assert notice["items"][0]["errors"][0]["rule"] == "registry.seller.unknown"
     for title, query in example_queries(build_demo(per_series=200)):
         resp = await cli.get("/api/v1/invoices/lookup", params=query)
         assert resp.status == 200
