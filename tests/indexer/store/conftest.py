@@ -1,16 +1,63 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from elasticsearch import AsyncElasticsearch
+from osmem_server import OsmemServer
 
 from indexer.store import InvoiceStore
+from indexer.store.elasticsearch import ClientFactory, default_client, open_elasticsearch_store
+from indexer.store.es_mappings import IndexLayout
 from indexer.store.sqlite import open_sqlite_store
+from tests.indexer.store.plain_json import plain_json_client
 
 # The store contract suite runs against every backend listed here; a new backend adds one
 # parameter and one branch below.
-STORE_BACKENDS = ["sqlite"]
+STORE_BACKENDS = ["sqlite", "elasticsearch"]
+
+
+@dataclass(frozen=True, slots=True)
+class EsTarget:
+    url: str
+    client_factory: ClientFactory
+
+
+@pytest.fixture(scope="session")
+def es_target() -> Iterator[EsTarget]:
+    """The real Elasticsearch at INVOICE_ES_URL when set; otherwise an osmem-server process
+    on a loopback port for the whole session (it also exits with the test process)."""
+    url = os.environ.get("INVOICE_ES_URL")
+    if url:
+        yield EsTarget(url, default_client)
+        return
+    server = OsmemServer.start(japanese=False)
+    try:
+        yield EsTarget(server.url, plain_json_client)
+    finally:
+        server.close()
+        if server.process.stdout is not None:  # the launcher leaves its pipe open
+            server.process.stdout.close()
+
+
+def fresh_prefix() -> str:
+    """Index names are lower-case; a prefix per test keeps tests from seeing each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+async def drop_layout(client: AsyncElasticsearch, layout: IndexLayout) -> None:
+    """Delete the indices behind each alias and the templates, by name (Elasticsearch 8
+    refuses wildcard deletes by default)."""
+    for alias in layout.templates():
+        if await client.indices.exists_alias(name=alias):
+            for index in await client.indices.get_alias(name=alias):
+                await client.indices.delete(index=index)
+        if await client.indices.exists_index_template(name=alias):
+            await client.indices.delete_index_template(name=alias)
 
 
 @pytest.fixture(params=STORE_BACKENDS)
@@ -18,5 +65,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "sqlite":
         async with open_sqlite_store(tmp_path / "contract.sqlite3") as sqlite_store:
             yield sqlite_store
+    elif request.param == "elasticsearch":
+        target: EsTarget = request.getfixturevalue("es_target")
+        async with open_elasticsearch_store(target.url, index_prefix=fresh_prefix(),
+                                            client_factory=target.client_factory) as es_store:
+            try:
+                yield es_store
+            finally:
+                await drop_layout(es_store.patient, es_store.layout)
     else:  # pragma: no cover - guards against a parameter added without its branch
         raise AssertionError(f"no fixture branch for backend {request.param}")

@@ -1,0 +1,317 @@
+"""The Elasticsearch store: the primary index of the distributed deployment.
+
+Layout, mappings and the document shape are in `indexer.store.es_mappings`; this module is
+the `InvoiceStore` over them, with the same semantics as `SqliteStore` (the contract suite in
+tests/indexer/store runs against both).
+
+Two clients. The request path (every read, and `ping`) uses a fail-fast client: 1 s per
+request, one retry on a broken connection, none on a timeout, so a stalled cluster costs a
+lookup about a second and the circuit breaker opens instead of requests piling up. Writes
+and maintenance use a patient client: 30 s, three retries on connection errors and on
+429/502/503/504. It does not retry a timed-out request either: a `create` that did land
+would come back from its retry as a conflict and be reported as a duplicate.
+Transport failures and 429/5xx answers are raised as `ElasticsearchUnavailable`.
+
+Refresh policy: nothing is written with `refresh`. Every read the service makes is a realtime
+GET/mget by `_id`: invoices by doc id; authority codes through the codes index, whose `_id`
+is the code (so `find_by_authority_code` and `existing_authority_codes` need no search and see
+a commit at once); packages by package id. Only `count_invoices`, an operator's statistic,
+is a search, and it refreshes the invoices index first.
+
+Version guard. ES has no transactions, and several service processes may write, so each
+document carries a version: `state_version` = 1 + the number of relations, which grows by one
+with every change intake makes and is identical when the same state is replayed. New invoices
+are written with `op_type=create` (Elasticsearch's internal version 1; create refuses explicit
+versions), changed ones with `version=state_version`, `version_type=external`, which the
+cluster refuses unless it is strictly greater than the stored `_version`. A replayed or
+concurrent older state (an "issued" invoice over its cancellation) is therefore refused, never
+applied. `if_seq_no` would also guard, but needs the seq_no of the read the change was based
+on threaded through intake; a version derived from content needs nothing.
+
+commit_package, as close to all-or-nothing as ES allows:
+  1. GET the package id: present -> `PackageExistsError`, nothing written.
+  2. mget the changed invoices: any stored state not older than ours (or gone) ->
+     `StaleInvoiceError`, nothing written.
+  3. One bulk of creates: the authority codes of the new invoices, then the invoices. Any
+     conflict -> every document this call created is deleted (by its exact `_seq_no`, so
+     nothing written since by anyone else is touched) -> `DuplicateInvoiceError`.
+  4. One bulk of the changed invoices, version-guarded. A conflict here means another process
+     changed the same invoice between steps 2 and 4 -> undo step 3 -> `StaleInvoiceError`.
+  5. Create the package record LAST (`op_type=create`): a conflict -> undo step 3 ->
+     `PackageExistsError`. A package that is visible is therefore complete.
+What is not atomic: (a) changed invoices applied in step 4 before a later item or step 5
+fails stay applied (a version-guarded state cannot be rolled back without breaking the
+guard), and may then point at a new invoice that the undo removed; (b) a crash or lost
+connection between steps 3 and 5 leaves documents without their package record (the undo is
+attempted but cannot run if the cluster is gone; the ids left behind are added as a note to
+the exception). Both need two processes changing one invoice at the same moment or a crash
+mid-commit; the durable intake journal (a later issue) replays such packages. Within one
+process `Intake` serialises commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    ConflictError,
+    NotFoundError,
+    TransportError,
+)
+
+from indexer.model import Invoice
+from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
+from indexer.store.es_mappings import (
+    IndexLayout,
+    ensure_layout,
+    invoice_from_source,
+    invoice_source,
+    source_version,
+    state_version,
+    storable_id,
+)
+from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
+
+logger = logging.getLogger(__name__)
+
+#: mget at most this many ids per request.
+MGET_CHUNK = 1000
+
+
+class ElasticsearchUnavailable(Exception):
+    """The cluster did not answer (connection refused, timeout) or answered 429/5xx."""
+
+
+class StaleInvoiceError(DuplicateInvoiceError):
+    """A changed invoice is not newer than the stored one: another intake changed it first.
+
+    A `DuplicateInvoiceError` because, to the caller, it is the same event (a concurrent
+    intake got there first; post the package again) and `Intake` already answers it so.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    request_timeout: float
+    max_retries: int
+    retry_on_timeout: bool
+
+
+REQUEST_PATH = ClientOptions(request_timeout=1.0, max_retries=1, retry_on_timeout=False)
+PATIENT = ClientOptions(request_timeout=30.0, max_retries=3, retry_on_timeout=False)
+
+ClientFactory = Callable[[str, ClientOptions], AsyncElasticsearch]
+
+
+def default_client(url: str, options: ClientOptions) -> AsyncElasticsearch:
+    return AsyncElasticsearch(url, request_timeout=options.request_timeout,
+                              max_retries=options.max_retries,
+                              retry_on_timeout=options.retry_on_timeout)
+
+
+@contextmanager
+def _unavailable_on_failure(what: str) -> Iterator[None]:
+    try:
+        yield
+    except TransportError as exc:
+        raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
+    except ApiError as exc:
+        if exc.status_code == 429 or exc.status_code >= 500:
+            raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
+        raise
+
+
+def _doc_missing(exc: NotFoundError) -> bool:
+    """A 404 for a missing document (as opposed to a missing index)."""
+    return isinstance(exc.body, dict) and exc.body.get("found") is False
+
+
+class ElasticsearchStore:
+    backend = "elasticsearch"
+
+    def __init__(self, fast: AsyncElasticsearch, patient: AsyncElasticsearch,
+                 layout: IndexLayout) -> None:
+        self.fast = fast
+        self.patient = patient
+        self.layout = layout
+
+    async def ping(self) -> None:
+        """A realtime GET on the invoices alias: fails if the cluster, the alias or the
+        index's shard cannot answer, which a bare `info()` would not notice."""
+        with _unavailable_on_failure("ping"):
+            await self._get_source(self.layout.invoices, "ping")
+
+    async def _get_source(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        if not storable_id(doc_id):
+            return None
+        try:
+            resp = await self.fast.get(index=index, id=doc_id)
+        except NotFoundError as exc:
+            if _doc_missing(exc):
+                return None
+            raise
+        return cast(dict[str, Any], resp["_source"])
+
+    async def _mget_sources(self, client: AsyncElasticsearch, index: str,
+                            ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        wanted = sorted({i for i in ids if storable_id(i)})
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), MGET_CHUNK):
+            resp = await client.mget(index=index, ids=wanted[start:start + MGET_CHUNK])
+            for doc in resp["docs"]:
+                if doc.get("found"):
+                    found[str(doc["_id"])] = cast(dict[str, Any], doc["_source"])
+        return found
+
+    async def get_invoice(self, doc_id: str) -> Invoice | None:
+        with _unavailable_on_failure("get_invoice"):
+            source = await self._get_source(self.layout.invoices, doc_id)
+        return invoice_from_source(source) if source is not None else None
+
+    async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
+        with _unavailable_on_failure("get_invoices"):
+            sources = await self._mget_sources(self.fast, self.layout.invoices, doc_ids)
+        return {doc_id: invoice_from_source(src) for doc_id, src in sources.items()}
+
+    async def find_by_authority_code(self, code: str) -> Invoice | None:
+        with _unavailable_on_failure("find_by_authority_code"):
+            entry = await self._get_source(self.layout.codes, code)
+            if entry is None:
+                return None
+            source = await self._get_source(self.layout.invoices, str(entry["doc_id"]))
+        return invoice_from_source(source) if source is not None else None
+
+    async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]:
+        with _unavailable_on_failure("existing_authority_codes"):
+            return set(await self._mget_sources(self.fast, self.layout.codes, codes))
+
+    async def get_package(self, package_id: str) -> StoredPackage | None:
+        with _unavailable_on_failure("get_package"):
+            source = await self._get_source(self.layout.packages, package_id)
+        if source is None:
+            return None
+        return StoredPackage(source["package_id"], source["sender"], source["digest"],
+                             datetime.fromisoformat(source["received_at"]), source["notice"])
+
+    async def count_invoices(self) -> int:
+        with _unavailable_on_failure("count_invoices"):
+            await self.patient.indices.refresh(index=self.layout.invoices)
+            resp = await self.patient.count(index=self.layout.invoices)
+        return int(resp["count"])
+
+    async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],
+                             changed: Sequence[Invoice]) -> None:
+        """See the module docstring for the order of writes and what is not atomic."""
+        with _unavailable_on_failure("commit_package"):
+            if await self._get_source(self.layout.packages, package.package_id) is not None:
+                raise PackageExistsError(package.package_id)
+            await self._refuse_stale(changed)
+            created = BulkOutcome()
+            try:
+                await self._create_new(package, new, created)
+                await self._write_changed(changed)
+                await self._create_package_record(package)
+            except BaseException as exc:
+                await self._undo(created, exc)
+                raise
+
+    async def _refuse_stale(self, changed: Sequence[Invoice]) -> None:
+        stored = await self._mget_sources(self.patient, self.layout.invoices,
+                                          (inv.doc_id for inv in changed))
+        stale = [inv.doc_id for inv in changed if inv.doc_id not in stored
+                 or source_version(stored[inv.doc_id]) >= state_version(inv)]
+        if stale:
+            raise StaleInvoiceError(f"changed since read (or gone): {', '.join(stale)}")
+
+    async def _create_new(self, package: StoredPackage, new: Sequence[Invoice],
+                          outcome: BulkOutcome) -> None:
+        actions: list[dict[str, Any]] = [
+            {"_op_type": "create", "_index": self.layout.codes, "_id": inv.authority_code,
+             "_source": {"authority_code": inv.authority_code, "doc_id": inv.doc_id,
+                         "package_id": package.package_id}}
+            for inv in new if inv.authority_code]
+        actions += [{"_op_type": "create", "_index": self.layout.invoices, "_id": inv.doc_id,
+                     "_source": invoice_source(inv)} for inv in new]
+        await run_bulk(self.patient, actions, outcome)
+        if outcome.failed and all(f.status == 409 for f in outcome.failed):
+            codes = self.layout.codes
+            taken = ", ".join(
+                f"{f.doc_id} ({'authority code' if f.index.startswith(codes) else 'key'})"
+                for f in outcome.failed)
+            raise DuplicateInvoiceError(f"already stored: {taken}")
+        if outcome.failed:
+            raise BulkWriteError(outcome.failed)
+
+    async def _write_changed(self, changed: Sequence[Invoice]) -> None:
+        actions: list[dict[str, Any]] = [
+            {"_op_type": "index", "_index": self.layout.invoices, "_id": inv.doc_id,
+             "version": state_version(inv), "version_type": "external",
+             "_source": invoice_source(inv)} for inv in changed]
+        outcome = BulkOutcome()
+        await run_bulk(self.patient, actions, outcome)
+        if outcome.failed and all(f.status == 409 for f in outcome.failed):
+            raise StaleInvoiceError(
+                "changed by another intake meanwhile: "
+                + ", ".join(f.doc_id for f in outcome.failed))
+        if outcome.failed:
+            raise BulkWriteError(outcome.failed)
+
+    async def _create_package_record(self, package: StoredPackage) -> None:
+        try:
+            await self.patient.create(
+                index=self.layout.packages, id=package.package_id,
+                document={"package_id": package.package_id, "sender": package.sender,
+                          "digest": package.digest,
+                          "received_at": package.received_at.isoformat(),
+                          "notice": package.notice})
+        except ConflictError as exc:
+            raise PackageExistsError(package.package_id) from exc
+
+    async def _undo(self, created: BulkOutcome, cause: BaseException) -> None:
+        """Delete what this commit created, each at the exact seq_no it was written with."""
+        if not created.written:
+            return
+        actions: list[dict[str, Any]] = [
+            {"_op_type": "delete", "_index": w.index, "_id": w.doc_id,
+             "if_seq_no": w.seq_no, "if_primary_term": w.primary_term}
+            for w in created.written]
+        undone = BulkOutcome()
+        try:
+            await run_bulk(self.patient, actions, undone, ignore_status=(404,))
+        except Exception as exc:  # the cause is what the caller must see; this goes beside it
+            logger.warning("undo of a failed commit did not finish", exc_info=exc)
+            left = sorted({w.doc_id for w in created.written}
+                          - {w.doc_id for w in undone.written})
+        else:
+            left = [f.doc_id for f in undone.failed]
+        if left:
+            logger.warning("a failed commit left behind: %s", ", ".join(left))
+            cause.add_note("left behind by a failed commit: " + ", ".join(left))
+
+
+@asynccontextmanager
+async def open_elasticsearch_store(
+        url: str, *, index_prefix: str = "invoices",
+        client_factory: ClientFactory | None = None) -> AsyncIterator[ElasticsearchStore]:
+    """Connect both clients, create the templates, indices and aliases that are missing,
+    and close both clients after."""
+    factory = client_factory or default_client
+    fast = factory(url, REQUEST_PATH)
+    try:
+        patient = factory(url, PATIENT)
+        try:
+            layout = IndexLayout(index_prefix)
+            with _unavailable_on_failure("open_elasticsearch_store"):
+                await ensure_layout(patient, layout)
+            yield ElasticsearchStore(fast, patient, layout)
+        finally:
+            await patient.close()
+    finally:
+        await fast.close()
