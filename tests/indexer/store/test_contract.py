@@ -124,3 +124,21 @@ async def test_cancel_relation_keeps_notice_and_reason(store: InvoiceStore) -> N
         Relation(RelationKind.CANCELLED_BY, notice_id="04SS-1", reason="sai người mua", at=NOW),))
     await store.commit_package(pkg("PKG-2"), [], [cancelled])
     assert await store.get_invoice(original.doc_id) == cancelled
+
+
+async def test_refused_package_leaves_no_authority_code_taken(store: InvoiceStore) -> None:
+    await store.commit_package(pkg("PKG-1"), [vn(1)], [])
+    with pytest.raises(DuplicateInvoiceError):
+        await store.commit_package(pkg("PKG-2"), [vn(2), vn(3), vn(1)], [])
+    assert await store.existing_authority_codes([authority_code(2), authority_code(3)]) == set()
+    assert await store.find_by_authority_code(authority_code(2)) is None
+
+
+async def test_invoices_of_a_refused_package_can_be_committed_later(store: InvoiceStore) -> None:
+    await store.commit_package(pkg("PKG-1"), [vn(1)], [])
+    with pytest.raises(DuplicateInvoiceError):
+        await store.commit_package(pkg("PKG-2"), [vn(2), vn(1)], [])
+    await store.commit_package(pkg("PKG-3"), [vn(2)], [])
+    assert await store.get_invoice(vn(2).doc_id) == vn(2)
+    assert await store.existing_authority_codes([authority_code(2)]) == {authority_code(2)}
+    assert await store.count_invoices() == 2
