@@ -3,8 +3,9 @@ interchange shape, so both formats go through one validation path.
 
 Parsing is hardened: no DTD at all (a DOCTYPE is refused, so no external entity and no
 entity expansion can happen), no network, lxml's normal size limits (no `huge_tree`), a depth
-limit, and only the standard's namespaces (none, or the legacy 2014 one). Each invoice's
-original XML is kept, byte for byte as serialised from the parsed tree.
+limit, and only the standard's namespaces (none, or the legacy 2014 one, plus XML-DSig's for
+the signatures in DSCKS, §5.8). Each invoice's original XML is kept, byte for byte as
+serialised from the parsed tree.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from lxml import etree
 from indexer.package import Package, PackageError, package_from_json
 
 LEGACY_NS = "http://laphoadon.gdt.gov.vn/2014/09/invoicexml/v1"
-ALLOWED_NAMESPACES = frozenset({"", LEGACY_NS})
+DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"  # every signed invoice's DSCKS/*/Signature
+ALLOWED_NAMESPACES = frozenset({"", LEGACY_NS, DSIG_NS})
 MAX_DEPTH = 64
 VN_OFFSET = "+07:00"  # NLap and message times are Vietnam local time without offset (§1.4)
 

@@ -96,6 +96,17 @@ async def test_original_xml_only_for_parties(cli: Client, make_key: KeyMaker) ->
     assert missing.status == 404
 
 
+async def test_a_signed_invoice_is_not_refused_for_its_signature_namespace(cli: Client) -> None:
+    """Every real invoice carries DSCKS/NBan/ds:Signature (spec §5.1, §5.8); the namespace
+    check must let XML-DSig through (signatures are only verified with trust anchors)."""
+    signature = (b'<NBan><Signature xmlns="http://www.w3.org/2000/09/xmldsig#">'
+                 b"<SignedInfo/></Signature></NBan>")
+    body = xml_package([vn_invoice(1)]).replace(b"<NBan/>", signature)
+    assert body.count(b"xmldsig#") == 1
+    notice = await post_xml(cli, body)
+    assert notice["result"] == "accepted", notice
+
+
 XXE = (b'<?xml version="1.0"?><!DOCTYPE TDiep [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
        b"<TDiep><TTChung><MTDiep>&x;</MTDiep></TTChung></TDiep>")
 LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
