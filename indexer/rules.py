@@ -175,6 +175,25 @@ _ALL = (
          "The year in the cash-register code differs from the issue year.",
          "Năm trong mã hóa đơn máy tính tiền khác năm lập.", "vn-einvoice §2.2",
          confirmed=False),
+    # --- seller signature (only with INVOICE_TRUST_ANCHORS; indexer/signature.py) -----------
+    Rule("vn.signature.missing", E,
+         "The invoice carries no seller signature (DSCKS/NBan/Signature); only "
+         "cash-register invoices may omit it.",
+         "Hóa đơn không có chữ ký số của người bán; chỉ hóa đơn khởi tạo từ máy tính tiền "
+         "được phép không có.", "vn-einvoice §5.8, §7", adjustable=True),
+    Rule("vn.signature.invalid", E,
+         "The seller's signature does not verify, or does not cover the invoice data (DLHDon).",
+         "Chữ ký số của người bán không hợp lệ hoặc không ký trên dữ liệu hóa đơn (DLHDon).",
+         "vn-einvoice §5.1, §5.8", adjustable=True),
+    Rule("vn.signature.untrusted", E,
+         "The seller's certificate does not chain to a trusted certification authority, or "
+         "was not valid when the invoice was signed.",
+         "Chứng thư số của người bán không do tổ chức chứng thực tin cậy cấp hoặc không còn "
+         "hiệu lực tại thời điểm ký.", "vn-einvoice §5.8", adjustable=True),
+    Rule("vn.signature.tax_id_mismatch", E,
+         "The signing certificate's tax id (subject UID MST:...) differs from the seller's.",
+         "Mã số thuế trong chứng thư số khác mã số thuế của người bán.", "vn-einvoice §5.8",
+         adjustable=True),
     # --- Chinese identity -------------------------------------------------------------------
     Rule("cn.code.invalid", E, "Invoice code must be 10 or 12 digits, or empty for a "
          "fully digitalised invoice.", "Mã hóa đơn (发票代码) không hợp lệ.", "cn-invoice §1"),

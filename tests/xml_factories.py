@@ -3,10 +3,15 @@ dicts as `tests.factories`, so XML and JSON tests describe the same invoices."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from lxml.builder import E
+from signxml.algorithms import CanonicalizationMethod
+from signxml.signer import XMLSigner
 
 
 def _opt(tag: str, value: Any) -> list[etree._Element]:
@@ -70,3 +75,71 @@ def xml_package(invoices: list[dict[str, Any]], *, package_id: str = "V010130084
                   E.SLuong(str(len(invoices) + n_notices if count is None else count))),
         E.DLieu(*[hdon(i, misplace_code=misplace_code) for i in invoices], *notices))
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
+
+
+# --- seller signatures (spec/vn-einvoice.md §5.8) -------------------------------------------
+
+DS = "http://www.w3.org/2000/09/xmldsig#"
+#: Shaped like a real seller signature: default ds namespace, a SigningTime object whose
+#: SignatureProperties are in no namespace. signxml fills in SignedInfo, SignatureValue, KeyInfo.
+_SIGNATURE_TEMPLATE = (
+    f'<Signature xmlns="{DS}" Id="placeholder"><Object Id="SigningTime-1">'
+    '<SignatureProperties xmlns=""><SignatureProperty Target="#seller-signature">'
+    "<SigningTime>{signing_time}</SigningTime></SignatureProperty></SignatureProperties>"
+    "</Object></Signature>")
+
+
+class _LegacySigner(XMLSigner):
+    """signxml refuses to create SHA-1 signatures; real 2025 invoices still carry rsa-sha1
+    (spec §5.8), so the tests must be able to make one."""
+
+    def check_deprecated_methods(self) -> None:
+        return None
+
+
+def sign_hdon(hdon_element: etree._Element, key: rsa.RSAPrivateKey,
+              certs: list[x509.Certificate], *, algorithm: str = "rsa-sha256",
+              signing_time: str | None = "2022-05-15T09:31:00",
+              references: list[str] | None = None) -> etree._Element:
+    """A signed copy of `hdon_element`: enveloped XML-DSig in DSCKS/NBan, references
+    `#data` (DLHDon) and `#SigningTime-1`, C14N 1.0 with no C14N transform, as real invoices
+    do. `signing_time=None` leaves the SigningTime object out."""
+    hdon_copy = etree.fromstring(etree.tostring(hdon_element))
+    template = etree.fromstring(_SIGNATURE_TEMPLATE.format(signing_time=signing_time or ""))
+    if signing_time is None:
+        template.remove(template[0])
+    seller = hdon_copy.find("DSCKS/NBan")
+    assert seller is not None
+    seller.append(template)
+    if references is None:
+        references = ["#data", "#SigningTime-1"] if signing_time else ["#data"]
+    digest = algorithm.rpartition("-")[2]
+    signer_class = _LegacySigner if digest == "sha1" else XMLSigner
+    signer = signer_class(signature_algorithm=algorithm, digest_algorithm=digest,
+                          c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0)
+    signed = signer.sign(hdon_copy, key=key, cert=list(certs), reference_uri=references,
+                         exclude_c14n_transform_element=True)
+    signature = signed.find(f"DSCKS/NBan/{{{DS}}}Signature")
+    assert signature is not None
+    signature.set("Id", "seller-signature")
+    for obj in signature.findall(f"{{{DS}}}Object"):  # the schema wants Object last
+        signature.remove(obj)
+        signature.append(obj)
+    return signed
+
+
+def signed_xml_package(invoices: list[dict[str, Any]],
+                       sign: Callable[[etree._Element, dict[str, Any]], etree._Element],
+                       **options: Any) -> bytes:
+    """`xml_package(invoices, **options)` with each HDon replaced by `sign(hdon, invoice)`.
+
+    Spliced as bytes: moving a signed element into another lxml document would let lxml drop
+    namespace declarations it finds redundant, which changes the inclusive C14N of SignedInfo
+    and breaks the signature (a sender's software copies bytes, too)."""
+    body = xml_package(invoices, **options)
+    envelope = etree.fromstring(body)
+    for element, invoice in zip(envelope.iterfind("DLieu/HDon"), invoices, strict=True):
+        unsigned = etree.tostring(element, encoding="utf-8")
+        assert body.count(unsigned) == 1
+        body = body.replace(unsigned, etree.tostring(sign(element, invoice), encoding="utf-8"))
+    return body
