@@ -214,16 +214,23 @@ class Intake:
         return IntakeResult(stored.notice, replayed=True)
 
     async def ingest(self, package: Package,
-                     originals: Mapping[int, bytes] | None = None) -> IntakeResult:
-        """`originals` maps an invoice's index in the package to its original document."""
+                     originals: Mapping[int, bytes] | None = None,
+                     extra_violations: Mapping[int, list[Violation]] | None = None,
+                     ) -> IntakeResult:
+        """`originals` maps an invoice's index in the package to its original document.
+        `extra_violations` maps an item's index to violations found outside this class
+        (the seller signature, computed off the event loop by the caller); they join the
+        item's own before the chain rules, so a fatal one rejects the item and stores nothing
+        of it."""
         async with self._lock:
             replay = await self._replay(package)
             if replay:
                 return replay
-            result = await self._apply(package, originals or {})
+            result = await self._apply(package, originals or {}, extra_violations or {})
         return result
 
-    async def _apply(self, package: Package, originals: Mapping[int, bytes]) -> IntakeResult:
+    async def _apply(self, package: Package, originals: Mapping[int, bytes],
+                     extra: Mapping[int, list[Violation]]) -> IntakeResult:
         now = self.clock()
         cfg = self.rules
         items: list[ItemResult] = []
@@ -241,6 +248,8 @@ class Intake:
                               notice.notice_id if notice else None)
             items.append(item)
             notices.append((item, notice))
+        for item in items:
+            item.violations.extend(extra.get(item.index, ()))
 
         if self.registry is not None:
             await _registry_checks(self.registry, package, now, invoices, cfg)

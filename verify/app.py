@@ -13,7 +13,7 @@ from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.service import open_access
-from verify.keys import ACCESS, INTAKE, ORIGINALS, REGISTRY, SETTINGS, STORE
+from verify.keys import ACCESS, INTAKE, ORIGINALS, REGISTRY, SETTINGS, STORE, TRUST_ANCHORS
 from verify.middlewares import error_middleware
 from verify.routes import setup_routes
 from verify.settings import Settings, SettingsError
@@ -66,6 +66,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, error_middleware, access_middleware],
                           client_max_size=settings.max_package_bytes)
     app[SETTINGS] = settings
+    # Read once here, not per request: a bad path or PEM stops the start with a SettingsError.
+    app[TRUST_ANCHORS] = settings.load_trust_anchors()
     app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(access_ctx)

@@ -18,11 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from indexer.intake import Intake
-from indexer.package import PackageError, package_from_json, parse_json_package
+from indexer.package import Package, PackageError, package_from_json, parse_json_package
 from indexer.registry import RegistryError, parse_registry, parse_registry_json
-from indexer.rules import RULES, rules_markdown
+from indexer.rules import RULES, Violation, rules_markdown
+from indexer.signature import TrustAnchors, seller_signature_violations
+from indexer.store.originals import open_sqlite_originals
 from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
+from indexer.vn_xml import parse_xml_package
 from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
@@ -56,10 +59,12 @@ def _progress() -> Progress:
 
 @contextlib.asynccontextmanager
 async def _intake(settings: Settings) -> AsyncIterator[Intake]:
-    """The same intake the service runs: invoice store plus the registry's rules."""
+    """The same intake the service runs: invoice store plus the registry's rules, and the
+    originals store, so XML ingested from files keeps its originals as the endpoint does."""
     async with open_sqlite_registry(settings.registry_path) as registry, \
+            open_sqlite_originals(settings.originals_path) as originals, \
             open_sqlite_store(settings.sqlite_path) as store:
-        yield Intake(store, settings.rules, registry)
+        yield Intake(store, settings.rules, registry, originals)
 
 
 async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
@@ -141,16 +146,31 @@ def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] =
                 print=lambda msg: err.print(msg, highlight=False))
 
 
-async def _ingest(settings: Settings, files: list[Path]) -> int:
+def _read_package(path: Path, settings: Settings, anchors: TrustAnchors,
+                  ) -> tuple[Package, dict[int, bytes], dict[int, list[Violation]]]:
+    """A `.xml` file is a Vietnamese TDiep package, taken like `POST /packages` with
+    application/xml: originals kept, seller signatures checked when trust anchors are
+    configured (in line: this command serves no one else meanwhile). Other files are JSON."""
+    body = path.read_bytes()
+    if path.suffix.lower() != ".xml":
+        return parse_json_package(body, max_items=settings.max_package_items), {}, {}
+    parsed = parse_xml_package(body, max_items=settings.max_package_items)
+    signatures = seller_signature_violations(parsed.package, parsed.originals, anchors,
+                                             settings.rules)
+    return parsed.package, parsed.originals, signatures
+
+
+async def _ingest(settings: Settings, files: list[Path],
+                  anchors: TrustAnchors | None = None) -> int:
     failures = 0
     async with _intake(settings) as intake:
         with _progress() as bar:
             task = bar.add_task("ingesting", total=len(files))
             for path in files:
                 try:
-                    package = parse_json_package(path.read_bytes(),
-                                                 max_items=settings.max_package_items)
-                    result = await intake.ingest(package)
+                    package, originals, signatures = _read_package(
+                        path, settings, anchors or TrustAnchors.none())
+                    result = await intake.ingest(package, originals, signatures)
                 except (OSError, PackageError) as exc:
                     failures += 1
                     code = getattr(exc, "code", "file_unreadable")
@@ -170,11 +190,18 @@ async def _ingest(settings: Settings, files: list[Path]) -> int:
 
 
 @app.command()
-def ingest(files: Annotated[list[Path], typer.Argument(help="JSON package files")],
+def ingest(files: Annotated[list[Path], typer.Argument(
+               help="package files: JSON, or Vietnamese XML (TDiep) named *.xml")],
            data_dir: DataDir = None) -> None:
-    """Ingest JSON packages from files, like POST /api/v1/packages; exit 1 if a file failed."""
+    """Ingest JSON or XML packages from files, like POST /api/v1/packages; exit 1 if a file
+    failed."""
     settings = _settings(data_dir=data_dir)
-    failures = asyncio.run(_ingest(settings, files))
+    try:
+        anchors = settings.load_trust_anchors()
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+    failures = asyncio.run(_ingest(settings, files, anchors))
     if failures:
         raise typer.Exit(1)
 

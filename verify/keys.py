@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from indexer.intake import Intake
+from indexer.signature import TrustAnchors
 from indexer.store import InvoiceStore
 from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
@@ -17,3 +18,4 @@ REGISTRY = web.AppKey("registry", RegistryStore)
 ORIGINALS = web.AppKey("originals", OriginalStore)
 INTAKE = web.AppKey("intake", Intake)
 ACCESS = web.AppKey("access", Access)
+TRUST_ANCHORS = web.AppKey("trust_anchors", TrustAnchors)

@@ -12,6 +12,7 @@ from typing import Any
 from indexer.package import MAX_ITEMS
 from indexer.registry import KNOWN_STATUSES
 from indexer.rules import RuleConfig, parse_severity_overrides
+from indexer.signature import TrustAnchorError, TrustAnchors
 
 
 class SettingsError(ValueError):
@@ -72,6 +73,9 @@ class Settings:
     insecure_local: bool = False
     limits: Limits = field(default_factory=Limits)
     audit_retention_days: int = 730
+    #: PEM file or directory of CA certificates seller signatures must chain to; None = the
+    #: signature rules are off (an empty trust store would reject every real invoice).
+    trust_anchors: Path | None = None
 
     @property
     def originals_path(self) -> Path:
@@ -92,6 +96,15 @@ class Settings:
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "invoices.sqlite3"
+
+    def load_trust_anchors(self) -> TrustAnchors:
+        """Read INVOICE_TRUST_ANCHORS once (at start-up); unusable files stop the start."""
+        if self.trust_anchors is None:
+            return TrustAnchors.none()
+        try:
+            return TrustAnchors.load(self.trust_anchors)
+        except TrustAnchorError as exc:
+            raise SettingsError(f"INVOICE_TRUST_ANCHORS: {exc}") from None
 
     @property
     def backend(self) -> str:
@@ -152,6 +165,8 @@ class Settings:
             insecure_local=_flag(env, "INVOICE_INSECURE_LOCAL"),
             limits=limits,
             audit_retention_days=_int(env, "INVOICE_AUDIT_RETENTION_DAYS", 730, minimum=1),
+            trust_anchors=Path(env["INVOICE_TRUST_ANCHORS"])
+            if env.get("INVOICE_TRUST_ANCHORS", "").strip() else None,
         )
         settings.check()
         return settings

@@ -10,7 +10,15 @@ lookup about a second and the circuit breaker opens instead of requests piling u
 and maintenance use a patient client: 30 s, three retries on connection errors and on
 429/502/503/504. It does not retry a timed-out request either: a `create` that did land
 would come back from its retry as a conflict and be reported as a duplicate.
-Transport failures and 429/5xx answers are raised as `ElasticsearchUnavailable`.
+Transport failures, 429/5xx answers and a missing index are raised as
+`ElasticsearchUnavailable`.
+
+Starting while the cluster is down: the service must come up and answer from the replica,
+so `open_elasticsearch_store` tries to create the missing templates, indices and aliases for
+at most `startup_timeout`, and if the cluster does not answer it logs that and yields the
+store anyway. Reads then raise `ElasticsearchUnavailable` (readiness fails, the breaker
+opens); `ping` (the readiness and breaker probe) and `commit_package` finish the layout as
+soon as the cluster answers. Creating the layout is idempotent, so any process may do it.
 
 Refresh policy: nothing is written with `refresh`. Every read the service makes is a realtime
 GET/mget by `_id`: invoices by doc id; authority codes through the codes index, whose `_id`
@@ -45,12 +53,14 @@ guard), and may then point at a new invoice that the undo removed; (b) a crash o
 connection between steps 3 and 5 leaves documents without their package record (the undo is
 attempted but cannot run if the cluster is gone; the ids left behind are added as a note to
 the exception). Both need two processes changing one invoice at the same moment or a crash
-mid-commit; the durable intake journal (a later issue) replays such packages. Within one
-process `Intake` serialises commits.
+mid-commit; the durable intake journal (a later issue) replays such packages, and must then
+take documents that already carry the replayed package's id as its own rather than as
+duplicates. Within one process `Intake` serialises commits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -70,7 +80,7 @@ from indexer.model import Invoice
 from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
 from indexer.store.es_mappings import (
     IndexLayout,
-    ensure_layout,
+    create_layout,
     invoice_from_source,
     invoice_source,
     source_version,
@@ -123,7 +133,8 @@ def _unavailable_on_failure(what: str) -> Iterator[None]:
     except TransportError as exc:
         raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
     except ApiError as exc:
-        if exc.status_code == 429 or exc.status_code >= 500:
+        if (exc.status_code == 429 or exc.status_code >= 500
+                or exc.error == "index_not_found_exception"):
             raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
         raise
 
@@ -141,10 +152,22 @@ class ElasticsearchStore:
         self.fast = fast
         self.patient = patient
         self.layout = layout
+        self.layout_ready = False
+
+    async def ensure_layout(self, client: AsyncElasticsearch | None = None) -> None:
+        """Create whatever of the layout is missing, once per store."""
+        if self.layout_ready:
+            return
+        with _unavailable_on_failure("ensure_layout"):
+            await create_layout(client or self.patient, self.layout)
+        self.layout_ready = True
 
     async def ping(self) -> None:
         """A realtime GET on the invoices alias: fails if the cluster, the alias or the
-        index's shard cannot answer, which a bare `info()` would not notice."""
+        index's shard cannot answer, which a bare `info()` would not notice. Finishes the
+        layout first if the store was opened while the cluster was down (fail-fast client:
+        a probe must not hang; an index creation that outlives it is seen done next time)."""
+        await self.ensure_layout(self.fast)
         with _unavailable_on_failure("ping"):
             await self._get_source(self.layout.invoices, "ping")
 
@@ -209,6 +232,7 @@ class ElasticsearchStore:
     async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],
                              changed: Sequence[Invoice]) -> None:
         """See the module docstring for the order of writes and what is not atomic."""
+        await self.ensure_layout()
         with _unavailable_on_failure("commit_package"):
             if await self._get_source(self.layout.packages, package.package_id) is not None:
                 raise PackageExistsError(package.package_id)
@@ -298,19 +322,25 @@ class ElasticsearchStore:
 
 @asynccontextmanager
 async def open_elasticsearch_store(
-        url: str, *, index_prefix: str = "invoices",
-        client_factory: ClientFactory | None = None) -> AsyncIterator[ElasticsearchStore]:
-    """Connect both clients, create the templates, indices and aliases that are missing,
-    and close both clients after."""
+        url: str, *, index_prefix: str = "invoices", client_factory: ClientFactory | None = None,
+        startup_timeout: float = 10.0) -> AsyncIterator[ElasticsearchStore]:
+    """Connect both clients, create the templates, indices and aliases that are missing, and
+    close both clients after. A cluster that does not answer within `startup_timeout` does
+    not stop the store from opening (see the module docstring); it is logged."""
     factory = client_factory or default_client
     fast = factory(url, REQUEST_PATH)
     try:
         patient = factory(url, PATIENT)
         try:
-            layout = IndexLayout(index_prefix)
-            with _unavailable_on_failure("open_elasticsearch_store"):
-                await ensure_layout(patient, layout)
-            yield ElasticsearchStore(fast, patient, layout)
+            store = ElasticsearchStore(fast, patient, IndexLayout(index_prefix))
+            try:
+                async with asyncio.timeout(startup_timeout):
+                    await store.ensure_layout()
+            except (ElasticsearchUnavailable, TimeoutError) as exc:
+                logger.warning("Elasticsearch at %s did not answer at start (%s); the store "
+                               "opens degraded and creates its indices when it does", url,
+                               exc or type(exc).__name__)
+            yield store
         finally:
             await patient.close()
     finally:

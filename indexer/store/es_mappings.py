@@ -104,7 +104,7 @@ def first_index(alias: str) -> str:
     return f"{alias}-000001"
 
 
-async def ensure_layout(client: AsyncElasticsearch, layout: IndexLayout) -> None:
+async def create_layout(client: AsyncElasticsearch, layout: IndexLayout) -> None:
     """Create each missing template, then each missing alias with its first index.
 
     An existing template is left as it is: with several processes (and, during a rolling

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 
 import pytest
 from elasticsearch import AsyncElasticsearch
@@ -227,8 +228,35 @@ async def test_a_stalled_cluster_fails_the_request_path_fast(
 
 
 async def test_a_dead_cluster_is_reported_unavailable() -> None:
-    url = closed_port_url()
+    """The store still opens (the service must start and answer from the replica), and
+    says on every call that the cluster is unavailable."""
     async with asyncio.timeout(HANG_GUARD_S):
-        with pytest.raises(ElasticsearchUnavailable):
-            async with open_elasticsearch_store(url, client_factory=plain_json_client):
-                pass
+        async with open_elasticsearch_store(closed_port_url(),
+                                            client_factory=plain_json_client) as store:
+            assert not store.layout_ready
+            with pytest.raises(ElasticsearchUnavailable):
+                await store.ping()
+            with pytest.raises(ElasticsearchUnavailable):
+                await store.get_invoice(vn(1).doc_id)
+            with pytest.raises(ElasticsearchUnavailable):
+                await store.commit_package(pkg(), [vn(1)], [])
+
+
+async def test_a_store_opened_while_the_cluster_stalls_heals_when_it_returns(
+        private_osmem: tuple[str, int]) -> None:
+    url, pid = private_osmem
+    async with AsyncExitStack() as stack:
+        stop(pid)
+        try:
+            async with asyncio.timeout(HANG_GUARD_S):
+                store = await stack.enter_async_context(open_elasticsearch_store(
+                    url, client_factory=plain_json_client, startup_timeout=0.5))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert not store.layout_ready
+        with pytest.raises(ElasticsearchUnavailable):  # no index yet: not "not found"
+            await store.get_invoice(vn(1).doc_id)
+        await store.ping()
+        assert store.layout_ready
+        await store.commit_package(pkg(), [vn(1)], [])
+        assert await store.get_invoice(vn(1).doc_id) == vn(1)
