@@ -12,13 +12,12 @@ from indexer.rules import Violation
 from indexer.signature import seller_signature_violations
 from indexer.vn_xml import parse_xml_package
 from verify.access.middleware import PRINCIPAL
-from verify.access.tenancy import redact_answer
-from verify.answer import build_answer
 from verify.body import read_body
 from verify.errors import ApiError
 from verify.keys import ACCESS, INTAKE, ORIGINALS, SETTINGS, STORE, TRUST_ANCHORS
 from verify.lookup import parse_lookup
 from verify.responses import json_response
+from verify.verification import verify_query
 
 _JSON_TYPES = frozenset({"application/json"})
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -73,22 +72,7 @@ async def post_package(request: web.Request) -> web.Response:
 
 async def lookup(request: web.Request) -> web.Response:
     query = parse_lookup(request.query, request.app[SETTINGS].rules)
-    principal = request[PRINCIPAL]
-    access = request.app[ACCESS]
-    target = query.key.doc_id if query.key else f"authority_code:{query.authority_code}"
-    await access.spend_lookup_budget(principal, target)
-    store = request.app[STORE]
-    if query.key is not None:
-        invoice = await store.get_invoice(query.key.doc_id)
-    else:
-        assert query.authority_code is not None
-        invoice = await store.find_by_authority_code(query.authority_code)
-    answer = build_answer(query, invoice)
-    if invoice is None:
-        await access.note_miss(principal)
-    access.audit.record(principal, "verify", invoice.doc_id if invoice else target,
-                        answer["status"], request.remote)
-    return json_response(redact_answer(answer, principal))
+    return json_response(await verify_query(request, query))
 
 
 async def original_xml(request: web.Request) -> web.Response:
