@@ -13,8 +13,19 @@ from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.service import open_access
-from verify.keys import ACCESS, INTAKE, ORIGINALS, REGISTRY, SETTINGS, STORE, TRUST_ANCHORS
+from verify.keys import (
+    ACCESS,
+    INTAKE,
+    ORIGINALS,
+    QR_POOL,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+    TRUST_ANCHORS,
+)
 from verify.middlewares import error_middleware
+from verify.qr.pool import DecodePool
+from verify.qr.preprocess import pin_pixel_limit
 from verify.routes import setup_routes
 from verify.settings import Settings, SettingsError
 
@@ -58,6 +69,16 @@ async def access_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def qr_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The bounded QR decode pool (verify/qr/pool.py); running decodes finish on shutdown."""
+    qr = app[SETTINGS].qr
+    pin_pixel_limit(qr.max_pixels)
+    pool = DecodePool(qr.workers, qr.max_pending)
+    app[QR_POOL] = pool
+    yield
+    await pool.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     if settings.es_url or settings.redis_url:
         raise SettingsError(
@@ -71,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(access_ctx)
+    app.cleanup_ctx.append(qr_ctx)
     setup_routes(app)
     check_routes(app)
     return app

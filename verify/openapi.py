@@ -57,6 +57,15 @@ LOOKUP_PARAMS = [
     _q("buyer_tax_id", "match: buyer tax id"),
 ]
 
+_IMAGE = {"type": "string", "format": "binary"}
+_IMAGE_BODY = {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                       "properties": {"image": _IMAGE}}},
+    **{t: {"schema": _IMAGE} for t in ("image/jpeg", "image/png", "image/webp", "image/heic")}}}
+_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "invoice id: vn:MST:template:series:number, cn:code:number or "
+                            "cn:<20-digit number>"}
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/packages": {"post": _op(
         "packages.create", "Intake one package; answers the acceptance notice",
@@ -71,6 +80,27 @@ PATHS: dict[str, dict[str, Any]] = {
         params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
         responses={"200": "the XML", "403": "not a party", "404": "no such invoice or no "
                    "original kept"})},
+    "/api/v1/verify/qr": {"post": _op(
+        "verify.qr", "Decode every QR code in a photo (JPEG, PNG, WebP, HEIC; multipart field "
+        "`image` or a raw image/* body) and verify each; outcome no_qr_found when none is "
+        "readable", responses={
+            "200": "codes: payload, verification answer or error (no_invoice_qr, ...)",
+            "400": "not an image, truncated, no image field", "413": "too many bytes or "
+            "pixels", "415": "not an image type", "503": "decoding busy (Retry-After)"})
+        | {"requestBody": _IMAGE_BODY}},
+    "/api/v1/verify/qr-text": {"post": _op(
+        "verify.qr_text", "Verify the text of a QR code a scanner app already decoded",
+        body={"type": "object", "required": ["payload"],
+              "properties": {"payload": {"type": "string"}}},
+        responses={"200": "payload, verification answer or error (no_invoice_qr, ...)",
+                   "400": "malformed JSON", "415": "not JSON", "422": "no payload string"})},
+    "/api/v1/invoices/{id}/qr.png": {"get": _op(
+        "invoices.qr_png", "Our QR code (IVQR1 text) for an indexed invoice, as PNG",
+        params=[_ID_PARAM, _q("size", "image width in pixels, 128-2048 (default 400)",
+                              r"^\d+$"),
+                _q("ec", "error correction L, M (default), Q or H", "^[LMQHlmqh]$")],
+        responses={"200": "image/png", "400": "bad id or parameter",
+                   "404": "no such invoice"})},
     "/api/v1/admin/keys": {
         "post": _op("admin.keys.create", "Create an API key (token shown once)",
                     body={"type": "object", "required": ["role"], "properties": {
@@ -103,6 +133,9 @@ PATHS: dict[str, dict[str, Any]] = {
                            responses={"200": "ready", "503": "not ready"})},
     "/openapi.json": {"get": _op("openapi", "This document", secured=False)},
 }
+
+PATHS["/api/v1/invoices/{id}/qr.png"]["get"]["responses"]["200"]["content"] = {
+    "image/png": {"schema": _IMAGE}}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",

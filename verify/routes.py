@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from verify import admin_views, openapi, views
+from verify.qr import views as qr_views
 
 API = "/api/v1"
 
@@ -16,6 +17,10 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{API}/invoices/lookup", views.lookup, name="invoices.lookup"),
         web.get(f"{API}/invoices/{{id}}/original.xml", views.original_xml,
                 name="invoices.original"),
+        web.post(f"{API}/verify/qr", qr_views.verify_photo, name="verify.qr"),
+        web.post(f"{API}/verify/qr-text", qr_views.verify_text, name="verify.qr_text"),
+        web.get(f"{API}/invoices/{{id}}/qr.png", qr_views.invoice_qr_png,
+                name="invoices.qr_png"),
         web.post(f"{API}/admin/keys", admin_views.create_key, name="admin.keys.create"),
         web.get(f"{API}/admin/keys", admin_views.list_keys, name="admin.keys.list"),
         web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,

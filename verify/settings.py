@@ -46,6 +46,40 @@ class Limits:
     auth_failures_per_minute: int = 30
 
 
+#: What the Chinese QR's amount field is compared with (verify/qr/payload.py `CnAmount`).
+QR_CN_AMOUNT_CHOICES = frozenset({"auto", "amount", "total_amount", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class QrSettings:
+    """QR photo decoding. Uploads are capped in bytes and in pixels (the header is checked
+    before decoding, so a bomb costs nothing); decoding runs on `workers` threads and at most
+    `max_pending` photos may wait or run at once, beyond which the endpoint answers 503, so
+    a burst of photos queues neither memory nor time in front of lookups. `cn_amount`: see
+    README "QR payloads" (the spec leaves the meaning of the amount field unconfirmed)."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    workers: int = 2
+    max_pending: int = 8
+    cn_amount: str = "auto"
+
+
+def _qr_settings(env: Mapping[str, str]) -> QrSettings:
+    cn_amount = env.get("INVOICE_QR_CN_AMOUNT", "auto").strip().lower() or "auto"
+    if cn_amount not in QR_CN_AMOUNT_CHOICES:
+        raise SettingsError(f"INVOICE_QR_CN_AMOUNT={cn_amount!r}: use one of "
+                            f"{', '.join(sorted(QR_CN_AMOUNT_CHOICES))}")
+    return QrSettings(
+        max_upload_bytes=_int(env, "INVOICE_QR_MAX_UPLOAD_BYTES", 20 * 1024 * 1024,
+                              minimum=1024),
+        max_pixels=_int(env, "INVOICE_QR_MAX_PIXELS", 50_000_000, minimum=10_000),
+        workers=_int(env, "INVOICE_QR_WORKERS", 2, minimum=1),
+        max_pending=_int(env, "INVOICE_QR_MAX_PENDING", 8, minimum=1),
+        cn_amount=cn_amount,
+    )
+
+
 def _flag(environ: Mapping[str, str], name: str) -> bool:
     raw = environ.get(name, "").strip().lower()
     if raw in {"", "0", "false", "no", "off"}:
@@ -73,6 +107,7 @@ class Settings:
     insecure_local: bool = False
     limits: Limits = field(default_factory=Limits)
     audit_retention_days: int = 730
+    qr: QrSettings = field(default_factory=QrSettings)
     #: PEM file or directory of CA certificates seller signatures must chain to; None = the
     #: signature rules are off (an empty trust store would reject every real invoice).
     trust_anchors: Path | None = None
@@ -165,6 +200,7 @@ class Settings:
             insecure_local=_flag(env, "INVOICE_INSECURE_LOCAL"),
             limits=limits,
             audit_retention_days=_int(env, "INVOICE_AUDIT_RETENTION_DAYS", 730, minimum=1),
+            qr=_qr_settings(env),
             trust_anchors=Path(env["INVOICE_TRUST_ANCHORS"])
             if env.get("INVOICE_TRUST_ANCHORS", "").strip() else None,
         )

@@ -1,0 +1,137 @@
+"""Turning uploaded bytes into a greyscale picture a QR decoder can work on, safely.
+
+Safety first: only JPEG, PNG, WebP and HEIF/HEIC are opened (`formats=` keeps Pillow's other
+decoders, and their bugs, out of reach); the pixel count in the header is checked before a
+single pixel is decoded, so a decompression bomb or a 100-megapixel photo costs nothing;
+`Image.MAX_IMAGE_PIXELS` is pinned as a second line (`pin_pixel_limit`). A truncated file is
+an error, never a half-grey picture decoded in silence.
+
+Then the photo is put the right way up (EXIF orientation), decoded straight to greyscale,
+and, for JPEG, at a reduced scale when it is far larger than decoding needs (`draft`: the
+DCT is decoded at 1/2, 1/4 or 1/8, which is several times faster and smaller in memory than
+decoding in full and resizing); other formats are box-reduced the same way. `upscale` and
+`binarise` are the retries the pipeline uses (`verify/qr/decode.py`); which ones, and in
+which order, was chosen by `bench/qr.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
+
+#: Pillow decoders tried. Phones' multi-picture JPEGs open through the JPEG decoder (their
+#: format then reads "MPO"); HEIF/HEIC is there once pillow-heif is registered.
+FORMATS = ("JPEG", "PNG", "WEBP", "HEIF")
+_ORIENTATION = 0x0112
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+_heif_lock = threading.Lock()
+_heif_state: list[bool] = []
+
+
+class ImageRejected(Exception):
+    """An upload that is not a usable image; `code` and `status` go to the error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details)
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """The upright greyscale picture, its size as uploaded (after EXIF rotation), and the
+    factor from its pixels back to those of the upload."""
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+    scale: float  # uploaded pixels per working pixel (> 1 after a draft decode)
+
+
+def heif_available() -> bool:
+    """Register the pillow-heif opener once; False when the plugin is not installed."""
+    with _heif_lock:
+        if not _heif_state:
+            try:
+                import pillow_heif  # optional plugin, registered lazily
+            except ImportError:
+                Image.init()
+                _heif_state.append(False)
+            else:
+                pillow_heif.register_heif_opener()
+                Image.init()  # load the WebP decoder too, so `formats=` can name it
+                _heif_state.append(True)
+        return _heif_state[0]
+
+
+def pin_pixel_limit(max_pixels: int) -> None:
+    """Pillow's own bomb check, pinned so behaviour does not depend on its version default.
+    Our explicit check in `open_picture` runs first; this guards any other path."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def open_picture(data: bytes, *, max_pixels: int, work_side: int) -> Picture:
+    """Open, check, orient and greyscale an upload. `work_side`: a JPEG whose long side
+    exceeds twice this is decoded at a reduced DCT scale."""
+    formats = FORMATS if heif_available() else FORMATS[:-1]
+    try:
+        img = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(None, max_pixels) from None
+    except UnidentifiedImageError:
+        raise ImageRejected(400, "not_an_image", "the upload is not a JPEG, PNG, WebP or HEIC "
+                            "image", accepted=["JPEG", "PNG", "WebP", "HEIC"]) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageRejected(400, "corrupt_image", "the image header cannot be read",
+                            reason=str(exc)[:200]) from None
+    with img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise _too_large((width, height), max_pixels)
+        fmt = img.format or "unknown"
+        scale = 1.0
+        if fmt in ("JPEG", "MPO") and max(width, height) > 2 * work_side:
+            img.draft("L", (width * work_side // max(width, height),
+                            height * work_side // max(width, height)))
+            scale = width / img.size[0]
+        try:
+            if img.getexif().get(_ORIENTATION, 1) in _QUARTER_TURNS:
+                width, height = height, width
+            upright = ImageOps.exif_transpose(img)
+            grey = upright.convert("L")
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise ImageRejected(400, "truncated_image", "the image data is truncated or "
+                                "corrupt", reason=str(exc)[:200]) from None
+    factor = max(grey.size) // work_side
+    if factor >= 2:  # a huge PNG/WebP/HEIC: box-reduce it as the JPEG draft does
+        grey = grey.reduce(factor)
+        scale *= factor
+    return Picture(grey, width, height, fmt, scale)
+
+
+def _too_large(size: tuple[int, int] | None, max_pixels: int) -> ImageRejected:
+    details: dict[str, object] = {"max_pixels": max_pixels}
+    if size is not None:
+        details |= {"width": size[0], "height": size[1]}
+    return ImageRejected(413, "image_too_large", f"the image has more than {max_pixels} "
+                         "pixels (or claims to): send a smaller photo", **details)
+
+
+def upscale(img: Image.Image, factor: float) -> Image.Image:
+    """Enlarge small codes: decoders need about 3 pixels per module to find patterns."""
+    size = (round(img.width * factor), round(img.height * factor))
+    return img.resize(size, Image.Resampling.BICUBIC)
+
+
+def binarise(img: Image.Image, radius: int = 12, offset: int = 6) -> Image.Image:
+    """Local-mean threshold: ink is what is darker than its neighbourhood by `offset`.
+    Survives uneven light that defeats one global threshold."""
+    local = img.filter(ImageFilter.BoxBlur(radius))
+    darker = ImageChops.subtract(local, img)
+    return darker.point(lambda v: 0 if v > offset else 255)
