@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import json
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 from urllib.parse import urlencode
 
 import typer
@@ -30,7 +32,9 @@ from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
+from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
 from verify.demo import DemoPlan, build_demo, example_queries
+from verify.errors import ApiError
 from verify.logs import AccessLogger, configure_logging
 from verify.settings import Settings, SettingsError
 
@@ -204,6 +208,46 @@ def ingest(files: Annotated[list[Path], typer.Argument(
     failures = asyncio.run(_ingest(settings, files, anchors))
     if failures:
         raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify_cmd(batch: Annotated[Path, typer.Option(
+                   "--batch", help="CSV (one column per lookup parameter) or JSON list")],
+               out: Annotated[Path | None, typer.Option(
+                   help="CSV of answers (default: standard output)")] = None,
+               data_dir: DataDir = None) -> None:
+    """Verify a batch of invoices against the local store; one CSV row per input row."""
+    settings = _settings(data_dir=data_dir)
+    content_type = "text/csv" if batch.suffix.lower() == ".csv" else "application/json"
+    try:
+        rows = parse_rows(batch.read_bytes(), content_type)
+    except OSError as exc:
+        err.print(f"[red]{batch}: {exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    except ApiError as exc:
+        err.print(f"[red]{batch}: {exc.code}: {exc.message}[/]", highlight=False)
+        raise typer.Exit(1) from None
+
+    async def run(sink: TextIO) -> Counter[str]:
+        writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        tally: Counter[str] = Counter()
+        async with open_sqlite_store(settings.sqlite_path) as store:
+            with _progress() as bar:
+                task = bar.add_task("verifying", total=len(rows))
+                async for result in answer_rows(rows, settings.rules, store_verifier(store)):
+                    writer.writerow(csv_row(result))
+                    tally[result.get("status") or result["error"]["code"]] += 1
+                    bar.advance(task)
+        return tally
+
+    if out is None:
+        tally = asyncio.run(run(sys.stdout))
+    else:
+        with out.open("w", newline="", encoding="utf-8") as sink:
+            tally = asyncio.run(run(sink))
+    err.print(f"{len(rows)} rows: " + ", ".join(f"{k} {n}" for k, n in tally.most_common()),
+              highlight=False)
 
 
 @app.command("rules")

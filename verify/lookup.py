@@ -18,8 +18,10 @@ from multidict import MultiMapping
 
 from indexer import vn
 from indexer.keys import InvoiceKey, cn_key, vn_key
+from indexer.model import Invoice
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig
+from indexer.store import InvoiceStore
 from verify.errors import ApiError
 
 KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
@@ -49,6 +51,14 @@ class LookupQuery:
         if self.key is not None:
             return self.key.as_dict()
         return {"authority_code": self.authority_code}
+
+
+async def fetch_invoice(store: InvoiceStore, query: LookupQuery) -> Invoice | None:
+    """The one place a lookup query becomes a store read."""
+    if query.key is not None:
+        return await store.get_invoice(query.key.doc_id)
+    assert query.authority_code is not None
+    return await store.find_by_authority_code(query.authority_code)
 
 
 def _bad(code: str, message: str, **details: Any) -> ApiError:

@@ -101,6 +101,11 @@ PATHS: dict[str, dict[str, Any]] = {
                 _q("ec", "error correction L, M (default), Q or H", "^[LMQHlmqh]$")],
         responses={"200": "image/png", "400": "bad id or parameter",
                    "404": "no such invoice"})},
+    "/api/v1/verify/batch": {"post": _op(
+        "verify.batch", "Verify up to 100,000 lookups (JSON list or CSV); NDJSON in input order",
+        body={"type": "array", "items": {"type": "object"}},
+        responses={"200": "NDJSON, one answer or error per row", "400": "unreadable batch",
+                   "413": "too many rows", "415": "not JSON or CSV"})},
     "/api/v1/admin/keys": {
         "post": _op("admin.keys.create", "Create an API key (token shown once)",
                     body={"type": "object", "required": ["role"], "properties": {

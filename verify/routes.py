@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import admin_views, openapi, views
+from verify import admin_views, batch, openapi, views
 from verify.qr import views as qr_views
 
 API = "/api/v1"
@@ -15,6 +15,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes([
         web.post(f"{API}/packages", views.post_package, name="packages.create"),
         web.get(f"{API}/invoices/lookup", views.lookup, name="invoices.lookup"),
+        web.post(f"{API}/verify/batch", batch.verify_batch, name="verify.batch"),
         web.get(f"{API}/invoices/{{id}}/original.xml", views.original_xml,
                 name="invoices.original"),
         web.post(f"{API}/verify/qr", qr_views.verify_photo, name="verify.qr"),

@@ -45,6 +45,7 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "openapi": PUBLIC,
     "packages.create": frozenset({Role.INTAKE}),
     "invoices.lookup": _V,
+    "verify.batch": _V,
     "verify.qr": _V,
     "verify.qr_text": _V,
     "invoices.qr_png": _V,
