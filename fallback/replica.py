@@ -33,8 +33,9 @@ or read from the primary, and the reconciler re-puts from the primary after an o
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -43,12 +44,16 @@ import orjson
 from aiocache import RedisCache  # type: ignore[import-untyped]
 from redis.exceptions import RedisError
 
+from indexer.codec import invoice_to_doc
+from indexer.model import Invoice
+
 NAMESPACE = "inv:v1"
 DEFAULT_TIMEOUT_S = 0.3
 DEFAULT_TTL_S = 90 * 24 * 3600
 DEFAULT_MAX_DOCS = 100_000
 
 Doc = dict[str, Any]
+log = logging.getLogger("fallback.replica")
 
 
 class ReplicaUnavailable(Exception):
@@ -208,3 +213,22 @@ async def open_redis_replica(url: str, *, namespace: str = NAMESPACE,
         # Not `cache.close()`: aiocache 0.12 calls redis-py's deprecated `close()` there.
         # The client owns its pool (`auto_close_connection_pool`), so this closes both.
         await cache.client.aclose()
+
+
+
+class WriteThrough:
+    """The intake's after-commit hook: every created or changed invoice goes to the replica.
+    A replica that cannot take it is logged and counted (`failures`), never an intake
+    failure: the primary holds the truth and the reconciler refills the replica."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.failures = 0
+
+    async def __call__(self, invoices: Sequence[Invoice]) -> None:
+        try:
+            await self.replica.put_many(invoice_to_doc(invoice) for invoice in invoices)
+        except ReplicaUnavailable:
+            self.failures += 1
+            log.warning("replica write-through failed; the reconciler will refill it",
+                        extra={"invoices": len(invoices), "failures": self.failures})

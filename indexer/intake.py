@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,12 @@ from indexer.validate import (
     validate_invoice,
     validate_notice,
 )
+
+log = logging.getLogger("indexer.intake")
+
+#: Called with every invoice a package created or changed, once it is committed: how the
+#: service keeps its read replica written through without this package importing it.
+AfterCommit = Callable[[Sequence[Invoice]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -193,11 +200,13 @@ class Intake:
     def __init__(self, store: InvoiceStore, rules: RuleConfig,
                  registry: RegistryStore | None = None,
                  originals: OriginalStore | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 after_commit: AfterCommit | None = None) -> None:
         self.store = store
         self.rules = rules
         self.registry = registry
         self.originals = originals
+        self.after_commit = after_commit
         self.clock = clock
         self._lock = asyncio.Lock()
 
@@ -285,9 +294,10 @@ class Intake:
                 if inv is not None and item.accepted and item.index in originals]
         if kept and self.originals is not None:
             await self.originals.put_many(kept)
+        new = list(ledger.new.values())
+        changed = [ledger.current[d] for d in sorted(ledger.changed)]
         try:
-            await self.store.commit_package(record, list(ledger.new.values()),
-                                            [ledger.current[d] for d in sorted(ledger.changed)])
+            await self.store.commit_package(record, new, changed)
         except PackageExistsError:
             replay = await self._replay(package)
             assert replay is not None
@@ -297,4 +307,9 @@ class Intake:
                                "another intake stored one of these invoices at the same time; "
                                "post the package again", status=409,
                                details={"reason": str(exc)}) from exc
+        if self.after_commit is not None and (new or changed):
+            try:
+                await self.after_commit([*new, *changed])
+            except Exception:  # the package is committed: acknowledge it whatever happens here
+                log.exception("after-commit hook failed", extra={"package_id": package.package_id})
         return IntakeResult(notice_body, replayed=False)

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from osmem_server import OsmemServer
 
+from indexer.store.elasticsearch import ClientFactory, default_client
+from tests.indexer.store.plain_json import plain_json_client
 from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
@@ -57,3 +62,26 @@ def make_key(cli: Client) -> KeyMaker:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True, slots=True)
+class EsTarget:
+    url: str
+    client_factory: ClientFactory
+
+
+@pytest.fixture(scope="session")
+def es_target() -> Iterator[EsTarget]:
+    """The real Elasticsearch at INVOICE_ES_URL when set; otherwise an osmem-server process
+    on a loopback port for the whole session (it also exits with the test process)."""
+    url = os.environ.get("INVOICE_ES_URL")
+    if url:
+        yield EsTarget(url, default_client)
+        return
+    server = OsmemServer.start(japanese=False)
+    try:
+        yield EsTarget(server.url, plain_json_client)
+    finally:
+        server.close()
+        if server.process.stdout is not None:  # the launcher leaves its pipe open
+            server.process.stdout.close()

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from redis.asyncio import Redis
 
+from fallback.replica import MemoryReplica, WriteThrough, open_redis_replica
 from indexer.intake import Intake
+from indexer.store import InvoiceStore
+from indexer.store.elasticsearch import ClientFactory, open_elasticsearch_store
 from indexer.store.originals import open_sqlite_originals
 from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.middleware import access_middleware, check_routes
+from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import open_access
 from verify.keys import (
     ACCESS,
+    ES_CLIENT_FACTORY,
     INTAKE,
     ORIGINALS,
     QR_POOL,
     REGISTRY,
+    REPLICA,
     SETTINGS,
     STORE,
     TRUST_ANCHORS,
@@ -27,7 +34,7 @@ from verify.middlewares import error_middleware
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
 from verify.routes import setup_routes
-from verify.settings import Settings, SettingsError
+from verify.settings import Settings
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -38,12 +45,10 @@ SECURITY_HEADERS = {
 }
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, streamed ones included, just before its headers are sent."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    return response
 
 
 async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -55,18 +60,56 @@ async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def replica_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Redis when INVOICE_REDIS_URL is set (shared by every process), else in-process."""
+    settings = app[SETTINGS]
+    if settings.redis_url:
+        async with open_redis_replica(settings.redis_url,
+                                      namespace=settings.redis_namespace) as replica:
+            app[REPLICA] = replica
+            yield
+    else:
+        app[REPLICA] = MemoryReplica()
+        yield
+
+
+def _open_store(settings: Settings, es_client_factory: ClientFactory | None,
+                ) -> AbstractAsyncContextManager[InvoiceStore]:
+    if settings.es_url:
+        return open_elasticsearch_store(settings.es_url, index_prefix=settings.es_index_prefix,
+                                        client_factory=es_client_factory)
+    return open_sqlite_store(settings.sqlite_path)
+
+
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with open_sqlite_store(settings.sqlite_path) as store:
+    async with _open_store(settings, app[ES_CLIENT_FACTORY]) as store:
         app[STORE] = store
-        app[INTAKE] = Intake(store, settings.rules, app[REGISTRY], app[ORIGINALS])
+        app[INTAKE] = Intake(store, settings.rules, app[REGISTRY], app[ORIGINALS],
+                             after_commit=WriteThrough(app[REPLICA]))
         yield
 
 
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_access(app[SETTINGS]) as access:
-        app[ACCESS] = access
-        yield
+    """Rate limits in Redis when configured (shared by all processes, 0.2 s per operation,
+    falling back to this process's buckets if Redis fails), else in memory."""
+    settings = app[SETTINGS]
+    if not settings.redis_url or settings.insecure_local:
+        async with open_access(settings) as access:
+            app[ACCESS] = access
+            yield
+        return
+    client = Redis.from_url(settings.redis_url, socket_timeout=0.2,
+                            socket_connect_timeout=0.2)
+    limiter = ResilientRateLimiter(
+        RedisRateLimiter(client, namespace=f"{settings.redis_namespace}:rl"),
+        MemoryRateLimiter())
+    try:
+        async with open_access(settings, limiter) as access:
+            app[ACCESS] = access
+            yield
+    finally:
+        await client.aclose()
 
 
 async def qr_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -79,17 +122,19 @@ async def qr_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
-def create_app(settings: Settings) -> web.Application:
-    if settings.es_url or settings.redis_url:
-        raise SettingsError(
-            "INVOICE_ES_URL / INVOICE_REDIS_URL are set, but this build only has the embedded "
-            "default (SQLite + in-memory replica); unset them to run embedded")
-    app = web.Application(middlewares=[security_headers, error_middleware, access_middleware],
+def create_app(settings: Settings, *,
+               es_client_factory: ClientFactory | None = None) -> web.Application:
+    """`es_client_factory` builds the Elasticsearch clients (default: the official client
+    as configured); tests pass one that speaks to their stand-in server."""
+    app = web.Application(middlewares=[error_middleware, access_middleware],
                           client_max_size=settings.max_package_bytes)
     app[SETTINGS] = settings
+    app[ES_CLIENT_FACTORY] = es_client_factory
+    app.on_response_prepare.append(security_headers)
     # Read once here, not per request: a bad path or PEM stops the start with a SettingsError.
     app[TRUST_ANCHORS] = settings.load_trust_anchors()
     app.cleanup_ctx.append(registry_ctx)
+    app.cleanup_ctx.append(replica_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(access_ctx)
     app.cleanup_ctx.append(qr_ctx)

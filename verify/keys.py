@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from fallback.replica import Replica
 from indexer.intake import Intake
 from indexer.signature import TrustAnchors
 from indexer.store import InvoiceStore
+from indexer.store.elasticsearch import ClientFactory
 from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
 from verify.access.service import Access
@@ -16,8 +18,11 @@ from verify.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", InvoiceStore)
 REGISTRY = web.AppKey("registry", RegistryStore)
+REPLICA = web.AppKey("replica", Replica)
 ORIGINALS = web.AppKey("originals", OriginalStore)
 INTAKE = web.AppKey("intake", Intake)
 ACCESS = web.AppKey("access", Access)
-QR_POOL = web.AppKey("qr_pool", DecodePool)
 TRUST_ANCHORS = web.AppKey("trust_anchors", TrustAnchors)
+QR_POOL = web.AppKey("qr_pool", DecodePool)
+#: How the Elasticsearch clients are built; None means the official client as configured.
+ES_CLIENT_FACTORY: web.AppKey[ClientFactory | None] = web.AppKey("es_client_factory")

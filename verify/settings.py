@@ -98,7 +98,9 @@ class Settings:
     port: int = 8080
     data_dir: Path = Path("data")
     es_url: str | None = None
+    es_index_prefix: str = "invoices"
     redis_url: str | None = None
+    redis_namespace: str = "inv:v1"
     max_package_bytes: int = 10 * 1024 * 1024
     max_package_items: int = MAX_ITEMS
     log_level: str = "INFO"
@@ -107,10 +109,10 @@ class Settings:
     insecure_local: bool = False
     limits: Limits = field(default_factory=Limits)
     audit_retention_days: int = 730
-    qr: QrSettings = field(default_factory=QrSettings)
     #: PEM file or directory of CA certificates seller signatures must chain to; None = the
     #: signature rules are off (an empty trust store would reject every real invoice).
     trust_anchors: Path | None = None
+    qr: QrSettings = field(default_factory=QrSettings)
 
     @property
     def originals_path(self) -> Path:
@@ -190,7 +192,9 @@ class Settings:
             port=_int(env, "INVOICE_PORT", 8080, minimum=1),
             data_dir=Path(env.get("INVOICE_DATA_DIR", "data")),
             es_url=env.get("INVOICE_ES_URL") or None,
+            es_index_prefix=env.get("INVOICE_ES_INDEX_PREFIX") or "invoices",
             redis_url=env.get("INVOICE_REDIS_URL") or None,
+            redis_namespace=env.get("INVOICE_REDIS_NAMESPACE") or "inv:v1",
             max_package_bytes=_int(env, "INVOICE_MAX_PACKAGE_BYTES", 10 * 1024 * 1024,
                                    minimum=1024),
             max_package_items=_int(env, "INVOICE_MAX_PACKAGE_ITEMS", MAX_ITEMS, minimum=1),
@@ -200,9 +204,9 @@ class Settings:
             insecure_local=_flag(env, "INVOICE_INSECURE_LOCAL"),
             limits=limits,
             audit_retention_days=_int(env, "INVOICE_AUDIT_RETENTION_DAYS", 730, minimum=1),
-            qr=_qr_settings(env),
             trust_anchors=Path(env["INVOICE_TRUST_ANCHORS"])
             if env.get("INVOICE_TRUST_ANCHORS", "").strip() else None,
+            qr=_qr_settings(env),
         )
         settings.check()
         return settings

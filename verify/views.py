@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable
+from typing import Any
 
 from aiohttp import web
 
@@ -14,7 +16,7 @@ from indexer.vn_xml import parse_xml_package
 from verify.access.middleware import PRINCIPAL
 from verify.body import read_body
 from verify.errors import ApiError
-from verify.keys import ACCESS, INTAKE, ORIGINALS, SETTINGS, STORE, TRUST_ANCHORS
+from verify.keys import ACCESS, INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE, TRUST_ANCHORS
 from verify.lookup import parse_lookup
 from verify.responses import json_response
 from verify.verification import verify_query
@@ -99,13 +101,20 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    store = request.app[STORE]
+async def _check(backend: str, probe: Awaitable[None]) -> dict[str, Any]:
     try:
-        await store.ping()
-        primary = {"backend": store.backend, "ok": True}
+        await probe
     except Exception as exc:  # any failure means "not ready"; the reason is reported
-        primary = {"backend": store.backend, "ok": False, "error": type(exc).__name__}
-    ready = bool(primary["ok"])
-    return json_response({"status": "ready" if ready else "not_ready",
-                          "checks": {"primary": primary}}, status=200 if ready else 503)
+        return {"backend": backend, "ok": False, "error": type(exc).__name__}
+    return {"backend": backend, "ok": True}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Each dependency's state. Ready means the primary answers; a replica that does not is
+    reported (lookups lose their fallback) but does not make the service unready."""
+    store, replica = request.app[STORE], request.app[REPLICA]
+    checks = {"primary": await _check(store.backend, store.ping()),
+              "replica": await _check(replica.backend, replica.ping())}
+    ready = bool(checks["primary"]["ok"])
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                         status=200 if ready else 503)

@@ -1,47 +1,21 @@
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from elasticsearch import AsyncElasticsearch
-from osmem_server import OsmemServer
 
 from indexer.store import InvoiceStore
-from indexer.store.elasticsearch import ClientFactory, default_client, open_elasticsearch_store
+from indexer.store.elasticsearch import open_elasticsearch_store
 from indexer.store.es_mappings import IndexLayout
 from indexer.store.sqlite import open_sqlite_store
-from tests.indexer.store.plain_json import plain_json_client
+from tests.conftest import EsTarget
 
 # The store contract suite runs against every backend listed here; a new backend adds one
 # parameter and one branch below.
 STORE_BACKENDS = ["sqlite", "elasticsearch"]
-
-
-@dataclass(frozen=True, slots=True)
-class EsTarget:
-    url: str
-    client_factory: ClientFactory
-
-
-@pytest.fixture(scope="session")
-def es_target() -> Iterator[EsTarget]:
-    """The real Elasticsearch at INVOICE_ES_URL when set; otherwise an osmem-server process
-    on a loopback port for the whole session (it also exits with the test process)."""
-    url = os.environ.get("INVOICE_ES_URL")
-    if url:
-        yield EsTarget(url, default_client)
-        return
-    server = OsmemServer.start(japanese=False)
-    try:
-        yield EsTarget(server.url, plain_json_client)
-    finally:
-        server.close()
-        if server.process.stdout is not None:  # the launcher leaves its pipe open
-            server.process.stdout.close()
 
 
 def fresh_prefix() -> str:
