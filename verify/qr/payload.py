@@ -226,8 +226,10 @@ def _vn_or_cn(form: str, scheme: str, fields: dict[str, Any], match: dict[str, s
     if key is None:
         raise _Invalid(payload, "the QR names an invoice key that is not valid",
                        [v.as_dict() for v in problems])
+    if scheme == "cn":  # shown under the key's own names, invoice_code / invoice_number
+        payload.pop("code", None)
+        payload.pop("number", None)
     payload.update(key.as_dict())
-    payload.pop("code", None)
     return _with_match(payload, LookupQuery(scheme, key, None, MatchFields()), match)
 
 
