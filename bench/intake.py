@@ -23,15 +23,20 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from lxml import etree
+
 from indexer.intake import Intake
 from indexer.model import Invoice
 from indexer.package import package_from_json
 from indexer.rules import RuleConfig
+from indexer.signature import TrustAnchors, seller_signature_violations
 from indexer.store.protocol import StoredPackage
 from indexer.store.sqlite import open_sqlite_store
 from indexer.validate import validate_invoice
 from indexer.vn_xml import parse_xml_package
-from tests.xml_factories import xml_package
+from tests.factories import vn_invoice
+from tests.pki import make_pki
+from tests.xml_factories import sign_hdon, signed_xml_package, xml_package
 from verify.demo import build_demo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +82,38 @@ async def run_xml(data_dir: Path, bodies: list[bytes]) -> tuple[int, None]:
         return accepted, None
 
 
+def signed_bodies(count: int) -> tuple[list[bytes], bytes]:
+    """`count` VN invoices of one seller, each signed (rsa-sha256, as real invoices), in
+    packages of 500, and the PEM of the CA they chain to. Signing is preparation, untimed."""
+    pki = make_pki()
+    cert = pki.leaf()
+
+    def sign(hdon: etree._Element, invoice: dict[str, Any]) -> etree._Element:
+        return sign_hdon(hdon, pki.seller_key, [cert, pki.root])
+
+    bodies = []
+    for start in range(1, count + 1, 500):
+        invoices = [vn_invoice(n) for n in range(start, min(start + 500, count + 1))]
+        bodies.append(signed_xml_package(invoices, sign, package_id=f"SIGNED-{start}"))
+    return bodies, pki.anchors_pem
+
+
+async def run_signed(data_dir: Path, bodies: list[bytes],
+                     anchors: TrustAnchors) -> tuple[int, None]:
+    """Parse, verify every seller signature (on this thread: one core), validate, store."""
+    rules = RuleConfig()
+    async with open_sqlite_store(data_dir / "invoices.sqlite3") as store:
+        intake = Intake(store, rules)
+        accepted = 0
+        for body in bodies:
+            parsed = parse_xml_package(body, max_items=10**6)
+            checks = seller_signature_violations(parsed.package, parsed.originals, anchors,
+                                                 rules)
+            result = await intake.ingest(parsed.package, parsed.originals, checks)
+            accepted += result.notice["accepted"]
+        return accepted, None
+
+
 async def run_baseline(data_dir: Path, packages: list[dict[str, Any]]) -> tuple[int, float]:
     """The same invoices, already validated, committed straight to the store: what storage
     alone costs, so the ratio shows what the intake rules add."""
@@ -114,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.intake", description=__doc__)
     parser.add_argument("--invoices", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--signed", type=int, default=2000,
+                        help="signed XML invoices (0: skip that path)")
     args = parser.parse_args(argv)
     command = shlex.join([".venv/bin/python", "-m", "bench.intake",
                           *(sys.argv[1:] if argv is None else argv)])
@@ -132,11 +171,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(bodies)} XML packages ({sum(map(len, bodies)) / 1e6:.1f} MB); "
           f"{args.rounds} round(s), fresh store each")
 
+    paths: list[tuple[str, int, Runner]] = [
+        ("store only (baseline)", n, lambda d: run_baseline(d, packages)),
+        ("JSON intake", n, lambda d: run_json(d, packages)),
+        ("XML intake", n_xml, lambda d: run_xml(d, bodies))]
+    if args.signed:
+        signed, pem = signed_bodies(args.signed)
+        anchors = TrustAnchors.from_pem(pem, "bench CA")
+        print(f"{args.signed} signed VN invoices in {len(signed)} XML packages "
+              f"({sum(map(len, signed)) / 1e6:.1f} MB), seller signatures verified")
+        paths.append(("signed XML intake", args.signed,
+                      lambda d: run_signed(d, signed, anchors)))
     rows = []
-    for name, count, runner in (
-            ("store only (baseline)", n, lambda d: run_baseline(d, packages)),
-            ("JSON intake", n, lambda d: run_json(d, packages)),
-            ("XML intake", n_xml, lambda d: run_xml(d, bodies))):
+    for name, count, runner in paths:
         results = measure(runner, args.rounds)
         accepted = [value for _, value in results]
         if any(a != count for a in accepted):
@@ -148,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate, rates in rows:
         print(f"{name:<24} {rate:>11,.0f}   " + " ".join(f"{r:,.0f}" for r in rates))
     base = rows[0][1]
-    print(f"\nJSON intake / store only: {rows[1][1] / base:.2f}; "
-          f"XML intake / store only: {rows[2][1] / base:.2f} (one core: intake is serial)")
+    print("\nratios to store only (one core: intake is serial): "
+          + "; ".join(f"{name} {rate / base:.3f}" for name, rate, _ in rows[1:]))
     print(f"reproduce: cd {REPO} && {command}")
     return 0
 
