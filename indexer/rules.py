@@ -269,6 +269,10 @@ _ALL = (
          "Hợp đồng của đơn vị truyền nhận không còn hiệu lực tại ngày nhận.",
          "vn-einvoice §8 step 1.5",
          adjustable=True),
+    Rule("recheck.relation.one_sided", E,
+         "A relation is not recorded on its other invoice.",
+         "Quan hệ thay thế/điều chỉnh không được ghi nhận ở hóa đơn còn lại.",
+         "vn-einvoice §5.6, §8 step 2"),
     # --- notices (cancellation) ------------------------------------------------------------
     Rule("notice.kind.invalid", E, "Notice kind must be 'cancel'.",
          "Loại thông báo phải là 'cancel' (hủy).", "vn-einvoice §6.5 TCTBao"),

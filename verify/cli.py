@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from indexer.intake import Intake
 from indexer.package import Package, PackageError, package_from_json, parse_json_package
+from indexer.recheck import month_bounds, recheck_month
 from indexer.registry import RegistryError, parse_registry, parse_registry_json
 from indexer.rules import RULES, Violation, rules_markdown
 from indexer.signature import TrustAnchors, seller_signature_violations
@@ -248,6 +249,46 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
             tally = asyncio.run(run(sink))
     err.print(f"{len(rows)} rows: " + ", ".join(f"{k} {n}" for k, n in tally.most_common()),
               highlight=False)
+
+
+@app.command("recheck")
+def recheck_cmd(month: Annotated[str, typer.Option(help="YYYY-MM, the month to re-check")],
+                out: Annotated[Path | None, typer.Option(
+                    help="CSV report (default: standard output)")] = None,
+                data_dir: DataDir = None) -> None:
+    """Step 2 over a month, as the authority's day 1-10 run: registrations and the invoice
+    chain re-checked against what is known now. Exit 1 if anything was found."""
+    settings = _settings(data_dir=data_dir)
+    try:
+        month_bounds(month)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+    async def run(sink: TextIO) -> tuple[int, int]:
+        writer = csv.DictWriter(sink, fieldnames=["id", "rule", "message", "detail"])
+        writer.writeheader()
+        checked = found = 0
+        async with _intake(settings) as intake:
+            with _progress() as bar:
+                task = bar.add_task(f"re-checking {month}", total=None)
+                async for checked, findings in recheck_month(intake.store, intake.registry,
+                                                             month, settings.rules):
+                    for finding in findings:
+                        writer.writerow(finding.as_dict())
+                    found += len(findings)
+                    bar.update(task, completed=checked)
+        return checked, found
+
+    if out is None:
+        checked, found = asyncio.run(run(sys.stdout))
+    else:
+        with out.open("w", newline="", encoding="utf-8") as sink:
+            checked, found = asyncio.run(run(sink))
+    err.print(f"{checked} invoices issued in {month} re-checked: {found} findings",
+              highlight=False)
+    if found:
+        raise typer.Exit(1)
 
 
 @app.command("rules")

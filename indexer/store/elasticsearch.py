@@ -65,7 +65,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from elasticsearch import (
@@ -222,6 +222,22 @@ class ElasticsearchStore:
             return None
         return StoredPackage(source["package_id"], source["sender"], source["digest"],
                              datetime.fromisoformat(source["received_at"]), source["notice"])
+
+    async def scan_invoices(self, issued_from: date, issued_until: date, *,
+                            after: str | None = None, limit: int = 1000) -> list[Invoice]:
+        """A range query sorted on the keyword `doc_id`, paged with `search_after` (works on
+        Elasticsearch and on osmem-server, which has no point-in-time). Refreshes first: a
+        scan is batch work and must see every acknowledged write."""
+        body: dict[str, Any] = {
+            "query": {"range": {"issued_on": {"gte": issued_from.isoformat(),
+                                              "lt": issued_until.isoformat()}}},
+            "sort": [{"doc_id": "asc"}], "size": limit}
+        if after:
+            body["search_after"] = [after]
+        with _unavailable_on_failure("scan_invoices"):
+            await self.patient.indices.refresh(index=self.layout.invoices)
+            resp = await self.patient.search(index=self.layout.invoices, body=body)
+        return [invoice_from_source(hit["_source"]) for hit in resp["hits"]["hits"]]
 
     async def count_invoices(self) -> int:
         with _unavailable_on_failure("count_invoices"):

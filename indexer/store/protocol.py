@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from indexer.model import Invoice
@@ -56,3 +56,9 @@ class InvoiceStore(Protocol):
         """
 
     async def count_invoices(self) -> int: ...
+
+    async def scan_invoices(self, issued_from: date, issued_until: date, *,
+                            after: str | None = None, limit: int = 1000) -> list[Invoice]:
+        """Invoices whose local issue date lies in [issued_from, issued_until), ordered by
+        document id, the page after document id `after` (paging by a unique key, never by
+        offset, so a scan of millions stays cheap on every backend)."""

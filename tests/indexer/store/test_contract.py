@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -142,3 +142,18 @@ async def test_invoices_of_a_refused_package_can_be_committed_later(store: Invoi
     assert await store.get_invoice(vn(2).doc_id) == vn(2)
     assert await store.existing_authority_codes([authority_code(2)]) == {authority_code(2)}
     assert await store.count_invoices() == 2
+
+
+async def test_scan_by_issue_date_pages_by_doc_id(store: InvoiceStore) -> None:
+    vn7 = timezone(timedelta(hours=7))
+    dates = {1: datetime(2022, 4, 30, 23, 59, tzinfo=vn7), 2: datetime(2022, 5, 1, tzinfo=vn7),
+             3: datetime(2022, 5, 15, 12, tzinfo=vn7), 4: datetime(2022, 5, 31, 23, 59, tzinfo=vn7),
+             5: datetime(2022, 6, 1, tzinfo=vn7), 10: datetime(2022, 5, 20, tzinfo=vn7)}
+    await store.commit_package(pkg(), [vn(n, issued_at=at) for n, at in dates.items()], [])
+    may, june = date(2022, 5, 1), date(2022, 6, 1)
+    first = await store.scan_invoices(may, june, limit=2)
+    assert [i.doc_id for i in first] == [vn(10).doc_id, vn(2).doc_id]  # doc-id order
+    rest = await store.scan_invoices(may, june, after=first[-1].doc_id, limit=2)
+    assert [i.doc_id for i in rest] == [vn(3).doc_id, vn(4).doc_id]
+    assert await store.scan_invoices(may, june, after=rest[-1].doc_id, limit=2) == []
+    assert await store.scan_invoices(date(2023, 1, 1), date(2023, 2, 1)) == []
