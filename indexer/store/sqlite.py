@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import aiosqlite
@@ -23,7 +23,7 @@ from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc
 from indexer.model import Invoice
 from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invoices (
     doc_id            TEXT PRIMARY KEY,
@@ -60,6 +60,7 @@ CREATE INDEX IF NOT EXISTS invoices_vn_series
 CREATE INDEX IF NOT EXISTS invoices_cn_code
     ON invoices (invoice_code, invoice_number) WHERE scheme = 'cn';
 CREATE INDEX IF NOT EXISTS invoices_buyer ON invoices (buyer_tax_id, issued_on);
+CREATE INDEX IF NOT EXISTS invoices_issued ON invoices (issued_on, doc_id);
 CREATE TABLE IF NOT EXISTS packages (
     package_id  TEXT PRIMARY KEY,
     sender      TEXT NOT NULL,
@@ -81,6 +82,8 @@ _IN_JSON = "IN (SELECT value FROM json_each(?))"
 _GET_ONE = f"{_SELECT} WHERE doc_id = ?"
 _GET_MANY = f"{_SELECT} WHERE doc_id {_IN_JSON}"
 _GET_BY_CODE = f"{_SELECT} WHERE authority_code = ?"
+_SCAN = (f"{_SELECT} WHERE issued_on >= ? AND issued_on < ? AND doc_id > ?"
+         " ORDER BY doc_id LIMIT ?")
 _CODES_TAKEN = f"SELECT authority_code FROM invoices WHERE authority_code {_IN_JSON}"  # noqa: S608
 
 
@@ -110,18 +113,35 @@ class SqliteStore:
     backend = "sqlite"
 
     def __init__(self, path: Path, writer: aiosqlite.Connection,
-                 reader: sqlite3.Connection) -> None:
+                 reader: sqlite3.Connection, cache_size: int = 50_000) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
+        # Decoded invoices by doc id, valid while the file is unchanged: SQLite bumps
+        # `PRAGMA data_version` (3 us to read) whenever any other connection, in this
+        # process or another, commits, so a hit can never serve a state older than the file.
+        self._cache: dict[str, Invoice | None] = {}
+        self._cache_size = cache_size
+        self._cache_version = -1
+
+    def _cached(self) -> dict[str, Invoice | None]:
+        version = int(self._reader.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._cache_version or len(self._cache) >= self._cache_size:
+            self._cache.clear()
+            self._cache_version = version
+        return self._cache
 
     async def ping(self) -> None:
         self._reader.execute("SELECT 1").fetchone()
         await self._writer.execute_fetchall("SELECT 1")
 
     async def get_invoice(self, doc_id: str) -> Invoice | None:
+        cache = self._cached()
+        if doc_id in cache:
+            return cache[doc_id]
         row = self._reader.execute(_GET_ONE, (doc_id,)).fetchone()
-        return _row_to_invoice(row) if row else None
+        invoice = cache[doc_id] = _row_to_invoice(row) if row else None
+        return invoice
 
     async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
         rows = await self._writer.execute_fetchall(
@@ -170,6 +190,12 @@ class SqliteStore:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
+
+    async def scan_invoices(self, issued_from: date, issued_until: date, *,
+                            after: str | None = None, limit: int = 1000) -> list[Invoice]:
+        rows = await self._writer.execute_fetchall(
+            _SCAN, (issued_from.isoformat(), issued_until.isoformat(), after or "", limit))
+        return [_row_to_invoice(row) for row in rows]
 
     async def count_invoices(self) -> int:
         rows = list(await self._writer.execute_fetchall("SELECT count(*) FROM invoices"))
