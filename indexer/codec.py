@@ -43,6 +43,8 @@ def _relation_from_dict(data: dict[str, Any]) -> Relation:
 
 
 def relations_to_json(relations: tuple[Relation, ...]) -> str:
+    if not relations:
+        return "[]"  # most invoices: skip the encoder
     return json.dumps([_relation_to_dict(r) for r in relations], ensure_ascii=False)
 
 

@@ -56,15 +56,15 @@ def _list(data: dict[str, Any], name: str) -> list[Any]:
 def _check_depth(data: object) -> None:
     """Refuse nesting no package needs (the interchange format is 4 levels deep), before
     anything recursive sees it."""
-    stack: list[tuple[object, int]] = [(data, 1)]
+    if not isinstance(data, dict | list):
+        return
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise PackageError("package.too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, dict | list))
 
 
 def package_from_json(data: object, *, max_items: int = MAX_ITEMS) -> Package:
