@@ -33,22 +33,19 @@ from verify.keys import (
 from verify.middlewares import error_middleware
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
+from verify.responses import SECURITY_HEADERS
 from verify.routes import setup_routes
 from verify.settings import Settings
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "Cache-Control": "no-store",
-}
-
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """On every response, streamed ones included, just before its headers are sent."""
+    """On every response, streamed ones included, just before its headers are sent. JSON
+    answers already carry them (set once in `json_response`, the lookup hot path)."""
+    headers = response.headers
+    if "X-Content-Type-Options" in headers:
+        return
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        headers.setdefault(name, value)
 
 
 async def registry_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,8 +10,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
 
 def json_response(data: Any, *, status: int = 200,
                   headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
+    return web.Response(body=orjson.dumps(data), status=status,
+                        headers={**SECURITY_HEADERS, **headers} if headers else SECURITY_HEADERS,
                         content_type="application/json")
