@@ -65,15 +65,18 @@ def _bad(code: str, message: str, **details: Any) -> ApiError:
     return ApiError(400, code, message, details)
 
 
+_ALLOWED = KEY_PARAMS | MATCH_PARAMS
+
+
 def _single(query: MultiMapping[str]) -> dict[str, str]:
-    unknown = sorted(set(query) - KEY_PARAMS - MATCH_PARAMS)
-    if unknown:
-        raise _bad("unknown_parameter", "unknown query parameter(s)", parameters=unknown,
-                   allowed=sorted(KEY_PARAMS | MATCH_PARAMS))
-    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
-    if repeated:
+    params = {k: v.strip() for k, v in query.items()}
+    if not params.keys() <= _ALLOWED:
+        raise _bad("unknown_parameter", "unknown query parameter(s)",
+                   parameters=sorted(params.keys() - _ALLOWED), allowed=sorted(_ALLOWED))
+    if len(params) != len(query):  # a name given twice collapsed into one entry
+        repeated = sorted({k for k in query if len(query.getall(k)) > 1})
         raise _bad("repeated_parameter", "each parameter may be given once", parameters=repeated)
-    return {k: v.strip() for k, v in query.items()}
+    return params
 
 
 def _match(params: Mapping[str, str]) -> MatchFields:
