@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
@@ -100,11 +100,18 @@ class IndexLayout:
                 self.packages: PACKAGE_PROPERTIES}
 
 
+class Layout(Protocol):
+    """What `create_layout` needs: alias -> mapping properties (the registry and the
+    originals have layouts of their own beside `IndexLayout`)."""
+
+    def templates(self) -> dict[str, dict[str, Any]]: ...
+
+
 def first_index(alias: str) -> str:
     return f"{alias}-000001"
 
 
-async def create_layout(client: AsyncElasticsearch, layout: IndexLayout) -> None:
+async def create_layout(client: AsyncElasticsearch, layout: Layout) -> None:
     """Create each missing template, then each missing alias with its first index.
 
     An existing template is left as it is: with several processes (and, during a rolling

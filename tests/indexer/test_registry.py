@@ -1,9 +1,8 @@
-"""Registry parsing and its SQLite store."""
+"""Registry parsing. The stores are in tests/indexer/store/test_registry_contract.py."""
 
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,6 @@ from indexer.registry import (
     parse_registry_csv,
     parse_registry_json,
 )
-from indexer.store.registry import open_sqlite_registry
 
 TAXPAYER = {"tax_id": "0100109106", "name": "Công ty Thử nghiệm", "status": "00",
             "einvoice_stopped": True, "stopped_from": "2022-06-01", "stopped_until": "2022-06-30",
@@ -82,19 +80,3 @@ def test_bad_csv_and_bytes() -> None:
     with pytest.raises(RegistryError, match="not valid JSON"):
         parse_registry(b"{", "application/json")
 
-
-async def test_store_round_trip_and_upsert(tmp_path: Path) -> None:
-    async with open_sqlite_registry(tmp_path / "r.sqlite3") as registry:
-        assert await registry.is_empty()
-        parsed = parse_registry_json({"taxpayers": [TAXPAYER], "providers": [PROVIDER]})
-        await registry.import_registry(parsed)
-        assert not await registry.is_empty()
-        assert await registry.get_taxpayers(["0100109106", "0102671977"]) == {
-            "0100109106": parsed.taxpayers[0]}
-        assert await registry.get_provider("0101300842") == parsed.providers[0]
-        assert await registry.get_provider("nobody") is None
-        await registry.import_registry(parse_registry_json(
-            {"taxpayers": [{**TAXPAYER, "status": "05"}]}))
-        got = await registry.get_taxpayers(["0100109106"])
-        assert got["0100109106"].status == "05"
-        assert await registry.counts() == {"taxpayers": 1, "providers": 1}

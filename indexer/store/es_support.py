@@ -1,0 +1,106 @@
+"""What the registry and originals stores on Elasticsearch share with the invoice store.
+
+The same two clients (`REQUEST_PATH` for reads, `PATIENT` for writes and maintenance, built
+by the same `ClientFactory`), the same `ElasticsearchUnavailable` for transport failures,
+429/5xx and a missing index, and the same start: the layout (templates, first indices,
+aliases) is created at open for at most `startup_timeout`; a cluster that does not answer
+by then is logged and the store opens anyway, creating its layout on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+from elasticsearch import AsyncElasticsearch, NotFoundError
+
+from indexer.store.elasticsearch import (
+    MGET_CHUNK,
+    PATIENT,
+    REQUEST_PATH,
+    ClientFactory,
+    ElasticsearchUnavailable,
+    _doc_missing,
+    _unavailable_on_failure,
+    default_client,
+)
+from indexer.store.es_mappings import Layout, create_layout, storable_id
+
+logger = logging.getLogger(__name__)
+
+#: Re-exported so the registry and originals modules name one place for it.
+unavailable_on_failure = _unavailable_on_failure
+
+
+class AliasedStore:
+    """Two clients and a layout created once; the realtime reads by `_id` every store uses."""
+
+    def __init__(self, fast: AsyncElasticsearch, patient: AsyncElasticsearch,
+                 layout: Layout) -> None:
+        self.fast = fast
+        self.patient = patient
+        self.layout = layout
+        self.layout_ready = False
+
+    async def ensure_layout(self, client: AsyncElasticsearch | None = None) -> None:
+        """Create whatever of the layout is missing, once per store. Reads pass the fast
+        client, so a store opened while the cluster was down heals on its first read."""
+        if self.layout_ready:
+            return
+        with unavailable_on_failure("ensure_layout"):
+            await create_layout(client or self.patient, self.layout)
+        self.layout_ready = True
+
+    async def get_source(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        """Realtime GET on the fast client; `None` for a missing document."""
+        if not storable_id(doc_id):
+            return None
+        try:
+            resp = await self.fast.get(index=index, id=doc_id)
+        except NotFoundError as exc:
+            if _doc_missing(exc):
+                return None
+            raise
+        return cast(dict[str, Any], resp["_source"])
+
+    async def mget_sources(self, index: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Realtime mget on the fast client, `MGET_CHUNK` ids per request."""
+        wanted = sorted({i for i in ids if storable_id(i)})
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), MGET_CHUNK):
+            resp = await self.fast.mget(index=index, ids=wanted[start:start + MGET_CHUNK])
+            for doc in resp["docs"]:
+                if doc.get("found"):
+                    found[str(doc["_id"])] = cast(dict[str, Any], doc["_source"])
+        return found
+
+
+S = TypeVar("S", bound=AliasedStore)
+
+
+@asynccontextmanager
+async def open_aliased_store(
+        url: str, build: Callable[[AsyncElasticsearch, AsyncElasticsearch], S], *,
+        client_factory: ClientFactory | None, startup_timeout: float) -> AsyncIterator[S]:
+    """Both clients, the layout attempted for at most `startup_timeout`, both closed after."""
+    factory = client_factory or default_client
+    fast = factory(url, REQUEST_PATH)
+    try:
+        patient = factory(url, PATIENT)
+        try:
+            store = build(fast, patient)
+            try:
+                async with asyncio.timeout(startup_timeout):
+                    await store.ensure_layout()
+            except (ElasticsearchUnavailable, TimeoutError) as exc:
+                logger.warning("Elasticsearch at %s did not answer at start (%s); %s opens "
+                               "degraded and creates its indices when it does", url,
+                               exc or type(exc).__name__, type(store).__name__)
+            yield store
+        finally:
+            await patient.close()
+    finally:
+        await fast.close()
