@@ -12,12 +12,11 @@ from fallback.replica import MemoryReplica, WriteThrough, open_redis_replica
 from indexer.intake import Intake
 from indexer.store import InvoiceStore
 from indexer.store.elasticsearch import ClientFactory, open_elasticsearch_store
-from indexer.store.originals import open_sqlite_originals
-from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import open_access
+from verify.backends import open_originals, open_registry
 from verify.keys import (
     ACCESS,
     ES_CLIENT_FACTORY,
@@ -49,9 +48,10 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    async with open_sqlite_registry(settings.registry_path) as registry, \
-            open_sqlite_originals(settings.originals_path) as originals:
+    """Shared by every process on Elasticsearch when INVOICE_ES_URL is set, else SQLite."""
+    settings, factory = app[SETTINGS], app[ES_CLIENT_FACTORY]
+    async with open_registry(settings, factory) as registry, \
+            open_originals(settings, factory) as originals:
         app[REGISTRY] = registry
         app[ORIGINALS] = originals
         yield

@@ -25,14 +25,13 @@ from indexer.recheck import month_bounds, recheck_month
 from indexer.registry import RegistryError, parse_registry, parse_registry_json
 from indexer.rules import RULES, Violation, rules_markdown
 from indexer.signature import TrustAnchors, seller_signature_violations
-from indexer.store.originals import open_sqlite_originals
-from indexer.store.registry import open_sqlite_registry
 from indexer.store.sqlite import open_sqlite_store
 from indexer.vn_xml import parse_xml_package
 from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
+from verify.backends import open_originals, open_registry
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
@@ -66,8 +65,7 @@ def _progress() -> Progress:
 async def _intake(settings: Settings) -> AsyncIterator[Intake]:
     """The same intake the service runs: invoice store plus the registry's rules, and the
     originals store, so XML ingested from files keeps its originals as the endpoint does."""
-    async with open_sqlite_registry(settings.registry_path) as registry, \
-            open_sqlite_originals(settings.originals_path) as originals, \
+    async with open_registry(settings) as registry, open_originals(settings) as originals, \
             open_sqlite_store(settings.sqlite_path) as store:
         yield Intake(store, settings.rules, registry, originals)
 
@@ -331,7 +329,7 @@ def registry_import(file: Annotated[Path, typer.Argument(help="registry .json or
         raise typer.Exit(1) from None
 
     async def load() -> dict[str, int]:
-        async with open_sqlite_registry(settings.registry_path) as registry:
+        async with open_registry(settings) as registry:  # Elasticsearch when configured
             await registry.import_registry(parsed)
             return await registry.counts()
 
