@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 from redis.asyncio import Redis
 
-from fallback.replica import MemoryReplica, WriteThrough, open_redis_replica
+from fallback.replica import WriteThrough
 from indexer.intake import Intake
-from indexer.store import InvoiceStore
-from indexer.store.elasticsearch import ClientFactory, open_elasticsearch_store
-from indexer.store.sqlite import open_sqlite_store
+from indexer.store.elasticsearch import ClientFactory
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import open_access
-from verify.backends import open_originals, open_registry
+from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.keys import (
     ACCESS,
     ES_CLIENT_FACTORY,
@@ -59,28 +56,14 @@ async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def replica_ctx(app: web.Application) -> AsyncIterator[None]:
     """Redis when INVOICE_REDIS_URL is set (shared by every process), else in-process."""
-    settings = app[SETTINGS]
-    if settings.redis_url:
-        async with open_redis_replica(settings.redis_url,
-                                      namespace=settings.redis_namespace) as replica:
-            app[REPLICA] = replica
-            yield
-    else:
-        app[REPLICA] = MemoryReplica()
+    async with open_replica(app[SETTINGS]) as replica:
+        app[REPLICA] = replica
         yield
-
-
-def _open_store(settings: Settings, es_client_factory: ClientFactory | None,
-                ) -> AbstractAsyncContextManager[InvoiceStore]:
-    if settings.es_url:
-        return open_elasticsearch_store(settings.es_url, index_prefix=settings.es_index_prefix,
-                                        client_factory=es_client_factory)
-    return open_sqlite_store(settings.sqlite_path)
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with _open_store(settings, app[ES_CLIENT_FACTORY]) as store:
+    async with open_invoice_store(settings, app[ES_CLIENT_FACTORY]) as store:
         app[STORE] = store
         app[INTAKE] = Intake(store, settings.rules, app[REGISTRY], app[ORIGINALS],
                              after_commit=WriteThrough(app[REPLICA]))

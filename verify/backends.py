@@ -1,17 +1,21 @@
-"""Which backend holds the registry and the kept originals: Elasticsearch when
-`INVOICE_ES_URL` is set (one registry and one set of originals shared by every service
-process, under the invoice store's index prefix), else the SQLite files of the data
-directory. The service (`verify.app`) and the CLI open them through here alike."""
+"""Which backend holds what: with `INVOICE_ES_URL` the invoices, the registry and the kept
+originals live in Elasticsearch (shared by every service process, under one index prefix),
+else in the SQLite files of the data directory; with `INVOICE_REDIS_URL` the replica is
+Redis, else process memory. The service (`verify.app`) and every CLI command open them
+through here alike, so a CLI intake lands where the service reads."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 
-from indexer.store.elasticsearch import ClientFactory
+from fallback.replica import MemoryReplica, Replica, open_redis_replica
+from indexer.store import InvoiceStore
+from indexer.store.elasticsearch import ClientFactory, open_elasticsearch_store
 from indexer.store.es_originals import open_elasticsearch_originals
 from indexer.store.es_registry import open_elasticsearch_registry
 from indexer.store.originals import OriginalStore, open_sqlite_originals
 from indexer.store.registry import RegistryStore, open_sqlite_registry
+from indexer.store.sqlite import open_sqlite_store
 from verify.settings import Settings
 
 
@@ -31,3 +35,17 @@ def open_originals(settings: Settings, es_client_factory: ClientFactory | None =
                                             index_prefix=settings.es_index_prefix,
                                             client_factory=es_client_factory)
     return open_sqlite_originals(settings.originals_path)
+
+
+def open_invoice_store(settings: Settings, es_client_factory: ClientFactory | None = None,
+                       ) -> AbstractAsyncContextManager[InvoiceStore]:
+    if settings.es_url:
+        return open_elasticsearch_store(settings.es_url, index_prefix=settings.es_index_prefix,
+                                        client_factory=es_client_factory)
+    return open_sqlite_store(settings.sqlite_path)
+
+
+def open_replica(settings: Settings) -> AbstractAsyncContextManager[Replica]:
+    if settings.redis_url:
+        return open_redis_replica(settings.redis_url, namespace=settings.redis_namespace)
+    return nullcontext(MemoryReplica())
