@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, BinaryIO, TextIO
 from urllib.parse import urlencode
 
 import typer
@@ -31,11 +31,12 @@ from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
-from verify.backends import open_originals, open_registry
+from verify.backends import open_invoice_store, open_originals, open_registry
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
 from verify.logs import AccessLogger, configure_logging
+from verify.reports import Totals, parse_report_query, render
 from verify.settings import Settings, SettingsError
 
 app = typer.Typer(help="Verify Vietnamese and Chinese e-invoices.", no_args_is_help=True,
@@ -401,6 +402,60 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     out.print(f"revoked {record.key_id} ({record.role.value}) at {record.revoked_at}")
+
+
+report_app = typer.Typer(help="Reports for auditors, from the primary index.",
+                         no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("missing")
+def report_missing(
+        seller: Annotated[str, typer.Option(help="seller tax id (vn MST or cn tax id)")],
+        template: Annotated[str | None, typer.Option(help="vn template digit")] = None,
+        series: Annotated[str | None, typer.Option(help="vn series, e.g. C22TAA")] = None,
+        code: Annotated[str | None, typer.Option(help="cn invoice code")] = None,
+        year: Annotated[int | None, typer.Option(help="issue year")] = None,
+        date_from: Annotated[str | None, typer.Option(
+            "--from", help="first issue date YYYY-MM-DD")] = None,
+        date_to: Annotated[str | None, typer.Option(
+            "--to", help="last issue date YYYY-MM-DD (inclusive)")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+        out: Annotated[Path | None, typer.Option(
+            help="file to write (default: standard output)")] = None,
+        data_dir: DataDir = None) -> None:
+    """Missing-invoice report: per numbering sequence, first/last number seen, count issued,
+    missing and cancelled ranges (GET /api/v1/reports/missing, run on the primary index)."""
+    settings = _settings(data_dir=data_dir)
+    given = {"seller_tax_id": seller, "template": template, "series": series, "code": code,
+             "year": None if year is None else f"{year:04d}", "from": date_from,
+             "to": date_to, "format": fmt}
+    query = {k: v for k, v in given.items() if v is not None}
+    try:
+        request = parse_report_query(query, list(query))
+    except ApiError as exc:
+        err.print(f"[red]{exc.code}: {exc.message}[/] {exc.details or ''}", highlight=False)
+        raise typer.Exit(2) from None
+
+    async def run(sink: BinaryIO) -> Totals:
+        totals = Totals()
+        async with open_invoice_store(settings) as store:
+            with _progress() as bar:
+                task = bar.add_task("numbers checked", total=None)
+                async with contextlib.aclosing(render(request, store, totals)) as chunks:
+                    async for chunk in chunks:
+                        sink.write(chunk)
+                        bar.update(task, completed=totals.issued)
+        return totals
+
+    if out is None:
+        totals = asyncio.run(run(sys.stdout.buffer))
+        sys.stdout.flush()
+    else:
+        with out.open("wb") as sink:
+            totals = asyncio.run(run(sink))
+    err.print(f"{totals.sequences} sequences, {totals.issued} numbers issued: "
+              f"{totals.missing} missing, {totals.cancelled} cancelled", highlight=False)
 
 
 def main() -> None:

@@ -106,6 +106,19 @@ PATHS: dict[str, dict[str, Any]] = {
         body={"type": "array", "items": {"type": "object"}},
         responses={"200": "NDJSON, one answer or error per row", "400": "unreadable batch",
                    "413": "too many rows", "415": "not JSON or CSV"})},
+    "/api/v1/reports/missing": {"get": _op(
+        "reports.missing", "Missing-invoice report: per numbering sequence (vn template + "
+        "series, cn invoice code) of one seller, first/last number seen, count issued, "
+        "missing and cancelled number ranges; streamed JSON or CSV",
+        params=[_q("seller_tax_id", "required: the seller (audit keys: one of their scope)"),
+                _q("template", "vn: template digit 1-9"), _q("series", "vn: series symbol"),
+                _q("code", "cn: invoice code (10 or 12 digits)"),
+                _q("year", "issue year (or from/to)", r"^\d{4}$"),
+                _q("from", "first issue date, YYYY-MM-DD"),
+                _q("to", "last issue date (inclusive), YYYY-MM-DD"),
+                _q("format", "json (default) or csv", "^(json|csv)$")],
+        responses={"200": "the report (application/json or text/csv)", "400": "bad query",
+                   "503": "the primary index cannot answer"})},
     "/api/v1/admin/keys": {
         "post": _op("admin.keys.create", "Create an API key (token shown once)",
                     body={"type": "object", "required": ["role"], "properties": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import admin_views, batch, openapi, views
+from verify import admin_views, batch, openapi, reports, views
 from verify.qr import views as qr_views
 
 API = "/api/v1"
@@ -22,6 +22,7 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{API}/verify/qr-text", qr_views.verify_text, name="verify.qr_text"),
         web.get(f"{API}/invoices/{{id}}/qr.png", qr_views.invoice_qr_png,
                 name="invoices.qr_png"),
+        web.get(f"{API}/reports/missing", reports.missing_report, name="reports.missing"),
         web.post(f"{API}/admin/keys", admin_views.create_key, name="admin.keys.create"),
         web.get(f"{API}/admin/keys", admin_views.list_keys, name="admin.keys.list"),
         web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,

@@ -62,8 +62,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
@@ -87,6 +87,7 @@ from indexer.store.es_mappings import (
     state_version,
     storable_id,
 )
+from indexer.store.numbering_reports import NumberingScope, NumberRun, es_numbering_runs
 from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
 
 logger = logging.getLogger(__name__)
@@ -244,6 +245,17 @@ class ElasticsearchStore:
             await self.patient.indices.refresh(index=self.layout.invoices)
             resp = await self.patient.count(index=self.layout.invoices)
         return int(resp["count"])
+
+    async def numbering_runs(self, scope: NumberingScope, *,
+                             page_size: int = 5_000) -> AsyncGenerator[list[NumberRun], None]:
+        """A composite aggregation over (sequence, number, lifecycle) paged by `after_key`
+        on the patient client, after a refresh (batch work sees every acknowledged write)."""
+        with _unavailable_on_failure("numbering_runs"):
+            await self.patient.indices.refresh(index=self.layout.invoices)
+            async with aclosing(es_numbering_runs(self.patient, self.layout.invoices, scope,
+                                                  page_size=page_size)) as pages:
+                async for page in pages:
+                    yield page
 
     async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],
                              changed: Sequence[Invoice]) -> None:

@@ -6,12 +6,13 @@ notice of every package it committed, so a re-posted package is answered from he
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from indexer.model import Invoice
+from indexer.store.numbering_reports import NumberingScope, NumberRun
 
 
 class PackageExistsError(Exception):
@@ -62,3 +63,10 @@ class InvoiceStore(Protocol):
         """Invoices whose local issue date lies in [issued_from, issued_until), ordered by
         document id, the page after document id `after` (paging by a unique key, never by
         offset, so a scan of millions stays cheap on every backend)."""
+
+    def numbering_runs(self, scope: NumberingScope, *,
+                       page_size: int = 5_000) -> AsyncGenerator[list[NumberRun], None]:
+        """The runs of consecutive numbers (same cancelled state) of every numbering sequence
+        in `scope`, in (scheme, sequence, first number) order, vn before cn, a page at a time.
+        Computed by the store (see `indexer.store.numbering_reports`), never by reading the
+        invoices; 数电 invoices are never included. Consumers close it (`aclosing`)."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -21,9 +21,10 @@ import aiosqlite
 
 from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc
 from indexer.model import Invoice
+from indexer.store.numbering_reports import NumberingScope, NumberRun, sqlite_numbering_runs
 from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invoices (
     doc_id            TEXT PRIMARY KEY,
@@ -59,6 +60,9 @@ CREATE INDEX IF NOT EXISTS invoices_vn_series
     ON invoices (seller_tax_id, template, series, number) WHERE scheme = 'vn';
 CREATE INDEX IF NOT EXISTS invoices_cn_code
     ON invoices (invoice_code, invoice_number) WHERE scheme = 'cn';
+-- v3: a seller's Chinese numbering sequences, for the missing-invoice report.
+CREATE INDEX IF NOT EXISTS invoices_cn_seller
+    ON invoices (seller_tax_id, invoice_code, invoice_number) WHERE scheme = 'cn';
 CREATE INDEX IF NOT EXISTS invoices_buyer ON invoices (buyer_tax_id, issued_on);
 CREATE INDEX IF NOT EXISTS invoices_issued ON invoices (issued_on, doc_id);
 CREATE TABLE IF NOT EXISTS packages (
@@ -200,6 +204,14 @@ class SqliteStore:
     async def count_invoices(self) -> int:
         rows = list(await self._writer.execute_fetchall("SELECT count(*) FROM invoices"))
         return int(rows[0][0])
+
+    async def numbering_runs(self, scope: NumberingScope, *,
+                             page_size: int = 5_000) -> AsyncGenerator[list[NumberRun], None]:
+        """Window functions over the series index, on a connection of the report's own."""
+        async with aclosing(sqlite_numbering_runs(self.path, scope,
+                                                  page_size=page_size)) as pages:
+            async for page in pages:
+                yield page
 
 
 async def _migrate(conn: aiosqlite.Connection) -> None:

@@ -50,6 +50,7 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "verify.qr_text": _V,
     "invoices.qr_png": _V,
     "invoices.original": _V,
+    "reports.missing": frozenset({Role.AUDIT}),  # and only for the key's scoped tax ids
     "admin.keys.create": frozenset({Role.ADMIN}),
     "admin.keys.list": frozenset({Role.ADMIN}),
     "admin.keys.revoke": frozenset({Role.ADMIN}),
