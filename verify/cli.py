@@ -19,19 +19,19 @@ from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fallback.replica import WriteThrough
 from indexer.intake import Intake
 from indexer.package import Package, PackageError, package_from_json, parse_json_package
 from indexer.recheck import month_bounds, recheck_month
 from indexer.registry import RegistryError, parse_registry, parse_registry_json
 from indexer.rules import RULES, Violation, rules_markdown
 from indexer.signature import TrustAnchors, seller_signature_violations
-from indexer.store.sqlite import open_sqlite_store
 from indexer.vn_xml import parse_xml_package
 from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
-from verify.backends import open_invoice_store, open_originals, open_registry
+from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
@@ -67,8 +67,9 @@ async def _intake(settings: Settings) -> AsyncIterator[Intake]:
     """The same intake the service runs: invoice store plus the registry's rules, and the
     originals store, so XML ingested from files keeps its originals as the endpoint does."""
     async with open_registry(settings) as registry, open_originals(settings) as originals, \
-            open_sqlite_store(settings.sqlite_path) as store:
-        yield Intake(store, settings.rules, registry, originals)
+            open_invoice_store(settings) as store, open_replica(settings) as replica:
+        yield Intake(store, settings.rules, registry, originals,
+                     after_commit=WriteThrough(replica))
 
 
 async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
@@ -232,7 +233,7 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
         writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         tally: Counter[str] = Counter()
-        async with open_sqlite_store(settings.sqlite_path) as store:
+        async with open_invoice_store(settings) as store:
             with _progress() as bar:
                 task = bar.add_task("verifying", total=len(rows))
                 async for result in answer_rows(rows, settings.rules, store_verifier(store)):
