@@ -15,6 +15,8 @@ from typing import Protocol
 
 import aiosqlite
 
+from indexer.store.sqlite_files import open_sqlite_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS originals (
     doc_id TEXT NOT NULL, package_id TEXT NOT NULL, media_type TEXT NOT NULL,
@@ -53,13 +55,5 @@ class SqliteOriginals:
 
 @asynccontextmanager
 async def open_sqlite_originals(path: Path) -> AsyncIterator[SqliteOriginals]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.executescript(_SCHEMA)
+    async with open_sqlite_file(path, _SCHEMA) as conn:
         yield SqliteOriginals(conn)
-    finally:
-        await conn.close()

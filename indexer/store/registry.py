@@ -22,6 +22,7 @@ from indexer.registry import (
     taxpayer_from_dict,
     taxpayer_to_dict,
 )
+from indexer.store.sqlite_files import open_sqlite_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS taxpayers (
@@ -93,13 +94,5 @@ class SqliteRegistry:
 
 @asynccontextmanager
 async def open_sqlite_registry(path: Path) -> AsyncIterator[SqliteRegistry]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.executescript(_SCHEMA)
+    async with open_sqlite_file(path, _SCHEMA) as conn:
         yield SqliteRegistry(conn)
-    finally:
-        await conn.close()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import aiosqlite
 
-SCHEMA_VERSION = 1
+from indexer.store.sqlite_files import open_sqlite_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id      TEXT PRIMARY KEY,
@@ -40,18 +41,7 @@ CREATE INDEX IF NOT EXISTS audit_target ON audit (target, at_ts);
 
 @asynccontextmanager
 async def open_access_db(path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    """WAL, and `synchronous=NORMAL`: a power cut may lose the last audit entries, never
-    corrupt the file; key changes are rare and checkpointed quickly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-        if int(rows[0][0]) < SCHEMA_VERSION:
-            await conn.executescript(_SCHEMA)
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    """`synchronous=NORMAL`: a power cut may lose the last audit entries, never corrupt the
+    file; key changes are rare and checkpointed quickly."""
+    async with open_sqlite_file(path, _SCHEMA, synchronous="NORMAL") as conn:
         yield conn
-    finally:
-        await conn.close()
