@@ -19,22 +19,26 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
+from osmem_server import OsmemServer  # type: ignore[import-untyped]
 
 from indexer.intake import Intake
 from indexer.model import Invoice
 from indexer.package import package_from_json
 from indexer.rules import RuleConfig
 from indexer.signature import TrustAnchors, seller_signature_violations
+from indexer.store.elasticsearch import default_client, open_elasticsearch_store
 from indexer.store.protocol import StoredPackage
 from indexer.store.sqlite import open_sqlite_store
 from indexer.validate import validate_invoice
 from indexer.vn_xml import parse_xml_package
 from tests.factories import vn_invoice
+from tests.indexer.store.plain_json import plain_json_client
 from tests.pki import make_pki
 from tests.xml_factories import sign_hdon, signed_xml_package, xml_package
 from verify.demo import build_demo
@@ -114,6 +118,20 @@ async def run_signed(data_dir: Path, bodies: list[bytes],
         return accepted, None
 
 
+async def run_es(url: str, packages: list[dict[str, Any]]) -> tuple[int, None]:
+    """JSON intake into Elasticsearch: bulk writes of invoices and authority codes per
+    package, through the store's patient client (osmem-server here unless --es-url)."""
+    factory = plain_json_client if "INVOICE_ES_URL" not in os.environ else default_client
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    async with open_elasticsearch_store(url, index_prefix=prefix, client_factory=factory) as store:
+        intake = Intake(store, RuleConfig())
+        accepted = 0
+        for raw in packages:
+            result = await intake.ingest(package_from_json(raw, max_items=10**6))
+            accepted += result.notice["accepted"]
+        return accepted, None
+
+
 async def run_baseline(data_dir: Path, packages: list[dict[str, Any]]) -> tuple[int, float]:
     """The same invoices, already validated, committed straight to the store: what storage
     alone costs, so the ratio shows what the intake rules add."""
@@ -153,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--signed", type=int, default=2000,
                         help="signed XML invoices (0: skip that path)")
+    parser.add_argument("--es", type=int, default=5000,
+                        help="invoices for the Elasticsearch path (0: skip); osmem-server on "
+                             "loopback unless INVOICE_ES_URL names a real cluster")
     args = parser.parse_args(argv)
     command = shlex.join([".venv/bin/python", "-m", "bench.intake",
                           *(sys.argv[1:] if argv is None else argv)])
@@ -182,15 +203,29 @@ def main(argv: list[str] | None = None) -> int:
               f"({sum(map(len, signed)) / 1e6:.1f} MB), seller signatures verified")
         paths.append(("signed XML intake", args.signed,
                       lambda d: run_signed(d, signed, anchors)))
+    osmem = None
+    if args.es:
+        es_packages = demo_packages(args.es)
+        es_count = sum(len(p["invoices"]) for p in es_packages)
+        url = os.environ.get("INVOICE_ES_URL")
+        if url is None:
+            osmem = OsmemServer.start(japanese=False)
+            url = osmem.url
+        print(f"{es_count} invoices into Elasticsearch at {url} "
+              f"({'osmem-server' if osmem else 'INVOICE_ES_URL'})")
+        es_url = url
+        paths.append(("JSON intake into ES", es_count,
+                      lambda d: run_es(es_url, es_packages)))
     rows = []
-    for name, count, runner in paths:
-        results = measure(runner, args.rounds)
-        accepted = [value for _, value in results]
-        if any(a != count for a in accepted):
-            print(f"! {name}: accepted {accepted} of {count}: the generator and rules disagree")
-            return 1
-        rates = [count / elapsed for elapsed, _ in results]
-        rows.append((name, statistics.median(rates), rates))
+    try:
+        rows = _measure_all(paths, args.rounds)
+    finally:
+        if osmem is not None:
+            osmem.close()
+            if osmem.process.stdout is not None:
+                osmem.process.stdout.close()
+    if not rows:
+        return 1
     print(f"\n{'path':<24} {'invoices/s':>11}   per round")
     for name, rate, rates in rows:
         print(f"{name:<24} {rate:>11,.0f}   " + " ".join(f"{r:,.0f}" for r in rates))
@@ -199,6 +234,20 @@ def main(argv: list[str] | None = None) -> int:
           + "; ".join(f"{name} {rate / base:.3f}" for name, rate, _ in rows[1:]))
     print(f"reproduce: cd {REPO} && {command}")
     return 0
+
+
+def _measure_all(paths: list[tuple[str, int, Runner]],
+                 rounds: int) -> list[tuple[str, float, list[float]]]:
+    rows = []
+    for name, count, runner in paths:
+        results = measure(runner, rounds)
+        accepted = [value for _, value in results]
+        if any(a != count for a in accepted):
+            print(f"! {name}: accepted {accepted} of {count}: the generator and rules disagree")
+            return []
+        rates = [count / elapsed for elapsed, _ in results]
+        rows.append((name, statistics.median(rates), rates))
+    return rows
 
 
 if __name__ == "__main__":
