@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from osmem_server import OsmemServer  # type: ignore[import-untyped]
 
 from indexer.money import format_amount, from_scaled
 
@@ -431,6 +432,8 @@ def report(results: dict[str, list[WrkResult]]) -> float:
     ratio = _ratio("embedded (keys + rate limits) / bare", results["embedded"], results["bare"])
     _ratio("embedded without keys or limits / bare", results["no-auth"], results["bare"])
     cost = _ratio("keys + rate limits / without them", results["embedded"], results["no-auth"])
+    if "es" in results:
+        _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
     print(f"  cost of keys and rate limits on the hot path: {1 - cost:.0%} of throughput")
     errors = sum(r.error_count for runs in results.values() for r in runs)
     print(f"wrk errors (socket errors, timeouts, non-2xx): {errors}")
@@ -458,6 +461,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--expect-ratio", type=float, default=None,
                         help="exit 1 if embedded/bare throughput is below this (off by default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--es", action="store_true",
+                        help="also the service on Elasticsearch (osmem-server on loopback, or "
+                             "the cluster at INVOICE_ES_URL), loaded with the same demo data")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.connections < args.threads:
         parser.error("need --rounds >= 1, --duration > 0 and --connections >= --threads")
@@ -468,7 +474,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # run the finally blocks: servers stopped, temp dir removed
 
 
-def bench(args: argparse.Namespace, workdir: Path) -> float:
+def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
+          real_es: bool) -> float:
     wrk = [ensure_wrk()]
     service = _service_command()
     env = service_env()
@@ -509,6 +516,24 @@ def bench(args: argparse.Namespace, workdir: Path) -> float:
     bare_port = free_port()
     bare = Server("bare", [*server_prefix, sys.executable, "-m", "bench.bare_server",
                            "--port", str(bare_port)], env, bare_port, workdir / "bare.log")
+    servers = [bare, no_auth, embedded]
+    if es_url is not None:
+        es_port = free_port()
+        es_server = Server("es", [*server_prefix, sys.executable, "-m", "bench.es_service",
+                                  "--port", str(es_port), "--es-url", es_url,
+                                  "--per-series", str(args.per_series), "--data-dir", str(data),
+                                  *(["--real-es"] if real_es else [])],
+                           env, es_port, workdir / "es.log")
+        print("loading the demo data into Elasticsearch (first start of the es server) ...",
+              flush=True)
+        es_server.start(timeout=600)
+        try:
+            seen_es, _ = check_sample(es_port, lookups, token, args.check)
+        finally:
+            es_server.stop()
+        print("  checked on Elasticsearch: "
+              + ", ".join(f"{k} {n}" for k, n in seen_es.most_common()))
+        servers.append(es_server)
 
     with running(no_auth):
         code, body = fetch(f"http://127.0.0.1:{no_auth.port}{lookups[0].path}", None)
@@ -528,10 +553,10 @@ def bench(args: argparse.Namespace, workdir: Path) -> float:
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, warm-up "
           f"{args.warmup:g}s per start, {args.rounds} round(s)"
           f"{', pinned' if args.pin else ''}", flush=True)
-    results: dict[str, list[WrkResult]] = {"bare": [], "no-auth": [], "embedded": []}
+    results: dict[str, list[WrkResult]] = {server.name: [] for server in servers}
     for round_no in range(1, args.rounds + 1):
-        for server in (bare, no_auth, embedded):
-            key = token if server is embedded else None
+        for server in servers:
+            key = None if server is bare or server is no_auth else token
             with running(server):
                 if args.warmup > 0:
                     run_wrk(wrk, server, args, args.warmup, paths_file, key)
@@ -541,7 +566,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> float:
                   f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
                   f"server cpu {result.server_cpu:4.0%}  wrk cpu {result.wrk_cpu:4.0%}",
                   flush=True)
-    for server in (bare, no_auth, embedded):
+    for server in servers:
         warnings = [ln for ln in server.log_tail(200).splitlines()
                     if '"level": "error"' in ln or "Traceback" in ln]
         for line in warnings[:5]:
@@ -556,12 +581,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                           *(sys.argv[1:] if argv is None else argv)])
     print(f"reproduce: cd {shlex.quote(str(REPO))} && {command}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-lookup-"))
+    osmem = None
+    es_url = os.environ.get("INVOICE_ES_URL") if args.es else None
+    if args.es and es_url is None:
+        osmem = OsmemServer.start(japanese=False)
+        es_url = osmem.url
     try:
-        ratio = bench(args, workdir)
+        ratio = bench(args, workdir, es_url, real_es=args.es and osmem is None)
     except SetupError as exc:
         print(f"bench setup failed: {exc}", file=sys.stderr)
         return 2
     finally:
+        if osmem is not None:
+            osmem.close()
+            if osmem.process.stdout is not None:
+                osmem.process.stdout.close()
         if args.keep:
             print(f"kept {workdir}")
         else:
