@@ -88,7 +88,12 @@ from indexer.store.es_mappings import (
     storable_id,
 )
 from indexer.store.numbering_reports import NumberingScope, NumberRun, es_numbering_runs
-from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
+from indexer.store.protocol import (
+    DuplicateInvoiceError,
+    PackageExistsError,
+    StoredPackage,
+    StoreUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +101,7 @@ logger = logging.getLogger(__name__)
 MGET_CHUNK = 1000
 
 
-class ElasticsearchUnavailable(Exception):
+class ElasticsearchUnavailable(StoreUnavailableError):
     """The cluster did not answer (connection refused, timeout) or answered 429/5xx."""
 
 

@@ -15,6 +15,11 @@ from indexer.model import Invoice
 from indexer.store.numbering_reports import NumberingScope, NumberRun
 
 
+class StoreUnavailableError(Exception):
+    """The store could not answer now (down, stalled, overloaded). Every backend raises a
+    subclass, so callers (the breaker, degraded answers) never name a backend."""
+
+
 class PackageExistsError(Exception):
     """`commit_package` found the package id already committed (a concurrent re-post)."""
 

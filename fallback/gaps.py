@@ -1,0 +1,307 @@
+"""The gap ledger: every lookup we could not answer authoritatively, kept until the
+reconciler resolves it.
+
+Durability: a SQLite file of its own (`gaps.sqlite3` in the data directory), never the
+primary index. A gap is recorded exactly when the primary may be down, so the ledger must
+not depend on it; a local file is written whether Elasticsearch and Redis are up or not, and
+survives restarts. Each service process has its own (as with the intake journal); the
+reconciler of that process resolves them.
+
+Keying: at most one *open* gap per lookup key (`lookup_key`: the document id, e.g.
+`vn:0100109106:1:C22TAA:123`, or `authority_code:<code>`). Asking again adds to its count
+and last-seen time; a requester (API key id) is listed once with its own count and its last
+`callback_url`. After resolution the next miss opens a new gap. The reason is the first one
+seen (`primary_down`, `upstream_outage`, `intake_lag`).
+
+What the reconciler needs is stored with the gap: the key as asked (`key`, with the scheme),
+the seller when the key names one, the caller's `issued_on` when given (to re-apply the
+upstream-window rule), the outage window in force, and per requester the callback URL with
+`notified_at` (set by whoever notifies). `resolve` closes a gap with its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import secrets
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from fallback.breaker import Clock, utc_now
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gaps (
+    id            TEXT PRIMARY KEY,
+    lookup_key    TEXT NOT NULL,
+    scheme        TEXT NOT NULL,
+    key_json      TEXT NOT NULL,
+    seller_tax_id TEXT,
+    issued_on     TEXT,
+    reason        TEXT NOT NULL,
+    outage_id     INTEGER,
+    status        TEXT NOT NULL,
+    first_seen    REAL NOT NULL,
+    last_seen     REAL NOT NULL,
+    count         INTEGER NOT NULL,
+    resolved_at   REAL,
+    resolution    TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS gaps_one_open ON gaps (lookup_key) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS gaps_seller ON gaps (seller_tax_id);
+CREATE TABLE IF NOT EXISTS gap_requesters (
+    gap_id       TEXT NOT NULL REFERENCES gaps (id),
+    key_id       TEXT NOT NULL,
+    callback_url TEXT,
+    first_seen   REAL NOT NULL,
+    last_seen    REAL NOT NULL,
+    count        INTEGER NOT NULL,
+    notified_at  REAL,
+    PRIMARY KEY (gap_id, key_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS gap_requesters_key ON gap_requesters (key_id);
+"""
+
+
+class GapReason(enum.StrEnum):
+    PRIMARY_DOWN = "primary_down"
+    UPSTREAM_OUTAGE = "upstream_outage"
+    INTAKE_LAG = "intake_lag"
+
+
+class GapStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+def _stamp(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    key_id: str
+    callback_url: str | None
+    first_seen: float
+    last_seen: float
+    count: int
+    notified_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "callback_url": self.callback_url,
+                "first_seen": _stamp(self.first_seen), "last_seen": _stamp(self.last_seen),
+                "count": self.count, "notified_at": _stamp(self.notified_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    id: str
+    lookup_key: str
+    scheme: str
+    key: dict[str, Any]
+    seller_tax_id: str | None
+    issued_on: date | None
+    reason: GapReason
+    outage_id: int | None
+    status: GapStatus
+    first_seen: float
+    last_seen: float
+    count: int
+    resolved_at: float | None
+    resolution: str | None
+    requesters: tuple[Requester, ...] = field(default=())
+
+    def as_dict(self, *, requesters: Collection[str] | None = None) -> dict[str, Any]:
+        """`requesters`: the key ids whose entries may be shown (None: all of them)."""
+        shown = [r.as_dict() for r in self.requesters
+                 if requesters is None or r.key_id in requesters]
+        return {"id": self.id, "lookup_key": self.lookup_key, "scheme": self.scheme,
+                "key": self.key, "seller_tax_id": self.seller_tax_id,
+                "issued_on": self.issued_on.isoformat() if self.issued_on else None,
+                "reason": str(self.reason), "outage_id": self.outage_id,
+                "status": str(self.status), "first_seen": _stamp(self.first_seen),
+                "last_seen": _stamp(self.last_seen), "count": self.count,
+                "resolved_at": _stamp(self.resolved_at), "resolution": self.resolution,
+                "requester_count": len(self.requesters), "requesters": shown}
+
+
+@dataclass(frozen=True, slots=True)
+class GapRequest:
+    """One unconfirmed lookup, as the ledger records it."""
+
+    lookup_key: str
+    scheme: str
+    key: dict[str, Any]
+    seller_tax_id: str | None
+    reason: GapReason
+    requester: str
+    callback_url: str | None = None
+    issued_on: date | None = None
+    outage_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Which gaps a non-admin caller sees: those whose seller is in `tax_ids`, and those it
+    asked about itself (`key_id`)."""
+
+    key_id: str
+    tax_ids: frozenset[str]
+
+
+class GapLedger(Protocol):
+    async def record(self, request: GapRequest) -> Gap: ...
+
+    async def get(self, gap_id: str) -> Gap | None: ...
+
+    async def list(self, *, status: GapStatus | None = None, reason: GapReason | None = None,
+                   since: datetime | None = None, after: str | None = None,
+                   limit: int = 100, visible_to: Visibility | None = None) -> list[Gap]: ...
+
+    async def resolve(self, gap_id: str, resolution: str) -> Gap | None: ...
+
+
+_GAP_COLUMNS = ("id, lookup_key, scheme, key_json, seller_tax_id, issued_on, reason, "
+                "outage_id, status, first_seen, last_seen, count, resolved_at, resolution")
+_SELECT = f"SELECT {_GAP_COLUMNS} FROM gaps"  # noqa: S608 (constants)
+_INSERT = (f"INSERT INTO gaps ({_GAP_COLUMNS}) VALUES "  # noqa: S608 (constants)
+           "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 1, NULL, NULL)")
+# Sets of values are passed as one JSON array parameter: the SQL text never varies.
+_REQUESTERS = ("SELECT gap_id, key_id, callback_url, first_seen, last_seen, count, "
+               "notified_at FROM gap_requesters WHERE gap_id IN (SELECT value FROM "
+               "json_each(?)) ORDER BY first_seen")
+_VISIBLE = (" AND (seller_tax_id IN (SELECT value FROM json_each(?)) OR id IN "
+            "(SELECT gap_id FROM gap_requesters WHERE key_id = ?))")
+
+
+def new_gap_id(now: datetime) -> str:
+    """Time-ordered and unique across processes: 12 hex digits of milliseconds, 8 random."""
+    return f"gap_{int(now.timestamp() * 1000):012x}{secrets.token_hex(4)}"
+
+
+class SqliteGapLedger:
+    def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    async def record(self, request: GapRequest) -> Gap:
+        now = self._clock()
+        ts = now.timestamp()
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(await self._conn.execute_fetchall(
+                    "SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'",
+                    (request.lookup_key,)))
+                if rows:
+                    gap_id = str(rows[0][0])
+                    await self._conn.execute(
+                        "UPDATE gaps SET count = count + 1, last_seen = ?, "
+                        "issued_on = COALESCE(issued_on, ?) WHERE id = ?",
+                        (ts, request.issued_on.isoformat() if request.issued_on else None,
+                         gap_id))
+                else:
+                    gap_id = new_gap_id(now)
+                    await self._conn.execute(
+                        _INSERT, (gap_id, request.lookup_key, request.scheme,
+                         json.dumps(request.key, ensure_ascii=False), request.seller_tax_id,
+                         request.issued_on.isoformat() if request.issued_on else None,
+                         str(request.reason), request.outage_id, ts, ts))
+                await self._conn.execute(
+                    "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, "
+                    "last_seen, count) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (gap_id, key_id) "
+                    "DO UPDATE SET count = count + 1, last_seen = excluded.last_seen, "
+                    "callback_url = COALESCE(excluded.callback_url, callback_url)",
+                    (gap_id, request.requester, request.callback_url, ts, ts))
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        gap = await self.get(gap_id)
+        assert gap is not None
+        return gap
+
+    async def _requesters(self, gap_ids: list[str]) -> dict[str, list[Requester]]:
+        out: dict[str, list[Requester]] = {g: [] for g in gap_ids}
+        if not gap_ids:
+            return out
+        rows = await self._conn.execute_fetchall(_REQUESTERS, (json.dumps(gap_ids),))
+        for r in rows:
+            out[r[0]].append(Requester(r[1], r[2], r[3], r[4], r[5], r[6]))
+        return out
+
+    async def _gaps(self, rows: Any) -> list[Gap]:
+        rows = list(rows)
+        requesters = await self._requesters([str(r[0]) for r in rows])
+        return [Gap(r[0], r[1], r[2], json.loads(r[3]), r[4],
+                    date.fromisoformat(r[5]) if r[5] else None, GapReason(r[6]), r[7],
+                    GapStatus(r[8]), r[9], r[10], r[11], r[12], r[13],
+                    tuple(requesters[r[0]])) for r in rows]
+
+    async def get(self, gap_id: str) -> Gap | None:
+        rows = await self._conn.execute_fetchall(
+            _SELECT + " WHERE id = ?", (gap_id,))
+        found = await self._gaps(rows)
+        return found[0] if found else None
+
+    async def list(self, *, status: GapStatus | None = None, reason: GapReason | None = None,
+                   since: datetime | None = None, after: str | None = None,
+                   limit: int = 100, visible_to: Visibility | None = None) -> list[Gap]:
+        """Oldest first, paged by id (`after`); `since`: gaps last seen at or after it."""
+        sql = _SELECT + " WHERE id > ?"
+        args: list[Any] = [after or ""]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(str(status))
+        if reason is not None:
+            sql += " AND reason = ?"
+            args.append(str(reason))
+        if since is not None:
+            sql += " AND last_seen >= ?"
+            args.append(since.timestamp())
+        if visible_to is not None:
+            sql += _VISIBLE
+            args.extend([json.dumps(sorted(visible_to.tax_ids)), visible_to.key_id])
+        rows = await self._conn.execute_fetchall(sql + " ORDER BY id LIMIT ?", (*args, limit))
+        return await self._gaps(rows)
+
+    async def resolve(self, gap_id: str, resolution: str) -> Gap | None:
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE gaps SET status = 'resolved', resolved_at = ?, resolution = ? "
+                "WHERE id = ? AND status = 'open'",
+                (self._clock().timestamp(), resolution, gap_id))
+        return await self.get(gap_id)
+
+
+def visible(gap: Gap, who: Visibility | None) -> bool:
+    """The same rule as `SqliteGapLedger.list(visible_to=...)`, for a single gap."""
+    if who is None:
+        return True
+    return (gap.seller_tax_id is not None and gap.seller_tax_id in who.tax_ids) or any(
+        r.key_id == who.key_id for r in gap.requesters)
+
+
+@asynccontextmanager
+async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
+                          ) -> AsyncIterator[SqliteGapLedger]:
+    """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.executescript(_SCHEMA)
+        yield SqliteGapLedger(conn, clock=clock)
+    finally:
+        await conn.close()

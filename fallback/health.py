@@ -1,0 +1,100 @@
+"""Health of the primary index and the replica: a breaker per dependency whose state changes
+become detected outage windows, and a monitor that probes both in the background.
+
+`DependencyGuard` is what the request path and the monitor share: `allow()` before a call,
+`succeeded()` / `failed()` after it. The breaker opening starts a detected window of that
+system in the outage log; closing ends it. Probes (`HealthMonitor.probe_once`, every
+`interval` seconds) ping each dependency with a bounded timeout, so a failure is noticed (and
+a recovery too, through the half-open trial) without waiting for a lookup to hit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from fallback.breaker import BreakerState, CircuitBreaker, Transition
+from fallback.outages import OutageLog, System
+
+log = logging.getLogger("fallback.health")
+
+
+class DependencyGuard:
+    def __init__(self, system: System, breaker: CircuitBreaker, outages: OutageLog) -> None:
+        self.system = system
+        self.breaker = breaker
+        self.outages = outages
+
+    def allow(self) -> bool:
+        allowed, _ = self.breaker.allow()  # open -> half-open keeps the window open
+        return allowed
+
+    async def succeeded(self) -> None:
+        await self._note(self.breaker.record_success())
+
+    async def failed(self, error: str) -> None:
+        await self._note(self.breaker.record_failure(error))
+
+    def abandoned(self) -> None:
+        self.breaker.abandon()
+
+    async def _note(self, transition: Transition | None) -> None:
+        if transition is None:
+            return
+        try:
+            if transition.new is BreakerState.OPEN and transition.old is BreakerState.CLOSED:
+                await self.outages.open_detected(self.system, transition.at, transition.reason)
+            elif transition.new is BreakerState.CLOSED:
+                await self.outages.close_detected(self.system, transition.at)
+        except Exception:  # the outage log is a record; failing it must not fail a lookup
+            log.exception("could not record the %s outage window", self.system)
+
+
+class Metrics:
+    """Counters exposed by `/metrics`: answers by source and status, unconfirmed by reason."""
+
+    def __init__(self) -> None:
+        self.answers: Counter[tuple[str, str]] = Counter()
+        self.gaps: Counter[str] = Counter()
+        self.probe_failures: Counter[str] = Counter()
+
+
+Probe = Callable[[], Awaitable[None]]
+
+
+class HealthMonitor:
+    def __init__(self, checks: list[tuple[DependencyGuard, Probe]], outages: OutageLog,
+                 metrics: Metrics, *, interval: float, timeout: float) -> None:
+        self.checks = checks
+        self.outages = outages
+        self.metrics = metrics
+        self.interval = interval
+        self.timeout = timeout
+
+    async def probe_once(self) -> None:
+        try:
+            await self.outages.refresh()  # windows declared from the CLI
+        except Exception:
+            log.exception("could not refresh outage windows")
+        for guard, probe in self.checks:
+            if not guard.allow():
+                continue
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await probe()
+            except asyncio.CancelledError:
+                guard.abandoned()
+                raise
+            except Exception as exc:  # any failure of a ping is "not healthy"
+                self.metrics.probe_failures[str(guard.system)] += 1
+                await guard.failed(f"probe: {type(exc).__name__}")
+            else:
+                await guard.succeeded()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.probe_once()
+

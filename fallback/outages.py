@@ -1,0 +1,266 @@
+"""Outage windows: when a system could not answer, or will not.
+
+Two kinds, one table (`outages.sqlite3` in the data directory, beside the gap ledger):
+
+- `detected`: written by the service itself when the breaker around a dependency opens
+  (start) and closes again (end). A process killed while a window was open leaves it
+  without an end; the next start closes it at that moment (`close_dangling`).
+- `declared`: maintenance announced ahead of time (`POST /api/v1/outages`, `invoice-verify
+  outage declare`). System `primary`: from its start the service answers from the replica
+  without trying the primary, so no request has to fail first. System `upstream`: the tax
+  authority's system is down, so invoices issued meanwhile reach us late; misses are not
+  authoritative (see `upstream_hides`).
+
+Every read on the request path is served from an in-memory list of the windows that can
+still matter (`refresh`, run at start, after each write and by the health monitor every few
+seconds, so a window declared from the CLI is seen within one probe interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from fallback.breaker import Clock, utc_now
+
+MAX_DECLARED = timedelta(days=31)
+#: Local time zone of an invoice's issue date, per scheme (the spec's `issued_on`).
+SCHEME_TZ = {"vn": timezone(timedelta(hours=7)), "cn": timezone(timedelta(hours=8))}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    system      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    start_ts    REAL NOT NULL,
+    end_ts      REAL,
+    reason      TEXT NOT NULL,
+    declared_by TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outages_end ON outages (end_ts);
+"""
+
+
+class System(enum.StrEnum):
+    PRIMARY = "primary"
+    UPSTREAM = "upstream"
+    REPLICA = "replica"
+
+
+class WindowKind(enum.StrEnum):
+    DETECTED = "detected"
+    DECLARED = "declared"
+
+
+class OutageError(ValueError):
+    """A window that cannot be declared (end before start, too long, unknown system)."""
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OutageWindow:
+    id: int
+    system: System
+    kind: WindowKind
+    start: datetime
+    end: datetime | None  # None: still going on
+    reason: str
+    declared_by: str | None
+    created_at: datetime
+
+    def covers(self, moment: datetime) -> bool:
+        return self.start <= moment and (self.end is None or moment < self.end)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "system": str(self.system), "kind": str(self.kind),
+                "start": _stamp(self.start), "end": _stamp(self.end) if self.end else None,
+                "reason": self.reason, "declared_by": self.declared_by,
+                "created_at": _stamp(self.created_at)}
+
+
+def _window(row: Any) -> OutageWindow:
+    return OutageWindow(int(row[0]), System(row[1]), WindowKind(row[2]), _at(row[3]),
+                        None if row[4] is None else _at(row[4]), row[5], row[6],
+                        datetime.fromisoformat(row[7]))
+
+
+_COLUMNS = "id, system, kind, start_ts, end_ts, reason, declared_by, created_at"
+_SELECT = f"SELECT {_COLUMNS} FROM outages"  # noqa: S608 (constants)
+
+
+def day_bounds(day: date, scheme: str) -> tuple[datetime, datetime]:
+    """The instant range of a local issue date in the scheme's time zone."""
+    start = datetime.combine(day, time(0), SCHEME_TZ.get(scheme, UTC))
+    return start, start + timedelta(days=1)
+
+
+class OutageLog:
+    def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now,
+                 horizon: timedelta = timedelta(days=2)) -> None:
+        """`horizon`: how long after its end a window is still kept in memory (at least the
+        intake lag, for `upstream_hides`)."""
+        self._conn = conn
+        self._clock = clock
+        self.horizon = horizon
+        self._lock = asyncio.Lock()
+        self._live: list[OutageWindow] = []
+
+    # ---- request path (memory only) ----------------------------------------------------
+
+    def active(self, system: System, moment: datetime | None = None) -> OutageWindow | None:
+        """A declared window of `system` in force now (maintenance), if any."""
+        at = moment or self._clock()
+        for window in self._live:
+            if window.system is system and window.kind is WindowKind.DECLARED \
+                    and window.covers(at):
+                return window
+        return None
+
+    def detected(self, system: System) -> OutageWindow | None:
+        """The detected window of `system` still open, if any."""
+        for window in self._live:
+            if window.system is system and window.kind is WindowKind.DETECTED \
+                    and window.end is None:
+                return window
+        return None
+
+    def upstream_hides(self, scheme: str, issued_on: date | None, lag: timedelta,
+                       moment: datetime | None = None) -> OutageWindow | None:
+        """The upstream window that makes a miss unconfirmed now, if any (README "Outages").
+
+        A window counts from its start until `lag` after its end (the authority's backlog
+        reaching us). While it counts, a miss is not authoritative; a caller's `issued_on`
+        narrows that to invoices issued from `lag` before the window's start (then in flight)
+        to `lag` after its end."""
+        now = moment or self._clock()
+        for window in self._live:
+            if window.system is not System.UPSTREAM or window.start > now:
+                continue
+            if window.end is not None and now >= window.end + lag:
+                continue
+            if issued_on is None:
+                return window
+            day_start, day_end = day_bounds(issued_on, scheme)
+            if day_start < (window.end or now) + lag and day_end > window.start - lag:
+                return window
+        return None
+
+    # ---- writes and listing -------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        cutoff = (self._clock() - self.horizon).timestamp()
+        rows = await self._conn.execute_fetchall(
+            _SELECT + " WHERE end_ts IS NULL OR end_ts > ? ORDER BY start_ts", (cutoff,))
+        self._live = [_window(r) for r in rows]
+
+    async def declare(self, system: System, start: datetime, end: datetime, reason: str,
+                      declared_by: str | None) -> OutageWindow:
+        if system not in (System.PRIMARY, System.UPSTREAM):
+            raise OutageError("declare a window for system primary or upstream")
+        if start.tzinfo is None or end.tzinfo is None:
+            raise OutageError("start and end need a UTC offset")
+        if end <= start:
+            raise OutageError("the window must end after it starts")
+        if end - start > MAX_DECLARED:
+            raise OutageError(f"a declared window lasts at most {MAX_DECLARED.days} days")
+        return await self._insert(system, WindowKind.DECLARED, start, end, reason,
+                                  declared_by)
+
+    async def _insert(self, system: System, kind: WindowKind, start: datetime,
+                      end: datetime | None, reason: str, by: str | None) -> OutageWindow:
+        async with self._lock:
+            cursor = await self._conn.execute(
+                "INSERT INTO outages (system, kind, start_ts, end_ts, reason, declared_by, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (str(system), str(kind), start.timestamp(),
+                 None if end is None else end.timestamp(), reason, by,
+                 self._clock().isoformat()))
+            window_id = cursor.lastrowid
+            await self._conn.commit()
+        await self.refresh()
+        assert window_id is not None
+        found = await self.get(window_id)
+        assert found is not None
+        return found
+
+    async def open_detected(self, system: System, at: datetime, reason: str) -> OutageWindow:
+        """Start a detected window, unless one of `system` is already open."""
+        rows = list(await self._conn.execute_fetchall(
+            _SELECT + " WHERE system = ? AND kind = 'detected' AND end_ts IS NULL",
+            (str(system),)))
+        if rows:
+            return _window(rows[0])
+        return await self._insert(system, WindowKind.DETECTED, at, None, reason, None)
+
+    async def close_detected(self, system: System, at: datetime) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE outages SET end_ts = MAX(start_ts, ?) WHERE system = ? "
+                "AND kind = 'detected' AND end_ts IS NULL", (at.timestamp(), str(system)))
+            await self._conn.commit()
+        await self.refresh()
+
+    async def close_dangling(self) -> None:
+        """Detected windows left open by a process that died: closed at this start."""
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE outages SET end_ts = MAX(start_ts, ?), reason = reason || "
+                "' (closed at restart)' WHERE kind = 'detected' AND end_ts IS NULL",
+                (self._clock().timestamp(),))
+            await self._conn.commit()
+        await self.refresh()
+
+    async def get(self, window_id: int) -> OutageWindow | None:
+        rows = list(await self._conn.execute_fetchall(
+            _SELECT + " WHERE id = ?", (window_id,)))
+        return _window(rows[0]) if rows else None
+
+    async def list(self, *, system: System | None = None, kind: WindowKind | None = None,
+                   since: datetime | None = None, after: int = 0,
+                   limit: int = 100) -> list[OutageWindow]:
+        """Oldest first, paged by id; `since`: windows not ended before it."""
+        sql = _SELECT + " WHERE id > ?"
+        args: list[Any] = [after]
+        if system is not None:
+            sql += " AND system = ?"
+            args.append(str(system))
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(str(kind))
+        if since is not None:
+            sql += " AND (end_ts IS NULL OR end_ts >= ?)"
+            args.append(since.timestamp())
+        rows = await self._conn.execute_fetchall(sql + " ORDER BY id LIMIT ?", (*args, limit))
+        return [_window(r) for r in rows]
+
+
+@asynccontextmanager
+async def open_outage_log(path: Path, *, clock: Clock = utc_now,
+                          horizon: timedelta = timedelta(days=2)) -> AsyncIterator[OutageLog]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.executescript(_SCHEMA)
+        log = OutageLog(conn, clock=clock, horizon=horizon)
+        await log.refresh()
+        yield log
+    finally:
+        await conn.close()

@@ -1,0 +1,163 @@
+"""Outage windows: declared and detected, what counts as maintenance, the upstream rule,
+and the log on its SQLite file. The health guard turning breaker changes into windows."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.health import DependencyGuard, HealthMonitor, Metrics
+from fallback.outages import OutageError, System, WindowKind, open_outage_log
+from fallback.replica import MemoryReplica
+from tests.fallback.test_breaker import FakeClock
+
+LAG = timedelta(hours=24)
+
+
+async def test_declared_window_is_maintenance_only_while_in_force(tmp_path: Path) -> None:
+    clock = FakeClock()
+    start = clock.now + timedelta(hours=1)
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        window = await log.declare(System.PRIMARY, start, start + timedelta(hours=2),
+                                   "add nodes", "key_admin")
+        assert window.kind is WindowKind.DECLARED
+        assert log.active(System.PRIMARY) is None
+        clock.advance(3600)
+        assert log.active(System.PRIMARY) == window
+        assert log.active(System.UPSTREAM) is None
+        clock.advance(2 * 3600)
+        assert log.active(System.PRIMARY) is None
+
+
+@pytest.mark.parametrize(("system", "start_h", "end_h", "message"), [
+    (System.PRIMARY, 2, 1, "end after it starts"),
+    (System.PRIMARY, 0, 24 * 32, "at most"),
+    (System.REPLICA, 0, 1, "primary or upstream"),
+])
+async def test_bad_declarations_are_refused(tmp_path: Path, system: System, start_h: int,
+                                            end_h: int, message: str) -> None:
+    base = datetime(2026, 11, 22, tzinfo=UTC)
+    async with open_outage_log(tmp_path / "o.sqlite3") as log:
+        with pytest.raises(OutageError, match=message):
+            await log.declare(system, base + timedelta(hours=start_h),
+                              base + timedelta(hours=end_h), "", None)
+        with pytest.raises(OutageError, match="UTC offset"):
+            await log.declare(System.PRIMARY, datetime(2026, 11, 22),
+                              datetime(2026, 11, 23), "", None)
+
+
+async def test_upstream_window_hides_misses_until_the_lag_after_its_end(
+        tmp_path: Path) -> None:
+    clock = FakeClock()  # 2026-11-22 02:00 UTC = 09:00 in Hanoi
+    start = clock.now - timedelta(hours=1)
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        window = await log.declare(System.UPSTREAM, start, start + timedelta(hours=3),
+                                   "GDT down", None)
+        assert log.upstream_hides("vn", None, LAG) == window, "no date: any miss now"
+        assert log.upstream_hides("vn", date(2026, 11, 22), LAG) == window
+        assert log.upstream_hides("vn", date(2026, 11, 21), LAG) == window, \
+            "issued within the lag before the start: maybe still in flight"
+        assert log.upstream_hides("vn", date(2026, 11, 19), LAG) is None, \
+            "issued well before the outage: the miss is authoritative"
+        assert log.upstream_hides("vn", date(2026, 11, 24), LAG) is None
+        clock.advance(3600 * (2 + 23))
+        assert log.upstream_hides("vn", None, LAG) == window, "backlog may still arrive"
+        clock.advance(3600)
+        assert log.upstream_hides("vn", None, LAG) is None, "lag after the end: over"
+        assert log.upstream_hides("vn", date(2026, 11, 22), LAG) is None
+
+
+async def test_future_upstream_window_hides_nothing_yet(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        await log.declare(System.UPSTREAM, clock.now + timedelta(hours=1),
+                          clock.now + timedelta(hours=2), "", None)
+        assert log.upstream_hides("cn", None, LAG) is None
+
+
+async def test_detected_windows_open_once_close_and_persist(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "o.sqlite3"
+    async with open_outage_log(path, clock=clock) as log:
+        first = await log.open_detected(System.PRIMARY, clock.now, "breaker opened")
+        again = await log.open_detected(System.PRIMARY, clock.now, "breaker opened")
+        assert again.id == first.id
+        assert log.detected(System.PRIMARY) == first
+        clock.advance(90)
+        await log.close_detected(System.PRIMARY, clock.now)
+        assert log.detected(System.PRIMARY) is None
+        await log.open_detected(System.REPLICA, clock.now, "redis down")
+    async with open_outage_log(path, clock=clock) as reopened:
+        closed = await reopened.get(first.id)
+        assert closed is not None
+        assert closed.end is not None
+        assert closed.end - closed.start == timedelta(seconds=90)
+        clock.advance(10)
+        await reopened.close_dangling()
+        (replica,) = await reopened.list(system=System.REPLICA)
+        assert replica.end == clock.now
+        assert replica.reason.endswith("(closed at restart)")
+        assert [w.id for w in await reopened.list(after=first.id)] == [replica.id]
+        assert await reopened.list(kind=WindowKind.DECLARED) == []
+
+
+async def test_guard_records_a_detected_window_per_outage(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        breaker = CircuitBreaker("primary", BreakerConfig(2, 30), clock=clock)
+        guard = DependencyGuard(System.PRIMARY, breaker, log)
+        await guard.failed("refused")
+        assert log.detected(System.PRIMARY) is None
+        await guard.failed("refused")
+        window = log.detected(System.PRIMARY)
+        assert window is not None
+        assert window.start == clock.now
+        clock.advance(30)
+        assert guard.allow()
+        await guard.failed("still refused")  # half-open -> open: the same window
+        assert log.detected(System.PRIMARY) == window
+        clock.advance(30)
+        assert guard.allow()
+        await guard.succeeded()
+        assert log.detected(System.PRIMARY) is None
+        (closed,) = await log.list()
+        assert closed.end == clock.now
+
+
+class Unreachable:
+    """A dependency that is down: its ping fails like a refused connection."""
+
+    backend = "unreachable"
+
+    def __init__(self) -> None:
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        raise ConnectionRefusedError("nothing listens")
+
+
+async def test_monitor_probes_open_the_breaker_and_count(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        down = Unreachable()
+        primary = DependencyGuard(System.PRIMARY,
+                                  CircuitBreaker("primary", BreakerConfig(2, 30), clock=clock),
+                                  log)
+        replica = DependencyGuard(System.REPLICA,
+                                  CircuitBreaker("replica", BreakerConfig(2, 30), clock=clock),
+                                  log)
+        metrics = Metrics()
+        monitor = HealthMonitor([(primary, down.ping), (replica, MemoryReplica().ping)], log,
+                                metrics, interval=5, timeout=1)
+        await monitor.probe_once()
+        await monitor.probe_once()
+        assert str(primary.breaker.state) == "open"
+        assert str(replica.breaker.state) == "closed"
+        await monitor.probe_once()
+        assert down.pings == 2, "no probe while open and cooling down"
+        assert metrics.probe_failures["primary"] == 2
+        assert log.detected(System.PRIMARY) is not None
