@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 from redis.asyncio import Redis
 
+from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.gaps import open_gap_ledger
+from fallback.health import DependencyGuard, HealthMonitor, Metrics
+from fallback.outages import System, open_outage_log
 from fallback.replica import WriteThrough
 from indexer.intake import Intake
 from indexer.store.elasticsearch import ClientFactory
@@ -14,14 +21,18 @@ from verify.access.middleware import access_middleware, check_routes
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import open_access
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
+from verify.degraded import Resilience
 from verify.keys import (
     ACCESS,
     ES_CLIENT_FACTORY,
+    GAPS,
     INTAKE,
     ORIGINALS,
+    OUTAGES,
     QR_POOL,
     REGISTRY,
     REPLICA,
+    RESILIENCE,
     SETTINGS,
     STORE,
     TRUST_ANCHORS,
@@ -70,6 +81,33 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Breakers around the primary and the replica, the outage log and the gap ledger (local
+    SQLite files, written whatever is down), and the health monitor probing both."""
+    settings, fb = app[SETTINGS], app[SETTINGS].fallback
+    lag = timedelta(hours=fb.intake_lag_hours)
+    config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
+    async with open_outage_log(settings.outages_path, horizon=lag + timedelta(days=1)) \
+            as outages, open_gap_ledger(settings.gaps_path) as gaps:
+        await outages.close_dangling()
+        primary = DependencyGuard(System.PRIMARY, CircuitBreaker("primary", config), outages)
+        replica = DependencyGuard(System.REPLICA, CircuitBreaker("replica", config), outages)
+        metrics = Metrics()
+        app[OUTAGES], app[GAPS] = outages, gaps
+        app[RESILIENCE] = Resilience(
+            app[STORE], app[REPLICA], primary, replica, outages, gaps,
+            primary_timeout=fb.primary_timeout_ms / 1000, intake_lag=lag, metrics=metrics)
+        store, replica_store = app[STORE], app[REPLICA]
+        monitor = HealthMonitor([(primary, store.ping), (replica, replica_store.ping)],
+                                outages, metrics, interval=fb.probe_interval_seconds,
+                                timeout=fb.primary_timeout_ms / 1000)
+        task = asyncio.create_task(monitor.run(), name="health-monitor")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:
     """Rate limits in Redis when configured (shared by all processes, 0.2 s per operation,
     falling back to this process's buckets if Redis fails), else in memory."""
@@ -116,6 +154,7 @@ def create_app(settings: Settings, *,
     app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(replica_ctx)
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(fallback_ctx)
     app.cleanup_ctx.append(access_ctx)
     app.cleanup_ctx.append(qr_ctx)
     setup_routes(app)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from fallback.gaps import GapLedger
+from fallback.outages import OutageLog
 from fallback.replica import Replica
 from indexer.intake import Intake
 from indexer.signature import TrustAnchors
@@ -12,6 +14,7 @@ from indexer.store.elasticsearch import ClientFactory
 from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
 from verify.access.service import Access
+from verify.degraded import Resilience
 from verify.qr.pool import DecodePool
 from verify.settings import Settings
 
@@ -24,5 +27,8 @@ INTAKE = web.AppKey("intake", Intake)
 ACCESS = web.AppKey("access", Access)
 TRUST_ANCHORS = web.AppKey("trust_anchors", TrustAnchors)
 QR_POOL = web.AppKey("qr_pool", DecodePool)
+RESILIENCE = web.AppKey("resilience", Resilience)
+GAPS = web.AppKey("gaps", GapLedger)
+OUTAGES = web.AppKey("outages", OutageLog)
 #: How the Elasticsearch clients are built; None means the official client as configured.
 ES_CLIENT_FACTORY: web.AppKey[ClientFactory | None] = web.AppKey("es_client_factory")

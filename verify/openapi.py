@@ -55,6 +55,8 @@ LOOKUP_PARAMS = [
     _q("issued_on", "match: issue date YYYY-MM-DD"),
     _q("check_code", "match (cn): check code, 20 digits or the last 6"),
     _q("buyer_tax_id", "match: buyer tax id"),
+    _q("callback_url", "http(s) URL kept with the gap of an unconfirmed answer, notified "
+       "when the gap is resolved (GET lookups only)"),
 ]
 
 _IMAGE = {"type": "string", "format": "binary"}
@@ -146,6 +148,37 @@ PATHS: dict[str, dict[str, Any]] = {
                                                "providers": {"type": "array"}}},
         responses={"200": "imported", "413": "too large", "415": "not JSON or CSV",
                    "422": "invalid registry"})},
+    "/api/v1/gaps": {"get": _op(
+        "gaps.list", "The gap ledger: lookups answered unconfirmed, oldest first, paged by "
+        "id (admins: all; others: their own, audit keys also their sellers')",
+        params=[_q("status", "open or resolved", "^(open|resolved)$"),
+                _q("reason", "primary_down, upstream_outage or intake_lag"),
+                _q("since", "last seen at or after (ISO 8601 with offset)"),
+                _q("after", "the last gap id of the previous page"),
+                _q("limit", "1-1000, default 100", r"^\d+$")],
+        responses={"200": "gaps and next_after", "400": "bad query"})},
+    "/api/v1/gaps/{id}": {"get": _op(
+        "gaps.get", "One gap",
+        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        responses={"200": "the gap", "404": "no such gap (or not visible to this key)"})},
+    "/api/v1/outages": {
+        "get": _op("outages.list", "Outage windows, detected and declared, oldest first",
+                   params=[_q("system", "primary, upstream or replica"),
+                           _q("kind", "detected or declared"),
+                           _q("since", "windows not ended before (ISO 8601 with offset)"),
+                           _q("after", "the last window id of the previous page", r"^\d+$"),
+                           _q("limit", "1-1000, default 100", r"^\d+$")],
+                   responses={"200": "outages and next_after", "400": "bad query"}),
+        "post": _op("outages.declare", "Declare a maintenance window (primary) or an "
+                    "authority outage (upstream)",
+                    body={"type": "object", "required": ["system", "start", "end"],
+                          "properties": {"system": {"enum": ["primary", "upstream"]},
+                                         "start": {"type": "string", "format": "date-time"},
+                                         "end": {"type": "string", "format": "date-time"},
+                                         "reason": {"type": "string"}}},
+                    responses={"201": "declared", "400": "malformed JSON", "415": "not JSON",
+                               "422": "invalid window"})},
+    "/metrics": {"get": _op("metrics", "Prometheus metrics (text format)", secured=False)},
     "/healthz": {"get": _op("health", "Liveness", secured=False)},
     "/readyz": {"get": _op("ready", "Readiness per dependency", secured=False,
                            responses={"200": "ready", "503": "not ready"})},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import admin_views, batch, openapi, reports, views
+from verify import admin_views, batch, fallback_views, openapi, reports, views
 from verify.qr import views as qr_views
 
 API = "/api/v1"
@@ -30,6 +30,11 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{API}/admin/audit", admin_views.audit_trail, name="admin.audit"),
         web.post(f"{API}/admin/registry", admin_views.import_registry,
                  name="admin.registry.upload"),
+        web.get(f"{API}/gaps", fallback_views.list_gaps, name="gaps.list"),
+        web.get(f"{API}/gaps/{{id}}", fallback_views.get_gap, name="gaps.get"),
+        web.get(f"{API}/outages", fallback_views.list_outages, name="outages.list"),
+        web.post(f"{API}/outages", fallback_views.declare_outage, name="outages.declare"),
+        web.get("/metrics", fallback_views.metrics, name="metrics"),
         web.get("/healthz", views.healthz, name="health"),
         web.get("/readyz", views.readyz, name="ready"),
         web.get("/openapi.json", openapi.serve, name="openapi"),

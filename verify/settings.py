@@ -80,6 +80,32 @@ def _qr_settings(env: Mapping[str, str]) -> QrSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FallbackSettings:
+    """Health, circuit breaking and outage rules (README "Outages"). The breaker around the
+    primary (and the one around the replica) opens after `breaker_failures` failed calls in a
+    row and lets a trial call through after `breaker_open_seconds`; `primary_timeout_ms`
+    bounds one read of the primary on the request path; the health monitor probes every
+    `probe_interval_seconds`. `intake_lag_hours`: how long an invoice may take to reach us
+    after it was issued (after an upstream outage: after the window's end)."""
+
+    breaker_failures: int = 5
+    breaker_open_seconds: int = 30
+    primary_timeout_ms: int = 2000
+    probe_interval_seconds: int = 5
+    intake_lag_hours: int = 24
+
+
+def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
+    return FallbackSettings(
+        breaker_failures=_int(env, "INVOICE_BREAKER_FAILURES", 5, minimum=1),
+        breaker_open_seconds=_int(env, "INVOICE_BREAKER_OPEN_SECONDS", 30, minimum=1),
+        primary_timeout_ms=_int(env, "INVOICE_PRIMARY_TIMEOUT_MS", 2000, minimum=10),
+        probe_interval_seconds=_int(env, "INVOICE_PROBE_INTERVAL_SECONDS", 5, minimum=1),
+        intake_lag_hours=_int(env, "INVOICE_INTAKE_LAG_HOURS", 24),
+    )
+
+
 def _flag(environ: Mapping[str, str], name: str) -> bool:
     raw = environ.get(name, "").strip().lower()
     if raw in {"", "0", "false", "no", "off"}:
@@ -113,6 +139,7 @@ class Settings:
     #: signature rules are off (an empty trust store would reject every real invoice).
     trust_anchors: Path | None = None
     qr: QrSettings = field(default_factory=QrSettings)
+    fallback: FallbackSettings = field(default_factory=FallbackSettings)
 
     @property
     def originals_path(self) -> Path:
@@ -129,6 +156,14 @@ class Settings:
     @property
     def admin_key_path(self) -> Path:
         return self.data_dir / "admin.key"
+
+    @property
+    def gaps_path(self) -> Path:
+        return self.data_dir / "gaps.sqlite3"
+
+    @property
+    def outages_path(self) -> Path:
+        return self.data_dir / "outages.sqlite3"
 
     @property
     def sqlite_path(self) -> Path:
@@ -207,6 +242,7 @@ class Settings:
             trust_anchors=Path(env["INVOICE_TRUST_ANCHORS"])
             if env.get("INVOICE_TRUST_ANCHORS", "").strip() else None,
             qr=_qr_settings(env),
+            fallback=_fallback_settings(env),
         )
         settings.check()
         return settings

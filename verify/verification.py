@@ -10,24 +10,21 @@ from aiohttp import web
 
 from verify.access.middleware import PRINCIPAL
 from verify.access.tenancy import redact_answer
-from verify.answer import build_answer
-from verify.keys import ACCESS, STORE
+from verify.keys import ACCESS, RESILIENCE
 from verify.lookup import LookupQuery
 
 
-async def verify_query(request: web.Request, query: LookupQuery) -> dict[str, Any]:
-    """The caller's answer for one query. Raises `ApiError` 429 when a budget is spent."""
+async def verify_query(request: web.Request, query: LookupQuery, *,
+                       callback_url: str | None = None) -> dict[str, Any]:
+    """The caller's answer for one query. Raises `ApiError` 429 when a budget is spent.
+    Primary or replica, and what a miss means, is decided in `verify.degraded`;
+    `callback_url` is kept with the gap an unconfirmed answer records."""
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
     target = query.key.doc_id if query.key else f"authority_code:{query.authority_code}"
     await access.spend_lookup_budget(principal, target)
-    store = request.app[STORE]
-    if query.key is not None:
-        invoice = await store.get_invoice(query.key.doc_id)
-    else:
-        assert query.authority_code is not None
-        invoice = await store.find_by_authority_code(query.authority_code)
-    answer = build_answer(query, invoice)
+    answer, invoice = await request.app[RESILIENCE].answer(query, principal.key_id,
+                                                           callback_url)
     if invoice is None:
         await access.note_miss(principal)
     access.audit.record(principal, "verify", invoice.doc_id if invoice else target,

@@ -16,6 +16,7 @@ from indexer.vn_xml import parse_xml_package
 from verify.access.middleware import PRINCIPAL
 from verify.body import read_body
 from verify.errors import ApiError
+from verify.fallback_views import split_callback
 from verify.keys import ACCESS, INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE, TRUST_ANCHORS
 from verify.lookup import parse_lookup
 from verify.responses import json_response
@@ -73,8 +74,9 @@ async def post_package(request: web.Request) -> web.Response:
 
 
 async def lookup(request: web.Request) -> web.Response:
-    query = parse_lookup(request.query, request.app[SETTINGS].rules)
-    return json_response(await verify_query(request, query))
+    params, callback_url = split_callback(request.query)
+    query = parse_lookup(params, request.app[SETTINGS].rules)
+    return json_response(await verify_query(request, query, callback_url=callback_url))
 
 
 async def original_xml(request: web.Request) -> web.Response:

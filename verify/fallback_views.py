@@ -1,0 +1,220 @@
+"""Gap ledger, outage windows and metrics over HTTP (README "Outages").
+
+Tenancy of gaps: admins see every gap. Any other key (verify or audit) sees the gaps it
+asked about itself, and an audit key also those whose seller (known from a Vietnamese key)
+is one of its scoped tax ids. A gap whose seller is unknown (asked by authority code or by
+a Chinese code and number, which do not name the seller) is visible only to admins and to
+its own requesters: who asked about what is not another tenant's business. Non-admins see
+only their own entry in `requesters` (key id and callback URL).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from multidict import MultiDict, MultiMapping
+
+from fallback.gaps import GapReason, GapStatus, Visibility, visible
+from fallback.outages import OutageError, System, WindowKind
+from verify.access.middleware import PRINCIPAL
+from verify.access.roles import Principal, Role
+from verify.body import read_json_object
+from verify.errors import ApiError
+from verify.keys import ACCESS, GAPS, OUTAGES, RESILIENCE
+from verify.responses import json_response
+
+SMALL_BODY = 16 * 1024
+MAX_CALLBACK_URL = 2048
+
+
+def _bad(message: str, parameter: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", message, {"parameter": parameter})
+
+
+def _params(query: MultiMapping[str], allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise ApiError(400, "unknown_parameter", "unknown query parameter(s)",
+                       {"parameters": unknown, "allowed": sorted(allowed)})
+    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
+    if repeated:
+        raise ApiError(400, "repeated_parameter", "each parameter may be given once",
+                       {"parameters": repeated})
+    return {k: v.strip() for k, v in query.items()}
+
+
+def _instant(raw: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _bad(f"{name} must be an ISO 8601 date-time", name) from None
+    if moment.tzinfo is None:
+        raise _bad(f"{name} needs a UTC offset (e.g. Z or +07:00)", name)
+    return moment
+
+
+def _limit(params: dict[str, str]) -> int:
+    raw = params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise _bad("limit must be 1-1000", "limit")
+    return int(raw)
+
+
+def _choice(params: dict[str, str], name: str, choices: type[Any]) -> Any:
+    if not params.get(name):
+        return None
+    try:
+        return choices(params[name])
+    except ValueError:
+        raise _bad(f"{name} must be one of {', '.join(c.value for c in choices)}",
+                   name) from None
+
+
+def validate_callback_url(raw: str) -> str:
+    """An absolute http(s) URL with a host, stored with the gap for the reconciler."""
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in {"http", "https"} or not parts.hostname
+            or len(raw) > MAX_CALLBACK_URL or any(c.isspace() for c in raw)):
+        raise _bad("callback_url must be an absolute http or https URL (at most "
+                   f"{MAX_CALLBACK_URL} characters)", "callback_url")
+    return raw
+
+
+def split_callback(query: MultiMapping[str]) -> tuple[MultiMapping[str], str | None]:
+    """The lookup parameters without `callback_url`, and that URL validated (if given)."""
+    urls = query.getall("callback_url", [])
+    if not urls:
+        return query, None
+    if len(urls) > 1:
+        raise ApiError(400, "repeated_parameter", "each parameter may be given once",
+                       {"parameters": ["callback_url"]})
+    rest = MultiDict((k, v) for k, v in query.items() if k != "callback_url")
+    return rest, validate_callback_url(urls[0].strip())
+
+
+def _visibility(principal: Principal) -> Visibility | None:
+    if principal.role is Role.ADMIN:
+        return None
+    tax_ids = principal.scopes if principal.role is Role.AUDIT else frozenset()
+    return Visibility(principal.key_id, tax_ids)
+
+
+async def list_gaps(request: web.Request) -> web.Response:
+    params = _params(request.query, {"status", "reason", "since", "after", "limit"})
+    since = _instant(params["since"], "since") if params.get("since") else None
+    limit = _limit(params)
+    who = _visibility(request[PRINCIPAL])
+    gaps = await request.app[GAPS].list(
+        status=_choice(params, "status", GapStatus), reason=_choice(params, "reason", GapReason),
+        since=since, after=params.get("after") or None, limit=limit, visible_to=who)
+    shown = None if who is None else {who.key_id}
+    return json_response({
+        "gaps": [g.as_dict(requesters=shown) for g in gaps],
+        "next_after": gaps[-1].id if len(gaps) == limit else None})
+
+
+async def get_gap(request: web.Request) -> web.Response:
+    gap_id = request.match_info["id"]
+    who = _visibility(request[PRINCIPAL])
+    gap = await request.app[GAPS].get(gap_id)
+    if gap is None or not visible(gap, who):  # not someone else's: 404 either way
+        raise ApiError(404, "gap_not_found", "no gap with this id", {"id": gap_id})
+    return json_response(gap.as_dict(requesters=None if who is None else {who.key_id}))
+
+
+async def list_outages(request: web.Request) -> web.Response:
+    params = _params(request.query, {"system", "kind", "since", "after", "limit"})
+    since = _instant(params["since"], "since") if params.get("since") else None
+    after = params.get("after", "0") or "0"
+    if not after.isdigit():
+        raise _bad("after must be a window id", "after")
+    limit = _limit(params)
+    windows = await request.app[OUTAGES].list(
+        system=_choice(params, "system", System), kind=_choice(params, "kind", WindowKind),
+        since=since, after=int(after), limit=limit)
+    return json_response({
+        "outages": [w.as_dict() for w in windows],
+        "next_after": windows[-1].id if len(windows) == limit else None})
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, "invalid_outage", f"{name} must be a non-empty string",
+                       {"field": name})
+    return value.strip()
+
+
+async def declare_outage(request: web.Request) -> web.Response:
+    body = await read_json_object(request, SMALL_BODY)
+    unknown = sorted(set(body) - {"system", "start", "end", "reason"})
+    if unknown:
+        raise ApiError(422, "invalid_outage", "unknown field(s)", {"fields": unknown})
+    try:
+        system = System(_field(body, "system"))
+        start = datetime.fromisoformat(_field(body, "start"))
+        end = datetime.fromisoformat(_field(body, "end"))
+    except ValueError:
+        raise ApiError(422, "invalid_outage", "system must be primary or upstream; start and "
+                       "end ISO 8601 date-times with a UTC offset") from None
+    reason = body.get("reason", "maintenance")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ApiError(422, "invalid_outage", "reason must be a string of at most 500 "
+                       "characters", {"field": "reason"})
+    principal = request[PRINCIPAL]
+    try:
+        window = await request.app[OUTAGES].declare(system, start, end, reason,
+                                                    principal.key_id)
+    except OutageError as exc:
+        raise ApiError(422, "invalid_outage", str(exc)) from None
+    request.app[ACCESS].audit.record(principal, "outage.declare", f"outage:{window.id}",
+                                     f"{window.system}:{window.start.isoformat()}/"
+                                     f"{window.end.isoformat() if window.end else ''}",
+                                     request.remote)
+    return json_response(window.as_dict(), status=201)
+
+
+def _line(name: str, value: float, **labels: str) -> str:
+    if not labels:
+        return f"{name} {value}"
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}} {value}"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (0.0.4), written by hand: a few counters and gauges."""
+    resilience = request.app[RESILIENCE]
+    lines = ["# TYPE invoice_breaker_state gauge"]
+    guards = (resilience.primary, resilience.replica_guard)
+    for guard in guards:
+        for state in ("closed", "open", "half_open"):
+            lines.append(_line("invoice_breaker_state", int(guard.breaker.state == state),
+                               system=str(guard.system), state=state))
+    for name in ("failures", "rejected", "opened"):
+        lines.append(f"# TYPE invoice_breaker_{name}_total counter")
+        lines.extend(_line(f"invoice_breaker_{name}_total",
+                           getattr(g.breaker.counters, name), system=str(g.system))
+                     for g in guards)
+    lines.append("# TYPE invoice_maintenance_active gauge")
+    lines.append(_line("invoice_maintenance_active",
+                       int(resilience.outages.active(System.PRIMARY) is not None)))
+    m = resilience.metrics
+    lines.append("# TYPE invoice_answers_total counter")
+    lines.extend(_line("invoice_answers_total", n, source=src, status=status)
+                 for (src, status), n in sorted(m.answers.items()))
+    lines.append("# TYPE invoice_gaps_recorded_total counter")
+    lines.extend(_line("invoice_gaps_recorded_total", n, reason=r)
+                 for r, n in sorted(m.gaps.items()))
+    lines.append("# TYPE invoice_probe_failures_total counter")
+    lines.extend(_line("invoice_probe_failures_total", n, system=s)
+                 for s, n in sorted(m.probe_failures.items()))
+    return web.Response(text="\n".join(lines) + "\n",
+                        content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "no-store"})
