@@ -14,6 +14,8 @@ Exits non-zero only when the setup fails, or with `--expect-ratio R` when the ra
 from __future__ import annotations
 
 import argparse
+import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -32,9 +34,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,6 +46,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 from osmem_server import OsmemServer  # type: ignore[import-untyped]
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from indexer.money import format_amount, from_scaled
 
@@ -432,6 +438,9 @@ def report(results: dict[str, list[WrkResult]]) -> float:
     ratio = _ratio("embedded (keys + rate limits) / bare", results["embedded"], results["bare"])
     _ratio("embedded without keys or limits / bare", results["no-auth"], results["bare"])
     cost = _ratio("keys + rate limits / without them", results["embedded"], results["no-auth"])
+    if "replica" in results:
+        _ratio("replica hits (primary in maintenance) / bare", results["replica"],
+               results["bare"])
     if "es" in results:
         _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
     print(f"  cost of keys and rate limits on the hot path: {1 - cost:.0%} of throughput")
@@ -461,6 +470,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--expect-ratio", type=float, default=None,
                         help="exit 1 if embedded/bare throughput is below this (off by default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--replica", action="store_true",
+                        help="also the replica-hit path: a declared maintenance window on the "
+                             "primary, every lookup answered from a real Redis replica "
+                             "(127.0.0.1:6379)")
     parser.add_argument("--es", action="store_true",
                         help="also the service on Elasticsearch (osmem-server on loopback, or "
                              "the cluster at INVOICE_ES_URL), loaded with the same demo data")
@@ -468,6 +481,61 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.rounds < 1 or args.duration <= 0 or args.connections < args.threads:
         parser.error("need --rounds >= 1, --duration > 0 and --connections >= --threads")
     return args
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def prepare_replica(args: argparse.Namespace, service: list[str], env: dict[str, str],
+                    server_prefix: list[str], workdir: Path,
+                    lookups: list[Lookup]) -> tuple[Server, str]:
+    """A second data directory whose demo load writes through to Redis (a namespace of its
+    own, deleted at exit), a maintenance window declared on its primary, and the service on
+    it: every lookup is then answered from the replica (misses as `unconfirmed` + gap)."""
+    data = workdir / "replica-data"
+    namespace = f"bench:{uuid.uuid4().hex[:12]}"
+    replica_env = {**env, "INVOICE_REDIS_URL": REDIS_URL, "INVOICE_REDIS_NAMESPACE": namespace}
+    atexit.register(drop_namespace, namespace)
+    print(f"loading the demo data again, written through to Redis ({namespace}) ...",
+          flush=True)
+    run_checked([*service, "demo", "--data-dir", str(data), "--per-series",
+                 str(args.per_series)], "invoice-verify demo (replica)", replica_env)
+    token = run_checked([*service, "keys", "create", "--role", "verify", "--name", "bench",
+                         "--data-dir", str(data)], "creating an API key",
+                        replica_env).strip().splitlines()[-1]
+    now = datetime.now(UTC)
+    run_checked([*service, "outage", "declare", "--from", (now - timedelta(minutes=1)).isoformat(),
+                 "--to", (now + timedelta(hours=3)).isoformat(), "--system", "primary",
+                 "--reason", "bench: replica-hit path", "--data-dir", str(data)],
+                "declaring the maintenance window", replica_env)
+    port = free_port()
+    server = Server("replica", [*server_prefix, *service, "serve", "--host", "127.0.0.1",
+                                "--port", str(port), "--data-dir", str(data)],
+                    replica_env, port, workdir / "replica.log")
+    with running(server):
+        found = [lookup for lookup in lookups if lookup.expected != "not_found"][:50]
+        for lookup in found:
+            code, body = fetch(f"http://127.0.0.1:{port}{lookup.path}", token)
+            if code != 200 or not isinstance(body, dict) or body.get("source") != "replica":
+                raise SetupError(f"the replica server answered {code} {body!r} for "
+                                 f"{lookup.path}: not a replica answer")
+    print(f"  checked: {len(found)} found invoices answered with source replica")
+    return server, token
+
+
+def drop_namespace(namespace: str) -> None:
+    """Delete the bench's Redis keys (the replica docs and rate-limit buckets)."""
+    async def drop() -> None:
+        client = Redis.from_url(REDIS_URL)
+        try:
+            keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
+            for start in range(0, len(keys), 1000):
+                await client.delete(*keys[start:start + 1000])
+        finally:
+            await client.aclose()
+
+    with contextlib.suppress(OSError, RedisError):
+        asyncio.run(drop())
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -534,6 +602,11 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
         print("  checked on Elasticsearch: "
               + ", ".join(f"{k} {n}" for k, n in seen_es.most_common()))
         servers.append(es_server)
+    tokens = {"embedded": token, "es": token}
+    if args.replica:
+        replica_server, tokens["replica"] = prepare_replica(args, service, env, server_prefix,
+                                                           workdir, lookups)
+        servers.append(replica_server)
 
     with running(no_auth):
         code, body = fetch(f"http://127.0.0.1:{no_auth.port}{lookups[0].path}", None)
@@ -556,7 +629,7 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
     results: dict[str, list[WrkResult]] = {server.name: [] for server in servers}
     for round_no in range(1, args.rounds + 1):
         for server in servers:
-            key = None if server is bare or server is no_auth else token
+            key = tokens.get(server.name)
             with running(server):
                 if args.warmup > 0:
                     run_wrk(wrk, server, args, args.warmup, paths_file, key)
