@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from fallback.breaker import Clock, utc_now
+from indexer.store.sqlite_files import open_sqlite_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gaps (
@@ -295,13 +296,5 @@ def visible(gap: Gap, who: Visibility | None) -> bool:
 async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.executescript(_SCHEMA)
+    async with open_sqlite_file(path, _SCHEMA) as conn:
         yield SqliteGapLedger(conn, clock=clock)
-    finally:
-        await conn.close()

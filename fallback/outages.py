@@ -30,6 +30,7 @@ from typing import Any
 import aiosqlite
 
 from fallback.breaker import Clock, utc_now
+from indexer.store.sqlite_files import open_sqlite_file
 
 MAX_DECLARED = timedelta(days=31)
 #: Local time zone of an invoice's issue date, per scheme (the spec's `issued_on`).
@@ -253,14 +254,7 @@ class OutageLog:
 @asynccontextmanager
 async def open_outage_log(path: Path, *, clock: Clock = utc_now,
                           horizon: timedelta = timedelta(days=2)) -> AsyncIterator[OutageLog]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.executescript(_SCHEMA)
+    async with open_sqlite_file(path, _SCHEMA) as conn:
         log = OutageLog(conn, clock=clock, horizon=horizon)
         await log.refresh()
         yield log
-    finally:
-        await conn.close()
