@@ -193,43 +193,83 @@ class SqliteGapLedger:
         self._conn = conn
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[GapRequest, datetime, asyncio.Future[str]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, request: GapRequest) -> Gap:
-        now = self._clock()
-        ts = now.timestamp()
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = list(await self._conn.execute_fetchall(
-                    "SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'",
-                    (request.lookup_key,)))
-                if rows:
-                    gap_id = str(rows[0][0])
-                    await self._conn.execute(
-                        "UPDATE gaps SET count = count + 1, last_seen = ?, "
-                        "issued_on = COALESCE(issued_on, ?) WHERE id = ?",
-                        (ts, request.issued_on.isoformat() if request.issued_on else None,
-                         gap_id))
-                else:
-                    gap_id = new_gap_id(now)
-                    await self._conn.execute(
-                        _INSERT, (gap_id, request.lookup_key, request.scheme,
-                         json.dumps(request.key, ensure_ascii=False), request.seller_tax_id,
-                         request.issued_on.isoformat() if request.issued_on else None,
-                         str(request.reason), request.outage_id, ts, ts))
-                await self._conn.execute(
-                    "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, "
-                    "last_seen, count) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (gap_id, key_id) "
-                    "DO UPDATE SET count = count + 1, last_seen = excluded.last_seen, "
-                    "callback_url = COALESCE(excluded.callback_url, callback_url)",
-                    (gap_id, request.requester, request.callback_url, ts, ts))
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-        gap = await self.get(gap_id)
+        """Durable before it returns. Concurrent records share one transaction and one
+        fsync (group commit): during an outage every miss records a gap, and one fsync per
+        miss, one at a time, would cap the whole service at the disk's sync rate."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, self._clock(), future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="gap-ledger-write")
+        gap = await self.get(await future)
         assert gap is not None
         return gap
+
+    async def drain(self) -> None:
+        """Wait for records in flight (at close: none is lost or left unanswered)."""
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+
+    async def _write_pending(self) -> None:
+        async with self._lock:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    gap_ids = await self._write_batch(batch)
+                except BaseException as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, _, future), gap_id in zip(batch, gap_ids, strict=True):
+                    if not future.done():
+                        future.set_result(gap_id)
+
+    async def _write_batch(self, batch: list[tuple[GapRequest, datetime,
+                                                   asyncio.Future[str]]]) -> list[str]:
+        gap_ids: list[str] = []
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for request, now, _ in batch:
+                gap_ids.append(await self._record_one(request, now))
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        return gap_ids
+
+    async def _record_one(self, request: GapRequest, now: datetime) -> str:
+        """Inside the batch's transaction: one open gap per lookup key, one row per
+        requester."""
+        ts = now.timestamp()
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'",
+            (request.lookup_key,)))
+        if rows:
+            gap_id = str(rows[0][0])
+            await self._conn.execute(
+                "UPDATE gaps SET count = count + 1, last_seen = ?, "
+                "issued_on = COALESCE(issued_on, ?) WHERE id = ?",
+                (ts, request.issued_on.isoformat() if request.issued_on else None, gap_id))
+        else:
+            gap_id = new_gap_id(now)
+            await self._conn.execute(
+                _INSERT, (gap_id, request.lookup_key, request.scheme,
+                          json.dumps(request.key, ensure_ascii=False), request.seller_tax_id,
+                          request.issued_on.isoformat() if request.issued_on else None,
+                          str(request.reason), request.outage_id, ts, ts))
+        await self._conn.execute(
+            "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, "
+            "last_seen, count) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (gap_id, key_id) "
+            "DO UPDATE SET count = count + 1, last_seen = excluded.last_seen, "
+            "callback_url = COALESCE(excluded.callback_url, callback_url)",
+            (gap_id, request.requester, request.callback_url, ts, ts))
+        return gap_id
 
     async def _requesters(self, gap_ids: list[str]) -> dict[str, list[Requester]]:
         out: dict[str, list[Requester]] = {g: [] for g in gap_ids}
@@ -297,4 +337,8 @@ async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
     async with open_sqlite_file(path, _SCHEMA) as conn:
-        yield SqliteGapLedger(conn, clock=clock)
+        ledger = SqliteGapLedger(conn, clock=clock)
+        try:
+            yield ledger
+        finally:
+            await ledger.drain()

@@ -3,6 +3,7 @@ filters, visibility, resolution, and durability across reopening."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -127,3 +128,23 @@ async def test_visibility_by_seller_scope_or_own_request(tmp_path: Path) -> None
     assert visible(unknown_seller, asker)
     assert not visible(unknown_seller, auditor)
     assert visible(unknown_seller, None)
+
+
+async def test_concurrent_records_share_commits_and_lose_nothing(tmp_path: Path) -> None:
+    """Group commit: many misses at once (an outage) each get a durable gap id."""
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path) as ledger:
+        same = await asyncio.gather(*(ledger.record(vn_request(requester=f"key_{n % 3}"))
+                                      for n in range(30)))
+        many = await asyncio.gather(*(ledger.record(vn_request(
+            lookup_key=f"vn:0100109106:1:C22TAA:{n}", key={**VN_KEY, "number": n}))
+            for n in range(100, 300)))
+    assert len({gap.id for gap in same}) == 1
+    assert len({gap.id for gap in many}) == 200
+    async with open_gap_ledger(path) as reopened:
+        stored = await reopened.get(same[0].id)
+        assert stored is not None
+        assert stored.count == 30
+        assert sorted(r.count for r in stored.requesters) == [10, 10, 10]
+        listed = await reopened.list(limit=1000)
+        assert len(listed) == 201
