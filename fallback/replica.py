@@ -73,6 +73,10 @@ class Replica(Protocol):
     async def put_many(self, docs: Iterable[Doc]) -> None:
         """Store (or replace) each flat document and its authority-code entry."""
 
+    async def delete_many(self, doc_ids: Sequence[str]) -> None:
+        """Remove documents (and their authority-code entries): invoices the primary does
+        not hold after all (queued during an outage, refused when applied)."""
+
 
 def _doc_key(doc_id: str) -> str:
     return f"doc:{doc_id}"
@@ -138,9 +142,18 @@ class MemoryReplica:
                 self._codes[doc["authority_code"]] = doc_id
         while len(self._docs) > self.max_docs:
             evicted_id, encoded = self._docs.popitem(last=False)
-            code = orjson.loads(encoded).get("authority_code")
-            if code and self._codes.get(code) == evicted_id:
-                del self._codes[code]
+            self._drop_code(evicted_id, encoded)
+
+    async def delete_many(self, doc_ids: Sequence[str]) -> None:
+        for doc_id in doc_ids:
+            encoded = self._docs.pop(doc_id, None)
+            if encoded is not None:
+                self._drop_code(doc_id, encoded)
+
+    def _drop_code(self, doc_id: str, encoded: bytes) -> None:
+        code = orjson.loads(encoded).get("authority_code")
+        if code and self._codes.get(code) == doc_id:
+            del self._codes[code]
 
 
 @contextmanager
@@ -183,6 +196,19 @@ class RedisReplica:
             return
         with _unavailable_on_failure("put_many"):
             await self._cache.multi_set(pairs, ttl=self.ttl)
+
+    async def delete_many(self, doc_ids: Sequence[str]) -> None:
+        """The documents and the code entries pointing at them (read first: the code is
+        in the document)."""
+        with _unavailable_on_failure("delete_many"):
+            for doc_id in doc_ids:
+                doc = await self._cache.get(_doc_key(doc_id))
+                if doc is None:
+                    continue
+                code = doc.get("authority_code")
+                if code and await self._cache.get(_code_key(code)) == doc_id:
+                    await self._cache.delete(_code_key(code))
+                await self._cache.delete(_doc_key(doc_id))
 
 
 def _cache_from_url(url: str, namespace: str, timeout: float, ttl: int) -> Any:

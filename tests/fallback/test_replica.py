@@ -138,6 +138,16 @@ async def test_a_put_replaces_the_state(replica: Replica) -> None:
     assert invoice_from_doc(by_code) == cancelled
 
 
+async def test_delete_many_removes_documents_and_their_codes(replica: Replica) -> None:
+    await replica.put_many([invoice_to_doc(vn(1)), invoice_to_doc(vn(2))])
+    await replica.delete_many([vn(1).doc_id, "vn:0100109106:1:C22TAA:999"])
+    assert await replica.get(vn(1).doc_id) is None
+    assert await replica.get_by_authority_code(authority_code(1)) is None
+    kept = await replica.get_by_authority_code(authority_code(2))
+    assert kept is not None
+    assert kept["doc_id"] == vn(2).doc_id
+
+
 async def test_memory_replica_evicts_least_recently_used() -> None:
     replica = MemoryReplica(max_docs=2)
     await replica.put_many([invoice_to_doc(vn(1)), invoice_to_doc(vn(2))])
