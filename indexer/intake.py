@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from indexer import vn
 from indexer.keys import InvoiceKey, VnKey
@@ -75,6 +75,22 @@ class ItemResult:
 class IntakeResult:
     notice: dict[str, Any]
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Provisional:
+    """A queued notice and the invoices as they would stand once the package is applied."""
+
+    notice: dict[str, Any]
+    invoices: list[Invoice]
+
+
+class InvoiceReads(Protocol):
+    """What the rules read: the store, or while it is down, the replica and the journal."""
+
+    async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]: ...
+
+    async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]: ...
 
 
 class _Ledger:
@@ -225,22 +241,55 @@ class Intake:
     async def ingest(self, package: Package,
                      originals: Mapping[int, bytes] | None = None,
                      extra_violations: Mapping[int, list[Violation]] | None = None,
-                     ) -> IntakeResult:
+                     *, received_at: datetime | None = None) -> IntakeResult:
         """`originals` maps an invoice's index in the package to its original document.
         `extra_violations` maps an item's index to violations found outside this class
         (the seller signature, computed off the event loop by the caller); they join the
         item's own before the chain rules, so a fatal one rejects the item and stores nothing
-        of it."""
+        of it. `received_at`: when the package was received, if before now (a package
+        drained from the intake journal keeps its receipt time)."""
         async with self._lock:
             replay = await self._replay(package)
             if replay:
                 return replay
-            result = await self._apply(package, originals or {}, extra_violations or {})
+            result = await self._apply(package, originals or {}, extra_violations or {},
+                                       received_at or self.clock())
         return result
 
-    async def _apply(self, package: Package, originals: Mapping[int, bytes],
-                     extra: Mapping[int, list[Violation]]) -> IntakeResult:
-        now = self.clock()
+    async def provisional(self, package: Package, reads: InvoiceReads,
+                          extra_violations: Mapping[int, list[Violation]] | None = None,
+                          *, received_at: datetime,
+                          registry_timeout: float = 1.0) -> Provisional:
+        """The notice for a package taken while the primary cannot be written (it goes to
+        the intake journal; the reconciler applies it later with `ingest`). Step 1 rules
+        decide: an item that fails them is rejected for good. Chain rules are evaluated
+        against `reads` (the replica and the journal: the best knowledge without the
+        primary) and reported as warnings only, since the primary decides them when the
+        package is applied. Accepted items are `queued`. The registry is asked within
+        `registry_timeout`; if it cannot answer, its checks are deferred too."""
+        deferred: list[str] = []
+        registry = self.registry
+        if registry is not None:
+            try:
+                async with asyncio.timeout(registry_timeout):
+                    await registry.is_empty()
+            except Exception as exc:  # any failure: the drain applies these rules later
+                log.warning("registry unavailable; its checks are deferred",
+                            extra={"error": repr(exc)})
+                registry, deferred = None, ["registry"]
+        items, ledger = await self._evaluate(package, extra_violations or {}, reads,
+                                             received_at, registry, lenient=True)
+        notice = _notice_body(package, received_at, items, queued=True)
+        if deferred:
+            notice["deferred_checks"] = deferred
+        docs = [*ledger.new.values(), *(ledger.current[d] for d in sorted(ledger.changed))]
+        return Provisional(notice, docs)
+
+    async def _evaluate(self, package: Package, extra: Mapping[int, list[Violation]],
+                        reads: InvoiceReads, now: datetime, registry: RegistryStore | None,
+                        *, lenient: bool) -> tuple[list[ItemResult], _Ledger]:
+        """Every rule, in order, for every item; the ledger holds the effects of the items
+        that passed. `lenient`: chain-rule findings become warnings (see `provisional`)."""
         cfg = self.rules
         items: list[ItemResult] = []
         invoices: list[tuple[ItemResult, Invoice | None]] = []
@@ -260,38 +309,39 @@ class Intake:
         for item in items:
             item.violations.extend(extra.get(item.index, ()))
 
-        if self.registry is not None:
-            await _registry_checks(self.registry, package, now, invoices, cfg)
+        if registry is not None:
+            await _registry_checks(registry, package, now, invoices, cfg)
         wanted = {inv.doc_id for _, inv in invoices if inv}
         wanted |= {inv.original.doc_id for _, inv in invoices if inv and inv.original}
         wanted |= {n.key.doc_id for _, n in notices if n}
         codes = {inv.authority_code for _, inv in invoices if inv and inv.authority_code}
-        ledger = _Ledger(await self.store.get_invoices(wanted),
-                         await self.store.existing_authority_codes(codes))
+        ledger = _Ledger(await reads.get_invoices(wanted),
+                         await reads.existing_authority_codes(codes))
         for item, invoice in invoices:
             if invoice is not None and item.accepted:
-                item.violations.extend(_chain_invoice(invoice, ledger, cfg, now))
+                found = _chain_invoice(invoice, ledger, cfg, now)
+                if lenient and found:
+                    if found[0].code.startswith("chain.original."):
+                        ledger.add(invoice)  # its original is unknown here, not absent
+                    found = [_as_warning(v) for v in found]
+                item.violations.extend(found)
         for item, notice in notices:
             if notice is not None and item.accepted:
-                item.violations.extend(_chain_notice(notice, ledger, cfg, now))
+                found = _chain_notice(notice, ledger, cfg, now)
+                item.violations.extend([_as_warning(v) for v in found] if lenient else found)
+        return items, ledger
 
-        accepted = sum(item.accepted for item in items)
-        notice_body = {
-            "package_id": package.package_id,
-            "sender": package.sender,
-            "received_at": now.isoformat().replace("+00:00", "Z"),
-            "declared_count": package.declared_count,
-            "result": ("accepted" if accepted == len(items)
-                       else "rejected" if accepted == 0 else "partially_accepted"),
-            "accepted": accepted,
-            "rejected": len(items) - accepted,
-            "items": [item.as_dict() for item in items],
-        }
+    async def _apply(self, package: Package, originals: Mapping[int, bytes],
+                     extra: Mapping[int, list[Violation]], now: datetime) -> IntakeResult:
+        items, ledger = await self._evaluate(package, extra, self.store, now, self.registry,
+                                             lenient=False)
+        notice_body = _notice_body(package, now, items, queued=False)
         record = StoredPackage(package.package_id, package.sender, package.digest, now,
                                notice_body)
-        kept = [(inv.doc_id, package.package_id, originals[item.index])
-                for item, inv in invoices
-                if inv is not None and item.accepted and item.index in originals]
+        kept = [(item.key.doc_id, package.package_id, originals[item.index])
+                for item in items
+                if item.item == "invoice" and item.key is not None and item.accepted
+                and item.index in originals]
         if kept and self.originals is not None:
             await self.originals.put_many(kept)
         new = list(ledger.new.values())
@@ -313,3 +363,36 @@ class Intake:
             except Exception:  # the package is committed: acknowledge it whatever happens here
                 log.exception("after-commit hook failed", extra={"package_id": package.package_id})
         return IntakeResult(notice_body, replayed=False)
+
+
+def _as_warning(violation: Violation) -> Violation:
+    return dataclasses.replace(violation, severity=Severity.WARNING)
+
+
+def _notice_body(package: Package, now: datetime, items: list[ItemResult], *,
+                 queued: bool) -> dict[str, Any]:
+    """The acceptance notice. A queued one (`result: queued`, items `queued` or `rejected`)
+    is replaced by the final one when the reconciler applies the package."""
+    accepted = sum(item.accepted for item in items)
+    body = [item.as_dict() for item in items]
+    if queued:
+        for entry in body:
+            if entry["result"] == "accepted":
+                entry["result"] = "queued"
+        result = "queued" if accepted else "rejected"
+    else:
+        result = ("accepted" if accepted == len(items)
+                  else "rejected" if accepted == 0 else "partially_accepted")
+    notice: dict[str, Any] = {
+        "package_id": package.package_id,
+        "sender": package.sender,
+        "received_at": now.isoformat().replace("+00:00", "Z"),
+        "declared_count": package.declared_count,
+        "result": result,
+        "accepted": 0 if queued else accepted,
+        "rejected": len(items) - accepted,
+        "items": body,
+    }
+    if queued:
+        notice["queued"] = accepted
+    return notice

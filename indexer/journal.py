@@ -1,0 +1,329 @@
+"""The durable intake journal: every package the service acknowledges is here first.
+
+A SQLite file of the data directory (`journal.sqlite3`), WAL with `synchronous=FULL`: an
+append is on disk (fsync'd) before it returns, and only then is the package acknowledged.
+Each service process keeps its own journal; its reconciler drains it into the primary index.
+
+An entry holds the request body exactly as received (JSON or VN XML) with its package id,
+digest and receipt time, and a state:
+
+- `pending`: not yet applied to the primary. Either the primary is applying it right now
+  (the normal path: append, apply, mark applied), or the primary was unavailable and the
+  caller got a *queued* notice (HTTP 202); the reconciler applies it later, in journal order,
+  re-running every rule against the primary, and the final notice replaces the queued one.
+- `applied`: the primary holds it; `notice` is the final acceptance notice. Applied entries
+  are kept for `prune` (a week by default) so a re-post is still answered from here.
+
+While an entry is pending, the invoices it would create or change (as far as the service
+could tell without the primary) are kept as *pending documents*, so lookups answer them from
+here instead of opening gaps. They are held in memory too (one dict lookup per request) and
+reloaded from the file when another process changed it (`refresh`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from indexer.store.sqlite_files import open_sqlite_file
+from indexer.submission import BodyFormat, Submission
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    package_id   TEXT NOT NULL UNIQUE,
+    sender       TEXT NOT NULL,
+    digest       TEXT NOT NULL,
+    format       TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    received_at  TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'applied')),
+    notice       TEXT,
+    applied_at   TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_pending ON entries (seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS entries_applied ON entries (applied_at) WHERE state = 'applied';
+CREATE TABLE IF NOT EXISTS pending_docs (
+    seq            INTEGER NOT NULL REFERENCES entries (seq),
+    doc_id         TEXT NOT NULL,
+    authority_code TEXT,
+    doc            TEXT NOT NULL,
+    PRIMARY KEY (seq, doc_id)
+) WITHOUT ROWID;
+"""
+
+_ENTRY_COLUMNS = ("seq, package_id, sender, digest, format, body, received_at, state, notice, "
+                  "applied_at, attempts, last_error")
+_SELECT = f"SELECT {_ENTRY_COLUMNS} FROM entries"  # noqa: S608 (constants)
+
+Doc = dict[str, Any]
+
+
+class JournalUnavailableError(Exception):
+    """The journal could not make an entry durable (disk full, file unwritable)."""
+
+
+class EntryState(enum.StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    seq: int
+    package_id: str
+    sender: str
+    digest: str
+    format: BodyFormat
+    body: bytes
+    received_at: datetime
+    state: EntryState
+    notice: dict[str, Any] | None
+    applied_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+def _entry(row: Any) -> JournalEntry:
+    return JournalEntry(
+        seq=row[0], package_id=row[1], sender=row[2], digest=row[3],
+        format=BodyFormat(row[4]), body=bytes(row[5]),
+        received_at=datetime.fromisoformat(row[6]), state=EntryState(row[7]),
+        notice=json.loads(row[8]) if row[8] else None,
+        applied_at=datetime.fromisoformat(row[9]) if row[9] else None,
+        attempts=row[10], last_error=row[11])
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDoc:
+    seq: int
+    received_at: datetime
+    doc: Doc
+
+
+class IntakeJournal:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self._docs: dict[str, PendingDoc] = {}
+        self._codes: dict[str, str] = {}
+        self._by_seq: dict[int, list[str]] = {}
+        self._pending = 0
+        self._data_version: int | None = None
+
+    # -- the request path -------------------------------------------------------------
+
+    @property
+    def pending_count(self) -> int:
+        return self._pending
+
+    def pending_doc(self, doc_id: str) -> PendingDoc | None:
+        """The newest pending state of an invoice, if a pending entry touches it."""
+        return self._docs.get(doc_id) if self._docs else None
+
+    def pending_doc_by_code(self, code: str) -> PendingDoc | None:
+        doc_id = self._codes.get(code) if self._codes else None
+        return None if doc_id is None else self._docs.get(doc_id)
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def get(self, package_id: str) -> JournalEntry | None:
+        rows = list(await self._conn.execute_fetchall(_SELECT + " WHERE package_id = ?",
+                                                      (package_id,)))
+        return _entry(rows[0]) if rows else None
+
+    async def pending(self, *, after: int = 0, limit: int = 100) -> list[JournalEntry]:
+        """Pending entries in journal order, the page after sequence number `after`."""
+        rows = await self._conn.execute_fetchall(
+            _SELECT + " WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+            (after, limit))
+        return [_entry(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT state, COUNT(*) FROM entries GROUP BY state")
+        found = {str(state): int(n) for state, n in rows}
+        return {str(s): found.get(str(s), 0) for s in EntryState}
+
+    async def pending_doc_ids(self, seq: int) -> list[str]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT doc_id FROM pending_docs WHERE seq = ? ORDER BY doc_id", (seq,))
+        return [str(r[0]) for r in rows]
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def append(self, submission: Submission, received_at: datetime, *,
+                     notice: dict[str, Any] | None = None,
+                     pending_docs: Iterable[Doc] = ()) -> int:
+        """Durable (fsync'd) before it returns; the entry's sequence number. Raises
+        `JournalUnavailableError` when the file cannot take it, and `sqlite3.IntegrityError`
+        if the package id is already journaled (callers look it up first, under a lock)."""
+        package = submission.package
+        docs = list(pending_docs)
+        async with self._lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    cursor = await self._conn.execute(
+                        "INSERT INTO entries (package_id, sender, digest, format, body, "
+                        "received_at, state, notice) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                        (package.package_id, package.sender, package.digest,
+                         str(submission.format), submission.body, _stamp(received_at),
+                         json.dumps(notice, ensure_ascii=False) if notice else None))
+                    seq = cursor.lastrowid
+                    assert seq is not None
+                    await self._insert_docs(seq, docs)
+                    await self._conn.execute("COMMIT")
+                except BaseException:
+                    await self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.IntegrityError:
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                raise JournalUnavailableError(f"intake journal: {exc}") from exc
+            self._pending += 1
+            for doc in docs:
+                self._remember(PendingDoc(seq, received_at, doc))
+        return seq
+
+    async def mark_applied(self, seq: int, notice: dict[str, Any], at: datetime) -> None:
+        """The primary holds the entry; `notice` is final. Its pending documents go. Not
+        worth an fsync of its own: if a crash loses this, the entry is applied again, and
+        applying is idempotent (the primary answers the package id with its notice)."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await self._conn.execute(
+                    "UPDATE entries SET state = 'applied', notice = ?, applied_at = ?, "
+                    "last_error = NULL WHERE seq = ? AND state = 'pending'",
+                    (json.dumps(notice, ensure_ascii=False), _stamp(at), seq))
+                await self._conn.execute("DELETE FROM pending_docs WHERE seq = ?", (seq,))
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            if cursor.rowcount:  # not when another caller applied it first
+                self._forget(seq)
+
+    async def discard(self, seq: int) -> None:
+        """Remove a pending entry the primary refused as a whole (e.g. an id conflict): it
+        was never acknowledged."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute("DELETE FROM pending_docs WHERE seq = ?", (seq,))
+                cursor = await self._conn.execute(
+                    "DELETE FROM entries WHERE seq = ? AND state = 'pending'", (seq,))
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            if cursor.rowcount:
+                self._forget(seq)
+
+    async def set_provisional(self, seq: int, notice: dict[str, Any],
+                              pending_docs: Iterable[Doc], received_at: datetime) -> None:
+        """A pending entry the primary failed to take after all: keep the queued notice and
+        the pending documents with it (durable, like `append`)."""
+        docs = list(pending_docs)
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute("UPDATE entries SET notice = ? WHERE seq = ?",
+                                         (json.dumps(notice, ensure_ascii=False), seq))
+                await self._insert_docs(seq, docs)
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            for doc in docs:
+                self._remember(PendingDoc(seq, received_at, doc))
+
+    async def note_failure(self, seq: int, error: str) -> None:
+        await self._conn.execute(
+            "UPDATE entries SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+            (error[:2000], seq))
+
+    async def prune(self, applied_before: datetime) -> int:
+        """Delete applied entries applied before the given moment; how many."""
+        async with self._lock:
+            cursor = await self._conn.execute(
+                "DELETE FROM entries WHERE state = 'applied' AND applied_at < ?",
+                (_stamp(applied_before),))
+        return cursor.rowcount
+
+    async def refresh(self) -> bool:
+        """Reload the pending documents if another connection changed the file (another
+        process drained or appended); True if it reloaded."""
+        rows = list(await self._conn.execute_fetchall("PRAGMA data_version"))
+        version = int(rows[0][0])
+        if version == self._data_version:
+            return False
+        await self._load()
+        self._data_version = version
+        return True
+
+    async def _insert_docs(self, seq: int, docs: list[Doc]) -> None:
+        await self._conn.executemany(
+            "INSERT OR REPLACE INTO pending_docs (seq, doc_id, authority_code, doc) "
+            "VALUES (?, ?, ?, ?)",
+            [(seq, d["doc_id"], d.get("authority_code"), json.dumps(d, ensure_ascii=False))
+             for d in docs])
+
+    # -- memory -----------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        self._docs, self._codes, self._by_seq = {}, {}, {}
+        rows = await self._conn.execute_fetchall(
+            "SELECT p.seq, e.received_at, p.doc FROM pending_docs p JOIN entries e "
+            "ON e.seq = p.seq WHERE e.state = 'pending' ORDER BY p.seq")
+        for seq, received_at, raw in rows:
+            self._remember(PendingDoc(seq, datetime.fromisoformat(received_at), json.loads(raw)))
+        count = list(await self._conn.execute_fetchall(
+            "SELECT COUNT(*) FROM entries WHERE state = 'pending'"))
+        self._pending = int(count[0][0])
+
+    def _remember(self, pending: PendingDoc) -> None:
+        doc_id = pending.doc["doc_id"]
+        self._by_seq.setdefault(pending.seq, []).append(doc_id)
+        current = self._docs.get(doc_id)
+        if current is None or current.seq <= pending.seq:
+            self._docs[doc_id] = pending
+            code = pending.doc.get("authority_code")
+            if code:
+                self._codes[code] = doc_id
+
+    def _forget(self, seq: int) -> None:
+        self._pending = max(0, self._pending - 1)
+        for doc_id in self._by_seq.pop(seq, ()):
+            current = self._docs.get(doc_id)
+            if current is None or current.seq != seq:
+                continue  # a later pending entry holds a newer state of it
+            del self._docs[doc_id]
+            code = current.doc.get("authority_code")
+            if code and self._codes.get(code) == doc_id:
+                del self._codes[code]
+
+
+@asynccontextmanager
+async def open_intake_journal(path: Path) -> AsyncIterator[IntakeJournal]:
+    async with open_sqlite_file(path, _SCHEMA) as conn:
+        journal = IntakeJournal(conn)
+        await journal.refresh()
+        yield journal
