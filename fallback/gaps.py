@@ -17,11 +17,18 @@ What the reconciler needs is stored with the gap: the key as asked (`key`, with 
 the seller when the key names one, the caller's `issued_on` when given (to re-apply the
 upstream-window rule), the outage window in force, and per requester the callback URL with
 `notified_at` (set by whoever notifies). `resolve` closes a gap with its outcome.
+
+
+Resolution (`resolve_many`, the reconciler) keeps the outcome (`found` / `missing`) and the
+final verification answer; each requester's callback is then due (`due_callbacks`) until
+`callback_sent`, or `callback_failed` with the next attempt's time (backoff set by the
+caller) and the attempts counted, until the caller gives up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import enum
 import json
 import secrets
@@ -52,7 +59,8 @@ CREATE TABLE IF NOT EXISTS gaps (
     last_seen     REAL NOT NULL,
     count         INTEGER NOT NULL,
     resolved_at   REAL,
-    resolution    TEXT
+    resolution    TEXT,
+    answer_json   TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS gaps_one_open ON gaps (lookup_key) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS gaps_seller ON gaps (seller_tax_id);
@@ -64,10 +72,24 @@ CREATE TABLE IF NOT EXISTS gap_requesters (
     last_seen    REAL NOT NULL,
     count        INTEGER NOT NULL,
     notified_at  REAL,
+    notify_attempts INTEGER NOT NULL DEFAULT 0,
+    next_notify_at  REAL,
+    notify_error    TEXT,
     PRIMARY KEY (gap_id, key_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS gap_requesters_key ON gap_requesters (key_id);
 """
+#: Columns added after the first release, for files created before them.
+_ADDED_COLUMNS = (
+    ("gaps", "answer_json", "TEXT"),
+    ("gap_requesters", "notify_attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("gap_requesters", "next_notify_at", "REAL"),
+    ("gap_requesters", "notify_error", "TEXT"),
+)
+_ADD_COLUMN = {(t, c): f"ALTER TABLE {t} ADD COLUMN {c} {d}" for t, c, d in _ADDED_COLUMNS}
+_TABLE_INFO = {t: f"PRAGMA table_info({t})" for t, _, _ in _ADDED_COLUMNS}
+
+
 
 
 class GapReason(enum.StrEnum):
@@ -119,6 +141,8 @@ class Gap:
     resolved_at: float | None
     resolution: str | None
     requesters: tuple[Requester, ...] = field(default=())
+    #: the final verification answer, once resolved
+    answer: dict[str, Any] | None = None
 
     def as_dict(self, *, requesters: Collection[str] | None = None) -> dict[str, Any]:
         """`requesters`: the key ids whose entries may be shown (None: all of them)."""
@@ -131,7 +155,33 @@ class Gap:
                 "status": str(self.status), "first_seen": _stamp(self.first_seen),
                 "last_seen": _stamp(self.last_seen), "count": self.count,
                 "resolved_at": _stamp(self.resolved_at), "resolution": self.resolution,
+                "answer": self.answer,
                 "requester_count": len(self.requesters), "requesters": shown}
+
+
+class GapOutcome(enum.StrEnum):
+    """How the reconciler resolved a gap: the primary holds the invoice (`found`, with the
+    final answer), or it still does not once the grace period has passed (`missing`)."""
+
+    FOUND = "found"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    gap_id: str
+    outcome: GapOutcome
+    answer: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DueCallback:
+    """A resolved gap whose requester left a callback URL not yet notified."""
+
+    gap: Gap
+    key_id: str
+    callback_url: str
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +219,16 @@ class GapLedger(Protocol):
 
     async def resolve(self, gap_id: str, resolution: str) -> Gap | None: ...
 
+    async def count(self, status: GapStatus) -> int: ...
+
 
 _GAP_COLUMNS = ("id, lookup_key, scheme, key_json, seller_tax_id, issued_on, reason, "
-                "outage_id, status, first_seen, last_seen, count, resolved_at, resolution")
+                "outage_id, status, first_seen, last_seen, count, resolved_at, resolution, "
+                "answer_json")
 _SELECT = f"SELECT {_GAP_COLUMNS} FROM gaps"  # noqa: S608 (constants)
+_SELECT_MANY = _SELECT + " WHERE id IN (SELECT value FROM json_each(?))"  # noqa: S608
 _INSERT = (f"INSERT INTO gaps ({_GAP_COLUMNS}) VALUES "  # noqa: S608 (constants)
-           "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 1, NULL, NULL)")
+           "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 1, NULL, NULL, NULL)")
 # Sets of values are passed as one JSON array parameter: the SQL text never varies.
 _REQUESTERS = ("SELECT gap_id, key_id, callback_url, first_seen, last_seen, count, "
                "notified_at FROM gap_requesters WHERE gap_id IN (SELECT value FROM "
@@ -286,7 +340,8 @@ class SqliteGapLedger:
         return [Gap(r[0], r[1], r[2], json.loads(r[3]), r[4],
                     date.fromisoformat(r[5]) if r[5] else None, GapReason(r[6]), r[7],
                     GapStatus(r[8]), r[9], r[10], r[11], r[12], r[13],
-                    tuple(requesters[r[0]])) for r in rows]
+                    tuple(requesters[r[0]]), json.loads(r[14]) if r[14] else None)
+                for r in rows]
 
     async def get(self, gap_id: str) -> Gap | None:
         rows = await self._conn.execute_fetchall(
@@ -323,6 +378,63 @@ class SqliteGapLedger:
                 (self._clock().timestamp(), resolution, gap_id))
         return await self.get(gap_id)
 
+    async def resolve_many(self, resolutions: Collection[Resolution]) -> int:
+        """Resolve open gaps in one transaction (one fsync for a page of them); how many
+        were still open. A gap resolved meanwhile (another reconciler) is left as it is."""
+        if not resolutions:
+            return 0
+        at = self._clock().timestamp()
+        rows = [(at, str(r.outcome), json.dumps(r.answer, ensure_ascii=False), r.gap_id)
+                for r in resolutions]
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._conn.total_changes
+                await self._conn.executemany(
+                    "UPDATE gaps SET status = 'resolved', resolved_at = ?, resolution = ?, "
+                    "answer_json = ? WHERE id = ? AND status = 'open'", rows)
+                changed = self._conn.total_changes - before
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        return changed
+
+    async def count(self, status: GapStatus) -> int:
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT COUNT(*) FROM gaps WHERE status = ?", (str(status),)))
+        return int(rows[0][0])
+
+    async def due_callbacks(self, *, max_attempts: int,
+                            limit: int = 100) -> builtins.list[DueCallback]:
+        """Callbacks of resolved gaps not yet delivered, whose next attempt is due."""
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT r.gap_id, r.key_id, r.callback_url, r.notify_attempts "
+            "FROM gap_requesters r JOIN gaps g ON g.id = r.gap_id "
+            "WHERE g.status = 'resolved' AND r.callback_url IS NOT NULL "
+            "AND r.notified_at IS NULL AND r.notify_attempts < ? "
+            "AND (r.next_notify_at IS NULL OR r.next_notify_at <= ?) "
+            "ORDER BY r.gap_id, r.key_id LIMIT ?",
+            (max_attempts, self._clock().timestamp(), limit)))
+        gaps = {g.id: g for g in await self._gaps(await self._conn.execute_fetchall(
+            _SELECT_MANY, (json.dumps(sorted({str(r[0]) for r in rows})),)))}
+        return [DueCallback(gaps[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in gaps]
+
+    async def callback_sent(self, gap_id: str, key_id: str) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE gap_requesters SET notified_at = ?, notify_attempts = "
+                "notify_attempts + 1, notify_error = NULL WHERE gap_id = ? AND key_id = ?",
+                (self._clock().timestamp(), gap_id, key_id))
+
+    async def callback_failed(self, gap_id: str, key_id: str, error: str,
+                              next_attempt: datetime) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE gap_requesters SET notify_attempts = notify_attempts + 1, "
+                "notify_error = ?, next_notify_at = ? WHERE gap_id = ? AND key_id = ?",
+                (error[:500], next_attempt.timestamp(), gap_id, key_id))
+
 
 def visible(gap: Gap, who: Visibility | None) -> bool:
     """The same rule as `SqliteGapLedger.list(visible_to=...)`, for a single gap."""
@@ -332,11 +444,22 @@ def visible(gap: Gap, who: Visibility | None) -> bool:
         r.key_id == who.key_id for r in gap.requesters)
 
 
+async def _add_missing_columns(conn: aiosqlite.Connection) -> None:
+    """Files from before a column existed get it (`CREATE TABLE IF NOT EXISTS` keeps the
+    old shape)."""
+    for table, info in _TABLE_INFO.items():
+        present = {str(row[1]) for row in await conn.execute_fetchall(info)}
+        for (t, column), statement in _ADD_COLUMN.items():
+            if t == table and column not in present:
+                await conn.execute(statement)
+
+
 @asynccontextmanager
 async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
     async with open_sqlite_file(path, _SCHEMA) as conn:
+        await _add_missing_columns(conn)
         ledger = SqliteGapLedger(conn, clock=clock)
         try:
             yield ledger

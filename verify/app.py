@@ -16,6 +16,7 @@ from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.outages import System, open_outage_log
 from fallback.replica import WriteThrough
 from indexer.intake import Intake
+from indexer.journal import open_intake_journal
 from indexer.store.elasticsearch import ClientFactory
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
@@ -27,9 +28,11 @@ from verify.keys import (
     ES_CLIENT_FACTORY,
     GAPS,
     INTAKE,
+    JOURNALED_INTAKE,
     ORIGINALS,
     OUTAGES,
     QR_POOL,
+    RECONCILER,
     REGISTRY,
     REPLICA,
     RESILIENCE,
@@ -40,6 +43,7 @@ from verify.keys import (
 from verify.middlewares import error_middleware
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
+from verify.reconciling import journaled_intake, primary_ready, reconciler
 from verify.responses import SECURITY_HEADERS
 from verify.routes import setup_routes
 from verify.settings import Settings
@@ -82,13 +86,16 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Breakers around the primary and the replica, the outage log and the gap ledger (local
-    SQLite files, written whatever is down), and the health monitor probing both."""
+    """Breakers around the primary and the replica, the outage log, the gap ledger and the
+    intake journal (local SQLite files, written whatever is down), the health monitor
+    probing both, and the reconciler running whenever the primary is usable and there is
+    work (journal entries, open gaps, callbacks)."""
     settings, fb = app[SETTINGS], app[SETTINGS].fallback
     lag = timedelta(hours=fb.intake_lag_hours)
     config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
     async with open_outage_log(settings.outages_path, horizon=lag + timedelta(days=1)) \
-            as outages, open_gap_ledger(settings.gaps_path) as gaps:
+            as outages, open_gap_ledger(settings.gaps_path) as gaps, \
+            open_intake_journal(settings.journal_path) as journal:
         await outages.close_dangling()
         primary = DependencyGuard(System.PRIMARY, CircuitBreaker("primary", config), outages)
         replica = DependencyGuard(System.REPLICA, CircuitBreaker("replica", config), outages)
@@ -96,16 +103,26 @@ async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
         app[OUTAGES], app[GAPS] = outages, gaps
         app[RESILIENCE] = Resilience(
             app[STORE], app[REPLICA], primary, replica, outages, gaps,
-            primary_timeout=fb.primary_timeout_ms / 1000, intake_lag=lag, metrics=metrics)
+            primary_timeout=fb.primary_timeout_ms / 1000, intake_lag=lag, metrics=metrics,
+            journal=journal)
+        intake = journaled_intake(settings, app[INTAKE], journal, app[REPLICA], primary,
+                                  outages, app[TRUST_ANCHORS])
+        app[JOURNALED_INTAKE] = intake
+        app[RECONCILER] = reconciler(settings, intake, gaps)
         store, replica_store = app[STORE], app[REPLICA]
         monitor = HealthMonitor([(primary, store.ping), (replica, replica_store.ping)],
                                 outages, metrics, interval=fb.probe_interval_seconds,
                                 timeout=fb.primary_timeout_ms / 1000)
-        task = asyncio.create_task(monitor.run(), name="health-monitor")
+        tasks = [asyncio.create_task(monitor.run(), name="health-monitor"),
+                 asyncio.create_task(app[RECONCILER].run_forever(
+                     interval=fb.reconcile_interval_seconds, ready=lambda: primary_ready(
+                         primary, outages)), name="reconciler")]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:

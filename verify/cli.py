@@ -38,6 +38,7 @@ from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_ve
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
 from verify.logs import AccessLogger, configure_logging
+from verify.reconcile_cli import run_loop, run_once
 from verify.reports import Totals, parse_report_query, render
 from verify.settings import Settings, SettingsError
 
@@ -459,6 +460,37 @@ def report_missing(
             totals = asyncio.run(run(sink))
     err.print(f"{totals.sequences} sequences, {totals.issued} numbers issued: "
               f"{totals.missing} missing, {totals.cancelled} cancelled", highlight=False)
+
+
+@app.command("reconcile")
+def reconcile_cmd(
+        loop: Annotated[bool, typer.Option(
+            "--loop", help="keep running: reconcile whenever the primary is usable and there "
+                           "is work (the compose reconciler)")] = False,
+        interval: Annotated[float | None, typer.Option(
+            help="seconds between checks in --loop [env INVOICE_RECONCILE_INTERVAL_SECONDS]",
+            min=0.1)] = None,
+        heartbeat: Annotated[Path | None, typer.Option(
+            help="with --loop: file touched after every check, for health checks")] = None,
+        data_dir: DataDir = None) -> None:
+    """Drain the intake journal into the primary, re-check every open gap (found or, after
+    the grace period, missing), deliver callbacks (POST /api/v1/reconcile does the same).
+    Exit 1 if the primary failed and work was left."""
+    settings = _settings(data_dir=data_dir)
+    if loop:
+        run_loop(settings, heartbeat,
+                 interval or float(settings.fallback.reconcile_interval_seconds))
+        return
+    with _progress() as bar:
+        result = run_once(settings, bar)
+    err.print(f"journal: {result.journal_applied} of {result.journal_total} entries applied; "
+              f"gaps: {result.gaps_found} found, {result.gaps_missing} missing, "
+              f"{result.gaps_waiting} waiting for the grace period; callbacks: "
+              f"{result.callbacks_sent} sent, {result.callbacks_failed} failed "
+              f"({result.seconds} s)", highlight=False)
+    if result.stopped_by:
+        err.print(f"[red]stopped: {result.stopped_by}[/]", highlight=False)
+        raise typer.Exit(1)
 
 
 outage_app = typer.Typer(help="Outage windows: declare maintenance or an authority outage, "

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from fallback.breaker import Clock, utc_now
 from fallback.gaps import GapLedger, GapReason, GapRequest
@@ -26,6 +26,7 @@ from fallback.health import DependencyGuard, Metrics
 from fallback.outages import OutageLog, System, day_bounds
 from fallback.replica import Replica, ReplicaUnavailable
 from indexer.codec import invoice_from_doc
+from indexer.journal import PendingDoc
 from indexer.keys import VnKey
 from indexer.model import Invoice
 from indexer.store import InvoiceStore
@@ -37,6 +38,17 @@ log = logging.getLogger("verify.degraded")
 
 #: Fields a replica document may carry to say when it was written (else `as_of` is now).
 _WRITTEN_AT_FIELDS = ("replicated_at", "written_at")
+
+
+class PendingSource(Protocol):
+    """The intake journal's pending state (`indexer.journal.IntakeJournal`)."""
+
+    @property
+    def pending_count(self) -> int: ...
+
+    def pending_doc(self, doc_id: str) -> PendingDoc | None: ...
+
+    def pending_doc_by_code(self, code: str) -> PendingDoc | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +76,7 @@ class Resilience:
     def __init__(self, store: InvoiceStore, replica: Replica, primary: DependencyGuard,
                  replica_guard: DependencyGuard, outages: OutageLog, gaps: GapLedger, *,
                  primary_timeout: float, intake_lag: timedelta, metrics: Metrics | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, journal: PendingSource | None = None) -> None:
         self.store = store
         self.replica = replica
         self.primary = primary
@@ -75,6 +87,7 @@ class Resilience:
         self.intake_lag = intake_lag
         self.metrics = metrics or Metrics()
         self._clock = clock
+        self.journal = journal
 
     async def fetch(self, query: LookupQuery) -> Fetched:
         maintenance = self.outages.active(System.PRIMARY)
@@ -137,12 +150,27 @@ class Resilience:
             return GapReason.INTAKE_LAG, None
         return None
 
+    def _pending(self, query: LookupQuery) -> Fetched | None:
+        """An invoice a pending journal entry creates or changes: its pending state is newer
+        than anything the primary or the replica holds (README "Outages")."""
+        journal = self.journal
+        if journal is None or not journal.pending_count:
+            return None
+        pending = (journal.pending_doc(query.key.doc_id) if query.key is not None
+                   else journal.pending_doc_by_code(query.authority_code or ""))
+        if pending is None:
+            return None
+        return Fetched(invoice_from_doc(pending.doc), "replica", True, pending.received_at)
+
     async def answer(self, query: LookupQuery, requester: str,
                      callback_url: str | None = None) -> tuple[dict[str, Any], Invoice | None]:
-        fetched = await self.fetch(query)
+        pending = self._pending(query)
+        fetched = pending or await self.fetch(query)
         invoice = fetched.invoice
         answer = build_answer(query, invoice, source=fetched.source,
                               degraded=fetched.degraded, as_of=fetched.as_of)
+        if pending is not None:
+            answer["pending_intake"] = True
         if invoice is None:
             why = self._miss_reason(query, fetched)
             if why is not None:

@@ -10,6 +10,7 @@ only their own entry in `requesters` (key id and callback URL).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal, Role
 from verify.body import read_json_object
 from verify.errors import ApiError
-from verify.keys import ACCESS, GAPS, OUTAGES, RESILIENCE
+from verify.keys import ACCESS, GAPS, JOURNALED_INTAKE, OUTAGES, RECONCILER, RESILIENCE
 from verify.responses import json_response
 
 SMALL_BODY = 16 * 1024
@@ -178,6 +179,40 @@ async def declare_outage(request: web.Request) -> web.Response:
                                      f"{window.end.isoformat() if window.end else ''}",
                                      request.remote)
     return json_response(window.as_dict(), status=201)
+
+
+async def _reconcile_status(app: web.Application) -> dict[str, Any]:
+    reconciler = app[RECONCILER]
+    journal = app[JOURNALED_INTAKE].journal
+    return {"running": reconciler.running, "run": reconciler.progress.as_dict(),
+            "journal": await journal.counts(),
+            "open_gaps": await app[GAPS].count(GapStatus.OPEN)}
+
+
+async def reconcile_status(request: web.Request) -> web.Response:
+    """The current or last run's progress, the journal's entries and the open gaps."""
+    return json_response(await _reconcile_status(request.app))
+
+
+async def start_reconcile(request: web.Request) -> web.Response:
+    """Start a run now (in the background; one at a time) and answer 202 with the status to
+    poll. A run already going is not started twice: the answer says it is running."""
+    reconciler = request.app[RECONCILER]
+    started = not reconciler.running
+    if started:
+        task = asyncio.create_task(reconciler.run(), name="reconcile-now")
+        _RUNS.add(task)
+        task.add_done_callback(_RUNS.discard)
+        await asyncio.sleep(0)  # let it take its lock, so the status says running
+    request.app[ACCESS].audit.record(request[PRINCIPAL], "reconcile.start", "reconciler",
+                                     "started" if started else "already_running",
+                                     request.remote)
+    return json_response({"started": started, **await _reconcile_status(request.app)},
+                         status=202)
+
+
+#: Runs started over HTTP (a reference, so they are not garbage-collected mid-run).
+_RUNS: set[asyncio.Task[Any]] = set()
 
 
 def _line(name: str, value: float, **labels: str) -> str:

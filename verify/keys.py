@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from fallback.gaps import GapLedger
+from fallback.journaled_intake import JournaledIntake
 from fallback.outages import OutageLog
+from fallback.reconciler import Reconciler
 from fallback.replica import Replica
 from indexer.intake import Intake
 from indexer.signature import TrustAnchors
@@ -30,5 +32,8 @@ QR_POOL = web.AppKey("qr_pool", DecodePool)
 RESILIENCE = web.AppKey("resilience", Resilience)
 GAPS = web.AppKey("gaps", GapLedger)
 OUTAGES = web.AppKey("outages", OutageLog)
+#: `POST /packages` goes through here: the journal first, then the primary when it can.
+JOURNALED_INTAKE = web.AppKey("journaled_intake", JournaledIntake)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 #: How the Elasticsearch clients are built; None means the official client as configured.
 ES_CLIENT_FACTORY: web.AppKey[ClientFactory | None] = web.AppKey("es_client_factory")

@@ -64,6 +64,12 @@ _IMAGE_BODY = {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                                        "properties": {"image": _IMAGE}}},
     **{t: {"schema": _IMAGE} for t in ("image/jpeg", "image/png", "image/webp", "image/heic")}}}
+_LEDGER = {"type": "string", "format": "binary"}
+_LEDGER_BODY = {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["ledger"],
+                                       "properties": {"ledger": _LEDGER}}},
+    "text/csv": {"schema": _LEDGER},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": _LEDGER}}}
 _ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "invoice id: vn:MST:template:series:number, cn:code:number or "
                             "cn:<20-digit number>"}
@@ -72,8 +78,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/packages": {"post": _op(
         "packages.create", "Intake one package; answers the acceptance notice",
         body={"type": "object", "required": ["package_id", "sender", "declared_count"]},
-        responses={"200": "acceptance notice", "400": "malformed JSON", "409": "id conflict",
-                   "413": "too large", "415": "not JSON", "422": "invalid envelope"})},
+        responses={"200": "acceptance notice", "202": "queued in the intake journal (the "
+                   "primary is unavailable); the notice says queued", "400": "malformed JSON",
+                   "409": "id conflict", "413": "too large", "415": "not JSON",
+                   "422": "invalid envelope", "503": "neither the primary nor the journal "
+                   "can take it; Retry-After"})},
     "/api/v1/invoices/lookup": {"get": _op(
         "invoices.lookup", "Verify an invoice by any key form", params=LOOKUP_PARAMS,
         responses={"200": "verification answer", "400": "bad query"})},
@@ -111,7 +120,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/reports/missing": {"get": _op(
         "reports.missing", "Missing-invoice report: per numbering sequence (vn template + "
         "series, cn invoice code) of one seller, first/last number seen, count issued, "
-        "missing and cancelled number ranges; streamed JSON or CSV",
+        "missing and cancelled number ranges, then the outage gaps (open or resolved "
+        "missing) with their outage windows; streamed JSON or CSV",
         params=[_q("seller_tax_id", "required: the seller (audit keys: one of their scope)"),
                 _q("template", "vn: template digit 1-9"), _q("series", "vn: series symbol"),
                 _q("code", "cn: invoice code (10 or 12 digits)"),
@@ -121,6 +131,21 @@ PATHS: dict[str, dict[str, Any]] = {
                 _q("format", "json (default) or csv", "^(json|csv)$")],
         responses={"200": "the report (application/json or text/csv)", "400": "bad query",
                    "503": "the primary index cannot answer"})},
+    "/api/v1/reports/ledger": {"post": _op(
+        "reports.ledger", "Ledger reconciliation: each line of a buyer's purchase ledger "
+        "(CSV or XLSX) checked against the index (valid, mismatch with the fields, cancelled, "
+        "replaced, adjusted, not_found, unconfirmed, or a per-line error), and the buyer's "
+        "invoices of the period the ledger lacks; streamed JSON or CSV",
+        params=[_q("buyer_tax_id", "required: the buyer (audit keys: one of their scope)"),
+                _q("year", "the ledger's period: a year (or from and to)", r"^\d{4}$"),
+                _q("from", "first issue date, YYYY-MM-DD"),
+                _q("to", "last issue date (inclusive), YYYY-MM-DD"),
+                _q("format", "json (default) or csv", "^(json|csv)$")],
+        responses={"200": "the report (application/json or text/csv)",
+                   "400": "bad query, or a file that is not a readable ledger",
+                   "413": "more than 32 MiB or 100,000 lines",
+                   "415": "not CSV, XLSX or multipart"})
+        | {"requestBody": _LEDGER_BODY}},
     "/api/v1/admin/keys": {
         "post": _op("admin.keys.create", "Create an API key (token shown once)",
                     body={"type": "object", "required": ["role"], "properties": {
@@ -178,6 +203,13 @@ PATHS: dict[str, dict[str, Any]] = {
                                          "reason": {"type": "string"}}},
                     responses={"201": "declared", "400": "malformed JSON", "415": "not JSON",
                                "422": "invalid window"})},
+    "/api/v1/reconcile": {"post": _op(
+        "reconcile.start", "Run the reconciler now: drain the intake journal, re-check open "
+        "gaps, deliver callbacks",
+        responses={"202": "started (or already running), with the status to poll"})},
+    "/api/v1/reconcile/status": {"get": _op(
+        "reconcile.status", "Progress of the current or last reconciler run, journal entries "
+        "and open gaps", responses={"200": "status"})},
     "/metrics": {"get": _op("metrics", "Prometheus metrics (text format)", secured=False)},
     "/healthz": {"get": _op("health", "Liveness", secured=False)},
     "/readyz": {"get": _op("ready", "Readiness per dependency", secured=False,

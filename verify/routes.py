@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import admin_views, batch, fallback_views, openapi, reports, views
+from verify import admin_views, batch, fallback_views, ledger_reports, openapi, reports, views
 from verify.qr import views as qr_views
 
 API = "/api/v1"
@@ -23,6 +23,7 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{API}/invoices/{{id}}/qr.png", qr_views.invoice_qr_png,
                 name="invoices.qr_png"),
         web.get(f"{API}/reports/missing", reports.missing_report, name="reports.missing"),
+        web.post(f"{API}/reports/ledger", ledger_reports.ledger_report, name="reports.ledger"),
         web.post(f"{API}/admin/keys", admin_views.create_key, name="admin.keys.create"),
         web.get(f"{API}/admin/keys", admin_views.list_keys, name="admin.keys.list"),
         web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,
@@ -34,6 +35,9 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{API}/gaps/{{id}}", fallback_views.get_gap, name="gaps.get"),
         web.get(f"{API}/outages", fallback_views.list_outages, name="outages.list"),
         web.post(f"{API}/outages", fallback_views.declare_outage, name="outages.declare"),
+        web.post(f"{API}/reconcile", fallback_views.start_reconcile, name="reconcile.start"),
+        web.get(f"{API}/reconcile/status", fallback_views.reconcile_status,
+                name="reconcile.status"),
         web.get("/metrics", fallback_views.metrics, name="metrics"),
         web.get("/healthz", views.healthz, name="health"),
         web.get("/readyz", views.readyz, name="ready"),

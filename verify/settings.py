@@ -87,13 +87,27 @@ class FallbackSettings:
     row and lets a trial call through after `breaker_open_seconds`; `primary_timeout_ms`
     bounds one read of the primary on the request path; the health monitor probes every
     `probe_interval_seconds`. `intake_lag_hours`: how long an invoice may take to reach us
-    after it was issued (after an upstream outage: after the window's end)."""
+    after it was issued (after an upstream outage: after the window's end).
+
+    Intake and reconciliation: `primary_write_timeout_ms` bounds applying one package to the
+    primary (beyond it the package stays queued in the journal); the reconciler checks for
+    work every `reconcile_interval_seconds`; a gap the primary still cannot answer is
+    resolved `missing` once `gap_grace_hours` have passed since it was first seen; callbacks
+    are tried `callback_max_attempts` times, `callback_backoff_seconds` apart, doubling;
+    applied journal entries are kept `journal_retention_days` (re-posts answered from them).
+    """
 
     breaker_failures: int = 5
     breaker_open_seconds: int = 30
     primary_timeout_ms: int = 2000
     probe_interval_seconds: int = 5
     intake_lag_hours: int = 24
+    primary_write_timeout_ms: int = 30_000
+    reconcile_interval_seconds: int = 5
+    gap_grace_hours: int = 24
+    callback_max_attempts: int = 8
+    callback_backoff_seconds: int = 30
+    journal_retention_days: int = 7
 
 
 def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
@@ -103,6 +117,14 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         primary_timeout_ms=_int(env, "INVOICE_PRIMARY_TIMEOUT_MS", 2000, minimum=10),
         probe_interval_seconds=_int(env, "INVOICE_PROBE_INTERVAL_SECONDS", 5, minimum=1),
         intake_lag_hours=_int(env, "INVOICE_INTAKE_LAG_HOURS", 24),
+        primary_write_timeout_ms=_int(env, "INVOICE_PRIMARY_WRITE_TIMEOUT_MS", 30_000,
+                                      minimum=100),
+        reconcile_interval_seconds=_int(env, "INVOICE_RECONCILE_INTERVAL_SECONDS", 5,
+                                        minimum=1),
+        gap_grace_hours=_int(env, "INVOICE_GAP_GRACE_HOURS", 24),
+        callback_max_attempts=_int(env, "INVOICE_CALLBACK_MAX_ATTEMPTS", 8, minimum=1),
+        callback_backoff_seconds=_int(env, "INVOICE_CALLBACK_BACKOFF_SECONDS", 30, minimum=1),
+        journal_retention_days=_int(env, "INVOICE_JOURNAL_RETENTION_DAYS", 7, minimum=1),
     )
 
 
@@ -160,6 +182,10 @@ class Settings:
     @property
     def gaps_path(self) -> Path:
         return self.data_dir / "gaps.sqlite3"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.sqlite3"
 
     @property
     def outages_path(self) -> Path:

@@ -2,50 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
 
-from indexer.package import Package, parse_json_package
-from indexer.rules import Violation
-from indexer.signature import seller_signature_violations
-from indexer.vn_xml import parse_xml_package
+from fallback.journaled_intake import IntakeUnavailableError
+from indexer.submission import BodyFormat, read_submission
 from verify.access.middleware import PRINCIPAL
 from verify.body import read_body
 from verify.errors import ApiError
 from verify.fallback_views import split_callback
-from verify.keys import ACCESS, INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE, TRUST_ANCHORS
+from verify.keys import ACCESS, JOURNALED_INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE
 from verify.lookup import parse_lookup
 from verify.responses import json_response
 from verify.verification import verify_query
 
 _JSON_TYPES = frozenset({"application/json"})
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
-
-
-async def _seller_signatures(app: web.Application, package: Package,
-                             originals: dict[int, bytes]) -> dict[int, list[Violation]]:
-    """Seller XML-DSig checks (indexer/signature.py), when trust anchors are configured.
-
-    C14N, digests and RSA over every invoice of a package are CPU work (milliseconds per
-    invoice, seconds for a large package); on the event loop they would stall every other
-    request for that long (about 1 ms per invoice here: 10 s for a 10,000-invoice package).
-    The default executor (a thread pool) is enough: it is one call per package, and the event
-    loop keeps turning meanwhile (the GIL is handed over every few milliseconds and lxml
-    releases it while parsing), so other requests are served, slower, not stalled. A process
-    pool would add parallelism at the cost of pickling every package."""
-    anchors = app[TRUST_ANCHORS]
-    if not anchors.enabled or not originals:
-        return {}
-    check = functools.partial(seller_signature_violations, package, originals, anchors,
-                              app[SETTINGS].rules)
-    return await asyncio.get_running_loop().run_in_executor(None, check)
+#: What a 503 from intake asks the sender to wait before posting again.
+RETRY_AFTER_SECONDS = 30
 
 
 async def post_package(request: web.Request) -> web.Response:
+    """200 with the final notice once the primary holds the package; 202 with a queued
+    notice when it is durable in the intake journal but the primary cannot take it now
+    (the reconciler applies it later; re-posting answers the notice as it then stands);
+    503 with Retry-After when neither can take it. Seller signatures are checked off the
+    event loop (`JournaledIntake.signatures`)."""
     if request.content_type not in _JSON_TYPES | _XML_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        "send the package as application/json or application/xml",
@@ -54,23 +38,29 @@ async def post_package(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     principal = request[PRINCIPAL]
     body = await read_body(request, settings.max_package_bytes)
-    originals: dict[int, bytes] = {}
-    if request.content_type in _XML_TYPES:
-        parsed = parse_xml_package(body, max_items=settings.max_package_items)
-        package, originals = parsed.package, parsed.originals
-    else:
-        package = parse_json_package(body, max_items=settings.max_package_items)
+    fmt = BodyFormat.XML if request.content_type in _XML_TYPES else BodyFormat.JSON
+    submission = read_submission(body, fmt, max_items=settings.max_package_items)
+    package = submission.package
     if not principal.may_send_for(package.sender):
         raise ApiError(403, "sender_not_allowed",
                        "this key may only send packages for its own provider ids",
                        {"sender": package.sender, "allowed": sorted(principal.scopes)})
-    signatures = await _seller_signatures(request.app, package, originals)
-    result = await request.app[INTAKE].ingest(package, originals, signatures)
-    outcome = "replayed" if result.replayed else str(result.notice["result"])
-    request.app[ACCESS].audit.record(principal, "intake", package.package_id, outcome,
+    intake = request.app[JOURNALED_INTAKE]
+    try:
+        outcome = await intake.submit(submission, await intake.signatures(submission))
+    except IntakeUnavailableError as exc:
+        error = ApiError(503, "intake_unavailable", "the package was not taken: the primary "
+                         "index and the local intake journal are both unavailable; post it "
+                         "again later", {"package_id": package.package_id, "reason": str(exc)})
+        error.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        raise error from None
+    result = str(outcome.notice["result"])
+    outcome_name = "replayed" if outcome.replayed else result
+    request.app[ACCESS].audit.record(principal, "intake", package.package_id, outcome_name,
                                      request.remote)
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return json_response(result.notice, status=200, headers=headers)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    return json_response(outcome.notice, status=202 if outcome.queued else 200,
+                         headers=headers)
 
 
 async def lookup(request: web.Request) -> web.Response:

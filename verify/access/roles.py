@@ -51,12 +51,16 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "invoices.qr_png": _V,
     "invoices.original": _V,
     "reports.missing": frozenset({Role.AUDIT}),  # and only for the key's scoped tax ids
+    "reports.ledger": frozenset({Role.AUDIT}),  # likewise, for the buyer
     # gaps: verify keys see the gaps they asked about; audit keys also their sellers'
     # (verify/fallback_views.py); outage windows are read by auditors, declared by admins.
     "gaps.list": _V,
     "gaps.get": _V,
     "outages.list": frozenset({Role.AUDIT}),
     "outages.declare": frozenset({Role.ADMIN}),
+    # reconciliation: started by admins; its progress read by auditors too.
+    "reconcile.start": frozenset({Role.ADMIN}),
+    "reconcile.status": frozenset({Role.AUDIT}),
     "metrics": PUBLIC,
     "admin.keys.create": frozenset({Role.ADMIN}),
     "admin.keys.list": frozenset({Role.ADMIN}),

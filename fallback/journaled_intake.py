@@ -1,0 +1,263 @@
+"""Intake through the durable journal: nothing acknowledged is lost, whatever is down.
+
+`JournaledIntake.submit` is what `POST /api/v1/packages` calls:
+
+1. A package id already in the journal is answered from there (its final notice once
+   applied, its queued notice while pending); a different body under the same id is a 409.
+2. With the primary usable (no maintenance window of it in force, breaker closed or trying,
+   and nothing older still pending in the journal, so packages reach the primary in the
+   order they came): append to the journal (fsync), apply to the primary through `Intake`,
+   mark the entry applied, answer the final notice (200).
+3. Otherwise, or when the primary fails while applying: the package is kept in the journal
+   with a *queued* notice (202): step-1 rules decided, chain rules evaluated against the
+   replica and the journal as warnings; the invoices it creates or changes go to the replica
+   and stay answerable from the journal (`pending_intake`), never as gaps. The reconciler
+   (`fallback.reconciler`) applies it when the primary is back.
+4. Neither the primary nor the journal can take it: `IntakeUnavailableError`, answered 503
+   with Retry-After. Never a silent drop.
+
+`apply_entry` applies one journal entry to the primary exactly as a fresh post would be
+(the body parsed again, signatures checked again, every rule run against the primary, the
+receipt time kept). It is idempotent: a package the primary already holds is answered by
+the primary's notice, so an entry applied twice (a crash between the primary's commit and
+`mark_applied`) changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fallback.breaker import Clock, utc_now
+from fallback.health import DependencyGuard
+from fallback.outages import OutageLog, System
+from fallback.replica import Replica, ReplicaUnavailable
+from indexer.codec import invoice_from_doc, invoice_to_doc
+from indexer.intake import Intake, IntakeResult
+from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
+from indexer.model import Invoice
+from indexer.package import PackageError
+from indexer.rules import Violation
+from indexer.signature import TrustAnchors
+from indexer.store.protocol import StoreUnavailableError
+from indexer.submission import Submission, read_submission, signature_violations
+
+log = logging.getLogger("fallback.intake")
+
+
+class IntakeUnavailableError(Exception):
+    """Neither the primary nor the local journal can take a package now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    notice: dict[str, Any]
+    replayed: bool
+    queued: bool  # in the journal, waiting for the primary (HTTP 202)
+
+
+class ReplicaReads:
+    """`InvoiceReads` without the primary: the journal's pending state first, then the
+    replica. A replica that cannot answer knows nothing (its findings are warnings only)."""
+
+    def __init__(self, journal: IntakeJournal, replica: Replica) -> None:
+        self.journal = journal
+        self.replica = replica
+
+    async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
+        found: dict[str, Invoice] = {}
+        for doc_id in doc_ids:
+            pending = self.journal.pending_doc(doc_id)
+            doc = pending.doc if pending else await self._replica_doc(doc_id)
+            if doc is not None:
+                found[doc_id] = invoice_from_doc(doc)
+        return found
+
+    async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]:
+        taken: set[str] = set()
+        for code in codes:
+            if self.journal.pending_doc_by_code(code) is not None:
+                taken.add(code)
+                continue
+            try:
+                if await self.replica.get_by_authority_code(code) is not None:
+                    taken.add(code)
+            except ReplicaUnavailable:
+                continue
+        return taken
+
+    async def _replica_doc(self, doc_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.replica.get(doc_id)
+        except ReplicaUnavailable:
+            return None
+
+
+class JournaledIntake:
+    def __init__(self, intake: Intake, journal: IntakeJournal, replica: Replica,
+                 primary: DependencyGuard, outages: OutageLog, *, anchors: TrustAnchors,
+                 max_items: int, write_timeout: float, clock: Clock = utc_now) -> None:
+        self.intake = intake
+        self.journal = journal
+        self.replica = replica
+        self.primary = primary
+        self.outages = outages
+        self.anchors = anchors
+        self.max_items = max_items
+        self.write_timeout = write_timeout
+        self.clock = clock
+        self.reads = ReplicaReads(journal, replica)
+        # One submission at a time: journal order is the order packages reach the primary.
+        self._lock = asyncio.Lock()
+
+    def primary_usable(self) -> bool:
+        return self.outages.active(System.PRIMARY) is None and self.primary.allow()
+
+    async def signatures(self, submission: Submission) -> dict[int, list[Violation]]:
+        """Seller XML-DSig checks off the event loop (milliseconds per invoice)."""
+        if not self.anchors.enabled or not submission.originals:
+            return {}
+        return await asyncio.get_running_loop().run_in_executor(
+            None, signature_violations, submission, self.anchors, self.intake.rules)
+
+    async def submit(self, submission: Submission,
+                     extra: Mapping[int, list[Violation]]) -> Outcome:
+        package = submission.package
+        async with self._lock:
+            entry = await self._journaled(package.package_id)
+            if entry is not None:
+                return await self._replay(entry, submission)
+            now = self.clock()
+            if self.primary_usable() and self.journal.pending_count == 0:
+                return await self._direct(submission, extra, now)
+            return await self._queue(submission, extra, now, seq=None)
+
+    async def _journaled(self, package_id: str) -> JournalEntry | None:
+        try:
+            return await self.journal.get(package_id)
+        except Exception as exc:  # an unreadable journal must not stop a healthy primary
+            log.error("intake journal unreadable", extra={"error": repr(exc)})
+            return None
+
+    async def _replay(self, entry: JournalEntry, submission: Submission) -> Outcome:
+        if entry.digest != submission.package.digest:
+            raise PackageError(
+                "package.id_conflict",
+                "this package id was already used for a package with different content",
+                status=409, details={"package_id": entry.package_id,
+                                     "received_at": entry.received_at.isoformat()})
+        if entry.notice is not None and entry.state == "applied":
+            return Outcome(entry.notice, replayed=True, queued=False)
+        if self.primary_usable() and self.journal.pending_count <= 1:
+            try:  # the only pending entry, interrupted before: finish it now
+                notice = await self.apply_entry(entry)
+                return Outcome(notice, replayed=True, queued=False)
+            except (StoreUnavailableError, TimeoutError) as exc:
+                await self.primary.failed(f"{type(exc).__name__}: {exc}")
+        if entry.notice is not None:
+            return Outcome(entry.notice, replayed=True, queued=True)
+        provisional = await self.intake.provisional(
+            submission.package, self.reads, await self.signatures(submission),
+            received_at=entry.received_at)
+        return Outcome(provisional.notice, replayed=True, queued=True)
+
+    async def _direct(self, submission: Submission, extra: Mapping[int, list[Violation]],
+                      now: datetime) -> Outcome:
+        package = submission.package
+        seq: int | None
+        try:
+            seq = await self.journal.append(submission, now)
+        except JournalUnavailableError as exc:
+            # The primary is durable on its own; the journal only loses its copy.
+            log.error("intake journal unwritable; applying to the primary directly",
+                      extra={"error": str(exc), "package_id": package.package_id})
+            seq = None
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                result: IntakeResult = await self.intake.ingest(
+                    package, submission.originals, extra, received_at=now)
+        except PackageError:
+            if seq is not None:
+                await self.journal.discard(seq)
+            raise
+        except (StoreUnavailableError, TimeoutError) as exc:
+            await self.primary.failed(f"{type(exc).__name__}: {exc}")
+            if seq is None:
+                raise IntakeUnavailableError(
+                    "the primary index failed and the intake journal is unwritable") from exc
+            log.warning("primary failed during intake; the package is queued in the journal",
+                        extra={"package_id": package.package_id, "error": repr(exc)})
+            return await self._queue(submission, extra, now, seq=seq)
+        await self.primary.succeeded()
+        if seq is not None:
+            try:
+                await self.journal.mark_applied(seq, result.notice, self.clock())
+            except Exception:  # the drain finds it applied in the primary and marks it then
+                log.exception("could not mark a journal entry applied", extra={"seq": seq})
+        return Outcome(result.notice, replayed=result.replayed, queued=False)
+
+    async def _queue(self, submission: Submission, extra: Mapping[int, list[Violation]],
+                     now: datetime, *, seq: int | None) -> Outcome:
+        provisional = await self.intake.provisional(submission.package, self.reads, extra,
+                                                    received_at=now)
+        docs = [invoice_to_doc(invoice) for invoice in provisional.invoices]
+        try:
+            if seq is None:
+                await self.journal.append(submission, now, notice=provisional.notice,
+                                          pending_docs=docs)
+            else:
+                await self.journal.set_provisional(seq, provisional.notice, docs, now)
+        except (JournalUnavailableError, OSError) as exc:
+            raise IntakeUnavailableError(
+                "the primary index is unavailable and the intake journal is unwritable"
+            ) from exc
+        if docs:
+            try:
+                await self.replica.put_many(docs)
+            except ReplicaUnavailable:
+                log.warning("replica unavailable; queued invoices answer from the journal")
+        return Outcome(provisional.notice, replayed=False, queued=True)
+
+    async def apply_entry(self, entry: JournalEntry) -> dict[str, Any]:
+        """Apply one journal entry to the primary; its final notice. Raises
+        `StoreUnavailableError` / `TimeoutError` when the primary fails (the entry stays
+        pending). An entry the primary refuses as a whole (its id taken by another package
+        meanwhile, a body today's limits refuse) is closed with a rejection notice: it was
+        acknowledged as queued, so it is answered, not dropped silently."""
+        provisional_ids = await self.journal.pending_doc_ids(entry.seq)
+        try:
+            submission = read_submission(entry.body, entry.format, max_items=self.max_items)
+            extra = await self.signatures(submission)
+            async with asyncio.timeout(self.write_timeout):
+                result = await self.intake.ingest(submission.package, submission.originals,
+                                                  extra, received_at=entry.received_at)
+            notice = result.notice
+        except PackageError as exc:
+            notice = {"package_id": entry.package_id, "sender": entry.sender,
+                      "received_at": entry.received_at.isoformat().replace("+00:00", "Z"),
+                      "result": "rejected", "accepted": 0,
+                      "error": {"code": exc.code, "message": exc.message,
+                                "details": exc.details}}
+        await self.journal.mark_applied(entry.seq, notice, self.clock())
+        await self._settle_replica(provisional_ids)
+        return notice
+
+    async def _settle_replica(self, doc_ids: list[str]) -> None:
+        """The replica held the queued state of these invoices: replace it with the
+        primary's (an invoice the primary refused in the end leaves the replica)."""
+        if not doc_ids:
+            return
+        final = await self.intake.store.get_invoices(doc_ids)
+        try:
+            if final:
+                await self.replica.put_many(invoice_to_doc(i) for i in final.values())
+            gone = [d for d in doc_ids if d not in final]
+            if gone:
+                await self.replica.delete_many(gone)
+        except ReplicaUnavailable:
+            log.warning("replica unavailable; queued invoices were not settled in it",
+                        extra={"invoices": len(doc_ids)})

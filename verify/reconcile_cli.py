@@ -1,0 +1,111 @@
+"""`invoice-verify reconcile`: one run with progress bars, or `--loop` (the `reconciler`
+process of compose.yaml), which runs whenever the primary is usable and there is work, and
+touches a heartbeat file after every check so a health check can tell it is alive.
+
+It opens the same files and backends as the service in the same data directory (the
+journal, the gap ledger and the outage log are local SQLite files; the primary and the
+replica as configured), so it drains what the service journaled and resolves the gaps the
+service recorded. Running it beside the service is safe (`fallback.reconciler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import Progress, TaskID
+
+from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.gaps import open_gap_ledger
+from fallback.health import DependencyGuard, HealthMonitor, Metrics
+from fallback.outages import System, open_outage_log
+from fallback.reconciler import ReconcileProgress, Reconciler
+from fallback.replica import WriteThrough
+from indexer.intake import Intake
+from indexer.journal import open_intake_journal
+from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
+from verify.reconciling import journaled_intake, primary_ready, reconciler
+from verify.settings import Settings
+
+
+@dataclass(slots=True)
+class Bars:
+    """Progress bars of one run: journal entries applied, gaps re-checked."""
+
+    progress: Progress
+    journal: TaskID | None = None
+    gaps: TaskID | None = None
+
+    def __call__(self, p: ReconcileProgress) -> None:
+        if p.phase == "journal":
+            if self.journal is None:
+                self.journal = self.progress.add_task("journal entries applied",
+                                                      total=p.journal_total)
+            self.progress.update(self.journal, completed=p.journal_applied,
+                                 total=max(p.journal_total, p.journal_applied))
+        elif p.phase == "gaps":
+            if self.gaps is None:
+                self.gaps = self.progress.add_task("open gaps re-checked", total=p.gaps_total)
+            self.progress.update(self.gaps, completed=p.gaps_checked,
+                                 total=max(p.gaps_total, p.gaps_checked))
+
+
+@contextlib.asynccontextmanager
+async def open_reconciler(settings: Settings, bars: Bars | None = None,
+                          ) -> AsyncIterator[tuple[Reconciler, HealthMonitor]]:
+    fb = settings.fallback
+    config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
+    async with open_registry(settings) as registry, open_originals(settings) as originals, \
+            open_invoice_store(settings) as store, open_replica(settings) as replica, \
+            open_outage_log(settings.outages_path) as outages, \
+            open_gap_ledger(settings.gaps_path) as gaps, \
+            open_intake_journal(settings.journal_path) as journal:
+        primary = DependencyGuard(System.PRIMARY, CircuitBreaker("primary", config), outages)
+        replica_guard = DependencyGuard(System.REPLICA, CircuitBreaker("replica", config),
+                                        outages)
+        intake = Intake(store, settings.rules, registry, originals,
+                        after_commit=WriteThrough(replica))
+        journaled = journaled_intake(settings, intake, journal, replica, primary, outages,
+                                     settings.load_trust_anchors())
+        monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
+                                outages, Metrics(), interval=fb.probe_interval_seconds,
+                                timeout=fb.primary_timeout_ms / 1000)
+        yield reconciler(settings, journaled, gaps, on_progress=bars), monitor
+
+
+def run_once(settings: Settings, progress: Progress) -> ReconcileProgress:
+    async def run() -> ReconcileProgress:
+        async with open_reconciler(settings, Bars(progress)) as (rec, monitor):
+            await monitor.probe_once()
+            return await rec.run()
+
+    return asyncio.run(run())
+
+
+def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> None:
+    """Until interrupted. The heartbeat file's modification time is the last check."""
+
+    def beat() -> None:
+        if heartbeat is not None:
+            heartbeat.touch()
+
+    async def loop() -> None:
+        async with open_reconciler(settings) as (rec, monitor):
+            outages = rec.intake.outages
+            probes = asyncio.create_task(monitor.run(), name="health-monitor")
+            try:
+                await rec.run_forever(
+                    interval=interval, heartbeat=beat,
+                    ready=lambda: primary_ready(rec.intake.primary, outages))
+            finally:
+                probes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probes
+
+    if heartbeat is not None:
+        heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(loop())
