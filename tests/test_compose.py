@@ -90,7 +90,8 @@ def test_redis_persists_its_data(compose: dict[str, Any]) -> None:
 def test_service_and_reconciler_commands(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["verify"]["command"] == ["invoice-verify", "serve"]
-    assert services["reconciler"]["command"] == ["invoice-verify", "reconcile", "--loop"]
+    assert services["reconciler"]["command"] == ["invoice-verify", "reconcile", "--loop",
+                                                 "--heartbeat", "/data/reconciler.heartbeat"]
     assert services["verify"]["build"]
     assert services["reconciler"]["image"] == services["verify"]["image"]
     env = _environment(services["verify"])

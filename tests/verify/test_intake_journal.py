@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,3 +309,34 @@ async def test_authority_code_lookups_answer_queued_invoices(cli: Client) -> Non
     resp = await cli.get(LOOKUP, params={"authority_code": authority_code(51)})
     answer = await resp.json()
     assert (answer["status"], answer["pending_intake"]) == ("valid", True)
+
+
+def test_reconcile_loop_beats_its_heartbeat_until_stopped(tmp_path: Path) -> None:
+    """The compose reconciler's command, as a real process: it touches the heartbeat file
+    after every check and stops cleanly on SIGINT."""
+    heartbeat = tmp_path / "beat" / "reconciler.heartbeat"
+    exe = Path(sys.executable).with_name("invoice-verify")
+    env = {**os.environ, "INVOICE_DATA_DIR": str(tmp_path / "data")}
+    env.pop("INVOICE_ES_URL", None)
+    env.pop("INVOICE_REDIS_URL", None)
+    proc = subprocess.Popen([str(exe), "reconcile", "--loop", "--interval", "0.2",
+                             "--heartbeat", str(heartbeat)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not heartbeat.exists():
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            assert time.monotonic() < deadline, "no heartbeat within 60 s"
+            time.sleep(0.1)
+        first = heartbeat.stat().st_mtime_ns
+        while heartbeat.stat().st_mtime_ns == first:
+            assert time.monotonic() < deadline, "the heartbeat did not beat again"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            output = proc.communicate(timeout=20)[0].decode()
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, output
