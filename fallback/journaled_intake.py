@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from fallback.health import DependencyGuard
 from fallback.outages import OutageLog, System
 from fallback.replica import Replica, ReplicaUnavailable
 from indexer.codec import invoice_from_doc, invoice_to_doc
-from indexer.intake import Intake, IntakeResult
+from indexer.intake import BatchItem, Intake, IntakeResult
 from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
 from indexer.model import Invoice
 from indexer.package import PackageError
@@ -47,6 +47,13 @@ from indexer.store.protocol import StoreUnavailableError
 from indexer.submission import Submission, read_submission, signature_violations
 
 log = logging.getLogger("fallback.intake")
+
+
+def _refusal(entry: JournalEntry, exc: PackageError) -> dict[str, Any]:
+    return {"package_id": entry.package_id, "sender": entry.sender,
+            "received_at": entry.received_at.isoformat().replace("+00:00", "Z"),
+            "result": "rejected", "accepted": 0,
+            "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
 
 class IntakeUnavailableError(Exception):
@@ -223,28 +230,39 @@ class JournaledIntake:
         return Outcome(provisional.notice, replayed=False, queued=True)
 
     async def apply_entry(self, entry: JournalEntry) -> dict[str, Any]:
-        """Apply one journal entry to the primary; its final notice. Raises
-        `StoreUnavailableError` / `TimeoutError` when the primary fails (the entry stays
-        pending). An entry the primary refuses as a whole (its id taken by another package
-        meanwhile, a body today's limits refuse) is closed with a rejection notice: it was
-        acknowledged as queued, so it is answered, not dropped silently."""
-        provisional_ids = await self.journal.pending_doc_ids(entry.seq)
-        try:
-            submission = read_submission(entry.body, entry.format, max_items=self.max_items)
-            extra = await self.signatures(submission)
-            async with asyncio.timeout(self.write_timeout):
-                result = await self.intake.ingest(submission.package, submission.originals,
-                                                  extra, received_at=entry.received_at)
-            notice = result.notice
-        except PackageError as exc:
-            notice = {"package_id": entry.package_id, "sender": entry.sender,
-                      "received_at": entry.received_at.isoformat().replace("+00:00", "Z"),
-                      "result": "rejected", "accepted": 0,
-                      "error": {"code": exc.code, "message": exc.message,
-                                "details": exc.details}}
-        await self.journal.mark_applied(entry.seq, notice, self.clock())
+        """Apply one journal entry to the primary; its final notice (`apply_entries`)."""
+        return (await self.apply_entries([entry]))[0]
+
+    async def apply_entries(self, entries: Sequence[JournalEntry]) -> list[dict[str, Any]]:
+        """Apply journal entries to the primary, in order, in one batch (one commit on
+        SQLite: `Intake.ingest_many`); their final notices. Raises `StoreUnavailableError` /
+        `TimeoutError` when the primary fails (the entries stay pending). An entry the
+        primary refuses as a whole (its id taken by another package meanwhile, a body
+        today's limits refuse) is closed with a rejection notice: it was acknowledged as
+        queued, so it is answered, not dropped silently."""
+        notices: dict[int, dict[str, Any]] = {}
+        batch: list[tuple[JournalEntry, BatchItem]] = []
+        for entry in entries:
+            try:
+                submission = read_submission(entry.body, entry.format,
+                                             max_items=self.max_items)
+            except PackageError as exc:
+                notices[entry.seq] = _refusal(entry, exc)
+                continue
+            batch.append((entry, BatchItem(submission.package, entry.received_at,
+                                           submission.originals,
+                                           await self.signatures(submission))))
+        if batch:
+            async with asyncio.timeout(self.write_timeout * max(1, len(batch) // 100)):
+                results = await self.intake.ingest_many([item for _, item in batch])
+            for (entry, _), result in zip(batch, results, strict=True):
+                notices[entry.seq] = (_refusal(entry, result) if isinstance(result, PackageError)
+                                      else result.notice)
+        provisional_ids = await self.journal.pending_doc_ids_many([e.seq for e in entries])
+        ordered = [(e.seq, notices[e.seq]) for e in entries]
+        await self.journal.mark_applied_many(ordered, self.clock())
         await self._settle_replica(provisional_ids)
-        return notice
+        return [notice for _, notice in ordered]
 
     async def _settle_replica(self, doc_ids: list[str]) -> None:
         """The replica held the queued state of these invoices: replace it with the

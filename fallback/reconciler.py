@@ -3,10 +3,11 @@
 One run (`Reconciler.run`), in this order, each step idempotent so a run can be killed at
 any point and simply started again:
 
-1. **Drain the intake journal** into the primary, oldest entry first, through
-   `JournaledIntake.apply_entry` (every rule re-run against the primary, receipt time
-   kept; a package the primary already holds is answered from it, so nothing is applied
-   twice). The primary failing stops the run: the rest waits for the next one.
+1. **Drain the intake journal** into the primary, oldest entry first, `batch` entries at a
+   time through `JournaledIntake.apply_entries` (every rule re-run against the primary,
+   receipt time kept, one commit per batch on SQLite; a package the primary already holds
+   is answered from it, so nothing is applied twice). The primary failing stops the run:
+   the rest waits for the next one.
 2. **Re-check every open gap** against the primary, a page at a time: found resolves it
    `found` with the final verification answer (and warms the replica with the invoice);
    not found resolves it `missing` once the grace period has passed since it was first
@@ -89,6 +90,7 @@ class Reconciler:
                  answer_gaps: GapAnswerer, replica: Replica, *,
                  notifier: CallbackNotifier | None, grace: timedelta,
                  journal_retention: timedelta = timedelta(days=7), page: int = 500,
+                 batch: int = 200,
                  on_progress: Callable[[ReconcileProgress], None] | None = None,
                  clock: Clock = utc_now) -> None:
         self.intake = intake
@@ -100,6 +102,7 @@ class Reconciler:
         self.grace = grace
         self.journal_retention = journal_retention
         self.page = page
+        self.batch = batch
         self.on_progress = on_progress
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -155,18 +158,18 @@ class Reconciler:
         self._tell(p)
         after = 0
         while True:
-            entries = await self.journal.pending(after=after, limit=self.page)
+            entries = await self.journal.pending(after=after, limit=self.batch)
             if not entries:
                 return
-            for entry in entries:
-                try:
-                    await self.intake.apply_entry(entry)
-                except (StoreUnavailableError, TimeoutError) as exc:
-                    await self.journal.note_failure(entry.seq, repr(exc))
-                    raise PrimaryFailed(f"applying journal entry {entry.seq}: {exc!r}") from exc
-                after = entry.seq
-                p.journal_applied += 1
-                self._tell(p)
+            try:
+                await self.intake.apply_entries(entries)
+            except (StoreUnavailableError, TimeoutError) as exc:
+                await self.journal.note_failure(entries[0].seq, repr(exc))
+                raise PrimaryFailed(f"applying journal entries from {entries[0].seq}: "
+                                    f"{exc!r}") from exc
+            after = entries[-1].seq
+            p.journal_applied += len(entries)
+            self._tell(p)
 
     async def _recheck_gaps(self, p: ReconcileProgress) -> None:
         p.phase = "gaps"

@@ -26,7 +26,7 @@ import asyncio
 import enum
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -162,9 +162,7 @@ class IntakeJournal:
         return {str(s): found.get(str(s), 0) for s in EntryState}
 
     async def pending_doc_ids(self, seq: int) -> list[str]:
-        rows = await self._conn.execute_fetchall(
-            "SELECT doc_id FROM pending_docs WHERE seq = ? ORDER BY doc_id", (seq,))
-        return [str(r[0]) for r in rows]
+        return await self.pending_doc_ids_many([seq])
 
     # -- writes -----------------------------------------------------------------------
 
@@ -206,20 +204,39 @@ class IntakeJournal:
         """The primary holds the entry; `notice` is final. Its pending documents go. Not
         worth an fsync of its own: if a crash loses this, the entry is applied again, and
         applying is idempotent (the primary answers the package id with its notice)."""
+        await self.mark_applied_many([(seq, notice)], at)
+
+    async def mark_applied_many(self, notices: Sequence[tuple[int, dict[str, Any]]],
+                                at: datetime) -> None:
+        """`mark_applied` for a batch of entries, in one transaction."""
+        if not notices:
+            return
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = await self._conn.execute(
-                    "UPDATE entries SET state = 'applied', notice = ?, applied_at = ?, "
-                    "last_error = NULL WHERE seq = ? AND state = 'pending'",
-                    (json.dumps(notice, ensure_ascii=False), _stamp(at), seq))
-                await self._conn.execute("DELETE FROM pending_docs WHERE seq = ?", (seq,))
+                applied: list[int] = []
+                for seq, notice in notices:
+                    cursor = await self._conn.execute(
+                        "UPDATE entries SET state = 'applied', notice = ?, applied_at = ?, "
+                        "last_error = NULL WHERE seq = ? AND state = 'pending'",
+                        (json.dumps(notice, ensure_ascii=False), _stamp(at), seq))
+                    if cursor.rowcount:
+                        applied.append(seq)
+                await self._conn.execute(
+                    "DELETE FROM pending_docs WHERE seq IN (SELECT value FROM json_each(?))",
+                    (json.dumps([seq for seq, _ in notices]),))
                 await self._conn.execute("COMMIT")
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
-            if cursor.rowcount:  # not when another caller applied it first
+            for seq in applied:
                 self._forget(seq)
+
+    async def pending_doc_ids_many(self, seqs: Sequence[int]) -> list[str]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT DISTINCT doc_id FROM pending_docs WHERE seq IN "
+            "(SELECT value FROM json_each(?)) ORDER BY doc_id", (json.dumps(list(seqs)),))
+        return [str(r[0]) for r in rows]
 
     async def discard(self, seq: int) -> None:
         """Remove a pending entry the primary refused as a whole (e.g. an id conflict): it

@@ -90,6 +90,7 @@ from indexer.store.es_mappings import (
 from indexer.store.numbering_reports import NumberingScope, NumberRun, es_numbering_runs
 from indexer.store.protocol import (
     DuplicateInvoiceError,
+    PackageCommit,
     PackageExistsError,
     StoredPackage,
     StoreUnavailableError,
@@ -278,6 +279,19 @@ class ElasticsearchStore:
             except BaseException as exc:
                 await self._undo(created, exc)
                 raise
+
+    async def commit_packages(self, batch: Sequence[PackageCommit]) -> None:
+        """Package by package, in order (there are no multi-document transactions)."""
+        for commit in batch:
+            await self.commit_package(commit.package, commit.new, commit.changed)
+
+    async def get_packages(self, package_ids: Iterable[str]) -> dict[str, StoredPackage]:
+        with _unavailable_on_failure("get_packages"):
+            sources = await self._mget_sources(self.patient, self.layout.packages,
+                                               package_ids)
+        return {pid: StoredPackage(s["package_id"], s["sender"], s["digest"],
+                                   datetime.fromisoformat(s["received_at"]), s["notice"])
+                for pid, s in sources.items()}
 
     async def _refuse_stale(self, changed: Sequence[Invoice]) -> None:
         stored = await self._mget_sources(self.patient, self.layout.invoices,

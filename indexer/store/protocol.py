@@ -37,6 +37,16 @@ class StoredPackage:
     notice: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class PackageCommit:
+    """One package's writes: its record, the invoices it created (as it left them) and the
+    stored invoices it changed."""
+
+    package: StoredPackage
+    new: Sequence[Invoice]
+    changed: Sequence[Invoice]
+
+
 class InvoiceStore(Protocol):
     backend: str
 
@@ -60,6 +70,14 @@ class InvoiceStore(Protocol):
         All or nothing. Raises `PackageExistsError` if the package id is taken and
         `DuplicateInvoiceError` if a new invoice's key or authority code is taken.
         """
+
+    async def get_packages(self, package_ids: Iterable[str]) -> dict[str, StoredPackage]:
+        """The committed packages among `package_ids`, by id (one read for a batch)."""
+
+    async def commit_packages(self, batch: Sequence[PackageCommit]) -> None:
+        """`commit_package` for several packages, in order (the intake journal's drain).
+        All or nothing where the backend has transactions (SQLite: one transaction, one
+        fsync); else package by package, each as `commit_package`. Same errors."""
 
     async def count_invoices(self) -> int: ...
 

@@ -22,7 +22,12 @@ import aiosqlite
 from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc
 from indexer.model import Invoice
 from indexer.store.numbering_reports import NumberingScope, NumberRun, sqlite_numbering_runs
-from indexer.store.protocol import DuplicateInvoiceError, PackageExistsError, StoredPackage
+from indexer.store.protocol import (
+    DuplicateInvoiceError,
+    PackageCommit,
+    PackageExistsError,
+    StoredPackage,
+)
 
 SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -173,27 +178,44 @@ class SqliteStore:
 
     async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],
                              changed: Sequence[Invoice]) -> None:
+        await self.commit_packages([PackageCommit(package, new, changed)])
+
+    async def commit_packages(self, batch: Sequence[PackageCommit]) -> None:
+        """One transaction: every package record, then every new invoice, then every change
+        in package order (a later package's change of an invoice an earlier one created
+        lands on top of it)."""
         conn = self._writer
         await conn.execute("BEGIN IMMEDIATE")
         try:
             try:
-                await conn.execute(
+                await conn.executemany(
                     "INSERT INTO packages (package_id, sender, digest, received_at, notice)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (package.package_id, package.sender, package.digest,
-                     package.received_at.isoformat(), json.dumps(package.notice,
-                                                                 ensure_ascii=False)))
+                    [(c.package.package_id, c.package.sender, c.package.digest,
+                      c.package.received_at.isoformat(),
+                      json.dumps(c.package.notice, ensure_ascii=False)) for c in batch])
             except sqlite3.IntegrityError as exc:
-                raise PackageExistsError(package.package_id) from exc
+                raise PackageExistsError(", ".join(c.package.package_id for c in batch)) \
+                    from exc
             try:
-                await conn.executemany(_INSERT, [invoice_to_doc(inv) for inv in new])
+                await conn.executemany(_INSERT, [invoice_to_doc(inv) for c in batch
+                                                 for inv in c.new])
             except sqlite3.IntegrityError as exc:
                 raise DuplicateInvoiceError(str(exc)) from exc
-            await conn.executemany(_UPDATE, [invoice_to_doc(inv) for inv in changed])
+            await conn.executemany(_UPDATE, [invoice_to_doc(inv) for c in batch
+                                             for inv in c.changed])
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
+
+    async def get_packages(self, package_ids: Iterable[str]) -> dict[str, StoredPackage]:
+        rows = await self._writer.execute_fetchall(
+            "SELECT package_id, sender, digest, received_at, notice FROM packages "
+            "WHERE package_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(package_ids))),))
+        return {r[0]: StoredPackage(r[0], r[1], r[2], datetime.fromisoformat(r[3]),
+                                    json.loads(r[4])) for r in rows}
 
     async def scan_invoices(self, issued_from: date, issued_until: date, *,
                             after: str | None = None, limit: int = 1000) -> list[Invoice]:
