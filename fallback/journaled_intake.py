@@ -35,8 +35,8 @@ from typing import Any
 from fallback.breaker import Clock, utc_now
 from fallback.health import DependencyGuard
 from fallback.outages import OutageLog, System
-from fallback.replica import Replica, ReplicaUnavailable
-from indexer.codec import invoice_from_doc, invoice_to_doc
+from fallback.replica import Replica, ReplicaUnavailable, replica_doc
+from indexer.codec import invoice_from_doc
 from indexer.intake import BatchItem, Intake, IntakeResult
 from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
 from indexer.model import Invoice
@@ -139,7 +139,8 @@ class JournaledIntake:
             if entry is not None:
                 return await self._replay(entry, submission)
             now = self.clock()
-            if self.primary_usable() and self.journal.pending_count == 0:
+            # pending first: `primary_usable` takes a half-open breaker's trial slot
+            if self.journal.pending_count == 0 and self.primary_usable():
                 return await self._direct(submission, extra, now)
             return await self._queue(submission, extra, now, seq=None)
 
@@ -159,12 +160,17 @@ class JournaledIntake:
                                      "received_at": entry.received_at.isoformat()})
         if entry.notice is not None and entry.state == "applied":
             return Outcome(entry.notice, replayed=True, queued=False)
-        if self.primary_usable() and self.journal.pending_count <= 1:
+        if self.journal.pending_count <= 1 and self.primary_usable():
             try:  # the only pending entry, interrupted before: finish it now
                 notice = await self.apply_entry(entry)
-                return Outcome(notice, replayed=True, queued=False)
             except (StoreUnavailableError, TimeoutError) as exc:
                 await self.primary.failed(f"{type(exc).__name__}: {exc}")
+            except BaseException:
+                self.primary.abandoned()  # no verdict on the primary: free the trial slot
+                raise
+            else:
+                await self.primary.succeeded()
+                return Outcome(notice, replayed=True, queued=False)
         if entry.notice is not None:
             return Outcome(entry.notice, replayed=True, queued=True)
         provisional = await self.intake.provisional(
@@ -188,6 +194,7 @@ class JournaledIntake:
                 result: IntakeResult = await self.intake.ingest(
                     package, submission.originals, extra, received_at=now)
         except PackageError:
+            self.primary.abandoned()  # no verdict on the primary: free the trial slot
             if seq is not None:
                 await self.journal.discard(seq)
             raise
@@ -199,6 +206,9 @@ class JournaledIntake:
             log.warning("primary failed during intake; the package is queued in the journal",
                         extra={"package_id": package.package_id, "error": repr(exc)})
             return await self._queue(submission, extra, now, seq=seq)
+        except BaseException:
+            self.primary.abandoned()
+            raise
         await self.primary.succeeded()
         if seq is not None:
             try:
@@ -211,7 +221,7 @@ class JournaledIntake:
                      now: datetime, *, seq: int | None) -> Outcome:
         provisional = await self.intake.provisional(submission.package, self.reads, extra,
                                                     received_at=now)
-        docs = [invoice_to_doc(invoice) for invoice in provisional.invoices]
+        docs = [replica_doc(invoice) for invoice in provisional.invoices]
         try:
             if seq is None:
                 await self.journal.append(submission, now, notice=provisional.notice,
@@ -272,7 +282,7 @@ class JournaledIntake:
         final = await self.intake.store.get_invoices(doc_ids)
         try:
             if final:
-                await self.replica.put_many(invoice_to_doc(i) for i in final.values())
+                await self.replica.put_many(replica_doc(i) for i in final.values())
             gone = [d for d in doc_ids if d not in final]
             if gone:
                 await self.replica.delete_many(gone)

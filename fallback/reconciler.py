@@ -36,8 +36,7 @@ from fallback.breaker import Clock, utc_now
 from fallback.callbacks import CallbackNotifier
 from fallback.gaps import Gap, GapOutcome, GapStatus, Resolution, SqliteGapLedger
 from fallback.journaled_intake import JournaledIntake
-from fallback.replica import Replica, ReplicaUnavailable
-from indexer.codec import invoice_to_doc
+from fallback.replica import Replica, ReplicaUnavailable, replica_doc
 from indexer.model import Invoice
 from indexer.store.protocol import StoreUnavailableError
 
@@ -208,7 +207,7 @@ class Reconciler:
         if not invoices:
             return
         try:
-            await self.replica.put_many(invoice_to_doc(i) for i in invoices)
+            await self.replica.put_many(replica_doc(i) for i in invoices)
         except ReplicaUnavailable as exc:
             log.warning("replica unavailable while warming it", extra={"error": str(exc)})
 

@@ -37,6 +37,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
@@ -242,6 +243,14 @@ async def open_redis_replica(url: str, *, namespace: str = NAMESPACE,
 
 
 
+def replica_doc(invoice: Invoice) -> Doc:
+    """What the replica holds for an invoice: its flat document and `replicated_at`, the
+    moment it was written (a degraded answer's `as_of`: how fresh the copy is)."""
+    doc = invoice_to_doc(invoice)
+    doc["replicated_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return doc
+
+
 class WriteThrough:
     """The intake's after-commit hook: every created or changed invoice goes to the replica.
     A replica that cannot take it is logged and counted (`failures`), never an intake
@@ -253,7 +262,7 @@ class WriteThrough:
 
     async def __call__(self, invoices: Sequence[Invoice]) -> None:
         try:
-            await self.replica.put_many(invoice_to_doc(invoice) for invoice in invoices)
+            await self.replica.put_many(replica_doc(invoice) for invoice in invoices)
         except ReplicaUnavailable:
             self.failures += 1
             log.warning("replica write-through failed; the reconciler will refill it",

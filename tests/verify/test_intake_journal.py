@@ -340,3 +340,15 @@ def test_reconcile_loop_beats_its_heartbeat_until_stopped(tmp_path: Path) -> Non
             proc.kill()
             raise
     assert proc.returncode == 0, output
+
+
+async def test_replica_answers_say_when_their_copy_was_written(cli: Client) -> None:
+    before = now()
+    assert (await post(cli, package([vn_invoice(61)])))[0] == 200
+    after = now()
+    await maintenance(cli, 3600)
+    await asyncio.sleep(0.05)
+    answer = await lookup(cli, 61)
+    assert (answer["source"], answer["degraded"]) == ("replica", True)
+    as_of = datetime.fromisoformat(answer["as_of"])
+    assert before <= as_of <= after  # the write-through time, not the time of asking
