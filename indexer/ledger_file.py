@@ -1,0 +1,203 @@
+"""A purchase ledger file (CSV or XLSX) read into rows of text cells under canonical names.
+
+A buyer's ledger of received invoices is whatever its accounting system exports, so the
+header row is matched loosely: names are compared case-, accent- and punctuation-blind
+(`Số hóa đơn`, `so_hoa_don` and `SO HOA DON` are one name), and each canonical column has a
+few common names (README "Ledger reconciliation" lists them). Other columns are kept out and
+reported as ignored; a name that two columns map to is an error, never a guess.
+
+The format is recognised from the content: an XLSX file is a zip archive; anything else is
+read as CSV (UTF-8, with or without BOM; GB 18030, which covers GBK exports of Chinese
+systems, when it is not UTF-8; comma, semicolon or tab separated, whichever the header uses).
+XLSX: the first worksheet, its first row the header; cells are read as displayed values
+(`data_only`), numbers to at most 15 significant digits as a spreadsheet shows them, dates as
+ISO dates. Key columns (numbers with leading zeros, 20-digit numbers) belong in text cells.
+
+XML inside XLSX is parsed by openpyxl with defusedxml (no entity expansion), after a check of
+the archive's uncompressed size, so a small upload cannot unpack into gigabytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import openpyxl
+
+#: Canonical column -> the header names accepted for it (compared after `normalise_header`).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "seller_tax_id": ("seller_tax_id", "seller", "seller_tax_code", "seller_mst", "mst",
+                      "nbmst", "mst_nguoi_ban", "mst_ban", "ma_so_thue",
+                      "ma_so_thue_nguoi_ban", "销售方纳税人识别号", "销售方识别号", "销方识别号",
+                      "销方税号"),
+    "template": ("template", "invoice_template", "khmshdon", "mau_so", "ky_hieu_mau_so"),
+    "series": ("series", "invoice_series", "khhdon", "ky_hieu", "ky_hieu_hoa_don"),
+    "invoice_code": ("invoice_code", "code", "fpdm", "发票代码"),
+    "number": ("number", "invoice_number", "invoice_no", "shdon", "so_hoa_don", "fphm",
+               "发票号码"),
+    "issued_on": ("issued_on", "issue_date", "invoice_date", "date", "nlap", "ngay_lap",
+                  "ngay_hoa_don", "kprq", "开票日期"),
+    "amount": ("amount", "amount_before_tax", "net_amount", "tgtcthue", "tien_truoc_thue",
+               "je", "金额", "不含税金额"),
+    "tax_amount": ("tax_amount", "tax", "vat", "vat_amount", "tgtthue", "tien_thue", "税额"),
+    "total_amount": ("total_amount", "total", "gross_amount", "tgtttbso", "tong_tien",
+                     "tong_tien_thanh_toan", "jshj", "价税合计"),
+}
+#: Without one of these a row cannot name an invoice.
+REQUIRED = ("number",)
+MAX_LINES = 100_000
+#: Bound on an XLSX archive's unpacked size (a 100,000-line sheet is about 30 MB).
+MAX_XLSX_UNPACKED = 256 * 1024 * 1024
+_ZIP_MAGIC = b"PK\x03\x04"
+_SEPARATORS = (",", ";", "\t")
+
+
+class LedgerFileError(ValueError):
+    """A file that cannot be read as a ledger at all (no row of it is checked)."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    row: int  # the row number a spreadsheet shows (the header is row 1)
+    cells: dict[str, str]  # canonical column -> text, blanks left out
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTable:
+    format: str  # csv | xlsx
+    columns: dict[str, str]  # canonical column -> the header as written
+    ignored: tuple[str, ...]  # headers matched to no column
+    rows: tuple[LedgerRow, ...]
+
+
+def normalise_header(name: str) -> str:
+    """Lower case, accents and `đ` folded, runs of spaces and punctuation as one `_`."""
+    folded = unicodedata.normalize("NFKD", name.strip().lower().replace("đ", "d"))
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    words = "".join(c if c.isalnum() else " " for c in plain).split()
+    return "_".join(words)
+
+
+_ALIASES = {normalise_header(alias): column
+            for column, aliases in COLUMNS.items() for alias in aliases}
+
+
+def _map_header(header: Sequence[str]) -> tuple[dict[int, str], dict[str, str], list[str]]:
+    """Column position -> canonical name, canonical -> header as written, ignored headers."""
+    positions: dict[int, str] = {}
+    named: dict[str, str] = {}
+    ignored: list[str] = []
+    for position, raw in enumerate(header):
+        column = _ALIASES.get(normalise_header(raw))
+        if column is None:
+            if raw.strip():
+                ignored.append(raw.strip())
+            continue
+        if column in named:
+            raise LedgerFileError("ambiguous_columns", f"two columns mean {column}",
+                                  column=column, headers=[named[column], raw.strip()])
+        positions[position] = column
+        named[column] = raw.strip()
+    missing = [c for c in REQUIRED if c not in named]
+    if missing:
+        raise LedgerFileError("missing_columns", "the header names no invoice number column",
+                              missing=missing, accepted={c: list(COLUMNS[c]) for c in missing})
+    return positions, named, ignored
+
+
+def _table(fmt: str, records: Iterator[tuple[int, Sequence[str]]]) -> LedgerTable:
+    try:
+        _, header = next(records)
+    except StopIteration:
+        raise LedgerFileError("empty_ledger", "the ledger has no header row") from None
+    positions, named, ignored = _map_header(header)
+    rows: list[LedgerRow] = []
+    for number, values in records:
+        if not any(v.strip() for v in values):
+            continue  # a blank line between blocks of a ledger is not a line of it
+        cells = {positions[i]: v.strip() for i, v in enumerate(values)
+                 if i in positions and v.strip()}
+        if len(rows) >= MAX_LINES:
+            raise LedgerFileError("ledger_too_large", f"a ledger holds at most {MAX_LINES} "
+                                  "lines", limit=MAX_LINES)
+        rows.append(LedgerRow(number, cells))
+    return LedgerTable(fmt, named, tuple(ignored), tuple(rows))
+
+
+def _csv_text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return body.decode("gb18030")
+    except UnicodeDecodeError:
+        raise LedgerFileError("unreadable_ledger", "the CSV is neither UTF-8 nor GB 18030 "
+                              "text (nor an XLSX file)") from None
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, Sequence[str]]]:
+    first = text.split("\n", 1)[0]
+    separator = max(_SEPARATORS, key=first.count)
+    try:
+        yield from enumerate(csv.reader(io.StringIO(text), delimiter=separator, strict=True),
+                             start=1)
+    except csv.Error as exc:
+        raise LedgerFileError("unreadable_ledger", f"the CSV cannot be read: {exc}") from None
+
+
+def cell_text(value: object) -> str:
+    """An XLSX cell as text: numbers as a spreadsheet displays them (15 significant digits,
+    whole numbers without a point), dates as ISO dates."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return format(value, ".15g")
+    return str(value)
+
+
+def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        raise LedgerFileError("unreadable_ledger", "the file is a damaged zip (XLSX)") from None
+    if unpacked > MAX_XLSX_UNPACKED:
+        raise LedgerFileError("ledger_too_large", "the XLSX unpacks to more than "
+                              f"{MAX_XLSX_UNPACKED} bytes", limit=MAX_XLSX_UNPACKED)
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a malformed workbook
+        raise LedgerFileError("unreadable_ledger", "the XLSX workbook cannot be read",
+                              error=type(exc).__name__) from None
+    try:
+        rows = book.worksheets[0].iter_rows(values_only=True)
+        for number, values in enumerate(rows, start=1):
+            yield number, [cell_text(v) for v in values]
+    finally:
+        book.close()
+
+
+def read_ledger(body: bytes) -> LedgerTable:
+    """The ledger's rows, or `LedgerFileError` for a file that is not a readable ledger."""
+    if body.startswith(_ZIP_MAGIC):
+        return _table("xlsx", _xlsx_records(body))
+    return _table("csv", _csv_records(_csv_text(body)))

@@ -1,0 +1,179 @@
+"""Ledger reconciliation: each line of a buyer's purchase ledger checked against the index,
+and the invoices the index holds for that buyer in the period that the ledger lacks.
+
+Lines are checked a chunk at a time, with one batched `get_invoices` on the primary for the
+chunk's keys. A line that read found is answered from it as a lookup would be
+(`verify.answer.build_answer`, source primary). Every other line, and every line while the
+primary cannot be read (a declared maintenance window, its breaker open, the read failing or
+timing out), is asked through `Resilience.answer`: the lookup path itself, where the intake
+journal, the replica and what a miss means (`not_found`, or `unconfirmed` with its reason,
+its outage window and a gap in the ledger) are decided, once for every caller. So is a line
+whose invoice the intake journal holds a newer state of (queued during an outage). A ledger
+is mostly found lines: while the primary answers, only the few others cost a read each.
+
+The not-in-ledger section scans the buyer's invoices of the period
+(`InvoiceStore.scan_buyer_invoices`, a page at a time) and lists those the ledger does not
+name, whatever their state. It needs the primary; when it cannot be read, the section says
+so (`checked: false`) instead of listing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import partial
+from typing import Any, TypeVar
+
+from fallback.outages import System
+from indexer.model import Invoice
+from indexer.store.protocol import IssuedPosition, StoreUnavailableError
+from verify.answer import build_answer, invoice_summary
+from verify.degraded import Resilience
+from verify.ledger_lines import LedgerLine, LineError, ledger_mismatches
+
+#: Lines per batched read.
+CHUNK = 500
+#: Invoices per page of the not-in-ledger scan.
+PAGE = 1000
+LINE_STATUSES = ("valid", "mismatch", "cancelled", "replaced", "adjusted", "not_found",
+                 "unconfirmed", "error")
+
+T = TypeVar("T")
+Redact = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerScope:
+    buyer_tax_id: str
+    issued_from: date
+    issued_until: date  # exclusive
+
+
+@dataclass(slots=True)
+class LedgerTotals:
+    statuses: Counter[str] = field(default_factory=Counter)
+    not_in_ledger: int = 0
+    not_in_ledger_checked: bool = True
+
+    @property
+    def lines(self) -> int:
+        return sum(self.statuses.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return {"lines": self.lines, **{s: self.statuses[s] for s in LINE_STATUSES},
+                "not_in_ledger": self.not_in_ledger}
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.statuses[s]} {s}" for s in LINE_STATUSES if self.statuses[s])
+        unlisted = (f"{self.not_in_ledger} not in the ledger" if self.not_in_ledger_checked
+                    else "not-in-ledger not checked (primary unavailable)")
+        return f"{self.lines} lines: {counts or 'none'}; {unlisted}"
+
+
+class LineChecker:
+    """The primary, read in batches under the same guard as lookups, and `Resilience.answer`
+    for whatever a batch does not settle. `requester` is recorded with any gap."""
+
+    def __init__(self, resilience: Resilience, requester: str,
+                 redact: Redact | None = None) -> None:
+        self.resilience = resilience
+        self.requester = requester
+        self.redact = redact or (lambda answer: answer)
+
+    async def guarded(self, read: Callable[[], Awaitable[T]]) -> T | None:
+        """`read()` on the primary, or None when it cannot be read now: a declared
+        maintenance window, its breaker open, or the read failing (which the breaker counts,
+        as for a lookup)."""
+        r = self.resilience
+        if r.outages.active(System.PRIMARY) is not None or not r.primary.allow():
+            return None
+        try:
+            async with asyncio.timeout(r.primary_timeout):
+                result = await read()
+        except asyncio.CancelledError:
+            r.primary.abandoned()
+            raise
+        except (StoreUnavailableError, TimeoutError) as exc:
+            await r.primary.failed(f"{type(exc).__name__}: {exc}")
+            return None
+        await r.primary.succeeded()
+        return result
+
+    def _pending(self, doc_id: str) -> bool:
+        """The intake journal holds a state of this invoice the primary does not have yet."""
+        journal = self.resilience.journal
+        return (journal is not None and journal.pending_count > 0
+                and journal.pending_doc(doc_id) is not None)
+
+    async def check(self, lines: Sequence[LedgerLine]) -> list[dict[str, Any]]:
+        store = self.resilience.store
+        found = await self.guarded(lambda: store.get_invoices({ln.doc_id for ln in lines}))
+        results: list[dict[str, Any]] = []
+        for line in lines:
+            invoice = found.get(line.doc_id) if found is not None else None
+            if invoice is not None and not self._pending(line.doc_id):
+                answer = build_answer(line.query, invoice)
+            else:
+                answer, invoice = await self.resilience.answer(line.query, self.requester)
+            results.append(line_result(line, self.redact(answer), invoice))
+        return results
+
+
+def line_result(line: LedgerLine, answer: dict[str, Any],
+                invoice: Invoice | None) -> dict[str, Any]:
+    """The report's entry for a checked line: the lookup answer's verdict, with what only a
+    ledger compares (tax amount, a Chinese invoice's seller) added to its mismatches."""
+    extra = ledger_mismatches(line, invoice) if invoice is not None else []
+    status = "mismatch" if answer["status"] == "valid" and extra else answer["status"]
+    assert line.query.key is not None
+    return {"row": line.row, "status": status, "reason": answer.get("reason"),
+            "id": line.doc_id, "scheme": line.query.scheme, "key": line.query.key.as_dict(),
+            "given": line.given, "invoice": answer["invoice"],
+            "mismatches": [*answer["mismatches"], *extra], "related": answer["related"],
+            "source": answer["source"], "degraded": answer["degraded"],
+            "as_of": answer["as_of"], "gap_id": answer["gap_id"]}
+
+
+async def check_lines(lines: Sequence[LedgerLine | LineError], checker: LineChecker,
+                      totals: LedgerTotals) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every line's entry, in ledger order, a chunk at a time."""
+    for start in range(0, len(lines), CHUNK):
+        chunk = lines[start:start + CHUNK]
+        checked = iter(await checker.check([ln for ln in chunk if isinstance(ln, LedgerLine)]))
+        results = [ln.as_dict() if isinstance(ln, LineError) else next(checked) for ln in chunk]
+        totals.statuses.update(r["status"] for r in results)
+        yield results
+
+
+def unlisted_entry(invoice: Invoice) -> dict[str, Any]:
+    return {"key": invoice.key.as_dict(), "scheme": invoice.scheme,
+            **invoice_summary(invoice)}
+
+
+async def not_in_ledger(scope: LedgerScope, listed: set[str], checker: LineChecker,
+                        totals: LedgerTotals) -> AsyncIterator[list[dict[str, Any]]]:
+    """The buyer's invoices of the period that no ledger line names, in (issue date, id)
+    order, a page at a time; `totals.not_in_ledger_checked` turns False if the primary could
+    not be read to the end."""
+    scan = checker.resilience.store.scan_buyer_invoices
+    after: IssuedPosition | None = None
+    while True:
+        page = await checker.guarded(partial(scan, scope.buyer_tax_id, scope.issued_from,
+                                             scope.issued_until, after=after, limit=PAGE))
+        if page is None:
+            totals.not_in_ledger_checked = False
+            return
+        entries = [unlisted_entry(inv) for inv in page if inv.doc_id not in listed]
+        totals.not_in_ledger += len(entries)
+        if entries:
+            yield entries
+        if len(page) < PAGE:
+            return
+        after = IssuedPosition.of(page[-1])
+
+
+def listed_ids(lines: Sequence[LedgerLine | LineError]) -> set[str]:
+    return {ln.doc_id for ln in lines if isinstance(ln, LedgerLine)}
