@@ -1,7 +1,10 @@
-"""Numbering-gap report over 1,000,000 invoices on the embedded default (SQLite).
+"""Auditors' reports on the embedded default (SQLite): the numbering-gap report over
+1,000,000 invoices, a ledger reconciliation of 10,000 lines and a batch of 100,000 lookups
+(`bench.ledger_batch`), each against baselines measured in the same run.
 
-    .venv/bin/python -m bench.reports                 # about 30 s, most of it generating
-    .venv/bin/python -m bench.reports --invoices 200000 --rounds 5 --keep /tmp/r.sqlite3
+    .venv/bin/python -m bench.reports                 # a few minutes, much of it generating
+    .venv/bin/python -m bench.reports --only gaps --invoices 200000 --rounds 5 --keep /tmp/r.sqlite3
+    .venv/bin/python -m bench.reports --only ledger --ledger-lines 10000 --batch-rows 100000
 
 Rows are generated straight into a fresh store file with executemany (not through intake):
 the reported seller's invoices in several series under two templates, ~0.5% of numbers
@@ -35,6 +38,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import ledger_batch
 from indexer.codec import DOC_FIELDS
 from indexer.reports import numbering_gaps
 from indexer.store.numbering_reports import NumberingScope
@@ -147,10 +151,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="store file to keep (reused if present)")
+    parser.add_argument("--only", choices=("all", "gaps", "ledger"), default="all",
+                        help="gaps: the numbering-gap report; ledger: ledger and batch")
+    parser.add_argument("--ledger-lines", type=int, default=10_000)
+    parser.add_argument("--batch-rows", type=int, default=100_000)
     args = parser.parse_args()
     print("command:", shlex.join([Path(sys.executable).name, "-m", "bench.reports",
                                   *sys.argv[1:]]))
     print("machine:", machine())
+    if args.only in ("all", "gaps"):
+        gap_report(args)
+    if args.only in ("all", "ledger"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ledger_batch.run(Path(tmp) / "data", args.ledger_lines, args.batch_rows,
+                             args.rounds)
+
+
+def gap_report(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "invoices.sqlite3"
         if not path.exists():
