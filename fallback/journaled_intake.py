@@ -263,8 +263,9 @@ class JournaledIntake:
                                            submission.originals,
                                            await self.signatures(submission))))
         if batch:
-            async with asyncio.timeout(self.write_timeout * max(1, len(batch) // 100)):
-                results = await self.intake.ingest_many([item for _, item in batch])
+            # No timeout of our own here: cancelling a commit midway is what leaves half
+            # of it behind on Elasticsearch; the store's clients bound every request.
+            results = await self.intake.ingest_many([item for _, item in batch])
             for (entry, _), result in zip(batch, results, strict=True):
                 notices[entry.seq] = (_refusal(entry, result) if isinstance(result, PackageError)
                                       else result.notice)

@@ -91,6 +91,7 @@ class Reconciler:
                  journal_retention: timedelta = timedelta(days=7), page: int = 500,
                  batch: int = 200,
                  on_progress: Callable[[ReconcileProgress], None] | None = None,
+                 ready: Callable[[], bool] | None = None,
                  clock: Clock = utc_now) -> None:
         self.intake = intake
         self.journal = intake.journal
@@ -103,6 +104,9 @@ class Reconciler:
         self.page = page
         self.batch = batch
         self.on_progress = on_progress
+        #: Whether the primary may be used now (no maintenance window, breaker closed):
+        #: a run asked for while it may not does nothing and says why.
+        self.ready = ready
         self._clock = clock
         self._lock = asyncio.Lock()
         self.progress = ReconcileProgress()
@@ -131,6 +135,9 @@ class Reconciler:
                                                   started_at=self._clock())
             began = time.perf_counter()
             try:
+                if self.ready is not None and not self.ready():
+                    raise PrimaryFailed("the primary is unavailable (a maintenance window "
+                                        "or an open breaker); nothing was done")
                 await self._drain(p)
                 await self._recheck_gaps(p)
                 await self._callbacks(p)
@@ -223,13 +230,14 @@ class Reconciler:
         p.phase = "prune"
         p.journal_pruned = await self.journal.prune(self._clock() - self.journal_retention)
 
-    async def run_forever(self, *, interval: float, ready: Callable[[], bool],
+    async def run_forever(self, *, interval: float,
                           heartbeat: Callable[[], None] | None = None,
                           recheck_every: float = 60.0) -> None:
         """Reconcile automatically: every `interval` seconds, when `ready()` says the primary
         is usable, run if the journal holds pending entries or callbacks are due, right
         after the primary came back (ready turned true), and otherwise at most every
         `recheck_every` seconds while gaps are open (they wait for their grace period)."""
+        ready = self.ready or (lambda: True)
         was_ready = True
         last_run = float("-inf")
         while True:

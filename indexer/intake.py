@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,9 @@ from indexer.validate import (
 )
 
 log = logging.getLogger("indexer.intake")
+
+#: After the registry failed a queued package's checks, later ones skip it this long.
+REGISTRY_RETRY_SECONDS = 5.0
 
 #: Called with every invoice a package created or changed, once it is committed: how the
 #: service keeps its read replica written through without this package importing it.
@@ -143,6 +147,21 @@ class _Checked:
 
     def codes(self) -> set[str]:
         return {inv.authority_code for _, inv in self.invoices if inv and inv.authority_code}
+
+    def forget_own_leftovers(self, current: dict[str, Invoice], codes: set[str]) -> None:
+        """Drop from what the store returned the invoices of this package that already
+        carry its package id: an interrupted commit of this same package left them (on
+        Elasticsearch, whose commit is not atomic), and replaying it takes them as its own,
+        not as duplicates of itself. Only this package's own new invoices qualify."""
+        package_id = self.package.package_id
+        for _, invoice in self.invoices:
+            if invoice is None:
+                continue
+            stored = current.get(invoice.doc_id)
+            if stored is not None and stored.package_id == package_id:
+                del current[invoice.doc_id]
+                if stored.authority_code:
+                    codes.discard(stored.authority_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +283,7 @@ class Intake:
         self.after_commit = after_commit
         self.clock = clock
         self._lock = asyncio.Lock()
+        self._registry_retry_at = 0.0
 
     async def _replay(self, package: Package) -> IntakeResult | None:
         stored = await self.store.get_package(package.package_id)
@@ -302,20 +322,28 @@ class Intake:
         against `reads` (the replica and the journal: the best knowledge without the
         primary) and reported as warnings only, since the primary decides them when the
         package is applied. Accepted items are `queued`. The registry is asked within
-        `registry_timeout`; if it cannot answer, its checks are deferred too."""
+        `registry_timeout` (all its reads together); if it cannot answer, its checks are
+        deferred too, and for `REGISTRY_RETRY_SECONDS` after a failure it is not asked again
+        (each queued package would otherwise wait out the timeout in turn)."""
+        extra = extra_violations or {}
         deferred: list[str] = []
-        registry = self.registry
-        if registry is not None:
+        checked: _Checked | None = None
+        if self.registry is not None and time.monotonic() >= self._registry_retry_at:
             try:
                 async with asyncio.timeout(registry_timeout):
-                    await registry.is_empty()
+                    checked = await self._check(package, extra, received_at, self.registry)
             except Exception as exc:  # any failure: the drain applies these rules later
                 log.warning("registry unavailable; its checks are deferred",
                             extra={"error": repr(exc)})
-                registry, deferred = None, ["registry"]
-        items, ledger = await self._evaluate(package, extra_violations or {}, reads,
-                                             received_at, registry, lenient=True)
-        notice = _notice_body(package, received_at, items, queued=True)
+                self._registry_retry_at = time.monotonic() + REGISTRY_RETRY_SECONDS
+        if checked is None:
+            if self.registry is not None:
+                deferred = ["registry"]
+            checked = await self._check(package, extra, received_at, None)
+        ledger = _Ledger(await reads.get_invoices(checked.wanted()),
+                         await reads.existing_authority_codes(checked.codes()))
+        self._chain(checked, ledger, received_at, lenient=True)
+        notice = _notice_body(package, received_at, checked.items, queued=True)
         if deferred:
             notice["deferred_checks"] = deferred
         docs = [*ledger.new.values(), *(ledger.current[d] for d in sorted(ledger.changed))]
@@ -327,8 +355,10 @@ class Intake:
         """Every rule, in order, for every item; the ledger holds the effects of the items
         that passed. `lenient`: chain-rule findings become warnings (see `provisional`)."""
         checked = await self._check(package, extra, now, registry)
-        ledger = _Ledger(await reads.get_invoices(checked.wanted()),
-                         await reads.existing_authority_codes(checked.codes()))
+        current = await reads.get_invoices(checked.wanted())
+        codes = await reads.existing_authority_codes(checked.codes())
+        checked.forget_own_leftovers(current, codes)
+        ledger = _Ledger(current, codes)
         self._chain(checked, ledger, now, lenient=lenient)
         return checked.items, ledger
 
@@ -432,6 +462,8 @@ class Intake:
             codes |= checked.codes()
         current = await self.store.get_invoices(wanted)
         taken = await self.store.existing_authority_codes(codes)
+        for _, checked in todo:
+            checked.forget_own_leftovers(current, taken)
         commits: list[PackageCommit] = []
         kept: list[tuple[str, str, bytes]] = []
         out: list[tuple[int, IntakeResult]] = []

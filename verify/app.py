@@ -43,7 +43,7 @@ from verify.keys import (
 from verify.middlewares import error_middleware
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
-from verify.reconciling import journaled_intake, primary_ready, reconciler
+from verify.reconciling import journaled_intake, reconciler
 from verify.responses import SECURITY_HEADERS
 from verify.routes import setup_routes
 from verify.settings import Settings
@@ -115,8 +115,7 @@ async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
                                 timeout=fb.primary_timeout_ms / 1000)
         tasks = [asyncio.create_task(monitor.run(), name="health-monitor"),
                  asyncio.create_task(app[RECONCILER].run_forever(
-                     interval=fb.reconcile_interval_seconds, ready=lambda: primary_ready(
-                         primary, outages)), name="reconciler")]
+                     interval=fb.reconcile_interval_seconds), name="reconciler")]
         yield
         for task in tasks:
             task.cancel()

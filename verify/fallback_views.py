@@ -196,8 +196,13 @@ async def reconcile_status(request: web.Request) -> web.Response:
 
 async def start_reconcile(request: web.Request) -> web.Response:
     """Start a run now (in the background; one at a time) and answer 202 with the status to
-    poll. A run already going is not started twice: the answer says it is running."""
+    poll. A run already going is not started twice: the answer says it is running. While
+    the primary may not be used (maintenance, open breaker): 409, nothing started."""
     reconciler = request.app[RECONCILER]
+    if reconciler.ready is not None and not reconciler.ready():
+        raise ApiError(409, "primary_unavailable", "the primary index is in a maintenance "
+                       "window or its breaker is open; the reconciler runs by itself when "
+                       "it is back")
     started = not reconciler.running
     if started:
         task = asyncio.create_task(reconciler.run(), name="reconcile-now")

@@ -206,7 +206,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/reconcile": {"post": _op(
         "reconcile.start", "Run the reconciler now: drain the intake journal, re-check open "
         "gaps, deliver callbacks",
-        responses={"202": "started (or already running), with the status to poll"})},
+        responses={"202": "started (or already running), with the status to poll",
+                   "409": "the primary is in maintenance or its breaker is open"})},
     "/api/v1/reconcile/status": {"get": _op(
         "reconcile.status", "Progress of the current or last reconciler run, journal entries "
         "and open gaps", responses={"200": "status"})},

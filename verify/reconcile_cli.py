@@ -27,7 +27,7 @@ from fallback.replica import WriteThrough
 from indexer.intake import Intake
 from indexer.journal import open_intake_journal
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
-from verify.reconciling import journaled_intake, primary_ready, reconciler
+from verify.reconciling import journaled_intake, reconciler
 from verify.settings import Settings
 
 
@@ -94,12 +94,9 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
 
     async def loop() -> None:
         async with open_reconciler(settings) as (rec, monitor):
-            outages = rec.intake.outages
             probes = asyncio.create_task(monitor.run(), name="health-monitor")
             try:
-                await rec.run_forever(
-                    interval=interval, heartbeat=beat,
-                    ready=lambda: primary_ready(rec.intake.primary, outages))
+                await rec.run_forever(interval=interval, heartbeat=beat)
             finally:
                 probes.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -77,7 +77,7 @@ from elasticsearch import (
 )
 
 from indexer.model import Invoice
-from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
+from indexer.store.es_bulk import BulkFailure, BulkOutcome, BulkWriteError, run_bulk
 from indexer.store.es_mappings import (
     IndexLayout,
     create_layout,
@@ -312,13 +312,31 @@ class ElasticsearchStore:
                      "_source": invoice_source(inv)} for inv in new]
         await run_bulk(self.patient, actions, outcome)
         if outcome.failed and all(f.status == 409 for f in outcome.failed):
+            theirs = await self._not_ours(package.package_id, outcome.failed)
+            if not theirs:  # left by an interrupted commit of this very package: ours
+                return
             codes = self.layout.codes
             taken = ", ".join(
                 f"{f.doc_id} ({'authority code' if f.index.startswith(codes) else 'key'})"
-                for f in outcome.failed)
+                for f in theirs)
             raise DuplicateInvoiceError(f"already stored: {taken}")
         if outcome.failed:
             raise BulkWriteError(outcome.failed)
+
+    async def _not_ours(self, package_id: str,
+                        conflicts: Sequence[BulkFailure]) -> list[BulkFailure]:
+        """The conflicting documents another package wrote. Documents carrying
+        `package_id` are what an interrupted commit of this same package left behind (see
+        "What is not atomic" (b)): replaying it takes them as its own."""
+        by_index: dict[str, list[BulkFailure]] = {}
+        for failure in conflicts:
+            by_index.setdefault(failure.index, []).append(failure)
+        theirs: list[BulkFailure] = []
+        for index, failures in by_index.items():
+            stored = await self._mget_sources(self.patient, index, (f.doc_id for f in failures))
+            theirs += [f for f in failures
+                       if stored.get(f.doc_id, {}).get("package_id") != package_id]
+        return theirs
 
     async def _write_changed(self, changed: Sequence[Invoice]) -> None:
         actions: list[dict[str, Any]] = [

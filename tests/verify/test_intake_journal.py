@@ -352,3 +352,18 @@ async def test_replica_answers_say_when_their_copy_was_written(cli: Client) -> N
     assert (answer["source"], answer["degraded"]) == ("replica", True)
     as_of = datetime.fromisoformat(answer["as_of"])
     assert before <= as_of <= after  # the write-through time, not the time of asking
+
+
+async def test_no_manual_run_while_the_primary_is_in_maintenance(
+        cli: Client, settings: Settings) -> None:
+    await maintenance(cli, 3600)
+    assert (await post(cli, package([vn_invoice(71)])))[0] == 202
+    resp = await cli.post("/api/v1/reconcile")
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "primary_unavailable"
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli_app, ["reconcile", "--data-dir", str(settings.data_dir)])
+    assert result.exit_code == 1
+    assert "the primary is unavailable" in result.output
+    async with open_intake_journal(settings.journal_path) as journal:
+        assert (await journal.counts())["pending"] == 1
