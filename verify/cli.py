@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fallback.outages import OutageError, OutageWindow, System, open_outage_log
 from fallback.replica import WriteThrough
 from indexer.intake import Intake
+from indexer.ledger_file import LedgerFileError
 from indexer.package import Package, PackageError, package_from_json, parse_json_package
 from indexer.recheck import month_bounds, recheck_month
 from indexer.registry import RegistryError, parse_registry, parse_registry_json
@@ -37,8 +38,11 @@ from verify.backends import open_invoice_store, open_originals, open_registry, o
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
+from verify.ledger_cli import write_ledger_report
+from verify.ledger_reports import file_error, parse_ledger_query, read_lines
 from verify.logs import AccessLogger, configure_logging
 from verify.reconcile_cli import run_loop, run_once
+from verify.report_gaps import local_outage_gaps
 from verify.reports import Totals, parse_report_query, render
 from verify.settings import Settings, SettingsError
 
@@ -443,10 +447,11 @@ def report_missing(
 
     async def run(sink: BinaryIO) -> Totals:
         totals = Totals()
-        async with open_invoice_store(settings) as store:
+        async with open_invoice_store(settings) as store, \
+                local_outage_gaps(settings, request.scope) as gaps:
             with _progress() as bar:
                 task = bar.add_task("numbers checked", total=None)
-                async with contextlib.aclosing(render(request, store, totals)) as chunks:
+                async with contextlib.aclosing(render(request, store, totals, gaps)) as chunks:
                     async for chunk in chunks:
                         sink.write(chunk)
                         bar.update(task, completed=totals.issued)
@@ -459,7 +464,61 @@ def report_missing(
         with out.open("wb") as sink:
             totals = asyncio.run(run(sink))
     err.print(f"{totals.sequences} sequences, {totals.issued} numbers issued: "
-              f"{totals.missing} missing, {totals.cancelled} cancelled", highlight=False)
+              f"{totals.missing} missing, {totals.cancelled} cancelled; outage gaps: "
+              f"{totals.gaps_open} open, {totals.gaps_missing} missing", highlight=False)
+
+
+@report_app.command("ledger")
+def report_ledger(
+        file: Annotated[Path, typer.Argument(help="the purchase ledger, CSV or XLSX")],
+        buyer: Annotated[str, typer.Option("--buyer-tax-id", help="the buyer's tax id")],
+        date_from: Annotated[str | None, typer.Option(
+            "--from", help="first issue date of the period, YYYY-MM-DD")] = None,
+        date_to: Annotated[str | None, typer.Option(
+            "--to", help="last issue date of the period (inclusive)")] = None,
+        year: Annotated[int | None, typer.Option(help="the period as a year")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+        out: Annotated[Path | None, typer.Option(
+            help="file to write (default: standard output)")] = None,
+        data_dir: DataDir = None) -> None:
+    """Ledger reconciliation: each ledger line against the index, and the buyer's invoices
+    of the period the ledger lacks (POST /api/v1/reports/ledger). Exit 1 if the file cannot
+    be read as a ledger."""
+    settings = _settings(data_dir=data_dir)
+    given = {"buyer_tax_id": buyer, "from": date_from, "to": date_to,
+             "year": None if year is None else f"{year:04d}", "format": fmt}
+    query = {k: v for k, v in given.items() if v is not None}
+    try:
+        request = parse_ledger_query(query, list(query))
+    except ApiError as exc:
+        err.print(f"[red]{exc.code}: {exc.message}[/] {exc.details or ''}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        table, lines = read_lines(file.read_bytes(), request.scope.buyer_tax_id, settings.rules)
+    except OSError as exc:
+        err.print(f"[red]{file}: {exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    except LedgerFileError as exc:
+        error = file_error(exc)
+        err.print(f"[red]{file}: {error.code}: {error.message}[/] {error.details or ''}",
+                  highlight=False)
+        raise typer.Exit(1) from None
+
+    def run(sink: BinaryIO) -> str:
+        with _progress() as bar:
+            task = bar.add_task("ledger lines checked", total=len(lines))
+            totals = asyncio.run(write_ledger_report(
+                settings, request, table, lines, sink,
+                lambda done: bar.update(task, completed=done)))
+        return totals.summary()
+
+    if out is None:
+        summary = run(sys.stdout.buffer)
+        sys.stdout.flush()
+    else:
+        with out.open("wb") as sink:
+            summary = run(sink)
+    err.print(summary, highlight=False)
 
 
 @app.command("reconcile")

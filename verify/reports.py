@@ -24,14 +24,17 @@ from indexer.store import InvoiceStore
 from indexer.store.elasticsearch import ElasticsearchUnavailable
 from indexer.store.numbering_reports import NumberingScope
 from verify.access.middleware import PRINCIPAL
+from verify.access.roles import Principal
 from verify.errors import ApiError
-from verify.keys import ACCESS, STORE
+from verify.keys import ACCESS, GAPS, OUTAGES, STORE
+from verify.report_gaps import CSV_COLUMNS as GAP_CSV_COLUMNS
+from verify.report_gaps import OutageGap, outage_gaps
 from verify.responses import SECURITY_HEADERS
 
 PARAMS = ("seller_tax_id", "template", "series", "code", "year", "from", "to", "format")
 FORMATS = ("json", "csv")
 CSV_COLUMNS = ("scheme", "seller_tax_id", "template", "series", "invoice_code", "row",
-               "first", "last", "count", "issued", "expected_first")
+               "first", "last", "count", "issued", "expected_first", *GAP_CSV_COLUMNS)
 #: Sequences per write to the response.
 CHUNK = 50
 
@@ -77,6 +80,17 @@ def _period(year: str | None, start: str | None, end: str | None
     return issued_from, (to + timedelta(days=1) if to and to < date.max else None)
 
 
+def check_names(keys: list[str], accepted: tuple[str, ...]) -> None:
+    """400 for a parameter name not in `accepted`, or given more than once (the ledger
+    report's check; `parse_report_query` makes the same one)."""
+    unknown = sorted(set(keys) - set(accepted))
+    if unknown:
+        raise _bad("unknown parameter", unknown=unknown, accepted=list(accepted))
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise _bad("parameter given more than once", repeated=repeated)
+
+
 def parse_report_query(query: Mapping[str, str], keys: list[str]) -> ReportRequest:
     """The report's parameters, checked: unknown or repeated names, a malformed seller,
     template, series, code, period or format are 400."""
@@ -115,6 +129,14 @@ class Totals:
     issued: int = 0
     missing: int = 0
     cancelled: int = 0
+    gaps_open: int = 0
+    gaps_missing: int = 0
+
+    def add_gap(self, gap: OutageGap) -> None:
+        if gap.is_open:
+            self.gaps_open += 1
+        else:
+            self.gaps_missing += 1
 
     def add(self, gaps: SequenceGaps) -> None:
         self.sequences += 1
@@ -124,20 +146,28 @@ class Totals:
 
     def as_dict(self) -> dict[str, int]:
         return {"sequences": self.sequences, "issued": self.issued, "missing": self.missing,
-                "cancelled": self.cancelled}
+                "cancelled": self.cancelled, "gaps_open": self.gaps_open,
+                "gaps_missing": self.gaps_missing}
 
 
 async def render_json(request: ReportRequest, sequences: AsyncIterator[SequenceGaps],
-                      totals: Totals) -> AsyncGenerator[bytes, None]:
-    """`{"scope", "sequences": [...], "totals"}`, one sequence at a time; nothing is
-    yielded before the store has answered its first page."""
+                      totals: Totals, outage: AsyncIterator[OutageGap],
+                      ) -> AsyncGenerator[bytes, None]:
+    """`{"scope", "sequences": [...], "outage_gaps": [...], "totals"}`, one sequence at a
+    time; nothing is yielded before the store has answered its first page."""
     head = b'{"scope":' + orjson.dumps(request.scope_dict()) + b',"sequences":['
     sep = b""
     async for gaps in sequences:  # the head goes with the first sequence: see missing_report
         totals.add(gaps)
         yield head + sep + orjson.dumps(gaps.as_dict())
         head, sep = b"", b","
-    yield head + b'],"totals":' + orjson.dumps(totals.as_dict()) + b"}\n"
+    yield head + b'],"outage_gaps":['
+    sep = b""
+    async for gap in outage:
+        totals.add_gap(gap)
+        yield sep + orjson.dumps(gap.as_dict())
+        sep = b","
+    yield b'],"totals":' + orjson.dumps(totals.as_dict()) + b"}\n"
 
 
 def _csv_rows(gaps: SequenceGaps) -> list[dict[str, Any]]:
@@ -152,10 +182,10 @@ def _csv_rows(gaps: SequenceGaps) -> list[dict[str, Any]]:
     return rows
 
 
-async def render_csv(sequences: AsyncIterator[SequenceGaps],
-                     totals: Totals) -> AsyncGenerator[bytes, None]:
+async def render_csv(sequences: AsyncIterator[SequenceGaps], totals: Totals,
+                     outage: AsyncIterator[OutageGap]) -> AsyncGenerator[bytes, None]:
     """One `sequence` row (first, last, issued, count = missing numbers) per sequence, then
-    one row per `missing` and per `cancelled` range."""
+    one row per `missing` and per `cancelled` range; then one `gap` row per outage gap."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
@@ -169,18 +199,30 @@ async def render_csv(sequences: AsyncIterator[SequenceGaps],
             buffer.seek(0)
             buffer.truncate()
             pending = 0
+    async for gap in outage:
+        totals.add_gap(gap)
+        writer.writerow({**gap.key_fields(), "row": "gap", **gap.csv_fields()})
     yield buffer.getvalue().encode()
 
 
-def render(request: ReportRequest, store: InvoiceStore,
-           totals: Totals) -> AsyncGenerator[bytes, None]:
+def render(request: ReportRequest, store: InvoiceStore, totals: Totals,
+           outage: AsyncIterator[OutageGap]) -> AsyncGenerator[bytes, None]:
+    """`outage`: the scope's outage gaps (`verify.report_gaps.outage_gaps`)."""
     sequences = numbering_gaps(store, request.scope)
     if request.format == "csv":
-        return render_csv(sequences, totals)
-    return render_json(request, sequences, totals)
+        return render_csv(sequences, totals, outage)
+    return render_json(request, sequences, totals, outage)
 
 
 _CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+
+
+def require_scope(principal: Principal, role_of_party: str, tax_id: str) -> None:
+    """Reports are for admins, and for audit keys only on the tax ids in their scope (the
+    ledger report's check; `missing_report` makes the same one)."""
+    if not principal.sees_tax_id(tax_id):
+        raise ApiError(403, "not_in_scope", "this key may only report on its own tax ids",
+                       {role_of_party: tax_id})
 
 
 async def missing_report(request: web.Request) -> web.StreamResponse:
@@ -192,7 +234,8 @@ async def missing_report(request: web.Request) -> web.StreamResponse:
                        {"seller_tax_id": seller})
     audit = request.app[ACCESS].audit
     totals = Totals()
-    async with aclosing(render(report, request.app[STORE], totals)) as chunks:
+    gaps = outage_gaps(request.app[GAPS], request.app[OUTAGES], report.scope)
+    async with aclosing(render(report, request.app[STORE], totals, gaps)) as chunks:
         try:
             # The first chunk needs the store's first page: a primary that cannot answer is
             # still a clean 503 here, before any byte of the report is sent.
@@ -213,7 +256,8 @@ async def missing_report(request: web.Request) -> web.StreamResponse:
                 await response.write(chunk)
             await response.write_eof()
             outcome = (f"{totals.sequences} sequences, {totals.missing} missing, "
-                       f"{totals.cancelled} cancelled")
+                       f"{totals.cancelled} cancelled, {totals.gaps_open} gaps open, "
+                       f"{totals.gaps_missing} gaps missing")
         finally:
             audit.record(principal, "report.missing", seller, outcome, request.remote)
     return response

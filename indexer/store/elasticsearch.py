@@ -90,6 +90,7 @@ from indexer.store.es_mappings import (
 from indexer.store.numbering_reports import NumberingScope, NumberRun, es_numbering_runs
 from indexer.store.protocol import (
     DuplicateInvoiceError,
+    IssuedPosition,
     PackageCommit,
     PackageExistsError,
     StoredPackage,
@@ -383,6 +384,28 @@ class ElasticsearchStore:
         if left:
             logger.warning("a failed commit left behind: %s", ", ".join(left))
             cause.add_note("left behind by a failed commit: " + ", ".join(left))
+
+    async def scan_buyer_invoices(self, buyer_tax_id: str, issued_from: date,
+                                  issued_until: date, *, after: IssuedPosition | None = None,
+                                  limit: int = 1000) -> list[Invoice]:
+        """A filter query sorted on (issued_on, doc_id), a unique pair, paged with
+        `search_after` (no point-in-time: osmem-server has none). A date sorts as its epoch
+        milliseconds (UTC midnight, `strict_date`). The first page refreshes the index, so
+        the scan sees every acknowledged write."""
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": [
+                {"term": {"buyer_tax_id": buyer_tax_id}},
+                {"range": {"issued_on": {"gte": issued_from.isoformat(),
+                                         "lt": issued_until.isoformat()}}}]}},
+            "sort": [{"issued_on": "asc"}, {"doc_id": "asc"}], "size": limit}
+        if after is not None:
+            days = (after.issued_on - date(1970, 1, 1)).days
+            body["search_after"] = [days * 86_400_000, after.doc_id]
+        with _unavailable_on_failure("scan_buyer_invoices"):
+            if after is None:
+                await self.patient.indices.refresh(index=self.layout.invoices)
+            resp = await self.patient.search(index=self.layout.invoices, body=body)
+        return [invoice_from_source(hit["_source"]) for hit in resp["hits"]["hits"]]
 
 
 @asynccontextmanager

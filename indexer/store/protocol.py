@@ -93,3 +93,23 @@ class InvoiceStore(Protocol):
         in `scope`, in (scheme, sequence, first number) order, vn before cn, a page at a time.
         Computed by the store (see `indexer.store.numbering_reports`), never by reading the
         invoices; 数电 invoices are never included. Consumers close it (`aclosing`)."""
+
+    async def scan_buyer_invoices(self, buyer_tax_id: str, issued_from: date,
+                                  issued_until: date, *, after: IssuedPosition | None = None,
+                                  limit: int = 1000) -> list[Invoice]:
+        """The buyer's invoices whose local issue date lies in [issued_from, issued_until),
+        ordered by (issue date, document id), the page after `after` (pass
+        `IssuedPosition.of(the last invoice of the previous page)`): paged by a unique key,
+        never by offset, so reconciling a large buyer's ledger stays cheap on every backend."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class IssuedPosition:
+    """A place in (local issue date, document id) order: just after this invoice."""
+
+    issued_on: date
+    doc_id: str
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> IssuedPosition:
+        return cls(invoice.issued_at.date(), invoice.doc_id)

@@ -24,6 +24,7 @@ from indexer.model import Invoice
 from indexer.store.numbering_reports import NumberingScope, NumberRun, sqlite_numbering_runs
 from indexer.store.protocol import (
     DuplicateInvoiceError,
+    IssuedPosition,
     PackageCommit,
     PackageExistsError,
     StoredPackage,
@@ -234,6 +235,23 @@ class SqliteStore:
                                                   page_size=page_size)) as pages:
             async for page in pages:
                 yield page
+
+    # Walks the `invoices_buyer` index, whose entries end with the primary key (WITHOUT ROWID),
+    # so the (issued_on, doc_id) order and the row-value cursor need no sort.
+    _BUYER_SCAN = (f"{_SELECT} INDEXED BY invoices_buyer WHERE buyer_tax_id = ?"
+                   " AND (issued_on, doc_id) > (?, ?) AND issued_on < ?"
+                   " ORDER BY issued_on, doc_id LIMIT ?")
+
+    async def scan_buyer_invoices(self, buyer_tax_id: str, issued_from: date,
+                                  issued_until: date, *, after: IssuedPosition | None = None,
+                                  limit: int = 1000) -> list[Invoice]:
+        start = IssuedPosition(issued_from, "")  # before every id of the first day
+        if after is not None and after > start:
+            start = after
+        rows = await self._writer.execute_fetchall(
+            self._BUYER_SCAN, (buyer_tax_id, start.issued_on.isoformat(), start.doc_id,
+                               issued_until.isoformat(), limit))
+        return [_row_to_invoice(row) for row in rows]
 
 
 async def _migrate(conn: aiosqlite.Connection) -> None:
