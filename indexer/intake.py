@@ -20,7 +20,7 @@ from indexer import vn
 from indexer.keys import InvoiceKey, VnKey
 from indexer.model import Invoice, Kind, Lifecycle, Relation, RelationKind
 from indexer.package import Package, PackageError
-from indexer.registry import provider_violations, seller_violations
+from indexer.registry import Provider, Taxpayer, provider_violations, seller_violations
 from indexer.rules import RuleConfig, Severity, Violation
 from indexer.store.originals import OriginalStore
 from indexer.store.protocol import (
@@ -241,7 +241,44 @@ def _chain_notice(notice: CancelNotice, ledger: _Ledger, cfg: RuleConfig,
     return []
 
 
-async def _registry_checks(registry: RegistryStore, package: Package, now: datetime,
+class RegistryReads(Protocol):
+    """What the step-1 rules read of the registry (`RegistryStore` has it)."""
+
+    async def is_empty(self) -> bool: ...
+
+    async def get_taxpayers(self, tax_ids: Iterable[str]) -> dict[str, Taxpayer]: ...
+
+    async def get_provider(self, provider_id: str) -> Provider | None: ...
+
+
+class _BatchRegistry:
+    """The registry as one batch of `ingest_many` sees it: each provider and taxpayer read
+    once for the whole batch (a drained batch has a few senders and sellers, read 200 times
+    over otherwise)."""
+
+    def __init__(self, registry: RegistryStore) -> None:
+        self.registry = registry
+        self._providers: dict[str, Provider | None] = {}
+        self._taxpayers: dict[str, Taxpayer | None] = {}
+
+    async def is_empty(self) -> bool:
+        return False  # asked by ingest_many before it builds one
+
+    async def get_provider(self, provider_id: str) -> Provider | None:
+        if provider_id not in self._providers:
+            self._providers[provider_id] = await self.registry.get_provider(provider_id)
+        return self._providers[provider_id]
+
+    async def get_taxpayers(self, tax_ids: Iterable[str]) -> dict[str, Taxpayer]:
+        wanted = set(tax_ids)
+        missing = wanted - self._taxpayers.keys()
+        if missing:
+            found = await self.registry.get_taxpayers(missing)
+            self._taxpayers.update({t: found.get(t) for t in missing})
+        return {t: p for t in wanted if (p := self._taxpayers[t]) is not None}
+
+
+async def _registry_checks(registry: RegistryReads, package: Package, now: datetime,
                            invoices: list[tuple[ItemResult, Invoice | None]],
                            cfg: RuleConfig) -> None:
     """Step 1 against the registry: the sender's contract on the receipt date, and each VN
@@ -358,12 +395,14 @@ class Intake:
         current = await reads.get_invoices(checked.wanted())
         codes = await reads.existing_authority_codes(checked.codes())
         checked.forget_own_leftovers(current, codes)
+        if reads is self.store:
+            await self._forget_own_codes([checked], codes)
         ledger = _Ledger(current, codes)
         self._chain(checked, ledger, now, lenient=lenient)
         return checked.items, ledger
 
     async def _check(self, package: Package, extra: Mapping[int, list[Violation]],
-                     now: datetime, registry: RegistryStore | None) -> _Checked:
+                     now: datetime, registry: RegistryReads | None) -> _Checked:
         """Step 1: each item on its own, then against the registry."""
         cfg = self.rules
         checked = _Checked(package)
@@ -411,9 +450,9 @@ class Intake:
         shared commit collides with a concurrent writer, the batch is applied one by one."""
         async with self._lock:
             stored = await self.store.get_packages(b.package.package_id for b in batch)
-            registry = self.registry  # asked once per batch whether it holds anything
-            if registry is not None and await registry.is_empty():
-                registry = None
+            registry: RegistryReads | None = None  # asked once per batch
+            if self.registry is not None and not await self.registry.is_empty():
+                registry = _BatchRegistry(self.registry)
             results: list[IntakeResult | PackageError | None] = [None] * len(batch)
             todo: list[tuple[int, _Checked]] = []
             for n, entry in enumerate(batch):
@@ -464,6 +503,7 @@ class Intake:
         taken = await self.store.existing_authority_codes(codes)
         for _, checked in todo:
             checked.forget_own_leftovers(current, taken)
+        await self._forget_own_codes([checked for _, checked in todo], taken)
         commits: list[PackageCommit] = []
         kept: list[tuple[str, str, bytes]] = []
         out: list[tuple[int, IntakeResult]] = []
@@ -486,6 +526,19 @@ class Intake:
         await self.store.commit_packages(commits)
         await self._after_commit([current[d] for d in sorted(touched)], "batch")
         return out
+
+    async def _forget_own_codes(self, packages: list[_Checked], taken: set[str]) -> None:
+        """Authority codes an interrupted commit of the same package left without their
+        invoices (on Elasticsearch the codes are written first) are the package's own, not
+        taken. Asked only when one of the packages' codes is taken: rare."""
+        own = {code: checked.package.package_id for checked in packages
+               for code in checked.codes() if code in taken}
+        if not own:
+            return
+        owners = await self.store.authority_code_packages(own)
+        for code, package_id in owners.items():
+            if own.get(code) == package_id:
+                taken.discard(code)
 
     async def _after_commit(self, invoices: list[Invoice], package_id: str) -> None:
         if self.after_commit is None or not invoices:

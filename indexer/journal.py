@@ -214,17 +214,19 @@ class IntakeJournal:
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                applied: list[int] = []
-                for seq, notice in notices:
-                    cursor = await self._conn.execute(
-                        "UPDATE entries SET state = 'applied', notice = ?, applied_at = ?, "
-                        "last_error = NULL WHERE seq = ? AND state = 'pending'",
-                        (json.dumps(notice, ensure_ascii=False), _stamp(at), seq))
-                    if cursor.rowcount:
-                        applied.append(seq)
+                seqs = json.dumps([seq for seq, _ in notices])
+                applied = [int(r[0]) for r in await self._conn.execute_fetchall(
+                    "SELECT seq FROM entries WHERE state = 'pending' AND seq IN "
+                    "(SELECT value FROM json_each(?))", (seqs,))]
+                stamp = _stamp(at)
+                await self._conn.executemany(
+                    "UPDATE entries SET state = 'applied', notice = ?, applied_at = ?, "
+                    "last_error = NULL WHERE seq = ? AND state = 'pending'",
+                    [(json.dumps(notice, ensure_ascii=False), stamp, seq)
+                     for seq, notice in notices])
                 await self._conn.execute(
                     "DELETE FROM pending_docs WHERE seq IN (SELECT value FROM json_each(?))",
-                    (json.dumps([seq for seq, _ in notices]),))
+                    (seqs,))
                 await self._conn.execute("COMMIT")
             except BaseException:
                 await self._conn.execute("ROLLBACK")

@@ -223,6 +223,11 @@ class ElasticsearchStore:
         with _unavailable_on_failure("existing_authority_codes"):
             return set(await self._mget_sources(self.fast, self.layout.codes, codes))
 
+    async def authority_code_packages(self, codes: Iterable[str]) -> dict[str, str]:
+        with _unavailable_on_failure("authority_code_packages"):
+            found = await self._mget_sources(self.patient, self.layout.codes, codes)
+        return {code: str(source.get("package_id")) for code, source in found.items()}
+
     async def get_package(self, package_id: str) -> StoredPackage | None:
         with _unavailable_on_failure("get_package"):
             source = await self._get_source(self.layout.packages, package_id)

@@ -61,6 +61,10 @@ class InvoiceStore(Protocol):
 
     async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]: ...
 
+    async def authority_code_packages(self, codes: Iterable[str]) -> dict[str, str]:
+        """For each taken code among `codes`, the id of the package that brought it (how a
+        replay tells its own half-committed writes from another package's)."""
+
     async def get_package(self, package_id: str) -> StoredPackage | None: ...
 
     async def commit_package(self, package: StoredPackage, new: Sequence[Invoice],

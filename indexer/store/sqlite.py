@@ -10,12 +10,14 @@ writer. `synchronous=FULL` makes a commit durable before `commit_package` return
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -28,6 +30,7 @@ from indexer.store.protocol import (
     PackageCommit,
     PackageExistsError,
     StoredPackage,
+    StoreUnavailableError,
 )
 
 SCHEMA_VERSION = 3
@@ -94,7 +97,33 @@ _GET_MANY = f"{_SELECT} WHERE doc_id {_IN_JSON}"
 _GET_BY_CODE = f"{_SELECT} WHERE authority_code = ?"
 _SCAN = (f"{_SELECT} WHERE issued_on >= ? AND issued_on < ? AND doc_id > ?"
          " ORDER BY doc_id LIMIT ?")
+_PING = "SELECT count(*) FROM (SELECT 1 FROM packages LIMIT 1)"
 _CODES_TAKEN = f"SELECT authority_code FROM invoices WHERE authority_code {_IN_JSON}"  # noqa: S608
+
+
+class SqliteUnavailable(StoreUnavailableError):
+    """The file could not be read or written now: locked past the busy timeout, an I/O
+    error, a full disk. Integrity errors (a taken key) are not this: they are answers."""
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _unavailable_on_failure(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """SQLite's operational errors become `SqliteUnavailable`, so the breaker counts them
+    and lookups fall back to the replica instead of answering 500."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:  # OperationalError and the rest
+            raise SqliteUnavailable(f"{method.__name__}: {exc}") from exc
+
+    return guarded
 
 
 def _row_to_invoice(row: sqlite3.Row | tuple[object, ...]) -> Invoice:
@@ -141,32 +170,50 @@ class SqliteStore:
             self._cache_version = version
         return self._cache
 
+    @_unavailable_on_failure
     async def ping(self) -> None:
-        self._reader.execute("SELECT 1").fetchone()
-        await self._writer.execute_fetchall("SELECT 1")
+        """Reads the file on both connections (`SELECT 1` alone would not touch it)."""
+        self._reader.execute(_PING).fetchone()
+        await self._writer.execute_fetchall(_PING)
 
     async def get_invoice(self, doc_id: str) -> Invoice | None:
         cache = self._cached()
         if doc_id in cache:
             return cache[doc_id]
-        row = self._reader.execute(_GET_ONE, (doc_id,)).fetchone()
+        try:
+            row = self._reader.execute(_GET_ONE, (doc_id,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SqliteUnavailable(f"get_invoice: {exc}") from exc
         invoice = cache[doc_id] = _row_to_invoice(row) if row else None
         return invoice
 
+    @_unavailable_on_failure
     async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
         rows = await self._writer.execute_fetchall(
             _GET_MANY, (json.dumps(sorted(set(doc_ids))),))
         return {inv.doc_id: inv for inv in map(_row_to_invoice, rows)}
 
     async def find_by_authority_code(self, code: str) -> Invoice | None:
-        row = self._reader.execute(_GET_BY_CODE, (code,)).fetchone()
+        try:
+            row = self._reader.execute(_GET_BY_CODE, (code,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SqliteUnavailable(f"find_by_authority_code: {exc}") from exc
         return _row_to_invoice(row) if row else None
 
+    @_unavailable_on_failure
     async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]:
         rows = await self._writer.execute_fetchall(
             _CODES_TAKEN, (json.dumps(sorted(set(codes))),))
         return {row[0] for row in rows}
 
+    @_unavailable_on_failure
+    async def authority_code_packages(self, codes: Iterable[str]) -> dict[str, str]:
+        rows = await self._writer.execute_fetchall(
+            "SELECT authority_code, package_id FROM invoices WHERE authority_code IN "
+            "(SELECT value FROM json_each(?))", (json.dumps(sorted(set(codes))),))
+        return {str(code): str(package_id) for code, package_id in rows}
+
+    @_unavailable_on_failure
     async def get_package(self, package_id: str) -> StoredPackage | None:
         rows = list(await self._writer.execute_fetchall(
             "SELECT package_id, sender, digest, received_at, notice FROM packages"
@@ -181,6 +228,7 @@ class SqliteStore:
                              changed: Sequence[Invoice]) -> None:
         await self.commit_packages([PackageCommit(package, new, changed)])
 
+    @_unavailable_on_failure
     async def commit_packages(self, batch: Sequence[PackageCommit]) -> None:
         """One transaction: every package record, then every new invoice, then every change
         in package order (a later package's change of an invoice an earlier one created
@@ -210,6 +258,7 @@ class SqliteStore:
             raise
         await conn.execute("COMMIT")
 
+    @_unavailable_on_failure
     async def get_packages(self, package_ids: Iterable[str]) -> dict[str, StoredPackage]:
         rows = await self._writer.execute_fetchall(
             "SELECT package_id, sender, digest, received_at, notice FROM packages "
@@ -218,12 +267,14 @@ class SqliteStore:
         return {r[0]: StoredPackage(r[0], r[1], r[2], datetime.fromisoformat(r[3]),
                                     json.loads(r[4])) for r in rows}
 
+    @_unavailable_on_failure
     async def scan_invoices(self, issued_from: date, issued_until: date, *,
                             after: str | None = None, limit: int = 1000) -> list[Invoice]:
         rows = await self._writer.execute_fetchall(
             _SCAN, (issued_from.isoformat(), issued_until.isoformat(), after or "", limit))
         return [_row_to_invoice(row) for row in rows]
 
+    @_unavailable_on_failure
     async def count_invoices(self) -> int:
         rows = list(await self._writer.execute_fetchall("SELECT count(*) FROM invoices"))
         return int(rows[0][0])
@@ -242,6 +293,7 @@ class SqliteStore:
                    " AND (issued_on, doc_id) > (?, ?) AND issued_on < ?"
                    " ORDER BY issued_on, doc_id LIMIT ?")
 
+    @_unavailable_on_failure
     async def scan_buyer_invoices(self, buyer_tax_id: str, issued_from: date,
                                   issued_until: date, *, after: IssuedPosition | None = None,
                                   limit: int = 1000) -> list[Invoice]:

@@ -34,7 +34,7 @@ from indexer.store.protocol import StoredPackage
 from tests.chaos.load import doc_id
 from tests.chaos.polling import poll
 from tests.conftest import Client
-from tests.factories import package, vn_invoice
+from tests.factories import authority_code, package, vn_invoice
 from tests.indexer.store.plain_json import plain_json_client
 from verify.app import create_app
 from verify.keys import JOURNALED_INTAKE, OUTAGES, RECONCILER, STORE
@@ -78,3 +78,30 @@ async def test_a_replay_after_a_half_done_commit_takes_its_own_invoices(
     notice: dict[str, Any] = await resp.json()
     rules = [e["rule"] for item in notice["items"] for e in item["errors"]]
     assert (resp.status, notice["result"], rules) == (200, "accepted", []), notice
+
+
+async def test_a_replay_takes_authority_codes_left_without_their_invoices(
+        aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings) -> None:
+    """The bulk of creates writes the authority codes first: a commit cut off inside it can
+    leave codes whose invoices never landed. The replay takes them as its own too."""
+    app = create_app(settings, es_client_factory=plain_json_client)
+    cli = await aiohttp_client(app)
+    body = package([vn_invoice(11), vn_invoice(12)], package_id="PKG-HALF-2")
+    store = app[STORE]
+    assert isinstance(store, ElasticsearchStore)
+    await store.ensure_layout()
+    for number in (11, 12):
+        await store.patient.create(index=store.layout.codes, id=authority_code(number),
+                                   document={"authority_code": authority_code(number),
+                                             "doc_id": doc_id(number),
+                                             "package_id": "PKG-HALF-2"})
+    resp = await cli.post("/api/v1/packages", json=body)
+    notice: dict[str, Any] = await resp.json()
+    rules = [e["rule"] for item in notice["items"] for e in item["errors"]]
+    assert (resp.status, notice["result"], rules) == (200, "accepted", []), notice
+    other = package([vn_invoice(13, authority_code=authority_code(11))],
+                    package_id="PKG-HALF-3")
+    resp = await cli.post("/api/v1/packages", json=other)
+    refused: dict[str, Any] = await resp.json()
+    assert [e["rule"] for e in refused["items"][0]["errors"]] == [
+        "chain.duplicate_authority_code"]  # another package's use of the code still is one

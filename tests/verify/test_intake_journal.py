@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -367,3 +368,24 @@ async def test_no_manual_run_while_the_primary_is_in_maintenance(
     assert "the primary is unavailable" in result.output
     async with open_intake_journal(settings.journal_path) as journal:
         assert (await journal.counts())["pending"] == 1
+
+
+async def test_a_locked_store_file_queues_intake_instead_of_failing(
+        cli: Client, settings: Settings) -> None:
+    """Another process holds the SQLite file's write lock past the busy timeout (5 s): the
+    store answers `SqliteUnavailable`, so the package is queued (202), not a 500; lookups
+    keep reading (WAL readers are not blocked); after the lock goes, it is applied."""
+    assert (await post(cli, package([vn_invoice(81)])))[0] == 200
+    holder = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        status, notice = await post(cli, package([vn_invoice(82)]))
+        assert (status, notice["result"]) == (202, "queued")
+        answer = await lookup(cli, 81)
+        assert (answer["status"], answer["source"]) == ("valid", "primary")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    status_body = await reconcile(cli)
+    assert status_body["journal"]["pending"] == 0
+    assert (await lookup(cli, 82))["source"] == "primary"

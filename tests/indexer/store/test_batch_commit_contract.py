@@ -17,7 +17,7 @@ from indexer.rules import RuleConfig
 from indexer.store import InvoiceStore
 from indexer.store.protocol import PackageCommit, PackageExistsError, StoredPackage
 from indexer.store.sqlite import open_sqlite_store
-from tests.factories import cancel, package, vn_invoice, vn_key
+from tests.factories import authority_code, cancel, package, vn_invoice, vn_key
 
 RECEIVED = datetime(2022, 5, 16, 3, 0, tzinfo=UTC)
 
@@ -97,3 +97,11 @@ async def test_commit_packages_is_all_or_nothing_on_a_taken_id(store: InvoiceSto
                                      PackageCommit(record, [], [])])
     if store.backend == "sqlite":  # one transaction: nothing of the batch stayed
         assert await store.get_package("C-2") is None
+
+
+async def test_authority_code_packages_name_the_package_that_brought_each_code(
+        store: InvoiceStore) -> None:
+    await Intake(store, RuleConfig()).ingest_many(items(packages()[:2]))
+    assert await store.authority_code_packages(
+        [authority_code(1), authority_code(4), authority_code(99)]) == {
+        authority_code(1): "B-1", authority_code(4): "B-2"}
