@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -14,7 +15,8 @@ from fallback.breaker import BreakerConfig, CircuitBreaker
 from fallback.gaps import open_gap_ledger
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.outages import System, open_outage_log
-from fallback.replica import WriteThrough
+from fallback.replica import MemoryReplica, WriteThrough
+from fallback.warmup import warm_replica
 from indexer.intake import Intake
 from indexer.journal import open_intake_journal
 from indexer.store.elasticsearch import ClientFactory
@@ -113,9 +115,13 @@ async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
         monitor = HealthMonitor([(primary, store.ping), (replica, replica_store.ping)],
                                 outages, metrics, interval=fb.probe_interval_seconds,
                                 timeout=fb.primary_timeout_ms / 1000)
-        tasks = [asyncio.create_task(monitor.run(), name="health-monitor"),
-                 asyncio.create_task(app[RECONCILER].run_forever(
-                     interval=fb.reconcile_interval_seconds), name="reconciler")]
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(monitor.run(), name="health-monitor"),
+            asyncio.create_task(app[RECONCILER].run_forever(
+                interval=fb.reconcile_interval_seconds), name="reconciler")]
+        if isinstance(replica_store, MemoryReplica):  # Redis keeps its copies across restarts
+            tasks.append(asyncio.create_task(warm_replica(
+                store, replica_store, limit=replica_store.max_docs), name="replica-warm-up"))
         yield
         for task in tasks:
             task.cancel()

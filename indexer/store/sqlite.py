@@ -13,11 +13,18 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from contextlib import aclosing, asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -110,7 +117,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _unavailable_on_failure(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _unavailable_on_failure(method: Callable[P, Coroutine[Any, Any, T]],
+                            ) -> Callable[P, Coroutine[Any, Any, T]]:
     """SQLite's operational errors become `SqliteUnavailable`, so the breaker counts them
     and lookups fall back to the replica instead of answering 500."""
 

@@ -26,13 +26,14 @@ from aiohttp.test_utils import TestServer
 from typer.testing import CliRunner
 
 from fallback.outages import System
+from fallback.replica import MemoryReplica
 from indexer.journal import open_intake_journal
 from indexer.submission import BodyFormat, read_submission
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import authority_code, cancel, package, vn_invoice, vn_key
 from verify.app import create_app
 from verify.cli import app as cli_app
-from verify.keys import JOURNALED_INTAKE, OUTAGES
+from verify.keys import JOURNALED_INTAKE, OUTAGES, REPLICA
 from verify.settings import Settings
 
 LOOKUP = "/api/v1/invoices/lookup"
@@ -389,3 +390,20 @@ async def test_a_locked_store_file_queues_intake_instead_of_failing(
     status_body = await reconcile(cli)
     assert status_body["journal"]["pending"] == 0
     assert (await lookup(cli, 82))["source"] == "primary"
+
+
+async def test_a_restarted_service_warms_its_memory_replica_from_the_primary(
+        aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings,
+        admin_token: str, cli: Client) -> None:
+    assert (await post(cli, package([vn_invoice(91), vn_invoice(92)])))[0] == 200
+    app = create_app(settings)  # a second process on the same data directory
+    restarted = await aiohttp_client(app, headers={"Authorization": f"Bearer {admin_token}"})
+    replica = app[REPLICA]
+    assert isinstance(replica, MemoryReplica)
+    deadline = time.monotonic() + 30
+    while len(replica) < 2:
+        assert time.monotonic() < deadline, "the replica was not warmed"
+        await asyncio.sleep(0.05)
+    await maintenance(restarted, 3600)
+    answer = await lookup(restarted, 92)
+    assert (answer["status"], answer["source"]) == ("valid", "replica")
