@@ -119,7 +119,8 @@ async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
             asyncio.create_task(monitor.run(), name="health-monitor"),
             asyncio.create_task(app[RECONCILER].run_forever(
                 interval=fb.reconcile_interval_seconds), name="reconciler")]
-        if isinstance(replica_store, MemoryReplica):  # Redis keeps its copies across restarts
+        if fb.replica_warm_up and isinstance(replica_store, MemoryReplica):
+            # (Redis keeps its copies across restarts)
             tasks.append(asyncio.create_task(warm_replica(
                 store, replica_store, limit=replica_store.max_docs), name="replica-warm-up"))
         yield

@@ -95,6 +95,7 @@ class FallbackSettings:
     resolved `missing` once `gap_grace_hours` have passed since it was first seen; callbacks
     are tried `callback_max_attempts` times, `callback_backoff_seconds` apart, doubling;
     applied journal entries are kept `journal_retention_days` (re-posts answered from them).
+    `replica_warm_up`: fill the in-memory replica from the primary at start.
     """
 
     breaker_failures: int = 5
@@ -108,6 +109,7 @@ class FallbackSettings:
     callback_max_attempts: int = 8
     callback_backoff_seconds: int = 30
     journal_retention_days: int = 7
+    replica_warm_up: bool = True
 
 
 def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
@@ -125,12 +127,15 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         callback_max_attempts=_int(env, "INVOICE_CALLBACK_MAX_ATTEMPTS", 8, minimum=1),
         callback_backoff_seconds=_int(env, "INVOICE_CALLBACK_BACKOFF_SECONDS", 30, minimum=1),
         journal_retention_days=_int(env, "INVOICE_JOURNAL_RETENTION_DAYS", 7, minimum=1),
+        replica_warm_up=_flag(env, "INVOICE_REPLICA_WARM_UP", default=True),
     )
 
 
-def _flag(environ: Mapping[str, str], name: str) -> bool:
+def _flag(environ: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = environ.get(name, "").strip().lower()
-    if raw in {"", "0", "false", "no", "off"}:
+    if raw == "":
+        return default
+    if raw in {"0", "false", "no", "off"}:
         return False
     if raw in {"1", "true", "yes", "on"}:
         return True
