@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio as redis
 
 from fallback.replica import (
+    DecodedInvoices,
     MemoryReplica,
     Replica,
     ReplicaUnavailable,
@@ -148,6 +149,37 @@ async def test_delete_many_removes_documents_and_their_codes(replica: Replica) -
     assert kept["doc_id"] == vn(2).doc_id
 
 
+async def test_concurrent_lookups_each_get_their_own_answer(replica: Replica) -> None:
+    """On Redis these go out together (one coalesced MGET per batch)."""
+    invoices = [vn(n) for n in range(1, 21)]
+    await replica.put_many([invoice_to_doc(inv) for inv in invoices])
+    asks = [replica.get(inv.doc_id) for inv in invoices]
+    asks += [replica.get_by_authority_code(authority_code(n)) for n in range(1, 21)]
+    asks += [replica.get(f"vn:0100109106:1:C22TAA:{n}") for n in range(900, 905)]
+    asks += [replica.get_by_authority_code(authority_code(n)) for n in range(900, 905)]
+    answers = await asyncio.gather(*asks)
+    expected = [invoice_to_doc(inv) for inv in invoices] * 2 + [None] * 10
+    assert answers == expected
+
+
+async def test_redis_code_entries_of_the_earlier_shape_are_still_followed() -> None:
+    """Entries written before a code entry held the document held its doc id."""
+    namespace = f"test-{uuid.uuid4().hex[:12]}:v1"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        async with open_redis_replica(REDIS_URL, namespace=namespace, ttl=TTL_S) as replica:
+            await replica.put_many([invoice_to_doc(vn(1)), invoice_to_doc(vn(2))])
+            for n in (1, 2):
+                await client.set(f"{namespace}:code:{authority_code(n)}",
+                                 orjson.dumps(vn(n).doc_id), ex=TTL_S)
+            assert await replica.get_by_authority_code(authority_code(1)) == invoice_to_doc(vn(1))
+            await replica.delete_many([vn(2).doc_id])
+            assert await client.get(f"{namespace}:code:{authority_code(2)}") is None
+    finally:
+        await _delete_namespace(namespace)
+        await client.aclose()
+
+
 async def test_memory_replica_evicts_least_recently_used() -> None:
     replica = MemoryReplica(max_docs=2)
     await replica.put_many([invoice_to_doc(vn(1)), invoice_to_doc(vn(2))])
@@ -183,6 +215,9 @@ async def test_redis_keys_are_namespaced_json_with_a_ttl() -> None:
                         f"{namespace}:doc:{vn(1).doc_id}"]
         raw = await client.get(f"{namespace}:doc:{vn(1).doc_id}")
         assert orjson.loads(raw) == invoice_to_doc(vn(1))
+        # The code entry holds the document too: a lookup by code is one read.
+        by_code = await client.get(f"{namespace}:code:{authority_code(1)}")
+        assert orjson.loads(by_code) == invoice_to_doc(vn(1))
         for key in keys:
             assert 0 < await client.ttl(key) <= TTL_S
     finally:
@@ -226,3 +261,18 @@ async def test_only_redis_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="redis://"):
         async with open_redis_replica("http://127.0.0.1:6379"):
             pass
+
+
+def test_decoded_invoices_are_reused_by_content_and_bounded() -> None:
+    decoded = DecodedInvoices(max_entries=2)
+    doc = invoice_to_doc(vn(1))
+    first = decoded.decode(doc)
+    assert first == vn(1)
+    assert decoded.decode(dict(doc)) is first  # equal content, another dict: the same
+    cancelled = {**doc, "lifecycle": "cancelled"}
+    assert decoded.decode(cancelled).lifecycle is Lifecycle.CANCELLED
+    assert decoded.decode(doc) is first
+    decoded.decode(invoice_to_doc(vn(2)))  # a third entry: the memo starts over
+    assert decoded.decode(doc) == vn(1)
+    with pytest.raises(KeyError):
+        decoded.decode({"doc_id": "vn:x"})
