@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from verify.access.middleware import PRINCIPAL
+from verify.access.middleware import KEY_BUDGET_DUE, PRINCIPAL
 from verify.access.tenancy import redact_answer
 from verify.keys import ACCESS, RESILIENCE
 from verify.lookup import LookupQuery
@@ -22,7 +22,10 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
     target = query.key.doc_id if query.key else f"authority_code:{query.authority_code}"
-    await access.spend_lookup_budget(principal, target)
+    key_budget_due = request.get(KEY_BUDGET_DUE, False)
+    if key_budget_due:  # left to this first lookup of the request by the access middleware
+        request[KEY_BUDGET_DUE] = False
+    await access.spend_lookup_budget(principal, target, with_key_budget=key_budget_due)
     answer, invoice = await request.app[RESILIENCE].answer(query, principal.key_id,
                                                            callback_url)
     if invoice is None:

@@ -5,6 +5,8 @@ within that time in every process that shares the database."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -68,9 +70,11 @@ class KeyStore:
     def __init__(self, conn: aiosqlite.Connection, cache_seconds: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._conn = conn
-        self._cache: dict[str, tuple[float, tuple[str, Principal] | None]] = {}
+        # key id -> (loaded at, (SHA-256 of the secret, principal) or None when unknown)
+        self._cache: dict[str, tuple[float, tuple[bytes, Principal] | None]] = {}
         self._cache_seconds = cache_seconds
         self._clock = clock
+        self._loading: dict[str, asyncio.Future[tuple[bytes, Principal] | None]] = {}
 
     async def create(self, role: Role, scopes: Iterable[str] = (), name: str = "",
                      created_by: str | None = None) -> tuple[str, KeyRecord]:
@@ -110,18 +114,31 @@ class KeyStore:
             "SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL LIMIT 1"))
         return bool(rows)
 
-    async def _load(self, key_id: str) -> tuple[str, Principal] | None:
-        now = self._clock()
-        cached = self._cache.get(key_id)
-        if cached and now - cached[0] < self._cache_seconds:
-            return cached[1]
+    async def _load(self, key_id: str, now: float) -> tuple[bytes, Principal] | None:
+        """One query per key id at a time: the requests of a key whose cached entry has just
+        expired (all of them, under load) share it instead of queueing one each behind
+        whatever the connection is doing (the audit trail's flush)."""
+        loading = self._loading.get(key_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._query(key_id, now))
+            self._loading[key_id] = loading
+            loading.add_done_callback(functools.partial(self._loaded, key_id))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, key_id: str, done: asyncio.Future[Any]) -> None:
+        self._loading.pop(key_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller gave up waiting
+
+    async def _query(self, key_id: str, now: float) -> tuple[bytes, Principal] | None:
         rows = list(await self._conn.execute_fetchall(
             "SELECT secret_hash, role, scopes, name FROM api_keys"
             " WHERE key_id = ? AND revoked_at IS NULL", (key_id,)))
         entry = None
         if rows:
             digest, role, scopes, name = rows[0]
-            entry = (digest, Principal(key_id, Role(role), frozenset(json.loads(scopes)), name))
+            entry = (bytes.fromhex(digest),
+                     Principal(key_id, Role(role), frozenset(json.loads(scopes)), name))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key_id] = (now, entry)
@@ -131,8 +148,14 @@ class KeyStore:
         match = _TOKEN_RE.fullmatch(token)
         if not match:
             return None
-        entry = await self._load(match[1])
+        key_id, now = match[1], self._clock()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            entry = cached[1]
+        else:
+            entry = await self._load(key_id, now)
         if entry is None:
             return None
         digest, principal = entry
-        return principal if hmac.compare_digest(digest, _hash(match[2])) else None
+        secret_digest = hashlib.sha256(match[2].encode()).digest()
+        return principal if hmac.compare_digest(digest, secret_digest) else None

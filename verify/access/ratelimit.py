@@ -1,5 +1,7 @@
 """Token buckets: in Redis when configured (shared by every service process), in memory
-otherwise. One interface, `RateLimiter.take`, answers how long to wait (0 = go ahead).
+otherwise. One interface: `RateLimiter.take` answers how long to wait (0 = go ahead), and
+`take_in_turn` spends several budgets of one request in order, stopping at the first that
+refuses (one call, and on Redis one round trip, instead of one per budget).
 
 A bucket holds up to `capacity` tokens and refills at `per_second`; a request spends `cost`
 tokens. `cost=0` only asks whether a token is available, spending nothing (used to refuse a
@@ -8,20 +10,29 @@ client that has already exhausted a budget before doing any work for it).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
+
+from fallback.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("verify.ratelimit")
+
+#: A round trip to Redis at most (the client's socket timeout is the same in `verify.app`).
+DEFAULT_TIMEOUT_S = 0.2
+
+
+#: One take: bucket, capacity, per_second, cost.
+Take = tuple[str, int, float, int]
+#: `take_in_turn`'s answer when every take was spent.
+ALL_SPENT: tuple[int, float] = (-1, 0.0)
 
 
 class RateLimiter(Protocol):
@@ -29,77 +40,145 @@ class RateLimiter(Protocol):
                    cost: int = 1) -> float:
         """Spend `cost` tokens if available and return 0.0, else return the seconds to wait."""
 
+    async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
+        """Spend each take in order, as that many `take` calls would, but stop at the first
+        that has to wait, spending nothing of it or of the takes after it. Returns its index
+        and wait, or `ALL_SPENT`."""
+
 
 def _refill(tokens: float, last: float, now: float, capacity: int, per_second: float) -> float:
-    return min(float(capacity), tokens + max(0.0, now - last) * per_second)
+    if now > last:
+        tokens += (now - last) * per_second
+    return tokens if tokens < capacity else float(capacity)
 
 
 class MemoryRateLimiter:
     """Buckets of one process. Bounded: the least recently used buckets are dropped first
-    (a dropped bucket comes back full, which only ever errs towards letting a request in)."""
+    (a dropped bucket comes back full, which only ever errs towards letting a request in).
+    A plain dict keeps the order: every take re-inserts its bucket at the end."""
 
     def __init__(self, max_buckets: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: dict[str, tuple[float, float]] = {}
         self._max = max_buckets
         self._clock = clock
 
-    async def take(self, bucket: str, capacity: int, per_second: float,
-                   cost: int = 1) -> float:
-        now = self._clock()
-        tokens, last = self._buckets.pop(bucket, (float(capacity), now))
-        tokens = _refill(tokens, last, now, capacity, per_second)
-        need = max(cost, 1)
+    def _take(self, bucket: str, capacity: int, per_second: float, cost: int,
+              now: float) -> float:
+        buckets = self._buckets
+        state = buckets.pop(bucket, None)
+        tokens = float(capacity) if state is None else _refill(*state, now, capacity,
+                                                               per_second)
+        need = cost if cost > 1 else 1
         if tokens >= need:
             tokens -= cost
             wait = 0.0
         else:
             wait = (need - tokens) / per_second if per_second > 0 else math.inf
-        self._buckets[bucket] = (tokens, now)
-        if len(self._buckets) > self._max:
-            self._buckets.popitem(last=False)
+        buckets[bucket] = (tokens, now)
+        if len(buckets) > self._max:
+            del buckets[next(iter(buckets))]
         return wait
-
-
-# KEYS[1] bucket; ARGV capacity, per_second, cost. Time comes from the Redis server so all
-# service processes share one clock; the bucket expires once it would be full again.
-_LUA = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local last = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
-local need = math.max(cost, 1)
-local wait = 0
-if tokens >= need then
-  tokens = tokens - cost
-else
-  if rate > 0 then wait = (need - tokens) / rate else wait = -1 end
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-local ttl = 1
-if rate > 0 then ttl = math.ceil((capacity - tokens) / rate) + 1 end
-redis.call('EXPIRE', KEYS[1], ttl)
-return tostring(wait)
-"""
-
-
-class RedisRateLimiter:
-    def __init__(self, client: Redis, namespace: str = "inv:v1:rl") -> None:
-        self._client = client
-        self._script = client.register_script(_LUA)
-        self._namespace = namespace
 
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
-        raw = await self._script(keys=[f"{self._namespace}:{bucket}"],
-                                 args=[capacity, repr(float(per_second)), cost])
-        wait = float(raw)
-        return math.inf if wait < 0 else wait
+        return self._take(bucket, capacity, per_second, cost, self._clock())
+
+    async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
+        now = self._clock()
+        for index, (bucket, capacity, per_second, cost) in enumerate(takes):
+            wait = self._take(bucket, capacity, per_second, cost, now)
+            if wait:
+                return index, wait
+        return ALL_SPENT
+
+
+# KEYS: the buckets, in the order the takes were asked. ARGV[1]: "capacity per_second cost
+# link" of each in turn, space-separated in one string (one argument and one reply string
+# for the whole batch: redis-py packs and parses each element in Python); link 1 means "in
+# the same request's turn as the take before": skipped ("x") once a take of the turn was
+# refused. One call takes from many buckets (the same bucket may come several times), one
+# after the other, exactly as that many single calls would; the reply is the waits,
+# space-separated. Time comes from the Redis server so all service processes share one
+# clock; a bucket expires once it would be full again.
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local numbers = {}
+for n in string.gmatch(ARGV[1], '%S+') do numbers[#numbers + 1] = tonumber(n) end
+local waits = {}
+local refused = false
+for i, key in ipairs(KEYS) do
+  local capacity = numbers[4 * i - 3]
+  local rate = numbers[4 * i - 2]
+  local cost = numbers[4 * i - 1]
+  if numbers[4 * i] == 1 and refused then
+    waits[i] = 'x'
+  else
+    local state = redis.call('HMGET', key, 'tokens', 'ts')
+    local tokens = tonumber(state[1]) or capacity
+    local last = tonumber(state[2]) or now
+    tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
+    local need = math.max(cost, 1)
+    local wait = 0
+    if tokens >= need then
+      tokens = tokens - cost
+    else
+      if rate > 0 then wait = (need - tokens) / rate else wait = -1 end
+    end
+    redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+    local ttl = 1
+    if rate > 0 then ttl = math.ceil((capacity - tokens) / rate) + 1 end
+    redis.call('EXPIRE', key, ttl)
+    refused = wait ~= 0
+    waits[i] = tostring(wait)
+  end
+end
+return table.concat(waits, ' ')
+"""
+_SKIPPED = b"x"
+
+
+class RedisRateLimiter:
+    """Turns asked concurrently go to Redis together, as one script call
+    (`fallback.coalesce`): a round trip costs more CPU than the script's work for dozens of
+    buckets. Each round trip is bounded by `timeout` (`TimeoutError`), so a take waits at
+    most two of them."""
+
+    def __init__(self, client: Redis, namespace: str = "inv:v1:rl",
+                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._client = client
+        self._script = client.register_script(_LUA)
+        self._namespace = namespace
+        self._turns: Coalescer[Sequence[Take], tuple[int, float]] = Coalescer(
+            self._run, timeout=timeout)
+
+    async def _run(self, turns: Sequence[Sequence[Take]]) -> list[tuple[int, float]]:
+        prefix = self._namespace
+        keys = [f"{prefix}:{bucket}" for turn in turns for bucket, _, _, _ in turn]
+        numbers = " ".join(f"{capacity} {float(per_second)!r} {cost} {1 if index else 0}"
+                           for turn in turns
+                           for index, (_, capacity, per_second, cost) in enumerate(turn))
+        waits = (await self._script(keys=keys, args=[numbers])).split()
+        answers: list[tuple[int, float]] = []
+        at = 0
+        for turn in turns:
+            answer = ALL_SPENT
+            for index, raw in enumerate(waits[at:at + len(turn)]):
+                wait = 0.0 if raw == _SKIPPED else float(raw)
+                if wait:
+                    answer = (index, math.inf if wait < 0 else wait)
+                    break
+            answers.append(answer)
+            at += len(turn)
+        return answers
+
+    async def take(self, bucket: str, capacity: int, per_second: float,
+                   cost: int = 1) -> float:
+        return (await self._turns.call(((bucket, capacity, per_second, cost),)))[1]
+
+    async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
+        return await self._turns.call(takes) if takes else ALL_SPENT
 
 
 class NoRateLimiter:
@@ -109,27 +188,38 @@ class NoRateLimiter:
                    cost: int = 1) -> float:
         return 0.0
 
+    async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
+        return ALL_SPENT
+
 
 class ResilientRateLimiter:
-    """Redis first, bounded by `timeout`; when Redis fails, this process's memory buckets
+    """Redis first; when Redis fails (an error, or its own timeout: `RedisRateLimiter` bounds
+    every round trip, so no timer is armed here per take), this process's memory buckets
     answer instead, so a Redis outage loosens sharing between processes but never stops
     verification."""
 
-    def __init__(self, primary: RateLimiter, fallback: RateLimiter,
-                 timeout: float = 0.2) -> None:
+    def __init__(self, primary: RateLimiter, fallback: RateLimiter) -> None:
         self._primary = primary
         self._fallback = fallback
-        self._timeout = timeout
         self.failures = 0
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures % 1000 == 1:
+            log.warning("rate limiter backend failed; using in-process buckets",
+                        extra={"error": type(exc).__name__, "failures": self.failures})
 
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
         try:
-            async with asyncio.timeout(self._timeout):
-                return await self._primary.take(bucket, capacity, per_second, cost)
+            return await self._primary.take(bucket, capacity, per_second, cost)
         except (OSError, TimeoutError, RedisError) as exc:
-            self.failures += 1
-            if self.failures % 1000 == 1:
-                log.warning("rate limiter backend failed; using in-process buckets",
-                            extra={"error": type(exc).__name__, "failures": self.failures})
+            self._failed(exc)
             return await self._fallback.take(bucket, capacity, per_second, cost)
+
+    async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
+        try:
+            return await self._primary.take_in_turn(takes)
+        except (OSError, TimeoutError, RedisError) as exc:
+            self._failed(exc)
+            return await self._fallback.take_in_turn(takes)

@@ -18,7 +18,7 @@ from aiohttp import web
 from verify.access.apikeys import KeyStore
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
-from verify.access.ratelimit import MemoryRateLimiter, NoRateLimiter, RateLimiter
+from verify.access.ratelimit import MemoryRateLimiter, NoRateLimiter, RateLimiter, Take
 from verify.access.roles import Principal, Role
 from verify.errors import ApiError
 from verify.settings import Limits, Settings
@@ -34,6 +34,10 @@ def too_many(code: str, message: str, wait: float) -> ApiError:
     error = ApiError(429, code, message, {"retry_after": retry})
     error.headers = {"Retry-After": str(retry)}
     return error
+
+
+def _key_limited(wait: float) -> ApiError:
+    return too_many("key_rate_limited", "this key is sending requests too fast", wait)
 
 
 @dataclass
@@ -63,25 +67,37 @@ class Access:
         error.headers = {"WWW-Authenticate": 'Bearer realm="invoice-verify"'}
         raise error
 
-    async def spend_key_budget(self, principal: Principal) -> None:
-        wait = await self.limiter.take(f"key:{principal.key_id}", self.limits.key_burst,
-                                       self.limits.key_per_minute / _MINUTE)
-        if wait:
-            raise too_many("key_rate_limited", "this key is sending requests too fast", wait)
+    def _key_take(self, principal: Principal) -> Take:
+        limits = self.limits
+        return (f"key:{principal.key_id}", limits.key_burst, limits.key_per_minute / _MINUTE, 1)
 
-    async def spend_lookup_budget(self, principal: Principal, target: str) -> None:
-        """Before a lookup: refuse a key that used up its misses, or an over-checked invoice."""
-        misses = self.limits.misses_per_hour
-        wait = await self.limiter.take(f"miss:{principal.key_id}", misses, misses / _HOUR,
-                                       cost=0)
-        if wait:
+    async def spend_key_budget(self, principal: Principal) -> None:
+        if wait := await self.limiter.take(*self._key_take(principal)):
+            raise _key_limited(wait)
+
+    async def spend_lookup_budget(self, principal: Principal, target: str, *,
+                                  with_key_budget: bool = False) -> None:
+        """Before a lookup: refuse a key that used up its misses (checked first, spending
+        nothing), or an over-checked invoice; with `with_key_budget`, the key's own budget
+        first (a lookup whose key budget was left to it: `verify.access.middleware`). One
+        call to the limiter for all of them."""
+        misses, per_day = self.limits.misses_per_hour, self.limits.invoice_per_day
+        takes: tuple[Take, ...] = ((f"miss:{principal.key_id}", misses, misses / _HOUR, 0),
+                                   (f"inv:{target}", per_day, per_day / _DAY, 1))
+        if with_key_budget:
+            takes = (self._key_take(principal), *takes)
+        refused, wait = await self.limiter.take_in_turn(takes)
+        if refused < 0:
+            return
+        if with_key_budget:
+            if refused == 0:
+                raise _key_limited(wait)
+            refused -= 1
+        if refused == 0:
             raise too_many("miss_rate_limited", "too many lookups of invoices that do not "
                            "exist; this looks like enumeration", wait)
-        per_day = self.limits.invoice_per_day
-        wait = await self.limiter.take(f"inv:{target}", per_day, per_day / _DAY)
-        if wait:
-            raise too_many("invoice_rate_limited",
-                           f"this invoice was verified {per_day} times in the last day", wait)
+        raise too_many("invoice_rate_limited",
+                       f"this invoice was verified {per_day} times in the last day", wait)
 
     async def note_miss(self, principal: Principal) -> None:
         misses = self.limits.misses_per_hour

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from typing import Any
 
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import BUYER, PROVIDER, SELLER, package, vn_invoice, vn_key
+from verify.access.apikeys import KeyStore
+from verify.access.db import open_access_db
+from verify.access.roles import Role
 from verify.app import create_app
 from verify.settings import Settings
 
@@ -132,3 +136,24 @@ async def test_security_headers_on_every_response(cli: Client) -> None:
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert resp.headers["X-Frame-Options"] == "DENY"
         assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+
+
+async def test_requests_of_an_expired_key_entry_share_one_load(tmp_path: Any) -> None:
+    now = [0.0]
+    async with open_access_db(tmp_path / "access.sqlite3") as conn:
+        keys = CountingKeyStore(conn, cache_seconds=5.0, clock=lambda: now[0])
+        token, record = await keys.create(Role.VERIFY)
+        forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+        for _ in range(2):  # a first load, then another once the entry has expired
+            found = await asyncio.gather(*(keys.authenticate(t) for t in [token] * 5 + [forged]))
+            assert [p.key_id if p else None for p in found] == [record.key_id] * 5 + [None]
+            now[0] += 6
+        assert keys.queries == 2
+
+
+class CountingKeyStore(KeyStore):
+    queries = 0
+
+    async def _query(self, key_id: str, now: float) -> Any:
+        self.queries += 1
+        return await super()._query(key_id, now)

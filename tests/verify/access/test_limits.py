@@ -57,6 +57,19 @@ async def test_key_burst_then_429(limited: AppFactory) -> None:
     assert other.status == 200, "another key has its own bucket"
 
 
+async def test_bad_lookups_spend_the_key_budget_too(limited: AppFactory) -> None:
+    """A lookup's key budget is spent with its lookup budgets, or after a bad query."""
+    cli, keys = await limited({"INVOICE_RATE_KEY_BURST": "2", "INVOICE_RATE_KEY_PER_MINUTE": "1"})
+    statuses = []
+    for params in ({"number": "1"}, {**vn_key(1), "total_amount": "x"}, vn_key(1)):
+        resp = await cli.get(LOOKUP, params=params, headers=bearer(keys["verify"]))
+        statuses.append(resp.status)
+    assert statuses == [400, 400, 429]
+    assert_429(resp, await resp.json(), "key_rate_limited")
+    bad = await cli.get(LOOKUP, params={"number": "1"}, headers=bearer(keys["verify"]))
+    assert_429(bad, await bad.json(), "key_rate_limited")  # out of budget: 429, not 400
+
+
 async def test_one_invoice_checked_too_often(limited: AppFactory) -> None:
     cli, keys = await limited({"INVOICE_RATE_INVOICE_PER_DAY": "2"})
     for token in (keys["verify"], keys["admin"]):

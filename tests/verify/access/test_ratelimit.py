@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from verify.access.ratelimit import (
+    ALL_SPENT,
     MemoryRateLimiter,
     RateLimiter,
     RedisRateLimiter,
@@ -62,6 +63,50 @@ async def test_refill(limiter: RateLimiter) -> None:
     assert await limiter.take("r", capacity=1, per_second=200) == 0.0
 
 
+async def test_concurrent_takes_spend_like_one_after_the_other(limiter: RateLimiter) -> None:
+    """On Redis, takes asked together go out as one script call, in the order asked."""
+    waits = await asyncio.gather(*(limiter.take("c", capacity=5, per_second=0.01)
+                                   for _ in range(8)),
+                                 limiter.take("d", capacity=1, per_second=0.01))
+    assert waits[:5] == [0.0] * 5
+    assert all(wait > 0 for wait in waits[5:8])
+    assert waits[8] == 0.0
+
+
+async def test_a_turn_spends_in_order_and_stops_at_the_first_refusal(
+        limiter: RateLimiter) -> None:
+    turn = (("t1", 1, 0.01, 0), ("t2", 2, 0.01, 1), ("t3", 1, 0.01, 1))
+    assert await limiter.take_in_turn(turn) == ALL_SPENT
+    refused, wait = await limiter.take_in_turn(turn)  # t3 is empty now
+    assert refused == 2
+    assert wait > 0
+    # t2 was spent by that turn (its second token), so the next turn stops there, and t3
+    # is left as it was: still refusing, and not charged again.
+    refused, _ = await limiter.take_in_turn(turn)
+    assert refused == 1
+    assert await limiter.take("t1", capacity=1, per_second=0.01, cost=0) == 0.0
+    assert await limiter.take_in_turn(()) == ALL_SPENT
+
+
+async def test_a_refused_peek_spends_nothing_after_it(limiter: RateLimiter) -> None:
+    assert await limiter.take("gate", capacity=1, per_second=0.01) == 0.0
+    refused, _ = await limiter.take_in_turn((("gate", 1, 0.01, 0), ("spend", 1, 0.01, 1)))
+    assert refused == 0
+    assert await limiter.take("spend", capacity=1, per_second=0.01) == 0.0  # still full
+
+
+async def test_concurrent_turns_are_independent(limiter: RateLimiter) -> None:
+    """On Redis these go out in one script call; a refusal ends only its own turn."""
+    assert await limiter.take("shut", capacity=1, per_second=0.01) == 0.0
+    answers = await asyncio.gather(
+        limiter.take_in_turn((("shut", 1, 0.01, 0), ("a", 1, 0.01, 1))),
+        limiter.take_in_turn((("open1", 1, 0.01, 0), ("b", 1, 0.01, 1))),
+        limiter.take_in_turn((("open2", 1, 0.01, 1),)))
+    assert [refused for refused, _ in answers] == [0, -1, -1]
+    assert await limiter.take("a", capacity=1, per_second=0.01) == 0.0
+    assert await limiter.take("b", capacity=1, per_second=0.01) > 0
+
+
 async def test_zero_rate_never_refills(limiter: RateLimiter) -> None:
     assert await limiter.take("z", capacity=1, per_second=0) == 0.0
     assert math.isinf(await limiter.take("z", capacity=1, per_second=0))
@@ -77,10 +122,35 @@ def test_memory_buckets_are_bounded() -> None:
 async def test_unreachable_redis_falls_back_to_memory() -> None:
     client = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.1)
     try:
-        limiter = ResilientRateLimiter(RedisRateLimiter(client), MemoryRateLimiter(),
-                                       timeout=0.5)
+        limiter = ResilientRateLimiter(RedisRateLimiter(client, timeout=0.5),
+                                       MemoryRateLimiter())
         assert await limiter.take("f", capacity=1, per_second=0.01) == 0.0
         assert await limiter.take("f", capacity=1, per_second=0.01) > 0
-        assert limiter.failures == 2
+        assert (await limiter.take_in_turn((("f", 1, 0.01, 0),)))[0] == 0
+        assert limiter.failures == 3
     finally:
         await client.aclose()
+
+
+async def test_a_stalled_redis_falls_back_to_memory_within_two_round_trips() -> None:
+    """A server that accepts and never answers: each take fails by the limiter's timeout."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        limiter = ResilientRateLimiter(RedisRateLimiter(client, timeout=0.2),
+                                       MemoryRateLimiter())
+        async with asyncio.timeout(10):  # a hang guard, not a timing assertion
+            waits = await asyncio.gather(*(limiter.take("s", capacity=2, per_second=0.01)
+                                           for _ in range(3)))
+        assert sorted(waits)[:2] == [0.0, 0.0]
+        assert sorted(waits)[2] > 0
+        assert limiter.failures == 3
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
