@@ -32,17 +32,19 @@ class DependencyGuard:
         return allowed
 
     async def succeeded(self) -> None:
-        await self._note(self.breaker.record_success())
+        transition = self.breaker.record_success()
+        if transition is not None:  # most calls change no state: nothing to record
+            await self._note(transition)
 
     async def failed(self, error: str) -> None:
-        await self._note(self.breaker.record_failure(error))
+        transition = self.breaker.record_failure(error)
+        if transition is not None:
+            await self._note(transition)
 
     def abandoned(self) -> None:
         self.breaker.abandon()
 
-    async def _note(self, transition: Transition | None) -> None:
-        if transition is None:
-            return
+    async def _note(self, transition: Transition) -> None:
         try:
             if transition.new is BreakerState.OPEN and transition.old is BreakerState.CLOSED:
                 await self.outages.open_detected(self.system, transition.at, transition.reason)

@@ -126,6 +126,8 @@ class OutageLog:
 
     def active(self, system: System, moment: datetime | None = None) -> OutageWindow | None:
         """A declared window of `system` in force now (maintenance), if any."""
+        if not self._live:  # the usual case: no window to check, so no clock to read
+            return None
         at = moment or self._clock()
         for window in self._live:
             if window.system is system and window.kind is WindowKind.DECLARED \
@@ -149,6 +151,8 @@ class OutageLog:
         reaching us). While it counts, a miss is not authoritative; a caller's `issued_on`
         narrows that to invoices issued from `lag` before the window's start (then in flight)
         to `lag` after its end."""
+        if not self._live:
+            return None
         now = moment or self._clock()
         for window in self._live:
             if window.system is not System.UPSTREAM or window.start > now:

