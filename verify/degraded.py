@@ -24,7 +24,7 @@ from fallback.breaker import Clock, utc_now
 from fallback.gaps import GapLedger, GapReason, GapRequest
 from fallback.health import DependencyGuard, Metrics
 from fallback.outages import OutageLog, System, day_bounds
-from fallback.replica import Replica, ReplicaUnavailable
+from fallback.replica import Replica, ReplicaUnavailable, decode_invoice
 from indexer.codec import invoice_from_doc
 from indexer.journal import PendingDoc
 from indexer.keys import VnKey
@@ -32,7 +32,7 @@ from indexer.model import Invoice
 from indexer.store import InvoiceStore
 from indexer.store.protocol import StoreUnavailableError
 from verify.answer import build_answer
-from verify.lookup import LookupQuery, fetch_invoice
+from verify.lookup import LookupQuery, fetch_invoice, reads_inline
 
 log = logging.getLogger("verify.degraded")
 
@@ -96,8 +96,11 @@ class Resilience:
         if not self.primary.allow():
             return await self._from_replica(query, None)
         try:
-            async with asyncio.timeout(self.primary_timeout):
+            if reads_inline(self.store):  # never suspends: a timer could not fire in it
                 invoice = await fetch_invoice(self.store, query)
+            else:
+                async with asyncio.timeout(self.primary_timeout):
+                    invoice = await fetch_invoice(self.store, query)
         except asyncio.CancelledError:
             self.primary.abandoned()
             raise
@@ -130,7 +133,7 @@ class Resilience:
         invoice = None
         if doc is not None:
             try:
-                invoice = invoice_from_doc(doc)
+                invoice = decode_invoice(doc)
             except (KeyError, ValueError, TypeError):  # a stale document shape is a miss
                 log.warning("unreadable replica document", extra={"doc": doc.get("doc_id")})
         as_of = (_written_at(doc) if doc is not None and invoice is not None else None) or now
