@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import FormData
 from typer.testing import CliRunner
 
-from tests.conftest import Client, KeyMaker, bearer
+from tests.conftest import Client, EsTarget, KeyMaker, bearer
 from tests.factories import (
     BUYER,
     SELLER,
@@ -26,8 +27,11 @@ from tests.factories import (
     vn_invoice,
     vn_key,
 )
+from tests.indexer.store.conftest import fresh_prefix
 from tests.ledgers import csv_bytes, xlsx_bytes
+from verify.app import create_app
 from verify.cli import app
+from verify.settings import Settings
 
 URL = "/api/v1/reports/ledger"
 MAY = {"buyer_tax_id": BUYER, "from": "2022-05-01", "to": "2022-05-31"}
@@ -37,6 +41,21 @@ VN_TZ = timezone(timedelta(hours=7))
 TODAY = datetime.now(VN_TZ).date()
 #: A series of this year, for the line issued today (inside the upstream window).
 SERIES_NOW = f"C{TODAY.year % 100:02d}TAA"
+
+
+@pytest.fixture(params=["sqlite", "elasticsearch"])
+async def cli(request: pytest.FixtureRequest, aiohttp_client: Callable[..., Awaitable[Client]],
+              tmp_path: Path, admin_token: str) -> Client:
+    """The real app on each primary backend (the report reads the store through
+    `get_invoices` and `scan_buyer_invoices`, both in the store contract suite)."""
+    env = {"INVOICE_DATA_DIR": str(tmp_path / "data")}
+    factory = None
+    if request.param == "elasticsearch":
+        target: EsTarget = request.getfixturevalue("es_target")
+        env |= {"INVOICE_ES_URL": target.url, "INVOICE_ES_INDEX_PREFIX": fresh_prefix()}
+        factory = target.client_factory
+    app = create_app(Settings.from_env(env), es_client_factory=factory)
+    return await aiohttp_client(app, headers=bearer(admin_token))
 
 
 def vid(number: int, series: str = "C22TAA") -> str:
