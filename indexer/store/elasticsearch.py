@@ -53,9 +53,10 @@ guard), and may then point at a new invoice that the undo removed; (b) a crash o
 connection between steps 3 and 5 leaves documents without their package record (the undo is
 attempted but cannot run if the cluster is gone; the ids left behind are added as a note to
 the exception). Both need two processes changing one invoice at the same moment or a crash
-mid-commit; the durable intake journal (a later issue) replays such packages, and must then
-take documents that already carry the replayed package's id as its own rather than as
-duplicates. Within one process `Intake` serialises commits.
+mid-commit; the durable intake journal replays such packages, and the replay takes documents
+that already carry its package id as its own rather than as duplicates (`_not_ours` here,
+`forget_own_leftovers` and `authority_code_packages` in intake). Within one process `Intake`
+serialises commits.
 """
 
 from __future__ import annotations
