@@ -53,6 +53,11 @@ class Coalescer(Generic[K, V]):
 
     async def _flush(self) -> None:
         try:
+            # One more turn of the event loop before the first round trip: the callers whose
+            # requests arrived in the same read of the sockets as the first caller's queue
+            # here too (under load, batches of about 15 instead of 10 with 32 clients).
+            # Alone, a call waits one loop turn (microseconds) longer.
+            await asyncio.sleep(0)
             while self._queued:
                 batch = self._queued[:self._max_batch]
                 del self._queued[:self._max_batch]

@@ -42,6 +42,7 @@ async def sent(coalescer: Coalescer[str, str], key: str) -> asyncio.Task[str]:
     """A call whose batch has gone out to the backend."""
     task = asyncio.create_task(coalescer.call(key))
     await asyncio.sleep(0)  # the call queues its key and starts the flusher
+    await asyncio.sleep(0)  # the flusher waits one more turn for company
     await asyncio.sleep(0)  # the flusher sends the batch
     return task
 
@@ -59,6 +60,17 @@ async def test_calls_made_together_share_one_batch_in_call_order() -> None:
     results = await asyncio.gather(*(coalescer.call(k) for k in ["x", "y", "x", "z"]))
     assert results == ["X", "Y", "X", "Z"]
     assert backend.batches == [["x", "y", "x", "z"]]
+
+
+async def test_a_call_made_one_loop_turn_later_still_joins_the_first_batch() -> None:
+    """Under load, requests read from the sockets in the next turn share the round trip."""
+    backend = Backend()
+    coalescer = Coalescer(backend.run, timeout=HANG_GUARD_S)
+    first = asyncio.create_task(coalescer.call("a"))
+    await asyncio.sleep(0)  # "a" queued, the flusher started
+    second = asyncio.create_task(coalescer.call("b"))
+    assert [await first, await second] == ["A", "B"]
+    assert backend.batches == [["a", "b"]]
 
 
 async def test_calls_queued_behind_a_batch_in_flight_go_in_the_next() -> None:
