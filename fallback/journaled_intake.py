@@ -35,7 +35,7 @@ from typing import Any
 from fallback.breaker import Clock, utc_now
 from fallback.health import DependencyGuard
 from fallback.outages import OutageLog, System
-from fallback.replica import Replica, ReplicaUnavailable, replica_doc
+from fallback.replica import Replica, ReplicaUnavailable, WriteThrough, replica_doc
 from indexer.codec import invoice_from_doc
 from indexer.intake import BatchItem, Intake, IntakeResult
 from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
@@ -251,6 +251,7 @@ class JournaledIntake:
         today's limits refuse) is closed with a rejection notice: it was acknowledged as
         queued, so it is answered, not dropped silently."""
         notices: dict[int, dict[str, Any]] = {}
+        written: set[str] = set()  # written through to the replica after the commit
         batch: list[tuple[JournalEntry, BatchItem]] = []
         for entry in entries:
             try:
@@ -263,16 +264,26 @@ class JournaledIntake:
                                            submission.originals,
                                            await self.signatures(submission))))
         if batch:
+            hook = self.intake.after_commit
+            through = (hook if isinstance(hook, WriteThrough) and hook.replica is self.replica
+                       else None)
+            failures = through.failures if through is not None else 0
             # No timeout of our own here: cancelling a commit midway is what leaves half
             # of it behind on Elasticsearch; the store's clients bound every request.
             results = await self.intake.ingest_many([item for _, item in batch])
             for (entry, _), result in zip(batch, results, strict=True):
-                notices[entry.seq] = (_refusal(entry, result) if isinstance(result, PackageError)
-                                      else result.notice)
+                if isinstance(result, PackageError):
+                    notices[entry.seq] = _refusal(entry, result)
+                else:
+                    notices[entry.seq] = result.notice
+                    written |= result.written
+            if through is None or through.failures != failures:
+                written.clear()  # not known to be in this replica: settle every one
         provisional_ids = await self.journal.pending_doc_ids_many([e.seq for e in entries])
         ordered = [(e.seq, notices[e.seq]) for e in entries]
         await self.journal.mark_applied_many(ordered, self.clock())
-        await self._settle_replica(provisional_ids)
+        # What the intake wrote through after its commit is the primary's state already.
+        await self._settle_replica([d for d in provisional_ids if d not in written])
         return [notice for _, notice in ordered]
 
     async def _settle_replica(self, doc_ids: list[str]) -> None:

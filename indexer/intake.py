@@ -80,6 +80,9 @@ class ItemResult:
 class IntakeResult:
     notice: dict[str, Any]
     replayed: bool
+    #: Ids of the invoices this package created or changed, handed in their committed
+    #: state to the after-commit hook, which took them without raising; empty for a replay.
+    written: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,13 +521,15 @@ class Intake:
                                    entry.package.digest, entry.received_at, notice)
             commits.append(PackageCommit(record, list(ledger.new.values()),
                                          [ledger.current[d] for d in sorted(ledger.changed)]))
-            touched |= set(ledger.new) | ledger.changed
+            written = frozenset(ledger.new).union(ledger.changed)
+            touched |= written
             kept.extend(_originals_kept(entry.package, checked.items, entry.originals))
-            out.append((n, IntakeResult(notice, replayed=False)))
+            out.append((n, IntakeResult(notice, replayed=False, written=written)))
         if kept and self.originals is not None:
             await self.originals.put_many(kept)
         await self.store.commit_packages(commits)
-        await self._after_commit([current[d] for d in sorted(touched)], "batch")
+        if not await self._after_commit([current[d] for d in sorted(touched)], "batch"):
+            out = [(n, dataclasses.replace(r, written=frozenset())) for n, r in out]
         return out
 
     async def _forget_own_codes(self, packages: list[_Checked], taken: set[str]) -> None:
@@ -540,13 +545,16 @@ class Intake:
             if own.get(code) == package_id:
                 taken.discard(code)
 
-    async def _after_commit(self, invoices: list[Invoice], package_id: str) -> None:
+    async def _after_commit(self, invoices: list[Invoice], package_id: str) -> bool:
+        """False when the hook raised (the invoices may not have reached it)."""
         if self.after_commit is None or not invoices:
-            return
+            return True
         try:
             await self.after_commit(invoices)
         except Exception:  # the package is committed: acknowledge it whatever happens here
             log.exception("after-commit hook failed", extra={"package_id": package_id})
+            return False
+        return True
 
     async def _apply(self, package: Package, originals: Mapping[int, bytes],
                      extra: Mapping[int, list[Violation]], now: datetime) -> IntakeResult:
@@ -571,8 +579,9 @@ class Intake:
                                "another intake stored one of these invoices at the same time; "
                                "post the package again", status=409,
                                details={"reason": str(exc)}) from exc
-        await self._after_commit([*new, *changed], package.package_id)
-        return IntakeResult(notice_body, replayed=False)
+        handed = await self._after_commit([*new, *changed], package.package_id)
+        written = frozenset(ledger.new).union(ledger.changed) if handed else frozenset()
+        return IntakeResult(notice_body, replayed=False, written=written)
 
 
 def _replayed(package: Package, stored: StoredPackage) -> IntakeResult | PackageError:

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from fallback.outages import System
 from fallback.replica import MemoryReplica
 from indexer.journal import open_intake_journal
+from indexer.keys import VnKey
 from indexer.submission import BodyFormat, read_submission
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import authority_code, cancel, package, vn_invoice, vn_key
@@ -50,7 +51,9 @@ def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / "data"),
                               "INVOICE_GAP_GRACE_HOURS": "0",
                               "INVOICE_RECONCILE_INTERVAL_SECONDS": "3600",
-                              "INVOICE_CALLBACK_BACKOFF_SECONDS": "60"})
+                              "INVOICE_CALLBACK_BACKOFF_SECONDS": "60",
+                              # the callback receiver of these tests is on 127.0.0.1
+                              "INVOICE_CALLBACK_ALLOW_PRIVATE": "1"})
 
 
 async def post(cli: Client, body: dict[str, Any], token: str | None = None,
@@ -159,6 +162,29 @@ async def test_the_final_notice_decides_what_the_queued_one_could_not(cli: Clien
     assert [e["rule"] for e in final["items"][0]["errors"]] == ["chain.original.not_found"]
     answer = await lookup(cli, 21)  # refused when applied: gone from the replica too
     assert (answer["status"], answer["source"]) == ("not_found", "primary")
+
+
+async def test_after_a_drain_the_replica_holds_what_the_primary_holds(cli: Client) -> None:
+    await maintenance(cli, 0.5)
+    assert (await post(cli, package([vn_invoice(40), vn_invoice(41)])))[0] == 202
+    assert (await post(cli, package(notices=[cancel(40)])))[0] == 202
+    orphan = vn_invoice(43, kind="replacement", original=vn_key(42))
+    assert (await post(cli, package([orphan])))[0] == 202  # refused when applied
+    await wait_out(cli)
+    await reconcile(cli)
+    app = cli.server.app
+    assert app is not None
+    replica = app[REPLICA]
+
+    async def held(number: int) -> dict[str, Any] | None:
+        doc: dict[str, Any] | None = await replica.get(VnKey(**vn_key(number)).doc_id)
+        return doc
+
+    cancelled, issued = await held(40), await held(41)
+    assert cancelled is not None
+    assert issued is not None
+    assert (cancelled["lifecycle"], issued["lifecycle"]) == ("cancelled", "issued")
+    assert await held(43) is None
 
 
 @pytest.fixture
