@@ -14,22 +14,97 @@ followed) is retried with exponential backoff (`backoff_base` x 2^attempts, at m
 `backoff_cap`) on later reconciler runs, up to `max_attempts`; the last error stays with the
 requester (`GET /gaps/{id}` shows it to admins). A crash between the POST and recording it
 sends it again: receivers should treat `gap_id` as the idempotency key.
+
+Signed: with a `secret` (`INVOICE_CALLBACK_SECRET`), every POST carries
+`X-Invoice-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>` (`sign`), so a
+receiver can tell our callbacks from forged ones and refuse replays of old ones (compare `t`
+with its clock). Without a secret the header is absent.
+
+Not a way into our own network: unless `allow_private` (`INVOICE_CALLBACK_ALLOW_PRIVATE`),
+a callback to an address that is not globally routable (loopback, private, link-local,
+carrier-grade NAT, reserved, multicast) is refused, whether the URL names the address or a
+host name resolves to it. The check is made on the addresses the connection then uses
+(`PublicOnlyResolver`), so a name that resolves differently the second time (DNS rebinding)
+cannot slip past it. A refused callback fails like any other, with the reason recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
+import hmac
+import ipaddress
 import logging
+import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from fallback.breaker import Clock, utc_now
 from fallback.gaps import DueCallback, SqliteGapLedger
 
 log = logging.getLogger("fallback.callbacks")
+
+SIGNATURE_HEADER = "X-Invoice-Signature"
+
+
+class CallbackBlocked(OSError):
+    """The callback's address is not globally routable and private callbacks are off."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)  # aiohttp quotes `strerror` when it wraps it
+
+
+def is_public(address: str) -> bool:
+    """A globally routable unicast address (`ipaddress`'s `is_global`, minus multicast)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
+    except ValueError:
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
+def literal_host(url: str) -> str | None:
+    """The URL's host when it is an IP address (connections to those skip the resolver)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    return host
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves as aiohttp would, then keeps only globally routable addresses."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if is_public(r["host"])]
+        if not public:
+            raise CallbackBlocked(f"{host} resolves only to addresses that are not globally "
+                                  "routable (INVOICE_CALLBACK_ALLOW_PRIVATE is off)")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def sign(secret: str, body: bytes, at: int) -> str:
+    """The `X-Invoice-Signature` value for `body` sent at unix time `at`."""
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256)
+    return f"t={at},v1={mac.hexdigest()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +114,8 @@ class CallbackPolicy:
     backoff_base: float = 30.0
     backoff_cap: float = 3600.0
     concurrency: int = 8
+    secret: str | None = None  # signs every POST (`sign`) when set
+    allow_private: bool = False  # callbacks to loopback or private addresses
 
 
 @dataclass(slots=True)
@@ -72,24 +149,47 @@ class CallbackNotifier:
         p = self.policy
         limit = asyncio.Semaphore(p.concurrency)
         timeout = aiohttp.ClientTimeout(total=p.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                due = await self.gaps.due_callbacks(max_attempts=p.max_attempts, limit=100)
-                if not due:
-                    return done
-                results = await asyncio.gather(*(self._one(session, limit, d) for d in due))
-                done.sent += sum(results)
-                done.failed += len(results) - sum(results)
+        resolver = None if p.allow_private else PublicOnlyResolver()
+        connector = aiohttp.TCPConnector(resolver=resolver)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+                while True:
+                    due = await self.gaps.due_callbacks(max_attempts=p.max_attempts,
+                                                        limit=100)
+                    if not due:
+                        return done
+                    results = await asyncio.gather(*(self._one(session, limit, d)
+                                                     for d in due))
+                    done.sent += sum(results)
+                    done.failed += len(results) - sum(results)
+        finally:
+            if resolver is not None:  # a resolver handed to the connector is ours to close
+                await resolver.close()
 
     async def _one(self, session: aiohttp.ClientSession, limit: asyncio.Semaphore,
                    due: DueCallback) -> bool:
         async with limit:
             error: str | None = None
+            body = orjson.dumps(payload(due))
+            headers = {"Content-Type": "application/json"}
+            if self.policy.secret:
+                headers[SIGNATURE_HEADER] = sign(self.policy.secret, body, int(time.time()))
+            literal = literal_host(due.callback_url)
             try:
-                async with session.post(due.callback_url, json=payload(due),
+                if literal is not None and not self.policy.allow_private \
+                        and not is_public(literal):
+                    raise CallbackBlocked(f"{literal} is an address that is not globally routable "
+                                          "(INVOICE_CALLBACK_ALLOW_PRIVATE is off)")
+                async with session.post(due.callback_url, data=body, headers=headers,
                                         allow_redirects=False) as response:
                     if not 200 <= response.status < 300:
                         error = f"HTTP {response.status}"
+            except CallbackBlocked as exc:
+                error = f"blocked: {exc.strerror}"
+            except aiohttp.ClientConnectorError as exc:
+                error = (f"blocked: {exc.os_error.strerror}"
+                         if isinstance(exc.os_error, CallbackBlocked)
+                         else f"{type(exc).__name__}: {exc}")
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             if error is None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
+from fallback.callbacks import is_public, literal_host
 from fallback.gaps import GapReason, GapStatus, Visibility, visible
 from fallback.outages import OutageError, System, WindowKind
 from verify.access.middleware import PRINCIPAL
@@ -74,8 +75,10 @@ def _choice(params: dict[str, str], name: str, choices: type[Any]) -> Any:
                    name) from None
 
 
-def validate_callback_url(raw: str) -> str:
-    """An absolute http(s) URL with a host, stored with the gap for the reconciler."""
+def validate_callback_url(raw: str, *, allow_private: bool) -> str:
+    """An absolute http(s) URL with a host, stored with the gap for the reconciler. An IP
+    address that is not globally routable is refused here already unless `allow_private`;
+    a host name is checked when the callback is sent (`fallback/callbacks.py`)."""
     try:
         parts = urlsplit(raw)
     except ValueError:
@@ -84,10 +87,15 @@ def validate_callback_url(raw: str) -> str:
             or len(raw) > MAX_CALLBACK_URL or any(c.isspace() for c in raw)):
         raise _bad("callback_url must be an absolute http or https URL (at most "
                    f"{MAX_CALLBACK_URL} characters)", "callback_url")
+    literal = literal_host(raw)
+    if literal is not None and not allow_private and not is_public(literal):
+        raise _bad("callback_url must not point at a loopback or private address",
+                   "callback_url")
     return raw
 
 
-def split_callback(query: MultiMapping[str]) -> tuple[MultiMapping[str], str | None]:
+def split_callback(query: MultiMapping[str], *, allow_private: bool,
+                   ) -> tuple[MultiMapping[str], str | None]:
     """The lookup parameters without `callback_url`, and that URL validated (if given)."""
     urls = query.getall("callback_url", [])
     if not urls:
@@ -96,7 +104,7 @@ def split_callback(query: MultiMapping[str]) -> tuple[MultiMapping[str], str | N
         raise ApiError(400, "repeated_parameter", "each parameter may be given once",
                        {"parameters": ["callback_url"]})
     rest = MultiDict((k, v) for k, v in query.items() if k != "callback_url")
-    return rest, validate_callback_url(urls[0].strip())
+    return rest, validate_callback_url(urls[0].strip(), allow_private=allow_private)
 
 
 def _visibility(principal: Principal) -> Visibility | None:

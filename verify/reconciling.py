@@ -84,7 +84,9 @@ def reconciler(settings: Settings, intake: JournaledIntake, gaps: SqliteGapLedge
                ) -> Reconciler:
     fb = settings.fallback
     policy = CallbackPolicy(max_attempts=fb.callback_max_attempts,
-                            backoff_base=float(fb.callback_backoff_seconds))
+                            backoff_base=float(fb.callback_backoff_seconds),
+                            secret=fb.callback_secret,
+                            allow_private=fb.callback_allow_private)
     return Reconciler(
         intake, gaps, gap_answerer(intake.intake.store), intake.replica,
         notifier=CallbackNotifier(gaps, policy), grace=timedelta(hours=fb.gap_grace_hours),

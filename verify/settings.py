@@ -93,8 +93,10 @@ class FallbackSettings:
     primary (beyond it the package stays queued in the journal); the reconciler checks for
     work every `reconcile_interval_seconds`; a gap the primary still cannot answer is
     resolved `missing` once `gap_grace_hours` have passed since it was first seen; callbacks
-    are tried `callback_max_attempts` times, `callback_backoff_seconds` apart, doubling;
-    applied journal entries are kept `journal_retention_days` (re-posts answered from them).
+    are tried `callback_max_attempts` times, `callback_backoff_seconds` apart, doubling,
+    signed with `callback_secret` when set, and never sent to loopback or private addresses
+    unless `callback_allow_private` (`fallback/callbacks.py`); applied journal entries are
+    kept `journal_retention_days` (re-posts answered from them).
     `replica_warm_up`: fill the in-memory replica from the primary at start.
     """
 
@@ -108,8 +110,22 @@ class FallbackSettings:
     gap_grace_hours: int = 24
     callback_max_attempts: int = 8
     callback_backoff_seconds: int = 30
+    callback_secret: str | None = field(default=None, repr=False)
+    callback_allow_private: bool = False
     journal_retention_days: int = 7
     replica_warm_up: bool = True
+
+
+#: A signing secret shorter than this is refused (HMAC-SHA256 keys: 32 bytes or more).
+MIN_CALLBACK_SECRET = 32
+
+
+def _callback_secret(env: Mapping[str, str]) -> str | None:
+    secret = env.get("INVOICE_CALLBACK_SECRET", "").strip()
+    if secret and len(secret) < MIN_CALLBACK_SECRET:
+        raise SettingsError(f"INVOICE_CALLBACK_SECRET must be at least {MIN_CALLBACK_SECRET} "
+                            "characters (e.g. `openssl rand -hex 32`)")
+    return secret or None
 
 
 def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
@@ -126,6 +142,8 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         gap_grace_hours=_int(env, "INVOICE_GAP_GRACE_HOURS", 24),
         callback_max_attempts=_int(env, "INVOICE_CALLBACK_MAX_ATTEMPTS", 8, minimum=1),
         callback_backoff_seconds=_int(env, "INVOICE_CALLBACK_BACKOFF_SECONDS", 30, minimum=1),
+        callback_secret=_callback_secret(env),
+        callback_allow_private=_flag(env, "INVOICE_CALLBACK_ALLOW_PRIVATE"),
         journal_retention_days=_int(env, "INVOICE_JOURNAL_RETENTION_DAYS", 7, minimum=1),
         replica_warm_up=_flag(env, "INVOICE_REPLICA_WARM_UP", default=True),
     )

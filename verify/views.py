@@ -64,8 +64,10 @@ async def post_package(request: web.Request) -> web.Response:
 
 
 async def lookup(request: web.Request) -> web.Response:
-    params, callback_url = split_callback(request.query)
-    query = parse_lookup(params, request.app[SETTINGS].rules)
+    settings = request.app[SETTINGS]
+    params, callback_url = split_callback(
+        request.query, allow_private=settings.fallback.callback_allow_private)
+    query = parse_lookup(params, settings.rules)
     return json_response(await verify_query(request, query, callback_url=callback_url))
 
 
