@@ -256,7 +256,7 @@ class JournaledIntake:
         for entry in entries:
             try:
                 submission = read_submission(entry.body, entry.format,
-                                             max_items=self.max_items)
+                                             max_items=self.max_items, digest=entry.digest)
             except PackageError as exc:
                 notices[entry.seq] = _refusal(entry, exc)
                 continue

@@ -58,16 +58,25 @@ def _check_depth(data: object) -> None:
     anything recursive sees it."""
     if not isinstance(data, dict | list):
         return
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
+    level: list[dict[str, Any] | list[Any]] = [data]  # the containers at one depth
+    depth = 1
+    while level:
         if depth > MAX_DEPTH:
             raise PackageError("package.too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((v, depth + 1) for v in children if isinstance(v, dict | list))
+        deeper: list[dict[str, Any] | list[Any]] = []
+        for value in level:
+            for child in value.values() if isinstance(value, dict) else value:
+                if isinstance(child, (dict, list)):  # a tuple: faster than dict | list
+                    deeper.append(child)
+        level = deeper
+        depth += 1
 
 
-def package_from_json(data: object, *, max_items: int = MAX_ITEMS) -> Package:
+def package_from_json(data: object, *, max_items: int = MAX_ITEMS,
+                      digest: str | None = None) -> Package:
+    """`digest`: the package's digest when already known (an intake-journal entry keeps the
+    one computed from this very body when it was received, which also proved its text
+    valid Unicode); skips the canonical encoding that computes it."""
     if not isinstance(data, dict):
         raise PackageError("package.malformed", "a package is a JSON object")
     package_id = data.get("package_id")
@@ -98,26 +107,31 @@ def package_from_json(data: object, *, max_items: int = MAX_ITEMS) -> Package:
     if actual == 0:
         raise PackageError("package.empty", "the package holds no invoices or notices")
     _check_depth(data)
-    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    try:
-        encoded = canonical.encode()
-    except UnicodeEncodeError:
-        raise PackageError("package.invalid_text", "the package holds text that is not valid "
-                           "Unicode (a lone surrogate escape)") from None
     return Package(
         package_id=package_id,
         sender=sender.strip(),
         declared_count=declared,
         invoices=invoices,
         notices=notices,
-        digest=hashlib.sha256(encoded).hexdigest(),
+        digest=digest if digest is not None else _digest(data),
     )
 
 
-def parse_json_package(body: bytes, *, max_items: int = MAX_ITEMS) -> Package:
+def _digest(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        encoded = canonical.encode()
+    except UnicodeEncodeError:
+        raise PackageError("package.invalid_text", "the package holds text that is not valid "
+                           "Unicode (a lone surrogate escape)") from None
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def parse_json_package(body: bytes, *, max_items: int = MAX_ITEMS,
+                       digest: str | None = None) -> Package:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers
         raise PackageError("package.malformed_json", f"body is not valid JSON: {exc}",
                            status=400) from None
-    return package_from_json(data, max_items=max_items)
+    return package_from_json(data, max_items=max_items, digest=digest)

@@ -28,12 +28,15 @@ class Submission:
     originals: dict[int, bytes] = field(default_factory=dict)
 
 
-def read_submission(body: bytes, fmt: BodyFormat, *, max_items: int) -> Submission:
-    """Raises `PackageError` (a 4xx) for a body that is not a package."""
+def read_submission(body: bytes, fmt: BodyFormat, *, max_items: int,
+                    digest: str | None = None) -> Submission:
+    """Raises `PackageError` (a 4xx) for a body that is not a package. `digest`: the
+    digest this body is known to have (a journal entry's, computed when it was received),
+    so a JSON body need not be encoded again to compute it."""
     if fmt is BodyFormat.XML:
         parsed = parse_xml_package(body, max_items=max_items)
         return Submission(parsed.package, body, fmt, parsed.originals)
-    return Submission(parse_json_package(body, max_items=max_items), body, fmt)
+    return Submission(parse_json_package(body, max_items=max_items, digest=digest), body, fmt)
 
 
 def signature_violations(submission: Submission, anchors: TrustAnchors, rules: RuleConfig,

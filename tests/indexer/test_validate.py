@@ -600,3 +600,14 @@ def test_digest_ignores_key_order_but_not_content() -> None:
     other_seller = package([vn_invoice(1, seller_tax_id=SELLER_2), cn_invoice()], [cancel(9)],
                            package_id="PKG-D")
     assert package_from_json(other_seller).digest != package_from_json(data).digest
+
+
+def test_a_known_digest_is_taken_as_given_and_every_other_check_still_runs() -> None:
+    """The journal drain passes the digest computed when the body was received."""
+    body = json.dumps(package([vn_invoice(1)], package_id="PKG-K")).encode()
+    computed = parse_json_package(body)
+    assert parse_json_package(body, digest=computed.digest) == computed
+    data = package([vn_invoice(1), vn_invoice(2)], package_id="PKG-K")
+    with pytest.raises(PackageError) as refused:
+        parse_json_package(json.dumps(data).encode(), max_items=1, digest=computed.digest)
+    assert refused.value.code == "package.too_many_items"
