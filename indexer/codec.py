@@ -9,6 +9,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_doc_id
 from indexer.model import Amounts, Invoice, Kind, Lifecycle, Relation, RelationKind
 from indexer.money import from_scaled, to_scaled
@@ -48,7 +50,37 @@ def relations_to_json(relations: tuple[Relation, ...]) -> str:
     return json.dumps([_relation_to_dict(r) for r in relations], ensure_ascii=False)
 
 
+def json_text(value: Any) -> str:
+    """Compact JSON text, UTF-8 unescaped, for what the SQLite files keep as text (notices):
+    orjson, a tenth of `json.dumps`; what it refuses (integers beyond 64 bits) goes through
+    `json.dumps`, so the outcome is the same either way."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, ensure_ascii=False)
+
+
+#: The documents of the invoices encoded last, by the invoice's identity (the invoice is
+#: kept beside its document, so the id cannot be reused while the entry exists). An intake
+#: encodes each invoice it commits twice in a row: for the store, then for the replica's
+#: write-through. Invoices are immutable, so the second encoding is a copy of the first.
+_RECENT: dict[int, tuple[Invoice, dict[str, Any]]] = {}
+_RECENT_MAX = 2048
+
+
 def invoice_to_doc(inv: Invoice) -> dict[str, Any]:
+    """A new dict every call (callers may add to it)."""
+    recent = _RECENT.get(id(inv))
+    if recent is not None and recent[0] is inv:
+        return dict(recent[1])
+    doc = _encode(inv)
+    if len(_RECENT) >= _RECENT_MAX:
+        _RECENT.clear()
+    _RECENT[id(inv)] = (inv, doc)
+    return dict(doc)
+
+
+def _encode(inv: Invoice) -> dict[str, Any]:
     vn_key = inv.key if isinstance(inv.key, VnKey) else None
     cn_key = inv.key if isinstance(inv.key, CnKey) else None
     return {

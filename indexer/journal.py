@@ -35,6 +35,7 @@ from typing import Any
 
 import aiosqlite
 
+from indexer.codec import json_text
 from indexer.store.sqlite_files import open_sqlite_file
 from indexer.submission import BodyFormat, Submission
 
@@ -183,7 +184,7 @@ class IntakeJournal:
                         "received_at, state, notice) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
                         (package.package_id, package.sender, package.digest,
                          str(submission.format), submission.body, _stamp(received_at),
-                         json.dumps(notice, ensure_ascii=False) if notice else None))
+                         json_text(notice) if notice else None))
                     seq = cursor.lastrowid
                     assert seq is not None
                     await self._insert_docs(seq, docs)
@@ -222,7 +223,7 @@ class IntakeJournal:
                 await self._conn.executemany(
                     "UPDATE entries SET state = 'applied', notice = ?, applied_at = ?, "
                     "last_error = NULL WHERE seq = ? AND state = 'pending'",
-                    [(json.dumps(notice, ensure_ascii=False), stamp, seq)
+                    [(json_text(notice), stamp, seq)
                      for seq, notice in notices])
                 await self._conn.execute(
                     "DELETE FROM pending_docs WHERE seq IN (SELECT value FROM json_each(?))",
@@ -265,7 +266,7 @@ class IntakeJournal:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 await self._conn.execute("UPDATE entries SET notice = ? WHERE seq = ?",
-                                         (json.dumps(notice, ensure_ascii=False), seq))
+                                         (json_text(notice), seq))
                 await self._insert_docs(seq, docs)
                 await self._conn.execute("COMMIT")
             except BaseException:

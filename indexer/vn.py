@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 _MST_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
 _MST_RE = re.compile(r"(\d{10})(?:-?(\d{3}))?", re.ASCII)
@@ -16,7 +19,23 @@ CASH_REGISTER_CODE_RE = re.compile(
 TEMPLATES = frozenset("123456789")
 MAX_NUMBER = 99_999_999
 
+T = TypeVar("T")
 
+
+def _memo(fn: Callable[[str], T]) -> Callable[[str], T]:
+    """For pure checks of identifiers that recur in every package (a seller's tax id and
+    series, its regular buyers): answers kept for 4096 distinct values of at most 32
+    characters (longer ones are rare, and not worth keeping)."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+
+    @functools.wraps(fn)
+    def memo(value: str) -> T:
+        return cached(value) if len(value) <= 32 else fn(value)
+
+    return memo
+
+
+@_memo
 def normalise_tax_id(value: str) -> str:
     """Canonical MST text: spaces removed, branch suffix written with a dash."""
     compact = value.replace(" ", "")
@@ -26,6 +45,7 @@ def normalise_tax_id(value: str) -> str:
     return compact
 
 
+@_memo
 def mst_valid(value: str) -> bool:
     """10-digit MST or 13-digit branch MST with the N10 check digit (§3)."""
     m = _MST_RE.fullmatch(value.replace(" ", ""))
@@ -35,6 +55,7 @@ def mst_valid(value: str) -> bool:
     return r != 0 and (10 - r) % 10 == int(m[1][9])
 
 
+@_memo
 def tax_id_valid(value: str) -> bool:
     """An MST, or the 12-digit personal id used by individuals and households (§3)."""
     return mst_valid(value) or bool(_PERSONAL_ID_RE.fullmatch(value))
@@ -61,6 +82,7 @@ class Series:
     own: str
 
 
+@_memo
 def parse_series(series: str) -> Series | None:
     m = SERIES_RE.fullmatch(series)
     if not m:

@@ -30,7 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
-from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc
+from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc, json_text
 from indexer.model import Invoice
 from indexer.store.numbering_reports import NumberingScope, NumberRun, sqlite_numbering_runs
 from indexer.store.protocol import (
@@ -268,7 +268,7 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?)",
                     [(c.package.package_id, c.package.sender, c.package.digest,
                       c.package.received_at.isoformat(),
-                      json.dumps(c.package.notice, ensure_ascii=False)) for c in batch])
+                      json_text(c.package.notice)) for c in batch])
             except sqlite3.IntegrityError as exc:
                 raise PackageExistsError(", ".join(c.package.package_id for c in batch)) \
                     from exc
