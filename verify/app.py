@@ -15,7 +15,7 @@ from fallback.breaker import BreakerConfig, CircuitBreaker
 from fallback.gaps import open_gap_ledger
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.outages import System, open_outage_log
-from fallback.replica import MemoryReplica, WriteThrough
+from fallback.replica import MemoryReplica, RedisReplica, WriteThrough
 from fallback.warmup import warm_replica
 from indexer.intake import Intake
 from indexer.journal import open_intake_journal
@@ -132,25 +132,30 @@ async def fallback_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Rate limits in Redis when configured (shared by all processes, 0.2 s per operation,
-    falling back to this process's buckets if Redis fails), else in memory."""
+    """Rate limits in Redis when configured (shared by all processes, each round trip
+    bounded, falling back to this process's buckets if Redis fails), else in memory."""
     settings = app[SETTINGS]
     if not settings.redis_url or settings.insecure_local:
         async with open_access(settings) as access:
             app[ACCESS] = access
             yield
         return
-    client = Redis.from_url(settings.redis_url, socket_timeout=0.2,
-                            socket_connect_timeout=0.2)
-    limiter = ResilientRateLimiter(
-        RedisRateLimiter(client, namespace=f"{settings.redis_namespace}:rl"),
-        MemoryRateLimiter())
+    # With the Redis replica (always, when INVOICE_REDIS_URL is set: verify/backends.py) the
+    # takes share its round trips (fallback/redis_trips.py): one per batch, not two.
+    replica = app[REPLICA]
+    trips = replica.trips if isinstance(replica, RedisReplica) else None
+    client = trips.client if trips is not None else Redis.from_url(
+        settings.redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    redis = RedisRateLimiter(client, namespace=f"{settings.redis_namespace}:rl", trips=trips)
     try:
-        async with open_access(settings, limiter) as access:
+        async with open_access(settings, ResilientRateLimiter(redis, MemoryRateLimiter())) \
+                as access:
             app[ACCESS] = access
             yield
     finally:
-        await client.aclose()
+        await redis.aclose()
+        if trips is None:  # a client of its own
+            await client.aclose()
 
 
 async def qr_ctx(app: web.Application) -> AsyncIterator[None]:

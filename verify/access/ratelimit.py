@@ -10,18 +10,20 @@ client that has already exhausted a budget before doing any work for it).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
-from fallback.coalesce import Coalescer
+from fallback.redis_trips import RoundTrips
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 log = logging.getLogger("verify.ratelimit")
 
@@ -139,27 +141,37 @@ return table.concat(waits, ' ')
 _SKIPPED = b"x"
 
 
+_SHA = hashlib.sha1(_LUA.encode(), usedforsecurity=False).hexdigest()
+
+
 class RedisRateLimiter:
-    """Turns asked concurrently go to Redis together, as one script call
-    (`fallback.coalesce`): a round trip costs more CPU than the script's work for dozens of
-    buckets. Each round trip is bounded by `timeout` (`TimeoutError`), so a take waits at
-    most two of them."""
+    """Turns asked concurrently go to Redis together, as one script call (a lane of
+    `fallback.redis_trips`): a round trip costs more CPU than the script's work for dozens
+    of buckets. In the service the round trips are the Redis replica's too, so the takes of
+    new requests travel with the replica reads of the ones before them (`verify.app`);
+    alone, the limiter has round trips of its own on `client`. Each round trip is bounded by
+    `timeout` (`TimeoutError`), so a take waits at most two of them. The script is called by
+    its SHA; a Redis that does not know it yet (`NOSCRIPT`: first use, a restart) is given
+    it and asked again."""
 
     def __init__(self, client: Redis, namespace: str = "inv:v1:rl",
-                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_S, *, trips: RoundTrips | None = None,
+                 ) -> None:
         self._client = client
-        self._script = client.register_script(_LUA)
         self._namespace = namespace
-        self._turns: Coalescer[Sequence[Take], tuple[int, float]] = Coalescer(
-            self._run, timeout=timeout)
+        self._owns_trips = trips is None
+        self._trips = trips or RoundTrips(client, timeout=timeout)
 
-    async def _run(self, turns: Sequence[Sequence[Take]]) -> list[tuple[int, float]]:
+    def queue(self, pipe: Pipeline, turns: Sequence[Sequence[Take]]) -> None:
         prefix = self._namespace
         keys = [f"{prefix}:{bucket}" for turn in turns for bucket, _, _, _ in turn]
         numbers = " ".join(f"{capacity} {float(per_second)!r} {cost} {1 if index else 0}"
                            for turn in turns
                            for index, (_, capacity, per_second, cost) in enumerate(turn))
-        waits = (await self._script(keys=keys, args=[numbers])).split()
+        pipe.evalsha(_SHA, len(keys), *keys, numbers)
+
+    def parse(self, reply: Any, turns: Sequence[Sequence[Take]]) -> list[tuple[int, float]]:
+        waits = reply.split()
         answers: list[tuple[int, float]] = []
         at = 0
         for turn in turns:
@@ -173,12 +185,24 @@ class RedisRateLimiter:
             at += len(turn)
         return answers
 
+    async def _call(self, takes: Sequence[Take]) -> tuple[int, float]:
+        try:
+            return cast(tuple[int, float], await self._trips.call(self, takes))
+        except NoScriptError:
+            await self._client.script_load(_LUA)
+            return cast(tuple[int, float], await self._trips.call(self, takes))
+
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
-        return (await self._turns.call(((bucket, capacity, per_second, cost),)))[1]
+        return (await self._call(((bucket, capacity, per_second, cost),)))[1]
 
     async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
-        return await self._turns.call(takes) if takes else ALL_SPENT
+        return await self._call(takes) if takes else ALL_SPENT
+
+    async def aclose(self) -> None:
+        """Stop its own round trips (borrowed ones are their owner's to close)."""
+        if self._owns_trips:
+            await self._trips.aclose()
 
 
 class NoRateLimiter:
