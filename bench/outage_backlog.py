@@ -48,6 +48,7 @@ from indexer.store.sqlite import open_sqlite_store
 from indexer.submission import BodyFormat, read_submission
 from tests.factories import package, vn_invoice
 from verify.backends import open_originals, open_registry
+from verify.heap import freeze_startup_heap
 from verify.reconcile_cli import open_reconciler
 from verify.reconciling import gap_query
 from verify.settings import Settings
@@ -262,6 +263,7 @@ async def drain(data_dir: Path,
     clock = PhaseClock()
     started = time.perf_counter()
     async with open_reconciler(settings) as (rec, monitor):
+        freeze_startup_heap()  # as `invoice-verify reconcile` does (verify/heap.py)
         opened = time.perf_counter() - started
         await monitor.probe_once()
 

@@ -38,6 +38,7 @@ from verify.backends import open_invoice_store, open_originals, open_registry, o
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
+from verify.heap import freeze_startup_heap
 from verify.ledger_cli import write_ledger_report
 from verify.ledger_reports import file_error, parse_ledger_query, read_lines
 from verify.logs import AccessLogger, configure_logging
@@ -125,6 +126,10 @@ def demo(data_dir: DataDir = None,
     _print_examples(settings, plan)
 
 
+async def _freeze_heap(_app: web.Application) -> None:
+    freeze_startup_heap()
+
+
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] = None,
           port: Annotated[int | None, typer.Option(help="[env INVOICE_PORT]")] = None,
@@ -153,6 +158,7 @@ def serve(host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] =
         err.print(f"[bold]API keys are required.[/] The first admin key is in "
                   f"{settings.admin_key_path} (created on the first start); manage keys with "
                   "`invoice-verify keys`.")
+    application.on_startup.append(_freeze_heap)  # after every cleanup_ctx has opened
     web.run_app(application, host=settings.host, port=settings.port,
                 access_log_class=AccessLogger, shutdown_timeout=10,
                 print=lambda msg: err.print(msg, highlight=False))

@@ -27,6 +27,7 @@ from fallback.replica import WriteThrough
 from indexer.intake import Intake
 from indexer.journal import open_intake_journal
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
+from verify.heap import freeze_startup_heap
 from verify.reconciling import journaled_intake, reconciler
 from verify.settings import Settings
 
@@ -79,6 +80,7 @@ async def open_reconciler(settings: Settings, bars: Bars | None = None,
 def run_once(settings: Settings, progress: Progress) -> ReconcileProgress:
     async def run() -> ReconcileProgress:
         async with open_reconciler(settings, Bars(progress)) as (rec, monitor):
+            freeze_startup_heap()
             await monitor.probe_once()
             return await rec.run()
 
@@ -94,6 +96,7 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
 
     async def loop() -> None:
         async with open_reconciler(settings) as (rec, monitor):
+            freeze_startup_heap()
             probes = asyncio.create_task(monitor.run(), name="health-monitor")
             try:
                 await rec.run_forever(interval=interval, heartbeat=beat)
