@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
+import orjson
 
 from fallback.breaker import Clock, utc_now
 from indexer.store.sqlite_files import open_sqlite_file
@@ -337,10 +338,10 @@ class SqliteGapLedger:
     async def _gaps(self, rows: Any) -> list[Gap]:
         rows = list(rows)
         requesters = await self._requesters([str(r[0]) for r in rows])
-        return [Gap(r[0], r[1], r[2], json.loads(r[3]), r[4],
+        return [Gap(r[0], r[1], r[2], orjson.loads(r[3]), r[4],
                     date.fromisoformat(r[5]) if r[5] else None, GapReason(r[6]), r[7],
                     GapStatus(r[8]), r[9], r[10], r[11], r[12], r[13],
-                    tuple(requesters[r[0]]), json.loads(r[14]) if r[14] else None)
+                    tuple(requesters[r[0]]), orjson.loads(r[14]) if r[14] else None)
                 for r in rows]
 
     async def get(self, gap_id: str) -> Gap | None:
@@ -384,7 +385,7 @@ class SqliteGapLedger:
         if not resolutions:
             return 0
         at = self._clock().timestamp()
-        rows = [(at, str(r.outcome), json.dumps(r.answer, ensure_ascii=False), r.gap_id)
+        rows = [(at, str(r.outcome), orjson.dumps(r.answer).decode(), r.gap_id)
                 for r in resolutions]
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")

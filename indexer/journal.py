@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from indexer.codec import json_text
 from indexer.store.sqlite_files import open_sqlite_file
@@ -106,7 +107,7 @@ def _entry(row: Any) -> JournalEntry:
         seq=row[0], package_id=row[1], sender=row[2], digest=row[3],
         format=BodyFormat(row[4]), body=bytes(row[5]),
         received_at=datetime.fromisoformat(row[6]), state=EntryState(row[7]),
-        notice=json.loads(row[8]) if row[8] else None,
+        notice=orjson.loads(row[8]) if row[8] else None,
         applied_at=datetime.fromisoformat(row[9]) if row[9] else None,
         attempts=row[10], last_error=row[11])
 
@@ -314,7 +315,7 @@ class IntakeJournal:
             "SELECT p.seq, e.received_at, p.doc FROM pending_docs p JOIN entries e "
             "ON e.seq = p.seq WHERE e.state = 'pending' ORDER BY p.seq")
         for seq, received_at, raw in rows:
-            self._remember(PendingDoc(seq, datetime.fromisoformat(received_at), json.loads(raw)))
+            self._remember(PendingDoc(seq, datetime.fromisoformat(received_at), orjson.loads(raw)))
         count = list(await self._conn.execute_fetchall(
             "SELECT COUNT(*) FROM entries WHERE state = 'pending'"))
         self._pending = int(count[0][0])
