@@ -187,7 +187,10 @@ class SqliteStore:
     def _cached(self) -> dict[str, Invoice | None]:
         now = time.monotonic()
         if now - self._checked_at >= self._recheck_seconds:
-            version = int(self._reader.execute("PRAGMA data_version").fetchone()[0])
+            try:
+                version = int(self._reader.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.DatabaseError as exc:  # a locked WAL index, an I/O error
+                raise SqliteUnavailable(f"get_invoice: {exc}") from exc
             self._checked_at = now
             if version != self._cache_version:
                 self._cache.clear()

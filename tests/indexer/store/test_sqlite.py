@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from pathlib import Path
 
+import pytest
+
 from indexer.model import Lifecycle
-from indexer.store.sqlite import open_sqlite_store
+from indexer.store.sqlite import SqliteUnavailable, open_sqlite_store
 from tests.indexer.store.test_contract import pkg, vn
+
+REPO = Path(__file__).resolve().parents[3]
 
 RECHECK = 0.05
 
@@ -56,3 +61,27 @@ async def test_another_connections_commit_waits_for_the_recheck(tmp_path: Path) 
         assert await reader_side.get_invoice(original.doc_id) is None  # within the hour
         await reader_side.commit_package(pkg("PKG-2"), [vn(2)], [])  # its own commit
         assert await reader_side.get_invoice(original.doc_id) == original
+
+
+@pytest.mark.chaos
+async def test_a_held_wal_index_lock_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    """Another process holding the WAL-index locks (as WAL recovery does): a read, the
+    cache's version check included, fails as `SqliteUnavailable` (the breaker counts it and
+    lookups go to the replica), never as a bare `sqlite3` error (a 500). SQLite retries such
+    a lock for about 10 s before it gives up, so this test takes that long."""
+    path = tmp_path / "locked.sqlite3"
+    async with open_sqlite_store(path, recheck_seconds=0) as store:
+        await store.commit_package(pkg("PKG-1"), [vn(1)], [])
+        assert await store.get_invoice(vn(1).doc_id) == vn(1)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.sqlite_fault", "wal-lock", str(path), "60",
+            cwd=REPO, stdout=asyncio.subprocess.PIPE)
+        try:
+            assert holder.stdout is not None
+            assert (await holder.stdout.readline()).strip() == b"held"
+            with pytest.raises(SqliteUnavailable):
+                await store.get_invoice(vn(1).doc_id)
+        finally:
+            holder.terminate()
+            await holder.wait()
+        assert await store.get_invoice(vn(1).doc_id) == vn(1)  # back once it is let go
