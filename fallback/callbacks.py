@@ -41,12 +41,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from fallback.breaker import Clock, utc_now
 from fallback.gaps import DueCallback, SqliteGapLedger
@@ -63,23 +63,51 @@ class CallbackBlocked(OSError):
         super().__init__(errno.EACCES, message)  # aiohttp quotes `strerror` when it wraps it
 
 
+#: IPv6 ranges that carry an IPv4 address in their last 32 bits (NAT64, IPv4-compatible):
+#: such an address is as public as the IPv4 address it carries.
+_EMBEDDING_V4 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+
+
 def is_public(address: str) -> bool:
-    """A globally routable unicast address (`ipaddress`'s `is_global`, minus multicast)."""
+    """A globally routable unicast address (`ipaddress`'s `is_global`, minus multicast). An
+    IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64, IPv4-compatible) is judged
+    by that IPv4 address; IPv6 site-local (deprecated, private in practice) is not public."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = ip.ipv4_mapped or ip.sixtofour or next(
+            (ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF) for net in _EMBEDDING_V4
+             if ip in net), None)
+        if carried is not None:
+            return is_public(str(carried))
+        if ip.is_site_local:
+            return False
     return ip.is_global and not ip.is_multicast
 
 
+def callback_host(url: str) -> str:
+    """The host a callback to `url` connects to, as aiohttp will see it (yarl's IDNA
+    normalisation: fullwidth digits and ideographic full stops become ASCII), without a
+    trailing dot. Raises ValueError for a URL yarl refuses."""
+    return (URL(url).raw_host or "").rstrip(".")
+
+
 def literal_host(url: str) -> str | None:
-    """The URL's host when it is an IP address (connections to those skip the resolver)."""
-    host = urlsplit(url).hostname or ""
+    """The address a callback to `url` goes to when its host is an IP address in any
+    spelling a resolver would accept (`127.1`, `2130706433`, `0x7f.1`, `017700000001`, as
+    well as the standard forms), normalised; None for a host name (the resolver is asked,
+    `PublicOnlyResolver`). Connections to standard IP literals skip the resolver."""
+    host = callback_host(url)
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
     except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))  # the legacy IPv4 spellings
+    except OSError:
         return None
-    return host
 
 
 class PublicOnlyResolver(AbstractResolver):
@@ -174,8 +202,8 @@ class CallbackNotifier:
             headers = {"Content-Type": "application/json"}
             if self.policy.secret:
                 headers[SIGNATURE_HEADER] = sign(self.policy.secret, body, int(time.time()))
-            literal = literal_host(due.callback_url)
             try:
+                literal = literal_host(due.callback_url)
                 if literal is not None and not self.policy.allow_private \
                         and not is_public(literal):
                     raise CallbackBlocked(f"{literal} is an address that is not globally routable "

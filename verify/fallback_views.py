@@ -11,6 +11,7 @@ only their own entry in `requesters` (key id and callback URL).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from fallback.callbacks import is_public, literal_host
+from fallback.callbacks import callback_host, is_public, literal_host
 from fallback.gaps import GapReason, GapStatus, Visibility, visible
 from fallback.outages import OutageError, System, WindowKind
 from verify.access.middleware import PRINCIPAL
@@ -87,11 +88,26 @@ def validate_callback_url(raw: str, *, allow_private: bool) -> str:
             or len(raw) > MAX_CALLBACK_URL or any(c.isspace() for c in raw)):
         raise _bad("callback_url must be an absolute http or https URL (at most "
                    f"{MAX_CALLBACK_URL} characters)", "callback_url")
-    literal = literal_host(raw)
+    try:
+        host, literal = callback_host(raw), literal_host(raw)
+    except ValueError:
+        raise _bad("callback_url must be an absolute http or https URL (at most "
+                   f"{MAX_CALLBACK_URL} characters)", "callback_url") from None
+    if literal is not None and not _is_ip(host):  # a legacy spelling of an IPv4 address
+        raise _bad("callback_url must name its host, or give an IP address in the standard "
+                   "dotted or IPv6 form (not 127.1, 2130706433 or 0x7f.1)", "callback_url")
     if literal is not None and not allow_private and not is_public(literal):
         raise _bad("callback_url must not point at a loopback or private address",
                    "callback_url")
     return raw
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def split_callback(query: MultiMapping[str], *, allow_private: bool,

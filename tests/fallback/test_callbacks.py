@@ -96,7 +96,11 @@ async def test_without_a_secret_the_callback_is_unsigned(tmp_path: Path,
     assert receiver.signatures == [None]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "localhost", "127.1", "2130706433", "127.0.0.1.",
+    "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # fullwidth digits
+    "127\u30020\u30020\u30021",  # ideographic full stops
+])
 async def test_loopback_callbacks_are_refused_unless_allowed(
         tmp_path: Path, receiver: Receiver, host: str) -> None:
     url = f"{receiver.base}/hook".replace("127.0.0.1", host)
@@ -113,6 +117,8 @@ async def test_loopback_callbacks_are_refused_unless_allowed(
     ("192.168.1.1", False), ("169.254.169.254", False), ("100.64.0.1", False),
     ("0.0.0.0", False), ("224.0.0.1", False), ("::1", False), ("fe80::1%eth0", False),
     ("fd00::1", False), ("::ffff:127.0.0.1", False), ("not-an-address", False),
+    ("64:ff9b::7f00:1", False), ("64:ff9b::5db8:d822", True), ("2002:7f00:1::", False),
+    ("::7f00:1", False), ("fec0::1", False),
 ])
 def test_which_addresses_count_as_public(address: str, public: bool) -> None:
     assert is_public(address) is public

@@ -124,3 +124,29 @@ async def test_the_limiter_and_the_replica_share_round_trips(client: Redis,
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
     if keys:
         await client.delete(*keys)
+
+
+async def _script_loads(client: Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_script|load", {}).get("calls", 0))
+
+
+async def test_takes_refused_together_for_noscript_load_the_script_once(
+        client: Redis, prefix: str) -> None:
+    """After a Redis restart (`SCRIPT FLUSH` here) a burst of takes is refused `NOSCRIPT`
+    together; one of them gives Redis the script, the others wait for it (80 loads at once
+    used to exhaust the shared connection pool)."""
+    limiter = RedisRateLimiter(client, namespace=f"{prefix}:rl", timeout=HANG_GUARD_S)
+    try:
+        await limiter.take("warm", capacity=1, per_second=1)
+        await client.script_flush()
+        before = await _script_loads(client)
+        waits = await asyncio.gather(*(limiter.take(f"b{i}", capacity=1, per_second=1)
+                                       for i in range(80)))
+        assert waits == [0.0] * 80
+        assert await _script_loads(client) - before == 1
+    finally:
+        await limiter.aclose()
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)

@@ -23,6 +23,8 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:8080/hook", "http://10.0.0.5/hook", "http://169.254.169.254/latest",
     "https://[::1]/hook", "http://192.168.1.20/hook",
+    "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook",  # fullwidth digits: 127.0.0.1
+    "http://10\u30020\u30020\u30025/hook",  # ideographic full stops: 10.0.0.5
 ])
 async def test_private_addresses_are_refused(cli: Client, url: str) -> None:
     resp = await cli.get(LOOKUP, params={**KEY, "callback_url": url})
@@ -45,3 +47,14 @@ def test_a_short_signing_secret_is_refused_at_start(tmp_path: Path) -> None:
                             "INVOICE_CALLBACK_SECRET": "k" * 32})
     assert ok.fallback.callback_secret == "k" * 32
     assert "k" * 32 not in repr(ok)  # never printed with the settings
+
+
+@pytest.mark.parametrize("url", ["http://127.1/hook", "http://2130706433/hook",
+                                 "http://0x7f.1/hook", "http://017700000001/hook",
+                                 "http://1572395042/hook"])
+async def test_legacy_spellings_of_addresses_are_refused(cli: Client, url: str) -> None:
+    """A resolver reads these as IPv4 addresses (the last one is public): refused whatever
+    they point at, since the sender could never reach them as written."""
+    resp = await cli.get(LOOKUP, params={**KEY, "callback_url": url})
+    assert resp.status == 400
+    assert "standard" in (await resp.json())["error"]["message"]

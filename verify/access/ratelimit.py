@@ -10,6 +10,7 @@ client that has already exhausted a budget before doing any work for it).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -150,17 +151,21 @@ class RedisRateLimiter:
     of buckets. In the service the round trips are the Redis replica's too, so the takes of
     new requests travel with the replica reads of the ones before them (`verify.app`);
     alone, the limiter has round trips of its own on `client`. Each round trip is bounded by
-    `timeout` (`TimeoutError`), so a take waits at most two of them. The script is called by
-    its SHA; a Redis that does not know it yet (`NOSCRIPT`: first use, a restart) is given
-    it and asked again."""
+    `timeout` (`TimeoutError`; with borrowed round trips, their owner's bound: the replica's
+    `op_timeout`), so a take waits at most two of them. The script is called by its SHA; a
+    Redis that does not know it yet (`NOSCRIPT`: first use, a restart) is given it once,
+    within `timeout`, however many takes were refused at that moment, and asked again."""
 
     def __init__(self, client: Redis, namespace: str = "inv:v1:rl",
                  timeout: float = DEFAULT_TIMEOUT_S, *, trips: RoundTrips | None = None,
                  ) -> None:
         self._client = client
         self._namespace = namespace
+        self._timeout = timeout
         self._owns_trips = trips is None
         self._trips = trips or RoundTrips(client, timeout=timeout)
+        self._script_lock = asyncio.Lock()
+        self._script_loads = 0  # how many times the script was given to Redis
 
     def queue(self, pipe: Pipeline, turns: Sequence[Sequence[Take]]) -> None:
         prefix = self._namespace
@@ -186,11 +191,22 @@ class RedisRateLimiter:
         return answers
 
     async def _call(self, takes: Sequence[Take]) -> tuple[int, float]:
+        loads = self._script_loads
         try:
             return cast(tuple[int, float], await self._trips.call(self, takes))
         except NoScriptError:
-            await self._client.script_load(_LUA)
+            await self._load_script(loads)
             return cast(tuple[int, float], await self._trips.call(self, takes))
+
+    async def _load_script(self, seen: int) -> None:
+        """Give Redis the script, unless it was given since this take was sent (`seen`):
+        the takes refused together queue here and the first one loads it."""
+        async with self._script_lock:
+            if self._script_loads != seen:
+                return
+            async with asyncio.timeout(self._timeout):
+                await self._client.script_load(_LUA)
+            self._script_loads += 1
 
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
