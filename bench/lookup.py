@@ -254,10 +254,11 @@ class Server:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path = REPO
 
     def start(self, timeout: float = 30) -> None:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env,
+            self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port}/healthz"
