@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import sqlite3
 import time
@@ -110,9 +111,20 @@ _PING = "SELECT count(*) FROM (SELECT 1 FROM packages LIMIT 1)"
 _CODES_TAKEN = f"SELECT authority_code FROM invoices WHERE authority_code {_IN_JSON}"  # noqa: S608
 
 
+log = logging.getLogger("indexer.store.sqlite")
+
 #: Another connection's commit (another service process, the reconciler process, a CLI
 #: ingest) reaches this process's invoice cache within this many seconds.
 CACHE_RECHECK_SECONDS = 0.001
+
+
+#: A point read on the event loop slower than this means SQLite was retrying a held lock
+#: inside the library (a WAL-index lock held by another process, as during WAL recovery, is
+#: retried for about 10 s whatever the busy timeout), and the whole loop waited with it.
+#: Point reads then go through the writer's thread, where the request path's timeout bounds
+#: them (`verify.lookup.reads_inline`) and the loop goes on, until a health probe (`ping`,
+#: also on that thread meanwhile) reads the file within this time again.
+SLOW_INLINE_READ_SECONDS = 0.5
 
 
 class SqliteUnavailable(StoreUnavailableError):
@@ -183,6 +195,27 @@ class SqliteStore:
         self._cache_version = -1
         self._recheck_seconds = recheck_seconds
         self._checked_at = -math.inf
+        self._inline_paused = False
+
+    @property
+    def reads_inline(self) -> bool:
+        """Whether point reads run on the event loop now (`SLOW_INLINE_READ_SECONDS`)."""
+        return not self._inline_paused
+
+    def _timed_inline(self, started: float) -> None:
+        seconds = time.monotonic() - started
+        if seconds > SLOW_INLINE_READ_SECONDS and not self._inline_paused:
+            self._inline_paused = True
+            log.warning("a point read held the event loop; reads go through the writer's "
+                        "thread until a probe is fast again", extra={"seconds": round(seconds, 3)})
+
+    async def _read_one(self, sql: str, arg: str, what: str) -> Invoice | None:
+        """A point read on the writer's thread (while inline reads are paused)."""
+        try:
+            rows = list(await self._writer.execute_fetchall(sql, (arg,)))
+        except sqlite3.DatabaseError as exc:
+            raise SqliteUnavailable(f"{what}: {exc}") from exc
+        return _row_to_invoice(rows[0]) if rows else None
 
     def _cached(self) -> dict[str, Invoice | None]:
         now = time.monotonic()
@@ -201,20 +234,39 @@ class SqliteStore:
 
     @_unavailable_on_failure
     async def ping(self) -> None:
-        """Reads the file on both connections (`SELECT 1` alone would not touch it)."""
-        self._reader.execute(_PING).fetchone()
+        """Reads the file on both connections (`SELECT 1` alone would not touch it). While
+        point reads are off the loop, only on the writer's thread: a fast read there puts
+        them back on the loop."""
+        if self._inline_paused:
+            started = time.monotonic()
+            await self._writer.execute_fetchall(_PING)
+            if time.monotonic() - started <= SLOW_INLINE_READ_SECONDS:
+                self._inline_paused = False
+                log.info("point reads are back on the event loop")
+            return
+        started = time.monotonic()
+        try:
+            self._reader.execute(_PING).fetchone()
+        finally:
+            self._timed_inline(started)
         await self._writer.execute_fetchall(_PING)
 
     async def get_invoice(self, doc_id: str) -> Invoice | None:
-        cache = self._cached()
-        if doc_id in cache:
-            return cache[doc_id]
+        if not self.reads_inline:
+            return await self._read_one(_GET_ONE, doc_id, "get_invoice")
+        started = time.monotonic()
         try:
-            row = self._reader.execute(_GET_ONE, (doc_id,)).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise SqliteUnavailable(f"get_invoice: {exc}") from exc
-        invoice = cache[doc_id] = _row_to_invoice(row) if row else None
-        return invoice
+            cache = self._cached()
+            if doc_id in cache:
+                return cache[doc_id]
+            try:
+                row = self._reader.execute(_GET_ONE, (doc_id,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise SqliteUnavailable(f"get_invoice: {exc}") from exc
+            invoice = cache[doc_id] = _row_to_invoice(row) if row else None
+            return invoice
+        finally:
+            self._timed_inline(started)
 
     @_unavailable_on_failure
     async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
@@ -223,10 +275,15 @@ class SqliteStore:
         return {inv.doc_id: inv for inv in map(_row_to_invoice, rows)}
 
     async def find_by_authority_code(self, code: str) -> Invoice | None:
+        if not self.reads_inline:
+            return await self._read_one(_GET_BY_CODE, code, "find_by_authority_code")
+        started = time.monotonic()
         try:
             row = self._reader.execute(_GET_BY_CODE, (code,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise SqliteUnavailable(f"find_by_authority_code: {exc}") from exc
+        finally:
+            self._timed_inline(started)
         return _row_to_invoice(row) if row else None
 
     @_unavailable_on_failure

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,11 +66,14 @@ async def test_another_connections_commit_waits_for_the_recheck(tmp_path: Path) 
 
 
 @pytest.mark.chaos
-async def test_a_held_wal_index_lock_is_unavailable_not_a_crash(tmp_path: Path) -> None:
-    """Another process holding the WAL-index locks (as WAL recovery does): a read, the
-    cache's version check included, fails as `SqliteUnavailable` (the breaker counts it and
-    lookups go to the replica), never as a bare `sqlite3` error (a 500). SQLite retries such
-    a lock for about 10 s before it gives up, so this test takes that long."""
+async def test_a_held_wal_index_lock_is_unavailable_not_a_crash_nor_a_stalled_loop(
+        tmp_path: Path) -> None:
+    """Another process holding the WAL-index locks (as WAL recovery does). The first read on
+    the event loop waits out SQLite's own ~10 s retry (nothing can know beforehand) and
+    fails as `SqliteUnavailable` (the breaker counts it, the lookup goes to the replica),
+    never as a bare `sqlite3` error (a 500). After that slow read, point reads go through
+    the writer's thread, so the next one can be timed out while the loop goes on, and so can
+    a health probe; once the lock is let go, the next probe puts reads back on the loop."""
     path = tmp_path / "locked.sqlite3"
     async with open_sqlite_store(path, recheck_seconds=0) as store:
         await store.commit_package(pkg("PKG-1"), [vn(1)], [])
@@ -81,7 +86,29 @@ async def test_a_held_wal_index_lock_is_unavailable_not_a_crash(tmp_path: Path) 
             assert (await holder.stdout.readline()).strip() == b"held"
             with pytest.raises(SqliteUnavailable):
                 await store.get_invoice(vn(1).doc_id)
+            assert not store.reads_inline
+            ticks: list[float] = []
+
+            async def ticker() -> None:
+                while True:
+                    ticks.append(time.monotonic())
+                    await asyncio.sleep(0.05)
+
+            ticking = asyncio.create_task(ticker())
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(store.get_invoice(vn(1).doc_id), 1.0)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(store.ping(), 1.0)
+            ticking.cancel()
+            assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5  # the loop went on
         finally:
             holder.terminate()
             await holder.wait()
-        assert await store.get_invoice(vn(1).doc_id) == vn(1)  # back once it is let go
+        assert not store.reads_inline
+        for _ in range(40):  # as the health monitor probes: until one is fast again
+            await store.ping()  # (the first may wait for reads still queued on the thread)
+            if store.reads_inline:
+                break
+            await asyncio.sleep(0.5)
+        assert store.reads_inline
+        assert await store.get_invoice(vn(1).doc_id) == vn(1)
