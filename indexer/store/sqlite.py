@@ -5,7 +5,9 @@ own), so a long transaction never holds the event loop. Point lookups by primary
 unique index (the request path: `get_invoice`, `find_by_authority_code`) use a read-only
 `sqlite3` connection directly on the event loop: such a read costs about 12 us, a tenth of
 the thread hand-off it would otherwise pay, and in WAL mode a reader never waits for the
-writer. `synchronous=FULL` makes a commit durable before `commit_package` returns.
+writer. `synchronous=FULL` makes a commit durable before `commit_package` returns. A point
+read that holds the loop (`SLOW_INLINE_READ_SECONDS`: another process holding the WAL-index
+locks) sends point reads to the writer's thread until a health probe is fast again.
 """
 
 from __future__ import annotations
