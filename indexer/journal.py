@@ -145,21 +145,28 @@ class IntakeJournal:
 
     # -- reads ------------------------------------------------------------------------
 
+    # Every read takes the lock the writes hold across their transactions: the connection is
+    # shared, so a read between a write's BEGIN and its COMMIT would see rows that a
+    # ROLLBACK then removes (an entry never acknowledged, applied or answered as journaled).
+
     async def get(self, package_id: str) -> JournalEntry | None:
-        rows = list(await self._conn.execute_fetchall(_SELECT + " WHERE package_id = ?",
-                                                      (package_id,)))
+        async with self._lock:
+            rows = list(await self._conn.execute_fetchall(_SELECT + " WHERE package_id = ?",
+                                                          (package_id,)))
         return _entry(rows[0]) if rows else None
 
     async def pending(self, *, after: int = 0, limit: int = 100) -> list[JournalEntry]:
         """Pending entries in journal order, the page after sequence number `after`."""
-        rows = await self._conn.execute_fetchall(
-            _SELECT + " WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-            (after, limit))
+        async with self._lock:
+            rows = await self._conn.execute_fetchall(
+                _SELECT + " WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                (after, limit))
         return [_entry(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._conn.execute_fetchall(
-            "SELECT state, COUNT(*) FROM entries GROUP BY state")
+        async with self._lock:
+            rows = await self._conn.execute_fetchall(
+                "SELECT state, COUNT(*) FROM entries GROUP BY state")
         found = {str(state): int(n) for state, n in rows}
         return {str(s): found.get(str(s), 0) for s in EntryState}
 
@@ -237,9 +244,10 @@ class IntakeJournal:
                 self._forget(seq)
 
     async def pending_doc_ids_many(self, seqs: Sequence[int]) -> list[str]:
-        rows = await self._conn.execute_fetchall(
-            "SELECT DISTINCT doc_id FROM pending_docs WHERE seq IN "
-            "(SELECT value FROM json_each(?)) ORDER BY doc_id", (json.dumps(list(seqs)),))
+        async with self._lock:
+            rows = await self._conn.execute_fetchall(
+                "SELECT DISTINCT doc_id FROM pending_docs WHERE seq IN "
+                "(SELECT value FROM json_each(?)) ORDER BY doc_id", (json.dumps(list(seqs)),))
         return [str(r[0]) for r in rows]
 
     async def discard(self, seq: int) -> None:
@@ -277,9 +285,10 @@ class IntakeJournal:
                 self._remember(PendingDoc(seq, received_at, doc))
 
     async def note_failure(self, seq: int, error: str) -> None:
-        await self._conn.execute(
-            "UPDATE entries SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
-            (error[:2000], seq))
+        async with self._lock:  # not inside another write's transaction (its ROLLBACK)
+            await self._conn.execute(
+                "UPDATE entries SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                (error[:2000], seq))
 
     async def prune(self, applied_before: datetime) -> int:
         """Delete applied entries applied before the given moment; how many."""
@@ -292,12 +301,13 @@ class IntakeJournal:
     async def refresh(self) -> bool:
         """Reload the pending documents if another connection changed the file (another
         process drained or appended); True if it reloaded."""
-        rows = list(await self._conn.execute_fetchall("PRAGMA data_version"))
-        version = int(rows[0][0])
-        if version == self._data_version:
-            return False
-        await self._load()
-        self._data_version = version
+        async with self._lock:
+            rows = list(await self._conn.execute_fetchall("PRAGMA data_version"))
+            version = int(rows[0][0])
+            if version == self._data_version:
+                return False
+            await self._load()
+            self._data_version = version
         return True
 
     async def _insert_docs(self, seq: int, docs: list[Doc]) -> None:
