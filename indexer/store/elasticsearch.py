@@ -45,8 +45,9 @@ commit_package, as close to all-or-nothing as ES allows:
      nothing written since by anyone else is touched) -> `DuplicateInvoiceError`.
   4. One bulk of the changed invoices, version-guarded. A conflict here means another process
      changed the same invoice between steps 2 and 4 -> undo step 3 -> `StaleInvoiceError`.
-  5. Create the package record LAST (`op_type=create`): a conflict -> undo step 3 ->
-     `PackageExistsError`. A package that is visible is therefore complete.
+  5. Create the package record LAST (`op_type=create`): a conflict -> `PackageExistsError`
+     (another commit of this package id finished first; nothing is undone, see (c)). A
+     package that is visible is therefore complete.
 What is not atomic: (a) changed invoices applied in step 4 before a later item or step 5
 fails stay applied (a version-guarded state cannot be rolled back without breaking the
 guard), and may then point at a new invoice that the undo removed; (b) a crash or lost
@@ -56,7 +57,11 @@ the exception). Both need two processes changing one invoice at the same moment 
 mid-commit; the durable intake journal replays such packages, and the replay takes documents
 that already carry its package id as its own rather than as duplicates (`_not_ours` here,
 `forget_own_leftovers` and `authority_code_packages` in intake). Within one process `Intake`
-serialises commits.
+serialises commits. (c) a failure of step 5 itself (the package record) undoes nothing: the
+create may have landed although its answer never came (a stalled cluster), and a record
+whose invoices were deleted would be taken by a replay as done. Until a replay (or the
+record landing) the invoices stand without their record; `invoice-verify ingest` reports
+the failure and a re-run completes it.
 """
 
 from __future__ import annotations
@@ -282,10 +287,15 @@ class ElasticsearchStore:
             try:
                 await self._create_new(package, new, created)
                 await self._write_changed(changed)
-                await self._create_package_record(package)
             except BaseException as exc:
                 await self._undo(created, exc)
                 raise
+            # Never undone: a record create that failed may land all the same (a request
+            # timed out by a stalled cluster is not a request refused), and deleting the
+            # invoices under it would leave a record without them, which a replay takes as
+            # done: acknowledged invoices lost. Left in place, they carry this package's id,
+            # and a replay of the package takes them as its own ("What is not atomic" (c)).
+            await self._create_package_record(package)
 
     async def commit_packages(self, batch: Sequence[PackageCommit]) -> None:
         """Package by package, in order (there are no multi-document transactions)."""
