@@ -1,6 +1,9 @@
 """`invoice-verify reconcile`: one run with progress bars, or `--loop` (the `reconciler`
 process of compose.yaml), which runs whenever the primary is usable and there is work, and
 touches a heartbeat file after every check so a health check can tell it is alive.
+The loop stops cleanly (files closed, checks finished or rolled back) on SIGINT and on
+SIGTERM, the signal `docker compose stop` sends, whatever the signals' disposition it
+inherited (a shell starting it in the background hands it SIGINT ignored).
 
 It opens the same files and backends as the service in the same data directory (the
 journal, the gap ledger and the outage log are local SQLite files; the primary and the
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +99,10 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
             heartbeat.touch()
 
     async def loop() -> None:
+        running, main = asyncio.get_running_loop(), asyncio.current_task()
+        assert main is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            running.add_signal_handler(signum, main.cancel)
         async with open_reconciler(settings) as (rec, monitor):
             freeze_startup_heap()
             probes = asyncio.create_task(monitor.run(), name="health-monitor")
@@ -107,5 +115,5 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
 
     if heartbeat is not None:
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(loop())

@@ -339,9 +339,17 @@ async def test_authority_code_lookups_answer_queued_invoices(cli: Client) -> Non
     assert (answer["status"], answer["pending_intake"]) == ("valid", True)
 
 
-def test_reconcile_loop_beats_its_heartbeat_until_stopped(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_reconcile_loop_beats_its_heartbeat_until_stopped(tmp_path: Path,
+                                                          signum: signal.Signals) -> None:
     """The compose reconciler's command, as a real process: it touches the heartbeat file
-    after every check and stops cleanly on SIGINT."""
+    after every check and stops cleanly on SIGINT or SIGTERM (`docker compose stop`). It is
+    started with SIGINT ignored, as a non-interactive shell starts a background job: the
+    loop must not depend on the disposition it inherits."""
     heartbeat = tmp_path / "beat" / "reconciler.heartbeat"
     exe = Path(sys.executable).with_name("invoice-verify")
     env = {**os.environ, "INVOICE_DATA_DIR": str(tmp_path / "data")}
@@ -349,7 +357,8 @@ def test_reconcile_loop_beats_its_heartbeat_until_stopped(tmp_path: Path) -> Non
     env.pop("INVOICE_REDIS_URL", None)
     proc = subprocess.Popen([str(exe), "reconcile", "--loop", "--interval", "0.2",
                              "--heartbeat", str(heartbeat)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_ignore_sigint)
     try:
         deadline = time.monotonic() + 60
         while not heartbeat.exists():
@@ -361,7 +370,7 @@ def test_reconcile_loop_beats_its_heartbeat_until_stopped(tmp_path: Path) -> Non
             assert time.monotonic() < deadline, "the heartbeat did not beat again"
             time.sleep(0.1)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         try:
             output = proc.communicate(timeout=20)[0].decode()
         except subprocess.TimeoutExpired:
