@@ -1,7 +1,10 @@
 """Where a lookup is answered from, and what a miss means (README "Outages").
 
-`Resilience.answer(query, ...)` is called by `verify_query` for every key form (lookups, QR,
-batch). The primary answers unless it is unhealthy: a declared maintenance window of the
+`Resilience.answer(query, ...)` answers every key form (lookups, QR, batch): `look_up` reads
+(no side effect but the breakers' view of health), then `conclude` builds the answer and
+records a gap for a miss that cannot be confirmed. `verify_query` calls the two apart, so
+the read can overlap the caller's budget check and a refused caller records nothing. The
+primary answers unless it is unhealthy: a declared maintenance window of the
 primary in force, its breaker open, or the call failing (`StoreUnavailableError` or the
 request-path timeout). Then the replica answers (`source: replica`, `degraded: true`, `as_of`
 = when the replica copy was written if it says, else now), and a replica miss, or a replica
@@ -58,6 +61,7 @@ class Fetched:
     degraded: bool
     as_of: datetime
     outage_id: int | None = None  # the maintenance or detected window behind a degraded read
+    pending: bool = False  # the state of a pending journal entry (not yet in the primary)
 
 
 def _written_at(doc: dict[str, Any]) -> datetime | None:
@@ -163,16 +167,28 @@ class Resilience:
                    else journal.pending_doc_by_code(query.authority_code or ""))
         if pending is None:
             return None
-        return Fetched(invoice_from_doc(pending.doc), "replica", True, pending.received_at)
+        return Fetched(invoice_from_doc(pending.doc), "replica", True, pending.received_at,
+                       pending=True)
 
     async def answer(self, query: LookupQuery, requester: str,
                      callback_url: str | None = None) -> tuple[dict[str, Any], Invoice | None]:
-        pending = self._pending(query)
-        fetched = pending or await self.fetch(query)
+        return await self.conclude(query, await self.look_up(query), requester, callback_url)
+
+    async def look_up(self, query: LookupQuery) -> Fetched:
+        """What the journal, the primary or the replica holds for `query`. Records nothing
+        but what the read taught about the primary's and the replica's health, so it may run
+        before the caller's budgets are known (`verify.verification`)."""
+        return self._pending(query) or await self.fetch(query)
+
+    async def conclude(self, query: LookupQuery, fetched: Fetched, requester: str,
+                       callback_url: str | None = None,
+                       ) -> tuple[dict[str, Any], Invoice | None]:
+        """The answer to `query` from what `look_up` found; a miss that cannot be confirmed
+        records its gap here (once the caller was admitted)."""
         invoice = fetched.invoice
         answer = build_answer(query, invoice, source=fetched.source,
                               degraded=fetched.degraded, as_of=fetched.as_of)
-        if pending is not None:
+        if fetched.pending:
             answer["pending_intake"] = True
         if invoice is None:
             why = self._miss_reason(query, fetched)

@@ -1,15 +1,20 @@
 """The verification core shared by every lookup endpoint: budgets, store, answer, tenancy,
 audit. `GET /invoices/lookup` and the QR endpoints call the same function, so a code read
-from a photo is verified, limited and recorded exactly like a typed-in key."""
+from a photo is verified, limited and recorded exactly like a typed-in key. With Redis rate
+limits the read runs while the budget take is on its way; a refused caller still gets only
+its 429, and nothing is recorded for it."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
 
 from verify.access.middleware import KEY_BUDGET_DUE, PRINCIPAL
 from verify.access.tenancy import redact_answer
+from verify.degraded import Fetched
 from verify.keys import ACCESS, RESILIENCE
 from verify.lookup import LookupQuery
 
@@ -25,11 +30,34 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     key_budget_due = request.get(KEY_BUDGET_DUE, False)
     if key_budget_due:  # left to this first lookup of the request by the access middleware
         request[KEY_BUDGET_DUE] = False
-    await access.spend_lookup_budget(principal, target, with_key_budget=key_budget_due)
-    answer, invoice = await request.app[RESILIENCE].answer(query, principal.key_id,
-                                                           callback_url)
+    budget = access.spend_lookup_budget(principal, target, with_key_budget=key_budget_due)
+    resilience = request.app[RESILIENCE]
+    if access.limiter.remote:
+        fetched = await _overlapped(asyncio.create_task(budget), resilience.look_up(query))
+    else:
+        await budget
+        fetched = await resilience.look_up(query)
+    answer, invoice = await resilience.conclude(query, fetched, principal.key_id, callback_url)
     if invoice is None:
         await access.note_miss(principal)
     access.audit.record(principal, "verify", invoice.doc_id if invoice else target,
                         answer["status"], request.remote)
     return redact_answer(answer, principal)
+
+
+async def _overlapped(budget: asyncio.Task[None], read: Awaitable[Fetched]) -> Fetched:
+    """The read while the budget take is on its way to Redis: with the Redis replica both
+    travel in one round trip (`fallback.redis_trips`), so the request waits once, not twice.
+    The budget's verdict still comes first: a refused caller gets its 429 whatever the read
+    found or failed with, and nothing is recorded for it (`Resilience.conclude` runs after)."""
+    try:
+        fetched = await read
+    except asyncio.CancelledError:
+        if not budget.cancel() and not budget.cancelled():
+            budget.exception()  # a verdict nobody waits for any more: retrieved, not logged
+        raise
+    except Exception:
+        await budget
+        raise
+    await budget
+    return fetched

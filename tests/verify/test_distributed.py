@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from fallback.outages import System
 from fallback.replica import open_redis_replica
 from tests.conftest import Client, EsTarget, bearer
 from tests.factories import cancel, package, vn_invoice, vn_key
@@ -20,6 +22,7 @@ from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
+from verify.keys import OUTAGES
 from verify.settings import Settings
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -90,3 +93,29 @@ async def test_rate_limits_live_in_redis(distributed: Client, namespace: str) ->
         await client.aclose()
     assert any(b"key:" in k for k in buckets)
     assert any(b"inv:vn:0100109106:1:C22TAA:1" in k for k in buckets)
+
+
+async def test_a_refused_lookup_on_the_replica_path_records_nothing(
+        aiohttp_client: Any, tmp_path: Path, es_target: EsTarget, namespace: str) -> None:
+    """With Redis rate limits the replica read runs while the budget take is on its way
+    (`verify.verification`); the budget's verdict still decides: the lookup refused by the
+    invoice's budget gets 429 and adds nothing to the gap the admitted ones recorded."""
+    settings = Settings.from_env({
+        "INVOICE_DATA_DIR": str(tmp_path / "data"), "INVOICE_ES_URL": es_target.url,
+        "INVOICE_ES_INDEX_PREFIX": fresh_prefix(), "INVOICE_REDIS_URL": REDIS,
+        "INVOICE_REDIS_NAMESPACE": namespace, "INVOICE_RATE_INVOICE_PER_DAY": "2"})
+    async with open_access_db(settings.access_path) as conn:
+        token, _ = await KeyStore(conn).create(Role.ADMIN)
+    app = create_app(settings, es_client_factory=es_target.client_factory)
+    client: Client = await aiohttp_client(app, headers=bearer(token))
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    await app[OUTAGES].declare(System.PRIMARY, start, start + timedelta(hours=1), "tests",
+                               "tests")
+    params = {k: str(v) for k, v in vn_key(404).items()}
+    answers = []
+    for _ in range(3):
+        resp = await client.get("/api/v1/invoices/lookup", params=params)
+        answers.append((resp.status, (await resp.json()).get("status")))
+    assert answers == [(200, "unconfirmed"), (200, "unconfirmed"), (429, None)]
+    gaps = (await (await client.get("/api/v1/gaps")).json())["gaps"]
+    assert [gap["count"] for gap in gaps] == [2]

@@ -39,6 +39,10 @@ ALL_SPENT: tuple[int, float] = (-1, 0.0)
 
 
 class RateLimiter(Protocol):
+    #: Whether a take waits on another process (Redis). The lookup path then runs its read
+    #: while the take is on its way (`verify.verification`) instead of after it.
+    remote: bool
+
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
         """Spend `cost` tokens if available and return 0.0, else return the seconds to wait."""
@@ -59,6 +63,8 @@ class MemoryRateLimiter:
     """Buckets of one process. Bounded: the least recently used buckets are dropped first
     (a dropped bucket comes back full, which only ever errs towards letting a request in).
     A plain dict keeps the order: every take re-inserts its bucket at the end."""
+
+    remote = False
 
     def __init__(self, max_buckets: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -156,6 +162,8 @@ class RedisRateLimiter:
     Redis that does not know it yet (`NOSCRIPT`: first use, a restart) is given it once,
     within `timeout`, however many takes were refused at that moment, and asked again."""
 
+    remote = True
+
     def __init__(self, client: Redis, namespace: str = "inv:v1:rl",
                  timeout: float = DEFAULT_TIMEOUT_S, *, trips: RoundTrips | None = None,
                  ) -> None:
@@ -224,6 +232,8 @@ class RedisRateLimiter:
 class NoRateLimiter:
     """Insecure local mode: no keys, so no per-key or per-invoice budgets either."""
 
+    remote = False
+
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
         return 0.0
@@ -242,6 +252,7 @@ class ResilientRateLimiter:
         self._primary = primary
         self._fallback = fallback
         self.failures = 0
+        self.remote = primary.remote
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
