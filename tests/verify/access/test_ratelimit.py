@@ -154,3 +154,27 @@ async def test_a_stalled_redis_falls_back_to_memory_within_two_round_trips() -> 
         await client.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_redis_buckets_are_strings_written_only_when_spent() -> None:
+    """One SET with its expiry per bucket spent from; a peek writes nothing; a hash left by
+    the earlier format (directly under the namespace) is not read."""
+    client = Redis.from_url(REDIS_URL)
+    namespace = f"test:{uuid.uuid4().hex}"
+    try:
+        await client.hset(f"{namespace}:old", mapping={"tokens": "0", "ts": "0"})
+        limiter = RedisRateLimiter(client, namespace=namespace)
+        turn = (("peeked", 5, 0.01, 0), ("spent", 5, 0.01, 1), ("spent", 5, 0.01, 2),
+                ("old", 1, 0.01, 1))
+        assert await limiter.take_in_turn(turn) == ALL_SPENT
+        assert await client.exists(f"{namespace}:s:peeked") == 0
+        tokens, _, stamp = (await client.get(f"{namespace}:s:spent")).partition(b" ")
+        assert float(tokens) == pytest.approx(2.0, abs=0.01)
+        assert float(stamp) > 0
+        assert 0 < await client.ttl(f"{namespace}:s:spent") <= 301  # until full again
+        assert await client.exists(f"{namespace}:s:old") == 1
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{namespace}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
