@@ -625,6 +625,8 @@ def _replayed(package: Package, stored: StoredPackage) -> IntakeResult | Package
 
 def _originals_kept(package: Package, items: list[ItemResult],
                     originals: Mapping[int, bytes]) -> list[tuple[str, str, bytes]]:
+    if not originals:  # JSON packages
+        return []
     return [(item.key.doc_id, package.package_id, originals[item.index])
             for item in items
             if item.item == "invoice" and item.key is not None and item.accepted

@@ -10,6 +10,8 @@ from decimal import Decimal, InvalidOperation
 SCALE = 4
 _FACTOR = 10**SCALE
 _INT64_MAX = 2**63 - 1
+#: At most this many ASCII digits: below 10**14, so `abs(amount) * _FACTOR` < 2**63.
+_PLAIN_DIGITS = 14
 
 
 class AmountError(ValueError):
@@ -23,6 +25,11 @@ class AmountError(ValueError):
 
 def parse_amount(value: object, *, max_places: int = SCALE) -> Decimal:
     """Parse a decimal string (or int) into a `Decimal`; floats are refused on purpose."""
+    if type(value) is str and len(value) <= _PLAIN_DIGITS and value.isdigit() \
+            and value.isascii():
+        # Plain digits, the usual amount: finite, no places, at most 14 digits, so within
+        # range whatever the scale; what the checks below would conclude, without them.
+        return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise AmountError("amount must be a decimal string")
     try:
