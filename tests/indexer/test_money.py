@@ -1,4 +1,4 @@
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import pytest
 from hypothesis import given
@@ -38,3 +38,24 @@ def test_too_large_for_int64_is_refused() -> None:
 def test_scaled_round_trip_is_exact(amount: Decimal) -> None:
     assert from_scaled(to_scaled(amount)) == amount
     assert parse_amount(format_amount(from_scaled(to_scaled(amount)))) == amount
+
+
+@pytest.mark.parametrize("text", ["0", "007", "1100000", "99999999999999", "999999999999999",
+                                  "922337203685477", "１２", "٣", " 12 ", "12.50"])
+def test_plain_digits_parse_as_the_general_path_does(text: str) -> None:
+    """The plain-digits shortcut answers what the checks would: same value, same exponent
+    (a Decimal keeps "12.50" and "1100000" as written), and whatever it refuses is refused
+    by the general path with the same message."""
+    try:
+        expected: Decimal | str = Decimal(text.strip())
+        if abs(expected) * 10**4 > 2**63 - 1:
+            expected = "too large"
+    except InvalidOperation:
+        expected = "invalid"
+    try:
+        got: Decimal | str = parse_amount(text)
+    except AmountError as exc:
+        got = "too large" if exc.kind == "range" else str(exc)
+    assert got == expected
+    if isinstance(got, Decimal) and isinstance(expected, Decimal):
+        assert got.as_tuple() == expected.as_tuple()
