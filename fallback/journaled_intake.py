@@ -18,12 +18,9 @@
 
 `apply_entry` applies one journal entry to the primary exactly as a fresh post would be
 (the body parsed again, signatures checked again, every rule run against the primary, the
-receipt time kept); `apply_entries` a batch of them in one commit, after `prepare_entries`
-(parsing, signatures, step-1 rules: nothing read from the primary, nothing written, so a
-batch may be prepared while the one before it is committed). Applying is idempotent: a
-package the primary already holds is answered by the primary's notice, so an entry applied
-twice (a crash between the primary's commit and `mark_applied`) changes nothing the second
-time.
+receipt time kept). It is idempotent: a package the primary already holds is answered by
+the primary's notice, so an entry applied twice (a crash between the primary's commit and
+`mark_applied`) changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ from fallback.health import DependencyGuard
 from fallback.outages import OutageLog, System
 from fallback.replica import Replica, ReplicaUnavailable, WriteThrough, replica_doc
 from indexer.codec import invoice_from_doc
-from indexer.intake import BatchItem, CheckedBatch, Intake, IntakeResult
+from indexer.intake import BatchItem, Intake, IntakeResult
 from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
 from indexer.model import Invoice
 from indexer.package import PackageError
@@ -57,16 +54,6 @@ def _refusal(entry: JournalEntry, exc: PackageError) -> dict[str, Any]:
             "received_at": entry.received_at.isoformat().replace("+00:00", "Z"),
             "result": "rejected", "accepted": 0,
             "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedEntries:
-    """Journal entries after `JournaledIntake.prepare_entries`, for `apply_entries`."""
-
-    entries: list[JournalEntry]
-    refused: dict[int, dict[str, Any]]  # seq -> the notice of a body that no longer parses
-    parsed: list[JournalEntry]  # the others, in order: the packages of `checked`
-    checked: CheckedBatch
 
 
 class IntakeUnavailableError(Exception):
@@ -256,52 +243,35 @@ class JournaledIntake:
         """Apply one journal entry to the primary; its final notice (`apply_entries`)."""
         return (await self.apply_entries([entry]))[0]
 
-    async def prepare_entries(self, entries: Sequence[JournalEntry], *,
-                              pause_every: int = 0) -> PreparedEntries:
-        """What `apply_entries` does before it needs the primary: parse each body again,
-        check its signatures, run the step-1 rules (`Intake.check_many`). Nothing is
-        written, so the reconciler prepares its next batch while one is being applied.
-        `pause_every`: give the event loop a turn after that many entries (0: never)."""
-        refused: dict[int, dict[str, Any]] = {}
+    async def apply_entries(self, entries: Sequence[JournalEntry]) -> list[dict[str, Any]]:
+        """Apply journal entries to the primary, in order, in one batch (one commit on
+        SQLite: `Intake.ingest_many`); their final notices. Raises `StoreUnavailableError` /
+        `TimeoutError` when the primary fails (the entries stay pending). An entry the
+        primary refuses as a whole (its id taken by another package meanwhile, a body
+        today's limits refuse) is closed with a rejection notice: it was acknowledged as
+        queued, so it is answered, not dropped silently."""
+        notices: dict[int, dict[str, Any]] = {}
+        written: set[str] = set()  # written through to the replica after the commit
         batch: list[tuple[JournalEntry, BatchItem]] = []
-        for n, entry in enumerate(entries, 1):
+        for entry in entries:
             try:
                 submission = read_submission(entry.body, entry.format,
                                              max_items=self.max_items, digest=entry.digest)
             except PackageError as exc:
-                refused[entry.seq] = _refusal(entry, exc)
+                notices[entry.seq] = _refusal(entry, exc)
                 continue
             batch.append((entry, BatchItem(submission.package, entry.received_at,
                                            submission.originals,
                                            await self.signatures(submission))))
-            if pause_every and n % pause_every == 0:
-                await asyncio.sleep(0)
-        checked = await self.intake.check_many([item for _, item in batch],
-                                               pause_every=pause_every)
-        return PreparedEntries(list(entries), refused, [e for e, _ in batch], checked)
-
-    async def apply_entries(self, entries: Sequence[JournalEntry] | PreparedEntries,
-                            ) -> list[dict[str, Any]]:
-        """Apply journal entries to the primary, in order, in one batch (one commit on
-        SQLite: `Intake.ingest_many`); their final notices. `entries` may come from
-        `prepare_entries` (used once). Raises `StoreUnavailableError` / `TimeoutError`
-        when the primary fails (the entries stay pending). An entry the primary refuses as
-        a whole (its id taken by another package meanwhile, a body today's limits refuse) is
-        closed with a rejection notice: it was acknowledged as queued, so it is answered,
-        not dropped silently."""
-        prepared = (entries if isinstance(entries, PreparedEntries)
-                    else await self.prepare_entries(entries))
-        notices = dict(prepared.refused)
-        written: set[str] = set()  # written through to the replica after the commit
-        if prepared.parsed:
+        if batch:
             hook = self.intake.after_commit
             through = (hook if isinstance(hook, WriteThrough) and hook.replica is self.replica
                        else None)
             failures = through.failures if through is not None else 0
             # No timeout of our own here: cancelling a commit midway is what leaves half
             # of it behind on Elasticsearch; the store's clients bound every request.
-            results = await self.intake.ingest_many(prepared.checked)
-            for entry, result in zip(prepared.parsed, results, strict=True):
+            results = await self.intake.ingest_many([item for _, item in batch])
+            for (entry, _), result in zip(batch, results, strict=True):
                 if isinstance(result, PackageError):
                     notices[entry.seq] = _refusal(entry, result)
                 else:
@@ -309,9 +279,8 @@ class JournaledIntake:
                     written |= result.written
             if through is None or through.failures != failures:
                 written.clear()  # not known to be in this replica: settle every one
-        seqs = [e.seq for e in prepared.entries]
-        provisional_ids = await self.journal.pending_doc_ids_many(seqs)
-        ordered = [(seq, notices[seq]) for seq in seqs]
+        provisional_ids = await self.journal.pending_doc_ids_many([e.seq for e in entries])
+        ordered = [(e.seq, notices[e.seq]) for e in entries]
         await self.journal.mark_applied_many(ordered, self.clock())
         # What the intake wrote through after its commit is the primary's state already.
         await self._settle_replica([d for d in provisional_ids if d not in written])

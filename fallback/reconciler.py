@@ -6,11 +6,8 @@ any point and simply started again:
 1. **Drain the intake journal** into the primary, oldest entry first, `batch` entries at a
    time through `JournaledIntake.apply_entries` (every rule re-run against the primary,
    receipt time kept, one commit per batch on SQLite; a package the primary already holds
-   is answered from it, so nothing is applied twice). While a batch is committed, the next
-   one is read, parsed and put through the step-1 rules (`prepare_entries`: they read the
-   package and the registry, never the primary, and write nothing); its chain rules still
-   run against the primary once the batch before it is committed. The primary failing
-   stops the run: the batch prepared ahead is dropped and the rest waits for the next one.
+   is answered from it, so nothing is applied twice). The primary failing stops the run:
+   the rest waits for the next one.
 2. **Re-check every open gap** against the primary, a page at a time: found resolves it
    `found` with the final verification answer (and warms the replica with the invoice);
    not found resolves it `missing` once the grace period has passed since it was first
@@ -38,7 +35,7 @@ from typing import Any
 from fallback.breaker import Clock, utc_now
 from fallback.callbacks import CallbackNotifier
 from fallback.gaps import Gap, GapOutcome, GapStatus, Resolution, SqliteGapLedger
-from fallback.journaled_intake import JournaledIntake, PreparedEntries
+from fallback.journaled_intake import JournaledIntake
 from fallback.replica import Replica, ReplicaUnavailable, replica_doc
 from indexer.model import Invoice
 from indexer.store.protocol import StoreUnavailableError
@@ -49,11 +46,6 @@ log = logging.getLogger("fallback.reconciler")
 #: found). Wired by the service (`verify.reconciling`), which owns the answer's shape.
 GapAnswerer = Callable[[Sequence[Gap]], Awaitable[dict[str, tuple[dict[str, Any],
                                                                    Invoice | None]]]]
-
-
-#: While the next batch is prepared beside the one being committed, it lets the commit's
-#: continuation run after this many entries (about 2 ms of parsing and checking).
-_PAUSE_EVERY = 16
 
 
 def _stamp(moment: datetime | None) -> str | None:
@@ -170,34 +162,20 @@ class Reconciler:
         await self.journal.refresh()
         p.journal_total = (await self.journal.counts())["pending"]
         self._tell(p)
-        # One batch ahead: while a batch is committed (SQLite works in its own thread), the
-        # next one is read, parsed and put through the step-1 rules, which write nothing.
-        ahead = asyncio.create_task(self._prepare(after=0))
-        try:
-            while True:
-                prepared = await ahead
-                if prepared is None:
-                    return
-                ahead = asyncio.create_task(self._prepare(after=prepared.entries[-1].seq))
-                try:
-                    await self.intake.apply_entries(prepared)
-                except (StoreUnavailableError, TimeoutError) as exc:
-                    first = prepared.entries[0].seq
-                    await self.journal.note_failure(first, repr(exc))
-                    raise PrimaryFailed(f"applying journal entries from {first}: "
-                                        f"{exc!r}") from exc
-                p.journal_applied += len(prepared.entries)
-                self._tell(p)
-        finally:
-            ahead.cancel()
-            await asyncio.gather(ahead, return_exceptions=True)
-
-    async def _prepare(self, *, after: int) -> PreparedEntries | None:
-        """The next batch of pending entries after sequence number `after`, prepared."""
-        entries = await self.journal.pending(after=after, limit=self.batch)
-        if not entries:
-            return None
-        return await self.intake.prepare_entries(entries, pause_every=_PAUSE_EVERY)
+        after = 0
+        while True:
+            entries = await self.journal.pending(after=after, limit=self.batch)
+            if not entries:
+                return
+            try:
+                await self.intake.apply_entries(entries)
+            except (StoreUnavailableError, TimeoutError) as exc:
+                await self.journal.note_failure(entries[0].seq, repr(exc))
+                raise PrimaryFailed(f"applying journal entries from {entries[0].seq}: "
+                                    f"{exc!r}") from exc
+            after = entries[-1].seq
+            p.journal_applied += len(entries)
+            self._tell(p)
 
     async def _recheck_gaps(self, p: ReconcileProgress) -> None:
         p.phase = "gaps"

@@ -177,15 +177,6 @@ class BatchItem:
     extra: Mapping[int, list[Violation]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedBatch:
-    """A batch of `Intake.ingest_many` after step 1 (`Intake.check_many`). The chain rules
-    add to its items' findings: it is used once."""
-
-    batch: Sequence[BatchItem]
-    checked: list[_Checked]
-
-
 def _same_seller(inv: Invoice, original_key: InvoiceKey, original: Invoice | None) -> bool:
     """Same scheme and, where known, the same seller (a CN key carries no seller, so the
     stored original's seller tax id is compared)."""
@@ -453,57 +444,38 @@ class Intake:
                 found = _chain_notice(notice, ledger, cfg, now)
                 item.violations.extend([_as_warning(v) for v in found] if lenient else found)
 
-    async def check_many(self, batch: Sequence[BatchItem],
-                         pause_every: int = 0) -> CheckedBatch:
-        """Step 1 for a batch of `ingest_many`: each item on its own, then against the
-        registry (each provider and taxpayer read once for the batch). It reads the packages
-        and the registry, never the store, so it may run while an earlier batch is being
-        committed (the reconciler prepares its next batch so). `pause_every`: give the event
-        loop a turn after that many packages (0: never), so a commit running beside it gets
-        its results handled on time."""
-        registry: RegistryReads | None = None
-        if self.registry is not None and not await self.registry.is_empty():
-            registry = _BatchRegistry(self.registry)
-        checked = []
-        for n, entry in enumerate(batch, 1):
-            checked.append(await self._check(entry.package, entry.extra, entry.received_at,
-                                             registry))
-            if pause_every and n % pause_every == 0:
-                await asyncio.sleep(0)
-        return CheckedBatch(batch, checked)
-
-    async def ingest_many(self, batch: Sequence[BatchItem] | CheckedBatch,
-                          ) -> list[IntakeResult | PackageError]:
+    async def ingest_many(self, batch: Sequence[BatchItem]) -> list[IntakeResult | PackageError]:
         """`ingest` for several packages in order, sharing one read of the store and one
         commit (`InvoiceStore.commit_packages`): how the reconciler drains the intake journal
         at thousands of packages a second instead of one fsync'd commit each. Each package
         is judged as if ingested alone after the ones before it. Per package: its result, or
         the `PackageError` that refused it whole (an id reused for other content). If the
-        shared commit collides with a concurrent writer, the batch is applied one by one.
-        `batch` may have been through step 1 already (`check_many`, used once)."""
-        ready = batch if isinstance(batch, CheckedBatch) else await self.check_many(batch)
-        items = ready.batch
+        shared commit collides with a concurrent writer, the batch is applied one by one."""
         async with self._lock:
-            stored = await self.store.get_packages(b.package.package_id for b in items)
-            results: list[IntakeResult | PackageError | None] = [None] * len(items)
+            stored = await self.store.get_packages(b.package.package_id for b in batch)
+            registry: RegistryReads | None = None  # asked once per batch
+            if self.registry is not None and not await self.registry.is_empty():
+                registry = _BatchRegistry(self.registry)
+            results: list[IntakeResult | PackageError | None] = [None] * len(batch)
             todo: list[tuple[int, _Checked]] = []
-            for n, (entry, checked) in enumerate(zip(items, ready.checked, strict=True)):
+            for n, entry in enumerate(batch):
                 package = entry.package
                 previous = stored.get(package.package_id)
                 if previous is not None:
                     results[n] = _replayed(package, previous)
                     continue
-                todo.append((n, checked))
+                todo.append((n, await self._check(package, entry.extra, entry.received_at,
+                                                  registry)))
             if todo:
                 try:
-                    for n, result in await self._apply_checked(items, todo):
+                    for n, result in await self._apply_checked(batch, todo):
                         results[n] = result
                 except (PackageExistsError, DuplicateInvoiceError):
                     for n, _ in todo:
-                        entry = items[n]
+                        entry = batch[n]
                         results[n] = await self._apply_or_refusal(entry)
         done = [r for r in results if r is not None]
-        assert len(done) == len(items)
+        assert len(done) == len(batch)
         return done
 
     async def _apply_or_refusal(self, entry: BatchItem) -> IntakeResult | PackageError:
