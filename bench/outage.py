@@ -70,8 +70,10 @@ from bench.lookup import (
 )
 from bench.sqlite_fault import FAULTS
 from tests.factories import authority_code, package, vn_invoice, vn_key
+from verify.settings import FallbackSettings
 
 LUA = Path(__file__).resolve().parent / "outage.lua"
+RECONCILE_BATCH = FallbackSettings().reconcile_batch_entries
 HELD_PER_PACKAGE = 100
 #: The service's own background reconciler stays idle (the bench runs the reconciler
 #: itself, timed); gaps resolve `missing` at once instead of after 24 hours.
@@ -600,9 +602,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--package-size", type=int, default=1, help="invoices per package")
     parser.add_argument("--gaps", type=int, default=5000,
                         help="gaps recorded during maintenance (half found, half missing)")
-    parser.add_argument("--batch", type=int, default=200,
+    parser.add_argument("--batch", type=int, default=RECONCILE_BATCH,
                         help="packages per Intake.ingest_many call in the batched baseline "
-                             "(the reconciler's own batch is 200)")
+                             f"(the reconciler's own batch is {RECONCILE_BATCH} entries, "
+                             "INVOICE_RECONCILE_BATCH_ENTRIES)")
     parser.add_argument("--save-backlog", type=Path, default=None,
                         help="copy round 1's data directory, backlog built and not yet "
                              "drained, to this new directory (to profile the drain alone)")

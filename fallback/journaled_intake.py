@@ -37,7 +37,7 @@ from fallback.health import DependencyGuard
 from fallback.outages import OutageLog, System
 from fallback.replica import Replica, ReplicaUnavailable, WriteThrough, replica_doc
 from indexer.codec import invoice_from_doc
-from indexer.intake import BatchItem, Intake, IntakeResult
+from indexer.intake import YIELD_EVERY, BatchItem, Intake, IntakeResult
 from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
 from indexer.model import Invoice
 from indexer.package import PackageError
@@ -253,7 +253,9 @@ class JournaledIntake:
         notices: dict[int, dict[str, Any]] = {}
         written: set[str] = set()  # written through to the replica after the commit
         batch: list[tuple[JournalEntry, BatchItem]] = []
-        for entry in entries:
+        for n, entry in enumerate(entries, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a batch is thousands of entries: let lookups in
             try:
                 submission = read_submission(entry.body, entry.format,
                                              max_items=self.max_items, digest=entry.digest)

@@ -3,11 +3,15 @@
 One run (`Reconciler.run`), in this order, each step idempotent so a run can be killed at
 any point and simply started again:
 
-1. **Drain the intake journal** into the primary, oldest entry first, `batch` entries at a
-   time through `JournaledIntake.apply_entries` (every rule re-run against the primary,
-   receipt time kept, one commit per batch on SQLite; a package the primary already holds
-   is answered from it, so nothing is applied twice). The primary failing stops the run:
-   the rest waits for the next one.
+1. **Drain the intake journal** into the primary, oldest entry first, a batch at a time
+   (`batch` entries, fewer when their bodies pass `batch_bytes`) through
+   `JournaledIntake.apply_entries` (every rule re-run against the primary, receipt time
+   kept, one commit per batch on SQLite; a package the primary already holds is answered
+   from it, so nothing is applied twice). Large batches spread each commit's fixed costs
+   (round trips to SQLite's thread, the fsync'd commit, index pages written again) over
+   more entries: 2,000 entries per commit drained 10-15% faster than 200 in alternated
+   runs (bench/README.md); the byte bound keeps a batch of large packages small. The
+   primary failing stops the run: the rest waits for the next one.
 2. **Re-check every open gap** against the primary, a page at a time: found resolves it
    `found` with the final verification answer (and warms the replica with the invoice);
    not found resolves it `missing` once the grace period has passed since it was first
@@ -89,7 +93,7 @@ class Reconciler:
                  answer_gaps: GapAnswerer, replica: Replica, *,
                  notifier: CallbackNotifier | None, grace: timedelta,
                  journal_retention: timedelta = timedelta(days=7), page: int = 500,
-                 batch: int = 200,
+                 batch: int = 2000, batch_bytes: int | None = None,
                  on_progress: Callable[[ReconcileProgress], None] | None = None,
                  ready: Callable[[], bool] | None = None,
                  clock: Clock = utc_now) -> None:
@@ -103,6 +107,7 @@ class Reconciler:
         self.journal_retention = journal_retention
         self.page = page
         self.batch = batch
+        self.batch_bytes = batch_bytes
         self.on_progress = on_progress
         #: Whether the primary may be used now (no maintenance window, breaker closed):
         #: a run asked for while it may not does nothing and says why.
@@ -164,7 +169,8 @@ class Reconciler:
         self._tell(p)
         after = 0
         while True:
-            entries = await self.journal.pending(after=after, limit=self.batch)
+            entries = await self.journal.pending(after=after, limit=self.batch,
+                                                 max_bytes=self.batch_bytes)
             if not entries:
                 return
             try:

@@ -44,6 +44,11 @@ log = logging.getLogger("indexer.intake")
 #: After the registry failed a queued package's checks, later ones skip it this long.
 REGISTRY_RETRY_SECONDS = 5.0
 
+#: `ingest_many` gives the event loop a turn after this many packages of a step (a few
+#: milliseconds of work): a reconciler batch of thousands inside the service would
+#: otherwise hold every lookup of that process for a large part of a second.
+YIELD_EVERY = 64
+
 #: Called with every invoice a package created or changed, once it is committed: how the
 #: service keeps its read replica written through without this package importing it.
 AfterCommit = Callable[[Sequence[Invoice]], Awaitable[None]]
@@ -466,6 +471,8 @@ class Intake:
                     continue
                 todo.append((n, await self._check(package, entry.extra, entry.received_at,
                                                   registry)))
+                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)
             if todo:
                 try:
                     for n, result in await self._apply_checked(batch, todo):
@@ -511,7 +518,9 @@ class Intake:
         kept: list[tuple[str, str, bytes]] = []
         out: list[tuple[int, IntakeResult]] = []
         touched: set[str] = set()
-        for n, checked in todo:
+        for done, (n, checked) in enumerate(todo, 1):
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             entry = batch[n]
             ledger = _Ledger.sharing(current, taken)
             self._chain(checked, ledger, entry.received_at, lenient=False)

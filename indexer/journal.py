@@ -70,6 +70,14 @@ _ENTRY_COLUMNS = ("seq, package_id, sender, digest, format, body, received_at, s
                   "applied_at, attempts, last_error")
 _SELECT = f"SELECT {_ENTRY_COLUMNS} FROM entries"  # noqa: S608 (constants)
 
+#: The pending page after ?1: at most ?2 entries, and no entry once the bodies before it
+#: reach ?3 bytes (the first is always taken). `length` of a blob reads no blob pages.
+_PENDING_PAGE = (
+    f"{_SELECT} WHERE state = 'pending' AND seq > ?1 AND seq <= ("  # noqa: S608 (constants)
+    "SELECT MAX(seq) FROM (SELECT seq, SUM(length(body)) OVER (ORDER BY seq)"
+    " - length(body) AS before FROM entries WHERE state = 'pending' AND seq > ?1"
+    " ORDER BY seq LIMIT ?2) WHERE before < ?3) ORDER BY seq")
+
 Doc = dict[str, Any]
 
 
@@ -155,12 +163,20 @@ class IntakeJournal:
                                                           (package_id,)))
         return _entry(rows[0]) if rows else None
 
-    async def pending(self, *, after: int = 0, limit: int = 100) -> list[JournalEntry]:
-        """Pending entries in journal order, the page after sequence number `after`."""
+    async def pending(self, *, after: int = 0, limit: int = 100,
+                      max_bytes: int | None = None) -> list[JournalEntry]:
+        """Pending entries in journal order, the page after sequence number `after`: at
+        most `limit` entries and, with `max_bytes`, only as many as keep the bodies before
+        the last one under that many bytes (a page holds at least one entry, whatever its
+        size): what bounds a reconciler batch in memory when packages are large."""
         async with self._lock:
-            rows = await self._conn.execute_fetchall(
-                _SELECT + " WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-                (after, limit))
+            if max_bytes is None:
+                rows = await self._conn.execute_fetchall(
+                    _SELECT + " WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                    (after, limit))
+            else:
+                rows = await self._conn.execute_fetchall(_PENDING_PAGE,
+                                                         (after, limit, max_bytes))
         return [_entry(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:

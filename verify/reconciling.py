@@ -90,5 +90,7 @@ def reconciler(settings: Settings, intake: JournaledIntake, gaps: SqliteGapLedge
     return Reconciler(
         intake, gaps, gap_answerer(intake.intake.store), intake.replica,
         notifier=CallbackNotifier(gaps, policy), grace=timedelta(hours=fb.gap_grace_hours),
-        journal_retention=timedelta(days=fb.journal_retention_days), on_progress=on_progress,
+        journal_retention=timedelta(days=fb.journal_retention_days),
+        batch=fb.reconcile_batch_entries, batch_bytes=fb.reconcile_batch_bytes,
+        on_progress=on_progress,
         ready=lambda: primary_ready(intake.primary, intake.outages))

@@ -107,6 +107,8 @@ class FallbackSettings:
     intake_lag_hours: int = 24
     primary_write_timeout_ms: int = 30_000
     reconcile_interval_seconds: int = 5
+    reconcile_batch_entries: int = 2000
+    reconcile_batch_bytes: int = 16 * 1024 * 1024
     gap_grace_hours: int = 24
     callback_max_attempts: int = 8
     callback_backoff_seconds: int = 30
@@ -139,6 +141,9 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
                                       minimum=100),
         reconcile_interval_seconds=_int(env, "INVOICE_RECONCILE_INTERVAL_SECONDS", 5,
                                         minimum=1),
+        reconcile_batch_entries=_int(env, "INVOICE_RECONCILE_BATCH_ENTRIES", 2000, minimum=1),
+        reconcile_batch_bytes=_int(env, "INVOICE_RECONCILE_BATCH_BYTES", 16 * 1024 * 1024,
+                                   minimum=1),
         gap_grace_hours=_int(env, "INVOICE_GAP_GRACE_HOURS", 24),
         callback_max_attempts=_int(env, "INVOICE_CALLBACK_MAX_ATTEMPTS", 8, minimum=1),
         callback_backoff_seconds=_int(env, "INVOICE_CALLBACK_BACKOFF_SECONDS", 30, minimum=1),

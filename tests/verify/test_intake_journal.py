@@ -34,7 +34,7 @@ from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import authority_code, cancel, package, vn_invoice, vn_key
 from verify.app import create_app
 from verify.cli import app as cli_app
-from verify.keys import JOURNALED_INTAKE, OUTAGES, REPLICA
+from verify.keys import JOURNALED_INTAKE, OUTAGES, RECONCILER, REPLICA
 from verify.settings import Settings
 
 LOOKUP = "/api/v1/invoices/lookup"
@@ -442,3 +442,32 @@ async def test_a_restarted_service_warms_its_memory_replica_from_the_primary(
     await maintenance(restarted, 3600)
     answer = await lookup(restarted, 92)
     assert (answer["status"], answer["source"]) == ("valid", "replica")
+
+
+async def test_the_drain_works_in_batches_of_the_configured_size_and_keeps_order(
+        aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings,
+        admin_token: str) -> None:
+    """INVOICE_RECONCILE_BATCH_ENTRIES / _BYTES reach the service's reconciler; a backlog
+    several batches long drains whole, in journal order (a later package's cancellation of
+    an invoice queued in an earlier batch lands on it)."""
+    env = {"INVOICE_DATA_DIR": str(settings.data_dir), "INVOICE_GAP_GRACE_HOURS": "0",
+           "INVOICE_RECONCILE_INTERVAL_SECONDS": "3600",
+           "INVOICE_RECONCILE_BATCH_ENTRIES": "3", "INVOICE_RECONCILE_BATCH_BYTES": "100000"}
+    small = Settings.from_env(env)
+    app = create_app(small)
+    cli = await aiohttp_client(app, headers={"Authorization": f"Bearer {admin_token}"})
+    assert (app[RECONCILER].batch, app[RECONCILER].batch_bytes) == (3, 100_000)
+    seen: list[int] = []
+    app[RECONCILER].on_progress = lambda p: seen.append(p.journal_applied)
+    await maintenance(cli, 1.0)
+    for n in range(1, 8):
+        assert (await post(cli, package([vn_invoice(60 + n)], package_id=f"PKG-B{n}")))[0] \
+            == 202
+    assert (await post(cli, package([], [cancel(61)], package_id="PKG-B8")))[0] == 202
+    await wait_out(cli)
+    status = await reconcile(cli)
+    assert status["journal"] == {"pending": 0, "applied": 8}
+    assert sorted(set(seen)) == [0, 3, 6, 8]  # three batches of at most three entries
+    assert (await lookup(cli, 61))["status"] == "cancelled"
+    for n in range(2, 8):
+        assert (await lookup(cli, 60 + n))["status"] == "valid"

@@ -38,6 +38,8 @@ def test_environment_is_read_once_into_typed_fields() -> None:
     ({"INVOICE_PORT": "http"}, "INVOICE_PORT"),
     ({"INVOICE_PORT": "0"}, "at least 1"),
     ({"INVOICE_MAX_PACKAGE_BYTES": "10"}, "at least 1024"),
+    ({"INVOICE_RECONCILE_BATCH_ENTRIES": "0"}, "INVOICE_RECONCILE_BATCH_ENTRIES"),
+    ({"INVOICE_RECONCILE_BATCH_BYTES": "many"}, "INVOICE_RECONCILE_BATCH_BYTES"),
     ({"INVOICE_LOG_FORMAT": "xml"}, "INVOICE_LOG_FORMAT"),
     ({"INVOICE_RULE_SEVERITY": "no.such.rule=error"}, "unknown rule"),
     ({"INVOICE_RULE_SEVERITY": "vn.series.letter_f=fatal"}, "severity must be one of"),

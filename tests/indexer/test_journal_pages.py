@@ -1,0 +1,73 @@
+"""The reconciler reads the intake journal a page at a time: at most `limit` entries and, with
+`max_bytes`, no more bodies than that budget (large packages make small pages, and a page is
+never empty while something is pending)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from indexer.journal import IntakeJournal, open_intake_journal
+from indexer.submission import BodyFormat, read_submission
+from tests.factories import package, vn_invoice
+
+
+async def _append(journal: IntakeJournal, n: int, invoices: int) -> int:
+    data = package([vn_invoice(n * 100 + i + 1) for i in range(invoices)],
+                   package_id=f"PKG-PAGE-{n}")
+    body = json.dumps(data).encode()
+    await journal.append(read_submission(body, BodyFormat.JSON, max_items=1000),
+                         datetime.now(UTC))
+    return len(body)
+
+
+async def _pages(journal: IntakeJournal, *, limit: int,
+                 max_bytes: int | None) -> list[list[str]]:
+    pages: list[list[str]] = []
+    after = 0
+    while page := await journal.pending(after=after, limit=limit, max_bytes=max_bytes):
+        pages.append([e.package_id for e in page])
+        after = page[-1].seq
+    return pages
+
+
+@pytest.fixture
+async def journal(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with open_intake_journal(tmp_path / "journal.sqlite3") as journal:
+        yield journal
+
+
+async def test_pages_keep_journal_order_within_the_entry_limit(journal: IntakeJournal) -> None:
+    for n in range(7):
+        await _append(journal, n, 1)
+    ids = [f"PKG-PAGE-{n}" for n in range(7)]
+    assert await _pages(journal, limit=3, max_bytes=None) == [ids[:3], ids[3:6], ids[6:]]
+    assert await _pages(journal, limit=3, max_bytes=10**9) == [ids[:3], ids[3:6], ids[6:]]
+
+
+async def test_a_page_stops_once_its_bodies_reach_the_byte_budget(
+        journal: IntakeJournal) -> None:
+    sizes = [await _append(journal, n, invoices)
+             for n, invoices in enumerate([1, 1, 40, 1, 1, 1, 40, 40])]
+    small, large = sizes[0], sizes[2]
+    assert large > 10 * small
+    pages = await _pages(journal, limit=100, max_bytes=3 * small)
+    # bodies before the last entry of a page stay under the budget; the first always fits
+    assert pages == [["PKG-PAGE-0", "PKG-PAGE-1", "PKG-PAGE-2"],
+                     ["PKG-PAGE-3", "PKG-PAGE-4", "PKG-PAGE-5"],
+                     ["PKG-PAGE-6"], ["PKG-PAGE-7"]]
+    # a budget smaller than any body still makes progress, one entry at a time
+    assert await _pages(journal, limit=100, max_bytes=1) == [[f"PKG-PAGE-{n}"]
+                                                             for n in range(8)]
+
+
+async def test_applied_entries_are_not_counted_in_the_budget(journal: IntakeJournal) -> None:
+    sizes = [await _append(journal, n, 1) for n in range(4)]
+    first = (await journal.pending(limit=1))[0]
+    await journal.mark_applied(first.seq, {"result": "accepted"}, datetime.now(UTC))
+    page = await journal.pending(after=0, limit=100, max_bytes=2 * sizes[0])
+    assert [e.package_id for e in page] == ["PKG-PAGE-1", "PKG-PAGE-2"]
+
