@@ -1,10 +1,12 @@
 """The reconciler reads the intake journal a page at a time: at most `limit` entries and, with
 `max_bytes`, no more bodies than that budget (large packages make small pages, and a page is
-never empty while something is pending)."""
+never empty while something is pending). Applied entries leave with their pending
+documents when they are pruned."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,3 +73,50 @@ async def test_applied_entries_are_not_counted_in_the_budget(journal: IntakeJour
     page = await journal.pending(after=0, limit=100, max_bytes=2 * sizes[0])
     assert [e.package_id for e in page] == ["PKG-PAGE-1", "PKG-PAGE-2"]
 
+
+def _doc(n: int) -> dict[str, object]:
+    return {"doc_id": f"vn:0100109106:1:C22TAA:{n}", "authority_code": f"CODE{n:030d}"}
+
+
+async def test_applied_entries_answer_no_pending_documents_now_or_after_a_restart(
+        tmp_path: Path) -> None:
+    """Marking an entry applied leaves its pending documents in the file until `prune`
+    (deleting them is not the drain's business); nobody reads them as pending any more."""
+    path = tmp_path / "journal.sqlite3"
+    async with open_intake_journal(path) as journal:
+        for n in (1, 2):
+            body = json.dumps(package([vn_invoice(n)], package_id=f"PKG-DOC-{n}")).encode()
+            await journal.append(read_submission(body, BodyFormat.JSON, max_items=10),
+                                 datetime.now(UTC), pending_docs=[_doc(n)])
+        first, second = await journal.pending()
+        assert journal.pending_doc(str(_doc(1)["doc_id"])) is not None
+        await journal.mark_applied(first.seq, {"result": "accepted"}, datetime.now(UTC))
+        assert journal.pending_doc(str(_doc(1)["doc_id"])) is None
+        assert journal.pending_doc_by_code(str(_doc(1)["authority_code"])) is None
+    async with open_intake_journal(path) as journal:
+        assert journal.pending_count == 1
+        assert journal.pending_doc(str(_doc(1)["doc_id"])) is None
+        assert journal.pending_doc(str(_doc(2)["doc_id"])) is not None
+        assert await journal.pending_doc_ids_many([second.seq]) == [_doc(2)["doc_id"]]
+
+
+async def test_prune_removes_applied_entries_with_their_documents(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    async with open_intake_journal(path) as journal:
+        for n in (1, 2, 3):
+            body = json.dumps(package([vn_invoice(n)], package_id=f"PKG-PRUNE-{n}")).encode()
+            await journal.append(read_submission(body, BodyFormat.JSON, max_items=10),
+                                 datetime.now(UTC), pending_docs=[_doc(n)])
+        entries = await journal.pending()
+        applied_at = datetime(2026, 1, 1, tzinfo=UTC)
+        await journal.mark_applied_many([(e.seq, {"result": "accepted"}) for e in entries[:2]],
+                                        applied_at)
+        assert await journal.prune(applied_at) == 0  # applied at, not before: kept
+        assert await journal.get("PKG-PRUNE-1") is not None
+        assert await journal.prune(datetime(2026, 1, 2, tzinfo=UTC)) == 2
+        assert await journal.get("PKG-PRUNE-1") is None
+        assert await journal.get("PKG-PRUNE-3") is not None
+        assert journal.pending_doc(str(_doc(3)["doc_id"])) is not None
+    with sqlite3.connect(path) as conn:
+        left = conn.execute("SELECT seq FROM pending_docs").fetchall()
+    assert left == [(entries[2].seq,)]
