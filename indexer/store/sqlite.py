@@ -45,7 +45,7 @@ from indexer.store.protocol import (
     StoreUnavailableError,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invoices (
     doc_id            TEXT PRIMARY KEY,
@@ -86,14 +86,25 @@ CREATE INDEX IF NOT EXISTS invoices_cn_seller
     ON invoices (seller_tax_id, invoice_code, invoice_number) WHERE scheme = 'cn';
 CREATE INDEX IF NOT EXISTS invoices_buyer ON invoices (buyer_tax_id, issued_on);
 CREATE INDEX IF NOT EXISTS invoices_issued ON invoices (issued_on, doc_id);
+-- v4: a rowid table. Its notices run to megabytes for large packages, and a WITHOUT ROWID
+-- table keeps them in its key b-tree, where finding one package id read whole notices.
 CREATE TABLE IF NOT EXISTS packages (
-    package_id  TEXT PRIMARY KEY,
+    package_id  TEXT NOT NULL PRIMARY KEY,
     sender      TEXT NOT NULL,
     digest      TEXT NOT NULL,
     received_at TEXT NOT NULL,
     notice      TEXT NOT NULL
-) WITHOUT ROWID;
+);
 """
+_PACKAGE_COLUMNS = "package_id, sender, digest, received_at, notice"
+#: v3 -> v4: the packages table rebuilt as a rowid table (see the schema), in one transaction.
+_PACKAGES_AS_ROWID_TABLE = (
+    "CREATE TABLE packages_v4 (package_id TEXT NOT NULL PRIMARY KEY, sender TEXT NOT NULL,"
+    " digest TEXT NOT NULL, received_at TEXT NOT NULL, notice TEXT NOT NULL)",
+    f"INSERT INTO packages_v4 ({_PACKAGE_COLUMNS}) SELECT {_PACKAGE_COLUMNS} FROM packages",  # noqa: S608
+    "DROP TABLE packages",
+    "ALTER TABLE packages_v4 RENAME TO packages",
+)
 _COLUMNS = ", ".join(DOC_FIELDS)
 _PLACEHOLDERS = ", ".join(f":{name}" for name in DOC_FIELDS)
 _INSERT = f"INSERT INTO invoices ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 (constants)
@@ -404,7 +415,18 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         raise RuntimeError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
     if version < SCHEMA_VERSION:
         await conn.executescript(_SCHEMA)
-        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await conn.execute("BEGIN IMMEDIATE")  # another process may be migrating too
+        try:
+            rows = list(await conn.execute_fetchall(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'packages'"))
+            if "WITHOUT ROWID" in str(rows[0][0]).upper():
+                for statement in _PACKAGES_AS_ROWID_TABLE:
+                    await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
 
 
 @asynccontextmanager
