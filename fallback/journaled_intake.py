@@ -226,8 +226,11 @@ class JournaledIntake:
             if seq is None:
                 await self.journal.append(submission, now, notice=provisional.notice,
                                           pending_docs=docs)
-            else:
-                await self.journal.set_provisional(seq, provisional.notice, docs, now)
+            elif not await self.journal.set_provisional(seq, provisional.notice, docs, now):
+                applied = await self.journal.get(submission.package.package_id)
+                if applied is not None and applied.notice is not None:
+                    # another process's reconciler applied it meanwhile: that is the answer
+                    return Outcome(applied.notice, replayed=False, queued=False)
         except (JournalUnavailableError, OSError) as exc:
             raise IntakeUnavailableError(
                 "the primary index is unavailable and the intake journal is unwritable"

@@ -78,6 +78,12 @@ _PENDING_PAGE = (
     " - length(body) AS before FROM entries WHERE state = 'pending' AND seq > ?1"
     " ORDER BY seq LIMIT ?2) WHERE before < ?3) ORDER BY seq")
 
+#: The pending documents `_load` reads, driven by the pending entries (their partial index):
+#: the documents of applied entries stay in the file until `prune`, and must not be scanned
+#: on every load (at start, and on each `refresh` after another process wrote).
+LOAD_PENDING_DOCS = ("SELECT p.seq, e.received_at, p.doc FROM entries e CROSS JOIN pending_docs p"
+                     " ON p.seq = e.seq WHERE e.state = 'pending' ORDER BY e.seq")
+
 Doc = dict[str, Any]
 
 
@@ -222,7 +228,7 @@ class IntakeJournal:
 
     async def mark_applied(self, seq: int, notice: dict[str, Any], at: datetime) -> None:
         """The primary holds the entry; `notice` is final. Its pending documents stop being
-        answered (memory and `_load` read only those of pending entries); their rows stay in
+        answered (memory and `_load` hold only those of pending entries); their rows stay in
         the file until `prune` takes the entry, which keeps a drain's commits to one update
         per entry (deleting them there cost the drain about 5%). Not worth an fsync of its
         own: if a crash loses this, the entry is applied again, and applying is idempotent
@@ -268,17 +274,23 @@ class IntakeJournal:
                 self._forget(seq)
 
     async def set_provisional(self, seq: int, notice: dict[str, Any],
-                              pending_docs: Iterable[Doc], received_at: datetime) -> None:
+                              pending_docs: Iterable[Doc], received_at: datetime) -> bool:
         """A pending entry the primary failed to take after all: keep the queued notice and
-        the pending documents with it (durable, like `append`)."""
+        the pending documents with it (durable, like `append`). False, and nothing written,
+        when the entry is no longer pending: another process's reconciler applied it
+        meanwhile, and its final notice stands."""
         docs = list(pending_docs)
         async with self._lock:
             async with self._transaction():
-                await self._conn.execute("UPDATE entries SET notice = ? WHERE seq = ?",
-                                         (json_text(notice), seq))
+                cursor = await self._conn.execute(
+                    "UPDATE entries SET notice = ? WHERE seq = ? AND state = 'pending'",
+                    (json_text(notice), seq))
+                if not cursor.rowcount:
+                    return False
                 await self._insert_docs(seq, docs)
             for doc in docs:
                 self._remember(PendingDoc(seq, received_at, doc))
+        return True
 
     async def note_failure(self, seq: int, error: str) -> None:
         async with self._lock:  # not inside another write's transaction (its ROLLBACK)
@@ -320,22 +332,22 @@ class IntakeJournal:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
         """One write transaction: committed, or rolled back on any exception (a failed
-        COMMIT included). Callers hold `_lock`, so no read sees it half-done."""
+        COMMIT included, unless SQLite already rolled it back itself, and the original
+        error is what is raised). Callers hold `_lock`, so no read sees it half-done."""
         await self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
             await self._conn.execute("COMMIT")
         except BaseException:
-            await self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled back already (IOERR)
+                await self._conn.execute("ROLLBACK")
             raise
 
     # -- memory -----------------------------------------------------------------------
 
     async def _load(self) -> None:
         self._docs, self._codes, self._by_seq = {}, {}, {}
-        rows = await self._conn.execute_fetchall(
-            "SELECT p.seq, e.received_at, p.doc FROM pending_docs p JOIN entries e "
-            "ON e.seq = p.seq WHERE e.state = 'pending' ORDER BY p.seq")
+        rows = await self._conn.execute_fetchall(LOAD_PENDING_DOCS)
         for seq, received_at, raw in rows:
             self._remember(PendingDoc(seq, datetime.fromisoformat(received_at), orjson.loads(raw)))
         count = list(await self._conn.execute_fetchall(

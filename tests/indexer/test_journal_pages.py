@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.journal import IntakeJournal, open_intake_journal
+from indexer.journal import LOAD_PENDING_DOCS, IntakeJournal, open_intake_journal
 from indexer.submission import BodyFormat, read_submission
 from tests.factories import package, vn_invoice
 
@@ -120,3 +120,34 @@ async def test_prune_removes_applied_entries_with_their_documents(tmp_path: Path
     with sqlite3.connect(path) as conn:
         left = conn.execute("SELECT seq FROM pending_docs").fetchall()
     assert left == [(entries[2].seq,)]
+
+
+async def test_a_reload_reads_only_the_documents_of_pending_entries(tmp_path: Path) -> None:
+    """Applied entries' documents wait in the file for `prune`; loading the pending state
+    (at start, and on every `refresh` after another process wrote) must not scan them."""
+    path = tmp_path / "journal.sqlite3"
+    async with open_intake_journal(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(str(row[-1])
+                        for row in conn.execute("EXPLAIN QUERY PLAN " + LOAD_PENDING_DOCS))
+    conn.close()
+    assert "SCAN p" not in plan, plan
+    assert "entries_pending" in plan, plan
+
+
+async def test_a_queued_notice_never_replaces_a_final_one(tmp_path: Path) -> None:
+    """The service's direct intake timed out while another process's reconciler applied the
+    same entry: keeping the queued notice then must not overwrite the final one."""
+    async with open_intake_journal(tmp_path / "journal.sqlite3") as journal:
+        body = json.dumps(package([vn_invoice(1)], package_id="PKG-RACE")).encode()
+        seq = await journal.append(read_submission(body, BodyFormat.JSON, max_items=10),
+                                   datetime.now(UTC))
+        await journal.mark_applied(seq, {"result": "accepted"}, datetime.now(UTC))
+        kept = await journal.set_provisional(seq, {"result": "queued"}, [_doc(1)],
+                                             datetime.now(UTC))
+        assert kept is False
+        entry = await journal.get("PKG-RACE")
+        assert entry is not None
+        assert entry.notice == {"result": "accepted"}
+        assert journal.pending_doc(str(_doc(1)["doc_id"])) is None
