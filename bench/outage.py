@@ -604,8 +604,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="gaps recorded during maintenance (half found, half missing)")
     parser.add_argument("--batch", type=int, default=RECONCILE_BATCH,
                         help="packages per Intake.ingest_many call in the batched baseline "
-                             f"(the reconciler's own batch is {RECONCILE_BATCH} entries, "
-                             "INVOICE_RECONCILE_BATCH_ENTRIES)")
+                             f"(the reconciler's default batch is {RECONCILE_BATCH} entries; "
+                             "the bench's reconciler uses the default)")
     parser.add_argument("--save-backlog", type=Path, default=None,
                         help="copy round 1's data directory, backlog built and not yet "
                              "drained, to this new directory (to profile the drain alone)")

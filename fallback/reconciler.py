@@ -106,6 +106,8 @@ class Reconciler:
         self.grace = grace
         self.journal_retention = journal_retention
         self.page = page
+        if batch < 1 or (batch_bytes is not None and batch_bytes < 1):
+            raise ValueError("a reconciler batch takes at least one entry and one byte")
         self.batch = batch
         self.batch_bytes = batch_bytes
         self.on_progress = on_progress

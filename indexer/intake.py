@@ -261,8 +261,8 @@ class RegistryReads(Protocol):
 
 class _BatchRegistry:
     """The registry as one batch of `ingest_many` sees it: each provider and taxpayer read
-    once for the whole batch (a drained batch has a few senders and sellers, read 200 times
-    over otherwise)."""
+    once for the whole batch (a drained batch has a few senders and sellers, read thousands
+    of times over otherwise)."""
 
     def __init__(self, registry: RegistryStore) -> None:
         self.registry = registry
@@ -471,7 +471,7 @@ class Intake:
                     continue
                 todo.append((n, await self._check(package, entry.extra, entry.received_at,
                                                   registry)))
-                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                if len(todo) % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
             if todo:
                 try:

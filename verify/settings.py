@@ -91,12 +91,14 @@ class FallbackSettings:
 
     Intake and reconciliation: `primary_write_timeout_ms` bounds applying one package to the
     primary (beyond it the package stays queued in the journal); the reconciler checks for
-    work every `reconcile_interval_seconds`; a gap the primary still cannot answer is
-    resolved `missing` once `gap_grace_hours` have passed since it was first seen; callbacks
-    are tried `callback_max_attempts` times, `callback_backoff_seconds` apart, doubling,
-    signed with `callback_secret` when set, and never sent to loopback or private addresses
-    unless `callback_allow_private` (`fallback/callbacks.py`); applied journal entries are
-    kept `journal_retention_days` (re-posts answered from them).
+    work every `reconcile_interval_seconds` and applies the journal `reconcile_batch_entries`
+    at a time, fewer once their bodies reach `reconcile_batch_bytes`; a gap the primary
+    still cannot answer is resolved `missing` once `gap_grace_hours` have passed since it
+    was first seen; callbacks are tried `callback_max_attempts` times,
+    `callback_backoff_seconds` apart, doubling, signed with `callback_secret` when set, and
+    never sent to loopback or private addresses unless `callback_allow_private`
+    (`fallback/callbacks.py`); applied journal entries are kept `journal_retention_days`
+    (re-posts answered from them).
     `replica_warm_up`: fill the in-memory replica from the primary at start.
     """
 

@@ -425,7 +425,8 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
             await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             await conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
             raise
 
 

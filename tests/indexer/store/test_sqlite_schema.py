@@ -27,6 +27,7 @@ def _v3_file(path: Path) -> None:
     """A store file as release v3 left it, holding one package and its invoice."""
     start = _SCHEMA.index("-- v4:")
     with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")  # as every release's store file is
         conn.executescript(_SCHEMA[:start] + V3_PACKAGES)
         conn.execute("INSERT INTO packages VALUES ('PKG-OLD', 'SENDER', 'abc',"
                      " '2026-01-02T03:04:05+00:00', '{\"result\": \"accepted\"}')")
