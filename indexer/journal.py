@@ -28,7 +28,7 @@ import enum
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ import aiosqlite
 import orjson
 
 from indexer.codec import json_text
-from indexer.store.sqlite_files import open_sqlite_file
+from indexer.store.sqlite_files import open_sqlite_file, write_transaction
 from indexer.submission import BodyFormat, Submission
 
 _SCHEMA = """
@@ -329,19 +329,10 @@ class IntakeJournal:
             [(seq, d["doc_id"], d.get("authority_code"), json.dumps(d, ensure_ascii=False))
              for d in docs])
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        """One write transaction: committed, or rolled back on any exception (a failed
-        COMMIT included, unless SQLite already rolled it back itself, and the original
-        error is what is raised). Callers hold `_lock`, so no read sees it half-done."""
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:  # SQLite may have rolled back already (IOERR)
-                await self._conn.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractAsyncContextManager[None]:
+        """`write_transaction` on the journal's connection; callers hold `_lock`, so no read
+        sees it half-done."""
+        return write_transaction(self._conn)
 
     # -- memory -----------------------------------------------------------------------
 

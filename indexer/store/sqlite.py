@@ -44,6 +44,7 @@ from indexer.store.protocol import (
     StoredPackage,
     StoreUnavailableError,
 )
+from indexer.store.sqlite_files import write_transaction
 
 SCHEMA_VERSION = 4
 _SCHEMA = """
@@ -415,19 +416,13 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         raise RuntimeError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
     if version < SCHEMA_VERSION:
         await conn.executescript(_SCHEMA)
-        await conn.execute("BEGIN IMMEDIATE")  # another process may be migrating too
-        try:
+        async with write_transaction(conn):  # another process may be migrating too
             rows = list(await conn.execute_fetchall(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'packages'"))
             if "WITHOUT ROWID" in str(rows[0][0]).upper():
                 for statement in _PACKAGES_AS_ROWID_TABLE:
                     await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
 
 
 @asynccontextmanager

@@ -29,3 +29,18 @@ async def open_sqlite_file(path: Path, schema: str, *,
         yield conn
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def write_transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """One write transaction (`BEGIN IMMEDIATE`: the write lock taken up front): committed,
+    or rolled back on any exception, a failed COMMIT included, unless SQLite already rolled
+    it back itself; the original error is what is raised."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+        raise
