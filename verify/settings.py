@@ -63,6 +63,9 @@ class QrSettings:
     workers: int = 2
     max_pending: int = 8
     cn_amount: str = "auto"
+    #: Bytes a decoded upload may take (width x height x bytes per pixel), checked from the
+    #: header before any pixel is decoded: a 7071x7071 RGBA PNG is 200 MB decoded.
+    max_decoded_bytes: int = 160 * 1024 * 1024
 
 
 def _qr_settings(env: Mapping[str, str]) -> QrSettings:
@@ -77,6 +80,8 @@ def _qr_settings(env: Mapping[str, str]) -> QrSettings:
         workers=_int(env, "INVOICE_QR_WORKERS", 2, minimum=1),
         max_pending=_int(env, "INVOICE_QR_MAX_PENDING", 8, minimum=1),
         cn_amount=cn_amount,
+        max_decoded_bytes=_int(env, "INVOICE_QR_MAX_DECODED_BYTES", 160 * 1024 * 1024,
+                               minimum=1024 * 1024),
     )
 
 
@@ -181,6 +186,9 @@ class Settings:
     redis_namespace: str = "inv:v1"
     max_package_bytes: int = 10 * 1024 * 1024
     max_package_items: int = MAX_ITEMS
+    #: Seconds a request body (package, photo, batch, ledger) may take to arrive in full;
+    #: a slower client is answered 408 and holds nothing longer (docs/limits.md).
+    body_read_timeout_s: int = 60
     log_level: str = "INFO"
     log_format: str = "json"
     rules: RuleConfig = field(default_factory=RuleConfig)
@@ -289,6 +297,7 @@ class Settings:
             max_package_bytes=_int(env, "INVOICE_MAX_PACKAGE_BYTES", 10 * 1024 * 1024,
                                    minimum=1024),
             max_package_items=_int(env, "INVOICE_MAX_PACKAGE_ITEMS", MAX_ITEMS, minimum=1),
+            body_read_timeout_s=_int(env, "INVOICE_BODY_READ_TIMEOUT_S", 60, minimum=1),
             log_level=env.get("INVOICE_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
             rules=rules,
