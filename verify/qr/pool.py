@@ -5,8 +5,10 @@ work), so it runs on a small thread pool, never on the event loop. Threads rathe
 processes: the libraries release the GIL (measured: the loop keeps ticking every few ms
 during a decode), the upload need not be pickled across, and memory stays in one place.
 Admission is bounded too: at most `max_pending` photos wait or run at once; the next one is
-refused at once with 503 `qr_busy` before its body is read, so a burst of photos can neither
-fill memory with queued uploads nor delay lookups, which never touch this pool.
+refused at once with 503 `qr_busy`. A place is taken only once the photo's body has arrived
+in full (verify/body.py bounds its size and time), so slow uploads hold none and cannot keep
+other photos waiting; a burst of photos can neither queue unbounded work nor delay lookups,
+which never touch this pool.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TypeVar
 
 from verify.qr import preprocess
 from verify.qr.decode import Found, Pipeline, Stage, default_stages
+from verify.qr.open import check_decoded_size
 
 T = TypeVar("T")
 
@@ -46,9 +49,11 @@ class Scan:
     seconds: float
 
 
-def scan(data: bytes, pipeline: Pipeline, max_pixels: int) -> Scan:
-    """The whole job, in a worker thread: open and check the image, decode every code, and
-    map positions back to the uploaded pixels. Raises `preprocess.ImageRejected`."""
+def scan(data: bytes, pipeline: Pipeline, max_pixels: int, max_decoded_bytes: int) -> Scan:
+    """The whole job, in a worker thread: check what decoding would cost (from the header),
+    open the image, decode every code, and map positions back to the uploaded pixels.
+    Raises `preprocess.ImageRejected`."""
+    check_decoded_size(data, max_decoded_bytes)
     picture = preprocess.open_picture(data, max_pixels=max_pixels, work_side=WORK_SIDE)
     outcome = pipeline.run(picture.image)
     s = picture.scale
@@ -69,7 +74,7 @@ class DecodePool:
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold one of `max_pending` places for the whole request, or raise `Busy`."""
+        """Hold one of `max_pending` places for the decode, or raise `Busy`."""
         if self.pending >= self.max_pending:
             raise Busy
         self.pending += 1

@@ -10,13 +10,15 @@ its text). Everything wrong with the upload itself is a 4xx with its own code.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from indexer.keys import key_from_doc_id
+from indexer.text import parse_bounded_int
 from verify.access.middleware import PRINCIPAL
-from verify.body import read_body, read_json_object, too_large
+from verify.body import read_body, read_form_field, read_json_object
 from verify.errors import ApiError
 from verify.keys import ACCESS, QR_POOL, SETTINGS, STORE
 from verify.qr import encode
@@ -30,7 +32,7 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic", 
                          "image/heic-sequence", "image/heif-sequence"})
 PART_TYPES = IMAGE_TYPES | {"application/octet-stream", ""}
 TEXT_BODY = 16 * 1024
-_CHUNK = 64 * 1024
+log = logging.getLogger("verify.qr")
 
 
 def _busy(pool_size: int) -> ApiError:
@@ -40,20 +42,15 @@ def _busy(pool_size: int) -> ApiError:
     return error
 
 
-async def _read_part(part: BodyPartReader, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await part.read_chunk(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _check_part_type(given: str) -> None:
+    if given not in PART_TYPES:
+        raise ApiError(415, "unsupported_media_type", "the `image` part must be an image",
+                       {"accepted": sorted(IMAGE_TYPES), "given": given})
 
 
 async def _upload(request: web.Request, limit: int) -> bytes:
     """The image bytes from a multipart field `image` or a raw `image/*` body, counted
-    against `limit` as they arrive (the client's filename is never used)."""
+    against `limit` as they arrive (verify/body.py: size, time and framing bounds)."""
     if request.content_type in IMAGE_TYPES:
         return await read_body(request, limit)
     if request.content_type != "multipart/form-data":
@@ -61,54 +58,55 @@ async def _upload(request: web.Request, limit: int) -> bytes:
                        "(field `image`) or as a raw image/* body",
                        {"accepted": sorted(IMAGE_TYPES | {"multipart/form-data"}),
                         "given": request.content_type})
-    if request.content_length is not None and request.content_length > limit + _CHUNK:
-        raise too_large(limit)
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise ApiError(400, "bad_multipart", "nested multipart bodies are not accepted")
-        if part.name != "image":
-            await _read_part(part, limit)  # counted and dropped: other fields are ignored
-            continue
-        given = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if given not in PART_TYPES:
-            raise ApiError(415, "unsupported_media_type", "the `image` part must be an image",
-                           {"accepted": sorted(IMAGE_TYPES), "given": given})
-        return await _read_part(part, limit)
-    raise ApiError(400, "missing_image", "the multipart body has no `image` field")
+    field = await read_form_field(request, "image", limit, check_type=_check_part_type)
+    return field.data
 
 
 async def _code_answer(request: web.Request, text: str, *,
-                       rate_errors_inline: bool) -> dict[str, Any]:
+                       inline_errors: bool) -> dict[str, Any]:
+    """One code's entry. `inline_errors` (a photo): whatever goes wrong with this code, its
+    own 4xx or an unexpected failure (logged), is this entry's `error`, and the photo's other
+    codes are still answered."""
     settings = request.app[SETTINGS]
-    parsed = parse_payload(text, settings.rules, CnAmount(settings.qr.cn_amount))
-    if parsed.query is None:
-        return {"payload": parsed.payload, "result": None, "error": parsed.error}
     try:
-        result = await verify_query(request, parsed.query)
+        parsed = parse_payload(text, settings.rules, CnAmount(settings.qr.cn_amount))
+        if parsed.query is None:
+            return {"payload": parsed.payload, "result": None, "error": parsed.error}
+        return {"payload": parsed.payload, "result": await verify_query(request, parsed.query),
+                "error": None}
     except ApiError as exc:
-        if not (rate_errors_inline and exc.status == 429):
+        if not inline_errors:
             raise
-        return {"payload": parsed.payload, "result": None, "error": exc.body()["error"]}
-    return {"payload": parsed.payload, "result": result, "error": None}
+        return {"payload": {"format": None, "raw": text}, "result": None,
+                "error": exc.body()["error"]}
+    except Exception:
+        if not inline_errors:
+            raise
+        log.exception("a QR code of a photo could not be answered", extra={"path": request.path})
+        return {"payload": {"format": None, "raw": text}, "result": None,
+                "error": {"code": "code_failed", "message": "this code could not be checked; "
+                          "the failure was logged", "details": {}}}
 
 
 async def verify_photo(request: web.Request) -> web.Response:
+    """The body is read in full (within its size and time bounds) before a decode slot is
+    taken, so slow uploads hold no slot and cannot keep others' photos from being decoded."""
     settings = request.app[SETTINGS]
     pool = request.app[QR_POOL]
+    data = await _upload(request, settings.qr.max_upload_bytes)
+    if not data:
+        raise ApiError(400, "empty_image", "the image is empty")
     try:
         with pool.slot():
-            data = await _upload(request, settings.qr.max_upload_bytes)
-            if not data:
-                raise ApiError(400, "empty_image", "the image is empty")
-            found: Scan = await pool.run(scan, data, pool.pipeline, settings.qr.max_pixels)
+            found: Scan = await pool.run(scan, data, pool.pipeline, settings.qr.max_pixels,
+                                         settings.qr.max_decoded_bytes)
     except Busy:
         raise _busy(pool.max_pending) from None
     except ImageRejected as exc:
         raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
     codes = []
     for code in found.codes:
-        entry = await _code_answer(request, code.text, rate_errors_inline=True)
+        entry = await _code_answer(request, code.text, inline_errors=True)
         x, y, w, h = code.box
         entry["position"] = {"x": x, "y": y, "width": w, "height": h}
         codes.append(entry)
@@ -130,7 +128,7 @@ async def verify_text(request: web.Request) -> web.Response:
     text = body.get("payload")
     if not isinstance(text, str):
         raise ApiError(422, "invalid_body", "`payload` must be the QR text, a string")
-    return json_response(await _code_answer(request, text, rate_errors_inline=False))
+    return json_response(await _code_answer(request, text, inline_errors=False))
 
 
 def _png_params(request: web.Request) -> tuple[int, str]:
@@ -139,15 +137,17 @@ def _png_params(request: web.Request) -> tuple[int, str]:
     if unknown:
         raise ApiError(400, "unknown_parameter", "unknown query parameter(s)",
                        {"parameters": unknown, "allowed": ["ec", "size"]})
-    raw_size = query.get("size", str(encode.DEFAULT_SIZE))
-    if not raw_size.isdigit() or not encode.MIN_SIZE <= int(raw_size) <= encode.MAX_SIZE:
+    try:
+        size = parse_bounded_int(query.get("size", str(encode.DEFAULT_SIZE)),
+                                 low=encode.MIN_SIZE, high=encode.MAX_SIZE, name="size")
+    except ValueError:
         raise ApiError(400, "invalid_parameter", f"size must be {encode.MIN_SIZE}-"
-                       f"{encode.MAX_SIZE} pixels", {"parameter": "size"})
+                       f"{encode.MAX_SIZE} pixels", {"parameter": "size"}) from None
     ec = query.get("ec", encode.DEFAULT_EC).upper()
     if ec not in encode.EC_LEVELS:
         raise ApiError(400, "invalid_parameter", "ec must be L, M, Q or H",
                        {"parameter": "ec"})
-    return int(raw_size), ec
+    return size, ec
 
 
 async def invoice_qr_png(request: web.Request) -> web.Response:
