@@ -12,7 +12,6 @@ admins, and audit keys for the buyers in their scope; every report is in the aud
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
@@ -21,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from indexer import cn, vn
 from indexer.ledger_file import LedgerFileError, LedgerTable, read_ledger
@@ -29,7 +28,8 @@ from indexer.rules import RuleConfig
 from verify.access.middleware import PRINCIPAL
 from verify.access.tenancy import redact_answer
 from verify.batch import csv_row
-from verify.body import read_body, too_large
+from verify.body import read_body, read_form_field
+from verify.csv_cells import dict_writer
 from verify.errors import ApiError
 from verify.keys import ACCESS, RESILIENCE, SETTINGS
 from verify.ledger_check import (
@@ -41,7 +41,6 @@ from verify.ledger_check import (
     not_in_ledger,
 )
 from verify.ledger_lines import LedgerLine, LineError, parse_lines
-from verify.qr.views import _read_part  # counted chunks of a part; belongs in verify.body
 from verify.reports import FORMATS, _bad, _period, check_names, require_scope
 from verify.responses import SECURITY_HEADERS
 
@@ -54,7 +53,6 @@ CSV_COLUMNS = ("section", "row", "status", "reason", "id", "scheme", "seller_tax
                "tax_amount", "total_amount", "lifecycle", "mismatches", "related", "gap_id",
                "source", "error_code", "error_message")
 _CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +134,7 @@ def unlisted_csv_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _csv_bytes(rows: list[dict[str, Any]], *, header: bool = False) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = dict_writer(buffer, CSV_COLUMNS)
     if header:
         writer.writeheader()
     writer.writerows(rows)
@@ -178,16 +176,7 @@ async def read_upload(request: web.Request) -> bytes:
         raise ApiError(415, "unsupported_media_type", "send the ledger as text/csv, as XLSX "
                        "or as multipart/form-data (field `ledger`)",
                        {"accepted": list(UPLOAD_TYPES), "given": request.content_type})
-    if request.content_length is not None and request.content_length > MAX_BODY + _CHUNK:
-        raise too_large(MAX_BODY)
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise ApiError(400, "bad_multipart", "nested multipart bodies are not accepted")
-        body = await _read_part(part, MAX_BODY)
-        if part.name == "ledger":
-            return body
-    raise ApiError(400, "missing_ledger", "the multipart body has no `ledger` field")
+    return (await read_form_field(request, "ledger", MAX_BODY)).data
 
 
 async def ledger_report(request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,6 @@ is recorded in the audit trail (`report.missing`, target = the seller).
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
@@ -25,6 +24,7 @@ from indexer.store.elasticsearch import ElasticsearchUnavailable
 from indexer.store.numbering_reports import NumberingScope
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal
+from verify.csv_cells import dict_writer
 from verify.errors import ApiError
 from verify.keys import ACCESS, GAPS, OUTAGES, STORE
 from verify.report_gaps import CSV_COLUMNS as GAP_CSV_COLUMNS
@@ -187,7 +187,7 @@ async def render_csv(sequences: AsyncIterator[SequenceGaps], totals: Totals,
     """One `sequence` row (first, last, issued, count = missing numbers) per sequence, then
     one row per `missing` and per `cancelled` range; then one `gap` row per outage gap."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = dict_writer(buffer, CSV_COLUMNS)
     writer.writeheader()
     pending = 0
     async for gaps in sequences:

