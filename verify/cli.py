@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import sys
 from collections import Counter
@@ -36,6 +35,7 @@ from verify.access.roles import Role
 from verify.app import create_app
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
+from verify.csv_cells import dict_writer
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
 from verify.heap import freeze_startup_heap
@@ -243,7 +243,7 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
         raise typer.Exit(1) from None
 
     async def run(sink: TextIO) -> Counter[str]:
-        writer = csv.DictWriter(sink, fieldnames=CSV_COLUMNS)
+        writer = dict_writer(sink, CSV_COLUMNS)
         writer.writeheader()
         tally: Counter[str] = Counter()
         async with open_invoice_store(settings) as store:
@@ -279,7 +279,7 @@ def recheck_cmd(month: Annotated[str, typer.Option(help="YYYY-MM, the month to r
         raise typer.Exit(2) from None
 
     async def run(sink: TextIO) -> tuple[int, int]:
-        writer = csv.DictWriter(sink, fieldnames=["id", "rule", "message", "detail"])
+        writer = dict_writer(sink, ["id", "rule", "message", "detail"])
         writer.writeheader()
         checked = found = 0
         async with _intake(settings) as intake:
