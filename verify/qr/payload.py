@@ -38,9 +38,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from indexer import cn, vn
-from indexer.keys import CnKey, VnKey, cn_key, key_from_doc_id, vn_key
+from indexer.keys import CnKey, VnKey, cn_key, vn_key
 from indexer.money import AmountError, format_amount, parse_amount
 from indexer.rules import RuleConfig
+from indexer.text import is_ascii_digits
 from verify.lookup import LookupQuery, MatchFields
 
 OUR_PREFIX = "IVQR1"
@@ -52,8 +53,11 @@ _CN_NAMES = {"fpdm": "code", "fphm": "number", "kprq": "issued_on", "jym": "chec
              "je": "amount", "jshj": "total_amount"}
 _PAIR_SPLIT = re.compile(r"[;&|\n\r]+")
 _FIELD_SPLIT = re.compile(r"[|;,\t]")
-_TAX_ID = re.compile(r"\d{10}(?:-?\d{3})?|\d{12}")
-_CHECK = re.compile(r"\d{20}")
+#: ASCII digits only (`re.ASCII`): `\d` alone matches every script's digits.
+_TAX_ID = re.compile(r"\d{10}(?:-?\d{3})?|\d{12}", re.ASCII)
+_CHECK = re.compile(r"\d{20}", re.ASCII)
+_DATE8 = re.compile(r"\d{8}", re.ASCII)
+_TYPE_CODE = re.compile(r"\d{2}", re.ASCII)
 
 
 class CnAmount(StrEnum):
@@ -90,6 +94,11 @@ def parse_payload(text: str, cfg: RuleConfig, cn_amount: CnAmount = CnAmount.AUT
     t = text.strip().lstrip("\ufeff").strip()
     try:
         payload, query = _parse(t, cfg, cn_amount)
+    except ValueError as exc:  # any field Python's own parsers choke on (int() past 4,300
+        # digits, a digit of another script): the code is answered as unreadable, alone
+        return Parsed({"format": None, "raw": raw}, None, {
+            "code": "invalid_invoice_qr", "message": "the QR carries a field that cannot be "
+            "read", "details": {"reason": str(exc)[:200]}})
     except NotInvoice as exc:
         return Parsed({"format": None, "raw": raw}, None, {
             "code": "no_invoice_qr", "message": str(exc) or "this QR code does not name an "
@@ -107,12 +116,8 @@ def _parse(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any]
     if t.startswith(OUR_PREFIX + "|"):
         return _ours(t, cfg)
     if re.fullmatch(r"(vn|cn):[^\s]+", t):
-        key = key_from_doc_id(t)
-        if key is None:
-            raise NotInvoice("not a document id")
-        fields: dict[str, Any] = (key.as_dict() if isinstance(key, VnKey)
-                                  else {"code": key.code, "number": key.number})
-        return _vn_or_cn("doc-id", key.scheme, fields, {}, cfg)
+        scheme, fields = _doc_id_fields(t)
+        return _vn_or_cn("doc-id", scheme, fields, {}, cfg)
     if t.lower().startswith(("http://", "https://")):
         return _params("url", _url_params(t), cfg)
     if t.startswith("01,"):
@@ -124,6 +129,18 @@ def _parse(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any]
     if "=" in t:
         return _params("pairs", _pairs(t), cfg)
     return _vn_fields(t, cfg)
+
+
+def _doc_id_fields(t: str) -> tuple[str, dict[str, Any]]:
+    """A document id's parts as text fields, validated by `vn_key`/`cn_key` like any other
+    form (never `int()` on the number first: `vn:...:²` is an invalid key, not a crash)."""
+    parts = t.split(":")
+    if parts[0] == "vn" and len(parts) == 5:
+        return "vn", dict(zip(("seller_tax_id", "template", "series", "number"), parts[1:],
+                              strict=True))
+    if parts[0] == "cn" and len(parts) in (2, 3):
+        return "cn", {"code": parts[1] if len(parts) == 3 else None, "number": parts[-1]}
+    raise NotInvoice("not a document id")
 
 
 def _lower_keys(items: list[tuple[str, str]]) -> dict[str, str]:
@@ -177,7 +194,7 @@ def _params(form: str, params: dict[str, str], cfg: RuleConfig) -> tuple[dict[st
 def _split_template(fields: dict[str, Any]) -> None:
     """`khhdon=1C22TAA` with no template: the portal's joined display form (§1.2)."""
     series = str(fields.get("series", ""))
-    if "template" not in fields and len(series) == 7 and series[0].isdigit():
+    if "template" not in fields and len(series) == 7 and is_ascii_digits(series[0]):
         fields["template"], fields["series"] = series[0], series[1:]
 
 
@@ -185,7 +202,7 @@ def _vn_fields(t: str, cfg: RuleConfig) -> tuple[dict[str, Any], LookupQuery]:
     parts = [p.strip() for p in _FIELD_SPLIT.split(t)]
     if len(parts) < 3 or not _TAX_ID.fullmatch(parts[0]):
         raise NotInvoice("not an invoice QR")
-    if len(parts[1]) == 7 and parts[1][0].isdigit():
+    if len(parts[1]) == 7 and is_ascii_digits(parts[1][0]):
         fields = {"seller_tax_id": parts[0], "series": parts[1], "number": parts[2]}
         extra = parts[3:]
         _split_template(fields)
@@ -256,7 +273,7 @@ def _with_match(payload: dict[str, Any], query: LookupQuery,
 
 def _date(value: str) -> date:
     v = value.strip()
-    if re.fullmatch(r"\d{8}", v):
+    if _DATE8.fullmatch(v):
         return datetime.strptime(v, "%Y%m%d").date()  # a calendar date: no zone
     return date.fromisoformat(v[:10])
 
@@ -265,7 +282,7 @@ def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any
                                                                    LookupQuery]:
     """cn-invoice.md §3.1: version, type, code, number, amount, date, check code, tail."""
     f = [p.strip() for p in t.split(",")]
-    if len(f) < 6 or not re.fullmatch(r"\d{2}", f[1]):
+    if len(f) < 6 or not _TYPE_CODE.fullmatch(f[1]):
         raise NotInvoice("starts like a Chinese invoice QR but has too few fields")
     type_code, code, number, amount = f[1], f[2], f[3], f[4]
     rest = f[6:]
