@@ -234,3 +234,23 @@ async def test_verify_role_uses_qr_and_each_code_is_audited(loaded: Client,
     audit = await loaded.get("/api/v1/admin/audit", params={"action": "verify"})
     targets = {e["target"] for e in (await audit.json())["entries"]}
     assert {f"vn:{SELLER}:1:C22TAA:1", "cn:013002200211:81532753"} <= targets
+
+
+@pytest.mark.parametrize("size", ["²", "①", "٣٠٠", "３００", "3" * 5000, " 300", "-1", ""])
+async def test_qr_png_size_takes_ascii_digits_only(loaded: Client, size: str) -> None:
+    resp = await loaded.get(f"/api/v1/invoices/vn:{SELLER}:1:C22TAA:1/qr.png",
+                            params={"size": size})
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["details"] == {"parameter": "size"}
+
+
+@pytest.mark.parametrize("bad", [f"vn:{SELLER}:1:C22TAA:²", f"vn:{SELLER}:1:C22TAA:①",
+                                 f"vn:{SELLER}:1:C22TAA:٣", "cn:044031900111:８１５３２７５３",
+                                 f"{SELLER}|²C22TAA|5",
+                                 f"IVQR1|vn|{SELLER}|1|C22TAA|1|1|２０２２0515"])
+async def test_each_code_of_a_photo_is_answered_on_its_own(loaded: Client, bad: str) -> None:
+    body = await post_photo(loaded, images.two_code_photo(bad, ours(1)))
+    by_raw = {c["payload"]["raw"]: c for c in body["codes"]}
+    assert by_raw[ours(1)]["result"]["status"] == "valid"
+    assert by_raw[bad]["result"] is None
+    assert by_raw[bad]["error"]["code"] in {"invalid_invoice_qr", "no_invoice_qr"}
