@@ -2,7 +2,8 @@
 
 Forms (ARCHITECTURE.md): `seller_tax_id,template,series,number` (vn), `authority_code` (vn),
 `code,number` (cn) or a 20-digit `number` alone (cn). Unknown or repeated parameters are
-refused rather than ignored, so a typo never turns into a silently weaker check.
+refused rather than ignored, so a typo never turns into a silently weaker check
+(`verify.params`, the policy every route shares).
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig
 from indexer.store import InvoiceStore
 from indexer.store.sqlite import SqliteStore
+from indexer.text import ascii_int
 from verify.errors import ApiError
+from verify.params import Query, read_query
 
 KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
                         "code"})
 MATCH_PARAMS = frozenset({"total_amount", "amount", "issued_on", "check_code", "buyer_tax_id"})
 _CHECK_CODE_RE = re.compile(r"\d{6}|\d{20}", re.ASCII)
+#: No key or match field is longer (an authority code has 34 characters, a cash-register
+#: code 23, an amount with its decimals far fewer): longer values are refused as a parameter
+#: before any key or amount parser sees them.
+MAX_PARAM_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +120,6 @@ _ALLOWED = KEY_PARAMS | MATCH_PARAMS
 _NOTHING_TO_MATCH = MatchFields()
 
 
-def _single(query: MultiMapping[str]) -> dict[str, str]:
-    params = {k: v.strip() for k, v in query.items()}
-    if not params.keys() <= _ALLOWED:
-        raise _bad("unknown_parameter", "unknown query parameter(s)",
-                   parameters=sorted(params.keys() - _ALLOWED), allowed=sorted(_ALLOWED))
-    if len(params) != len(query):  # a name given twice collapsed into one entry
-        repeated = sorted({k for k in query if len(query.getall(k)) > 1})
-        raise _bad("repeated_parameter", "each parameter may be given once", parameters=repeated)
-    return params
-
-
 def _match(params: Mapping[str, str]) -> MatchFields:
     if params.keys().isdisjoint(MATCH_PARAMS):
         return _NOTHING_TO_MATCH
@@ -133,13 +129,7 @@ def _match(params: Mapping[str, str]) -> MatchFields:
             amounts[name] = parse_amount(params[name]) if params.get(name) else None
         except AmountError as exc:
             raise _bad("invalid_parameter", str(exc), parameter=name) from None
-    issued_on = None
-    if params.get("issued_on"):
-        try:
-            issued_on = date.fromisoformat(params["issued_on"])
-        except ValueError:
-            raise _bad("invalid_parameter", "issued_on must be YYYY-MM-DD",
-                       parameter="issued_on") from None
+    issued_on = Query(dict(params)).day("issued_on")
     check = params.get("check_code") or None
     if check is not None and not _CHECK_CODE_RE.fullmatch(check):
         raise _bad("invalid_parameter", "check_code must be 20 digits or its last 6",
@@ -166,12 +156,11 @@ class VnPrefixes:
         number = params.get("number")
         known = self._valid.get((params.get("seller_tax_id", ""), params.get("template", ""),
                                  params.get("series", "")))
-        if known is None or known[0] is not cfg or not number or not number.isascii() \
-                or not number.isdigit():
+        value = ascii_int(number, max_digits=len(str(vn.MAX_NUMBER)))
+        if known is None or known[0] is not cfg or value is None \
+                or not 1 <= value <= vn.MAX_NUMBER:
             return None
-        value, prefix = int(number), known[1]
-        if not 1 <= value <= vn.MAX_NUMBER:
-            return None
+        prefix = known[1]
         return VnKey(prefix.seller_tax_id, prefix.template, prefix.series, value)
 
     def learn(self, params: Mapping[str, str], key: VnKey, cfg: RuleConfig) -> None:
@@ -189,7 +178,7 @@ def _key_error(violations: list[Any]) -> ApiError:
 
 
 def parse_lookup(query: MultiMapping[str], cfg: RuleConfig) -> LookupQuery:
-    params = _single(query)
+    params = read_query(query, _ALLOWED, max_len=MAX_PARAM_LENGTH).values
     match = _match(params)
     given = {k for k, v in params.items() if v and k in KEY_PARAMS}
     if "authority_code" in given:

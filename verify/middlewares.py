@@ -1,10 +1,20 @@
-"""Every failure leaves as `{"error": {"code", "message", "details"}}`, translated here once."""
+"""Every failure leaves as `{"error": {"code", "message", "details"}}`, translated here once.
+
+This is the one place an exception becomes an answer: domain errors (`ApiError`
+and its `QueryError`, `PackageError`) with their own status, aiohttp's HTTP exceptions with theirs,
+aiohttp's own refusals of a malformed request (a bad header, a multipart body without a
+boundary or with garbage part headers) as 400, and anything else as a logged 500 that names
+nothing of the request's content.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from indexer.package import PackageError
@@ -17,13 +27,37 @@ _HTTP_CODES = {
     400: "bad_request",
     404: "not_found_route",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+#: aiohttp's multipart reader raises ValueError, RuntimeError, TypeError and AssertionError
+#: for what a client sent (no boundary, a wrong boundary, an unknown transfer encoding).
+_MULTIPART_SOURCE = str(Path(aiohttp.__file__).with_name("multipart.py"))
 
 
 def _respond(error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
     return json_response(error.body(), status=error.status, headers=headers)
+
+
+def _raised_in_multipart(exc: BaseException) -> bool:
+    """Whether the innermost frame of `exc` is aiohttp's multipart reader."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename == _MULTIPART_SOURCE
+
+
+def _malformed(exc: Exception) -> ApiError | None:
+    """aiohttp's own refusal of a malformed request, as the 4xx it means; None otherwise."""
+    if isinstance(exc, HttpProcessingError):
+        status = exc.code if 400 <= exc.code < 500 else 400
+        return ApiError(status, _HTTP_CODES.get(status, f"http_{status}"),
+                        "the request is malformed", {"reason": exc.message})
+    if _raised_in_multipart(exc):
+        return ApiError(400, "bad_multipart", "the multipart body cannot be read",
+                        {"reason": str(exc)[:200]})
+    return None
 
 
 @web.middleware
@@ -40,6 +74,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _respond(ApiError(exc.status, code, exc.reason), headers)
-    except Exception:
+    except Exception as exc:
+        malformed = _malformed(exc)
+        if malformed is not None:
+            return _respond(malformed)
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return _respond(ApiError(500, "internal_error", "unexpected server error; it was logged"))

@@ -201,6 +201,41 @@ async def test_repeated_parameter_is_refused(loaded: Client) -> None:
     assert (await resp.json())["error"]["code"] == "repeated_parameter"
 
 
+@pytest.mark.parametrize(("query", "code", "parameter"), [
+    # int() refuses more than 4,300 digits: this was a 500 in the key parser
+    ({**vn_key(1), "number": "1" * 5000}, "invalid_parameter", "number"),
+    ({"number": "9" * 4400}, "invalid_parameter", "number"),
+    ({**vn_key(1), "number": "²"}, "invalid_key", None),
+    ({**vn_key(1), "number": "①"}, "invalid_key", None),
+    ({**vn_key(1), "number": "٣"}, "invalid_key", None),
+    ({**vn_key(1), "number": "３"}, "invalid_key", None),
+    ({"code": "013002200211", "number": "²" * 8}, "invalid_key", None),
+    ({"number": "２" * 20}, "invalid_key", None),
+    ({**vn_key(1), "buyer_tax_id": "01\x00"}, "invalid_parameter", "buyer_tax_id"),
+    ({**vn_key(1), "issued_on": "٢٠٢٢-٠٥-١٥"}, "invalid_parameter", "issued_on"),
+    ({**vn_key(1), "seller_tax_id": " "}, "invalid_key", None),
+])
+async def test_hostile_key_values_are_400_naming_the_parameter(
+        loaded: Client, query: dict[str, str], code: str, parameter: str | None) -> None:
+    body = await get(loaded, 400, **query)
+    assert body["error"]["code"] == code
+    if parameter is not None:
+        assert body["error"]["details"]["parameter"] == parameter
+    assert (await get(loaded, **vn_key(1)))["status"] == "valid"
+
+
+def test_a_known_prefix_with_a_huge_number_goes_through_the_full_check() -> None:
+    cfg = RuleConfig()
+    prefixes = VnPrefixes()
+    params = {k: str(v) for k, v in vn_key(1).items()}
+    key, _ = validate_vn_key(params, cfg)
+    assert key is not None
+    prefixes.learn(params, key, cfg)
+    assert prefixes.key({**params, "number": "7"}, cfg) == VnKey(SELLER, "1", "C22TAA", 7)
+    for number in ("1" * 5000, "²", "٣", "100000000", "0", ""):
+        assert prefixes.key({**params, "number": number}, cfg) is None
+
+
 @pytest.mark.parametrize("query", [
     vn_key(1, series="C22TAA' OR '1'='1"),
     vn_key(1, seller_tax_id="0100109106' --"),
