@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +22,7 @@ from typing import Any
 
 from indexer import vn
 from indexer.rules import RuleConfig, Violation
+from indexer.text import text_problem
 
 #: Every status code of vn-einvoice §4. Which of them may issue is `RuleConfig.active_statuses`
 #: (00, 02, 04 per the provider's summary of Decision 1391; whether 02 counts in every check
@@ -82,84 +84,154 @@ class RegistryImport:
 
 
 # --- parsing ------------------------------------------------------------------------------
+# Every field is checked for its type before its value: a registry file comes from outside,
+# and `null`, a number or a list where text belongs is a `RegistryError` naming the record
+# and field (HTTP 422 `invalid_registry`), never an AttributeError or a TypeError.
 
-def _date(value: Any, where: str, *, required: bool = False) -> date | None:
-    if value in (None, ""):
+#: Longest name kept (the authority's registry holds up to 400 characters).
+MAX_NAME = 400
+#: Longest code or date text examined; anything longer is refused before it is parsed.
+MAX_FIELD = 64
+#: Most cash-register code ranges and registrations one taxpayer may list.
+MAX_ITEMS = 10_000
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def _record(raw: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise RegistryError(f"{where}: must be an object, not {_kind(raw)}")
+    return raw
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _text(raw: Mapping[str, Any], name: str, where: str, *, max_len: int = MAX_FIELD) -> str:
+    """The field as stripped text ("" when absent, null or empty)."""
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RegistryError(f"{where}: {name} must be text, not {_kind(value)}")
+    if len(value) > max_len:
+        raise RegistryError(f"{where}: {name} is longer than {max_len} characters")
+    problem = text_problem(value)
+    if problem is not None:
+        raise RegistryError(f"{where}: {name} {problem}")
+    return value.strip()
+
+
+def _list(raw: Mapping[str, Any], name: str, where: str) -> list[Any]:
+    value = raw.get(name)
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list):
+        raise RegistryError(f"{where}: {name} must be a list, not {_kind(value)}")
+    if len(value) > MAX_ITEMS:
+        raise RegistryError(f"{where}: {name} holds more than {MAX_ITEMS} entries")
+    return value
+
+
+def _date(raw: Mapping[str, Any], name: str, where: str, *,
+          required: bool = False) -> date | None:
+    text = _text(raw, name, where)
+    if not text:
         if required:
-            raise RegistryError(f"{where}: a date is required")
+            raise RegistryError(f"{where}: {name}: a date is required")
         return None
     try:
-        return date.fromisoformat(str(value))
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
     except ValueError:
-        raise RegistryError(f"{where}: {value!r} is not a YYYY-MM-DD date") from None
+        raise RegistryError(f"{where}: {name} {text!r} is not a YYYY-MM-DD date") from None
 
 
-def _bool(value: Any, where: str) -> bool:
+def _bool(raw: Mapping[str, Any], name: str, where: str) -> bool:
+    value = raw.get(name)
     if isinstance(value, bool):
         return value
-    text = str(value or "").strip().lower()
+    if value is not None and not isinstance(value, str):
+        raise RegistryError(f"{where}: {name} must be true or false, not {_kind(value)}")
+    text = _text(raw, name, where).lower()
     if text in {"", "0", "false", "no"}:
         return False
     if text in {"1", "true", "yes"}:
         return True
-    raise RegistryError(f"{where}: {value!r} is not true/false")
+    raise RegistryError(f"{where}: {name} {text!r} is not true/false")
 
 
-def _taxpayer(raw: Mapping[str, Any], where: str) -> Taxpayer:
-    tax_id = str(raw.get("tax_id") or "").strip()
+def _code_ranges(raw: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = raw.get("cash_register_code_ranges")
+    if isinstance(value, str):
+        value = [r for r in _text(raw, "cash_register_code_ranges", where,
+                                  max_len=6 * MAX_ITEMS).split(";") if r.strip()]
+        raw = {"cash_register_code_ranges": value}
+    codes = []
+    for code in _list(raw, "cash_register_code_ranges", where):
+        text = code.strip() if isinstance(code, str) else ""
+        if not (len(text) == 5 and text.isascii() and text.isalnum()):
+            raise RegistryError(f"{where}: cash register code range {code!r} is not 5 letters "
+                                "or digits")
+        codes.append(text.upper())
+    return tuple(codes)
+
+
+def _registration(reg: object, at: str) -> Registration:
+    reg = _record(reg, at)
+    template, series = _text(reg, "template", at), _text(reg, "series", at)
+    if template not in vn.TEMPLATES or vn.parse_series(series) is None:
+        raise RegistryError(f"{at}: template {template!r} / series {series!r} invalid")
+    return Registration(template, series, _date(reg, "from", at, required=True) or date.min,
+                        _date(reg, "to", at))
+
+
+def _taxpayer(raw: object, where: str) -> Taxpayer:
+    raw = _record(raw, where)
+    tax_id = _text(raw, "tax_id", where)
     if not vn.tax_id_valid(tax_id):
         raise RegistryError(f"{where}: tax_id {tax_id!r} is not a valid MST or personal id")
-    status = str(raw.get("status") or "").strip()
+    status = _text(raw, "status", where)
     if status not in KNOWN_STATUSES:
         raise RegistryError(f"{where}: status {status!r} is not one of "
                             f"{', '.join(sorted(KNOWN_STATUSES))}")
-    ranges = raw.get("cash_register_code_ranges") or []
-    if isinstance(ranges, str):
-        ranges = [r for r in ranges.split(";") if r.strip()]
-    for code in ranges:
-        if not (isinstance(code, str) and len(code.strip()) == 5 and code.strip().isalnum()):
-            raise RegistryError(f"{where}: cash register code range {code!r} is not 5 letters "
-                                "or digits")
-    registrations = []
-    for n, reg in enumerate(raw.get("registrations") or []):
-        at = f"{where}.registrations[{n}]"
-        template, series = str(reg.get("template", "")), str(reg.get("series", ""))
-        if template not in vn.TEMPLATES or vn.parse_series(series) is None:
-            raise RegistryError(f"{at}: template {template!r} / series {series!r} invalid")
-        registrations.append(Registration(template, series,
-                                          _date(reg.get("from"), at, required=True) or date.min,
-                                          _date(reg.get("to"), at)))
+    registrations = tuple(_registration(reg, f"{where}.registrations[{n}]")
+                          for n, reg in enumerate(_list(raw, "registrations", where)))
     return Taxpayer(
-        tax_id=vn.normalise_tax_id(tax_id), name=str(raw.get("name") or "").strip(),
-        status=status, status_since=_date(raw.get("status_since"), where),
-        einvoice_stopped=_bool(raw.get("einvoice_stopped"), where),
-        stopped_from=_date(raw.get("stopped_from"), where),
-        stopped_until=_date(raw.get("stopped_until"), where),
-        cash_register_code_ranges=tuple(c.strip().upper() for c in ranges),
-        registrations=tuple(registrations))
+        tax_id=vn.normalise_tax_id(tax_id), name=_text(raw, "name", where, max_len=MAX_NAME),
+        status=status, status_since=_date(raw, "status_since", where),
+        einvoice_stopped=_bool(raw, "einvoice_stopped", where),
+        stopped_from=_date(raw, "stopped_from", where),
+        stopped_until=_date(raw, "stopped_until", where),
+        cash_register_code_ranges=_code_ranges(raw, where),
+        registrations=registrations)
 
 
-def _provider(raw: Mapping[str, Any], where: str) -> Provider:
-    provider_id = str(raw.get("provider_id") or "").strip()
+def _provider(raw: object, where: str) -> Provider:
+    raw = _record(raw, where)
+    provider_id = _text(raw, "provider_id", where)
     if not provider_id or len(provider_id) > 20:
         raise RegistryError(f"{where}: provider_id is required (at most 20 characters)")
-    return Provider(provider_id, str(raw.get("name") or "").strip(),
-                    _date(raw.get("valid_from"), where, required=True) or date.min,
-                    _date(raw.get("valid_to"), where))
+    return Provider(provider_id, _text(raw, "name", where, max_len=MAX_NAME),
+                    _date(raw, "valid_from", where, required=True) or date.min,
+                    _date(raw, "valid_to", where))
 
 
 def parse_registry_json(data: Any) -> RegistryImport:
     """The registry file of ARCHITECTURE.md: `{"taxpayers": [...], "providers": [...]}`."""
     if not isinstance(data, Mapping):
         raise RegistryError("a registry file is a JSON object with taxpayers and providers")
-    taxpayers, providers = data.get("taxpayers", []), data.get("providers", [])
-    taxpayers = [] if taxpayers is None else taxpayers
-    providers = [] if providers is None else providers
-    if not isinstance(taxpayers, list) or not isinstance(providers, list):
-        raise RegistryError("taxpayers and providers must be lists")
+    unknown = sorted(str(k) for k in data if k not in {"taxpayers", "providers"})
+    if unknown:
+        raise RegistryError(f"unknown field(s) {', '.join(unknown)}: a registry file holds "
+                            "taxpayers and providers")
+    for name in ("taxpayers", "providers"):
+        if data.get(name) is not None and not isinstance(data[name], list):
+            raise RegistryError("taxpayers and providers must be lists")
     return RegistryImport(
-        tuple(_taxpayer(t, f"taxpayers[{n}]") for n, t in enumerate(taxpayers)),
-        tuple(_provider(p, f"providers[{n}]") for n, p in enumerate(providers)))
+        tuple(_taxpayer(t, f"taxpayers[{n}]") for n, t in enumerate(data.get("taxpayers") or [])),
+        tuple(_provider(p, f"providers[{n}]") for n, p in enumerate(data.get("providers") or [])))
 
 
 def _csv_registrations(text: str, where: str) -> list[dict[str, str]]:
@@ -180,17 +252,31 @@ def parse_registry_csv(text: str) -> RegistryImport:
     Taxpayer columns: tax_id, name, status, status_since, einvoice_stopped, stopped_from,
     stopped_until, cash_register_code_ranges (`A1B2C;D3E4F`), registrations
     (`template:series:from[:to];...`)."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise RegistryError(f"the registry CSV cannot be read: {exc}") from None
+
+
+def _csv_record(row: dict[str | None, Any], where: str) -> dict[str, Any]:
+    if None in row:  # cells beyond the header (csv.DictReader keeps them under None)
+        raise RegistryError(f"{where}: more cells than the header has columns")
+    return {str(k): v for k, v in row.items()}
+
+
+def _parse_csv(reader: csv.DictReader[str]) -> RegistryImport:
     header = set(reader.fieldnames or [])
     if "tax_id" in header:
         rows = []
         for n, row in enumerate(reader, start=2):
             where = f"line {n}"
-            rows.append(_taxpayer({**row, "registrations": _csv_registrations(
-                row.get("registrations") or "", where)}, where))
+            record = _csv_record(row, where)
+            record["registrations"] = _csv_registrations(
+                _text(record, "registrations", where, max_len=40 * MAX_ITEMS), where)
+            rows.append(_taxpayer(record, where))
         return RegistryImport(tuple(rows), ())
     if "provider_id" in header:
-        return RegistryImport((), tuple(_provider(row, f"line {n}")
+        return RegistryImport((), tuple(_provider(_csv_record(row, f"line {n}"), f"line {n}")
                                         for n, row in enumerate(reader, start=2)))
     raise RegistryError("a registry CSV needs a tax_id or a provider_id column")
 
@@ -203,9 +289,10 @@ def parse_registry(body: bytes, content_type: str) -> RegistryImport:
     if content_type == "text/csv":
         return parse_registry_csv(text)
     try:
-        return parse_registry_json(json.loads(text))
-    except (json.JSONDecodeError, RecursionError):
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # also a number of more than 4,300 digits
         raise RegistryError("the registry file is not valid JSON") from None
+    return parse_registry_json(data)
 
 
 def taxpayer_to_dict(t: Taxpayer) -> dict[str, Any]:
@@ -225,7 +312,7 @@ def taxpayer_to_dict(t: Taxpayer) -> dict[str, Any]:
 
 
 def taxpayer_from_dict(data: Mapping[str, Any]) -> Taxpayer:
-    return _taxpayer(data, f"taxpayer {data.get('tax_id')}")
+    return _taxpayer(data, f"taxpayer {data.get('tax_id')!r}")
 
 
 def provider_to_dict(p: Provider) -> dict[str, Any]:
@@ -235,7 +322,7 @@ def provider_to_dict(p: Provider) -> dict[str, Any]:
 
 
 def provider_from_dict(data: Mapping[str, Any]) -> Provider:
-    return _provider(data, f"provider {data.get('provider_id')}")
+    return _provider(data, f"provider {data.get('provider_id')!r}")
 
 
 # --- rules ----------------------------------------------------------------------------------

@@ -80,3 +80,103 @@ def test_bad_csv_and_bytes() -> None:
     with pytest.raises(RegistryError, match="not valid JSON"):
         parse_registry(b"{", "application/json")
 
+
+
+# --- hostile files: every field of the file, wrong types and adversarial text -------------
+
+import contextlib  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
+from functools import partial  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: Values of every JSON type, and text Python's parsers accept or choke on (issue 15).
+HOSTILE_TEXT = st.sampled_from(["", " ", "\x00", "\ud800", "²", "①", "٣", "３", "1e999999",
+                                "NaN", "2022-13-45", "２０２２-01-01", "x" * 5000, "=cmd"])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | HOSTILE_TEXT | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=6)
+TAXPAYER_FIELDS = [*TAXPAYER, "status_since"]
+REGISTRATION_FIELDS = ["template", "series", "from", "to"]
+
+
+def _replaced(record: Mapping[str, object], name: str, value: object) -> dict[str, object]:
+    return {**record, name: value}
+
+
+def _only_registry_errors(parse: Callable[[], object]) -> None:
+    """The parse either succeeds or raises RegistryError: anything else fails the test."""
+    with contextlib.suppress(RegistryError):
+        parse()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(TAXPAYER_FIELDS), JSON_VALUES)
+def test_any_value_in_any_taxpayer_field_is_parsed_or_refused(name: str, value: object) -> None:
+    _only_registry_errors(lambda: parse_registry_json(
+        {"taxpayers": [_replaced(TAXPAYER, name, value)]}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(REGISTRATION_FIELDS), JSON_VALUES)
+def test_any_value_in_any_registration_field_is_parsed_or_refused(name: str,
+                                                                  value: object) -> None:
+    reg = _replaced({"template": "1", "series": "C22TAA", "from": "2022-01-01"}, name, value)
+    _only_registry_errors(lambda: parse_registry_json(
+        {"taxpayers": [{**TAXPAYER, "registrations": [reg]}]}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(list(PROVIDER)), JSON_VALUES)
+def test_any_value_in_any_provider_field_is_parsed_or_refused(name: str, value: object) -> None:
+    _only_registry_errors(lambda: parse_registry_json(
+        {"providers": [_replaced(PROVIDER, name, value)]}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON_VALUES)
+def test_any_shape_of_file_or_record_is_parsed_or_refused(value: object) -> None:
+    for data in (value, {"taxpayers": value}, {"providers": value}, {"taxpayers": [value]},
+                 {"providers": [value]}, {"taxpayers": [{**TAXPAYER, "registrations": value}]},
+                 {"taxpayers": [{**TAXPAYER, "registrations": [value]}]}):
+        _only_registry_errors(partial(parse_registry_json, data))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_as_csv_or_json_are_parsed_or_refused(body: bytes) -> None:
+    for prefix in (b"", b"tax_id,name,status,registrations\n", b"provider_id,valid_from\n"):
+        _only_registry_errors(partial(parse_registry, prefix + body, "text/csv"))
+    _only_registry_errors(lambda: parse_registry(body, "application/json"))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"taxpayers": [None]}, r"taxpayers\[0\]: must be an object, not null"),
+    ({"taxpayers": [1]}, r"taxpayers\[0\]: must be an object, not int"),
+    ({"providers": ["P1"]}, r"providers\[0\]: must be an object, not str"),
+    ({"taxpayers": [{**TAXPAYER, "tax_id": 100109106}]}, "tax_id must be text, not int"),
+    ({"taxpayers": [{**TAXPAYER, "registrations": [None]}]}, r"registrations\[0\]: must be"),
+    ({"taxpayers": [{**TAXPAYER, "registrations": {"a": 1}}]}, "registrations must be a list"),
+    ({"taxpayers": [{**TAXPAYER, "cash_register_code_ranges": 5}]}, "must be a list"),
+    ({"taxpayers": [{**TAXPAYER, "cash_register_code_ranges": ["①②③④⑤"]}]}, "5 letters"),
+    ({"taxpayers": [{**TAXPAYER, "stopped_from": "２０２２-01-01"}]}, "YYYY-MM-DD"),
+    ({"taxpayers": [{**TAXPAYER, "name": "a\x00b"}]}, "control character"),
+    ({"taxpayers": [{**TAXPAYER, "name": "\ud800"}]}, "lone surrogate"),
+    ({"taxpayers": [{**TAXPAYER, "einvoice_stopped": [True]}]}, "true or false"),
+    ({"taxpayers": [], "extra": 1}, "unknown field"),
+])
+def test_wrong_shapes_name_record_and_field(data: object, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        parse_registry_json(data)
+
+
+def test_csv_with_nul_or_extra_cells_is_refused() -> None:
+    with pytest.raises(RegistryError, match=r"cannot be read|control character"):
+        parse_registry(b"tax_id,name,status\n0100109106,\x00,00\n", "text/csv")
+    with pytest.raises(RegistryError, match="more cells"):
+        parse_registry(b"tax_id,name,status\n0100109106,A,00,extra\n", "text/csv")
+    with pytest.raises(RegistryError, match="not valid JSON"):
+        parse_registry(b'{"taxpayers": [' + b"1" * 5000 + b"]}", "application/json")
