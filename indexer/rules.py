@@ -115,11 +115,11 @@ E, W = Severity.ERROR, Severity.WARNING
 _ALL = (
     # --- fields common to both schemes -----------------------------------------------------
     Rule("invoice.field.required", E, "A required field is missing.",
-         "Thiếu trường bắt buộc.", "ARCHITECTURE.md interchange formats"),
+         "Thiếu trường bắt buộc.", "formats.md invoice"),
     Rule("invoice.field.invalid", E, "A field has the wrong type or shape.",
-         "Trường dữ liệu sai kiểu hoặc sai định dạng.", "ARCHITECTURE.md interchange formats"),
+         "Trường dữ liệu sai kiểu hoặc sai định dạng.", "formats.md invoice"),
     Rule("invoice.scheme.unknown", E, "Unknown invoice scheme; expected 'vn' or 'cn'.",
-         "Loại hóa đơn không xác định; chỉ chấp nhận 'vn' hoặc 'cn'.", "ARCHITECTURE.md"),
+         "Loại hóa đơn không xác định; chỉ chấp nhận 'vn' hoặc 'cn'.", "formats.md invoice"),
     Rule("invoice.kind.invalid", E, "Kind must be original, replacement or adjustment.",
          "Tính chất hóa đơn phải là gốc, thay thế hoặc điều chỉnh.", "vn-einvoice §5.6"),
     Rule("invoice.original.required", E,
@@ -240,7 +240,7 @@ _ALL = (
          "Hóa đơn gốc phải cùng loại và cùng người bán.", "vn-einvoice §5.6"),
     # --- registry (step 1 at intake; step 2.1 registration) ---------------------------------
     Rule("registry.seller.unknown", E, "The seller is not in the taxpayer registry.",
-         "Người bán không có trong danh sách người nộp thuế.", "ARCHITECTURE.md registry file",
+         "Người bán không có trong danh sách người nộp thuế.", "formats.md registry file",
          adjustable=True),
     Rule("registry.seller.inactive", E,
          "The seller's tax id is not in an active status (00, 02, 04).",

@@ -5,9 +5,11 @@ what their rows are written to show; over HTTP and through the CLI."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import importlib.util
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -194,6 +196,13 @@ async def test_the_cli_imports_ingests_and_reconciles_the_examples(tmp_path: Pat
     for package_id, count in (("PKG-EXAMPLE-VN-2025-0001", 9), ("PKG-EXAMPLE-CN-2025-0001", 4),
                               ("V0101300842C3E83A4B1B4DB2D90AB616841A099947", 4)):
         assert f"{package_id} accepted: {count} accepted, 0 rejected" in result.output
+    answers = tmp_path / "answers.csv"
+    result = await asyncio.to_thread(_run, "verify", "--batch", str(EXAMPLES / "batch.csv"),
+                                     "--out", str(answers), "--data-dir", data)
+    assert result.exit_code == 0, result.output
+    with answers.open(newline="") as sink:
+        assert [row["status"] for row in csv.DictReader(sink)] == [
+            "valid", "replaced", "valid", "valid", "valid", "mismatch", "not_found"]
     out = tmp_path / "reconciled.json"
     result = await asyncio.to_thread(
         _run, "report", "ledger", str(EXAMPLES / "ledger.xlsx"), "--buyer-tax-id", CN_BUYER,
@@ -201,3 +210,29 @@ async def test_the_cli_imports_ingests_and_reconciles_the_examples(tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert _statuses(json.loads(out.read_text())) == {2: "valid", 3: "mismatch", 4: "valid",
                                                       5: "not_found"}
+
+
+DOCS = EXAMPLES.parent
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation but `-` and `_` dropped, spaces `-`."""
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add("".join(c for c in title if c.isalnum() or c in "-_ ").replace(" ", "-"))
+    return out
+
+
+def test_every_link_of_the_format_and_rule_pages_resolves() -> None:
+    for page in ("formats.md", "vn-rules.md", "cn-rules.md"):
+        for target in _LINK.findall((DOCS / page).read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (DOCS / path) if path else DOCS / page
+            assert linked.exists(), (page, target)
+            if anchor:
+                assert anchor in _anchors(linked.read_text(encoding="utf-8")), (page, target)
