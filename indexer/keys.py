@@ -6,13 +6,13 @@ The same function validates a key wherever one arrives: an invoice in a package,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from indexer import cn, vn
 from indexer.rules import RuleConfig, Severity, Violation
+from indexer.text import ascii_int, is_ascii_digits, text_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,12 @@ InvoiceKey = VnKey | CnKey
 
 def key_from_doc_id(doc_id: str) -> InvoiceKey | None:
     """Inverse of `doc_id`, for ids that arrive in URLs; None when malformed."""
+    if len(doc_id) > _MAX_DOC_ID or text_problem(doc_id) is not None:
+        return None
     parts = doc_id.split(":")
-    if parts[0] == "vn" and len(parts) == 5 and parts[4].isdigit():
-        return VnKey(parts[1], parts[2], parts[3], int(parts[4]))
+    if parts[0] == "vn" and len(parts) == 5:
+        number = ascii_int(parts[4], max_digits=_NUMBER_DIGITS)
+        return None if number is None else VnKey(parts[1], parts[2], parts[3], number)
     if parts[0] == "cn" and len(parts) == 3:
         return CnKey(parts[1], parts[2])
     if parts[0] == "cn" and len(parts) == 2:
@@ -63,7 +66,11 @@ def key_from_doc_id(doc_id: str) -> InvoiceKey | None:
     return None
 
 
-_DIGITS = re.compile(r"[0-9]+")
+#: An invoice number has at most this many digits (vn.MAX_NUMBER); longer is out of range,
+#: and is never given to `int()`, which refuses more than 4,300 digits.
+_NUMBER_DIGITS = len(str(vn.MAX_NUMBER))
+#: The longest doc id: a 14-character tax id, template, 6-character series, number.
+_MAX_DOC_ID = 128
 
 
 class _Wrong:
@@ -71,6 +78,8 @@ class _Wrong:
 
 
 WRONG = _Wrong()
+#: What a negative or huge integer key part reads as: digits no key part accepts.
+_OUT_OF_RANGE = "9" * 19
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str | _Wrong | None:
@@ -78,7 +87,8 @@ def _text(raw: Mapping[str, Any], name: str) -> str | _Wrong | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        # `str()` of an int past 4,300 digits raises; nothing past 18 digits is a key part
+        return str(value) if ascii_int(value) is not None else _OUT_OF_RANGE
     if isinstance(value, str):
         return value.strip()
     return WRONG
@@ -111,12 +121,14 @@ def vn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[V
             out.append(cfg.violation("vn.series.letter_f", prefix + "series", series))
     number: int | None = None
     if number_text:
-        if not _DIGITS.fullmatch(number_text):
+        number = ascii_int(number_text, max_digits=_NUMBER_DIGITS)
+        if number is None and is_ascii_digits(number_text, max_digits=len(number_text)):
+            shown = number_text if len(number_text) <= 20 else number_text[:17] + "..."
+            out.append(cfg.violation("vn.number.out_of_range", prefix + "number", shown))
+        elif number is None:
             out.append(cfg.violation("invoice.field.invalid", prefix + "number", "not a number"))
-        else:
-            number = int(number_text)
-            if not 1 <= number <= vn.MAX_NUMBER:
-                out.append(cfg.violation("vn.number.out_of_range", prefix + "number", number_text))
+        elif not 1 <= number <= vn.MAX_NUMBER:
+            out.append(cfg.violation("vn.number.out_of_range", prefix + "number", number_text))
     if any(v.severity is Severity.ERROR for v in out):
         return None, out
     assert tax_id

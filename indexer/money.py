@@ -12,6 +12,9 @@ _FACTOR = 10**SCALE
 _INT64_MAX = 2**63 - 1
 #: At most this many ASCII digits: below 10**14, so `abs(amount) * _FACTOR` < 2**63.
 _PLAIN_DIGITS = 14
+#: No amount needs more characters than this (14 digits, a sign, a point and places, with
+#: room for an exponent form); longer text is refused before `Decimal()` reads it.
+MAX_AMOUNT_CHARS = 64
 
 
 class AmountError(ValueError):
@@ -24,7 +27,13 @@ class AmountError(ValueError):
 
 
 def parse_amount(value: object, *, max_places: int = SCALE) -> Decimal:
-    """Parse a decimal string (or int) into a `Decimal`; floats are refused on purpose."""
+    """Parse a decimal string (or int) into a `Decimal`; floats are refused on purpose.
+
+    Every outside amount comes through here, so nothing it is given may raise anything but
+    `AmountError`: the text is bounded (`MAX_AMOUNT_CHARS`) and ASCII (`Decimal()` reads
+    Arabic-Indic and fullwidth digits) before `Decimal()` sees it, and the exponent is checked
+    (`adjusted()`, no arithmetic) before any arithmetic, which would overflow the context for
+    `1e999999` or `1E+999999999`."""
     if type(value) is str and len(value) <= _PLAIN_DIGITS and value.isdigit() \
             and value.isascii():
         # Plain digits, the usual amount: finite, no places, at most 14 digits, so within
@@ -32,19 +41,42 @@ def parse_amount(value: object, *, max_places: int = SCALE) -> Decimal:
         return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise AmountError("amount must be a decimal string")
+    if isinstance(value, int):
+        if abs(value) >= 10**_PLAIN_DIGITS:
+            raise AmountError("the amount is too large", "range")
+        return Decimal(value)
+    text = value.strip()
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if len(text) > MAX_AMOUNT_CHARS or not text.isascii():
+        raise AmountError(f"{shown!r} is not a decimal number")
     try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
+        amount = Decimal(text)
     except InvalidOperation:
-        raise AmountError(f"{value!r} is not a decimal number") from None
+        raise AmountError(f"{shown!r} is not a decimal number") from None
     if not amount.is_finite():
-        raise AmountError(f"{value!r} is not a finite number")
-    exponent = amount.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)  # finite decimals have an int exponent
-    if -exponent > max_places:
-        raise AmountError(f"{value!r} has more than {max_places} decimal places", "precision")
+        raise AmountError(f"{shown!r} is not a finite number")
+    if not amount:
+        return Decimal(0)  # `0E+999999999` is zero; its exponent must not travel on
+    if amount.adjusted() > _PLAIN_DIGITS:  # 10**15 and more: beyond the int64 bound
+        raise AmountError(f"{shown!r} is too large", "range")
+    if _places(amount) > max_places:
+        raise AmountError(f"{shown!r} has more than {max_places} decimal places", "precision")
     if abs(amount) * _FACTOR > _INT64_MAX:
-        raise AmountError(f"{value!r} is too large", "range")
+        raise AmountError(f"{shown!r} is too large", "range")
     return amount
+
+
+def _places(amount: Decimal) -> int:
+    """Decimal places of a finite amount, trailing zeros aside, without context arithmetic
+    (`normalize()` would round or underflow an exponent like -999999999)."""
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite decimals have an int exponent
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    if not significant:  # zero, whatever its exponent
+        return 0
+    return max(0, -(exponent + len(digits) - significant))
 
 
 def to_scaled(amount: Decimal) -> int:

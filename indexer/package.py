@@ -12,9 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from indexer.text import MAX_INT_DIGITS, ascii_int, clean_text
+
 PACKAGE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 MAX_ITEMS = 10_000
 MAX_DEPTH = 32
+#: The largest `declared_count` read (18 digits: `indexer.text.MAX_INT_DIGITS`).
+MAX_COUNT = 10**MAX_INT_DIGITS - 1
 
 
 class PackageError(Exception):
@@ -86,14 +90,18 @@ def package_from_json(data: object, *, max_items: int = MAX_ITEMS,
         raise PackageError("package.id_invalid",
                            "package_id must be 1-64 letters, digits or ._:- characters",
                            details={"field": "package_id"})
-    sender = data.get("sender")
-    if not isinstance(sender, str) or not sender.strip() or len(sender) > 64:
-        raise PackageError("package.sender_invalid", "sender must be a non-empty string",
+    sender = clean_text(data.get("sender"), max_len=64)
+    if sender is None:
+        raise PackageError("package.sender_invalid", "sender must be a non-empty string of "
+                           "at most 64 characters, without control characters",
                            details={"field": "sender"})
-    declared = data.get("declared_count")
-    if isinstance(declared, bool) or not isinstance(declared, int) or declared < 0:
+    raw_count = data.get("declared_count")
+    # An int only (a JSON number, or the XML path's ASCII digits), and one that fits the
+    # stores' 64-bit columns and every encoder of the answer (2**64 does not).
+    declared = ascii_int(raw_count) if isinstance(raw_count, int) else None
+    if declared is None:
         raise PackageError("package.count_invalid",
-                           "declared_count must be a non-negative integer",
+                           f"declared_count must be a whole number from 0 to {MAX_COUNT}",
                            details={"field": "declared_count"})
     invoices, notices = _list(data, "invoices"), _list(data, "notices")
     actual = len(invoices) + len(notices)
@@ -112,7 +120,7 @@ def package_from_json(data: object, *, max_items: int = MAX_ITEMS,
         _check_depth(data)
     return Package(
         package_id=package_id,
-        sender=sender.strip(),
+        sender=sender,
         declared_count=declared,
         invoices=invoices,
         notices=notices,

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from indexer.text import text_problem
+
 
 class Severity(enum.StrEnum):
     ERROR = "error"
@@ -91,8 +93,23 @@ class RuleConfig:
             message=rule.message_en,
             message_vi=rule.message_vi,
             spec=rule.spec,
-            detail=detail,
+            detail=shown_detail(detail),
         )
+
+
+#: A violation's detail echoes the value it refused; this much of it is enough to find it.
+MAX_DETAIL = 200
+
+
+def shown_detail(detail: str | None) -> str | None:
+    """The refused value as a notice may carry it: at most `MAX_DETAIL` characters, and
+    escaped (`\\x00`, `\\ud800`) when it holds what no encoder downstream takes (a lone
+    surrogate makes the whole notice unserialisable)."""
+    if detail is None:
+        return None
+    if len(detail) > MAX_DETAIL:
+        detail = detail[:MAX_DETAIL - 3] + "..."
+    return detail if text_problem(detail) is None else ascii(detail)[1:-1]
 
 
 def parse_severity_overrides(text: str) -> dict[str, Severity]:

@@ -194,11 +194,13 @@ def is_cash_register_series(series: str | None) -> bool:
 
 def _vn_time(text: str | None) -> datetime | None:
     """`YYYY-MM-DD[Thh:mm:ss[offset]]`; without an offset it is Vietnam time."""
-    if not text or not text.strip():
+    if not text or not text.strip() or len(text) > 64 or not text.isascii():
         return None
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
+        return None
+    if not 1900 <= value.year <= 9000:  # an aware year 1 or 9999 overflows in comparisons
         return None
     return value.replace(tzinfo=VN_TZ) if value.tzinfo is None else value
 

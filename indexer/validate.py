@@ -17,6 +17,7 @@ from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_fields
 from indexer.model import Amounts, Invoice, Kind
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig, Severity, Violation
+from indexer.text import clean_text, text_problem
 
 #: Local time of each scheme (neither country observes daylight saving time).
 SCHEME_TZ = {"vn": timezone(timedelta(hours=7)), "cn": timezone(timedelta(hours=8))}
@@ -24,6 +25,11 @@ SCHEME_TZ = {"vn": timezone(timedelta(hours=7)), "cn": timezone(timedelta(hours=
 _AMOUNT_PLACES = {"vn": 4, "cn": 2}
 _TOTALS_TOLERANCE = {"vn": Decimal(1), "cn": Decimal("0.01")}
 _MAX_TEXT = 400
+#: `2022-05-15T09:30:00.123456+07:00` is 32 characters; longer is no date of ours.
+_MAX_DATE_CHARS = 64
+#: Issue years taken: far enough either way for any real invoice, and far from the ends of
+#: `datetime`'s range, which a conversion to another zone would cross.
+_MIN_YEAR, _MAX_YEAR = 1900, 9000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +62,26 @@ def parse_issued_at(value: object, cfg: RuleConfig, now: datetime,
     if value is None or value == "":
         out.append(cfg.violation("invoice.field.required", "issued_at"))
         return None
-    if not isinstance(value, str) or not value.strip():
-        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", repr(value)))
+    text = value.strip() if isinstance(value, str) and len(value) <= _MAX_DATE_CHARS else None
+    if not text or not text.isascii() or text_problem(text) is not None:
+        # other scripts' digits, NUL, lone surrogates: nothing `fromisoformat` should see
+        shown = value if isinstance(value, str) else repr(value)
+        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", shown))
         return None
     try:
-        issued = datetime.fromisoformat(value.strip())
+        issued = datetime.fromisoformat(text)
     except ValueError:
-        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", value))
+        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", text))
         return None
     if issued.tzinfo is None or issued.utcoffset() is None:
-        out.append(cfg.violation("invoice.issued_at.timezone", "issued_at", value))
+        out.append(cfg.violation("invoice.issued_at.timezone", "issued_at", text))
+        return None
+    if not _MIN_YEAR <= issued.year <= _MAX_YEAR:
+        # year 1 or 9999 in another zone is out of `datetime`'s range (OverflowError)
+        out.append(cfg.violation("invoice.issued_at.invalid", "issued_at", text))
         return None
     if issued > now + cfg.future_tolerance:
-        out.append(cfg.violation("invoice.issued_at.future", "issued_at", value))
+        out.append(cfg.violation("invoice.issued_at.future", "issued_at", text))
     return issued
 
 
@@ -88,7 +101,11 @@ def _text(raw: Mapping[str, Any], name: str, cfg: RuleConfig, out: list[Violatio
     if not isinstance(value, str) or len(value) > max_len:
         out.append(cfg.violation("invoice.field.invalid", name, f"a string of at most {max_len}"))
         return None
-    return value.strip()
+    text = clean_text(value, max_len=max_len)
+    if text is None:  # whitespace only, NUL and other controls, a lone surrogate
+        problem = text_problem(value) or "is blank"
+        out.append(cfg.violation("invoice.field.invalid", name, f"the text {problem}"))
+    return text
 
 
 def _clean(raw: Mapping[str, Any], name: str) -> str | None:

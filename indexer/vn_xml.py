@@ -17,6 +17,7 @@ from typing import Any
 from lxml import etree
 
 from indexer.package import Package, PackageError, package_from_json
+from indexer.text import ascii_int
 
 LEGACY_NS = "http://laphoadon.gdt.gov.vn/2014/09/invoicexml/v1"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"  # every signed invoice's DSCKS/*/Signature
@@ -170,7 +171,9 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     data = {
         "package_id": _text(header, "MTDiep"),
         "sender": _text(header, "MNGui"),
-        "declared_count": int(count) if count and count.isdigit() else count,
+        # ASCII digits only (`isdigit()` takes `²`, which `int()` refuses); anything else
+        # stays text, which `package_from_json` refuses as `package.count_invalid`
+        "declared_count": count if (number := ascii_int(count)) is None else number,
         "invoices": [invoice_from_hdon(h) for h in hdons],
         "notices": notices,
     }

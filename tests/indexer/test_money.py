@@ -41,7 +41,7 @@ def test_scaled_round_trip_is_exact(amount: Decimal) -> None:
 
 
 @pytest.mark.parametrize("text", ["0", "007", "1100000", "99999999999999", "999999999999999",
-                                  "922337203685477", "１２", "٣", " 12 ", "12.50"])
+                                  "922337203685477", " 12 ", "12.50"])
 def test_plain_digits_parse_as_the_general_path_does(text: str) -> None:
     """The plain-digits shortcut answers what the checks would: same value, same exponent
     (a Decimal keeps "12.50" and "1100000" as written), and whatever it refuses is refused
@@ -59,3 +59,20 @@ def test_plain_digits_parse_as_the_general_path_does(text: str) -> None:
     assert got == expected
     if isinstance(got, Decimal) and isinstance(expected, Decimal):
         assert got.as_tuple() == expected.as_tuple()
+
+
+@pytest.mark.parametrize("text", ["1e999999", "1E+999999999", "-1e999999", "1e-999999999",
+                                  "NaN", "sNaN", "-Infinity", "9" * 5000, "0." + "1" * 5000,
+                                  "²", "①", "٣", "１２", "1\x00", "\ud800", "1e15",
+                                  "922337203685478"])
+def test_hostile_amounts_are_refused_with_an_amount_error(text: str) -> None:
+    """Issue 15: exponents of any size, NaN, thousands of digits and other scripts' digits
+    (which `Decimal()` reads) are refused as `AmountError`, never `decimal.Overflow` or
+    `InvalidOperation` from arithmetic on them."""
+    with pytest.raises(AmountError):
+        parse_amount(text)
+
+
+def test_zero_with_any_exponent_is_plain_zero() -> None:
+    assert parse_amount("0E+999999999") == 0
+    assert parse_amount("0E+999999999").as_tuple().exponent == 0
