@@ -103,7 +103,9 @@ class FallbackSettings:
     `callback_backoff_seconds` apart, doubling, signed with `callback_secret` when set, and
     never sent to loopback or private addresses unless `callback_allow_private`
     (`fallback/callbacks.py`); applied journal entries are kept `journal_retention_days`
-    (re-posts answered from them).
+    (re-posts answered from them); a journal entry that fails to apply for any reason but
+    the primary being unavailable is quarantined after `journal_max_attempts` tries
+    (docs/journal.md).
     `replica_warm_up`: fill the in-memory replica from the primary at start.
     """
 
@@ -122,6 +124,7 @@ class FallbackSettings:
     callback_secret: str | None = field(default=None, repr=False)
     callback_allow_private: bool = False
     journal_retention_days: int = 7
+    journal_max_attempts: int = 3
     replica_warm_up: bool = True
 
 
@@ -157,6 +160,7 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         callback_secret=_callback_secret(env),
         callback_allow_private=_flag(env, "INVOICE_CALLBACK_ALLOW_PRIVATE"),
         journal_retention_days=_int(env, "INVOICE_JOURNAL_RETENTION_DAYS", 7, minimum=1),
+        journal_max_attempts=_int(env, "INVOICE_JOURNAL_MAX_ATTEMPTS", 3, minimum=1),
         replica_warm_up=_flag(env, "INVOICE_REPLICA_WARM_UP", default=True),
     )
 
