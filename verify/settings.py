@@ -33,17 +33,67 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
-    """Rate limits (token buckets). Per key: a steady rate with a burst. Per invoice: how
-    often one invoice may be verified per day by anyone (the national platforms cap this
-    too). Misses: not_found answers per key per hour, which is what enumeration produces.
-    Auth failures: per client address per minute, against brute force."""
+class KeyBudget:
+    """A key's own token bucket: a steady rate and a burst (docs/access.md)."""
 
-    key_per_minute: int = 1200
-    key_burst: int = 200
+    per_minute: int
+    burst: int
+
+
+#: Each role's key budget by default, sized for its real use (docs/access.md has the
+#: reasoning): a provider drains a backlog of packages back to back; a scanner or a business
+#: system verifies one invoice at a time, or a batch whose rows each spend a token; an
+#: auditor's reports and batches are larger still. Every batch row and ledger line spends
+#: the misses and per-invoice budgets below as well, which are what stop enumeration.
+ROLE_KEY_BUDGETS = {
+    "intake": KeyBudget(per_minute=3000, burst=2000),
+    "verify": KeyBudget(per_minute=1200, burst=1000),
+    "audit": KeyBudget(per_minute=3000, burst=5000),
+    "admin": KeyBudget(per_minute=6000, burst=5000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Rate limits (token buckets). Per key: a steady rate with a burst, per role
+    (`ROLE_KEY_BUDGETS`). Per invoice: how often one invoice may be verified per day by
+    anyone (the national platforms cap this too), one bucket per invoice whatever key form
+    asks, of which one key may spend `invoice_per_key_per_day` (the invoice's parties are
+    never locked out by others: verify/access/service.py `settle`). Misses: not_found answers
+    per key per hour, which is what enumeration produces. Auth failures: per client address
+    per minute, against brute force."""
+
+    key_budgets: tuple[tuple[str, KeyBudget], ...] = tuple(ROLE_KEY_BUDGETS.items())
     invoice_per_day: int = 100
+    invoice_per_key_per_day: int = 25
     misses_per_hour: int = 600
     auth_failures_per_minute: int = 30
+
+    def key_budget(self, role: str) -> KeyBudget:
+        return dict(self.key_budgets)[role]
+
+
+def _limits(env: Mapping[str, str]) -> Limits:
+    """`INVOICE_RATE_<ROLE>_PER_MINUTE` / `_BURST` per role; `INVOICE_RATE_KEY_PER_MINUTE` /
+    `INVOICE_RATE_KEY_BURST` set every role's at once (a role's own variable wins)."""
+    budgets = []
+    for role, default in ROLE_KEY_BUDGETS.items():
+        per_minute = _int(env, "INVOICE_RATE_KEY_PER_MINUTE", default.per_minute, minimum=1)
+        burst = _int(env, "INVOICE_RATE_KEY_BURST", default.burst, minimum=1)
+        name = f"INVOICE_RATE_{role.upper()}"
+        budgets.append((role, KeyBudget(
+            per_minute=_int(env, f"{name}_PER_MINUTE", per_minute, minimum=1),
+            burst=_int(env, f"{name}_BURST", burst, minimum=1))))
+    per_day = _int(env, "INVOICE_RATE_INVOICE_PER_DAY", 100, minimum=1)
+    return Limits(
+        key_budgets=tuple(budgets),
+        invoice_per_day=per_day,
+        invoice_per_key_per_day=_int(env, "INVOICE_RATE_INVOICE_PER_KEY_PER_DAY",
+                                     min(25, per_day), minimum=1),
+        misses_per_hour=_int(env, "INVOICE_RATE_MISSES_PER_HOUR", 600, minimum=1),
+        auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30,
+                                      minimum=1),
+    )
 
 
 #: What the Chinese QR's amount field is compared with (verify/qr/payload.py `CnAmount`).
@@ -282,14 +332,7 @@ class Settings:
             )
         except ValueError as exc:
             raise SettingsError(f"INVOICE_RULE_SEVERITY: {exc}") from None
-        limits = Limits(
-            key_per_minute=_int(env, "INVOICE_RATE_KEY_PER_MINUTE", 1200, minimum=1),
-            key_burst=_int(env, "INVOICE_RATE_KEY_BURST", 200, minimum=1),
-            invoice_per_day=_int(env, "INVOICE_RATE_INVOICE_PER_DAY", 100, minimum=1),
-            misses_per_hour=_int(env, "INVOICE_RATE_MISSES_PER_HOUR", 600, minimum=1),
-            auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30,
-                                          minimum=1),
-        )
+        limits = _limits(env)
         settings = cls(
             host=env.get("INVOICE_HOST", "127.0.0.1"),
             port=_int(env, "INVOICE_PORT", 8080, minimum=1),

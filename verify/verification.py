@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from verify.access.middleware import KEY_BUDGET_DUE, PRINCIPAL
+from verify.access.middleware import PRINCIPAL, key_due
+from verify.access.service import Admission
 from verify.access.tenancy import redact_answer
 from verify.degraded import Fetched
 from verify.keys import ACCESS, RESILIENCE
@@ -26,26 +27,26 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     `callback_url` is kept with the gap an unconfirmed answer records."""
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
-    target = query.key.doc_id if query.key else f"authority_code:{query.authority_code}"
-    key_budget_due = request.get(KEY_BUDGET_DUE, False)
-    if key_budget_due:  # left to this first lookup of the request by the access middleware
-        request[KEY_BUDGET_DUE] = False
-    budget = access.spend_lookup_budget(principal, target, with_key_budget=key_budget_due)
+    doc_id = query.key.doc_id if query.key else None  # by authority code: known after the read
+    budget = access.admit(principal, doc_id, key=key_due(request))
     resilience = request.app[RESILIENCE]
     if access.limiter.remote:
-        fetched = await _overlapped(asyncio.create_task(budget), resilience.look_up(query))
+        admission, fetched = await _overlapped(asyncio.create_task(budget),
+                                               resilience.look_up(query))
     else:
-        await budget
+        admission = await budget
         fetched = await resilience.look_up(query)
+    await access.settle(principal, admission, fetched.invoice)
     answer, invoice = await resilience.conclude(query, fetched, principal.key_id, callback_url)
+    target = invoice.doc_id if invoice else doc_id or f"authority_code:{query.authority_code}"
     if invoice is None:
         await access.note_miss(principal)
-    access.audit.record(principal, "verify", invoice.doc_id if invoice else target,
-                        answer["status"], request.remote)
+    access.audit.record(principal, "verify", target, answer["status"], request.remote)
     return redact_answer(answer, principal)
 
 
-async def _overlapped(budget: asyncio.Task[None], read: Awaitable[Fetched]) -> Fetched:
+async def _overlapped(budget: asyncio.Task[Admission],
+                      read: Awaitable[Fetched]) -> tuple[Admission, Fetched]:
     """The read while the budget take is on its way to Redis: with the Redis replica both
     travel in one round trip (`fallback.redis_trips`), so the request waits once, not twice.
     The budget's verdict still comes first: a refused caller gets its 429 whatever the read
@@ -59,5 +60,4 @@ async def _overlapped(budget: asyncio.Task[None], read: Awaitable[Fetched]) -> F
     except Exception:
         await budget
         raise
-    await budget
-    return fetched
+    return await budget, fetched

@@ -8,6 +8,10 @@ handler parses the query (no I/O) and spends the key budget in the same limiter 
 lookup's own budgets (`verify_query`), one call and, with Redis, one round trip instead of
 two. Whatever stops the handler before that (a bad query) leaves the budget to be spent
 here after it, so every request still pays it, and a key out of budget gets 429 either way.
+
+A batch spends its key's budget once per row (`BUDGET_PER_LOOKUP`), as that many lookups
+would: a batch is no way around the key's rate. Its rows wait for the refill rather than
+fail (`verify.access.service.KeyDue.PACED`); a batch with no row to look up still pays one.
 """
 
 from __future__ import annotations
@@ -16,14 +20,28 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from verify.access.roles import PUBLIC, ROUTE_ACCESS, Principal, admits
+from verify.access.service import KeyDue
 from verify.errors import ApiError
 from verify.keys import ACCESS
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 #: True while the key budget of a request is left to its handler and not spent yet.
 KEY_BUDGET_DUE = web.RequestKey("key_budget_due", bool)
+#: True when every lookup of the request spends the key budget (`BUDGET_PER_LOOKUP`).
+KEY_BUDGET_EACH = web.RequestKey("key_budget_each", bool)
 #: Routes whose handler spends the key budget itself (through `verify_query`).
-BUDGET_IN_HANDLER = frozenset({"invoices.lookup"})
+BUDGET_IN_HANDLER = frozenset({"invoices.lookup", "verify.batch"})
+#: Of those, the routes whose every lookup spends it (a batch's rows).
+BUDGET_PER_LOOKUP = frozenset({"verify.batch"})
+
+
+def key_due(request: web.Request) -> KeyDue:
+    """Whether the lookup about to run spends its key's budget with its own takes: the first
+    lookup of a request whose budget was left to its handler, or every row of a batch."""
+    if not request.get(KEY_BUDGET_DUE, False):
+        return KeyDue.PACED if request.get(KEY_BUDGET_EACH, False) else KeyDue.NO
+    request[KEY_BUDGET_DUE] = False
+    return KeyDue.PACED if request.get(KEY_BUDGET_EACH, False) else KeyDue.ONCE
 
 
 def check_routes(app: web.Application) -> None:
@@ -50,6 +68,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         await access.spend_key_budget(principal)
         return await handler(request)
     request[KEY_BUDGET_DUE] = True
+    request[KEY_BUDGET_EACH] = name in BUDGET_PER_LOOKUP
     try:
         return await handler(request)
     finally:

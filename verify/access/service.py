@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
+from indexer.model import Invoice
 from verify.access.apikeys import KeyStore
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
@@ -38,6 +40,52 @@ def too_many(code: str, message: str, wait: float) -> ApiError:
 
 def _key_limited(wait: float) -> ApiError:
     return too_many("key_rate_limited", "this key is sending requests too fast", wait)
+
+
+def _misses_limited(wait: float) -> ApiError:
+    return too_many("miss_rate_limited", "too many lookups of invoices that do not exist; "
+                    "this looks like enumeration", wait)
+
+
+#: How long a batch row may wait for its key's budget to refill before it is refused: a
+#: batch larger than the key's burst is paced at the key's rate instead of answered with
+#: rows of `key_rate_limited` (docs/access.md).
+MAX_PACE_S = 10.0
+
+
+class KeyDue(enum.Enum):
+    """Whether a lookup spends its key's budget with its own takes (`verify.access.middleware`
+    decides): not at all (spent already), once for the request, or once per row, waiting
+    for the refill up to `MAX_PACE_S` (a batch)."""
+
+    NO = "no"
+    ONCE = "once"
+    PACED = "paced"
+
+
+class _Budget(enum.Enum):
+    KEY = "key"
+    MISSES = "misses"
+    KEY_SHARE = "key_share"  # this key's share of the invoice's daily budget
+    INVOICE = "invoice"  # the invoice's daily budget, all keys together
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a lookup's budgets said before its read. `invoice_wait` > 0: the invoice's daily
+    budget is spent, so only the invoice's own parties get an answer (`Access.settle`);
+    `doc_id` None: asked by authority code, so the invoice's budgets are spent once the read
+    has named the invoice."""
+
+    doc_id: str | None
+    invoice_wait: float = 0.0
+    refusal: ApiError | None = None
+
+
+def is_party(principal: Principal, seller_tax_id: str | None,
+             buyer_tax_id: str | None) -> bool:
+    """The invoice's seller or buyer (a key scoped to either), or an admin."""
+    return principal.sees_tax_id(seller_tax_id) or principal.sees_tax_id(buyer_tax_id)
 
 
 @dataclass
@@ -68,40 +116,111 @@ class Access:
         raise error
 
     def _key_take(self, principal: Principal) -> Take:
-        limits = self.limits
-        return (f"key:{principal.key_id}", limits.key_burst, limits.key_per_minute / _MINUTE, 1)
+        budget = self.limits.key_budget(principal.role.value)
+        return (f"key:{principal.key_id}", budget.burst, budget.per_minute / _MINUTE, 1)
+
+    def _invoice_takes(self, principal: Principal, doc_id: str) -> tuple[Take, Take]:
+        """One bucket per invoice (by its id, whatever key form asked), and within it this
+        key's share, so no single key can spend the whole day's budget."""
+        per_day = self.limits.invoice_per_day
+        share = min(self.limits.invoice_per_key_per_day, per_day)
+        return ((f"inv:{doc_id}:key:{principal.key_id}", share, share / _DAY, 1),
+                (f"inv:{doc_id}", per_day, per_day / _DAY, 1))
+
+    def _refusal(self, budget: _Budget, wait: float) -> ApiError:
+        if budget is _Budget.KEY:
+            return _key_limited(wait)
+        if budget is _Budget.MISSES:
+            return _misses_limited(wait)
+        share = min(self.limits.invoice_per_key_per_day, self.limits.invoice_per_day)
+        if budget is _Budget.KEY_SHARE:
+            return too_many("invoice_rate_limited", f"this key verified this invoice {share} "
+                            "times in the last day", wait)
+        return too_many("invoice_rate_limited", "this invoice was verified "
+                        f"{self.limits.invoice_per_day} times in the last day", wait)
 
     async def spend_key_budget(self, principal: Principal) -> None:
         if wait := await self.limiter.take(*self._key_take(principal)):
             raise _key_limited(wait)
 
-    async def spend_lookup_budget(self, principal: Principal, target: str, *,
-                                  with_key_budget: bool = False) -> None:
-        """Before a lookup: refuse a key that used up its misses (checked first, spending
-        nothing), or an over-checked invoice; with `with_key_budget`, the key's own budget
-        first (a lookup whose key budget was left to it: `verify.access.middleware`). One
-        call to the limiter for all of them."""
-        misses, per_day = self.limits.misses_per_hour, self.limits.invoice_per_day
-        takes: tuple[Take, ...] = ((f"miss:{principal.key_id}", misses, misses / _HOUR, 0),
-                                   (f"inv:{target}", per_day, per_day / _DAY, 1))
-        if with_key_budget:
-            takes = (self._key_take(principal), *takes)
-        refused, wait = await self.limiter.take_in_turn(takes)
-        if refused < 0:
-            return
-        if with_key_budget:
-            if refused == 0:
-                raise _key_limited(wait)
-            refused -= 1
-        if refused == 0:
-            raise too_many("miss_rate_limited", "too many lookups of invoices that do not "
-                           "exist; this looks like enumeration", wait)
-        raise too_many("invoice_rate_limited",
-                       f"this invoice was verified {per_day} times in the last day", wait)
+    async def _turn(self, takes: list[tuple[_Budget, Take]], doc_id: str | None,
+                    key: KeyDue) -> Admission:
+        while True:
+            refused, wait = await self.limiter.take_in_turn([take for _, take in takes])
+            if refused < 0:
+                return Admission(doc_id)
+            budget = takes[refused][0]
+            if budget is _Budget.INVOICE:
+                return Admission(doc_id, invoice_wait=wait)
+            if budget is _Budget.KEY and key is KeyDue.PACED and wait <= MAX_PACE_S:
+                await asyncio.sleep(wait)  # a batch row waits for its key's refill
+                continue
+            return Admission(doc_id, refusal=self._refusal(budget, wait))
 
-    async def note_miss(self, principal: Principal) -> None:
+    def _lookup_takes(self, principal: Principal, doc_id: str | None,
+                      key: KeyDue) -> list[tuple[_Budget, Take]]:
         misses = self.limits.misses_per_hour
-        await self.limiter.take(f"miss:{principal.key_id}", misses, misses / _HOUR)
+        takes = [(_Budget.MISSES, (f"miss:{principal.key_id}", misses, misses / _HOUR, 0))]
+        if key is not KeyDue.NO:
+            takes.insert(0, (_Budget.KEY, self._key_take(principal)))
+        if doc_id is not None:
+            share, whole = self._invoice_takes(principal, doc_id)
+            takes += [(_Budget.KEY_SHARE, share), (_Budget.INVOICE, whole)]
+        return takes
+
+    async def admit(self, principal: Principal, doc_id: str | None, *,
+                    key: KeyDue = KeyDue.NO) -> Admission:
+        """Before a lookup's read, one limiter call: its key's budget (when `key` says so),
+        then a key that used up its misses is refused (checked, nothing spent), then the
+        invoice's budgets (this key's share, then the invoice's whole day) when its id is
+        known. Raises 429 for all but the invoice's whole day (see `Admission`)."""
+        admission = await self._turn(self._lookup_takes(principal, doc_id, key), doc_id, key)
+        if admission.refusal is not None:
+            raise admission.refusal
+        return admission
+
+    async def admit_many(self, principal: Principal,
+                         doc_ids: Sequence[str]) -> list[Admission]:
+        """`admit` for each invoice of a ledger, asked together (on Redis: one round trip);
+        refusals are returned, not raised, so each line answers for itself."""
+        return list(await asyncio.gather(*(
+            self._turn(self._lookup_takes(principal, doc_id, KeyDue.NO), doc_id, KeyDue.NO)
+            for doc_id in doc_ids)))
+
+    async def settle(self, principal: Principal, admission: Admission,
+                     invoice: Invoice | None) -> None:
+        """After the read, before anything is recorded or answered: a lookup by authority
+        code spends the budgets of the invoice it found (by the invoice's id, the bucket
+        every key form shares); a lookup whose invoice is out of its daily budget is refused
+        unless the caller is one of the invoice's parties, whom nobody else's lookups may
+        lock out (each still has only its own key's share)."""
+        wait = admission.invoice_wait
+        if admission.doc_id is None and invoice is not None:
+            share, whole = self._invoice_takes(principal, invoice.doc_id)
+            admitted = await self._turn([(_Budget.KEY_SHARE, share), (_Budget.INVOICE, whole)],
+                                        invoice.doc_id, KeyDue.NO)
+            if admitted.refusal is not None:
+                raise admitted.refusal
+            wait = admitted.invoice_wait
+        if wait and not (invoice is not None and is_party(principal, invoice.seller_tax_id,
+                                                          invoice.buyer_tax_id)):
+            raise self._refusal(_Budget.INVOICE, wait)
+
+    async def spend_lookup_budget(self, principal: Principal, doc_id: str) -> None:
+        """`admit` for a lookup of a known invoice id that may not read first (the QR image,
+        the original document): the invoice's whole day refuses it too."""
+        admission = await self.admit(principal, doc_id)
+        if admission.invoice_wait:
+            raise self._refusal(_Budget.INVOICE, admission.invoice_wait)
+
+    async def note_miss(self, principal: Principal) -> float:
+        """Spend one of the key's misses (a lookup that found nothing); the wait when none
+        was left (a ledger then withholds the line's answer)."""
+        misses = self.limits.misses_per_hour
+        return await self.limiter.take(f"miss:{principal.key_id}", misses, misses / _HOUR)
+
+    def misses_limited(self, wait: float) -> ApiError:
+        return _misses_limited(wait)
 
 
 async def bootstrap_admin(keys: KeyStore, path: Path) -> str | None:
