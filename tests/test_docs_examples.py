@@ -17,6 +17,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from indexer.rules import RULES
 from tests.conftest import Client
 from verify.cli import app
 
@@ -236,3 +237,33 @@ def test_every_link_of_the_format_and_rule_pages_resolves() -> None:
             assert linked.exists(), (page, target)
             if anchor:
                 assert anchor in _anchors(linked.read_text(encoding="utf-8")), (page, target)
+
+
+_PAGES = {"vn-einvoice": "vn-rules.md", "cn-invoice": "cn-rules.md"}
+_SECTION = re.compile(r"§(\d+(?:\.\d+)?)")
+
+
+def _numbered_headings(page: str) -> set[str]:
+    """`1.2` for `### 1.2 Series`, `8` for `## 8. Intake steps`."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    found = re.findall(r"^#+ (\d+(?:\.\d+)?)\.? ", text, flags=re.MULTILINE)
+    return set(found)
+
+
+def test_every_rule_cites_a_section_the_docs_have() -> None:
+    """A rule's `spec` (in docs/rules.md and every acceptance notice) names a section of
+    docs/vn-rules.md, docs/cn-rules.md or docs/formats.md that exists."""
+    headings = {page: _numbered_headings(page) for page in _PAGES.values()}
+    formats = {title.replace("-", " ")
+               for title in _anchors((DOCS / "formats.md").read_text(encoding="utf-8"))}
+    for rule in RULES.values():
+        for part in rule.spec.split(";"):
+            doc, _, rest = part.strip().partition(" ")
+            if doc == "formats.md":
+                assert rest.lower() in formats, (rule.code, rule.spec)
+                continue
+            assert doc in _PAGES, (rule.code, rule.spec)
+            sections = _SECTION.findall(rest)
+            assert sections, (rule.code, rule.spec)
+            for section in sections:
+                assert section in headings[_PAGES[doc]], (rule.code, section)
