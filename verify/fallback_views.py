@@ -27,6 +27,7 @@ from verify.access.roles import Principal, Role
 from verify.body import read_json_object
 from verify.errors import ApiError
 from verify.keys import ACCESS, GAPS, JOURNALED_INTAKE, OUTAGES, RECONCILER, RESILIENCE
+from verify.params import read_query
 from verify.responses import json_response
 
 SMALL_BODY = 16 * 1024
@@ -37,43 +38,10 @@ def _bad(message: str, parameter: str) -> ApiError:
     return ApiError(400, "invalid_parameter", message, {"parameter": parameter})
 
 
-def _params(query: MultiMapping[str], allowed: set[str]) -> dict[str, str]:
-    unknown = sorted(set(query) - allowed)
-    if unknown:
-        raise ApiError(400, "unknown_parameter", "unknown query parameter(s)",
-                       {"parameters": unknown, "allowed": sorted(allowed)})
-    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
-    if repeated:
-        raise ApiError(400, "repeated_parameter", "each parameter may be given once",
-                       {"parameters": repeated})
-    return {k: v.strip() for k, v in query.items()}
-
-
-def _instant(raw: str, name: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise _bad(f"{name} must be an ISO 8601 date-time", name) from None
-    if moment.tzinfo is None:
-        raise _bad(f"{name} needs a UTC offset (e.g. Z or +07:00)", name)
-    return moment
-
-
-def _limit(params: dict[str, str]) -> int:
-    raw = params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise _bad("limit must be 1-1000", "limit")
-    return int(raw)
-
-
-def _choice(params: dict[str, str], name: str, choices: type[Any]) -> Any:
-    if not params.get(name):
-        return None
-    try:
-        return choices(params[name])
-    except ValueError:
-        raise _bad(f"{name} must be one of {', '.join(c.value for c in choices)}",
-                   name) from None
+#: Page sizes and cursors of the gap and outage lists.
+MAX_PAGE = 1000
+MAX_WINDOW_ID = 2**63 - 1
+MAX_GAP_ID = 200
 
 
 def validate_callback_url(raw: str, *, allow_private: bool) -> str:
@@ -131,13 +99,13 @@ def _visibility(principal: Principal) -> Visibility | None:
 
 
 async def list_gaps(request: web.Request) -> web.Response:
-    params = _params(request.query, {"status", "reason", "since", "after", "limit"})
-    since = _instant(params["since"], "since") if params.get("since") else None
-    limit = _limit(params)
+    q = read_query(request.query, ("status", "reason", "since", "after", "limit"))
+    limit = q.integer("limit", low=1, high=MAX_PAGE, default=100)
     who = _visibility(request[PRINCIPAL])
     gaps = await request.app[GAPS].list(
-        status=_choice(params, "status", GapStatus), reason=_choice(params, "reason", GapReason),
-        since=since, after=params.get("after") or None, limit=limit, visible_to=who)
+        status=q.choice("status", GapStatus), reason=q.choice("reason", GapReason),
+        since=q.instant("since"), after=q.text("after", max_len=MAX_GAP_ID), limit=limit,
+        visible_to=who)
     shown = None if who is None else {who.key_id}
     return json_response({
         "gaps": [g.as_dict(requesters=shown) for g in gaps],
@@ -154,15 +122,12 @@ async def get_gap(request: web.Request) -> web.Response:
 
 
 async def list_outages(request: web.Request) -> web.Response:
-    params = _params(request.query, {"system", "kind", "since", "after", "limit"})
-    since = _instant(params["since"], "since") if params.get("since") else None
-    after = params.get("after", "0") or "0"
-    if not after.isdigit():
-        raise _bad("after must be a window id", "after")
-    limit = _limit(params)
+    q = read_query(request.query, ("system", "kind", "since", "after", "limit"))
+    limit = q.integer("limit", low=1, high=MAX_PAGE, default=100)
     windows = await request.app[OUTAGES].list(
-        system=_choice(params, "system", System), kind=_choice(params, "kind", WindowKind),
-        since=since, after=int(after), limit=limit)
+        system=q.choice("system", System), kind=q.choice("kind", WindowKind),
+        since=q.instant("since"), after=q.integer("after", low=0, high=MAX_WINDOW_ID, default=0),
+        limit=limit)
     return json_response({
         "outages": [w.as_dict() for w in windows],
         "next_after": windows[-1].id if len(windows) == limit else None})

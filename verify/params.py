@@ -8,7 +8,7 @@ The policy, the same on every route:
   a lone surrogate, is refused (`invalid_parameter`) before any parser sees it;
 - integers are ASCII digits within stated bounds (`indexer.text.parse_bounded_int`), never
   `str.isdigit()` + `int()`, which accept `²` and `①` and then fail on them;
-- an empty value of an optional text parameter means "not given".
+- an empty value means "not given" (its default), whatever the parameter's kind.
 
 Every refusal is a `verify.errors.QueryError` (an `ApiError`), answered as 400 with
 `details.parameter` (or `details.parameters`) naming what was wrong.
@@ -78,9 +78,9 @@ class Query:
         return cleaned
 
     def integer(self, name: str, *, low: int, high: int, default: int) -> int:
-        """An ASCII whole number within [low, high]; `default` when absent."""
+        """An ASCII whole number within [low, high]; `default` when absent or empty."""
         value = self.values.get(name)
-        if value is None:
+        if not value:
             return default
         try:
             return parse_bounded_int(value, low=low, high=high, name=name)
