@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +26,7 @@ from indexer import cn, vn
 from indexer.ledger_file import LedgerFileError, LedgerTable, read_ledger
 from indexer.rules import RuleConfig
 from verify.access.middleware import PRINCIPAL
+from verify.access.service import Admission, is_party
 from verify.access.tenancy import redact_answer
 from verify.batch import csv_row
 from verify.body import read_body, read_form_field
@@ -179,6 +180,53 @@ async def read_upload(request: web.Request) -> bytes:
     return (await read_form_field(request, "ledger", MAX_BODY)).data
 
 
+class BudgetedLines(LineChecker):
+    """Ledger lines spend what the same lookups would (issue 15): each line the misses guard
+    and the invoice's budgets (`Access.admit_many`, one limiter call per chunk), a line that
+    finds nothing one of the key's misses (none left: the line says `miss_rate_limited`
+    instead of `not_found`, so a ledger cannot enumerate invoices), and each line is in the
+    audit trail like a lookup (`verify`, the invoice, the line's status). A line refused by
+    a budget is an error line; the others are answered."""
+
+    def __init__(self, request: web.Request) -> None:
+        principal = request[PRINCIPAL]
+        super().__init__(request.app[RESILIENCE], principal.key_id,
+                         lambda answer: redact_answer(answer, principal))
+        self.principal = principal
+        self.access = request.app[ACCESS]
+        self.client = request.remote
+
+    async def check(self, lines: Sequence[LedgerLine]) -> list[dict[str, Any]]:
+        admissions = await self.access.admit_many(self.principal, [ln.doc_id for ln in lines])
+        checked = iter(await super().check(
+            [ln for ln, a in zip(lines, admissions, strict=True) if a.refusal is None]))
+        results = []
+        for line, admission in zip(lines, admissions, strict=True):
+            result = (_refused(line, admission.refusal) if admission.refusal is not None
+                      else await self._settle(line, admission, next(checked)))
+            outcome = result["error"]["code"] if "error" in result else result["status"]
+            self.access.audit.record(self.principal, "verify", line.doc_id, outcome,
+                                     self.client)
+            results.append(result)
+        return results
+
+    async def _settle(self, line: LedgerLine, admission: Admission,
+                      result: dict[str, Any]) -> dict[str, Any]:
+        invoice = result["invoice"]  # redacted already: a party sees its own tax ids
+        if admission.invoice_wait and not (invoice and is_party(
+                self.principal, invoice.get("seller_tax_id"), invoice.get("buyer_tax_id"))):
+            return _refused(line, self.access.invoice_limited(admission.invoice_wait))
+        if invoice is None:
+            wait = await self.access.note_miss(self.principal)
+            if wait and result["status"] == "not_found":
+                return _refused(line, self.access.misses_limited(wait))
+        return result
+
+
+def _refused(line: LedgerLine, error: ApiError) -> dict[str, Any]:
+    return LineError(line.row, error.code, error.message, error.details).as_dict()
+
+
 async def ledger_report(request: web.Request) -> web.StreamResponse:
     report = parse_ledger_query(request.query, [k for k, _ in request.query.items()])
     principal = request[PRINCIPAL]
@@ -190,8 +238,7 @@ async def ledger_report(request: web.Request) -> web.StreamResponse:
                                                request.app[SETTINGS].rules)
     except LedgerFileError as exc:
         raise file_error(exc) from None
-    checker = LineChecker(request.app[RESILIENCE], principal.key_id,
-                          lambda answer: redact_answer(answer, principal))
+    checker = BudgetedLines(request)
     totals = LedgerTotals()
     response = web.StreamResponse(headers={
         **SECURITY_HEADERS, "Content-Type": _CONTENT_TYPES[report.format],

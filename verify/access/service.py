@@ -222,6 +222,9 @@ class Access:
     def misses_limited(self, wait: float) -> ApiError:
         return _misses_limited(wait)
 
+    def invoice_limited(self, wait: float) -> ApiError:
+        return self._refusal(_Budget.INVOICE, wait)
+
 
 async def bootstrap_admin(keys: KeyStore, path: Path) -> str | None:
     """First run: no active admin key exists, so make one and write it to `path` (mode 600).
