@@ -13,7 +13,9 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -31,11 +33,21 @@ from verify.verification import verify_query
 
 MAX_ROWS = 100_000
 MAX_BODY = 32 * 1024 * 1024
+#: A CSV line longer than this is refused before the csv module splits it (a lookup row is
+#: under 300 bytes; a 32 MiB line of commas would otherwise become 16 million cells).
+MAX_LINE = 8 * 1024
+#: Parameters a row may name: a JSON batch with more separators than rows of this many
+#: values is refused before it is parsed, since `json.loads` holds every value at once.
+MAX_ROW_VALUES = 16
+#: Seconds the service spends reading one batch's rows (in a worker thread, checked as rows
+#: are counted) before it refuses the batch.
+PARSE_SECONDS = 20.0
 #: Rows answered between two yields to the event loop, so a large batch never holds it long.
 YIELD_EVERY = 200
 
 Row = dict[str, str]
 Verifier = Callable[[LookupQuery], Awaitable[dict[str, Any]]]
+log = logging.getLogger("verify.batch")
 
 
 def _cell(value: object) -> str:
@@ -44,49 +56,127 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def parse_rows(body: bytes, content_type: str) -> list[Row]:
-    """The batch's rows, or ApiError 400/413/415 for a batch that cannot be read at all."""
+def _too_many(rows: int | None = None) -> ApiError:
+    details: dict[str, Any] = {"limit": MAX_ROWS}
+    if rows is not None:
+        details["rows"] = rows
+    return ApiError(413, "batch_too_large", f"a batch holds at most {MAX_ROWS} rows", details)
+
+
+ACCEPTED = ("application/json", "text/csv")
+
+
+def _unsupported() -> ApiError:
+    return ApiError(415, "unsupported_media_type", "send application/json or text/csv",
+                    {"accepted": list(ACCEPTED)})
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_batch", message)
+
+
+class _Budget:
+    """Rows counted as they are read, against the row limit and the parse deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+        self.rows = 0
+
+    def count(self) -> None:
+        self.rows += 1
+        if self.rows > MAX_ROWS:
+            raise _too_many()
+        if self.rows % 1000 == 0 and time.monotonic() > self.deadline:
+            raise ApiError(413, "batch_too_large", f"the batch could not be read within "
+                           f"{self.seconds:g} s", {"limit_s": self.seconds})
+
+
+def _lines(body: bytes) -> Iterator[str]:
+    """The CSV's lines, decoded as they are read, each within `MAX_LINE`."""
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline="")
     try:
-        text = body.decode("utf-8-sig")
+        for line in iter(lambda: text.readline(MAX_LINE + 1), ""):
+            if len(line) > MAX_LINE:
+                raise _invalid(f"a CSV line is longer than {MAX_LINE} characters")
+            yield line
     except UnicodeDecodeError:
-        raise ApiError(400, "invalid_batch", "the batch must be UTF-8") from None
-    if content_type == "text/csv":
-        reader = csv.DictReader(io.StringIO(text))
+        raise _invalid("the batch must be UTF-8") from None
+
+
+def _csv_rows(body: bytes, budget: _Budget) -> list[Row]:
+    reader = csv.DictReader(_lines(body))
+    try:
         if not reader.fieldnames:
-            raise ApiError(400, "invalid_batch", "the CSV needs a header row of parameter names")
-        rows = [{k: v for k, v in row.items() if k and v not in (None, "")} for row in reader]
-    elif content_type == "application/json":
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            raise ApiError(400, "invalid_batch", "the batch is not valid JSON") from None
-        if isinstance(data, dict):
-            data = data.get("lookups")
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise ApiError(400, "invalid_batch",
-                           'send a JSON list of lookup objects, or {"lookups": [...]}')
-        try:
-            rows = [{str(k): _cell(v) for k, v in r.items() if v is not None} for r in data]
-        except ValueError as exc:
-            raise ApiError(400, "invalid_batch", str(exc)) from None
-    else:
-        raise ApiError(415, "unsupported_media_type", "send application/json or text/csv",
-                       {"accepted": ["application/json", "text/csv"]})
-    if len(rows) > MAX_ROWS:
-        raise ApiError(413, "batch_too_large", f"a batch holds at most {MAX_ROWS} rows",
-                       {"limit": MAX_ROWS, "rows": len(rows)})
+            raise _invalid("the CSV needs a header row of parameter names")
+        if len(reader.fieldnames) > MAX_ROW_VALUES:
+            raise _invalid(f"a batch row has at most {MAX_ROW_VALUES} columns")
+        rows: list[Row] = []
+        for row in reader:
+            budget.count()
+            rows.append({k: v for k, v in row.items() if k and v not in (None, "")})
+    except csv.Error as exc:
+        raise _invalid(f"the CSV cannot be read: {exc}") from None
     return rows
+
+
+def _json_rows(body: bytes, budget: _Budget) -> list[Row]:
+    # Every value after the first of a list or object follows a comma, and every row is one
+    # object: counted on the bytes, these bound what `json.loads` would build.
+    if (body.count(b",") > MAX_ROWS * MAX_ROW_VALUES
+            or body.count(b"{") + body.count(b"[") > MAX_ROWS + 2):
+        raise _too_many()
+    try:
+        data = json.loads(body.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise _invalid("the batch must be UTF-8") from None
+    except (ValueError, RecursionError):
+        raise _invalid("the batch is not valid JSON") from None
+    if isinstance(data, dict):
+        data = data.get("lookups")
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise _invalid('send a JSON list of lookup objects, or {"lookups": [...]}')
+    if len(data) > MAX_ROWS:
+        raise _too_many(len(data))
+    rows: list[Row] = []
+    try:
+        for r in data:
+            budget.count()
+            rows.append({str(k): _cell(v) for k, v in r.items() if v is not None})
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    return rows
+
+
+def parse_rows(body: bytes, content_type: str, *,
+               seconds: float = PARSE_SECONDS) -> list[Row]:
+    """The batch's rows, or ApiError 400/413/415 for a batch that cannot be read at all.
+    Rows are counted as they are read: a batch past `MAX_ROWS` is refused at that row,
+    never after all of it was held; so is one not read within `seconds`."""
+    budget = _Budget(seconds)
+    if content_type == "text/csv":
+        return _csv_rows(body, budget)
+    if content_type == "application/json":
+        return _json_rows(body, budget)
+    raise _unsupported()
 
 
 async def answer_rows(rows: list[Row], rules: RuleConfig,
                       verify: Verifier) -> AsyncIterator[dict[str, Any]]:
-    """One result per row, in order: `{"row": n, ...answer}` or `{"row": n, "error": {...}}`."""
+    """One result per row, in order: `{"row": n, ...answer}` or `{"row": n, "error": {...}}`.
+    A row that fails in any way gets its error line; the rows after it are still answered
+    (an unexpected failure is logged and answered `row_failed`)."""
     for n, row in enumerate(rows, start=1):
         try:
             answer = await verify(parse_lookup(MultiDict(row), rules))
             yield {"row": n, **answer}
         except ApiError as exc:
             yield {"row": n, "error": exc.body()["error"]}
+        except Exception:
+            log.exception("a batch row could not be answered", extra={"row": n})
+            yield {"row": n, "error": {"code": "row_failed", "message": "this row could "
+                                       "not be checked; the failure was logged",
+                                       "details": {}}}
         if n % YIELD_EVERY == 0:
             await asyncio.sleep(0)
 
@@ -122,8 +212,11 @@ def csv_row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def verify_batch(request: web.Request) -> web.StreamResponse:
+    if request.content_type not in ACCEPTED:
+        raise _unsupported()
     body = await read_body(request, MAX_BODY)
-    rows = parse_rows(body, request.content_type)
+    rows = await asyncio.to_thread(parse_rows, body, request.content_type)
+    del body
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                            "X-Batch-Rows": str(len(rows))})
     await response.prepare(request)

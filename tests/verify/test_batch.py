@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Client, KeyMaker, bearer
@@ -85,6 +87,54 @@ async def test_too_many_rows(cli: Client) -> None:
                           headers={"Content-Type": "text/csv"})
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "batch_too_large"
+
+
+@pytest.mark.parametrize("field", [
+    {"total_amount": "1e999999"}, {"total_amount": "1E+999999999"}, {"amount": "sNaN"},
+    {"number": "9" * 5000}, {"number": "²"}, {"number": "①"}, {"number": "٣"},
+    {"issued_on": "２０２２-05-15"}, {"buyer_tax_id": "\x00"}])
+async def test_a_row_that_cannot_be_read_never_cuts_the_stream(cli: Client,
+                                                              field: dict[str, str]) -> None:
+    await load(cli)
+    rows = [vn_key(1), {**vn_key(2), **field}, vn_key(1)]
+    results = await lines(await cli.post(URL, json=rows))
+    assert [r["row"] for r in results] == [1, 2, 3]
+    assert results[0]["status"] == results[2]["status"] == "valid"
+    assert "error" in results[1] or results[1]["status"] in {"mismatch", "not_found"}
+
+
+async def test_a_16_mib_csv_is_refused_at_the_row_limit_without_holding_it(cli: Client) -> None:
+    body = b"number\n" + b"1\n" * (8 * 1024 * 1024)  # 16 MiB, 8 million one-cell rows
+    tracemalloc.start()
+    try:
+        resp = await cli.post(URL, data=io.BytesIO(body), headers={"Content-Type": "text/csv"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert resp.status == 413
+    assert (await resp.json())["error"]["details"]["limit"] == MAX_ROWS
+    # The body itself (16 MiB, once as chunks and once joined) and at most MAX_ROWS rows;
+    # reading every row first took about 1.75 GB.
+    assert peak < 120 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("body", [
+    b"[" + b"{}," * (5 * 1024 * 1024) + b"{}]",  # 15 MiB of empty rows
+    b"[" + b'"ab",' * (3 * 1024 * 1024) + b"1]",  # millions of values, no rows at all
+    b'number\n"' + b"1," * (512 * 1024) + b'"\n'])  # one CSV row of a million cells
+async def test_batches_that_would_unpack_into_millions_of_values(cli: Client,
+                                                                 body: bytes) -> None:
+    content_type = "text/csv" if body.startswith(b"number") else "application/json"
+    tracemalloc.start()
+    try:
+        resp = await cli.post(URL, data=io.BytesIO(body),
+                              headers={"Content-Type": content_type})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert resp.status in (400, 413), await resp.text()
+    assert (await resp.json())["error"]["code"] in {"batch_too_large", "invalid_batch"}
+    assert peak < 4 * len(body) + 16 * 1024 * 1024, peak
 
 
 async def test_intake_key_may_not_batch_verify(cli: Client, make_key: KeyMaker) -> None:
