@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aiohttp import web
 
 from indexer.registry import RegistryError, parse_registry
@@ -13,6 +11,7 @@ from verify.access.roles import Role
 from verify.body import read_body, read_json_object
 from verify.errors import ApiError
 from verify.keys import ACCESS, REGISTRY
+from verify.params import read_query
 from verify.responses import json_response
 
 SMALL_BODY = 16 * 1024
@@ -77,33 +76,10 @@ async def import_registry(request: web.Request) -> web.Response:
                           "totals": await registry.counts()})
 
 
-def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an ISO 8601 date-time with "
-                       "offset", {"parameter": name}) from None
-    if moment.tzinfo is None:
-        raise ApiError(400, "invalid_parameter", f"{name} needs a UTC offset",
-                       {"parameter": name})
-    return moment
-
-
 async def audit_trail(request: web.Request) -> web.Response:
-    q = request.query
-    allowed = {"key_id", "action", "target", "since", "until", "limit"}
-    unknown = sorted(set(q) - allowed)
-    if unknown:
-        raise ApiError(400, "unknown_parameter", "unknown query parameter(s)",
-                       {"parameters": unknown, "allowed": sorted(allowed)})
-    limit_text = q.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
-        raise ApiError(400, "invalid_parameter", "limit must be 1 to 1000",
-                       {"parameter": "limit"})
+    q = read_query(request.query, ("key_id", "action", "target", "since", "until", "limit"))
     entries = await request.app[ACCESS].audit.query(
-        key_id=q.get("key_id"), action=q.get("action"), target=q.get("target"),
-        since=_time(q.get("since"), "since"), until=_time(q.get("until"), "until"),
-        limit=int(limit_text))
+        key_id=q.text("key_id", max_len=64), action=q.text("action", max_len=64),
+        target=q.text("target", max_len=200), since=q.instant("since"),
+        until=q.instant("until"), limit=q.integer("limit", low=1, high=1000, default=100))
     return json_response({"entries": [e.as_dict() for e in entries]})
