@@ -22,11 +22,13 @@ from indexer.reports import SequenceGaps, numbering_gaps
 from indexer.store import InvoiceStore
 from indexer.store.elasticsearch import ElasticsearchUnavailable
 from indexer.store.numbering_reports import NumberingScope
+from indexer.text import ascii_int
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal
 from verify.csv_cells import dict_writer
 from verify.errors import ApiError
 from verify.keys import ACCESS, GAPS, OUTAGES, STORE
+from verify.params import check_names as check_names
 from verify.report_gaps import CSV_COLUMNS as GAP_CSV_COLUMNS
 from verify.report_gaps import OutageGap, outage_gaps
 from verify.responses import SECURITY_HEADERS
@@ -70,9 +72,10 @@ def _period(year: str | None, start: str | None, end: str | None
     if year is not None:
         if start is not None or end is not None:
             raise _bad("give year, or from/to, not both")
-        if not (year.isdigit() and len(year) == 4 and year != "0000"):
+        number = ascii_int(year, max_digits=4) if len(year) == 4 else None
+        if not number:  # None, or 0000
             raise _bad("year must be four digits", parameter="year", given=year)
-        return date(int(year), 1, 1), date(int(year) + 1, 1, 1) if year != "9999" else None
+        return date(number, 1, 1), date(number + 1, 1, 1) if number != 9999 else None
     issued_from = _date("from", start) if start is not None else None
     to = _date("to", end) if end is not None else None
     if issued_from and to and to < issued_from:
@@ -80,26 +83,11 @@ def _period(year: str | None, start: str | None, end: str | None
     return issued_from, (to + timedelta(days=1) if to and to < date.max else None)
 
 
-def check_names(keys: list[str], accepted: tuple[str, ...]) -> None:
-    """400 for a parameter name not in `accepted`, or given more than once (the ledger
-    report's check; `parse_report_query` makes the same one)."""
-    unknown = sorted(set(keys) - set(accepted))
-    if unknown:
-        raise _bad("unknown parameter", unknown=unknown, accepted=list(accepted))
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise _bad("parameter given more than once", repeated=repeated)
-
-
 def parse_report_query(query: Mapping[str, str], keys: list[str]) -> ReportRequest:
-    """The report's parameters, checked: unknown or repeated names, a malformed seller,
+    """The report's parameters, checked: unknown or repeated names (`verify.params`, the
+    check every route makes; the ledger report imports it from here), a malformed seller,
     template, series, code, period or format are 400."""
-    unknown = sorted(set(keys) - set(PARAMS))
-    if unknown:
-        raise _bad("unknown parameter", unknown=unknown, accepted=list(PARAMS))
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise _bad("parameter given more than once", repeated=repeated)
+    check_names(keys, PARAMS)
     seller = (query.get("seller_tax_id") or "").strip()
     if not seller:
         raise _bad("seller_tax_id is required", parameter="seller_tax_id")

@@ -140,3 +140,26 @@ async def test_outage_list_refuses_bad_parameters_by_name(cli: Client, query: st
     assert error["code"] in {"invalid_parameter", "repeated_parameter", "unknown_parameter"}
     named = error["details"].get("parameter") or error["details"]["parameters"][0]
     assert named == query.split("=")[0]
+
+
+SELLER_Q = "seller_tax_id=0100109106"
+#: Every route that takes query parameters, with a valid query for it.
+PARAM_ROUTES = [("GET", "/api/v1/admin/audit", "limit=5"), ("GET", "/api/v1/gaps", "limit=5"),
+                ("GET", "/api/v1/outages", "limit=5"),
+                ("GET", "/api/v1/invoices/lookup", "number=23442000000014209621"),
+                ("GET", "/api/v1/reports/missing", SELLER_Q),
+                ("POST", "/api/v1/reports/ledger", "buyer_tax_id=0100109106&year=2022")]
+
+
+@pytest.mark.parametrize(("method", "path", "good"), PARAM_ROUTES)
+async def test_every_route_refuses_repeated_and_unknown_parameters_alike(
+        cli: Client, method: str, path: str, good: str) -> None:
+    names = sorted(pair.split("=")[0] for pair in good.split("&"))
+    for query, code in ((f"{good}&{good}", "repeated_parameter"),
+                        (f"{good}&colour=red", "unknown_parameter")):
+        resp = await cli.request(method, f"{path}?{query}")
+        assert resp.status == 400, (query, await resp.text())
+        error = (await resp.json())["error"]
+        assert error["code"] == code, (path, error)
+        assert error["details"]["parameters"] == (names if code == "repeated_parameter"
+                                                  else ["colour"])

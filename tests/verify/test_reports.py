@@ -135,9 +135,14 @@ async def test_bad_report_queries_are_400(cli: Client) -> None:
                    {"seller_tax_id": SELLER, "format": "xml"}):
         resp = await cli.get(URL, params=params)
         assert resp.status == 400, params
-        assert (await resp.json())["error"]["code"] == "invalid_report_query"
+        expected = "unknown_parameter" if "nope" in params else "invalid_report_query"
+        assert (await resp.json())["error"]["code"] == expected
     twice = await cli.get(f"{URL}?seller_tax_id={SELLER}&seller_tax_id={SELLER}")
     assert twice.status == 400
+    for year in ("²²²²", "٢٠٢٢", "２０２２"):  # int() failed (a 500) or read them
+        resp = await cli.get(URL, params={"seller_tax_id": SELLER, "year": year})
+        assert resp.status == 400, year
+        assert (await resp.json())["error"]["details"]["parameter"] == "year"
 
 
 def test_cli_writes_the_same_report(tmp_path: Path) -> None:
