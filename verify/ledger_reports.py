@@ -217,7 +217,7 @@ class BudgetedLines(LineChecker):
                 self.principal, invoice.get("seller_tax_id"), invoice.get("buyer_tax_id"))):
             return _refused(line, self.access.invoice_limited(admission.invoice_wait))
         if invoice is None:
-            wait = await self.access.note_miss(self.principal)
+            wait = await self.access.note_miss(self.principal, line.doc_id)
             if wait and result["status"] == "not_found":
                 return _refused(line, self.access.misses_limited(wait))
         return result

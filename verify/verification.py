@@ -40,7 +40,7 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     answer, invoice = await resilience.conclude(query, fetched, principal.key_id, callback_url)
     target = invoice.doc_id if invoice else doc_id or f"authority_code:{query.authority_code}"
     if invoice is None:
-        await access.note_miss(principal)
+        await access.note_miss(principal, target)
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
     return redact_answer(answer, principal)
 

@@ -213,11 +213,17 @@ class Access:
         if admission.invoice_wait:
             raise self._refusal(_Budget.INVOICE, admission.invoice_wait)
 
-    async def note_miss(self, principal: Principal) -> float:
+    async def note_miss(self, principal: Principal, target: str | None = None) -> float:
         """Spend one of the key's misses (a lookup that found nothing); the wait when none
-        was left (a ledger then withholds the line's answer)."""
+        was left (a ledger then withholds the line's answer). A miss of `target` this key
+        already had in the last hour is not counted again: asking twice about the same
+        unknown invoice (a batch run again) is not enumeration, asking about many is."""
         misses = self.limits.misses_per_hour
-        return await self.limiter.take(f"miss:{principal.key_id}", misses, misses / _HOUR)
+        takes: list[Take] = [(f"miss:{principal.key_id}", misses, misses / _HOUR, 1)]
+        if target is not None:
+            takes.insert(0, (f"missed:{principal.key_id}:{target}", 1, 1 / _HOUR, 1))
+        refused, wait = await self.limiter.take_in_turn(takes)
+        return wait if refused == len(takes) - 1 else 0.0
 
     def misses_limited(self, wait: float) -> ApiError:
         return _misses_limited(wait)
