@@ -24,6 +24,7 @@ from fallback.gaps import GapReason, GapStatus, Visibility, visible
 from fallback.outages import OutageError, System, WindowKind
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal, Role
+from verify.access.tenancy import redact_gap
 from verify.body import read_json_object
 from verify.errors import ApiError
 from verify.keys import ACCESS, GAPS, JOURNALED_INTAKE, OUTAGES, RECONCILER, RESILIENCE
@@ -107,8 +108,9 @@ async def list_gaps(request: web.Request) -> web.Response:
         since=q.instant("since"), after=q.text("after", max_len=MAX_GAP_ID), limit=limit,
         visible_to=who)
     shown = None if who is None else {who.key_id}
+    principal = request[PRINCIPAL]
     return json_response({
-        "gaps": [g.as_dict(requesters=shown) for g in gaps],
+        "gaps": [redact_gap(g.as_dict(requesters=shown), principal) for g in gaps],
         "next_after": gaps[-1].id if len(gaps) == limit else None})
 
 
@@ -118,7 +120,8 @@ async def get_gap(request: web.Request) -> web.Response:
     gap = await request.app[GAPS].get(gap_id)
     if gap is None or not visible(gap, who):  # not someone else's: 404 either way
         raise ApiError(404, "gap_not_found", "no gap with this id", {"id": gap_id})
-    return json_response(gap.as_dict(requesters=None if who is None else {who.key_id}))
+    return json_response(redact_gap(gap.as_dict(requesters=None if who is None else {who.key_id}),
+                                    request[PRINCIPAL]))
 
 
 async def list_outages(request: web.Request) -> web.Response:

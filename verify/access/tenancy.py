@@ -1,5 +1,10 @@
 """What of a verification answer a caller may see.
 
+The one redaction every exit applies where an answer leaves the service: lookups, batch rows,
+QR photos and QR text (`verify.verification.verify_query`), ledger lines (`verify.ledger_check`
+with `redact_answer`), resolved gaps (`redact_gap`). Callbacks carry no answer, only the
+gap's status (`fallback/callbacks.py`).
+
 Every caller gets the answer shape. The buyer's identity (tax id, name) is shown only to
 callers who are a party to the invoice: an admin, or a key scoped to the seller's or the
 buyer's tax id. Anyone else sees it as null and listed under `invoice.redacted`; a
@@ -27,3 +32,12 @@ def redact_answer(answer: dict[str, Any], principal: Principal) -> dict[str, Any
     mismatches = [{**m, "recorded": None} if m["field"] in BUYER_FIELDS else m
                   for m in answer["mismatches"]]
     return {**answer, "invoice": invoice, "mismatches": mismatches}
+
+
+def redact_gap(gap: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """A gap as `Gap.as_dict` gives it, its final answer (once resolved) redacted for the
+    caller like the lookup that recorded it."""
+    answer = gap.get("answer")
+    if not answer:
+        return gap
+    return {**gap, "answer": redact_answer(answer, principal)}
