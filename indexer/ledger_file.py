@@ -15,12 +15,20 @@ ISO dates. Key columns (numbers with leading zeros, 20-digit numbers) belong in 
 
 XML inside XLSX is parsed by openpyxl with defusedxml (no entity expansion), after a check of
 the archive's uncompressed size, so a small upload cannot unpack into gigabytes.
+
+Work is bounded by our limits, never by what the file claims: blank rows count toward a bound
+of their own (`MAX_ROWS_READ`, twice the line limit), so a sheet whose `<dimension>` says
+A1:XFD1048576, or one row at r=1048576, is refused after that many rows instead of padding a
+million empty ones; only the first `MAX_COLUMNS` columns are read; a CSV line is at most
+`MAX_LINE` characters before the csv module splits it; and reading stops with an error
+after `PARSE_SECONDS` (the service reads ledgers in a worker thread, off the event loop).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import time
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -52,6 +60,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 #: Without one of these a row cannot name an invoice.
 REQUIRED = ("number",)
 MAX_LINES = 100_000
+#: Columns of a sheet that are read (the ledger's own columns come first in any export).
+MAX_COLUMNS = 256
+#: Longest CSV line read (256 columns of a long name or amount each).
+MAX_LINE = 64 * 1024
+#: Seconds one file may take to read before it is refused.
+PARSE_SECONDS = 30.0
 #: Bound on an XLSX archive's unpacked size (a 100,000-line sheet is about 30 MB).
 MAX_XLSX_UNPACKED = 256 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -117,7 +131,33 @@ def _map_header(header: Sequence[str]) -> tuple[dict[int, str], dict[str, str], 
     return positions, named, ignored
 
 
-def _table(fmt: str, records: Iterator[tuple[int, Sequence[str]]]) -> LedgerTable:
+def max_rows_read() -> int:
+    """Rows visited at most, blank ones included: twice the line limit."""
+    return 2 * MAX_LINES
+
+
+def _too_large(message: str, **details: Any) -> LedgerFileError:
+    return LedgerFileError("ledger_too_large", message, **details)
+
+
+def _bounded(records: Iterator[tuple[int, Sequence[str]]],
+             seconds: float) -> Iterator[tuple[int, Sequence[str]]]:
+    """`records`, each counted, blank or not, against `max_rows_read()` and the deadline."""
+    limit = max_rows_read()
+    deadline = time.monotonic() + seconds
+    for visited, record in enumerate(records, start=1):
+        if visited > limit:
+            raise _too_large(f"the ledger has more than {limit} rows, blank ones included",
+                             limit=limit)
+        if visited % 1000 == 0 and time.monotonic() > deadline:
+            raise _too_large(f"the ledger could not be read within {seconds:g} s",
+                             limit_s=seconds)
+        yield record
+
+
+def _table(fmt: str, records: Iterator[tuple[int, Sequence[str]]],
+           seconds: float = PARSE_SECONDS) -> LedgerTable:
+    records = _bounded(records, seconds)
     try:
         _, header = next(records)
     except StopIteration:
@@ -130,8 +170,7 @@ def _table(fmt: str, records: Iterator[tuple[int, Sequence[str]]]) -> LedgerTabl
         cells = {positions[i]: v.strip() for i, v in enumerate(values)
                  if i in positions and v.strip()}
         if len(rows) >= MAX_LINES:
-            raise LedgerFileError("ledger_too_large", f"a ledger holds at most {MAX_LINES} "
-                                  "lines", limit=MAX_LINES)
+            raise _too_large(f"a ledger holds at most {MAX_LINES} lines", limit=MAX_LINES)
         rows.append(LedgerRow(number, cells))
     return LedgerTable(fmt, named, tuple(ignored), tuple(rows))
 
@@ -148,11 +187,19 @@ def _csv_text(body: bytes) -> str:
                               "text (nor an XLSX file)") from None
 
 
+def _lines(text: str) -> Iterator[str]:
+    for line in io.StringIO(text, newline=""):
+        if len(line) > MAX_LINE:
+            raise LedgerFileError("unreadable_ledger", f"a CSV line is longer than {MAX_LINE} "
+                                  "characters", limit=MAX_LINE)
+        yield line
+
+
 def _csv_records(text: str) -> Iterator[tuple[int, Sequence[str]]]:
-    first = text.split("\n", 1)[0]
+    first = text[:MAX_LINE].split("\n", 1)[0]
     separator = max(_SEPARATORS, key=first.count)
     try:
-        yield from enumerate(csv.reader(io.StringIO(text), delimiter=separator, strict=True),
+        yield from enumerate(csv.reader(_lines(text), delimiter=separator, strict=True),
                              start=1)
     except csv.Error as exc:
         raise LedgerFileError("unreadable_ledger", f"the CSV cannot be read: {exc}") from None
@@ -181,23 +228,31 @@ def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
     except zipfile.BadZipFile:
         raise LedgerFileError("unreadable_ledger", "the file is a damaged zip (XLSX)") from None
     if unpacked > MAX_XLSX_UNPACKED:
-        raise LedgerFileError("ledger_too_large", "the XLSX unpacks to more than "
-                              f"{MAX_XLSX_UNPACKED} bytes", limit=MAX_XLSX_UNPACKED)
+        raise _too_large(f"the XLSX unpacks to more than {MAX_XLSX_UNPACKED} bytes",
+                         limit=MAX_XLSX_UNPACKED)
     try:
         book = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a malformed workbook
         raise LedgerFileError("unreadable_ledger", "the XLSX workbook cannot be read",
                               error=type(exc).__name__) from None
     try:
-        rows = book.worksheets[0].iter_rows(values_only=True)
+        sheet = book.worksheets[0]
+        declared = sheet.max_column  # from the sheet's <dimension>, which may lie
+        width = min(MAX_COLUMNS, declared) if isinstance(declared, int) else MAX_COLUMNS
+        sheet.reset_dimensions()  # no padding of rows past the last one actually written
+        rows = sheet.iter_rows(max_col=width, values_only=True)
         for number, values in enumerate(rows, start=1):
-            yield number, [cell_text(v) for v in values]
+            if values.count(None) == len(values):  # a row missing from the XML, padded
+                yield number, ()
+            else:
+                yield number, [cell_text(v) for v in values]
     finally:
         book.close()
 
 
-def read_ledger(body: bytes) -> LedgerTable:
-    """The ledger's rows, or `LedgerFileError` for a file that is not a readable ledger."""
+def read_ledger(body: bytes, *, seconds: float = PARSE_SECONDS) -> LedgerTable:
+    """The ledger's rows, or `LedgerFileError` for a file that is not a readable ledger
+    (`ledger_too_large` past a limit, or when it is not read within `seconds`)."""
     if body.startswith(_ZIP_MAGIC):
-        return _table("xlsx", _xlsx_records(body))
-    return _table("csv", _csv_records(_csv_text(body)))
+        return _table("xlsx", _xlsx_records(body), seconds)
+    return _table("csv", _csv_records(_csv_text(body)), seconds)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
+import zipfile
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 
@@ -115,3 +120,69 @@ def test_limits_on_lines_and_unpacked_size(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(LedgerFileError) as caught:
         read_ledger(workbook)
     assert caught.value.code == "ledger_too_large"
+
+
+def hostile_sheet(sheet_data: str, dimension: str = "A1:XFD1048576") -> bytes:
+    """A real workbook whose first sheet's XML is replaced: a `<dimension>` that claims the
+    whole grid and the rows given (1.5 KB zipped for a million-row claim)."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx_bytes(["number"], [[1]])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                data = ('<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/'
+                        f'main"><dimension ref="{dimension}"/><sheetData>{sheet_data}'
+                        '</sheetData></worksheet>').encode()
+            target.writestr(name, data)
+    return out.getvalue()
+
+
+def _inline(ref: str, text: str) -> str:
+    return f'<c r="{ref}" t="inlineStr"><is><t>{text}</t></is></c>'
+
+
+def peak_of(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """What `fn` returned or raised, and the Python heap peak while it ran (a bound measured
+    without timing anything)."""
+    tracemalloc.start()
+    try:
+        try:
+            result: Any = fn()
+        except LedgerFileError as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_dimension_bomb_is_refused_after_the_rows_bound() -> None:
+    body = hostile_sheet(f'<row r="1">{_inline("A1", "number")}</row>'
+                         f'<row r="1048576">{_inline("XFD1048576", "1")}</row>')
+    assert len(body) < 8 * 1024
+    result, peak = peak_of(lambda: read_ledger(body))
+    assert isinstance(result, LedgerFileError)
+    assert (result.code, result.details) == ("ledger_too_large",
+                                             {"limit": ledger_file.max_rows_read()})
+    assert peak < 16 * 1024 * 1024, peak  # rows are counted, never held
+
+
+def test_rows_as_written_are_read_and_columns_are_bounded() -> None:
+    rows = "".join(f'<row r="{n}">{_inline(f"A{n}", str(n))}{_inline(f"XFD{n}", "x")}</row>'
+                   for n in range(2, 2002))
+    body = hostile_sheet(f'<row r="1">{_inline("A1", "number")}</row>{rows}')
+    table, peak = peak_of(lambda: read_ledger(body))
+    assert [r.cells for r in table.rows[:2]] == [{"number": "2"}, {"number": "3"}]
+    assert len(table.rows) == 2000
+    assert peak < 32 * 1024 * 1024, peak  # 2,000 rows, not 2,000 x 16,384 cells
+
+
+def test_blank_csv_lines_and_long_lines_are_bounded() -> None:
+    blank, blank_peak = peak_of(lambda: read_ledger(b"number\n1\n" + b"\n" * 4_000_000))
+    assert isinstance(blank, LedgerFileError)
+    assert blank.code == "ledger_too_large"
+    wide, wide_peak = peak_of(lambda: read_ledger(b"number\n" + b"1;" * 1_000_000 + b"\n"))
+    assert isinstance(wide, LedgerFileError)
+    assert wide.code == "unreadable_ledger"
+    # the 4 MB and 2 MB texts themselves, never a list per blank line or per cell
+    assert max(blank_peak, wide_peak) < 48 * 1024 * 1024, (blank_peak, wide_peak)
