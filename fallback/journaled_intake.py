@@ -16,6 +16,14 @@
 4. Neither the primary nor the journal can take it: `IntakeUnavailableError`, answered 503
    with Retry-After. Never a silent drop.
 
+Failures while applying are of two kinds (`TRANSIENT`): the primary unavailable or too slow,
+which says nothing about the package (it stays pending, retried later, in order), and
+anything else, which does: an entry that raised anything else is applied alone, again, up
+to `max_attempts` times in all (each failure counted in the journal, so across restarts),
+then quarantined with a final rejection (`package.unprocessable`, the error's class in its
+details, the traceback in the log). A quarantined entry blocks nothing; an operator retries
+or drops it (docs/journal.md). So no package, whatever it holds, can wedge the journal.
+
 `apply_entry` applies one journal entry to the primary exactly as a fresh post would be
 (the body parsed again, signatures checked again, every rule run against the primary, the
 receipt time kept). It is idempotent: a package the primary already holds is answered by
@@ -38,7 +46,7 @@ from fallback.outages import OutageLog, System
 from fallback.replica import Replica, ReplicaUnavailable, WriteThrough, replica_doc
 from indexer.codec import invoice_from_doc
 from indexer.intake import YIELD_EVERY, BatchItem, Intake, IntakeResult
-from indexer.journal import IntakeJournal, JournalEntry, JournalUnavailableError
+from indexer.journal import EntryState, IntakeJournal, JournalEntry, JournalUnavailableError
 from indexer.model import Invoice
 from indexer.package import PackageError
 from indexer.rules import Violation
@@ -47,6 +55,30 @@ from indexer.store.protocol import StoreUnavailableError
 from indexer.submission import Submission, read_submission, signature_violations
 
 log = logging.getLogger("fallback.intake")
+
+
+def _describe(exc: BaseException) -> str:
+    """`Class: message`, what the journal keeps as an entry's `last_error`."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+#: The primary could not take an entry now: it stays pending and is retried later, in order.
+#: Every other exception while applying an entry counts towards its quarantine.
+TRANSIENT: tuple[type[Exception], ...] = (StoreUnavailableError, TimeoutError)
+#: The rule of the final notice of a quarantined entry.
+UNPROCESSABLE = "package.unprocessable"
+
+
+def unprocessable(entry: JournalEntry, error: str) -> dict[str, Any]:
+    """The final notice of an entry set aside: `error` is the class of what it raised."""
+    return _refusal(entry, PackageError(
+        UNPROCESSABLE, "the package could not be applied and was set aside for an operator "
+        "(it blocks no other package); post it again under a new package id, or wait for "
+        "the operator to retry it", details={"error": error, "attempts": entry.attempts}))
+
+
+def _error_class(last_error: str | None) -> str:
+    return (last_error or "unknown").partition(":")[0] or "unknown"
 
 
 def _refusal(entry: JournalEntry, exc: PackageError) -> dict[str, Any]:
@@ -107,7 +139,8 @@ class ReplicaReads:
 class JournaledIntake:
     def __init__(self, intake: Intake, journal: IntakeJournal, replica: Replica,
                  primary: DependencyGuard, outages: OutageLog, *, anchors: TrustAnchors,
-                 max_items: int, write_timeout: float, clock: Clock = utc_now) -> None:
+                 max_items: int, write_timeout: float, max_attempts: int = 3,
+                 clock: Clock = utc_now) -> None:
         self.intake = intake
         self.journal = journal
         self.replica = replica
@@ -116,6 +149,9 @@ class JournaledIntake:
         self.anchors = anchors
         self.max_items = max_items
         self.write_timeout = write_timeout
+        if max_attempts < 1:
+            raise ValueError("an entry is tried at least once before it is quarantined")
+        self.max_attempts = max_attempts
         self.clock = clock
         self.reads = ReplicaReads(journal, replica)
         # One submission at a time: journal order is the order packages reach the primary.
@@ -158,12 +194,13 @@ class JournaledIntake:
                 "this package id was already used for a package with different content",
                 status=409, details={"package_id": entry.package_id,
                                      "received_at": entry.received_at.isoformat()})
-        if entry.notice is not None and entry.state == "applied":
+        if entry.notice is not None and entry.state != EntryState.PENDING:
+            # applied, or quarantined: its final notice until an operator retries it
             return Outcome(entry.notice, replayed=True, queued=False)
         if self.journal.pending_count <= 1 and self.primary_usable():
             try:  # the only pending entry, interrupted before: finish it now
-                notice = await self.apply_entry(entry)
-            except (StoreUnavailableError, TimeoutError) as exc:
+                notice = await self.settle(entry)
+            except TRANSIENT as exc:
                 await self.primary.failed(f"{type(exc).__name__}: {exc}")
             except BaseException:
                 self.primary.abandoned()  # no verdict on the primary: free the trial slot
@@ -206,6 +243,13 @@ class JournaledIntake:
             log.warning("primary failed during intake; the package is queued in the journal",
                         extra={"package_id": package.package_id, "error": repr(exc)})
             return await self._queue(submission, extra, now, seq=seq)
+        except Exception as exc:
+            self.primary.abandoned()  # the package's fault, not the primary's
+            if seq is None:
+                raise
+            log.exception("applying a package failed; it is retried, then set aside",
+                          extra={"package_id": package.package_id, "seq": seq})
+            return await self._settle_failed(seq, exc, submission, extra, now)
         except BaseException:
             self.primary.abandoned()
             raise
@@ -241,6 +285,58 @@ class JournaledIntake:
             except ReplicaUnavailable:
                 log.warning("replica unavailable; queued invoices answer from the journal")
         return Outcome(provisional.notice, replayed=False, queued=True)
+
+    async def _settle_failed(self, seq: int, exc: Exception, submission: Submission,
+                             extra: Mapping[int, list[Violation]], now: datetime) -> Outcome:
+        """The direct path's apply raised `exc` (not transient): count it, then `settle`."""
+        await self.journal.note_failure(seq, _describe(exc))
+        entry = await self.journal.entry(seq)
+        if entry is None or entry.state is not EntryState.PENDING:  # another process did
+            return Outcome(entry.notice if entry is not None and entry.notice is not None
+                           else {}, replayed=False, queued=False)
+        try:
+            notice = await self.settle(entry)
+        except TRANSIENT as failed:  # the primary went away meanwhile: the entry waits
+            await self.primary.failed(_describe(failed))
+            return await self._queue(submission, extra, now, seq=seq)
+        return Outcome(notice, replayed=False, queued=False)
+
+    async def settle(self, entry: JournalEntry) -> dict[str, Any]:
+        """Apply one pending entry alone, its final notice: an exception other than
+        `TRANSIENT` is counted and the entry tried again at once, until it has failed
+        `max_attempts` times (its count so far is in the journal), when it is quarantined
+        with an `unprocessable` notice. `TRANSIENT` failures propagate (the entry stays
+        pending, nothing counted)."""
+        current = entry
+        while current.attempts < self.max_attempts:
+            try:
+                return await self.apply_entry(current)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                log.exception("applying a journal entry failed",
+                              extra={"package_id": entry.package_id, "seq": entry.seq,
+                                     "attempts": current.attempts + 1})
+                await self.journal.note_failure(entry.seq, _describe(exc))
+            fresh = await self.journal.entry(entry.seq)
+            if fresh is None or fresh.state is not EntryState.PENDING:
+                # settled meanwhile by another process: its notice stands
+                return (fresh.notice if fresh is not None and fresh.notice is not None
+                        else unprocessable(current, _error_class(current.last_error)))
+            current = fresh
+        return await self._quarantine(current)
+
+    async def _quarantine(self, entry: JournalEntry) -> dict[str, Any]:
+        notice = unprocessable(entry, _error_class(entry.last_error))
+        provisional_ids = await self.journal.pending_doc_ids(entry.seq)
+        if await self.journal.quarantine(entry.seq, notice, self.clock()):
+            log.error("journal entry quarantined after %d failed attempts", entry.attempts,
+                      extra={"package_id": entry.package_id, "seq": entry.seq,
+                             "error": entry.last_error})
+            await self._settle_replica(provisional_ids)
+            return notice
+        fresh = await self.journal.entry(entry.seq)
+        return fresh.notice if fresh is not None and fresh.notice is not None else notice
 
     async def apply_entry(self, entry: JournalEntry) -> dict[str, Any]:
         """Apply one journal entry to the primary; its final notice (`apply_entries`)."""

@@ -34,15 +34,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from fallback.breaker import Clock, utc_now
 from fallback.callbacks import CallbackNotifier
 from fallback.gaps import Gap, GapOutcome, GapStatus, Resolution, SqliteGapLedger
-from fallback.journaled_intake import JournaledIntake
+from fallback.journaled_intake import TRANSIENT, UNPROCESSABLE, JournaledIntake
 from fallback.replica import Replica, ReplicaUnavailable, replica_doc
+from indexer.journal import JournalEntry
 from indexer.model import Invoice
-from indexer.store.protocol import StoreUnavailableError
 
 log = logging.getLogger("fallback.reconciler")
 
@@ -74,6 +74,7 @@ class ReconcileProgress:
     callbacks_sent: int = 0
     callbacks_failed: int = 0
     journal_pruned: int = 0
+    journal_quarantined: int = 0  # entries set aside in this run (docs/journal.md)
     stopped_by: str | None = None  # why a run ended early (the primary failing)
     errors: list[str] = field(default_factory=list)
 
@@ -177,13 +178,37 @@ class Reconciler:
                 return
             try:
                 await self.intake.apply_entries(entries)
-            except (StoreUnavailableError, TimeoutError) as exc:
-                await self.journal.note_failure(entries[0].seq, repr(exc))
-                raise PrimaryFailed(f"applying journal entries from {entries[0].seq}: "
-                                    f"{exc!r}") from exc
+            except TRANSIENT as exc:
+                await self._primary_failed(entries[0].seq, exc)
+            except Exception:
+                # Something in the batch is wrong, not the primary: find which, one by one.
+                log.exception("a batch of journal entries failed to apply; applying them "
+                              "one at a time", extra={"first": entries[0].seq,
+                                                      "entries": len(entries)})
+                await self._drain_alone(entries, p)
+            else:
+                p.journal_applied += len(entries)
             after = entries[-1].seq
-            p.journal_applied += len(entries)
             self._tell(p)
+
+    async def _drain_alone(self, entries: Sequence[JournalEntry],
+                           p: ReconcileProgress) -> None:
+        """Each entry of a failed batch alone, in order (`JournaledIntake.settle`): one that
+        fails again and again is quarantined, and the others go on behind it."""
+        for entry in entries:
+            try:
+                notice = await self.intake.settle(entry)
+            except TRANSIENT as exc:
+                await self._primary_failed(entry.seq, exc)
+            if notice.get("error", {}).get("code") == UNPROCESSABLE:
+                p.journal_quarantined += 1
+            else:
+                p.journal_applied += 1
+
+    async def _primary_failed(self, seq: int, exc: Exception) -> NoReturn:
+        """The primary failed: the entry stays pending (nothing counted), the run stops."""
+        await self.journal.note_failure(seq, repr(exc), counts=False)
+        raise PrimaryFailed(f"applying journal entries from {seq}: {exc!r}") from exc
 
     async def _recheck_gaps(self, p: ReconcileProgress) -> None:
         p.phase = "gaps"
@@ -197,7 +222,7 @@ class Reconciler:
             after = page[-1].id
             try:
                 answers = await self.answer_gaps(page)
-            except (StoreUnavailableError, TimeoutError) as exc:
+            except TRANSIENT as exc:
                 raise PrimaryFailed(f"re-checking gaps: {exc!r}") from exc
             now = self._clock()
             settled: list[Resolution] = []

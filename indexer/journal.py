@@ -13,6 +13,11 @@ digest and receipt time, and a state:
   re-running every rule against the primary, and the final notice replaces the queued one.
 - `applied`: the primary holds it; `notice` is the final acceptance notice. Applied entries
   are kept for `prune` (a week by default) so a re-post is still answered from here.
+- `quarantined`: applying it failed, for a reason other than the primary being unavailable,
+  as many times as allowed (`attempts`, `last_error`). Its `notice` is a final rejection
+  (`package.unprocessable`); it blocks nothing, is never pruned, and an operator may `retry`
+  it (back to pending, at the end of nothing: its own sequence number) or `drop` it
+  (docs/journal.md).
 
 While an entry is pending, the invoices it would create or change (as far as the service
 could tell without the primary) are kept as *pending documents*, so lookups answer them from
@@ -50,14 +55,19 @@ CREATE TABLE IF NOT EXISTS entries (
     format       TEXT NOT NULL,
     body         BLOB NOT NULL,
     received_at  TEXT NOT NULL,
-    state        TEXT NOT NULL CHECK (state IN ('pending', 'applied')),
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'quarantined')),
     notice       TEXT,
     applied_at   TEXT,
     attempts     INTEGER NOT NULL DEFAULT 0,
-    last_error   TEXT
+    last_error   TEXT,
+    quarantined_at TEXT
 );
+"""
+#: The indexes, created after `_migrate` (a version-0 file gets its table rebuilt first).
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS entries_pending ON entries (seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS entries_applied ON entries (applied_at) WHERE state = 'applied';
+CREATE INDEX IF NOT EXISTS entries_quarantined ON entries (seq) WHERE state = 'quarantined';
 CREATE TABLE IF NOT EXISTS pending_docs (
     seq            INTEGER NOT NULL REFERENCES entries (seq),
     doc_id         TEXT NOT NULL,
@@ -66,9 +76,35 @@ CREATE TABLE IF NOT EXISTS pending_docs (
     PRIMARY KEY (seq, doc_id)
 ) WITHOUT ROWID;
 """
+#: `PRAGMA user_version` of the current layout. 0: entries' state allowed pending and
+#: applied only, and `attempts` counted every failure (transient ones too).
+JOURNAL_VERSION = 1
+_V0_REBUILD = """
+CREATE TABLE entries_v1 (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    package_id   TEXT NOT NULL UNIQUE,
+    sender       TEXT NOT NULL,
+    digest       TEXT NOT NULL,
+    format       TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    received_at  TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'quarantined')),
+    notice       TEXT,
+    applied_at   TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    quarantined_at TEXT
+);
+INSERT INTO entries_v1 (seq, package_id, sender, digest, format, body, received_at, state,
+                        notice, applied_at, attempts, last_error)
+    SELECT seq, package_id, sender, digest, format, body, received_at, state, notice,
+           applied_at, 0, last_error FROM entries;
+DROP TABLE entries;
+ALTER TABLE entries_v1 RENAME TO entries;
+"""
 
 _ENTRY_COLUMNS = ("seq, package_id, sender, digest, format, body, received_at, state, notice, "
-                  "applied_at, attempts, last_error")
+                  "applied_at, attempts, last_error, quarantined_at")
 _SELECT = f"SELECT {_ENTRY_COLUMNS} FROM entries"  # noqa: S608 (constants)
 #: The pending page after ?1: at most ?2 entries, and no entry once the bodies before it
 #: reach ?3 bytes (the first is always taken). `length` of a blob reads no blob pages.
@@ -94,6 +130,7 @@ class JournalUnavailableError(Exception):
 class EntryState(enum.StrEnum):
     PENDING = "pending"
     APPLIED = "applied"
+    QUARANTINED = "quarantined"
 
 
 def _stamp(moment: datetime) -> str:
@@ -112,8 +149,19 @@ class JournalEntry:
     state: EntryState
     notice: dict[str, Any] | None
     applied_at: datetime | None
+    #: Failed applies that count towards quarantine (not the primary being unavailable).
     attempts: int
     last_error: str | None
+    quarantined_at: datetime | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What an operator sees of an entry (`GET /api/v1/journal`): no body."""
+        return {"seq": self.seq, "package_id": self.package_id, "sender": self.sender,
+                "format": str(self.format), "bytes": len(self.body),
+                "received_at": _stamp(self.received_at), "state": str(self.state),
+                "attempts": self.attempts, "last_error": self.last_error,
+                "quarantined_at": _stamp(self.quarantined_at) if self.quarantined_at else None,
+                "result": (self.notice or {}).get("result")}
 
 
 def _entry(row: Any) -> JournalEntry:
@@ -123,7 +171,8 @@ def _entry(row: Any) -> JournalEntry:
         received_at=datetime.fromisoformat(row[6]), state=EntryState(row[7]),
         notice=orjson.loads(row[8]) if row[8] else None,
         applied_at=datetime.fromisoformat(row[9]) if row[9] else None,
-        attempts=row[10], last_error=row[11])
+        attempts=row[10], last_error=row[11],
+        quarantined_at=datetime.fromisoformat(row[12]) if row[12] else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,11 +341,69 @@ class IntakeJournal:
                 self._remember(PendingDoc(seq, received_at, doc))
         return True
 
-    async def note_failure(self, seq: int, error: str) -> None:
+    async def note_failure(self, seq: int, error: str, *, counts: bool = True) -> int:
+        """Record a failed apply of a pending entry; its attempts so far. `counts`: False for
+        the primary being unavailable, which says nothing about the entry (only the error
+        is kept), True for anything else (towards quarantine)."""
         async with self._lock:  # not inside another write's transaction (its ROLLBACK)
             await self._conn.execute(
-                "UPDATE entries SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
-                (error[:2000], seq))
+                "UPDATE entries SET attempts = attempts + ?, last_error = ? WHERE seq = ?",
+                (1 if counts else 0, error[:2000], seq))
+            rows = list(await self._conn.execute_fetchall(
+                "SELECT attempts FROM entries WHERE seq = ?", (seq,)))
+        return int(rows[0][0]) if rows else 0
+
+    async def quarantine(self, seq: int, notice: dict[str, Any], at: datetime) -> bool:
+        """Set a pending entry aside: `notice` (a final rejection) is what a re-post is
+        answered; it blocks nothing and stays until an operator retries or drops it. False
+        when the entry was no longer pending (another process settled it first)."""
+        async with self._lock:
+            async with self._transaction():
+                cursor = await self._conn.execute(
+                    "UPDATE entries SET state = 'quarantined', notice = ?, quarantined_at = ?"
+                    " WHERE seq = ? AND state = 'pending'", (json_text(notice), _stamp(at), seq))
+            if not cursor.rowcount:
+                return False
+            self._forget(seq)
+        return True
+
+    async def retry(self, seq: int) -> bool:
+        """A quarantined entry back to pending, its attempts reset (an operator fixed the
+        cause): applied by the next drain, its queued invoices answered again meanwhile.
+        False when no quarantined entry has this sequence number."""
+        async with self._lock:
+            async with self._transaction():
+                cursor = await self._conn.execute(
+                    "UPDATE entries SET state = 'pending', notice = NULL, attempts = 0,"
+                    " quarantined_at = NULL WHERE seq = ? AND state = 'quarantined'", (seq,))
+            if cursor.rowcount:
+                await self._load()
+        return bool(cursor.rowcount)
+
+    async def drop(self, seq: int) -> bool:
+        """Delete a quarantined entry and its pending documents (an operator gave up on it;
+        its package id may be posted again). False when no quarantined entry has it."""
+        async with self._lock, self._transaction():
+            await self._conn.execute(
+                "DELETE FROM pending_docs WHERE seq IN (SELECT seq FROM entries"
+                " WHERE seq = ? AND state = 'quarantined')", (seq,))
+            cursor = await self._conn.execute(
+                "DELETE FROM entries WHERE seq = ? AND state = 'quarantined'", (seq,))
+        return bool(cursor.rowcount)
+
+    async def entry(self, seq: int) -> JournalEntry | None:
+        async with self._lock:
+            rows = list(await self._conn.execute_fetchall(_SELECT + " WHERE seq = ?", (seq,)))
+        return _entry(rows[0]) if rows else None
+
+    async def entries(self, state: EntryState, *, after: int = 0,
+                      limit: int = 100) -> list[JournalEntry]:
+        """Entries in one state, in journal order, the page after sequence number `after`."""
+        async with self._lock:
+            rows = await self._conn.execute_fetchall(
+                _SELECT + " WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (str(state), after, limit))
+        return [_entry(r) for r in rows]
 
     async def prune(self, applied_before: datetime) -> int:
         """Delete applied entries applied before the given moment, with the pending
@@ -367,9 +474,36 @@ class IntakeJournal:
                 del self._codes[code]
 
 
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    """Bring a file to `JOURNAL_VERSION`, in one write transaction, checked again inside it
+    (two processes opening one file at once migrate it once). Version 0 -> 1: the entries
+    table is rebuilt for the `quarantined` state (a CHECK constraint cannot be altered), its
+    AUTOINCREMENT counter kept, and every `attempts` reset: it counted transient failures too."""
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    if int(rows[0][0]) >= JOURNAL_VERSION:
+        return
+    async with write_transaction(conn):
+        rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+        if int(rows[0][0]) >= JOURNAL_VERSION:
+            return
+        table = list(await conn.execute_fetchall(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'"))
+        if "quarantined" not in str(table[0][0]):
+            counter = list(await conn.execute_fetchall(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"))
+            for statement in filter(str.strip, _V0_REBUILD.split(";")):
+                await conn.execute(statement)
+            if counter:
+                await conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?)"
+                                   " WHERE name = 'entries'", (int(counter[0][0]),))
+        await conn.execute(f"PRAGMA user_version = {JOURNAL_VERSION}")
+
+
 @asynccontextmanager
 async def open_intake_journal(path: Path) -> AsyncIterator[IntakeJournal]:
     async with open_sqlite_file(path, _SCHEMA) as conn:
+        await _migrate(conn)
+        await conn.executescript(_INDEXES)
         journal = IntakeJournal(conn)
         await journal.refresh()
         yield journal

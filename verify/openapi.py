@@ -134,6 +134,11 @@ def _page(name: str, item: str, cursor: dict[str, Any]) -> dict[str, Any]:
         name: {"type": "array", "items": s.ref(item)}, "next_after": s.nullable(cursor)}))
 
 
+_JOURNAL_SEQ = {"name": "seq", "in": "path", "required": True,
+                "description": "the entry's sequence number",
+                "schema": {"type": "integer", "minimum": 1,
+                           "maximum": 999_999_999_999_999_999}}
+
 PATHS: dict[str, dict[str, Op]] = {
     "/api/v1/packages": {"post": _op(
         "packages.create", "Intake one package (JSON or Vietnamese TDiep XML); answers the "
@@ -280,6 +285,31 @@ PATHS: dict[str, dict[str, Op]] = {
     "/api/v1/reconcile/status": {"get": _op(
         "reconcile.status", "Progress of the current or last reconciler run, journal entries "
         "and open gaps", {"200": _ok("status", _json(s.ref("ReconcileStatus")))})},
+    "/api/v1/journal": {"get": _op(
+        "journal.list", "Intake journal entries in one state (quarantined by default), in "
+        "journal order, without their bodies (docs/journal.md)",
+        {"200": _ok("entries, counts per state and the sequence number to page after",
+                    _json(s.obj(["state", "counts", "entries", "next_after"],
+                                state=s.STR, counts={**s.ANY_OBJECT,
+                                                     "additionalProperties": s.INT},
+                                entries={"type": "array", "items": s.ANY_OBJECT},
+                                next_after=s.nullable(s.INT))))},
+        errors={"400": "bad query"},
+        params=[_q("state", "entry state", {"type": "string", "enum": [
+                    "pending", "applied", "quarantined"], "default": "quarantined"}),
+                _q("after", "the last sequence number of the previous page",
+                   {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}),
+                _LIMIT])},
+    "/api/v1/journal/{seq}/retry": {"post": _op(
+        "journal.retry", "Put a quarantined entry back in the queue (attempts reset)",
+        {"200": _ok("pending again", _json(s.obj(["seq", "state"], seq=s.INT, state=s.STR)))},
+        errors={"400": "bad sequence number", "404": "no quarantined entry has it"},
+        params=[_JOURNAL_SEQ])},
+    "/api/v1/journal/{seq}": {"delete": _op(
+        "journal.drop", "Delete a quarantined entry (its package is given up)",
+        {"200": _ok("dropped", _json(s.obj(["seq", "dropped"], seq=s.INT, dropped=s.BOOL)))},
+        errors={"400": "bad sequence number", "404": "no quarantined entry has it"},
+        params=[_JOURNAL_SEQ])},
     "/metrics": {"get": _op(
         "metrics", "Prometheus metrics", {"200": _ok(
             "Prometheus text exposition format 0.0.4",

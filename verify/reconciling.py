@@ -76,7 +76,8 @@ def journaled_intake(settings: Settings, intake: Intake, journal: IntakeJournal,
     return JournaledIntake(
         intake, journal, replica, primary, outages, anchors=anchors,
         max_items=settings.max_package_items,
-        write_timeout=settings.fallback.primary_write_timeout_ms / 1000)
+        write_timeout=settings.fallback.primary_write_timeout_ms / 1000,
+        max_attempts=settings.fallback.journal_max_attempts)
 
 
 def reconciler(settings: Settings, intake: JournaledIntake, gaps: SqliteGapLedger,

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import admin_views, batch, fallback_views, ledger_reports, openapi, reports, views
+from verify import (
+    admin_views,
+    batch,
+    fallback_views,
+    journal_views,
+    ledger_reports,
+    openapi,
+    reports,
+    views,
+)
 from verify.qr import views as qr_views
 
 API = "/api/v1"
@@ -38,6 +47,10 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{API}/reconcile", fallback_views.start_reconcile, name="reconcile.start"),
         web.get(f"{API}/reconcile/status", fallback_views.reconcile_status,
                 name="reconcile.status"),
+        web.get(f"{API}/journal", journal_views.list_entries, name="journal.list"),
+        web.post(f"{API}/journal/{{seq}}/retry", journal_views.retry_entry,
+                 name="journal.retry"),
+        web.delete(f"{API}/journal/{{seq}}", journal_views.drop_entry, name="journal.drop"),
         web.get("/metrics", fallback_views.metrics, name="metrics"),
         web.get("/healthz", views.healthz, name="health"),
         web.get("/readyz", views.readyz, name="ready"),

@@ -120,7 +120,7 @@ async def test_a_package_taken_during_maintenance_is_queued_answered_and_applied
 
     await wait_out(cli)
     status_body = await reconcile(cli)
-    assert status_body["journal"] == {"pending": 0, "applied": 2}
+    assert status_body["journal"] == {"pending": 0, "applied": 2, "quarantined": 0}
     assert (status_body["run"]["journal_total"], status_body["run"]["journal_applied"]) == (1, 1)
     for number, expected in ((2, "valid"), (3, "valid"), (1, "cancelled")):
         answer = await lookup(cli, number)
@@ -230,7 +230,7 @@ async def test_an_entry_left_pending_by_a_crash_is_applied_on_the_next_start(
     cli = await aiohttp_client(create_app(settings),
                                headers={"Authorization": f"Bearer {admin_token}"})
     status = await reconcile(cli)
-    assert status["journal"] == {"pending": 0, "applied": 1}
+    assert status["journal"] == {"pending": 0, "applied": 1, "quarantined": 0}
     assert (await lookup(cli, 7))["status"] == "valid"
     again = await reconcile(cli)
     assert (again["run"]["journal_total"], again["run"]["journal_applied"]) == (0, 0)
@@ -328,7 +328,7 @@ async def test_cli_reconcile_drains_what_the_service_queued(
     assert (answer["status"], answer["source"], "pending_intake" in answer) == (
         "valid", "primary", False)
     async with open_intake_journal(settings.journal_path) as journal:
-        assert await journal.counts() == {"pending": 0, "applied": 1}
+        assert await journal.counts() == {"pending": 0, "applied": 1, "quarantined": 0}
 
 
 async def test_authority_code_lookups_answer_queued_invoices(cli: Client) -> None:
@@ -466,7 +466,7 @@ async def test_the_drain_works_in_batches_of_the_configured_size_and_keeps_order
     assert (await post(cli, package([], [cancel(61)], package_id="PKG-B8")))[0] == 202
     await wait_out(cli)
     status = await reconcile(cli)
-    assert status["journal"] == {"pending": 0, "applied": 8}
+    assert status["journal"] == {"pending": 0, "applied": 8, "quarantined": 0}
     assert sorted(set(seen)) == [0, 3, 6, 8]  # three batches of at most three entries
     assert (await lookup(cli, 61))["status"] == "cancelled"
     for n in range(2, 8):

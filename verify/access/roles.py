@@ -61,6 +61,10 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     # reconciliation: started by admins; its progress read by auditors too.
     "reconcile.start": frozenset({Role.ADMIN}),
     "reconcile.status": frozenset({Role.AUDIT}),
+    # the intake journal's quarantine (docs/journal.md): operators, i.e. admins, only
+    "journal.list": frozenset({Role.ADMIN}),
+    "journal.retry": frozenset({Role.ADMIN}),
+    "journal.drop": frozenset({Role.ADMIN}),
     "metrics": PUBLIC,
     "admin.keys.create": frozenset({Role.ADMIN}),
     "admin.keys.list": frozenset({Role.ADMIN}),

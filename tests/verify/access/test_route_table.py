@@ -13,7 +13,7 @@ from verify.app import create_app
 from verify.openapi import PATHS
 from verify.settings import Settings
 
-SAMPLE_PATH_PARAMS = {"key_id": "0123456789ab", "id": "vn:0100109106:1:C22TAA:1"}
+SAMPLE_PATH_PARAMS = {"key_id": "0123456789ab", "id": "vn:0100109106:1:C22TAA:1", "seq": "1"}
 
 
 def app_routes(settings: Settings) -> list[tuple[str, str, str]]:
