@@ -46,8 +46,9 @@ from indexer.codec import json_text
 from indexer.store.sqlite_files import open_sqlite_file, write_transaction
 from indexer.submission import BodyFormat, Submission
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
+#: The entries table; `{name}`: `IF NOT EXISTS entries`, or the table a migration builds.
+_ENTRIES_TABLE = """
+CREATE TABLE {name} (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     package_id   TEXT NOT NULL UNIQUE,
     sender       TEXT NOT NULL,
@@ -63,11 +64,7 @@ CREATE TABLE IF NOT EXISTS entries (
     quarantined_at TEXT
 );
 """
-#: The indexes, created after `_migrate` (a version-0 file gets its table rebuilt first).
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS entries_pending ON entries (seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS entries_applied ON entries (applied_at) WHERE state = 'applied';
-CREATE INDEX IF NOT EXISTS entries_quarantined ON entries (seq) WHERE state = 'quarantined';
+_SCHEMA = _ENTRIES_TABLE.format(name="IF NOT EXISTS entries") + """
 CREATE TABLE IF NOT EXISTS pending_docs (
     seq            INTEGER NOT NULL REFERENCES entries (seq),
     doc_id         TEXT NOT NULL,
@@ -76,25 +73,16 @@ CREATE TABLE IF NOT EXISTS pending_docs (
     PRIMARY KEY (seq, doc_id)
 ) WITHOUT ROWID;
 """
+#: The indexes, created after `_migrate` (a version-0 file gets its table rebuilt first).
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS entries_pending ON entries (seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS entries_applied ON entries (applied_at) WHERE state = 'applied';
+CREATE INDEX IF NOT EXISTS entries_quarantined ON entries (seq) WHERE state = 'quarantined';
+"""
 #: `PRAGMA user_version` of the current layout. 0: entries' state allowed pending and
 #: applied only, and `attempts` counted every failure (transient ones too).
 JOURNAL_VERSION = 1
-_V0_REBUILD = """
-CREATE TABLE entries_v1 (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    package_id   TEXT NOT NULL UNIQUE,
-    sender       TEXT NOT NULL,
-    digest       TEXT NOT NULL,
-    format       TEXT NOT NULL,
-    body         BLOB NOT NULL,
-    received_at  TEXT NOT NULL,
-    state        TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'quarantined')),
-    notice       TEXT,
-    applied_at   TEXT,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    last_error   TEXT,
-    quarantined_at TEXT
-);
+_V0_COPY = """
 INSERT INTO entries_v1 (seq, package_id, sender, digest, format, body, received_at, state,
                         notice, applied_at, attempts, last_error)
     SELECT seq, package_id, sender, digest, format, body, received_at, state, notice,
@@ -102,6 +90,7 @@ INSERT INTO entries_v1 (seq, package_id, sender, digest, format, body, received_
 DROP TABLE entries;
 ALTER TABLE entries_v1 RENAME TO entries;
 """
+_V0_REBUILD = _ENTRIES_TABLE.format(name="entries_v1") + _V0_COPY
 
 _ENTRY_COLUMNS = ("seq, package_id, sender, digest, format, body, received_at, state, notice, "
                   "applied_at, attempts, last_error, quarantined_at")
