@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from fallback.journaled_intake import IntakeUnavailableError
+from indexer.keys import key_from_doc_id
 from indexer.submission import BodyFormat, read_submission
 from verify.access.middleware import PRINCIPAL
+from verify.access.service import is_party
 from verify.body import read_body
 from verify.errors import ApiError
 from verify.fallback_views import split_callback
@@ -72,22 +74,31 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 async def original_xml(request: web.Request) -> web.Response:
-    """The invoice's XML as accepted; only for admins and the invoice's parties."""
+    """The invoice's XML as accepted; only for admins and the invoice's parties. To anyone
+    else an invoice that is not theirs answers exactly as one that does not exist (404, a
+    miss spent), so this is no way to learn which invoices exist; every request spends the
+    lookup budgets and is in the audit trail, as a lookup is."""
     doc_id = request.match_info["id"]
+    key = key_from_doc_id(doc_id)
+    if key is None:
+        raise ApiError(400, "invalid_id", "not an invoice id (vn:MST:template:series:number, "
+                       "cn:code:number or cn:20-digit number)", {"id": doc_id})
     principal = request[PRINCIPAL]
-    invoice = await request.app[STORE].get_invoice(doc_id)
-    if invoice is None:
-        raise ApiError(404, "invoice_not_found", "no indexed invoice has this id",
-                       {"id": doc_id})
-    if not (principal.sees_tax_id(invoice.seller_tax_id)
-            or principal.sees_tax_id(invoice.buyer_tax_id)):
-        raise ApiError(403, "not_a_party", "only the seller, the buyer and admins may read "
-                       "an invoice's original")
-    body = await request.app[ORIGINALS].get(doc_id, invoice.package_id)
+    access = request.app[ACCESS]
+    await access.spend_lookup_budget(principal, key.doc_id)
+    invoice = await request.app[STORE].get_invoice(key.doc_id)
+    if invoice is None or not is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id):
+        await access.note_miss(principal, key.doc_id)
+        access.audit.record(principal, "original.read", key.doc_id, "not_found",
+                            request.remote)
+        raise ApiError(404, "invoice_not_found", "no indexed invoice of which this key is "
+                       "a party has this id", {"id": doc_id})
+    body = await request.app[ORIGINALS].get(invoice.doc_id, invoice.package_id)
+    outcome = "ok" if body is not None else "original_not_kept"
+    access.audit.record(principal, "original.read", invoice.doc_id, outcome, request.remote)
     if body is None:
         raise ApiError(404, "original_not_kept", "this invoice arrived as JSON; no original "
                        "document was kept", {"id": doc_id})
-    request.app[ACCESS].audit.record(principal, "original.read", doc_id, "ok", request.remote)
     return web.Response(body=body, content_type="application/xml", charset="utf-8")
 
 
