@@ -19,6 +19,21 @@ from verify.access.roles import Principal
 
 BUYER_FIELDS = ("buyer_tax_id", "buyer_name")
 
+#: Routes open to non-admin keys that send verification answers (or what is built from
+#: them) out of the service, each with its test in tests/verify/access/test_redaction_exits.py.
+ANSWER_ROUTES = frozenset({"invoices.lookup", "verify.batch", "verify.qr", "verify.qr_text",
+                           "reports.ledger", "gaps.list", "gaps.get"})
+#: The other routes open to non-admin keys, and why they carry no answer to redact. A route
+#: in neither set fails that test: a new exit has to say which it is.
+NO_ANSWER_ROUTES = {
+    "packages.create": "the sender's own acceptance notice",
+    "invoices.qr_png": "a QR image of the invoice key, total and date (no parties)",
+    "invoices.original": "parties only (404 for anyone else, as for an absent invoice)",
+    "reports.missing": "numbering ranges of the caller's own seller tax ids",
+    "outages.list": "outage windows: no invoice data",
+    "reconcile.status": "counts only",
+}
+
 
 def redact_answer(answer: dict[str, Any], principal: Principal) -> dict[str, Any]:
     invoice = answer.get("invoice")

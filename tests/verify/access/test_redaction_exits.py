@@ -172,3 +172,21 @@ async def test_original_xml_spends_the_lookup_budgets(aiohttp_client: Any,
     statuses = [(await cli.get(f"/api/v1/invoices/vn:0100109106:1:C22TAA:{n}/original.xml",
                                headers=bearer(token))).status for n in (1, 2, 3)]
     assert statuses == [404, 404, 429]
+
+
+def test_every_route_open_to_a_non_admin_key_is_classified() -> None:
+    """A route added for verify, audit or intake keys must say whether answers leave through
+    it (and then get its test here) or why none does (`verify.access.tenancy`)."""
+    from verify.access.roles import PUBLIC, ROUTE_ACCESS, Role
+    from verify.access.tenancy import ANSWER_ROUTES, NO_ANSWER_ROUTES
+
+    open_to_others = {name for name, roles in ROUTE_ACCESS.items()
+                      if roles is not PUBLIC and roles - {Role.ADMIN}}
+    assert open_to_others == ANSWER_ROUTES | set(NO_ANSWER_ROUTES)
+    assert not ANSWER_ROUTES & set(NO_ANSWER_ROUTES)
+    tests = {name for name in globals() if name.startswith("test_")}
+    exits = {"invoices.lookup": "test_lookup", "verify.batch": "test_batch",
+             "verify.qr": "test_qr_photo", "verify.qr_text": "test_qr_text",
+             "reports.ledger": "test_ledger", "gaps.list": "test_gaps", "gaps.get": "test_gaps"}
+    assert set(exits) == ANSWER_ROUTES
+    assert set(exits.values()) <= tests
