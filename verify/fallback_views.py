@@ -22,6 +22,7 @@ from multidict import MultiDict, MultiMapping
 from fallback.callbacks import callback_host, is_public, literal_host
 from fallback.gaps import GapReason, GapStatus, Visibility, visible
 from fallback.outages import OutageError, System, WindowKind
+from verify import journal_views
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal, Role
 from verify.access.tenancy import redact_gap
@@ -246,6 +247,7 @@ async def metrics(request: web.Request) -> web.Response:
     lines.append("# TYPE invoice_probe_failures_total counter")
     lines.extend(_line("invoice_probe_failures_total", n, system=s)
                  for s, n in sorted(m.probe_failures.items()))
+    lines.extend(await journal_views.metric_lines(request.app))
     return web.Response(text="\n".join(lines) + "\n",
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff",

@@ -82,3 +82,22 @@ async def drop_entry(request: web.Request) -> web.Response:
 def _audit(request: web.Request, action: str, seq: int) -> None:
     request.app[ACCESS].audit.record(request[PRINCIPAL], action, str(seq), "ok",
                                      request.remote)
+
+
+async def metric_lines(app: web.Application) -> list[str]:
+    """`invoice_journal_entries{state=...}` for `/metrics`: a quarantined entry above zero
+    is what an operator alerts on."""
+    counts = await app[JOURNALED_INTAKE].journal.counts()
+    return ["# TYPE invoice_journal_entries gauge",
+            *(f'invoice_journal_entries{{state="{state}"}} {n}'
+              for state, n in sorted(counts.items()))]
+
+
+async def readiness(app: web.Application) -> dict[str, Any]:
+    """The journal in `/readyz`: entries waiting and set aside. Quarantined entries do not
+    make the service unready (they block nothing) but are reported for an operator."""
+    try:
+        counts = await app[JOURNALED_INTAKE].journal.counts()
+    except Exception as exc:  # an unreadable journal is reported, not a failed probe
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "pending": counts["pending"], "quarantined": counts["quarantined"]}

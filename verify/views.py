@@ -10,6 +10,7 @@ from aiohttp import web
 from fallback.journaled_intake import IntakeUnavailableError
 from indexer.keys import key_from_doc_id
 from indexer.submission import BodyFormat, read_submission
+from verify import journal_views
 from verify.access.middleware import PRINCIPAL
 from verify.access.service import is_party
 from verify.body import read_body
@@ -121,5 +122,6 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {"primary": await _check(store.backend, store.ping()),
               "replica": await _check(replica.backend, replica.ping())}
     ready = bool(checks["primary"]["ok"])
-    return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks,
+                          "journal": await journal_views.readiness(request.app)},
                          status=200 if ready else 503)

@@ -121,6 +121,11 @@ async def test_an_entry_that_keeps_failing_is_quarantined_and_blocks_nothing(
     run = await (await cli.get("/api/v1/reconcile/status")).json()
     assert run["journal"]["quarantined"] == 1
     assert run["journal"]["pending"] == 0
+    metrics = await (await cli.get("/metrics")).text()
+    assert 'invoice_journal_entries{state="quarantined"} 1' in metrics.splitlines()
+    ready = await (await cli.get("/readyz")).json()
+    assert (ready["status"], ready["journal"]) == (
+        "ready", {"ok": True, "pending": 0, "quarantined": 1})
     again, replayed = await post(cli, package([vn_invoice(3)], package_id="POISON-1"))
     assert again == 200
     assert unprocessable(replayed)
