@@ -17,7 +17,8 @@ async def test_readyz_reports_primary(cli: Client) -> None:
     assert resp.status == 200
     assert await resp.json() == {"status": "ready", "checks": {
         "primary": {"backend": "sqlite", "ok": True},
-        "replica": {"backend": "memory", "ok": True}}}
+        "replica": {"backend": "memory", "ok": True}},
+        "journal": {"ok": True, "pending": 0, "quarantined": 0}}
 
 
 async def test_unknown_route_gets_json_envelope(cli: Client) -> None:

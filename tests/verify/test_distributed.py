@@ -60,7 +60,8 @@ async def test_ready_reports_both_dependencies(distributed: Client) -> None:
     body = await (await distributed.get("/readyz")).json()
     assert body == {"status": "ready", "checks": {
         "primary": {"backend": "elasticsearch", "ok": True},
-        "replica": {"backend": "redis", "ok": True}}}
+        "replica": {"backend": "redis", "ok": True}},
+        "journal": {"ok": True, "pending": 0, "quarantined": 0}}
 
 
 async def test_intake_writes_through_to_the_redis_replica(distributed: Client,
