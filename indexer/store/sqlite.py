@@ -44,7 +44,7 @@ from indexer.store.protocol import (
     StoredPackage,
     StoreUnavailableError,
 )
-from indexer.store.sqlite_files import write_transaction
+from indexer.store.sqlite_files import private_file, write_transaction
 
 SCHEMA_VERSION = 4
 _SCHEMA = """
@@ -430,7 +430,7 @@ async def open_sqlite_store(path: Path, *, recheck_seconds: float = CACHE_RECHEC
                             ) -> AsyncIterator[SqliteStore]:
     """Open (creating and migrating if needed) the store file; close both connections after.
     `recheck_seconds`: how stale another connection's commit may be in the invoice cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # owner-only, and so are its -wal and -shm (sqlite_files.py)
     writer = await _connect(path)
     try:
         await _migrate(writer)

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from indexer.model import Invoice
+from indexer.store.sqlite_files import private_dir
 from verify.access.apikeys import KeyStore
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
@@ -238,8 +239,9 @@ async def bootstrap_admin(keys: KeyStore, path: Path) -> str | None:
     if await keys.has_active_admin():
         return None
     token, record = await keys.create(Role.ADMIN, name="bootstrap admin (first run)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an earlier run keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     log.warning("no admin key existed: created one", extra={"key_id": record.key_id,
@@ -258,6 +260,8 @@ async def open_access(settings: Settings,
         access = Access(keys, audit, limiter or default, settings.limits,
                         settings.insecure_local)
         if not settings.insecure_local:
+            with contextlib.suppress(FileNotFoundError):  # one an earlier version left open
+                settings.admin_key_path.chmod(0o600)
             await bootstrap_admin(keys, settings.admin_key_path)
         flusher = asyncio.create_task(audit.run(), name="audit-flush")
         try:
