@@ -42,7 +42,7 @@ from verify.heap import freeze_startup_heap
 from verify.ledger_cli import write_ledger_report
 from verify.ledger_reports import file_error, parse_ledger_query, read_lines
 from verify.logs import AccessLogger, configure_logging
-from verify.reconcile_cli import run_loop, run_once
+from verify.reconcile_cli import journal_app, run_loop, run_once
 from verify.report_gaps import local_outage_gaps
 from verify.reports import Totals, parse_report_query, render
 from verify.settings import Settings, SettingsError
@@ -357,6 +357,7 @@ def registry_import(file: Annotated[Path, typer.Argument(help="registry .json or
 keys_app = typer.Typer(help="Create, list and revoke API keys (in the data directory).",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(journal_app, name="journal")
 
 
 @contextlib.asynccontextmanager

@@ -9,17 +9,24 @@ It opens the same files and backends as the service in the same data directory (
 journal, the gap ledger and the outage log are local SQLite files; the primary and the
 replica as configured), so it drains what the service journaled and resolves the gaps the
 service recorded. Running it beside the service is safe (`fallback.reconciler`).
+
+`invoice-verify journal list|retry|drop`: the journal's quarantine for operators, on the
+journal file itself (the service need not run; docs/journal.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, TypeVar
 
+import typer
 from rich.progress import Progress, TaskID
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
@@ -29,11 +36,11 @@ from fallback.outages import System, open_outage_log
 from fallback.reconciler import ReconcileProgress, Reconciler
 from fallback.replica import WriteThrough
 from indexer.intake import Intake
-from indexer.journal import open_intake_journal
+from indexer.journal import EntryState, IntakeJournal, open_intake_journal
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.heap import freeze_startup_heap
 from verify.reconciling import journaled_intake, reconciler
-from verify.settings import Settings
+from verify.settings import Settings, SettingsError
 
 
 @dataclass(slots=True)
@@ -117,3 +124,54 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(loop())
+
+
+T = TypeVar("T")
+journal_app = typer.Typer(help="The intake journal: list entries, retry or drop quarantined "
+                               "ones (docs/journal.md).", no_args_is_help=True)
+_DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
+                                                                   "[env INVOICE_DATA_DIR]")]
+
+
+def _journal_do(data_dir: Path | None, action: Callable[[IntakeJournal], Awaitable[T]]) -> T:
+    try:
+        settings = Settings.from_env().with_overrides(data_dir=data_dir)
+    except SettingsError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        raise typer.Exit(2) from None
+
+    async def run() -> T:
+        async with open_intake_journal(settings.journal_path) as journal:
+            return await action(journal)
+
+    return asyncio.run(run())
+
+
+@journal_app.command("list")
+def journal_list(state: Annotated[EntryState, typer.Option(help="entry state")] =
+                 EntryState.QUARANTINED,
+                 limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+                 data_dir: _DataDir = None) -> None:
+    """Entries in one state (quarantined by default), oldest first, as JSON lines."""
+    entries = _journal_do(data_dir, lambda j: j.entries(state, limit=limit))
+    for entry in entries:
+        sys.stdout.write(json.dumps(entry.summary(), ensure_ascii=False) + "\n")
+
+
+@journal_app.command("retry")
+def journal_retry(seq: int, data_dir: _DataDir = None) -> None:
+    """Put a quarantined entry back in the queue (its attempts reset) once its cause is
+    fixed; the reconciler applies it on its next run."""
+    if not _journal_do(data_dir, lambda j: j.retry(seq)):
+        sys.stderr.write(f"no quarantined journal entry has sequence number {seq}\n")
+        raise typer.Exit(1)
+    sys.stdout.write(f"entry {seq} is pending again\n")
+
+
+@journal_app.command("drop")
+def journal_drop(seq: int, data_dir: _DataDir = None) -> None:
+    """Delete a quarantined entry (its package is given up; its id may be posted again)."""
+    if not _journal_do(data_dir, lambda j: j.drop(seq)):
+        sys.stderr.write(f"no quarantined journal entry has sequence number {seq}\n")
+        raise typer.Exit(1)
+    sys.stdout.write(f"entry {seq} dropped\n")

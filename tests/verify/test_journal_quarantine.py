@@ -12,12 +12,15 @@ so every apply of a package with that id raises ValueError inside the store's re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from indexer.submission import BodyFormat, read_submission
 from tests.conftest import Client
@@ -32,6 +35,7 @@ from tests.verify.test_intake_journal import (
     wait_out,
 )
 from verify.app import create_app
+from verify.cli import app as cli_app
 from verify.settings import Settings
 
 __all__ = ["settings"]  # the fixture, shared with the journal's other tests
@@ -235,3 +239,31 @@ async def test_an_older_releases_journal_with_a_poison_entry_is_migrated_and_dra
     assert (await lookup(cli, 21))["status"] == "valid"
     with sqlite3.connect(settings.journal_path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def invoke(settings: Settings, *args: str) -> Result:
+    return CliRunner().invoke(cli_app, ["journal", *args, "--data-dir", str(settings.data_dir)])
+
+
+async def test_the_cli_lists_retries_and_drops_quarantined_entries(
+        cli: Client, settings: Settings) -> None:
+    for package_id, number in (("POISON-4", 30), ("POISON-5", 31)):
+        poison_primary(settings, package_id)
+        _, notice = await post(cli, package([vn_invoice(number)], package_id=package_id))
+        assert unprocessable(notice)
+    listed = await asyncio.to_thread(invoke, settings, "list")
+    assert listed.exit_code == 0, listed.output
+    entries = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(e["package_id"], e["state"], e["attempts"]) for e in entries] == [
+        ("POISON-4", "quarantined", 3), ("POISON-5", "quarantined", 3)]
+    heal_primary(settings, "POISON-4")
+    retried = await asyncio.to_thread(invoke, settings, "retry", str(entries[0]["seq"]))
+    assert retried.exit_code == 0, retried.output
+    dropped = await asyncio.to_thread(invoke, settings, "drop", str(entries[1]["seq"]))
+    assert dropped.exit_code == 0, dropped.output
+    missing = await asyncio.to_thread(invoke, settings, "drop", str(entries[1]["seq"]))
+    assert missing.exit_code == 1
+    assert await quarantined(cli) == []  # the service reads the file the CLI changed
+    status = await reconcile(cli)
+    assert status["journal"] == {"pending": 0, "applied": 1, "quarantined": 0}
+    assert (await lookup(cli, 30))["status"] == "valid"
