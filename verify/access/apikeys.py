@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from indexer.text import text_problem
 from verify.access.roles import Principal, Role
 
 _TOKEN_RE = re.compile(r"ivk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -58,7 +59,8 @@ def validate_scopes(role: Role, scopes: Iterable[str]) -> tuple[str, ...]:
     cleaned = tuple(sorted({s.strip() for s in scopes if s.strip()}))
     bad = [s for s in cleaned if not _SCOPE_RE.fullmatch(s)]
     if bad:
-        raise ApiKeyError(f"scopes must be tax ids or provider ids: {', '.join(bad)}")
+        raise ApiKeyError("scopes must be tax ids or provider ids: "
+                          + ", ".join(repr(s[:40]) for s in bad[:10]))
     if role is Role.INTAKE and not cleaned:
         raise ApiKeyError("an intake key must be scoped to the provider ids it sends as")
     if role is Role.ADMIN and cleaned:
@@ -82,6 +84,8 @@ class KeyStore:
         scope_tuple = validate_scopes(role, scopes)
         if len(name) > 100:
             raise ApiKeyError("name is at most 100 characters")
+        if (problem := text_problem(name)) is not None:
+            raise ApiKeyError(f"name {problem}")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         record = KeyRecord(key_id, role, scope_tuple, name, _now(), created_by, None)
         await self._conn.execute(

@@ -60,6 +60,18 @@ async def test_bad_key_requests_are_422(cli: Client) -> None:
         assert resp.status == 422, body
 
 
+async def test_key_requests_with_hostile_text_are_422(cli: Client) -> None:
+    """A lone surrogate cannot be stored in SQLite nor echoed in a JSON error: both were
+    500s; NUL and control characters in a name are refused too."""
+    for raw in (rb'{"role": "verify", "name": "\ud800"}',
+                rb'{"role": "verify", "name": "a\u0000b"}',
+                rb'{"role": "verify", "scopes": ["\ud800"]}',
+                rb'{"role": "verify", "scopes": ["\u00b2"]}', rb'{"role": "\ud800"}'):
+        resp = await cli.post("/api/v1/admin/keys", data=raw,
+                              headers={"Content-Type": "application/json"})
+        assert resp.status == 422, (raw, await resp.text())
+
+
 async def test_tampered_or_malformed_tokens_are_401(cli: Client, make_key: KeyMaker) -> None:
     token = await make_key("verify")
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
