@@ -157,7 +157,8 @@ PATHS: dict[str, dict[str, Op]] = {
     "/api/v1/invoices/{id}/original.xml": {"get": _op(
         "invoices.original", "The invoice's original XML (admins and the invoice's parties)",
         {"200": _ok("the XML as accepted", {"application/xml": {"schema": {"type": "string"}}})},
-        errors={"404": "no such invoice, no original kept, or not a party"},
+        errors={"400": "not an invoice id",
+                "404": "no such invoice, not a party (answered alike), or no original kept"},
         params=[_INVOICE_ID])},
     "/api/v1/verify/qr": {"post": _op(
         "verify.qr", "Decode every QR code in a photo (JPEG, PNG, WebP, HEIC; multipart field "
