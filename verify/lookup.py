@@ -26,7 +26,7 @@ from indexer.store import InvoiceStore
 from indexer.store.sqlite import SqliteStore
 from indexer.text import ascii_int
 from verify.errors import ApiError
-from verify.params import Query, read_query
+from verify.params import Query, invalid, read_query
 
 KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
                         "code"})
@@ -114,6 +114,9 @@ def _bad(code: str, message: str, **details: Any) -> ApiError:
 
 
 _ALLOWED = KEY_PARAMS | MATCH_PARAMS
+#: The lookup route's one parameter that is not part of the query: where to notify the
+#: caller when an unconfirmed answer's gap is resolved.
+CALLBACK = "callback_url"
 
 
 #: What a lookup without fields to match carries (most lookups): one shared, immutable value.
@@ -177,8 +180,24 @@ def _key_error(violations: list[Any]) -> ApiError:
                 violations=[v.as_dict() for v in violations])
 
 
+def read_lookup(query: MultiMapping[str], cfg: RuleConfig,
+                max_callback_url: int) -> tuple[LookupQuery, str | None]:
+    """The lookup route's whole query, read once: the key and fields to match, and the
+    `callback_url` as given (None when absent or empty) for the caller to validate."""
+    params = read_query(query, _ALLOWED | {CALLBACK}, max_len=max_callback_url).values
+    callback = params.pop(CALLBACK, None) or None
+    for name, value in params.items():
+        if len(value) > MAX_PARAM_LENGTH:
+            raise invalid(name, f"{name} must be at most {MAX_PARAM_LENGTH} characters")
+    return _parse(params, cfg), callback
+
+
 def parse_lookup(query: MultiMapping[str], cfg: RuleConfig) -> LookupQuery:
-    params = read_query(query, _ALLOWED, max_len=MAX_PARAM_LENGTH).values
+    """A lookup from parameters (a batch row, a ledger line, a QR code's fields)."""
+    return _parse(read_query(query, _ALLOWED, max_len=MAX_PARAM_LENGTH).values, cfg)
+
+
+def _parse(params: dict[str, str], cfg: RuleConfig) -> LookupQuery:
     match = _match(params)
     given = {k for k, v in params.items() if v and k in KEY_PARAMS}
     if "authority_code" in given:

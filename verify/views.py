@@ -15,9 +15,9 @@ from verify.access.middleware import PRINCIPAL
 from verify.access.service import is_party
 from verify.body import read_body
 from verify.errors import ApiError
-from verify.fallback_views import split_callback
+from verify.fallback_views import MAX_CALLBACK_URL, validate_callback_url
 from verify.keys import ACCESS, JOURNALED_INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE
-from verify.lookup import parse_lookup
+from verify.lookup import read_lookup
 from verify.responses import json_response
 from verify.verification import verify_query
 
@@ -68,9 +68,9 @@ async def post_package(request: web.Request) -> web.Response:
 
 async def lookup(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    params, callback_url = split_callback(
-        request.query, allow_private=settings.fallback.callback_allow_private)
-    query = parse_lookup(params, settings.rules)
+    query, callback = read_lookup(request.query, settings.rules, MAX_CALLBACK_URL)
+    callback_url = None if callback is None else validate_callback_url(
+        callback, allow_private=settings.fallback.callback_allow_private)
     return json_response(await verify_query(request, query, callback_url=callback_url))
 
 

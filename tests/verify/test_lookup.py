@@ -335,3 +335,25 @@ def test_known_prefixes_build_exactly_the_key_vn_key_builds(prefix: tuple[str, s
     if full is not None and learned is not None and number.isascii() and number.isdigit():
         assert fast == full  # the fast path is taken whenever it can be
     assert prefixes.key(params, RuleConfig()) is None  # another configuration: not known
+
+
+@pytest.mark.parametrize(("callback", "code"), [
+    ("http://example.com/%00x", "invalid_parameter"),  # NUL was accepted and kept with a gap
+    ("http://example.com/\x07", "invalid_parameter"),
+    ("http://example.com/" + "a" * 2100, "invalid_parameter"),
+])
+async def test_callback_url_is_read_with_the_lookup_parameters(loaded: Client, callback: str,
+                                                               code: str) -> None:
+    resp = await loaded.get(URL, params={**{k: str(v) for k, v in vn_key(1).items()},
+                                         "callback_url": callback.replace("%00", "\x00")})
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]
+    assert (error["code"], error["details"]["parameter"]) == (code, "callback_url")
+
+
+async def test_an_empty_callback_url_means_none_and_two_are_refused(loaded: Client) -> None:
+    key = "&".join(f"{k}={v}" for k, v in vn_key(1).items())
+    assert (await get(loaded, **vn_key(1), callback_url=""))["status"] == "valid"
+    resp = await loaded.get(f"{URL}?{key}&callback_url=https://a.example/&callback_url="
+                            "https://b.example/")
+    assert (await resp.json())["error"]["code"] == "repeated_parameter"
