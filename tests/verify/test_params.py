@@ -148,7 +148,8 @@ PARAM_ROUTES = [("GET", "/api/v1/admin/audit", "limit=5"), ("GET", "/api/v1/gaps
                 ("GET", "/api/v1/outages", "limit=5"),
                 ("GET", "/api/v1/invoices/lookup", "number=23442000000014209621"),
                 ("GET", "/api/v1/reports/missing", SELLER_Q),
-                ("POST", "/api/v1/reports/ledger", "buyer_tax_id=0100109106&year=2022")]
+                ("POST", "/api/v1/reports/ledger", "buyer_tax_id=0100109106&year=2022"),
+                ("GET", "/api/v1/invoices/vn:0100109106:1:C22TAA:1/qr.png", "size=200")]
 
 
 @pytest.mark.parametrize(("method", "path", "good"), PARAM_ROUTES)

@@ -16,11 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from indexer.keys import key_from_doc_id
-from indexer.text import parse_bounded_int
 from verify.access.middleware import PRINCIPAL
 from verify.body import read_body, read_form_field, read_json_object
 from verify.errors import ApiError
 from verify.keys import ACCESS, QR_POOL, SETTINGS, STORE
+from verify.params import read_query
 from verify.qr import encode
 from verify.qr.payload import CnAmount, our_payload, parse_payload
 from verify.qr.pool import Busy, Scan, scan
@@ -132,18 +132,10 @@ async def verify_text(request: web.Request) -> web.Response:
 
 
 def _png_params(request: web.Request) -> tuple[int, str]:
-    query = request.query
-    unknown = sorted(set(query) - {"size", "ec"})
-    if unknown:
-        raise ApiError(400, "unknown_parameter", "unknown query parameter(s)",
-                       {"parameters": unknown, "allowed": ["ec", "size"]})
-    try:
-        size = parse_bounded_int(query.get("size", str(encode.DEFAULT_SIZE)),
-                                 low=encode.MIN_SIZE, high=encode.MAX_SIZE, name="size")
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"size must be {encode.MIN_SIZE}-"
-                       f"{encode.MAX_SIZE} pixels", {"parameter": "size"}) from None
-    ec = query.get("ec", encode.DEFAULT_EC).upper()
+    q = read_query(request.query, ("size", "ec"))  # unknown or repeated names: 400
+    size = q.integer("size", low=encode.MIN_SIZE, high=encode.MAX_SIZE,
+                     default=encode.DEFAULT_SIZE)
+    ec = (q.raw("ec") or encode.DEFAULT_EC).upper()
     if ec not in encode.EC_LEVELS:
         raise ApiError(400, "invalid_parameter", "ec must be L, M, Q or H",
                        {"parameter": "ec"})
