@@ -48,9 +48,9 @@ def month_bounds(month: str) -> tuple[date, date]:
     """`YYYY-MM` -> [first day, first day of the next month)."""
     try:
         start = date.fromisoformat(f"{month}-01")
-    except ValueError:
+        end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    except ValueError:  # not YYYY-MM, or 9999-12 (whose end is past `date`'s range)
         raise ValueError(f"month must be YYYY-MM, not {month!r}") from None
-    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
     return start, end
 
 

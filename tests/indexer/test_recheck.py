@@ -49,6 +49,12 @@ def test_month_bounds() -> None:
         month_bounds("2022-13")
 
 
+@pytest.mark.parametrize("month", ["9999-12", "２０２２-05", "2022-05\x00", "\ud800", "٢٠٢٢-٠٥"])
+def test_month_bounds_refuse_hostile_months_with_the_same_message(month: str) -> None:
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        month_bounds(month)
+
+
 async def test_a_clean_month_has_no_findings(
         stores: tuple[SqliteStore, SqliteRegistry]) -> None:
     store, registry = stores
