@@ -12,6 +12,7 @@ from indexer.text import parse_bounded_int
 from verify.access.middleware import PRINCIPAL
 from verify.errors import ApiError
 from verify.keys import ACCESS, JOURNALED_INTAKE
+from verify.params import read_query
 from verify.responses import json_response
 
 #: The largest page `GET /journal` answers.
@@ -39,15 +40,10 @@ def _seq(request: web.Request) -> int:
 async def list_entries(request: web.Request) -> web.Response:
     """`?state=quarantined|pending|applied` (default quarantined), `after` a sequence number,
     `limit` up to `MAX_LIMIT`: entries in journal order, without their bodies."""
-    raw_state = request.query.get("state", str(EntryState.QUARANTINED))
-    try:
-        state = EntryState(raw_state)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", "state must be one of "
-                       + ", ".join(str(s) for s in EntryState),
-                       {"parameter": "state"}) from None
-    after = _int(request.query.get("after"), name="after", default=0, low=0, high=_MAX_SEQ)
-    limit = _int(request.query.get("limit"), name="limit", default=100, low=1, high=MAX_LIMIT)
+    q = read_query(request.query, ("state", "after", "limit"))  # unknown, repeated: 400
+    state = q.choice("state", EntryState) or EntryState.QUARANTINED
+    after = q.integer("after", default=0, low=0, high=_MAX_SEQ)
+    limit = q.integer("limit", default=100, low=1, high=MAX_LIMIT)
     journal = _journal(request)
     entries = await journal.entries(state, after=after, limit=limit)
     body: dict[str, Any] = {

@@ -145,7 +145,7 @@ async def test_outage_list_refuses_bad_parameters_by_name(cli: Client, query: st
 SELLER_Q = "seller_tax_id=0100109106"
 #: Every route that takes query parameters, with a valid query for it.
 PARAM_ROUTES = [("GET", "/api/v1/admin/audit", "limit=5"), ("GET", "/api/v1/gaps", "limit=5"),
-                ("GET", "/api/v1/outages", "limit=5"),
+                ("GET", "/api/v1/outages", "limit=5"), ("GET", "/api/v1/journal", "limit=5"),
                 ("GET", "/api/v1/invoices/lookup", "number=23442000000014209621"),
                 ("GET", "/api/v1/reports/missing", SELLER_Q),
                 ("POST", "/api/v1/reports/ledger", "buyer_tax_id=0100109106&year=2022"),
