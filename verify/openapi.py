@@ -23,6 +23,8 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: Statuses every operation behind a key can answer, whatever it does.
 _SECURED = {"401": "missing or invalid API key", "403": "this key's role or scope may not "
             "use this operation", "429": "rate limited (Retry-After says when to retry)"}
+#: Every operation: what the application refuses, or aiohttp before it (plain text).
+_MALFORMED = "malformed request"
 #: Statuses of reading a request body (verify/body.py).
 _BODY = {"400": "malformed body (not JSON, not UTF-8, bad multipart framing)",
          "408": "the body did not arrive in time", "413": "body too large",
@@ -42,10 +44,14 @@ def _op(op_id: str, summary: str, ok: dict[str, dict[str, Any]], *, secured: boo
         body: dict[str, Any] | None = None) -> Op:
     """One operation: `ok` maps success statuses to responses; every error status answers
     the JSON error envelope."""
-    failures = {**(_SECURED if secured else {}), **(_BODY if body else {}), **(errors or {})}
+    failures = {"400": _MALFORMED, **(_SECURED if secured else {}), **(_BODY if body else {}),
+                **(errors or {})}
     op: Op = {"operationId": op_id, "summary": summary, "responses": {
         **ok, **{code: {"description": text, "content": _json(_ERROR)}
                  for code, text in sorted(failures.items())}}}
+    # aiohttp refuses a request line over 8,190 bytes (a long query once percent-encoded) or
+    # malformed HTTP itself, before the application, as plain text.
+    op["responses"]["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
     op["security"] = _BEARER if secured else []
     if params:
         op["parameters"] = params
