@@ -99,6 +99,7 @@ QUERY_ROUTES = {
                                          "year", "from", "to", "format"],
     ("POST", "/api/v1/reports/ledger"): ["buyer_tax_id", "year", "from", "to", "format"],
     ("GET", "/api/v1/invoices/vn:0100109106:1:C22TAA:1/qr.png"): ["size", "ec"],
+    ("GET", "/api/v1/journal"): ["state", "after", "limit"],
 }
 
 
@@ -120,7 +121,8 @@ def test_every_query_parameter_of_every_route(
 
 
 ID_ROUTES = [("GET", "/api/v1/invoices/{}/original.xml"), ("GET", "/api/v1/invoices/{}/qr.png"),
-             ("GET", "/api/v1/gaps/{}"), ("DELETE", "/api/v1/admin/keys/{}")]
+             ("GET", "/api/v1/gaps/{}"), ("DELETE", "/api/v1/admin/keys/{}"),
+             ("POST", "/api/v1/journal/{}/retry"), ("DELETE", "/api/v1/journal/{}")]
 
 
 @FUZZ
