@@ -235,8 +235,8 @@ class JournaledIntake:
             if seq is not None:
                 await self.journal.discard(seq)
             raise
-        except (StoreUnavailableError, TimeoutError) as exc:
-            await self.primary.failed(f"{type(exc).__name__}: {exc}")
+        except TRANSIENT as exc:
+            await self.primary.failed(_describe(exc))
             if seq is None:
                 raise IntakeUnavailableError(
                     "the primary index failed and the intake journal is unwritable") from exc
