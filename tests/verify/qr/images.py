@@ -142,19 +142,18 @@ def perspective_coeffs(dst: list[tuple[float, float]],
     return tuple(_solve(rows, rhs))
 
 
-def _clutter(draw: ImageDraw.ImageDraw, size: tuple[int, int], avoid: tuple[int, int, int, int],
-             count: int, rng: random.Random) -> None:
+def _clutter(draw: ImageDraw.ImageDraw, size: tuple[int, int],
+             avoid: list[tuple[int, int, int, int]], count: int, rng: random.Random) -> None:
     words = ["HÓA ĐƠN GIÁ TRỊ GIA TĂNG", "发票代码 044031900111", "Tổng tiền: 1.100.000",
              "价税合计 ¥106.00", "Mã tra cứu: X7K2P", "ký hiệu C22TAA số 0000123",
              "校验码 12345 67890", "Người mua hàng", "开票日期 2024年11月14日"]
-    x0, y0, x1, y1 = avoid
     for _ in range(count * 4):
         if count <= 0:
             break
         font = ImageFont.load_default(size=rng.randint(12, 30))
         x, y = rng.randint(0, size[0] - 50), rng.randint(0, size[1] - 20)
-        if x0 - 400 < x < x1 and y0 - 30 < y < y1:
-            continue  # keep the quiet zone: clutter *around* the code, not on it
+        if any(x0 - 400 < x < x1 and y0 - 30 < y < y1 for x0, y0, x1, y1 in avoid):
+            continue  # keep the quiet zones: clutter *around* the codes, not on them
         ink = rng.randint(20, 110)
         if rng.random() < 0.7:
             draw.text((x, y), rng.choice(words), fill=ink, font=font)
@@ -165,8 +164,10 @@ def _clutter(draw: ImageDraw.ImageDraw, size: tuple[int, int], avoid: tuple[int,
 
 
 def photo(texts: list[str], *, seed: int, level: Degradation | str = "clean",
-          size: tuple[int, int] = (1280, 960), fmt: str = "JPEG", ec: EcLevel = "M") -> bytes:
-    """A photo of one or more printed codes, degraded as `level` says, encoded as `fmt`."""
+          size: tuple[int, int] = (1280, 960), fmt: str = "JPEG", ec: EcLevel = "M",
+          module_px: list[float] | None = None) -> bytes:
+    """A photo of one or more printed codes, degraded as `level` says, encoded as `fmt`.
+    `module_px` sets each code's module size instead of drawing it from the level."""
     deg = LEVELS[level] if isinstance(level, str) else level
     rng = random.Random(seed)
     final = size
@@ -180,6 +181,7 @@ def photo(texts: list[str], *, seed: int, level: Degradation | str = "clean",
     for i, text in enumerate(texts):
         modules = qr_modules(text, ec)
         px = rng.uniform(*deg.module_px)
+        px = module_px[i] if module_px else px
         side = max(modules.width, round(modules.width * px))
         code = modules.resize((side, side), Image.Resampling.BOX)
         angle = rng.uniform(-deg.rotation, deg.rotation)
@@ -194,8 +196,7 @@ def photo(texts: list[str], *, seed: int, level: Degradation | str = "clean",
         y = margin + rng.randint(free_y // 4, max(free_y // 4, 3 * free_y // 4))
         scene.paste(ImageChops.darker(code, Image.new("L", code.size, PAPER)), (x, y))
         boxes.append((x, y, x + code.width, y + code.height))
-    for box in boxes:
-        _clutter(draw, size, box, deg.clutter // max(1, len(boxes)), rng)
+    _clutter(draw, size, boxes, deg.clutter, rng)
     scene = _phone(scene, deg, deg.phone, rng, final) if deg.phone else _camera(scene, deg, rng)
     return encode(scene, fmt, quality=rng.randint(*deg.jpeg)) if fmt == "JPEG" else encode(
         scene, fmt)
@@ -368,6 +369,14 @@ def two_code_photo(first: str, second: str, *, seed: int = 7) -> bytes:
     return photo([first, second], seed=seed, level=Degradation(module_px=(5.0, 6.0),
                                                                rotation=8, clutter=4),
                  size=(1600, 900))
+
+
+def uneven_pair_photo(first: str, second: str, *, seed: int = 1) -> bytes:
+    """Two codes side by side, the first printed large and the second small (1.8 px per
+    module) and slightly soft: zxing-cpp reads the first on the photo as uploaded and only
+    finds the second in a crop around it."""
+    return photo([first, second], seed=seed, size=(1600, 900), module_px=[5.0, 1.8],
+                 level=Degradation(blur=(0.6, 0.6), rotation=8, clutter=4, jpeg=(60, 60)))
 
 
 def png_header_only(width: int, height: int) -> bytes:
