@@ -20,10 +20,13 @@ from hypothesis import strategies as st
 
 from tests.factories import PROVIDER as PROVIDER_ID
 from tests.factories import SELLER, cancel, cn_digital, cn_invoice, package, vn_invoice, vn_key
-from tests.strategies import hostile_json, hostile_text, hostile_value
+from tests.ledgers import xlsx_bytes
+from tests.strategies import HOSTILE_INTS, hostile_json, hostile_text, hostile_value
 from tests.verify.live_server import LiveServer, live_server
+from tests.verify.qr.images import photo
 from tests.xml_factories import xml_package
 from verify.lookup import KEY_PARAMS, MATCH_PARAMS
+from verify.openapi import XLSX
 
 pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
@@ -265,6 +268,16 @@ def test_qr_text_payloads(server: LiveServer, body: dict[str, Any]) -> None:
     check(*server.post_json("/api/v1/verify/qr-text", body))
 
 
+def _xlsx_cell(value: Any) -> Any:
+    """What a spreadsheet cell can hold: no control characters, lone surrogates or integers
+    past Excel's 15 digits (openpyxl writes them, Excel would not)."""
+    if isinstance(value, str):
+        return _xml_safe(value)[:32_000]
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return str(value)[:32_000]
+    return value
+
+
 LEDGER_COLUMNS = ["seller_tax_id", "template", "series", "number", "invoice_code",
                   "issued_on", "amount", "tax_amount", "total_amount"]
 
@@ -280,6 +293,30 @@ def test_every_ledger_cell(server: LiveServer, rows: list[list[str]]) -> None:
     data = out.getvalue().encode("utf-8", "surrogatepass")
     check(*server.call("POST", "/api/v1/reports/ledger?buyer_tax_id=0314409058-002&year=2022",
                        data, "text/csv"))
+
+
+@settings(FUZZ, max_examples=40)
+@given(st.lists(st.lists(st.one_of(hostile_text(), st.sampled_from(HOSTILE_INTS),
+                                   st.floats(allow_nan=False, allow_infinity=False)).map(
+    _xlsx_cell), min_size=len(LEDGER_COLUMNS), max_size=len(LEDGER_COLUMNS)),
+                min_size=1, max_size=4))
+def test_every_xlsx_ledger_cell(server: LiveServer, rows: list[list[Any]]) -> None:
+    check(*server.call("POST", "/api/v1/reports/ledger?buyer_tax_id=0314409058-002&year=2022",
+                       xlsx_bytes(LEDGER_COLUMNS, rows), XLSX))
+
+
+@settings(FUZZ, max_examples=25)
+@given(st.lists(QR_TEXTS.map(_xml_safe).filter(lambda t: 0 < len(t.encode()) <= 800),
+                min_size=1, max_size=2))
+def test_qr_photos_whose_codes_read_anything(server: LiveServer, texts: list[str]) -> None:
+    """A photo with one good code and the drawn ones: each is answered on its own."""
+    good = "vn:0100109106:1:C22TAA:1"
+    status, body = server.call("POST", "/api/v1/verify/qr",
+                               photo([good, *texts], seed=0, fmt="PNG"), "image/png")
+    check(status, body)
+    assert status == 200, body[:300]
+    answers = [c.get("result") for c in json.loads(body)["codes"]]
+    assert any(a is not None and a["status"] == "valid" for a in answers), body[:500]
 
 
 # --- admin and outage bodies ------------------------------------------------------------
