@@ -69,6 +69,8 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     request[KEY_BUDGET_DUE] = True
     request[KEY_BUDGET_EACH] = name in BUDGET_PER_LOOKUP
+    if request[KEY_BUDGET_EACH]:  # no token left: refused before the batch is even read
+        await access.spend_key_budget(principal, peek=True)
     try:
         return await handler(request)
     finally:

@@ -140,8 +140,11 @@ class Access:
         return too_many("invoice_rate_limited", "this invoice was verified "
                         f"{self.limits.invoice_per_day} times in the last day", wait)
 
-    async def spend_key_budget(self, principal: Principal) -> None:
-        if wait := await self.limiter.take(*self._key_take(principal)):
+    async def spend_key_budget(self, principal: Principal, *, peek: bool = False) -> None:
+        """One token of the key's budget; with `peek`, only whether one is left (a batch, whose
+        rows spend them, is refused before its body is read when none is)."""
+        bucket, capacity, per_second, _ = self._key_take(principal)
+        if wait := await self.limiter.take(bucket, capacity, per_second, 0 if peek else 1):
             raise _key_limited(wait)
 
     async def _turn(self, takes: list[tuple[_Budget, Take]], doc_id: str | None,

@@ -109,6 +109,15 @@ async def test_a_batch_spends_the_key_budget_per_row(budgeted: Build) -> None:
     assert await lookup(cli, keys["stranger"], vn_key(1)) == (429, "key_rate_limited")
 
 
+async def test_a_key_out_of_budget_is_refused_before_its_batch_is_read(budgeted: Build) -> None:
+    cli, keys = await budgeted({"INVOICE_RATE_VERIFY_BURST": "2",
+                                "INVOICE_RATE_VERIFY_PER_MINUTE": "1"})
+    assert await batch(cli, keys["stranger"], [vn_key(1), vn_key(2)]) == ["valid"] * 2
+    resp = await cli.post(BATCH, json=[vn_key(3)] * 1000, headers=bearer(keys["stranger"]))
+    assert resp.status == 429
+    assert (await resp.json())["error"]["code"] == "key_rate_limited"
+
+
 async def test_a_batch_beyond_the_burst_is_paced_not_refused(budgeted: Build) -> None:
     cli, keys = await budgeted({"INVOICE_RATE_VERIFY_BURST": "2",
                                 "INVOICE_RATE_VERIFY_PER_MINUTE": "1200"})
