@@ -64,19 +64,31 @@ def _malformed(exc: Exception) -> ApiError | None:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        return _respond(exc, exc.headers)
-    except PackageError as exc:
-        return _respond(ApiError(exc.status, exc.code, exc.message, exc.details))
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            # A streamed answer (NDJSON, a report) has begun: a second answer would be
+            # written into its body. Logged, and aiohttp closes the connection.
+            log.exception("failed after its answer began; the connection is closed",
+                          extra={"path": request.path, "method": request.method})
             raise
+        return _answer(request, exc)
+
+
+def _answer(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error answer for `exc` (re-raised only for an HTTP redirect)."""
+    if isinstance(exc, ApiError):
+        return _respond(exc, exc.headers)
+    if isinstance(exc, PackageError):
+        return _respond(ApiError(exc.status, exc.code, exc.message, exc.details))
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _respond(ApiError(exc.status, code, exc.reason), headers)
-    except Exception as exc:
-        malformed = _malformed(exc)
-        if malformed is not None:
-            return _respond(malformed)
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return _respond(ApiError(500, "internal_error", "unexpected server error; it was logged"))
+    malformed = _malformed(exc)
+    if malformed is not None:
+        return _respond(malformed)
+    log.exception("unhandled error", extra={"path": request.path, "method": request.method},
+                  exc_info=exc)
+    return _respond(ApiError(500, "internal_error", "unexpected server error; it was logged"))

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from multidict import MultiDict, MultiDictProxy
 
 from tests.conftest import Client
@@ -94,6 +94,13 @@ async def _bug(request: web.Request) -> web.Response:
     return web.json_response({"x": {}["missing"]})
 
 
+async def _stream_then_fail(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    await resp.write(b'{"row": 1}\n')
+    raise ValueError("a bug after the first line")
+
+
 @pytest.fixture
 async def bare(aiohttp_client: AppClient) -> Client:
     """The real error middleware in front of handlers that read multipart as aiohttp does,
@@ -101,6 +108,7 @@ async def bare(aiohttp_client: AppClient) -> Client:
     app = web.Application(middlewares=[error_middleware])
     app.router.add_post("/multipart", _read_multipart)
     app.router.add_get("/bug", _bug)
+    app.router.add_get("/stream", _stream_then_fail)
     return await aiohttp_client(app)
 
 
@@ -164,3 +172,16 @@ async def test_every_route_refuses_repeated_and_unknown_parameters_alike(
         assert error["code"] == code, (path, error)
         assert error["details"]["parameters"] == (names if code == "repeated_parameter"
                                                   else ["colour"])
+
+
+async def test_a_bug_in_a_streamed_answer_cuts_it_instead_of_writing_a_second_answer(
+        bare: Client, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the middleware's JSON 500 was written into the NDJSON body (the client read
+    `HTTP/1.1 500` where a chunk size belonged)."""
+    with caplog.at_level(logging.ERROR, logger="verify.errors"):
+        resp = await bare.get("/stream")
+        assert resp.status == 200
+        with pytest.raises(ClientPayloadError):
+            await resp.read()
+    assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records
+               if r.name == "verify.errors")
