@@ -88,6 +88,11 @@ def _refusal(entry: JournalEntry, exc: PackageError) -> dict[str, Any]:
             "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
 
+class UnreadableEntryError(Exception):
+    """A journal row this release cannot read (`JournalEntry.unreadable`): never applied,
+    quarantined after its attempts like any entry that fails."""
+
+
 class IntakeUnavailableError(Exception):
     """Neither the primary nor the local journal can take a package now."""
 
@@ -355,6 +360,8 @@ class JournaledIntake:
         for n, entry in enumerate(entries, 1):
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a batch is thousands of entries: let lookups in
+            if entry.unreadable is not None:
+                raise UnreadableEntryError(f"journal entry {entry.seq}: {entry.unreadable}")
             try:
                 submission = read_submission(entry.body, entry.format,
                                              max_items=self.max_items, digest=entry.digest)

@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -110,6 +111,7 @@ LOAD_PENDING_DOCS = ("SELECT p.seq, e.received_at, p.doc FROM entries e CROSS JO
                      " ON p.seq = e.seq WHERE e.state = 'pending' ORDER BY e.seq")
 
 Doc = dict[str, Any]
+log = logging.getLogger("indexer.journal")
 
 
 class JournalUnavailableError(Exception):
@@ -142,6 +144,9 @@ class JournalEntry:
     attempts: int
     last_error: str | None
     quarantined_at: datetime | None = None
+    #: Why a column of its row could not be read (None: it could); such an entry is never
+    #: applied (`JournaledIntake` quarantines it).
+    unreadable: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """What an operator sees of an entry (`GET /api/v1/journal`): no body."""
@@ -150,18 +155,42 @@ class JournalEntry:
                 "received_at": _stamp(self.received_at), "state": str(self.state),
                 "attempts": self.attempts, "last_error": self.last_error,
                 "quarantined_at": _stamp(self.quarantined_at) if self.quarantined_at else None,
-                "result": (self.notice or {}).get("result")}
+                "result": (self.notice or {}).get("result"), "unreadable": self.unreadable}
+
+
+_T = TypeVar("_T")
+#: What an unreadable column reads as (`JournalEntry.unreadable` says why).
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def _entry(row: Any) -> JournalEntry:
+    """The entry of a row; never raises for a column this release cannot read (a format it
+    does not know, a time that is not ISO 8601, a notice that is not JSON, a text body): the
+    entry says so in `unreadable`, and applying it fails, so it is quarantined like any
+    entry that cannot be applied instead of failing every read of the pending page."""
+    problems: list[str] = []
+
+    def read(parse: Callable[[Any], _T], value: Any, default: _T, column: str) -> _T:
+        try:
+            return parse(value)
+        except (ValueError, TypeError) as exc:  # orjson's decode error is a ValueError
+            problems.append(f"{column}: {type(exc).__name__}: {exc}"[:300])
+            return default
+
+    def optional_time(value: Any) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
     return JournalEntry(
-        seq=row[0], package_id=row[1], sender=row[2], digest=row[3],
-        format=BodyFormat(row[4]), body=bytes(row[5]),
-        received_at=datetime.fromisoformat(row[6]), state=EntryState(row[7]),
-        notice=orjson.loads(row[8]) if row[8] else None,
-        applied_at=datetime.fromisoformat(row[9]) if row[9] else None,
-        attempts=row[10], last_error=row[11],
-        quarantined_at=datetime.fromisoformat(row[12]) if row[12] else None)
+        seq=row[0], package_id=str(row[1]), sender=str(row[2]), digest=str(row[3]),
+        format=read(BodyFormat, row[4], BodyFormat.JSON, "format"),
+        body=read(bytes, row[5], b"", "body"),
+        received_at=read(datetime.fromisoformat, row[6], _EPOCH, "received_at"),
+        state=EntryState(row[7]),
+        notice=read(lambda v: orjson.loads(v) if v else None, row[8], None, "notice"),
+        applied_at=read(optional_time, row[9], None, "applied_at"),
+        attempts=int(row[10]), last_error=row[11],
+        quarantined_at=read(optional_time, row[12], None, "quarantined_at"),
+        unreadable="; ".join(problems) or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,7 +465,14 @@ class IntakeJournal:
         self._docs, self._codes, self._by_seq = {}, {}, {}
         rows = await self._conn.execute_fetchall(LOAD_PENDING_DOCS)
         for seq, received_at, raw in rows:
-            self._remember(PendingDoc(seq, datetime.fromisoformat(received_at), orjson.loads(raw)))
+            try:
+                pending = PendingDoc(seq, datetime.fromisoformat(received_at), orjson.loads(raw))
+                self._remember(pending)
+            except (ValueError, TypeError, KeyError) as exc:
+                # not answered from here (the primary or the replica answer instead); one
+                # unreadable row must not keep the journal, and so the service, from opening
+                log.warning("unreadable pending document skipped",
+                            extra={"seq": seq, "error": repr(exc)})
         count = list(await self._conn.execute_fetchall(
             "SELECT COUNT(*) FROM entries WHERE state = 'pending'"))
         self._pending = int(count[0][0])

@@ -267,3 +267,30 @@ async def test_the_cli_lists_retries_and_drops_quarantined_entries(
     status = await reconcile(cli)
     assert status["journal"] == {"pending": 0, "applied": 1, "quarantined": 0}
     assert (await lookup(cli, 30))["status"] == "valid"
+
+
+async def test_an_unreadable_journal_row_is_quarantined_and_the_queue_goes_on(
+        cli: Client, settings: Settings) -> None:
+    """A row this release cannot read (a body format it does not know, a receipt time that
+    is not ISO 8601, as another release or a hand edit could leave it), pending between
+    queued packages: it used to fail every read of the pending page, so nothing behind it
+    was ever applied."""
+    await maintenance(cli, 0.5)
+    assert (await post(cli, good(40)))[0] == 202
+    with sqlite3.connect(settings.journal_path) as conn:
+        conn.execute("INSERT INTO entries (package_id, sender, digest, format, body,"
+                     " received_at, state) VALUES ('ODD-1', '0101300842', 'x', 'cbor',"
+                     " x'a0', 'yesterday', 'pending')")
+    assert (await post(cli, good(41)))[0] == 202
+    await wait_out(cli)
+    status = await reconcile(cli)
+    assert status["journal"] == {"pending": 0, "applied": 2, "quarantined": 1}
+    assert status["run"]["errors"] == []
+    for number in (40, 41):
+        assert (await lookup_2(cli, number))["status"] == "valid"
+    [entry] = await quarantined(cli)
+    assert (entry["package_id"], entry["attempts"]) == ("ODD-1", 3)
+    assert entry["last_error"].startswith("UnreadableEntryError")
+    assert "format" in entry["unreadable"]
+    assert "received_at" in entry["unreadable"]
+    assert (await cli.delete(f"{JOURNAL}/{entry['seq']}")).status == 200
