@@ -23,15 +23,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from indexer.codec import json_text
 from indexer.intake import Intake
 from indexer.package import PackageError
 from indexer.rules import RuleConfig
+from indexer.signature import TrustAnchors, check_seller_signature
 from indexer.store.sqlite import SqliteStore, open_sqlite_store
 from indexer.submission import BodyFormat, read_submission
 from tests.factories import cancel, cn_digital, cn_invoice, vn_invoice, vn_key
-from tests.xml_factories import xml_package
+from tests.pki import make_pki
+from tests.xml_factories import hdon, sign_hdon, xml_package
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -227,3 +230,33 @@ def test_an_xml_count_of_other_digits_refuses_the_package(count: str) -> None:
         read_submission(xml_package([vn_invoice(17)], count=count), BodyFormat.XML,
                         max_items=100)
     assert refused.value.code == "package.count_invalid"
+
+
+# --- the seller's signature (VN XML): whatever its elements hold, violations, no exception
+
+@pytest.fixture(scope="module")
+def signed_hdon() -> tuple[bytes, TrustAnchors]:
+    pki = make_pki()
+    element = sign_hdon(hdon(vn_invoice(21)), pki.seller_key, [pki.leaf()])
+    return etree.tostring(element), TrustAnchors.from_pem(pki.anchors_pem, "test root")
+
+
+@_SETTINGS
+@given(position=st.integers(min_value=0, max_value=10_000), value=XML_HOSTILE,
+       attribute=st.booleans())
+def test_any_value_in_a_signed_invoice_gives_violations_never_an_exception(
+        signed_hdon: tuple[bytes, TrustAnchors], position: int, value: str,
+        attribute: bool) -> None:
+    body, anchors = signed_hdon
+    root = etree.fromstring(body)
+    elements = list(root.iter())
+    target = elements[position % len(elements)]
+    if attribute and target.attrib:
+        name = sorted(target.attrib)[position % len(target.attrib)]
+        target.set(name, value)
+    else:
+        target.text = value
+    violations = check_seller_signature(etree.tostring(target.getroottree()),
+                                        seller_tax_id="0100109106", series="C22TAA",
+                                        anchors=anchors, cfg=RuleConfig(), now=NOW)
+    json_text([v.as_dict() for v in violations])
