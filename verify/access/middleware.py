@@ -9,9 +9,11 @@ lookup's own budgets (`verify_query`), one call and, with Redis, one round trip 
 two. Whatever stops the handler before that (a bad query) leaves the budget to be spent
 here after it, so every request still pays it, and a key out of budget gets 429 either way.
 
-A batch spends its key's budget once per row (`BUDGET_PER_LOOKUP`), as that many lookups
-would: a batch is no way around the key's rate. Its rows wait for the refill rather than
-fail (`verify.access.service.KeyDue.PACED`); a batch with no row to look up still pays one.
+A batch spends its key's budget once per row (`BUDGET_PER_LOOKUP`), and a QR photo once per
+code, as that many lookups would: neither is a way around the key's rate. Rows wait for the
+refill rather than fail (`verify.access.service.KeyDue.PACED`); a request with nothing to
+look up still pays one, and one from a key with no token left is refused before its body is
+read.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ KEY_BUDGET_DUE = web.RequestKey("key_budget_due", bool)
 #: True when every lookup of the request spends the key budget (`BUDGET_PER_LOOKUP`).
 KEY_BUDGET_EACH = web.RequestKey("key_budget_each", bool)
 #: Routes whose handler spends the key budget itself (through `verify_query`).
-BUDGET_IN_HANDLER = frozenset({"invoices.lookup", "verify.batch"})
-#: Of those, the routes whose every lookup spends it (a batch's rows).
-BUDGET_PER_LOOKUP = frozenset({"verify.batch"})
+BUDGET_IN_HANDLER = frozenset({"invoices.lookup", "verify.batch", "verify.qr"})
+#: Of those, the routes whose every lookup spends it (a batch's rows, a photo's codes).
+BUDGET_PER_LOOKUP = frozenset({"verify.batch", "verify.qr"})
 
 
 def key_due(request: web.Request) -> KeyDue:

@@ -3,6 +3,7 @@ app on both rate-limiter backends: the in-process buckets and the Redis script."
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from PIL import Image
 from redis.asyncio import Redis
 
 from tests.conftest import Client, bearer
@@ -169,3 +171,24 @@ async def test_ledger_lines_spend_the_invoice_budget(budgeted: Build) -> None:
     assert await lookup(cli, keys["auditor"], vn_key(1)) == (200, "valid")
     lines = await post_ledger(cli, keys["auditor"], ledger([1, 2]))
     assert lines == [(2, "invoice_rate_limited"), (3, "valid")]
+
+
+async def test_a_qr_photo_spends_the_key_budget_per_code(budgeted: Build) -> None:
+    """Three codes in one photo are three lookups (one token per photo before)."""
+    cli, keys = await budgeted({"INVOICE_RATE_VERIFY_BURST": "2",
+                                "INVOICE_RATE_VERIFY_PER_MINUTE": "1"})
+    tiles = [Image.open(io.BytesIO(await (await cli.get(
+        f"/api/v1/invoices/vn:0100109106:1:C22TAA:{n}/qr.png",
+        headers=bearer(keys["admin"]))).read())).convert("L") for n in (1, 2, 3)]
+    photo = Image.new("L", (sum(t.width for t in tiles) + 200, tiles[0].height + 100), 255)
+    for n, tile in enumerate(tiles):
+        photo.paste(tile, (50 + n * (tile.width + 50), 50))
+    out = io.BytesIO()
+    photo.save(out, format="PNG")
+    resp = await cli.post("/api/v1/verify/qr", data=out.getvalue(),
+                          headers={**bearer(keys["stranger"]), "Content-Type": "image/png"})
+    codes = (await resp.json())["codes"]
+    assert len(codes) == 3
+    outcomes = sorted(c["error"]["code"] if c["error"] else c["result"]["status"]
+                      for c in codes)
+    assert outcomes == ["key_rate_limited", "valid", "valid"]
