@@ -20,6 +20,7 @@ so (`checked: false`) instead of listing nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ LINE_STATUSES = ("valid", "mismatch", "cancelled", "replaced", "adjusted", "not_
                  "unconfirmed", "error")
 
 T = TypeVar("T")
+log = logging.getLogger("verify.ledger")
 Redact = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -109,17 +111,34 @@ class LineChecker:
                 and journal.pending_doc(doc_id) is not None)
 
     async def check(self, lines: Sequence[LedgerLine]) -> list[dict[str, Any]]:
+        """Each line's entry. A line that fails in any way is answered with its own error
+        (`line_failed`, logged) and the others are still checked; so is a batched read that
+        fails for a reason other than the primary being unavailable (each line is then
+        asked on its own)."""
         store = self.resilience.store
-        found = await self.guarded(lambda: store.get_invoices({ln.doc_id for ln in lines}))
+        try:
+            found = await self.guarded(lambda: store.get_invoices({ln.doc_id for ln in lines}))
+        except Exception:
+            log.exception("a batched ledger read failed; its lines are asked one by one")
+            found = None
         results: list[dict[str, Any]] = []
         for line in lines:
-            invoice = found.get(line.doc_id) if found is not None else None
-            if invoice is not None and not self._pending(line.doc_id):
-                answer = build_answer(line.query, invoice)
-            else:
-                answer, invoice = await self.resilience.answer(line.query, self.requester)
-            results.append(line_result(line, self.redact(answer), invoice))
+            try:
+                results.append(await self._check_line(line, found))
+            except Exception:
+                log.exception("a ledger line could not be checked", extra={"row": line.row})
+                results.append(LineError(line.row, "line_failed", "this line could not be "
+                                         "checked; the failure was logged", {}).as_dict())
         return results
+
+    async def _check_line(self, line: LedgerLine,
+                          found: dict[str, Invoice] | None) -> dict[str, Any]:
+        invoice = found.get(line.doc_id) if found is not None else None
+        if invoice is not None and not self._pending(line.doc_id):
+            answer = build_answer(line.query, invoice)
+        else:
+            answer, invoice = await self.resilience.answer(line.query, self.requester)
+        return line_result(line, self.redact(answer), invoice)
 
 
 def line_result(line: LedgerLine, answer: dict[str, Any],
