@@ -57,13 +57,14 @@ class ZxingDecoder:
     `GlobalHistogram` (one threshold: better on low-contrast, noisy, evenly lit codes)."""
 
     def __init__(self, binarizer: str = "LocalAverage", *, try_downscale: bool = True,
-                 unread: bool = False) -> None:
+                 try_invert: bool = True, unread: bool = False) -> None:
         import zxingcpp  # imported where used: keeps app import light
 
         self._zx = zxingcpp
         self._binarizer = getattr(zxingcpp.Binarizer, binarizer)
         self._formats = zxingcpp.barcode_formats_from_str("QRCode,MicroQRCode")
         self._downscale = try_downscale
+        self._invert = try_invert  # light-on-dark codes: a second pass when none is found
         self._unread = unread  # also report codes located but not decoded (`read` False)
         self.name = "zxing-cpp" if binarizer == "LocalAverage" else f"zxing-cpp/{binarizer}"
 
@@ -72,6 +73,7 @@ class ZxingDecoder:
         for code in self._zx.read_barcodes(image, formats=self._formats,
                                            binarizer=self._binarizer,
                                            try_downscale=self._downscale,
+                                           try_invert=self._invert,
                                            return_errors=self._unread):
             pos = code.position
             corners = [(p.x, p.y) for p in (pos.top_left, pos.top_right, pos.bottom_right,
@@ -247,21 +249,24 @@ def _inside(region: preprocess.Region, box: tuple[int, int, int, int],
 
 def _regions(image: Image.Image, read: list[Found],
              hints: list[Found]) -> list[preprocess.Region]:
-    """Where the region stages look: codes a decoder located but could not read first, then
-    the busiest places of the photo; none inside a code already read. With codes read, only
-    places about as busy as the least busy code read, `EXTRA_REGIONS` at most."""
+    """Where the region stages look, busiest first: the busiest places of the photo and the
+    places where a decoder saw a code it could not decode; none inside a code already read
+    nor within half a crop of a place already chosen. With codes read, only places about as
+    busy as the least busy code read, `EXTRA_REGIONS` at most."""
     busy = preprocess.BusyMap(image)
     floor = MIN_REGION_SCORE
     if read:
         floor = max(floor, REGION_RATIO * min(_score_of(busy, c.box) for c in read))
-    places = [preprocess.Region(x + w // 2, y + h // 2, 255.0)  # seen by zxing: no floor
-              for x, y, w, h in (h.box for h in hints)]
-    places += busy.peaks(MAX_REGIONS + len(read))
+    small, large = 8, max(image.size) // 2  # zxing also reports implausible boxes
+    places = busy.peaks(MAX_REGIONS + len(read)) + [
+        preprocess.Region(x + w // 2, y + h // 2, busy.at(x + w / 2, y + h / 2))
+        for x, y, w, h in (h.box for h in hints) if small <= min(w, h) and max(w, h) <= large]
+    near = preprocess.crop_half(image) // 2
     chosen: list[preprocess.Region] = []
-    for place in places:
+    for place in sorted(places, key=lambda r: -r.score):
         if place.score < floor or any(_inside(place, c.box) for c in read):
             continue
-        if any(abs(place.x - c.x) + abs(place.y - c.y) < 16 for c in chosen):
+        if any(abs(place.x - c.x) < near and abs(place.y - c.y) < near for c in chosen):
             continue
         chosen.append(place)
     return chosen[:EXTRA_REGIONS if read else MAX_REGIONS]
@@ -308,7 +313,7 @@ def default_stages() -> list[Stage]:
     of ~400x400 around those places rather than on the whole photo: upscaled x2, x3, then
     Wiener-deblurred and x3, then x4, each rung only for the places still unread. A photo
     with no code at all pays ~2 ms to locate plus at most `MAX_REGIONS` crops per rung."""
-    zxing = ZxingDecoder(unread=True)
+    zxing = ZxingDecoder(try_invert=False, unread=True)  # inverted codes: left to the crops
     crops = ZxingDecoder(try_downscale=False)
     return [
         Stage("as-is", as_is, zxing),
