@@ -71,6 +71,13 @@ class _Budget(enum.Enum):
     INVOICE = "invoice"  # the invoice's daily budget, all keys together
 
 
+_INVOICE_TURN = (_Budget.KEY_SHARE, _Budget.INVOICE)
+#: The budgets of a lookup's turn, in order, by (key budget due, invoice id known).
+_TURNS = {(with_key, with_doc): ((_Budget.KEY,) if with_key else ()) + (_Budget.MISSES,)
+          + (_INVOICE_TURN if with_doc else ())
+          for with_key in (False, True) for with_doc in (False, True)}
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What a lookup's budgets said before its read. `invoice_wait` > 0: the invoice's daily
@@ -116,15 +123,22 @@ class Access:
         error.headers = {"WWW-Authenticate": 'Bearer realm="invoice-verify"'}
         raise error
 
+    def __post_init__(self) -> None:
+        # Built once: a lookup's takes are made on the hot path (verify/verification.py).
+        limits = self.limits
+        self._key_rates = {role: (budget.burst, budget.per_minute / _MINUTE)
+                           for role, budget in limits.key_budgets}
+        self._share = min(limits.invoice_per_key_per_day, limits.invoice_per_day)
+        self._misses = (limits.misses_per_hour, limits.misses_per_hour / _HOUR)
+
     def _key_take(self, principal: Principal) -> Take:
-        budget = self.limits.key_budget(principal.role.value)
-        return (f"key:{principal.key_id}", budget.burst, budget.per_minute / _MINUTE, 1)
+        burst, rate = self._key_rates[principal.role.value]
+        return (f"key:{principal.key_id}", burst, rate, 1)
 
     def _invoice_takes(self, principal: Principal, doc_id: str) -> tuple[Take, Take]:
         """One bucket per invoice (by its id, whatever key form asked), and within it this
         key's share, so no single key can spend the whole day's budget."""
-        per_day = self.limits.invoice_per_day
-        share = min(self.limits.invoice_per_key_per_day, per_day)
+        per_day, share = self.limits.invoice_per_day, self._share
         return ((f"inv:{doc_id}:key:{principal.key_id}", share, share / _DAY, 1),
                 (f"inv:{doc_id}", per_day, per_day / _DAY, 1))
 
@@ -147,13 +161,13 @@ class Access:
         if wait := await self.limiter.take(bucket, capacity, per_second, 0 if peek else 1):
             raise _key_limited(wait)
 
-    async def _turn(self, takes: list[tuple[_Budget, Take]], doc_id: str | None,
-                    key: KeyDue) -> Admission:
+    async def _turn(self, kinds: tuple[_Budget, ...], takes: tuple[Take, ...],
+                    doc_id: str | None, key: KeyDue) -> Admission:
         while True:
-            refused, wait = await self.limiter.take_in_turn([take for _, take in takes])
+            refused, wait = await self.limiter.take_in_turn(takes)
             if refused < 0:
                 return Admission(doc_id)
-            budget = takes[refused][0]
+            budget = kinds[refused]
             if budget is _Budget.INVOICE:
                 return Admission(doc_id, invoice_wait=wait)
             if budget is _Budget.KEY and key is KeyDue.PACED and wait <= MAX_PACE_S:
@@ -161,16 +175,15 @@ class Access:
                 continue
             return Admission(doc_id, refusal=self._refusal(budget, wait))
 
-    def _lookup_takes(self, principal: Principal, doc_id: str | None,
-                      key: KeyDue) -> list[tuple[_Budget, Take]]:
-        misses = self.limits.misses_per_hour
-        takes = [(_Budget.MISSES, (f"miss:{principal.key_id}", misses, misses / _HOUR, 0))]
-        if key is not KeyDue.NO:
-            takes.insert(0, (_Budget.KEY, self._key_take(principal)))
-        if doc_id is not None:
-            share, whole = self._invoice_takes(principal, doc_id)
-            takes += [(_Budget.KEY_SHARE, share), (_Budget.INVOICE, whole)]
-        return takes
+    def _lookup_turn(self, principal: Principal, doc_id: str | None,
+                     key: KeyDue) -> tuple[tuple[_Budget, ...], tuple[Take, ...]]:
+        misses: Take = (f"miss:{principal.key_id}", *self._misses, 0)
+        with_key = key is not KeyDue.NO
+        kinds = _TURNS[with_key, doc_id is not None]
+        head = (self._key_take(principal), misses) if with_key else (misses,)
+        if doc_id is None:
+            return kinds, head
+        return kinds, (*head, *self._invoice_takes(principal, doc_id))
 
     async def admit(self, principal: Principal, doc_id: str | None, *,
                     key: KeyDue = KeyDue.NO) -> Admission:
@@ -178,7 +191,7 @@ class Access:
         then a key that used up its misses is refused (checked, nothing spent), then the
         invoice's budgets (this key's share, then the invoice's whole day) when its id is
         known. Raises 429 for all but the invoice's whole day (see `Admission`)."""
-        admission = await self._turn(self._lookup_takes(principal, doc_id, key), doc_id, key)
+        admission = await self._turn(*self._lookup_turn(principal, doc_id, key), doc_id, key)
         if admission.refusal is not None:
             raise admission.refusal
         return admission
@@ -188,7 +201,7 @@ class Access:
         """`admit` for each invoice of a ledger, asked together (on Redis: one round trip);
         refusals are returned, not raised, so each line answers for itself."""
         return list(await asyncio.gather(*(
-            self._turn(self._lookup_takes(principal, doc_id, KeyDue.NO), doc_id, KeyDue.NO)
+            self._turn(*self._lookup_turn(principal, doc_id, KeyDue.NO), doc_id, KeyDue.NO)
             for doc_id in doc_ids)))
 
     async def settle(self, principal: Principal, admission: Admission,
@@ -200,8 +213,8 @@ class Access:
         lock out (each still has only its own key's share)."""
         wait = admission.invoice_wait
         if admission.doc_id is None and invoice is not None:
-            share, whole = self._invoice_takes(principal, invoice.doc_id)
-            admitted = await self._turn([(_Budget.KEY_SHARE, share), (_Budget.INVOICE, whole)],
+            admitted = await self._turn(_INVOICE_TURN,
+                                        self._invoice_takes(principal, invoice.doc_id),
                                         invoice.doc_id, KeyDue.NO)
             if admitted.refusal is not None:
                 raise admitted.refusal
@@ -222,10 +235,9 @@ class Access:
         was left (a ledger then withholds the line's answer). A miss of `target` this key
         already had in the last hour is not counted again: asking twice about the same
         unknown invoice (a batch run again) is not enumeration, asking about many is."""
-        misses = self.limits.misses_per_hour
-        takes: list[Take] = [(f"miss:{principal.key_id}", misses, misses / _HOUR, 1)]
-        if target is not None:
-            takes.insert(0, (f"missed:{principal.key_id}:{target}", 1, 1 / _HOUR, 1))
+        miss: Take = (f"miss:{principal.key_id}", *self._misses, 1)
+        takes = (miss,) if target is None else (
+            (f"missed:{principal.key_id}:{target}", 1, 1 / _HOUR, 1), miss)
         refused, wait = await self.limiter.take_in_turn(takes)
         return wait if refused == len(takes) - 1 else 0.0
 
