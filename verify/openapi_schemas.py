@@ -69,8 +69,9 @@ NOTICE = obj(["package_id", "result", "items"], package_id=STR, sender=STR,
 
 PACKAGE_REQUEST = obj(
     ["package_id", "sender", "declared_count"],
-    package_id={"type": "string", "minLength": 1, "maxLength": 100},
-    sender={"type": "string", "description": "the transmission provider's tax id"},
+    package_id={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
+    sender={"type": "string", "minLength": 1, "maxLength": 64,
+            "description": "the transmission provider (T-VAN) sending the package"},
     declared_count={"type": "integer", "minimum": 0,
                     "description": "invoices + notices in the package"},
     invoices={"type": "array", "items": ANY_OBJECT},
