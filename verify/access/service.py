@@ -155,10 +155,12 @@ class Access:
                         f"{self.limits.invoice_per_day} times in the last day", wait)
 
     async def spend_key_budget(self, principal: Principal, *, peek: bool = False) -> None:
-        """One token of the key's budget; with `peek`, only whether one is left (a batch, whose
-        rows spend them, is refused before its body is read when none is)."""
+        """One token of the key's budget; with `peek`, only whether one will be there within
+        the wait a paced row accepts (a batch, whose rows spend them, is refused before its
+        body is read when not)."""
         bucket, capacity, per_second, _ = self._key_take(principal)
-        if wait := await self.limiter.take(bucket, capacity, per_second, 0 if peek else 1):
+        wait = await self.limiter.take(bucket, capacity, per_second, 0 if peek else 1)
+        if wait > (MAX_PACE_S if peek else 0.0):
             raise _key_limited(wait)
 
     async def _turn(self, kinds: tuple[_Budget, ...], takes: tuple[Take, ...],

@@ -73,8 +73,8 @@ async def test_the_same_batch_run_again_and_again_is_no_enumeration(aiohttp_clie
     key and invoice an hour."""
     cli, keys = await fresh(aiohttp_client, tmp_path)
     resp = await cli.post("/api/v1/packages", headers=bearer(keys["intake"]), json=package(
-        [vn_invoice(n) for n in range(1, 301)]))
-    assert (await resp.json())["accepted"] == 300
-    rows = [vn_key(n) for n in range(1, 501)]
-    for _ in range(5):
-        assert await batch(cli, keys["verify"], rows) == ["valid"] * 300 + ["not_found"] * 200
+        [vn_invoice(n) for n in range(1, 51)]))
+    assert (await resp.json())["accepted"] == 50
+    rows = [vn_key(n) for n in range(1, 251)]
+    for _ in range(4):
+        assert await batch(cli, keys["verify"], rows) == ["valid"] * 50 + ["not_found"] * 200
