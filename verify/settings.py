@@ -88,8 +88,9 @@ def _limits(env: Mapping[str, str]) -> Limits:
     return Limits(
         key_budgets=tuple(budgets),
         invoice_per_day=per_day,
+        # A quarter of the invoice's day, but never below 25 (or the whole day if smaller).
         invoice_per_key_per_day=_int(env, "INVOICE_RATE_INVOICE_PER_KEY_PER_DAY",
-                                     min(25, per_day), minimum=1),
+                                     max(per_day // 4, min(per_day, 25)), minimum=1),
         misses_per_hour=_int(env, "INVOICE_RATE_MISSES_PER_HOUR", 600, minimum=1),
         auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30,
                                       minimum=1),
