@@ -86,7 +86,7 @@ async def original_xml(request: web.Request) -> web.Response:
                        "cn:code:number or cn:20-digit number)", {"id": doc_id})
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
-    await access.spend_lookup_budget(principal, key.doc_id)
+    await access.admit(principal, key.doc_id)  # the invoice's day spent: parties only anyway
     invoice = await request.app[STORE].get_invoice(key.doc_id)
     if invoice is None or not is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id):
         await access.note_miss(principal, key.doc_id)

@@ -225,13 +225,6 @@ class Access:
                                                           invoice.buyer_tax_id)):
             raise self._refusal(_Budget.INVOICE, wait)
 
-    async def spend_lookup_budget(self, principal: Principal, doc_id: str) -> None:
-        """`admit` for a lookup of a known invoice id that may not read first (the QR image,
-        the original document): the invoice's whole day refuses it too."""
-        admission = await self.admit(principal, doc_id)
-        if admission.invoice_wait:
-            raise self._refusal(_Budget.INVOICE, admission.invoice_wait)
-
     async def note_miss(self, principal: Principal, target: str | None = None) -> float:
         """Spend one of the key's misses (a lookup that found nothing); the wait when none
         was left (a ledger then withholds the line's answer). A miss of `target` this key

@@ -153,8 +153,9 @@ async def invoice_qr_png(request: web.Request) -> web.Response:
                        "cn:code:number or cn:20-digit number)", {"id": doc_id})
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
-    await access.spend_lookup_budget(principal, key.doc_id)
+    admission = await access.admit(principal, key.doc_id)
     invoice = await request.app[STORE].get_invoice(key.doc_id)
+    await access.settle(principal, admission, invoice)  # its parties are never locked out
     if invoice is None:
         await access.note_miss(principal)
         access.audit.record(principal, "qr.render", key.doc_id, "not_found", request.remote)

@@ -192,3 +192,18 @@ async def test_a_qr_photo_spends_the_key_budget_per_code(budgeted: Build) -> Non
     outcomes = sorted(c["error"]["code"] if c["error"] else c["result"]["status"]
                       for c in codes)
     assert outcomes == ["key_rate_limited", "valid", "valid"]
+
+
+async def test_the_buyer_gets_qr_and_original_when_strangers_spent_the_day(
+        budgeted: Build) -> None:
+    cli, keys = await budgeted({"INVOICE_RATE_INVOICE_PER_DAY": "2",
+                                "INVOICE_RATE_INVOICE_PER_KEY_PER_DAY": "1"})
+    for stranger in ("stranger", "stranger_2"):
+        assert await lookup(cli, keys[stranger], vn_key(1)) == (200, "valid")
+    qr = "/api/v1/invoices/vn:0100109106:1:C22TAA:1/qr.png"
+    original = "/api/v1/invoices/vn:0100109106:1:C22TAA:1/original.xml"
+    assert (await cli.get(qr, headers=bearer(keys["buyer"]))).status == 200
+    resp = await cli.get(original, headers=bearer(keys["auditor"]))
+    assert (await resp.json())["error"]["code"] == "original_not_kept"  # sent as JSON
+    resp = await cli.get(qr, headers=bearer(keys["stranger"]))
+    assert (resp.status, (await resp.json())["error"]["code"]) == (429, "invoice_rate_limited")
