@@ -12,8 +12,8 @@ here after it, so every request still pays it, and a key out of budget gets 429 
 A batch spends its key's budget once per row (`BUDGET_PER_LOOKUP`), and a QR photo once per
 code, as that many lookups would: neither is a way around the key's rate. Rows wait for the
 refill rather than fail (`verify.access.service.KeyDue.PACED`); a request with nothing to
-look up still pays one, and one from a key with no token left is refused before its body is
-read.
+look up still pays one, and one from a key whose next token is further away than a row may
+wait is refused before its body is read.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     request[KEY_BUDGET_DUE] = True
     request[KEY_BUDGET_EACH] = name in BUDGET_PER_LOOKUP
-    if request[KEY_BUDGET_EACH]:  # no token left: refused before the batch is even read
+    if request[KEY_BUDGET_EACH]:  # no token soon: refused before the body is even read
         await access.spend_key_budget(principal, peek=True)
     try:
         return await handler(request)
