@@ -168,6 +168,22 @@ def _entry(row: Any) -> JournalEntry:
     does not know, a time that is not ISO 8601, a notice that is not JSON, a text body): the
     entry says so in `unreadable`, and applying it fails, so it is quarantined like any
     entry that cannot be applied instead of failing every read of the pending page."""
+    try:  # every row but a broken one: no per-column guard on the drain's hot path
+        return JournalEntry(
+            seq=row[0], package_id=row[1], sender=row[2], digest=row[3],
+            format=BodyFormat(row[4]), body=bytes(row[5]),
+            received_at=datetime.fromisoformat(row[6]), state=EntryState(row[7]),
+            notice=orjson.loads(row[8]) if row[8] else None,
+            applied_at=datetime.fromisoformat(row[9]) if row[9] else None,
+            attempts=row[10], last_error=row[11],
+            quarantined_at=datetime.fromisoformat(row[12]) if row[12] else None)
+    except (ValueError, TypeError):
+        return _unreadable_entry(row)
+
+
+def _unreadable_entry(row: Any) -> JournalEntry:
+    """`_entry` of a row with a column it cannot read: each column read on its own, the
+    unreadable ones replaced by a default and named in `unreadable`."""
     problems: list[str] = []
 
     def read(parse: Callable[[Any], _T], value: Any, default: _T, column: str) -> _T:

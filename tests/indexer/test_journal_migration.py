@@ -26,6 +26,7 @@ def v0_file(path: Path) -> None:
     """Entries 1 (applied) and 2 (pending, 41 failures counted), the counter at 15 (later
     entries were pruned)."""
     with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")  # as every release opened it
         conn.executescript(_V0_JOURNAL)
         for seq, state in ((1, "applied"), (2, "pending")):
             sub = submission(seq)
