@@ -11,7 +11,9 @@ any point and simply started again:
    (round trips to SQLite's thread, the fsync'd commit, index pages written again) over
    more entries: 2,000 entries per commit drained 10-15% faster than 200 in alternated
    runs (bench/README.md); the byte bound keeps a batch of large packages small. The
-   primary failing stops the run: the rest waits for the next one.
+   primary failing stops the run: the rest waits for the next one. A batch failing for
+   any other reason is applied again one entry at a time (`JournaledIntake.settle`): the
+   entry at fault is quarantined after its attempts and the rest go on (docs/journal.md).
 2. **Re-check every open gap** against the primary, a page at a time: found resolves it
    `found` with the final verification answer (and warms the replica with the invoice);
    not found resolves it `missing` once the grace period has passed since it was first
