@@ -36,6 +36,8 @@ MAX_BODY = 32 * 1024 * 1024
 #: A CSV line longer than this is refused before the csv module splits it (a lookup row is
 #: under 300 bytes; a 32 MiB line of commas would otherwise become 16 million cells).
 MAX_LINE = 8 * 1024
+#: Blank lines a CSV batch may hold besides its rows and header.
+MAX_BLANK = 1000
 #: Parameters a row may name: a JSON batch with more separators than rows of this many
 #: values is refused before it is parsed, since `json.loads` holds every value at once.
 MAX_ROW_VALUES = 16
@@ -105,6 +107,11 @@ def _lines(body: bytes) -> Iterator[str]:
 
 
 def _csv_rows(body: bytes, budget: _Budget) -> list[Row]:
+    # Every line ends in \n, \r or both, so there are at least this many: more lines than
+    # rows allowed (plus the header and MAX_BLANK blank lines) is refused before any is read.
+    lines = max(body.count(b"\n"), body.count(b"\r"))
+    if lines > MAX_ROWS + 1 + MAX_BLANK:
+        raise _too_many()
     reader = csv.DictReader(_lines(body))
     try:
         if not reader.fieldnames:

@@ -51,6 +51,9 @@ async def reading(request: web.Request) -> AsyncIterator[None]:
                        {"timeout_s": seconds}) from None
     except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart and chunk parsers
         raise bad_multipart(f"{type(exc).__name__}: {exc}") from None
+    except ConnectionResetError:  # the client left mid-body: nobody reads this answer
+        raise ApiError(400, "body_incomplete", "the connection closed before the body "
+                       "arrived in full") from None
 
 
 class _Counter:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from tests.conftest import Client
@@ -243,3 +244,36 @@ async def test_a_hostile_ledger_line_is_answered_alone(cli: Client,
     assert [line["row"] for line in report["lines"]] == [2, 3, 4]
     assert report["lines"][0]["status"] == "valid"
     assert report["lines"][2]["status"] == "not_found"
+
+
+async def test_a_client_leaving_mid_body_is_no_server_error(
+        tmp_path: Path, admin_token: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Served as `invoice-verify serve` serves it (web.run_app: a handler is not cancelled
+    when its client leaves; the test server cancels it, which would hide this)."""
+    settings = Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / "data")})
+    runner = web.AppRunner(create_app(settings), handler_cancellation=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST {PHOTO} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                     f"{admin_token}\r\nContent-Type: image/png\r\n"
+                     "Content-Length: 1000\r\n\r\n\x89PNG".encode())
+        await writer.drain()
+        server = runner.server
+        assert server is not None
+        for _ in range(3000):  # until the request's headers are read
+            if any(c._current_request is not None for c in server.connections):
+                break
+            await asyncio.sleep(0.01)
+        (connection,) = server.connections
+        task = connection._task_handler
+        assert task is not None
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait({task}, timeout=30)  # the request handled to its end
+    finally:
+        await runner.cleanup()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
