@@ -318,7 +318,8 @@ def test_qr_photos_whose_codes_read_anything(server: LiveServer, texts: list[str
     codes = json.loads(body)["codes"]
     mine = [c for c in codes if c["payload"]["raw"] == good]
     assert mine, codes
-    assert mine[0]["result"] is not None and mine[0]["result"]["status"] == "valid", mine
+    assert mine[0]["result"] is not None, mine
+    assert mine[0]["result"]["status"] == "valid", mine
 
 
 # --- admin and outage bodies ------------------------------------------------------------
