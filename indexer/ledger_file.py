@@ -17,8 +17,9 @@ XML inside XLSX is parsed by openpyxl with defusedxml (no entity expansion), aft
 the archive's uncompressed size, so a small upload cannot unpack into gigabytes.
 
 Work is bounded by our limits, never by what the file claims: blank rows count toward a bound
-of their own (`MAX_ROWS_READ`, twice the line limit), so a sheet whose `<dimension>` says
-A1:XFD1048576, or one row at r=1048576, is refused after that many rows instead of padding a
+of their own (`MAX_BLANK_ROWS`), and a sheet whose rows reach past the line limit and that
+bound (one row at r=1048576, under a `<dimension>` of A1:XFD1048576) is refused from its
+row numbers, read from the XML as a stream before any row is built, instead of padding a
 million empty ones; only the first `MAX_COLUMNS` columns are read; a CSV line is at most
 `MAX_LINE` characters before the csv module splits it; and reading stops with an error
 after `PARSE_SECONDS` (the service reads ledgers in a worker thread, off the event loop).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import unicodedata
 import zipfile
@@ -64,6 +66,8 @@ MAX_LINES = 100_000
 MAX_COLUMNS = 256
 #: Longest CSV line read (256 columns of a long name or amount each).
 MAX_LINE = 64 * 1024
+#: Blank rows (or rows missing from a sheet's XML, which openpyxl pads) a ledger may hold.
+MAX_BLANK_ROWS = 10_000
 #: Seconds one file may take to read before it is refused.
 PARSE_SECONDS = 30.0
 #: Bound on an XLSX archive's unpacked size (a 100,000-line sheet is about 30 MB).
@@ -132,8 +136,8 @@ def _map_header(header: Sequence[str]) -> tuple[dict[int, str], dict[str, str], 
 
 
 def max_rows_read() -> int:
-    """Rows visited at most, blank ones included: twice the line limit."""
-    return 2 * MAX_LINES
+    """Rows visited at most, blank ones included: the line limit and `MAX_BLANK_ROWS`."""
+    return MAX_LINES + MAX_BLANK_ROWS
 
 
 def _too_large(message: str, **details: Any) -> LedgerFileError:
@@ -237,6 +241,9 @@ def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
                               error=type(exc).__name__) from None
     try:
         sheet = book.worksheets[0]
+        path = getattr(sheet, "_worksheet_path", None)  # openpyxl's read-only sheet
+        if isinstance(path, str):
+            _check_row_numbers(body, path)
         declared = sheet.max_column  # from the sheet's <dimension>, which may lie
         width = min(MAX_COLUMNS, declared) if isinstance(declared, int) else MAX_COLUMNS
         sheet.reset_dimensions()  # no padding of rows past the last one actually written
@@ -248,6 +255,30 @@ def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
                 yield number, [cell_text(v) for v in values]
     finally:
         book.close()
+
+
+_ROW_NUMBER = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row\b[^<>]*?\sr=[\"']([0-9]{1,9})[\"']")
+_OVERLAP = 1024
+
+
+def _check_row_numbers(body: bytes, path: str) -> None:
+    """Refuse a sheet whose `<row r=...>` numbers go past `max_rows_read()`: openpyxl would
+    pad every missing row before it. Streamed: the sheet XML is never held whole."""
+    limit = max_rows_read()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive, archive.open(path) as sheet:
+        tail = b""
+        while chunk := sheet.read(1024 * 1024):
+            buffer = tail + chunk
+            cut = max(0, len(buffer) - _OVERLAP)
+            for match in _ROW_NUMBER.finditer(buffer):
+                if match.start() < cut and int(match.group(1)) > limit:
+                    raise _too_large(f"the sheet has rows past row {limit}, blank ones "
+                                     "included", limit=limit)
+            tail = buffer[cut:]
+        for match in _ROW_NUMBER.finditer(tail):
+            if int(match.group(1)) > limit:
+                raise _too_large(f"the sheet has rows past row {limit}, blank ones included",
+                                 limit=limit)
 
 
 def read_ledger(body: bytes, *, seconds: float = PARSE_SECONDS) -> LedgerTable:
