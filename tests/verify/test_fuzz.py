@@ -186,13 +186,18 @@ def _xml_safe(text: str) -> str:
 
 @st.composite
 def near_xml_packages(draw: st.DrawFn) -> bytes:
-    """Valid XML packages with a few element texts replaced by adversarial text."""
+    """Valid XML packages with a few element texts of the invoices or of the envelope
+    replaced by adversarial text."""
     invoices = [vn_invoice(draw(st.integers(2, 60))) for _ in range(draw(st.integers(1, 3)))]
     for invoice in invoices:
         for name in draw(st.lists(st.sampled_from(sorted(vn_invoice(1))), max_size=3)):
             invoice[name] = _xml_safe(draw(hostile_text()))
-    return xml_package(invoices, package_id=draw(st.from_regex(r"[A-Z0-9]{1,12}",
-                                                               fullmatch=True)))
+    envelope: dict[str, Any] = {
+        "package_id": draw(st.from_regex(r"[A-Z0-9]{1,12}", fullmatch=True))}
+    for name in draw(st.lists(st.sampled_from(["package_id", "sender", "count"]),
+                              max_size=2)):  # the TDiep header: MTDiep, MNGui, SLuong
+        envelope[name] = _xml_safe(draw(hostile_text()))
+    return xml_package(invoices, **envelope)
 
 
 @FUZZ
