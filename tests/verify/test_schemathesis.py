@@ -46,7 +46,7 @@ def test_the_served_document_is_the_one_tested(live: LiveServer) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, derandomize=True,
+@settings(max_examples=40, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case: schemathesis.Case,
                                                live: LiveServer) -> None:
