@@ -128,19 +128,33 @@ class Access:
         limits = self.limits
         self._key_rates = {role: (budget.burst, budget.per_minute / _MINUTE)
                            for role, budget in limits.key_budgets}
-        self._share = min(limits.invoice_per_key_per_day, limits.invoice_per_day)
+        share, per_day = min(limits.invoice_per_key_per_day, limits.invoice_per_day), \
+            limits.invoice_per_day
+        self._share = (share, share / _DAY, 1)
+        self._day = (per_day, per_day / _DAY, 1)
         self._misses = (limits.misses_per_hour, limits.misses_per_hour / _HOUR)
+        #: key id -> (role, its key take, its misses peek), made once per key (bounded)
+        self._own: dict[str, tuple[Role, Take, Take]] = {}
+
+    def _own_takes(self, principal: Principal) -> tuple[Take, Take]:
+        own = self._own.get(principal.key_id)
+        if own is None or own[0] is not principal.role:
+            if len(self._own) >= 10_000:
+                self._own.clear()
+            burst, rate = self._key_rates[principal.role.value]
+            own = (principal.role, (f"key:{principal.key_id}", burst, rate, 1),
+                   (f"miss:{principal.key_id}", *self._misses, 0))
+            self._own[principal.key_id] = own
+        return own[1], own[2]
 
     def _key_take(self, principal: Principal) -> Take:
-        burst, rate = self._key_rates[principal.role.value]
-        return (f"key:{principal.key_id}", burst, rate, 1)
+        return self._own_takes(principal)[0]
 
     def _invoice_takes(self, principal: Principal, doc_id: str) -> tuple[Take, Take]:
         """One bucket per invoice (by its id, whatever key form asked), and within it this
         key's share, so no single key can spend the whole day's budget."""
-        per_day, share = self.limits.invoice_per_day, self._share
-        return ((f"inv:{doc_id}:key:{principal.key_id}", share, share / _DAY, 1),
-                (f"inv:{doc_id}", per_day, per_day / _DAY, 1))
+        return ((f"inv:{doc_id}:key:{principal.key_id}", *self._share),
+                (f"inv:{doc_id}", *self._day))
 
     def _refusal(self, budget: _Budget, wait: float) -> ApiError:
         if budget is _Budget.KEY:
@@ -179,10 +193,10 @@ class Access:
 
     def _lookup_turn(self, principal: Principal, doc_id: str | None,
                      key: KeyDue) -> tuple[tuple[_Budget, ...], tuple[Take, ...]]:
-        misses: Take = (f"miss:{principal.key_id}", *self._misses, 0)
+        key_take, misses = self._own_takes(principal)
         with_key = key is not KeyDue.NO
         kinds = _TURNS[with_key, doc_id is not None]
-        head = (self._key_take(principal), misses) if with_key else (misses,)
+        head = (key_take, misses) if with_key else (misses,)
         if doc_id is None:
             return kinds, head
         return kinds, (*head, *self._invoice_takes(principal, doc_id))
