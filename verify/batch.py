@@ -106,12 +106,34 @@ def _lines(body: bytes) -> Iterator[str]:
         raise _invalid("the batch must be UTF-8") from None
 
 
+class Shape:
+    """What a batch's bytes say about its size, counted chunk by chunk as they arrive, so a
+    batch past the limits is refused before the rest of it is read (`verify_batch`) or
+    parsed (`parse_rows`).
+
+    CSV: every line ends in \\n, \\r or both, so there are at least as many lines as the
+    larger count; more than the rows allowed plus the header and `MAX_BLANK` is refused.
+    JSON: every row is one object and every value after the first of a list or object
+    follows a comma; these bound what `json.loads` would build."""
+
+    def __init__(self, content_type: str) -> None:
+        self.csv = content_type == "text/csv"
+        self.newlines = self.returns = self.commas = self.opens = 0
+
+    def add(self, chunk: bytes) -> None:
+        if self.csv:
+            self.newlines += chunk.count(b"\n")
+            self.returns += chunk.count(b"\r")
+            if max(self.newlines, self.returns) > MAX_ROWS + 1 + MAX_BLANK:
+                raise _too_many()
+            return
+        self.commas += chunk.count(b",")
+        self.opens += chunk.count(b"{") + chunk.count(b"[")
+        if self.commas > MAX_ROWS * MAX_ROW_VALUES or self.opens > MAX_ROWS + 2:
+            raise _too_many()
+
+
 def _csv_rows(body: bytes, budget: _Budget) -> list[Row]:
-    # Every line ends in \n, \r or both, so there are at least this many: more lines than
-    # rows allowed (plus the header and MAX_BLANK blank lines) is refused before any is read.
-    lines = max(body.count(b"\n"), body.count(b"\r"))
-    if lines > MAX_ROWS + 1 + MAX_BLANK:
-        raise _too_many()
     reader = csv.DictReader(_lines(body))
     try:
         if not reader.fieldnames:
@@ -128,11 +150,6 @@ def _csv_rows(body: bytes, budget: _Budget) -> list[Row]:
 
 
 def _json_rows(body: bytes, budget: _Budget) -> list[Row]:
-    # Every value after the first of a list or object follows a comma, and every row is one
-    # object: counted on the bytes, these bound what `json.loads` would build.
-    if (body.count(b",") > MAX_ROWS * MAX_ROW_VALUES
-            or body.count(b"{") + body.count(b"[") > MAX_ROWS + 2):
-        raise _too_many()
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -160,6 +177,8 @@ def parse_rows(body: bytes, content_type: str, *,
     """The batch's rows, or ApiError 400/413/415 for a batch that cannot be read at all.
     Rows are counted as they are read: a batch past `MAX_ROWS` is refused at that row,
     never after all of it was held; so is one not read within `seconds`."""
+    if content_type in ACCEPTED:  # the body as a whole, for callers that did not stream it
+        Shape(content_type).add(body)
     budget = _Budget(seconds)
     if content_type == "text/csv":
         return _csv_rows(body, budget)
@@ -221,7 +240,8 @@ def csv_row(result: dict[str, Any]) -> dict[str, Any]:
 async def verify_batch(request: web.Request) -> web.StreamResponse:
     if request.content_type not in ACCEPTED:
         raise _unsupported()
-    body = await read_body(request, MAX_BODY)
+    shape = Shape(request.content_type)
+    body = await read_body(request, MAX_BODY, inspect=shape.add)
     rows = await asyncio.to_thread(parse_rows, body, request.content_type)
     del body
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",

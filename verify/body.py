@@ -69,9 +69,11 @@ class _Counter:
             raise too_large(self.limit)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, *,
+                    inspect: Callable[[bytes], None] | None = None) -> bytes:
     """The whole body, or 413 as soon as it passes `limit` (declared or actually sent), 408
-    when it does not arrive in time."""
+    when it does not arrive in time. `inspect` sees each chunk as it arrives and may refuse
+    the body by raising (a batch counts its lines so), before the rest is read."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     counter = _Counter(limit)
@@ -79,6 +81,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     async with reading(request):
         async for chunk in request.content.iter_chunked(_CHUNK):
             counter.add(chunk)
+            if inspect is not None:
+                inspect(chunk)
             chunks.append(chunk)
     return b"".join(chunks)
 
