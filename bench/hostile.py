@@ -12,8 +12,9 @@ is sent again and again from a second client:
 - `all`: every one of them at once.
 
 Each scenario restarts the server. Prints, per scenario, requests/s, p50 and p99 of the
-lookups, p99 as a multiple of the quiet p99 (the goal is at most 2x), the server's peak RSS,
-and what the hostile uploads were answered. Run from the repository root:
+lookups, p99 as a multiple of the quiet p99 (the goal is at most 2x), the server's peak RSS
+and CPU, the CPU the hostile sender itself used (it shares the machine with the server and
+wrk), and what the hostile uploads were answered. Run from the repository root:
 `.venv/bin/python -m bench.hostile` (`--help` for the knobs); `./run bench-hostile` too.
 """
 
@@ -25,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -222,6 +224,7 @@ class Outcome:
     result: WrkResult
     rss_mb: float
     hostile: str
+    client_cpu: float  # share of a core used by this process (the hostile uploads' sender)
 
 
 def run_scenario(name: str, server: Server, wrk: list[str], args: argparse.Namespace,
@@ -230,6 +233,7 @@ def run_scenario(name: str, server: Server, wrk: list[str], args: argparse.Names
         if args.warmup > 0:
             run_wrk(wrk, server, args, args.warmup, paths, token)
         load = None
+        before = resource.getrusage(resource.RUSAGE_SELF)
         if name != "quiet":
             load = HostileLoad(DRIVERS[name], f"http://127.0.0.1:{server.port}", admin)
             load.start()
@@ -239,7 +243,9 @@ def run_scenario(name: str, server: Server, wrk: list[str], args: argparse.Names
             if load is not None:
                 load.stop()
         rss = peak_rss_mb(server)
-    return Outcome(result, rss, load.hostile.summary() if load is not None else "-")
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / args.duration
+    return Outcome(result, rss, load.hostile.summary() if load is not None else "-", cpu)
 
 
 def print_errors(server: Server) -> None:
@@ -259,7 +265,7 @@ def report(outcomes: dict[str, list[Outcome]]) -> bool:
     quiet_p99 = statistics.median(o.result.p99_ms for o in outcomes["quiet"])
     print()
     print(f"{'scenario':<17} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99/quiet':>9} "
-          f"{'peak RSS':>9}  hostile uploads answered")
+          f"{'peak RSS':>9} {'srv cpu':>7} {'sender':>6}  hostile uploads answered")
     met = True
     for name, runs in outcomes.items():
         p99 = statistics.median(o.result.p99_ms for o in runs)
@@ -268,7 +274,9 @@ def report(outcomes: dict[str, list[Outcome]]) -> bool:
             met = met and ratio <= GOAL
         print(f"{name:<17} {statistics.median(o.result.rps for o in runs):>7.0f} "
               f"{statistics.median(o.result.p50_ms for o in runs):>7.2f} {p99:>7.2f} "
-              f"{ratio:>8.2f}x {max(o.rss_mb for o in runs):>6.0f} MB  {runs[-1].hostile}")
+              f"{ratio:>8.2f}x {max(o.rss_mb for o in runs):>6.0f} MB "
+              f"{statistics.median(o.result.server_cpu for o in runs):>7.0%} "
+              f"{statistics.median(o.client_cpu for o in runs):>6.0%}  {runs[-1].hostile}")
     errors = sum(o.result.error_count for runs in outcomes.values() for o in runs)
     print(f"lookup errors (socket errors, timeouts, non-2xx): {errors}")
     print(f"goal: p99 under hostile load at most {GOAL:g}x the quiet p99: "
