@@ -31,6 +31,10 @@ _BODY = {"400": "malformed body (not JSON, not UTF-8, bad multipart framing)",
          "415": "unsupported content type"}
 
 
+_RETRY_AFTER = {"required": True, "description": "seconds to wait before trying again",
+                "schema": {"type": "integer", "minimum": 1}}
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -41,7 +45,7 @@ def _ok(description: str, content: dict[str, Any] | None = None) -> dict[str, An
 
 def _op(op_id: str, summary: str, ok: dict[str, dict[str, Any]], *, secured: bool = True,
         errors: dict[str, str] | None = None, params: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None) -> Op:
+        body: dict[str, Any] | None = None, retry_after: tuple[str, ...] = ()) -> Op:
     """One operation: `ok` maps success statuses to responses; every error status answers
     the JSON error envelope."""
     failures = {"400": _MALFORMED, **(_SECURED if secured else {}), **(_BODY if body else {}),
@@ -53,6 +57,9 @@ def _op(op_id: str, summary: str, ok: dict[str, dict[str, Any]], *, secured: boo
     # malformed HTTP itself, before the application, as plain text.
     op["responses"]["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
     op["security"] = _BEARER if secured else []
+    for status in ("429", *retry_after):
+        if status in op["responses"]:
+            op["responses"][status]["headers"] = {"Retry-After": _RETRY_AFTER}
     if params:
         op["parameters"] = params
     if body:
@@ -155,7 +162,7 @@ PATHS: dict[str, dict[str, Op]] = {
         errors={"409": "package id reused with other content", "422": "invalid envelope",
                 "503": "neither the primary nor the journal can take it (Retry-After)"},
         body={**_json(s.ref("PackageRequest")),
-              "application/xml": {"schema": {"type": "string"}}})},
+              "application/xml": {"schema": {"type": "string"}}}, retry_after=("503",))},
     "/api/v1/invoices/lookup": {"get": _op(
         "invoices.lookup", "Verify an invoice by any key form",
         {"200": _ok("the verification answer", _json(s.ref("Answer")))},
@@ -173,7 +180,8 @@ PATHS: dict[str, dict[str, Op]] = {
                                 _json(s.ref("QrPhoto")))},
         errors={"400": "not an image, truncated, no image field",
                 "413": "too many bytes or pixels", "422": "the image cannot be decoded",
-                "503": "decoding busy (Retry-After)"}, body=_IMAGE_BODY)},
+                "503": "decoding busy (Retry-After)"}, body=_IMAGE_BODY,
+        retry_after=("503",))},
     "/api/v1/verify/qr-text": {"post": _op(
         "verify.qr_text", "Verify the text of a QR code a scanner app already decoded",
         {"200": _ok("payload, answer or error (no_invoice_qr, ...)",

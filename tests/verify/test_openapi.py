@@ -105,3 +105,13 @@ async def test_documented_query_parameters_are_exactly_the_accepted_ones(
     assert body.get("error", {}).get("code") != "unknown_parameter", body
     resp = await cli.request(method.upper(), f"{_url(path)}?undocumented=1")
     assert (await resp.json())["error"]["code"] == "unknown_parameter"
+
+
+@pytest.mark.parametrize(("path", "method", "op"), OPS, ids=IDS)
+def test_retry_after_is_stated_where_it_is_sent(path: str, method: str,
+                                                op: dict[str, Any]) -> None:
+    responses = op["responses"]
+    if "429" in responses:
+        assert responses["429"]["headers"]["Retry-After"]["required"] is True
+    if (path, method) in {("/api/v1/packages", "post"), ("/api/v1/verify/qr", "post")}:
+        assert "Retry-After" in responses["503"]["headers"]

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -27,7 +28,7 @@ schemathesis.serializer.alias(["image/heic", XLSX], "application/octet-stream")
 schemathesis.serializer.alias(["text/csv"], "text/plain")
 schema = schemathesis.openapi.from_dict(SPEC)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+          response_schema_conformance, response_headers_conformance]
 
 
 @pytest.fixture(scope="module")
