@@ -24,8 +24,11 @@ UNTHROTTLED = {"INVOICE_RATE_KEY_BURST": "1000000", "INVOICE_RATE_KEY_PER_MINUTE
                "INVOICE_RATE_MISSES_PER_HOUR": "1000000"}
 
 
+#: What the service logs (with the traceback) when it answered a bug as `internal_error`, cut
+#: a streamed answer, or answered one code, row or line of a request as failed.
 _BUG_MESSAGES = ("unhandled error", "failed after its answer began",
-                 "a QR code of a photo could not be answered")
+                 "a QR code of a photo could not be answered", "a batch row could not be answered",
+                 "a ledger line could not be checked")
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,7 @@ class LiveServer:
     log_path: Path
 
     def unhandled_errors(self) -> list[str]:
-        """The log's lines about bugs: errors the middleware answered as 500 or that cut a
-        streamed answer, and QR codes of a photo that could not be answered."""
+        """The log's lines about bugs (`_BUG_MESSAGES`)."""
         return [line for line in self.log_path.read_text(errors="replace").splitlines()
                 if any(m in line for m in _BUG_MESSAGES)]
 
