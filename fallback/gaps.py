@@ -43,7 +43,7 @@ import aiosqlite
 import orjson
 
 from fallback.breaker import Clock, utc_now
-from indexer.store.sqlite_files import open_sqlite_file
+from indexer.store.sqlite_files import open_sqlite_file, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gaps (
@@ -288,14 +288,9 @@ class SqliteGapLedger:
     async def _write_batch(self, batch: list[tuple[GapRequest, datetime,
                                                    asyncio.Future[str]]]) -> list[str]:
         gap_ids: list[str] = []
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with write_transaction(self._conn):
             for request, now, _ in batch:
                 gap_ids.append(await self._record_one(request, now))
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
         return gap_ids
 
     async def _record_one(self, request: GapRequest, now: datetime) -> str:
@@ -387,19 +382,12 @@ class SqliteGapLedger:
         at = self._clock().timestamp()
         rows = [(at, str(r.outcome), orjson.dumps(r.answer).decode(), r.gap_id)
                 for r in resolutions]
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._conn.total_changes
-                await self._conn.executemany(
-                    "UPDATE gaps SET status = 'resolved', resolved_at = ?, resolution = ?, "
-                    "answer_json = ? WHERE id = ? AND status = 'open'", rows)
-                changed = self._conn.total_changes - before
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-        return changed
+        async with self._lock, write_transaction(self._conn):
+            before = self._conn.total_changes
+            await self._conn.executemany(
+                "UPDATE gaps SET status = 'resolved', resolved_at = ?, resolution = ?, "
+                "answer_json = ? WHERE id = ? AND status = 'open'", rows)
+            return self._conn.total_changes - before
 
     async def count(self, status: GapStatus) -> int:
         rows = list(await self._conn.execute_fetchall(

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import aiosqlite
 
-from indexer.store.sqlite_files import open_sqlite_file
+from indexer.store.sqlite_files import open_sqlite_file, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS originals (
@@ -36,15 +36,10 @@ class SqliteOriginals:
         self._conn = conn
 
     async def put_many(self, originals: Iterable[tuple[str, str, bytes]]) -> None:
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with write_transaction(self._conn):
             await self._conn.executemany(
                 "INSERT OR IGNORE INTO originals (doc_id, package_id, media_type, body)"
                 " VALUES (?, ?, 'application/xml', ?)", list(originals))
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
-        await self._conn.execute("COMMIT")
 
     async def get(self, doc_id: str, package_id: str) -> bytes | None:
         rows = list(await self._conn.execute_fetchall(

@@ -22,7 +22,7 @@ from indexer.registry import (
     taxpayer_from_dict,
     taxpayer_to_dict,
 )
-from indexer.store.sqlite_files import open_sqlite_file
+from indexer.store.sqlite_files import open_sqlite_file, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS taxpayers (
@@ -50,8 +50,7 @@ class SqliteRegistry:
 
     async def import_registry(self, registry: RegistryImport) -> None:
         now = datetime.now(UTC).isoformat()
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with write_transaction(self._conn):
             await self._conn.executemany(
                 "INSERT INTO taxpayers (tax_id, doc, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (tax_id) DO UPDATE SET doc = excluded.doc,"
@@ -64,10 +63,6 @@ class SqliteRegistry:
                 " updated_at = excluded.updated_at",
                 [(p.provider_id, json.dumps(provider_to_dict(p), ensure_ascii=False), now)
                  for p in registry.providers])
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
-        await self._conn.execute("COMMIT")
 
     async def is_empty(self) -> bool:
         rows = list(await self._conn.execute_fetchall(

@@ -334,30 +334,25 @@ class SqliteStore:
         in package order (a later package's change of an invoice an earlier one created
         lands on top of it)."""
         conn = self._writer
-        await conn.execute("BEGIN IMMEDIATE")
         try:
-            try:
-                await conn.executemany(
-                    "INSERT INTO packages (package_id, sender, digest, received_at, notice)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(c.package.package_id, c.package.sender, c.package.digest,
-                      c.package.received_at.isoformat(),
-                      json_text(c.package.notice)) for c in batch])
-            except sqlite3.IntegrityError as exc:
-                raise PackageExistsError(", ".join(c.package.package_id for c in batch)) \
-                    from exc
-            try:
-                await conn.executemany(_INSERT, [invoice_to_doc(inv) for c in batch
-                                                 for inv in c.new])
-            except sqlite3.IntegrityError as exc:
-                raise DuplicateInvoiceError(str(exc)) from exc
-            await conn.executemany(_UPDATE, [invoice_to_doc(inv) for c in batch
-                                             for inv in c.changed])
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        try:
-            await conn.execute("COMMIT")
+            async with write_transaction(conn):
+                try:
+                    await conn.executemany(
+                        "INSERT INTO packages (package_id, sender, digest, received_at,"
+                        " notice) VALUES (?, ?, ?, ?, ?)",
+                        [(c.package.package_id, c.package.sender, c.package.digest,
+                          c.package.received_at.isoformat(),
+                          json_text(c.package.notice)) for c in batch])
+                except sqlite3.IntegrityError as exc:
+                    raise PackageExistsError(
+                        ", ".join(c.package.package_id for c in batch)) from exc
+                try:
+                    await conn.executemany(_INSERT, [invoice_to_doc(inv) for c in batch
+                                                     for inv in c.new])
+                except sqlite3.IntegrityError as exc:
+                    raise DuplicateInvoiceError(str(exc)) from exc
+                await conn.executemany(_UPDATE, [invoice_to_doc(inv) for c in batch
+                                                 for inv in c.changed])
         finally:  # committed or not, the next cached read checks the file first
             self._checked_at = -math.inf
 
