@@ -294,10 +294,11 @@ def enlarge(factor: float) -> Prepare:
     return prepare
 
 
-def deblurred(sigma: float, factor: float) -> Prepare:
-    """Wiener-deblur a crop (a gaussian of `sigma` px), then upscale it."""
+def deblurred(sigma: float, noise: float, factor: float) -> Prepare:
+    """Wiener-deblur a crop (a gaussian of `sigma` px; `noise`: see `preprocess.deblur`),
+    then upscale it."""
     def prepare(image: Image.Image) -> tuple[Image.Image, float] | None:
-        return preprocess.upscale(preprocess.deblur(image, sigma), factor), factor
+        return preprocess.upscale(preprocess.deblur(image, sigma, noise), factor), factor
     return prepare
 
 
@@ -307,19 +308,24 @@ def binarised(image: Image.Image) -> tuple[Image.Image, float] | None:
 
 def default_stages() -> list[Stage]:
     """The order `bench/qr.py` measured best (README "QR decoding" has the figures).
-    zxing-cpp on the photo as uploaded reads nearly every clean to hard photo in ~7 ms, and
-    also says where it saw a code it could not decode. Only when something is left (nothing
-    read, or another place as busy as a code read) do the region stages run, each on crops
-    of ~400x400 around those places rather than on the whole photo: upscaled x2, x3, then
-    Wiener-deblurred and x3, then x4, each rung only for the places still unread. A photo
-    with no code at all pays ~2 ms to locate plus at most `MAX_REGIONS` crops per rung."""
+    zxing-cpp on the photo as uploaded reads every clean to moderate photo and ~78% of the
+    hard ones in ~4 ms, and says where it saw a code it could not decode. Only when
+    something is left (nothing read, or another place as busy as a code read) do the region
+    stages run, on crops of ~400x400 around those places rather than on the whole photo:
+    upscaled x2, x3, then Wiener-deblurred for three blur widths at two scales (the blur of
+    a photo is unknown, and zxing-cpp is sensitive enough that each rung reads codes the
+    others miss), each rung only for the places still unread. A photo without any code
+    pays ~1 ms to locate plus at most `MAX_REGIONS` crops per rung."""
     zxing = ZxingDecoder(try_invert=False, unread=True)  # inverted codes: left to the crops
     crops = ZxingDecoder(try_downscale=False)
     return [
         Stage("as-is", as_is, zxing),
         Stage("crop-x2", enlarge(2.0), crops, "regions"),
         Stage("crop-x3", enlarge(3.0), crops, "regions"),
-        Stage("crop-deblur-x3", deblurred(1.4, 3.0), crops, "regions"),
+        Stage("crop-deblur1.0-x2", deblurred(1.0, 0.05, 2.0), crops, "regions"),
+        Stage("crop-deblur1.4-x2", deblurred(1.4, 0.05, 2.0), crops, "regions"),
+        Stage("crop-deblur1.4-x3", deblurred(1.4, 0.02, 3.0), crops, "regions"),
+        Stage("crop-deblur1.7-x3", deblurred(1.7, 0.05, 3.0), crops, "regions"),
     ]
 
 

@@ -17,7 +17,7 @@ from verify.qr import decode
 __all__ = ["loaded"]  # a fixture, used by name
 
 
-@pytest.mark.parametrize(("seed", "stage"), [(79, "crop-x3"), (66, "crop-deblur-x3")])
+@pytest.mark.parametrize(("seed", "stage"), [(79, "crop-x3"), (66, "crop-deblur1.0-x2")])
 async def test_hard_phone_photos_are_read_from_a_crop(loaded: Client, seed: int,
                                                       stage: str) -> None:
     """Neither zxing-cpp on the whole photo nor the pipeline before issue 20 reads these."""
