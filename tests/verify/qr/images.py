@@ -104,9 +104,12 @@ LEVELS: dict[str, Degradation] = {
     "hard": Degradation(module_px=(3.0, 4.0), rotation=180, perspective=0.15, blur=(0.7, 1.3),
                         noise=8, contrast=(0.35, 0.55), light=0.5, jpeg=(25, 40), clutter=20),
     # The hard phone-like photos of issue 20: codes of 1.5-4.5 px per module once the photo
-    # is shrunk to 0.5-1.0, contrast down to 0.45 with a dark side, blur up to 2.4 px, up to
-    # 40 degrees of rotation and a strong perspective, print around the code, and every
-    # `Phone` effect. Module size, blur and curl are in sensor pixels (before the shrink).
+    # is shrunk to 0.5-1.0, contrast down to 0.45 with a dark side, up to 40 degrees of
+    # rotation and a strong perspective, print around the code, and every `Phone` effect.
+    # Blur up to 2.4 px: a defocus disk of radius 2.4, or a gaussian of the same spread
+    # (sigma 1.2), or a shake of 4.5 px. Module size and blur are in sensor pixels (before
+    # the shrink). A gaussian of sigma 2.4 on 3 px modules leaves 4% of the contrast between
+    # neighbouring modules: no stage measured reads such photos, so that reading was left.
     "phone": Degradation(module_px=(3.0, 4.5), rotation=40, perspective=0.12, blur=(0.3, 1.2),
                          contrast=(0.45, 0.9), light=0.6, jpeg=(25, 70), clutter=20,
                          phone=Phone(shrink=(0.5, 1.0), defocus=(0.8, 2.4), motion=(1.0, 4.5),
