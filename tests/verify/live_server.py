@@ -48,9 +48,9 @@ class LiveServer:
         return {"Authorization": f"Bearer {self.token}"}
 
     def call(self, method: str, path: str, body: bytes | None = None,
-             content_type: str | None = "application/json",
-             timeout: float = 30) -> tuple[int, bytes]:
-        headers = dict(self.auth)
+             content_type: str | None = "application/json", timeout: float = 30,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        headers = {**self.auth, **(headers or {})}
         if content_type is not None:
             headers["Content-Type"] = content_type
         request = urllib.request.Request(self.base + path, data=body, method=method,

@@ -384,6 +384,30 @@ def test_multipart_framing(server: LiveServer, path: str, boundary: str, headers
         "latin-1")))
 
 
+def _latin1(text: str) -> str:
+    """What reaches the application in a header: latin-1 (what http.client sends) without
+    control characters, which aiohttp refuses itself (`test_a_nul_in_a_header_is_a_4xx`)."""
+    text = text.encode("latin-1", "replace").decode("latin-1")
+    return "".join(c for c in text if c == "\t" or not (c < " " or c == "\x7f"))
+
+
+def test_a_nul_in_a_header_is_a_4xx(server: LiveServer) -> None:
+    status, _ = server.call("GET", "/metrics", content_type=None,
+                            headers={"Authorization": "Bearer \x00"})
+    assert 400 <= status < 500
+
+
+@FUZZ
+@given(st.one_of(hostile_text().map(lambda t: "Bearer " + t), hostile_text(),
+                 st.builds(lambda t: f"Bearer ivk_{t}_{t}", hostile_text())).map(_latin1),
+       st.sampled_from(["/api/v1/invoices/lookup?number=23442000000014209621",
+                        "/api/v1/admin/keys", "/metrics"]))
+def test_any_authorization_header(server: LiveServer, authorization: str, path: str) -> None:
+    status, body = server.call("GET", path, content_type=None,
+                               headers={"Authorization": authorization})
+    check(status, body)
+
+
 @FUZZ
 @given(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
        st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.%", max_size=12),
