@@ -212,7 +212,10 @@ BODY_ROUTES = ["/api/v1/packages", "/api/v1/verify/batch", "/api/v1/verify/qr",
                "/api/v1/reconcile"]
 CONTENT_TYPES = ["application/json", "text/plain", "application/xml", "text/csv", "",
                  "multipart/form-data", "multipart/form-data; boundary=x", "image/png",
-                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"]
+                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                 "application/json; charset=x-nope", "application/json; charset=utf-7",
+                 "text/csv; charset=utf-16", "application/xml; charset=x-nope",
+                 'multipart/form-data; boundary="', "application/json;;;"]
 
 
 @FUZZ
