@@ -37,7 +37,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         status, _ = server.post_json("/api/v1/packages", package([vn_invoice(1)]))
         assert status == 200
         yield server
-        assert server.unhandled_errors() == []
 
 
 def test_the_served_document_is_the_one_tested(live: LiveServer) -> None:
@@ -54,3 +53,8 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case,
     case.call_and_validate(base_url=live.base, headers=live.auth, checks=CHECKS, timeout=30)
 
 
+
+
+def test_no_answer_hid_a_bug(live: LiveServer) -> None:
+    """Last: no answer was a logged internal error, a cut stream or a failed row or code."""
+    assert live.unhandled_errors() == []
