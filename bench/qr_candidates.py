@@ -34,7 +34,7 @@ def candidates() -> dict[str, list[Stage]]:
         "+ photo x1.5": [Stage("x1.5", enlarge(1.5), ZxingDecoder())],
         "+ photo x2": [Stage("x2", enlarge(2.0), ZxingDecoder())],
         "+ pyzbar binarised": [Stage("binarised", binarised, ZbarDecoder())],
-        "+ crop x4": [Stage("crop-x4", enlarge(4.0), crops, "regions")],
+        "+ crop x5": [Stage("crop-x5", enlarge(5.0), crops, "regions")],
         "+ crop sharpened x2": [Stage("crop-usm-x2", _sharpened(2.0), crops, "regions")],
         "+ crop equalised x2": [Stage("crop-eq-x2", _equalised(2.0), crops, "regions")],
         "+ crop GlobalHistogram x2": [Stage("crop-x2", enlarge(2.0), ZxingDecoder(

@@ -314,7 +314,8 @@ def default_stages() -> list[Stage]:
     stages run, on crops of ~400x400 around those places rather than on the whole photo:
     upscaled x2, x3, then Wiener-deblurred for three blur widths at two scales (the blur of
     a photo is unknown, and zxing-cpp is sensitive enough that each rung reads codes the
-    others miss), each rung only for the places still unread. A photo without any code
+    others miss), then x4 for the smallest codes, each rung only for the places still
+    unread. A photo without any code
     pays ~1 ms to locate plus at most `MAX_REGIONS` crops per rung."""
     zxing = ZxingDecoder(try_invert=False, unread=True)  # inverted codes: left to the crops
     crops = ZxingDecoder(try_downscale=False)
@@ -326,6 +327,7 @@ def default_stages() -> list[Stage]:
         Stage("crop-deblur1.4-x2", deblurred(1.4, 0.05, 2.0), crops, "regions"),
         Stage("crop-deblur1.4-x3", deblurred(1.4, 0.02, 3.0), crops, "regions"),
         Stage("crop-deblur1.7-x3", deblurred(1.7, 0.05, 3.0), crops, "regions"),
+        Stage("crop-x4", enlarge(4.0), crops, "regions"),
     ]
 
 
