@@ -77,6 +77,17 @@ class ReplicaUnavailable(Exception):
 class Replica(Protocol):
     backend: str
 
+    @property
+    def trips(self) -> RoundTrips | None:
+        """The round trips its reads share, which the rate limiter may join (`verify.app`);
+        None when it makes none (in memory)."""
+
+    @property
+    def warm_up_docs(self) -> int:
+        """How many documents to copy from the primary at a service's start: 0 for a
+        replica that keeps its copies across restarts (Redis)."""
+
+
     async def ping(self) -> None:
         """Raise `ReplicaUnavailable` if the replica cannot answer now."""
 
@@ -122,6 +133,7 @@ class OrjsonSerializer:
 
 class MemoryReplica:
     backend = "memory"
+    trips = None
 
     def __init__(self, max_docs: int = DEFAULT_MAX_DOCS) -> None:
         if max_docs < 1:
@@ -132,6 +144,11 @@ class MemoryReplica:
 
     def __len__(self) -> int:
         return len(self._docs)
+
+    @property
+    def warm_up_docs(self) -> int:
+        """It starts empty: as many as it holds."""
+        return self.max_docs
 
     async def ping(self) -> None:
         return None
@@ -210,6 +227,7 @@ class RedisReplica:
     service, `verify.app`); by default its own, on aiocache's client, owned and closed here."""
 
     backend = "redis"
+    warm_up_docs = 0  # Redis keeps its copies across restarts
 
     def __init__(self, cache: Any, ttl: int, op_timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._cache = cache

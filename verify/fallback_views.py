@@ -28,7 +28,15 @@ from verify.access.roles import Principal, Role
 from verify.access.tenancy import redact_gap
 from verify.body import read_json_object
 from verify.errors import ApiError
-from verify.keys import ACCESS, GAPS, JOURNALED_INTAKE, OUTAGES, RECONCILER, RESILIENCE
+from verify.keys import (
+    ACCESS,
+    GAPS,
+    JOURNALED_INTAKE,
+    OUTAGES,
+    RECONCILE_RUNS,
+    RECONCILER,
+    RESILIENCE,
+)
 from verify.params import read_query
 from verify.responses import json_response
 
@@ -199,18 +207,15 @@ async def start_reconcile(request: web.Request) -> web.Response:
     started = not reconciler.running
     if started:
         task = asyncio.create_task(reconciler.run(), name="reconcile-now")
-        _RUNS.add(task)
-        task.add_done_callback(_RUNS.discard)
+        runs = request.app[RECONCILE_RUNS]  # the app's context cancels it at shutdown
+        runs.add(task)
+        task.add_done_callback(runs.discard)
         await asyncio.sleep(0)  # let it take its lock, so the status says running
     request.app[ACCESS].audit.record(request[PRINCIPAL], "reconcile.start", "reconciler",
                                      "started" if started else "already_running",
                                      request.remote)
     return json_response({"started": started, **await _reconcile_status(request.app)},
                          status=202)
-
-
-#: Runs started over HTTP (a reference, so they are not garbage-collected mid-run).
-_RUNS: set[asyncio.Task[Any]] = set()
 
 
 def _line(name: str, value: float, **labels: str) -> str:

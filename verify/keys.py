@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from fallback.gaps import GapLedger
@@ -18,6 +21,7 @@ from indexer.store.registry import RegistryStore
 from verify.access.service import Access
 from verify.degraded import Resilience
 from verify.qr.pool import DecodePool
+from verify.services import Services
 from verify.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -37,3 +41,8 @@ JOURNALED_INTAKE = web.AppKey("journaled_intake", JournaledIntake)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 #: How the Elasticsearch clients are built; None means the official client as configured.
 ES_CLIENT_FACTORY: web.AppKey[ClientFactory | None] = web.AppKey("es_client_factory")
+#: The whole service graph (`verify.services`); the keys above are its parts.
+SERVICES = web.AppKey("services", Services)
+#: Reconcile runs started over HTTP: owned by the app's context, cancelled and awaited at
+#: shutdown before the journal and the gap ledger close.
+RECONCILE_RUNS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("reconcile_runs")

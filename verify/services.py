@@ -1,0 +1,144 @@
+"""The service graph, built in one place: `open_services(settings)` opens the stores
+(`verify.backends`), the replica, the outage log, the gap ledger and the intake journal,
+and wires the intake, the breakers, `Resilience` (the lookup path), the journaled intake,
+the reconciler and the health monitor over them. The service's one `cleanup_ctx`
+(`verify.app`) and every CLI command open it alike, so a command answers, records and
+drains exactly as the service does (same horizons, same outage rules).
+
+On Elasticsearch the three stores (invoices, registry, originals) share one pair of
+clients (the fail-fast request-path client and the patient batch client): one pool each per
+process, not six.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from elasticsearch import AsyncElasticsearch
+
+from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.gaps import SqliteGapLedger, open_gap_ledger
+from fallback.health import DependencyGuard, HealthMonitor, Metrics
+from fallback.journaled_intake import JournaledIntake
+from fallback.outages import OutageLog, System, open_outage_log
+from fallback.reconciler import ReconcileProgress, Reconciler
+from fallback.replica import Replica, WriteThrough
+from indexer.intake import Intake
+from indexer.journal import IntakeJournal, open_intake_journal
+from indexer.signature import TrustAnchors
+from indexer.store import InvoiceStore
+from indexer.store.elasticsearch import ClientFactory, ClientOptions, default_client
+from indexer.store.originals import OriginalStore
+from indexer.store.registry import RegistryStore
+from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
+from verify.degraded import Resilience
+from verify.reconciling import journaled_intake, reconciler
+from verify.settings import Settings
+
+
+def outage_horizon(settings: Settings) -> timedelta:
+    """How long an ended window stays in the outage log's memory: the intake lag and a day,
+    so `upstream_hides` sees every window a miss may still fall under."""
+    return timedelta(hours=settings.fallback.intake_lag_hours) + timedelta(days=1)
+
+
+class SharedClients:
+    """A `ClientFactory` that builds each kind of client (by url and options) once, so every
+    Elasticsearch store of the process shares it. Stores close the clients they were given
+    when they close; closing an already closed client is harmless, and the stores close
+    together at the end."""
+
+    def __init__(self, factory: ClientFactory | None = None) -> None:
+        self._factory = factory or default_client
+        self._clients: dict[tuple[str, ClientOptions], AsyncElasticsearch] = {}
+
+    def __call__(self, url: str, options: ClientOptions) -> AsyncElasticsearch:
+        client = self._clients.get((url, options))
+        if client is None:
+            client = self._clients[(url, options)] = self._factory(url, options)
+        return client
+
+    @property
+    def built(self) -> int:
+        """Clients (connection pools) built so far."""
+        return len(self._clients)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: InvoiceStore
+    registry: RegistryStore
+    originals: OriginalStore
+    replica: Replica
+    #: The intake straight to the primary (writes through to the replica).
+    intake: Intake
+    outages: OutageLog
+    gaps: SqliteGapLedger
+    journal: IntakeJournal
+    metrics: Metrics
+    primary: DependencyGuard
+    replica_guard: DependencyGuard
+    #: The lookup path: primary or replica, and what a miss means (`verify.degraded`).
+    resilience: Resilience
+    #: `POST /packages` and the journal's drain: the journal first, then the primary.
+    journaled: JournaledIntake
+    reconciler: Reconciler
+    monitor: HealthMonitor
+    clients: SharedClients
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, *, es_client_factory: ClientFactory | None = None,
+                        anchors: TrustAnchors | None = None,
+                        on_progress: Callable[[ReconcileProgress], None] | None = None,
+                        close_dangling: bool = False) -> AsyncIterator[Services]:
+    """Everything a process needs, closed in reverse order on exit. `close_dangling`: close
+    detected windows a dead process left open (the service, at its start); `anchors`: the
+    trust anchors the journaled intake checks XML signatures against (default: from the
+    settings)."""
+    fb = settings.fallback
+    lag = timedelta(hours=fb.intake_lag_hours)
+    config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
+    clients = SharedClients(es_client_factory)
+    try:
+        async with open_registry(settings, clients) as registry, \
+                open_originals(settings, clients) as originals, \
+                open_replica(settings) as replica, \
+                open_invoice_store(settings, clients) as store, \
+                open_outage_log(settings.outages_path, horizon=outage_horizon(settings)) \
+                as outages, open_gap_ledger(settings.gaps_path) as gaps, \
+                open_intake_journal(settings.journal_path) as journal:
+            if close_dangling:
+                await outages.close_dangling()
+            intake = Intake(store, settings.rules, registry, originals,
+                            after_commit=WriteThrough(replica))
+            primary = DependencyGuard(System.PRIMARY, CircuitBreaker("primary", config),
+                                      outages)
+            replica_guard = DependencyGuard(System.REPLICA, CircuitBreaker("replica", config),
+                                            outages)
+            metrics = Metrics()
+            resilience = Resilience(
+                store, replica, primary, replica_guard, outages, gaps,
+                primary_timeout=fb.primary_timeout_ms / 1000, intake_lag=lag,
+                metrics=metrics, journal=journal)
+            journaled = journaled_intake(
+                settings, intake, journal, replica, primary, outages,
+                settings.load_trust_anchors() if anchors is None else anchors)
+            monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
+                                    outages, metrics, interval=fb.probe_interval_seconds,
+                                    timeout=fb.primary_timeout_ms / 1000)
+            yield Services(settings, store, registry, originals, replica, intake, outages,
+                           gaps, journal, metrics, primary, replica_guard, resilience,
+                           journaled, reconciler(settings, journaled, gaps,
+                                                 on_progress=on_progress),
+                           monitor, clients)
+    finally:
+        await clients.aclose()
