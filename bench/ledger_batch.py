@@ -44,9 +44,9 @@ from tests.ledgers import csv_bytes, xlsx_bytes
 from verify.app import create_app
 from verify.batch import answer_rows, parse_rows, store_verifier
 from verify.ledger_check import LedgerTotals, LineChecker
-from verify.ledger_cli import local_resilience
 from verify.ledger_lines import LedgerLine
 from verify.ledger_reports import parse_ledger_query, read_lines, render
+from verify.services import open_services
 from verify.settings import Settings
 
 BUYER = "0314409058"
@@ -184,8 +184,8 @@ async def bench_ledger(data_dir: Path, lines: int, rounds: int) -> tuple[Timings
     times: Timings = {name: [] for name in ("get_invoices", "scan", "parse", "parse xlsx",
                                              "report", "endpoint")}
     totals = LedgerTotals()
-    async with open_sqlite_store(settings.sqlite_path) as store, \
-            local_resilience(settings, store) as resilience:
+    async with open_services(settings) as services:
+        store, resilience = services.store, services.resilience
         now = datetime.now(UTC)
         await resilience.outages.declare(System.UPSTREAM, now - timedelta(hours=1),
                                          now + timedelta(hours=1), "bench", "bench")

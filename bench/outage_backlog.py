@@ -41,16 +41,15 @@ import aiohttp
 from bench.lookup import LOOKUP, SetupError
 from fallback.gaps import Gap, GapStatus, open_gap_ledger
 from fallback.reconciler import ReconcileProgress
-from fallback.replica import MemoryReplica, WriteThrough
-from indexer.intake import BatchItem, Intake
+from indexer.intake import BatchItem
 from indexer.package import PackageError
 from indexer.store.sqlite import open_sqlite_store
 from indexer.submission import BodyFormat, read_submission
 from tests.factories import package, vn_invoice
-from verify.backends import open_originals, open_registry
 from verify.heap import freeze_startup_heap
 from verify.reconcile_cli import open_reconciler
 from verify.reconciling import gap_query
+from verify.services import open_services
 from verify.settings import Settings
 
 OUTAGES = "/api/v1/outages"
@@ -289,10 +288,8 @@ async def direct_ingest(data_dir: Path, bodies: list[bytes], *, batch: int | Non
     one by one with `Intake.ingest` (`batch` None), or `batch` at a time with
     `Intake.ingest_many`. (seconds, invoices accepted)."""
     settings = settings_for(data_dir)
-    async with open_registry(settings) as registry, open_originals(settings) as originals, \
-            open_sqlite_store(settings.sqlite_path) as store:
-        intake = Intake(store, settings.rules, registry, originals,
-                        after_commit=WriteThrough(MemoryReplica()))
+    async with open_services(settings) as services:  # as the service builds its intake
+        intake = services.intake
         accepted = 0
         started = time.perf_counter()
         if batch is None:

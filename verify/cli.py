@@ -19,8 +19,7 @@ from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fallback.outages import OutageError, OutageWindow, System, open_outage_log
-from fallback.replica import WriteThrough
+from fallback.outages import OutageError, OutageWindow, System
 from indexer.intake import Intake
 from indexer.ledger_file import LedgerFileError
 from indexer.package import Package, PackageError, package_from_json, parse_json_package
@@ -33,18 +32,18 @@ from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
-from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
-from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows, store_verifier
+from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows
 from verify.csv_cells import dict_writer
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.errors import ApiError
 from verify.heap import freeze_startup_heap
-from verify.ledger_cli import write_ledger_report
+from verify.ledger_cli import cli_verifier, write_ledger_report
 from verify.ledger_reports import file_error, parse_ledger_query, read_lines
 from verify.logs import AccessLogger, configure_logging
 from verify.reconcile_cli import journal_app, run_loop, run_once
-from verify.report_gaps import local_outage_gaps
+from verify.report_gaps import outage_gaps
 from verify.reports import Totals, parse_report_query, render
+from verify.services import open_services
 from verify.settings import Settings, SettingsError
 
 app = typer.Typer(help="Verify Vietnamese and Chinese e-invoices.", no_args_is_help=True,
@@ -72,12 +71,11 @@ def _progress() -> Progress:
 
 @contextlib.asynccontextmanager
 async def _intake(settings: Settings) -> AsyncIterator[Intake]:
-    """The same intake the service runs: invoice store plus the registry's rules, and the
-    originals store, so XML ingested from files keeps its originals as the endpoint does."""
-    async with open_registry(settings) as registry, open_originals(settings) as originals, \
-            open_invoice_store(settings) as store, open_replica(settings) as replica:
-        yield Intake(store, settings.rules, registry, originals,
-                     after_commit=WriteThrough(replica))
+    """The same intake the service runs (`verify.services`): invoice store plus the
+    registry's rules, and the originals store, so XML ingested from files keeps its originals
+    as the endpoint does."""
+    async with open_services(settings) as services:
+        yield services.intake
 
 
 async def _load_demo(settings: Settings, plan: DemoPlan) -> tuple[int, int]:
@@ -230,7 +228,9 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
                out: Annotated[Path | None, typer.Option(
                    help="CSV of answers (default: standard output)")] = None,
                data_dir: DataDir = None) -> None:
-    """Verify a batch of invoices against the local store; one CSV row per input row."""
+    """Verify a batch of invoices as POST /api/v1/verify/batch does (the intake journal, the
+    primary, the replica and the outage windows of the data directory); one CSV row per
+    input row. A miss that cannot be confirmed records its gap (requester `cli`)."""
     settings = _settings(data_dir=data_dir)
     content_type = "text/csv" if batch.suffix.lower() == ".csv" else "application/json"
     try:
@@ -246,10 +246,11 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
         writer = dict_writer(sink, CSV_COLUMNS)
         writer.writeheader()
         tally: Counter[str] = Counter()
-        async with open_invoice_store(settings) as store:
+        async with open_services(settings) as services:
             with _progress() as bar:
                 task = bar.add_task("verifying", total=len(rows))
-                async for result in answer_rows(rows, settings.rules, store_verifier(store)):
+                async for result in answer_rows(rows, settings.rules,
+                                                cli_verifier(services.resilience)):
                     writer.writerow(csv_row(result))
                     tally[result.get("status") or result["error"]["code"]] += 1
                     bar.advance(task)
@@ -344,9 +345,9 @@ def registry_import(file: Annotated[Path, typer.Argument(help="registry .json or
         raise typer.Exit(1) from None
 
     async def load() -> dict[str, int]:
-        async with open_registry(settings) as registry:  # Elasticsearch when configured
-            await registry.import_registry(parsed)
-            return await registry.counts()
+        async with open_services(settings) as services:  # Elasticsearch when configured
+            await services.registry.import_registry(parsed)
+            return await services.registry.counts()
 
     totals = asyncio.run(load())
     out.print(f"imported {len(parsed.taxpayers)} taxpayers and {len(parsed.providers)} "
@@ -454,11 +455,12 @@ def report_missing(
 
     async def run(sink: BinaryIO) -> Totals:
         totals = Totals()
-        async with open_invoice_store(settings) as store, \
-                local_outage_gaps(settings, request.scope) as gaps:
+        async with open_services(settings) as services:
+            gaps = outage_gaps(services.gaps, services.outages, request.scope)
             with _progress() as bar:
                 task = bar.add_task("numbers checked", total=None)
-                async with contextlib.aclosing(render(request, store, totals, gaps)) as chunks:
+                async with contextlib.aclosing(render(request, services.store, totals,
+                                                      gaps)) as chunks:
                     async for chunk in chunks:
                         sink.write(chunk)
                         bar.update(task, completed=totals.issued)
@@ -587,8 +589,8 @@ def outage_declare(
     begin, finish = _instant(start, "--from"), _instant(end, "--to")
 
     async def declare() -> OutageWindow:
-        async with open_outage_log(settings.outages_path) as log:
-            return await log.declare(system, begin, finish, reason, "cli")
+        async with open_services(settings) as services:
+            return await services.outages.declare(system, begin, finish, reason, "cli")
 
     try:
         window = asyncio.run(declare())
@@ -605,8 +607,8 @@ def outage_list(data_dir: DataDir = None) -> None:
 
     async def listing() -> list[OutageWindow]:
         windows: list[OutageWindow] = []
-        async with open_outage_log(settings.outages_path) as log:
-            while page := await log.list(after=windows[-1].id if windows else 0,
+        async with open_services(settings) as services:
+            while page := await services.outages.list(after=windows[-1].id if windows else 0,
                                          limit=1000):
                 windows.extend(page)
         return windows

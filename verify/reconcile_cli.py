@@ -29,17 +29,11 @@ from typing import Annotated, TypeVar
 import typer
 from rich.progress import Progress, TaskID
 
-from fallback.breaker import BreakerConfig, CircuitBreaker
-from fallback.gaps import open_gap_ledger
-from fallback.health import DependencyGuard, HealthMonitor, Metrics
-from fallback.outages import System, open_outage_log
+from fallback.health import HealthMonitor
 from fallback.reconciler import ReconcileProgress, Reconciler
-from fallback.replica import WriteThrough
-from indexer.intake import Intake
 from indexer.journal import EntryState, IntakeJournal, open_intake_journal
-from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.heap import freeze_startup_heap
-from verify.reconciling import journaled_intake, reconciler
+from verify.services import open_services
 from verify.settings import Settings, SettingsError
 
 
@@ -68,24 +62,9 @@ class Bars:
 @contextlib.asynccontextmanager
 async def open_reconciler(settings: Settings, bars: Bars | None = None,
                           ) -> AsyncIterator[tuple[Reconciler, HealthMonitor]]:
-    fb = settings.fallback
-    config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
-    async with open_registry(settings) as registry, open_originals(settings) as originals, \
-            open_invoice_store(settings) as store, open_replica(settings) as replica, \
-            open_outage_log(settings.outages_path) as outages, \
-            open_gap_ledger(settings.gaps_path) as gaps, \
-            open_intake_journal(settings.journal_path) as journal:
-        primary = DependencyGuard(System.PRIMARY, CircuitBreaker("primary", config), outages)
-        replica_guard = DependencyGuard(System.REPLICA, CircuitBreaker("replica", config),
-                                        outages)
-        intake = Intake(store, settings.rules, registry, originals,
-                        after_commit=WriteThrough(replica))
-        journaled = journaled_intake(settings, intake, journal, replica, primary, outages,
-                                     settings.load_trust_anchors())
-        monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
-                                outages, Metrics(), interval=fb.probe_interval_seconds,
-                                timeout=fb.primary_timeout_ms / 1000)
-        yield reconciler(settings, journaled, gaps, on_progress=bars), monitor
+    """The reconciler and health monitor of `verify.services`, as the service builds them."""
+    async with open_services(settings, on_progress=bars) as services:
+        yield services.reconciler, services.monitor
 
 
 def run_once(settings: Settings, progress: Progress) -> ReconcileProgress:
