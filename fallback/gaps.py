@@ -43,7 +43,7 @@ import aiosqlite
 import orjson
 
 from fallback.breaker import Clock, utc_now
-from indexer.store.sqlite_files import open_sqlite_file, write_transaction
+from indexer.store.sqlite_files import Step, open_sqlite_file, run_script, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gaps (
@@ -80,17 +80,30 @@ CREATE TABLE IF NOT EXISTS gap_requesters (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS gap_requesters_key ON gap_requesters (key_id);
 """
-#: Columns added after the first release, for files created before them.
+#: Columns added after the first release, before the file was numbered.
 _ADDED_COLUMNS = (
     ("gaps", "answer_json", "TEXT"),
     ("gap_requesters", "notify_attempts", "INTEGER NOT NULL DEFAULT 0"),
     ("gap_requesters", "next_notify_at", "REAL"),
     ("gap_requesters", "notify_error", "TEXT"),
 )
-_ADD_COLUMN = {(t, c): f"ALTER TABLE {t} ADD COLUMN {c} {d}" for t, c, d in _ADDED_COLUMNS}
-_TABLE_INFO = {t: f"PRAGMA table_info({t})" for t, _, _ in _ADDED_COLUMNS}
 
 
+async def _number_the_layout(conn: aiosqlite.Connection) -> None:
+    """Step 1: a file from before the numbering (version 0: the first release's layout, or
+    the current one, whose columns were added when missing at each open) gets the current
+    layout; a new file is created with it. Inside `migrate`'s transaction, so the column
+    check cannot race another process's."""
+    await run_script(conn, _SCHEMA)
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {str(row[1]) for row in await conn.execute_fetchall(
+            "SELECT * FROM pragma_table_info(?)", (table,))}
+        if column not in present:
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+#: The gap ledger's migration steps (`migrate`): a later change of layout is a new step.
+_LAYOUT: tuple[Step, ...] = (_number_the_layout,)
 
 
 class GapReason(enum.StrEnum):
@@ -433,22 +446,11 @@ def visible(gap: Gap, who: Visibility | None) -> bool:
         r.key_id == who.key_id for r in gap.requesters)
 
 
-async def _add_missing_columns(conn: aiosqlite.Connection) -> None:
-    """Files from before a column existed get it (`CREATE TABLE IF NOT EXISTS` keeps the
-    old shape)."""
-    for table, info in _TABLE_INFO.items():
-        present = {str(row[1]) for row in await conn.execute_fetchall(info)}
-        for (t, column), statement in _ADD_COLUMN.items():
-            if t == table and column not in present:
-                await conn.execute(statement)
-
-
 @asynccontextmanager
 async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
-    async with open_sqlite_file(path, _SCHEMA) as conn:
-        await _add_missing_columns(conn)
+    async with open_sqlite_file(path, _LAYOUT) as conn:
         ledger = SqliteGapLedger(conn, clock=clock)
         try:
             yield ledger

@@ -44,7 +44,7 @@ import aiosqlite
 import orjson
 
 from indexer.codec import json_text
-from indexer.store.sqlite_files import open_sqlite_file, write_transaction
+from indexer.store.sqlite_files import open_sqlite_file, run_script, write_transaction
 from indexer.submission import BodyFormat, Submission
 
 #: The entries table; `{name}`: `IF NOT EXISTS entries`, or the table a migration builds.
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS pending_docs (
     PRIMARY KEY (seq, doc_id)
 ) WITHOUT ROWID;
 """
-#: The indexes, created after `_migrate` (a version-0 file gets its table rebuilt first).
+#: The indexes, created once a version-0 file has its table rebuilt.
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS entries_pending ON entries (seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS entries_applied ON entries (applied_at) WHERE state = 'applied';
@@ -515,36 +515,30 @@ class IntakeJournal:
                 del self._codes[code]
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
-    """Bring a file to `JOURNAL_VERSION`, in one write transaction, checked again inside it
-    (two processes opening one file at once migrate it once). Version 0 -> 1: the entries
-    table is rebuilt for the `quarantined` state (a CHECK constraint cannot be altered), its
+async def _quarantined_state(conn: aiosqlite.Connection) -> None:
+    """Step 1 (`migrate`): version 0 -> 1, or a new file created at 1. The entries table is
+    rebuilt for the `quarantined` state (a CHECK constraint cannot be altered), its
     AUTOINCREMENT counter kept, and every `attempts` reset: it counted transient failures too."""
-    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-    if int(rows[0][0]) >= JOURNAL_VERSION:
-        return
-    async with write_transaction(conn):
-        rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-        if int(rows[0][0]) >= JOURNAL_VERSION:
-            return
-        table = list(await conn.execute_fetchall(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'"))
-        if "quarantined" not in str(table[0][0]):
-            counter = list(await conn.execute_fetchall(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"))
-            for statement in filter(str.strip, _V0_REBUILD.split(";")):
-                await conn.execute(statement)
-            if counter:
-                await conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?)"
-                                   " WHERE name = 'entries'", (int(counter[0][0]),))
-        await conn.execute(f"PRAGMA user_version = {JOURNAL_VERSION}")
+    await run_script(conn, _SCHEMA)
+    table = list(await conn.execute_fetchall(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'"))
+    if "quarantined" not in str(table[0][0]):
+        counter = list(await conn.execute_fetchall(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"))
+        await run_script(conn, _V0_REBUILD)
+        if counter:
+            await conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?)"
+                               " WHERE name = 'entries'", (int(counter[0][0]),))
+    await run_script(conn, _INDEXES)
+
+
+#: The journal's migration steps; `JOURNAL_VERSION` is their number.
+_LAYOUT = (_quarantined_state,)
 
 
 @asynccontextmanager
 async def open_intake_journal(path: Path) -> AsyncIterator[IntakeJournal]:
-    async with open_sqlite_file(path, _SCHEMA) as conn:
-        await _migrate(conn)
-        await conn.executescript(_INDEXES)
+    async with open_sqlite_file(path, _LAYOUT) as conn:
         journal = IntakeJournal(conn)
         await journal.refresh()
         yield journal

@@ -44,10 +44,10 @@ from indexer.store.protocol import (
     StoredPackage,
     StoreUnavailableError,
 )
-from indexer.store.sqlite_files import private_file, write_transaction
+from indexer.store.sqlite_files import migrate, private_file, write_transaction
 
-SCHEMA_VERSION = 4
-_SCHEMA = """
+#: Version 1: the invoices table and its first indexes, packages as a WITHOUT ROWID table.
+_V1 = """
 CREATE TABLE IF NOT EXISTS invoices (
     doc_id            TEXT PRIMARY KEY,
     scheme            TEXT NOT NULL CHECK (scheme IN ('vn', 'cn')),
@@ -82,30 +82,35 @@ CREATE INDEX IF NOT EXISTS invoices_vn_series
     ON invoices (seller_tax_id, template, series, number) WHERE scheme = 'vn';
 CREATE INDEX IF NOT EXISTS invoices_cn_code
     ON invoices (invoice_code, invoice_number) WHERE scheme = 'cn';
--- v3: a seller's Chinese numbering sequences, for the missing-invoice report.
-CREATE INDEX IF NOT EXISTS invoices_cn_seller
-    ON invoices (seller_tax_id, invoice_code, invoice_number) WHERE scheme = 'cn';
 CREATE INDEX IF NOT EXISTS invoices_buyer ON invoices (buyer_tax_id, issued_on);
-CREATE INDEX IF NOT EXISTS invoices_issued ON invoices (issued_on, doc_id);
--- v4: a rowid table. Its notices run to megabytes for large packages, and a WITHOUT ROWID
--- table keeps them in its key b-tree, where finding one package id read whole notices.
 CREATE TABLE IF NOT EXISTS packages (
-    package_id  TEXT NOT NULL PRIMARY KEY,
+    package_id  TEXT PRIMARY KEY,
     sender      TEXT NOT NULL,
     digest      TEXT NOT NULL,
     received_at TEXT NOT NULL,
     notice      TEXT NOT NULL
-);
+) WITHOUT ROWID;
 """
 _PACKAGE_COLUMNS = "package_id, sender, digest, received_at, notice"
-#: v3 -> v4: the packages table rebuilt as a rowid table (see the schema), in one transaction.
-_PACKAGES_AS_ROWID_TABLE = (
-    "CREATE TABLE packages_v4 (package_id TEXT NOT NULL PRIMARY KEY, sender TEXT NOT NULL,"
-    " digest TEXT NOT NULL, received_at TEXT NOT NULL, notice TEXT NOT NULL)",
-    f"INSERT INTO packages_v4 ({_PACKAGE_COLUMNS}) SELECT {_PACKAGE_COLUMNS} FROM packages",  # noqa: S608
-    "DROP TABLE packages",
-    "ALTER TABLE packages_v4 RENAME TO packages",
+#: Version 4: packages as a rowid table. Its notices run to megabytes for large packages, and
+#: a WITHOUT ROWID table keeps them in its key b-tree, where finding one package id read
+#: whole notices.
+_V4 = (
+    "CREATE TABLE packages_v4 (package_id TEXT NOT NULL PRIMARY KEY, sender TEXT NOT NULL,"  # noqa: S608 (constants)
+    " digest TEXT NOT NULL, received_at TEXT NOT NULL, notice TEXT NOT NULL);"
+    f"INSERT INTO packages_v4 ({_PACKAGE_COLUMNS}) SELECT {_PACKAGE_COLUMNS} FROM packages;"
+    "DROP TABLE packages; ALTER TABLE packages_v4 RENAME TO packages;")
+#: The store's migration steps (`migrate`); step i takes a file from version i to i + 1.
+_LAYOUT = (
+    _V1,
+    # v2: the month scan.
+    "CREATE INDEX IF NOT EXISTS invoices_issued ON invoices (issued_on, doc_id)",
+    # v3: a seller's Chinese numbering sequences, for the missing-invoice report.
+    "CREATE INDEX IF NOT EXISTS invoices_cn_seller"
+    " ON invoices (seller_tax_id, invoice_code, invoice_number) WHERE scheme = 'cn'",
+    _V4,
 )
+SCHEMA_VERSION = len(_LAYOUT)
 _COLUMNS = ", ".join(DOC_FIELDS)
 _PLACEHOLDERS = ", ".join(f":{name}" for name in DOC_FIELDS)
 _INSERT = f"INSERT INTO invoices ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 (constants)
@@ -404,22 +409,6 @@ class SqliteStore:
         return [_row_to_invoice(row) for row in rows]
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
-    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-    version = int(rows[0][0])
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
-    if version < SCHEMA_VERSION:
-        await conn.executescript(_SCHEMA)
-        async with write_transaction(conn):  # another process may be migrating too
-            rows = list(await conn.execute_fetchall(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'packages'"))
-            if "WITHOUT ROWID" in str(rows[0][0]).upper():
-                for statement in _PACKAGES_AS_ROWID_TABLE:
-                    await conn.execute(statement)
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
 @asynccontextmanager
 async def open_sqlite_store(path: Path, *, recheck_seconds: float = CACHE_RECHECK_SECONDS,
                             ) -> AsyncIterator[SqliteStore]:
@@ -428,7 +417,7 @@ async def open_sqlite_store(path: Path, *, recheck_seconds: float = CACHE_RECHEC
     private_file(path)  # owner-only, and so are its -wal and -shm (sqlite_files.py)
     writer = await _connect(path)
     try:
-        await _migrate(writer)
+        await migrate(writer, _LAYOUT)
         reader = _connect_reader(path)
         try:
             yield SqliteStore(path, writer, reader, recheck_seconds=recheck_seconds)

@@ -5,15 +5,20 @@ Every file of the data directory is owner-only (`private_file`, in a 0700 `priva
 it holds API key hashes, the audit trail, invoices and the intake journal. SQLite creates a
 database's `-wal`, `-shm` and `-journal` files with the database file's own permissions, so
 creating the database file 0600 first makes them 0600 too; files made by an older version
-are tightened when opened."""
+are tightened when opened.
+
+One migration scheme for every file (`migrate`): `PRAGMA user_version` counts the numbered
+steps a file has been through, and the missing ones run in one write transaction, the
+version read again inside it, so two processes opening a file at once migrate it once."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import aiosqlite
 
@@ -21,6 +26,9 @@ _SYNCHRONOUS = {"FULL": "PRAGMA synchronous = FULL", "NORMAL": "PRAGMA synchrono
 #: The files SQLite keeps beside a database.
 SIDE_FILES = ("-wal", "-shm", "-journal")
 DIR_MODE, FILE_MODE = 0o700, 0o600
+#: One step of a file's layout: SQL statements, or a coroutine given the connection. Step `i`
+#: (counting from 0) takes a file from `user_version` i to i + 1, inside the transaction.
+Step: TypeAlias = str | Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
 def private_dir(path: Path) -> None:
@@ -46,10 +54,12 @@ def private_file(path: Path) -> None:
 
 
 @asynccontextmanager
-async def open_sqlite_file(path: Path, schema: str, *,
+async def open_sqlite_file(path: Path, layout: str | Sequence[Step], *,
                            synchronous: Literal["FULL", "NORMAL"] = "FULL",
                            ) -> AsyncIterator[aiosqlite.Connection]:
-    """`FULL`: a commit is on disk before it returns (what was acknowledged stays).
+    """`layout`: the file's migration steps (`migrate`); one script is step 1 alone, for a
+    file whose layout never changed.
+    `FULL`: a commit is on disk before it returns (what was acknowledged stays).
     `NORMAL`: a power cut may lose the last commits, never corrupt the file."""
     private_file(path)
     conn = await aiosqlite.connect(path, isolation_level=None)
@@ -57,10 +67,52 @@ async def open_sqlite_file(path: Path, schema: str, *,
         await conn.execute("PRAGMA busy_timeout = 5000")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute(_SYNCHRONOUS[synchronous])
-        await conn.executescript(schema)
+        await migrate(conn, (layout,) if isinstance(layout, str) else layout)
         yield conn
     finally:
         await conn.close()
+
+
+async def _user_version(conn: aiosqlite.Connection, newest: int) -> int:
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    version = int(rows[0][0])
+    if version > newest:
+        raise RuntimeError(f"database schema {version} is newer than this code ({newest})")
+    return version
+
+
+async def run_script(conn: aiosqlite.Connection, script: str) -> None:
+    """Each statement of `script` in turn, inside the caller's transaction (`executescript`
+    would COMMIT it first); a trigger's inner `;` does not end its statement."""
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            await conn.execute(statement)
+            statement = ""
+    if statement.strip(" \n;"):
+        raise ValueError(f"incomplete SQL statement: {statement!r}")
+
+
+async def migrate(conn: aiosqlite.Connection, steps: Sequence[Step]) -> int:
+    """Bring the file to version `len(steps)`: the steps it has not been through, in order, in
+    one write transaction (all of them or none). The version is read again once the write
+    lock is held: a process that migrated meanwhile leaves nothing to do. A file newer than
+    the code (a later release's) is refused with `RuntimeError`. Returns the version found."""
+    newest = len(steps)
+    found = await _user_version(conn, newest)
+    if found == newest:
+        return found
+    async with write_transaction(conn):
+        found = await _user_version(conn, newest)
+        for step in steps[found:]:
+            if isinstance(step, str):
+                await run_script(conn, step)
+            else:
+                await step(conn)
+        if found < newest:
+            await conn.execute(f"PRAGMA user_version = {newest:d}")
+    return found
 
 
 @asynccontextmanager
