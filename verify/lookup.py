@@ -23,7 +23,6 @@ from indexer.model import Invoice
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig
 from indexer.store import InvoiceStore
-from indexer.store.sqlite import SqliteStore
 from indexer.text import ascii_int
 from verify.errors import ApiError
 from verify.params import Query, invalid, read_query
@@ -66,7 +65,7 @@ def reads_inline(store: InvoiceStore) -> bool:
     (SQLite, bounded by its busy timeout, unless it paused them after one held the loop:
     `indexer/store/sqlite.py`). A timeout armed around such a read could never fire, so the
     request path arms none (about 8 us per lookup); around any other read it arms one."""
-    return isinstance(store, SqliteStore) and store.reads_inline
+    return store.reads_inline
 
 
 class CodeOwners:

@@ -66,32 +66,34 @@ the failure and a re-run completes it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import aclosing, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
-from elasticsearch import (
-    ApiError,
-    AsyncElasticsearch,
-    ConflictError,
-    NotFoundError,
-    TransportError,
-)
+from elasticsearch import AsyncElasticsearch, ConflictError
 
 from indexer.model import Invoice
 from indexer.store.es_bulk import BulkFailure, BulkOutcome, BulkWriteError, run_bulk
 from indexer.store.es_mappings import (
     IndexLayout,
-    create_layout,
     invoice_from_source,
     invoice_source,
     source_version,
     state_version,
-    storable_id,
+)
+from indexer.store.es_support import (
+    MGET_CHUNK,
+    PATIENT,
+    REQUEST_PATH,
+    AliasedStore,
+    ClientFactory,
+    ClientOptions,
+    ElasticsearchUnavailable,
+    default_client,
+    open_aliased_store,
+    unavailable_on_failure,
 )
 from indexer.store.numbering_reports import NumberingScope, NumberRun, es_numbering_runs
 from indexer.store.protocol import (
@@ -100,18 +102,15 @@ from indexer.store.protocol import (
     PackageCommit,
     PackageExistsError,
     StoredPackage,
-    StoreUnavailableError,
 )
 
+#: The clients and the unavailable error live in `es_support` (shared by the three stores),
+#: and are named here too, where the service and the tests have always found them.
+__all__ = ["MGET_CHUNK", "PATIENT", "REQUEST_PATH", "ClientFactory", "ClientOptions",
+           "ElasticsearchStore", "ElasticsearchUnavailable", "StaleInvoiceError",
+           "default_client", "open_elasticsearch_store"]
+
 logger = logging.getLogger(__name__)
-
-#: mget at most this many ids per request.
-MGET_CHUNK = 1000
-
-
-class ElasticsearchUnavailable(StoreUnavailableError):
-    """The cluster did not answer (connection refused, timeout) or answered 429/5xx."""
-
 
 class StaleInvoiceError(DuplicateInvoiceError):
     """A changed invoice is not newer than the stored one: another intake changed it first.
@@ -121,60 +120,14 @@ class StaleInvoiceError(DuplicateInvoiceError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOptions:
-    request_timeout: float
-    max_retries: int
-    retry_on_timeout: bool
-
-
-REQUEST_PATH = ClientOptions(request_timeout=1.0, max_retries=1, retry_on_timeout=False)
-PATIENT = ClientOptions(request_timeout=30.0, max_retries=3, retry_on_timeout=False)
-
-ClientFactory = Callable[[str, ClientOptions], AsyncElasticsearch]
-
-
-def default_client(url: str, options: ClientOptions) -> AsyncElasticsearch:
-    return AsyncElasticsearch(url, request_timeout=options.request_timeout,
-                              max_retries=options.max_retries,
-                              retry_on_timeout=options.retry_on_timeout)
-
-
-@contextmanager
-def _unavailable_on_failure(what: str) -> Iterator[None]:
-    try:
-        yield
-    except TransportError as exc:
-        raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
-    except ApiError as exc:
-        if (exc.status_code == 429 or exc.status_code >= 500
-                or exc.error == "index_not_found_exception"):
-            raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
-        raise
-
-
-def _doc_missing(exc: NotFoundError) -> bool:
-    """A 404 for a missing document (as opposed to a missing index)."""
-    return isinstance(exc.body, dict) and exc.body.get("found") is False
-
-
-class ElasticsearchStore:
+class ElasticsearchStore(AliasedStore):
     backend = "elasticsearch"
+    layout: IndexLayout
+    reads_inline = False  # every read is a request over the network
 
     def __init__(self, fast: AsyncElasticsearch, patient: AsyncElasticsearch,
                  layout: IndexLayout) -> None:
-        self.fast = fast
-        self.patient = patient
-        self.layout = layout
-        self.layout_ready = False
-
-    async def ensure_layout(self, client: AsyncElasticsearch | None = None) -> None:
-        """Create whatever of the layout is missing, once per store."""
-        if self.layout_ready:
-            return
-        with _unavailable_on_failure("ensure_layout"):
-            await create_layout(client or self.patient, self.layout)
-        self.layout_ready = True
+        super().__init__(fast, patient, layout)
 
     async def ping(self) -> None:
         """A realtime GET on the invoices alias: fails if the cluster, the alias or the
@@ -182,61 +135,39 @@ class ElasticsearchStore:
         layout first if the store was opened while the cluster was down (fail-fast client:
         a probe must not hang; an index creation that outlives it is seen done next time)."""
         await self.ensure_layout(self.fast)
-        with _unavailable_on_failure("ping"):
-            await self._get_source(self.layout.invoices, "ping")
-
-    async def _get_source(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        if not storable_id(doc_id):
-            return None
-        try:
-            resp = await self.fast.get(index=index, id=doc_id)
-        except NotFoundError as exc:
-            if _doc_missing(exc):
-                return None
-            raise
-        return cast(dict[str, Any], resp["_source"])
-
-    async def _mget_sources(self, client: AsyncElasticsearch, index: str,
-                            ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        wanted = sorted({i for i in ids if storable_id(i)})
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), MGET_CHUNK):
-            resp = await client.mget(index=index, ids=wanted[start:start + MGET_CHUNK])
-            for doc in resp["docs"]:
-                if doc.get("found"):
-                    found[str(doc["_id"])] = cast(dict[str, Any], doc["_source"])
-        return found
+        with unavailable_on_failure("ping"):
+            await self.get_source(self.layout.invoices, "ping")
 
     async def get_invoice(self, doc_id: str) -> Invoice | None:
-        with _unavailable_on_failure("get_invoice"):
-            source = await self._get_source(self.layout.invoices, doc_id)
+        with unavailable_on_failure("get_invoice"):
+            source = await self.get_source(self.layout.invoices, doc_id)
         return invoice_from_source(source) if source is not None else None
 
     async def get_invoices(self, doc_ids: Iterable[str]) -> dict[str, Invoice]:
-        with _unavailable_on_failure("get_invoices"):
-            sources = await self._mget_sources(self.fast, self.layout.invoices, doc_ids)
+        with unavailable_on_failure("get_invoices"):
+            sources = await self.mget_sources(self.layout.invoices, doc_ids)
         return {doc_id: invoice_from_source(src) for doc_id, src in sources.items()}
 
     async def find_by_authority_code(self, code: str) -> Invoice | None:
-        with _unavailable_on_failure("find_by_authority_code"):
-            entry = await self._get_source(self.layout.codes, code)
+        with unavailable_on_failure("find_by_authority_code"):
+            entry = await self.get_source(self.layout.codes, code)
             if entry is None:
                 return None
-            source = await self._get_source(self.layout.invoices, str(entry["doc_id"]))
+            source = await self.get_source(self.layout.invoices, str(entry["doc_id"]))
         return invoice_from_source(source) if source is not None else None
 
     async def existing_authority_codes(self, codes: Iterable[str]) -> set[str]:
-        with _unavailable_on_failure("existing_authority_codes"):
-            return set(await self._mget_sources(self.fast, self.layout.codes, codes))
+        with unavailable_on_failure("existing_authority_codes"):
+            return set(await self.mget_sources(self.layout.codes, codes))
 
     async def authority_code_packages(self, codes: Iterable[str]) -> dict[str, str]:
-        with _unavailable_on_failure("authority_code_packages"):
-            found = await self._mget_sources(self.patient, self.layout.codes, codes)
+        with unavailable_on_failure("authority_code_packages"):
+            found = await self.mget_sources(self.layout.codes, codes, self.patient)
         return {code: str(source.get("package_id")) for code, source in found.items()}
 
     async def get_package(self, package_id: str) -> StoredPackage | None:
-        with _unavailable_on_failure("get_package"):
-            source = await self._get_source(self.layout.packages, package_id)
+        with unavailable_on_failure("get_package"):
+            source = await self.get_source(self.layout.packages, package_id)
         if source is None:
             return None
         return StoredPackage(source["package_id"], source["sender"], source["digest"],
@@ -253,13 +184,13 @@ class ElasticsearchStore:
             "sort": [{"doc_id": "asc"}], "size": limit}
         if after:
             body["search_after"] = [after]
-        with _unavailable_on_failure("scan_invoices"):
+        with unavailable_on_failure("scan_invoices"):
             await self.patient.indices.refresh(index=self.layout.invoices)
             resp = await self.patient.search(index=self.layout.invoices, body=body)
         return [invoice_from_source(hit["_source"]) for hit in resp["hits"]["hits"]]
 
     async def count_invoices(self) -> int:
-        with _unavailable_on_failure("count_invoices"):
+        with unavailable_on_failure("count_invoices"):
             await self.patient.indices.refresh(index=self.layout.invoices)
             resp = await self.patient.count(index=self.layout.invoices)
         return int(resp["count"])
@@ -268,7 +199,7 @@ class ElasticsearchStore:
                              page_size: int = 5_000) -> AsyncGenerator[list[NumberRun], None]:
         """A composite aggregation over (sequence, number, lifecycle) paged by `after_key`
         on the patient client, after a refresh (batch work sees every acknowledged write)."""
-        with _unavailable_on_failure("numbering_runs"):
+        with unavailable_on_failure("numbering_runs"):
             await self.patient.indices.refresh(index=self.layout.invoices)
             async with aclosing(es_numbering_runs(self.patient, self.layout.invoices, scope,
                                                   page_size=page_size)) as pages:
@@ -279,8 +210,8 @@ class ElasticsearchStore:
                              changed: Sequence[Invoice]) -> None:
         """See the module docstring for the order of writes and what is not atomic."""
         await self.ensure_layout()
-        with _unavailable_on_failure("commit_package"):
-            if await self._get_source(self.layout.packages, package.package_id) is not None:
+        with unavailable_on_failure("commit_package"):
+            if await self.get_source(self.layout.packages, package.package_id) is not None:
                 raise PackageExistsError(package.package_id)
             await self._refuse_stale(changed)
             created = BulkOutcome()
@@ -303,16 +234,16 @@ class ElasticsearchStore:
             await self.commit_package(commit.package, commit.new, commit.changed)
 
     async def get_packages(self, package_ids: Iterable[str]) -> dict[str, StoredPackage]:
-        with _unavailable_on_failure("get_packages"):
-            sources = await self._mget_sources(self.patient, self.layout.packages,
-                                               package_ids)
+        with unavailable_on_failure("get_packages"):
+            sources = await self.mget_sources(self.layout.packages, package_ids,
+                                              self.patient)
         return {pid: StoredPackage(s["package_id"], s["sender"], s["digest"],
                                    datetime.fromisoformat(s["received_at"]), s["notice"])
                 for pid, s in sources.items()}
 
     async def _refuse_stale(self, changed: Sequence[Invoice]) -> None:
-        stored = await self._mget_sources(self.patient, self.layout.invoices,
-                                          (inv.doc_id for inv in changed))
+        stored = await self.mget_sources(self.layout.invoices,
+                                         (inv.doc_id for inv in changed), self.patient)
         stale = [inv.doc_id for inv in changed if inv.doc_id not in stored
                  or source_version(stored[inv.doc_id]) >= state_version(inv)]
         if stale:
@@ -350,7 +281,8 @@ class ElasticsearchStore:
             by_index.setdefault(failure.index, []).append(failure)
         theirs: list[BulkFailure] = []
         for index, failures in by_index.items():
-            stored = await self._mget_sources(self.patient, index, (f.doc_id for f in failures))
+            stored = await self.mget_sources(index, (f.doc_id for f in failures),
+                                             self.patient)
             theirs += [f for f in failures
                        if stored.get(f.doc_id, {}).get("package_id") != package_id]
         return theirs
@@ -417,7 +349,7 @@ class ElasticsearchStore:
         if after is not None:
             days = (after.issued_on - date(1970, 1, 1)).days
             body["search_after"] = [days * 86_400_000, after.doc_id]
-        with _unavailable_on_failure("scan_buyer_invoices"):
+        with unavailable_on_failure("scan_buyer_invoices"):
             if after is None:
                 await self.patient.indices.refresh(index=self.layout.invoices)
             resp = await self.patient.search(index=self.layout.invoices, body=body)
@@ -431,21 +363,8 @@ async def open_elasticsearch_store(
     """Connect both clients, create the templates, indices and aliases that are missing, and
     close both clients after. A cluster that does not answer within `startup_timeout` does
     not stop the store from opening (see the module docstring); it is logged."""
-    factory = client_factory or default_client
-    fast = factory(url, REQUEST_PATH)
-    try:
-        patient = factory(url, PATIENT)
-        try:
-            store = ElasticsearchStore(fast, patient, IndexLayout(index_prefix))
-            try:
-                async with asyncio.timeout(startup_timeout):
-                    await store.ensure_layout()
-            except (ElasticsearchUnavailable, TimeoutError) as exc:
-                logger.warning("Elasticsearch at %s did not answer at start (%s); the store "
-                               "opens degraded and creates its indices when it does", url,
-                               exc or type(exc).__name__)
-            yield store
-        finally:
-            await patient.close()
-    finally:
-        await fast.close()
+    layout = IndexLayout(index_prefix)
+    async with open_aliased_store(
+            url, lambda fast, patient: ElasticsearchStore(fast, patient, layout),
+            client_factory=client_factory, startup_timeout=startup_timeout) as store:
+        yield store

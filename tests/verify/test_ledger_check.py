@@ -48,6 +48,7 @@ class FailingStore:
     inner: SqliteStore
     down: bool = False
     backend: str = "sqlite"
+    reads_inline: bool = False  # a timeout is armed around its reads
 
     def _check(self) -> None:
         if self.down:
