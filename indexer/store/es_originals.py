@@ -24,9 +24,13 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from indexer.store.elasticsearch import ClientFactory
 from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
-from indexer.store.es_support import AliasedStore, open_aliased_store, unavailable_on_failure
+from indexer.store.es_support import (
+    AliasedStore,
+    ClientFactory,
+    open_aliased_store,
+    unavailable_on_failure,
+)
 
 MEDIA_TYPE = "application/xml"
 

@@ -39,9 +39,13 @@ from indexer.registry import (
     taxpayer_from_dict,
     taxpayer_to_dict,
 )
-from indexer.store.elasticsearch import ClientFactory
 from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
-from indexer.store.es_support import AliasedStore, open_aliased_store, unavailable_on_failure
+from indexer.store.es_support import (
+    AliasedStore,
+    ClientFactory,
+    open_aliased_store,
+    unavailable_on_failure,
+)
 
 _KEYWORD: dict[str, Any] = {"type": "keyword"}
 _DAY: dict[str, Any] = {"type": "date", "format": "strict_date"}

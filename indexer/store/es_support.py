@@ -1,4 +1,5 @@
-"""What the registry and originals stores on Elasticsearch share with the invoice store.
+"""What the three stores on Elasticsearch (invoices, registry, originals) share: the base
+class `AliasedStore` and its opening, `open_aliased_store`.
 
 The same two clients (`REQUEST_PATH` for reads, `PATIENT` for writes and maintenance, built
 by the same `ClientFactory`), the same `ElasticsearchUnavailable` for transport failures,
@@ -11,28 +12,62 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
-from indexer.store.elasticsearch import (
-    MGET_CHUNK,
-    PATIENT,
-    REQUEST_PATH,
-    ClientFactory,
-    ElasticsearchUnavailable,
-    _doc_missing,
-    _unavailable_on_failure,
-    default_client,
-)
 from indexer.store.es_mappings import Layout, create_layout, storable_id
+from indexer.store.protocol import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
-#: Re-exported so the registry and originals modules name one place for it.
-unavailable_on_failure = _unavailable_on_failure
+#: mget at most this many ids per request.
+MGET_CHUNK = 1000
+
+
+class ElasticsearchUnavailable(StoreUnavailableError):
+    """The cluster did not answer (connection refused, timeout) or answered 429/5xx."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    request_timeout: float
+    max_retries: int
+    retry_on_timeout: bool
+
+
+REQUEST_PATH = ClientOptions(request_timeout=1.0, max_retries=1, retry_on_timeout=False)
+PATIENT = ClientOptions(request_timeout=30.0, max_retries=3, retry_on_timeout=False)
+
+ClientFactory = Callable[[str, ClientOptions], AsyncElasticsearch]
+
+
+def default_client(url: str, options: ClientOptions) -> AsyncElasticsearch:
+    return AsyncElasticsearch(url, request_timeout=options.request_timeout,
+                              max_retries=options.max_retries,
+                              retry_on_timeout=options.retry_on_timeout)
+
+
+@contextmanager
+def unavailable_on_failure(what: str) -> Iterator[None]:
+    """Transport failures, 429/5xx and a missing index as `ElasticsearchUnavailable`."""
+    try:
+        yield
+    except TransportError as exc:
+        raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
+    except ApiError as exc:
+        if (exc.status_code == 429 or exc.status_code >= 500
+                or exc.error == "index_not_found_exception"):
+            raise ElasticsearchUnavailable(f"{what}: {exc}") from exc
+        raise
+
+
+def doc_missing(exc: NotFoundError) -> bool:
+    """A 404 for a missing document (as opposed to a missing index)."""
+    return isinstance(exc.body, dict) and exc.body.get("found") is False
 
 
 class AliasedStore:
@@ -61,17 +96,21 @@ class AliasedStore:
         try:
             resp = await self.fast.get(index=index, id=doc_id)
         except NotFoundError as exc:
-            if _doc_missing(exc):
+            if doc_missing(exc):
                 return None
             raise
         return cast(dict[str, Any], resp["_source"])
 
-    async def mget_sources(self, index: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Realtime mget on the fast client, `MGET_CHUNK` ids per request."""
+    async def mget_sources(self, index: str, ids: Iterable[str],
+                           client: AsyncElasticsearch | None = None,
+                           ) -> dict[str, dict[str, Any]]:
+        """Realtime mget, `MGET_CHUNK` ids per request, on the fast client unless `client`
+        (the patient one, for batch work) is given."""
         wanted = sorted({i for i in ids if storable_id(i)})
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), MGET_CHUNK):
-            resp = await self.fast.mget(index=index, ids=wanted[start:start + MGET_CHUNK])
+            resp = await (client or self.fast).mget(
+                index=index, ids=wanted[start:start + MGET_CHUNK])
             for doc in resp["docs"]:
                 if doc.get("found"):
                     found[str(doc["_id"])] = cast(dict[str, Any], doc["_source"])
