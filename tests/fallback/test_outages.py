@@ -3,6 +3,7 @@ and the log on its SQLite file. The health guard turning breaker changes into wi
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
-from fallback.outages import OutageError, System, WindowKind, open_outage_log
+from fallback.outages import _SCHEMA, OutageError, System, WindowKind, open_outage_log
 from fallback.replica import MemoryReplica
 from tests.fallback.test_breaker import FakeClock
 
@@ -161,3 +162,22 @@ async def test_monitor_probes_open_the_breaker_and_count(tmp_path: Path) -> None
         assert down.pings == 2, "no probe while open and cooling down"
         assert metrics.probe_failures["primary"] == 2
         assert log.detected(System.PRIMARY) is not None
+
+
+async def test_a_file_from_before_the_numbering_keeps_its_windows(tmp_path: Path) -> None:
+    """The outage log's one layout is its step 1 (`migrate`): a version-0 file made by an
+    earlier release is numbered 1 and keeps its rows; a new one is the same."""
+    path = tmp_path / "o.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT INTO outages (system, kind, start_ts, end_ts, reason, declared_by,"
+                     " created_at) VALUES ('primary', 'declared', 10.0, 20.0, 'add nodes',"
+                     " 'key_admin', '2026-01-01T00:00:00Z')")
+    conn.close()
+    async with open_outage_log(path) as log:
+        window = await log.get(1)
+        assert window is not None
+        assert (window.system, window.reason) == (System.PRIMARY, "add nodes")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    conn.close()
