@@ -346,15 +346,6 @@ class DecodedInvoices:
         return invoice
 
 
-_DECODED = DecodedInvoices()
-
-
-def decode_invoice(doc: Doc) -> Invoice:
-    """The invoice a replica document holds (shared by every replica of this process: the
-    key is the content itself)."""
-    return _DECODED.decode(doc)
-
-
 def replica_doc(invoice: Invoice) -> Doc:
     """What the replica holds for an invoice: its flat document and `replicated_at`, the
     moment it was written (a degraded answer's `as_of`: how fresh the copy is)."""

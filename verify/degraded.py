@@ -27,7 +27,7 @@ from fallback.breaker import Clock, utc_now
 from fallback.gaps import GapLedger, GapReason, GapRequest
 from fallback.health import DependencyGuard, Metrics
 from fallback.outages import OutageLog, System, day_bounds
-from fallback.replica import Replica, ReplicaUnavailable, decode_invoice
+from fallback.replica import DecodedInvoices, Replica, ReplicaUnavailable
 from indexer.codec import invoice_from_doc
 from indexer.journal import PendingDoc
 from indexer.keys import VnKey
@@ -35,7 +35,7 @@ from indexer.model import Invoice
 from indexer.store import InvoiceStore
 from indexer.store.protocol import StoreUnavailableError
 from verify.answer import build_answer
-from verify.lookup import LookupQuery, fetch_invoice, reads_inline
+from verify.lookup import CodeOwners, LookupQuery, fetch_invoice, reads_inline
 
 log = logging.getLogger("verify.degraded")
 
@@ -92,6 +92,9 @@ class Resilience:
         self.metrics = metrics or Metrics()
         self._clock = clock
         self.journal = journal
+        #: This lookup path's own memos (not the process's: one per app).
+        self.code_owners = CodeOwners()
+        self.decoded = DecodedInvoices()
 
     async def fetch(self, query: LookupQuery) -> Fetched:
         maintenance = self.outages.active(System.PRIMARY)
@@ -101,10 +104,10 @@ class Resilience:
             return await self._from_replica(query, None)
         try:
             if reads_inline(self.store):  # never suspends: a timer could not fire in it
-                invoice = await fetch_invoice(self.store, query)
+                invoice = await fetch_invoice(self.store, query, self.code_owners)
             else:
                 async with asyncio.timeout(self.primary_timeout):
-                    invoice = await fetch_invoice(self.store, query)
+                    invoice = await fetch_invoice(self.store, query, self.code_owners)
         except asyncio.CancelledError:
             self.primary.abandoned()
             raise
@@ -137,7 +140,7 @@ class Resilience:
         invoice = None
         if doc is not None:
             try:
-                invoice = decode_invoice(doc)
+                invoice = self.decoded.decode(doc)
             except (KeyError, ValueError, TypeError):  # a stale document shape is a miss
                 log.warning("unreadable replica document", extra={"doc": doc.get("doc_id")})
         as_of = (_written_at(doc) if doc is not None and invoice is not None else None) or now

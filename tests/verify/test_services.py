@@ -31,6 +31,7 @@ from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
 from verify.cli import app as cli_app
+from verify.keys import RECONCILE_RUNS, RESILIENCE
 from verify.services import open_services
 from verify.settings import Settings
 
@@ -205,3 +206,17 @@ async def test_shutdown_cancels_a_reconcile_started_over_http(
         assert counts.get("quarantined", 0) == 0, counts
         # every applied entry's invoices are in the primary, and only theirs
         assert await services.store.count_invoices() == counts["applied"] * 20
+
+
+async def test_memos_belong_to_each_app(aiohttp_client: Factory, tmp_path: Path) -> None:
+    """The authority-code hints and the decoded replica documents are each app's own (they
+    were module-level, shared by every app of the process)."""
+    apps = [create_app(Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / name),
+                                          "INVOICE_INSECURE_LOCAL": "1"}))
+            for name in ("a", "b")]
+    for application in apps:
+        await aiohttp_client(application)
+    one, other = (application[RESILIENCE] for application in apps)
+    assert one.code_owners is not other.code_owners
+    assert one.decoded is not other.decoded
+    assert apps[0][RECONCILE_RUNS] is not apps[1][RECONCILE_RUNS]
