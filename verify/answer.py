@@ -63,24 +63,32 @@ def _relation(rel: Relation) -> dict[str, Any]:
     }
 
 
-#: Summaries by invoice object, each kept with its object (so the id cannot be reused while
-#: the entry lives). The embedded store hands out the same immutable `Invoice` for a document
-#: until its file changes (`indexer/store/sqlite.py`), so a repeated lookup reuses the
-#: summary instead of formatting dates and amounts again; every caller gets its own copy.
-_SUMMARIES: dict[int, tuple[Invoice, dict[str, Any]]] = {}
-_MAX_SUMMARIES = 10_000
+class Summaries:
+    """Summaries by invoice object, each kept with its object (so the id cannot be reused
+    while the entry lives). The embedded store hands out the same immutable `Invoice` for a
+    document until its file changes (`indexer/store/sqlite.py`), so a repeated lookup reuses
+    the summary instead of formatting dates and amounts again; every caller gets its own
+    copy. One per lookup path (`verify.degraded.Resilience`, so one per app); bounded."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._by_id: dict[int, tuple[Invoice, dict[str, Any]]] = {}
+        self._max = max_entries
+
+    def summary(self, invoice: Invoice) -> dict[str, Any]:
+        hit = self._by_id.get(id(invoice))
+        if hit is None or hit[0] is not invoice:
+            if len(self._by_id) >= self._max:
+                self._by_id.clear()
+            hit = self._by_id[id(invoice)] = (invoice, _summary(invoice))
+        summary = hit[1].copy()
+        if summary["original"] is not None:
+            summary["original"] = dict(summary["original"])
+        return summary
 
 
-def invoice_summary(invoice: Invoice) -> dict[str, Any]:
-    hit = _SUMMARIES.get(id(invoice))
-    if hit is None or hit[0] is not invoice:
-        if len(_SUMMARIES) >= _MAX_SUMMARIES:
-            _SUMMARIES.clear()
-        hit = _SUMMARIES[id(invoice)] = (invoice, _summary(invoice))
-    summary = hit[1].copy()
-    if summary["original"] is not None:
-        summary["original"] = dict(summary["original"])
-    return summary
+def invoice_summary(invoice: Invoice, memo: Summaries | None = None) -> dict[str, Any]:
+    """The invoice as answers show it: from `memo` when given, else formatted afresh."""
+    return _summary(invoice) if memo is None else memo.summary(invoice)
 
 
 def _summary(invoice: Invoice) -> dict[str, Any]:
@@ -106,7 +114,8 @@ def _summary(invoice: Invoice) -> dict[str, Any]:
 
 
 def build_answer(query: LookupQuery, invoice: Invoice | None, *, source: str = "primary",
-                 degraded: bool = False, as_of: datetime | None = None) -> dict[str, Any]:
+                 degraded: bool = False, as_of: datetime | None = None,
+                 summaries: Summaries | None = None) -> dict[str, Any]:
     stamp = utc_stamp(as_of or datetime.now(UTC))
     if invoice is None:
         return {"status": "not_found", "scheme": query.scheme, "source": source,
@@ -117,6 +126,6 @@ def build_answer(query: LookupQuery, invoice: Invoice | None, *, source: str = "
     return {
         "status": status, "scheme": invoice.scheme, "source": source, "degraded": degraded,
         "as_of": stamp, "gap_id": None, "key": invoice.key.as_dict(),
-        "invoice": invoice_summary(invoice), "mismatches": found,
+        "invoice": invoice_summary(invoice, summaries), "mismatches": found,
         "related": [_relation(r) for r in invoice.relations] if invoice.relations else [],
     }

@@ -34,7 +34,7 @@ from indexer.keys import VnKey
 from indexer.model import Invoice
 from indexer.store import InvoiceStore
 from indexer.store.protocol import StoreUnavailableError
-from verify.answer import build_answer
+from verify.answer import Summaries, build_answer
 from verify.lookup import CodeOwners, LookupQuery, fetch_invoice, reads_inline
 
 log = logging.getLogger("verify.degraded")
@@ -95,6 +95,7 @@ class Resilience:
         #: This lookup path's own memos (not the process's: one per app).
         self.code_owners = CodeOwners()
         self.decoded = DecodedInvoices()
+        self.summaries = Summaries()
 
     async def fetch(self, query: LookupQuery) -> Fetched:
         maintenance = self.outages.active(System.PRIMARY)
@@ -190,7 +191,8 @@ class Resilience:
         records its gap here (once the caller was admitted)."""
         invoice = fetched.invoice
         answer = build_answer(query, invoice, source=fetched.source,
-                              degraded=fetched.degraded, as_of=fetched.as_of)
+                              degraded=fetched.degraded, as_of=fetched.as_of,
+                              summaries=self.summaries)
         if fetched.pending:
             answer["pending_intake"] = True
         if invoice is None:

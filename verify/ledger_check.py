@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from fallback.outages import System
 from indexer.model import Invoice
 from indexer.store.protocol import IssuedPosition, StoreUnavailableError
-from verify.answer import build_answer, invoice_summary
+from verify.answer import Summaries, build_answer, invoice_summary
 from verify.degraded import Resilience
 from verify.ledger_lines import LedgerLine, LineError, ledger_mismatches
 
@@ -135,7 +135,8 @@ class LineChecker:
                           found: dict[str, Invoice] | None) -> dict[str, Any]:
         invoice = found.get(line.doc_id) if found is not None else None
         if invoice is not None and not self._pending(line.doc_id):
-            answer = build_answer(line.query, invoice)
+            answer = build_answer(line.query, invoice,
+                                  summaries=self.resilience.summaries)
         else:
             answer, invoice = await self.resilience.answer(line.query, self.requester)
         return line_result(line, self.redact(answer), invoice)
@@ -167,9 +168,9 @@ async def check_lines(lines: Sequence[LedgerLine | LineError], checker: LineChec
         yield results
 
 
-def unlisted_entry(invoice: Invoice) -> dict[str, Any]:
+def unlisted_entry(invoice: Invoice, memo: Summaries | None = None) -> dict[str, Any]:
     return {"key": invoice.key.as_dict(), "scheme": invoice.scheme,
-            **invoice_summary(invoice)}
+            **invoice_summary(invoice, memo)}
 
 
 async def not_in_ledger(scope: LedgerScope, listed: set[str], checker: LineChecker,
@@ -185,7 +186,8 @@ async def not_in_ledger(scope: LedgerScope, listed: set[str], checker: LineCheck
         if page is None:
             totals.not_in_ledger_checked = False
             return
-        entries = [unlisted_entry(inv) for inv in page if inv.doc_id not in listed]
+        memo = checker.resilience.summaries
+        entries = [unlisted_entry(inv, memo) for inv in page if inv.doc_id not in listed]
         totals.not_in_ledger += len(entries)
         if entries:
             yield entries

@@ -209,8 +209,9 @@ async def test_shutdown_cancels_a_reconcile_started_over_http(
 
 
 async def test_memos_belong_to_each_app(aiohttp_client: Factory, tmp_path: Path) -> None:
-    """The authority-code hints and the decoded replica documents are each app's own (they
-    were module-level, shared by every app of the process)."""
+    """The authority-code hints, the decoded replica documents and the invoice summaries
+    are each app's own (they were module-level, shared by every app of the process), and so
+    are the reconcile runs started over HTTP."""
     apps = [create_app(Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / name),
                                           "INVOICE_INSECURE_LOCAL": "1"}))
             for name in ("a", "b")]
@@ -219,4 +220,5 @@ async def test_memos_belong_to_each_app(aiohttp_client: Factory, tmp_path: Path)
     one, other = (application[RESILIENCE] for application in apps)
     assert one.code_owners is not other.code_owners
     assert one.decoded is not other.decoded
+    assert one.summaries is not other.summaries
     assert apps[0][RECONCILE_RUNS] is not apps[1][RECONCILE_RUNS]
