@@ -1,8 +1,8 @@
 """Which backend holds what: with `INVOICE_ES_URL` the invoices, the registry and the kept
 originals live in Elasticsearch (shared by every service process, under one index prefix),
 else in the SQLite files of the data directory; with `INVOICE_REDIS_URL` the replica is
-Redis, else process memory. The service (`verify.app`) and every CLI command open them
-through here alike, so a CLI intake lands where the service reads."""
+Redis, else process memory. `verify.services.open_services` opens them through here for the
+service and every CLI command alike, so a CLI intake lands where the service reads."""
 
 from __future__ import annotations
 
