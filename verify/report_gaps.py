@@ -19,15 +19,13 @@ its public listing (the seller's gaps, oldest first); the rest is filtered here.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fallback.gaps import Gap, GapLedger, GapStatus, Visibility, open_gap_ledger
-from fallback.outages import SCHEME_TZ, OutageLog, OutageWindow, open_outage_log
+from fallback.gaps import Gap, GapLedger, GapStatus, Visibility
+from fallback.outages import SCHEME_TZ, OutageLog, OutageWindow
 from indexer.store.numbering_reports import NumberingScope
-from verify.settings import Settings
 
 #: Gaps read from the ledger per page.
 PAGE = 1000
@@ -123,12 +121,3 @@ async def outage_gaps(ledger: GapLedger, outages: OutageLog,
         if len(page) < PAGE:
             return
         after = page[-1].id
-
-
-@asynccontextmanager
-async def local_outage_gaps(settings: Settings, scope: NumberingScope,
-                            ) -> AsyncIterator[AsyncIterator[OutageGap]]:
-    """`outage_gaps` over the data directory's gap ledger and outage log (the CLI)."""
-    async with open_gap_ledger(settings.gaps_path) as ledger, \
-            open_outage_log(settings.outages_path) as outages:
-        yield outage_gaps(ledger, outages, scope)
