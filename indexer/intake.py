@@ -195,18 +195,21 @@ def _same_seller(inv: Invoice, original_key: InvoiceKey, original: Invoice | Non
 
 
 def _link(invoice: Invoice, rel: Relation, lifecycle: Lifecycle | None = None) -> Invoice:
-    return dataclasses.replace(invoice, relations=(*invoice.relations, rel),
-                               lifecycle=lifecycle or invoice.lifecycle)
+    return dataclasses.replace(
+        invoice, relations=(*invoice.relations, rel), lifecycle=lifecycle or invoice.lifecycle
+    )
 
 
-def _chain_invoice(inv: Invoice, ledger: _Ledger, cfg: RuleConfig,
-                   now: datetime) -> list[Violation]:
+def _chain_invoice(
+    inv: Invoice, ledger: _Ledger, cfg: RuleConfig, now: datetime
+) -> list[Violation]:
     """Chain rules (vn-einvoice §8 step 2) for one invoice; applies it to `ledger` if it passes."""
     if inv.doc_id in ledger.current:
         return [cfg.violation("chain.duplicate_key", None, inv.doc_id)]
     if inv.authority_code and inv.authority_code in ledger.codes:
-        return [cfg.violation("chain.duplicate_authority_code", "authority_code",
-                              inv.authority_code)]
+        return [
+            cfg.violation("chain.duplicate_authority_code", "authority_code", inv.authority_code)
+        ]
     if inv.original is None:
         ledger.add(inv)
         return []
@@ -231,20 +234,27 @@ def _chain_invoice(inv: Invoice, ledger: _Ledger, cfg: RuleConfig,
     forward = RelationKind.REPLACES if replacing else RelationKind.ADJUSTS
     backward = RelationKind.REPLACED_BY if replacing else RelationKind.ADJUSTED_BY
     ledger.add(_link(inv, Relation(forward, key=original.key, at=now)))
-    ledger.update(_link(original, Relation(backward, key=inv.key, at=now),
-                        Lifecycle.REPLACED if replacing else Lifecycle.ADJUSTED))
+    ledger.update(
+        _link(
+            original,
+            Relation(backward, key=inv.key, at=now),
+            Lifecycle.REPLACED if replacing else Lifecycle.ADJUSTED,
+        )
+    )
     return []
 
 
-def _chain_notice(notice: CancelNotice, ledger: _Ledger, cfg: RuleConfig,
-                  now: datetime) -> list[Violation]:
+def _chain_notice(
+    notice: CancelNotice, ledger: _Ledger, cfg: RuleConfig, now: datetime
+) -> list[Violation]:
     target = ledger.current.get(notice.key.doc_id)
     if target is None:
         return [cfg.violation("notice.target.not_found", "key", notice.key.doc_id)]
     if target.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):
         return [cfg.violation("notice.target.not_in_force", "key", target.lifecycle.value)]
-    rel = Relation(RelationKind.CANCELLED_BY, notice_id=notice.notice_id, reason=notice.reason,
-                   at=now)
+    rel = Relation(
+        RelationKind.CANCELLED_BY, notice_id=notice.notice_id, reason=notice.reason, at=now
+    )
     ledger.update(_link(target, rel, Lifecycle.CANCELLED))
     return []
 
@@ -286,16 +296,19 @@ class _BatchRegistry:
         return {t: p for t in wanted if (p := self._taxpayers[t]) is not None}
 
 
-async def _registry_checks(registry: RegistryReads, package: Package, now: datetime,
-                           invoices: list[tuple[ItemResult, Invoice | None]],
-                           cfg: RuleConfig) -> None:
+async def _registry_checks(
+    registry: RegistryReads,
+    package: Package,
+    now: datetime,
+    invoices: list[tuple[ItemResult, Invoice | None]],
+    cfg: RuleConfig,
+) -> None:
     """Step 1 against the registry: the sender's contract on the receipt date, and each VN
     seller's status, e-invoice stop, cash-register code range and registration."""
     if await registry.is_empty():
         return
     received_on = now.astimezone(SCHEME_TZ["vn"]).date()
-    provider = provider_violations(await registry.get_provider(package.sender), received_on,
-                                   cfg)
+    provider = provider_violations(await registry.get_provider(package.sender), received_on, cfg)
     sellers = {inv.key.seller_tax_id for _, inv in invoices if inv and isinstance(inv.key, VnKey)}
     taxpayers = await registry.get_taxpayers(sellers)
     for item, inv in invoices:
@@ -304,23 +317,34 @@ async def _registry_checks(registry: RegistryReads, package: Package, now: datet
         item.violations.extend(provider)
         if not isinstance(inv.key, VnKey):
             continue
-        register = (vn.CASH_REGISTER_CODE_RE.fullmatch(inv.authority_code)
-                    if inv.authority_code else None)
-        item.violations.extend(seller_violations(
-            taxpayers.get(inv.key.seller_tax_id), template=inv.key.template,
-            series=inv.key.series, issued_on=inv.issued_at.astimezone(SCHEME_TZ["vn"]).date(),
-            cash_register_range=register["range"] if register else None, cfg=cfg))
+        register = (
+            vn.CASH_REGISTER_CODE_RE.fullmatch(inv.authority_code) if inv.authority_code else None
+        )
+        item.violations.extend(
+            seller_violations(
+                taxpayers.get(inv.key.seller_tax_id),
+                template=inv.key.template,
+                series=inv.key.series,
+                issued_on=inv.issued_at.astimezone(SCHEME_TZ["vn"]).date(),
+                cash_register_range=register["range"] if register else None,
+                cfg=cfg,
+            )
+        )
 
 
 class Intake:
     """Applies packages to a store, one at a time per process (chain rules read then write).
     With a registry, step-1 rules check senders and sellers against it."""
 
-    def __init__(self, store: InvoiceStore, rules: RuleConfig,
-                 registry: RegistryStore | None = None,
-                 originals: OriginalStore | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 after_commit: AfterCommit | None = None) -> None:
+    def __init__(
+        self,
+        store: InvoiceStore,
+        rules: RuleConfig,
+        registry: RegistryStore | None = None,
+        originals: OriginalStore | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        after_commit: AfterCommit | None = None,
+    ) -> None:
         self.store = store
         self.rules = rules
         self.registry = registry
@@ -339,10 +363,14 @@ class Intake:
             raise result
         return result
 
-    async def ingest(self, package: Package,
-                     originals: Mapping[int, bytes] | None = None,
-                     extra_violations: Mapping[int, list[Violation]] | None = None,
-                     *, received_at: datetime | None = None) -> IntakeResult:
+    async def ingest(
+        self,
+        package: Package,
+        originals: Mapping[int, bytes] | None = None,
+        extra_violations: Mapping[int, list[Violation]] | None = None,
+        *,
+        received_at: datetime | None = None,
+    ) -> IntakeResult:
         """`originals` maps an invoice's index in the package to its original document.
         `extra_violations` maps an item's index to violations found outside this class
         (the seller signature, computed off the event loop by the caller); they join the
@@ -353,14 +381,20 @@ class Intake:
             replay = await self._replay(package)
             if replay:
                 return replay
-            result = await self._apply(package, originals or {}, extra_violations or {},
-                                       received_at or self.clock())
+            result = await self._apply(
+                package, originals or {}, extra_violations or {}, received_at or self.clock()
+            )
         return result
 
-    async def provisional(self, package: Package, reads: InvoiceReads,
-                          extra_violations: Mapping[int, list[Violation]] | None = None,
-                          *, received_at: datetime,
-                          registry_timeout: float = 1.0) -> Provisional:
+    async def provisional(
+        self,
+        package: Package,
+        reads: InvoiceReads,
+        extra_violations: Mapping[int, list[Violation]] | None = None,
+        *,
+        received_at: datetime,
+        registry_timeout: float = 1.0,
+    ) -> Provisional:
         """The notice for a package taken while the primary cannot be written (it goes to
         the intake journal; the reconciler applies it later with `ingest`). Step 1 rules
         decide: an item that fails them is rejected for good. Chain rules are evaluated
@@ -378,15 +412,18 @@ class Intake:
                 async with asyncio.timeout(registry_timeout):
                     checked = await self._check(package, extra, received_at, self.registry)
             except Exception as exc:  # any failure: the drain applies these rules later
-                log.warning("registry unavailable; its checks are deferred",
-                            extra={"error": repr(exc)})
+                log.warning(
+                    "registry unavailable; its checks are deferred", extra={"error": repr(exc)}
+                )
                 self._registry_retry_at = time.monotonic() + REGISTRY_RETRY_SECONDS
         if checked is None:
             if self.registry is not None:
                 deferred = ["registry"]
             checked = await self._check(package, extra, received_at, None)
-        ledger = _Ledger(await reads.get_invoices(checked.wanted()),
-                         await reads.existing_authority_codes(checked.codes()))
+        ledger = _Ledger(
+            await reads.get_invoices(checked.wanted()),
+            await reads.existing_authority_codes(checked.codes()),
+        )
         self._chain(checked, ledger, received_at, lenient=True)
         notice = _notice_body(package, received_at, checked.items, queued=True)
         if deferred:
@@ -394,9 +431,16 @@ class Intake:
         docs = [*ledger.new.values(), *(ledger.current[d] for d in sorted(ledger.changed))]
         return Provisional(notice, docs)
 
-    async def _evaluate(self, package: Package, extra: Mapping[int, list[Violation]],
-                        reads: InvoiceReads, now: datetime, registry: RegistryStore | None,
-                        *, lenient: bool) -> tuple[list[ItemResult], _Ledger]:
+    async def _evaluate(
+        self,
+        package: Package,
+        extra: Mapping[int, list[Violation]],
+        reads: InvoiceReads,
+        now: datetime,
+        registry: RegistryStore | None,
+        *,
+        lenient: bool,
+    ) -> tuple[list[ItemResult], _Ledger]:
         """Every rule, in order, for every item; the ledger holds the effects of the items
         that passed. `lenient`: chain-rule findings become warnings (see `provisional`)."""
         checked = await self._check(package, extra, now, registry)
@@ -409,8 +453,13 @@ class Intake:
         self._chain(checked, ledger, now, lenient=lenient)
         return checked.items, ledger
 
-    async def _check(self, package: Package, extra: Mapping[int, list[Violation]],
-                     now: datetime, registry: RegistryReads | None) -> _Checked:
+    async def _check(
+        self,
+        package: Package,
+        extra: Mapping[int, list[Violation]],
+        now: datetime,
+        registry: RegistryReads | None,
+    ) -> _Checked:
         """Step 1: each item on its own, then against the registry."""
         cfg = self.rules
         checked = _Checked(package)
@@ -421,9 +470,13 @@ class Intake:
             checked.invoices.append((item, invoice))
         for offset, raw in enumerate(package.notices):
             notice, problems = validate_notice(raw, cfg)
-            item = ItemResult(len(package.invoices) + offset, "notice",
-                              notice.key if notice else None, problems,
-                              notice.notice_id if notice else None)
+            item = ItemResult(
+                len(package.invoices) + offset,
+                "notice",
+                notice.key if notice else None,
+                problems,
+                notice.notice_id if notice else None,
+            )
             checked.items.append(item)
             checked.notices.append((item, notice))
         for item in checked.items:
@@ -432,8 +485,7 @@ class Intake:
             await _registry_checks(registry, package, now, checked.invoices, cfg)
         return checked
 
-    def _chain(self, checked: _Checked, ledger: _Ledger, now: datetime, *,
-               lenient: bool) -> None:
+    def _chain(self, checked: _Checked, ledger: _Ledger, now: datetime, *, lenient: bool) -> None:
         """Step 2: the chain rules against `ledger`, which takes the effects."""
         cfg = self.rules
         for item, invoice in checked.invoices:
@@ -469,8 +521,9 @@ class Intake:
                 if previous is not None:
                     results[n] = _replayed(package, previous)
                     continue
-                todo.append((n, await self._check(package, entry.extra, entry.received_at,
-                                                  registry)))
+                todo.append(
+                    (n, await self._check(package, entry.extra, entry.received_at, registry))
+                )
                 if len(todo) % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
             if todo:
@@ -490,8 +543,7 @@ class Intake:
         if replay is not None:
             return replay
         try:
-            return await self._apply(entry.package, entry.originals, entry.extra,
-                                     entry.received_at)
+            return await self._apply(entry.package, entry.originals, entry.extra, entry.received_at)
         except PackageError as exc:
             return exc
 
@@ -501,9 +553,11 @@ class Intake:
         except PackageError as exc:
             return exc
 
-    async def _apply_checked(self, batch: Sequence[BatchItem],
-                             todo: list[tuple[int, _Checked]],
-                             ) -> list[tuple[int, IntakeResult]]:
+    async def _apply_checked(
+        self,
+        batch: Sequence[BatchItem],
+        todo: list[tuple[int, _Checked]],
+    ) -> list[tuple[int, IntakeResult]]:
         wanted: set[str] = set()
         codes: set[str] = set()
         for _, checked in todo:
@@ -524,12 +578,21 @@ class Intake:
             entry = batch[n]
             ledger = _Ledger.sharing(current, taken)
             self._chain(checked, ledger, entry.received_at, lenient=False)
-            notice = _notice_body(entry.package, entry.received_at, checked.items,
-                                  queued=False)
-            record = StoredPackage(entry.package.package_id, entry.package.sender,
-                                   entry.package.digest, entry.received_at, notice)
-            commits.append(PackageCommit(record, list(ledger.new.values()),
-                                         [ledger.current[d] for d in sorted(ledger.changed)]))
+            notice = _notice_body(entry.package, entry.received_at, checked.items, queued=False)
+            record = StoredPackage(
+                entry.package.package_id,
+                entry.package.sender,
+                entry.package.digest,
+                entry.received_at,
+                notice,
+            )
+            commits.append(
+                PackageCommit(
+                    record,
+                    list(ledger.new.values()),
+                    [ledger.current[d] for d in sorted(ledger.changed)],
+                )
+            )
             written = frozenset(ledger.new).union(ledger.changed)
             touched |= written
             kept.extend(_originals_kept(entry.package, checked.items, entry.originals))
@@ -545,8 +608,12 @@ class Intake:
         """Authority codes an interrupted commit of the same package left without their
         invoices (on Elasticsearch the codes are written first) are the package's own, not
         taken. Asked only when one of the packages' codes is taken: rare."""
-        own = {code: checked.package.package_id for checked in packages
-               for code in checked.codes() if code in taken}
+        own = {
+            code: checked.package.package_id
+            for checked in packages
+            for code in checked.codes()
+            if code in taken
+        }
         if not own:
             return
         owners = await self.store.authority_code_packages(own)
@@ -565,13 +632,18 @@ class Intake:
             return False
         return True
 
-    async def _apply(self, package: Package, originals: Mapping[int, bytes],
-                     extra: Mapping[int, list[Violation]], now: datetime) -> IntakeResult:
-        items, ledger = await self._evaluate(package, extra, self.store, now, self.registry,
-                                             lenient=False)
+    async def _apply(
+        self,
+        package: Package,
+        originals: Mapping[int, bytes],
+        extra: Mapping[int, list[Violation]],
+        now: datetime,
+    ) -> IntakeResult:
+        items, ledger = await self._evaluate(
+            package, extra, self.store, now, self.registry, lenient=False
+        )
         notice_body = _notice_body(package, now, items, queued=False)
-        record = StoredPackage(package.package_id, package.sender, package.digest, now,
-                               notice_body)
+        record = StoredPackage(package.package_id, package.sender, package.digest, now, notice_body)
         kept = _originals_kept(package, items, originals)
         if kept and self.originals is not None:
             await self.originals.put_many(kept)
@@ -584,10 +656,13 @@ class Intake:
             assert replay is not None
             return replay
         except DuplicateInvoiceError as exc:
-            raise PackageError("package.concurrent_conflict",
-                               "another intake stored one of these invoices at the same time; "
-                               "post the package again", status=409,
-                               details={"reason": str(exc)}) from exc
+            raise PackageError(
+                "package.concurrent_conflict",
+                "another intake stored one of these invoices at the same time; "
+                "post the package again",
+                status=409,
+                details={"reason": str(exc)},
+            ) from exc
         handed = await self._after_commit([*new, *changed], package.package_id)
         written = frozenset(ledger.new).union(ledger.changed) if handed else frozenset()
         return IntakeResult(notice_body, replayed=False, written=written)
@@ -599,27 +674,37 @@ def _replayed(package: Package, stored: StoredPackage) -> IntakeResult | Package
         return PackageError(
             "package.id_conflict",
             "this package id was already used for a package with different content",
-            status=409, details={"package_id": package.package_id,
-                                 "received_at": stored.received_at.isoformat()})
+            status=409,
+            details={
+                "package_id": package.package_id,
+                "received_at": stored.received_at.isoformat(),
+            },
+        )
     return IntakeResult(stored.notice, replayed=True)
 
 
-def _originals_kept(package: Package, items: list[ItemResult],
-                    originals: Mapping[int, bytes]) -> list[tuple[str, str, bytes]]:
+def _originals_kept(
+    package: Package, items: list[ItemResult], originals: Mapping[int, bytes]
+) -> list[tuple[str, str, bytes]]:
     if not originals:  # JSON packages
         return []
-    return [(item.key.doc_id, package.package_id, originals[item.index])
-            for item in items
-            if item.item == "invoice" and item.key is not None and item.accepted
-            and item.index in originals]
+    return [
+        (item.key.doc_id, package.package_id, originals[item.index])
+        for item in items
+        if item.item == "invoice"
+        and item.key is not None
+        and item.accepted
+        and item.index in originals
+    ]
 
 
 def _as_warning(violation: Violation) -> Violation:
     return dataclasses.replace(violation, severity=Severity.WARNING)
 
 
-def _notice_body(package: Package, now: datetime, items: list[ItemResult], *,
-                 queued: bool) -> dict[str, Any]:
+def _notice_body(
+    package: Package, now: datetime, items: list[ItemResult], *, queued: bool
+) -> dict[str, Any]:
     """The acceptance notice. A queued one (`result: queued`, items `queued` or `rejected`)
     is replaced by the final one when the reconciler applies the package."""
     accepted = sum(item.accepted for item in items)
@@ -630,8 +715,13 @@ def _notice_body(package: Package, now: datetime, items: list[ItemResult], *,
                 entry["result"] = "queued"
         result = "queued" if accepted else "rejected"
     else:
-        result = ("accepted" if accepted == len(items)
-                  else "rejected" if accepted == 0 else "partially_accepted")
+        result = (
+            "accepted"
+            if accepted == len(items)
+            else "rejected"
+            if accepted == 0
+            else "partially_accepted"
+        )
     notice: dict[str, Any] = {
         "package_id": package.package_id,
         "sender": package.sender,

@@ -28,8 +28,12 @@ class VnKey:
         return f"vn:{self.seller_tax_id}:{self.template}:{self.series}:{self.number}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seller_tax_id": self.seller_tax_id, "template": self.template,
-                "series": self.series, "number": self.number}
+        return {
+            "seller_tax_id": self.seller_tax_id,
+            "template": self.template,
+            "series": self.series,
+            "number": self.number,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,20 +98,22 @@ def _text(raw: Mapping[str, Any], name: str) -> str | _Wrong | None:
     return WRONG
 
 
-def vn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[VnKey | None,
-                                                                                 list[Violation]]:
+def vn_key(
+    raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = ""
+) -> tuple[VnKey | None, list[Violation]]:
     """Validate (seller_tax_id, template, series, number) per vn-einvoice §1 and §3."""
     out: list[Violation] = []
-    fields = {name: _text(raw, name) for name in ("seller_tax_id", "template", "series",
-                                                  "number")}
+    fields = {name: _text(raw, name) for name in ("seller_tax_id", "template", "series", "number")}
     for name, value in fields.items():
         if value is WRONG:
-            out.append(cfg.violation("invoice.field.invalid", prefix + name,
-                                     "text or an integer expected"))
+            out.append(
+                cfg.violation("invoice.field.invalid", prefix + name, "text or an integer expected")
+            )
         elif not value:
             out.append(cfg.violation("invoice.field.required", prefix + name))
     tax_id, template, series, number_text = (
-        v if isinstance(v, str) else None for v in fields.values())
+        v if isinstance(v, str) else None for v in fields.values()
+    )
     if tax_id and not vn.tax_id_valid(tax_id):
         out.append(cfg.violation("vn.tax_id.invalid", prefix + "seller_tax_id", tax_id))
     if template and template not in vn.TEMPLATES:
@@ -138,8 +144,9 @@ def vn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[V
     return VnKey(vn.normalise_tax_id(tax_id), template, series, number), out
 
 
-def cn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[CnKey | None,
-                                                                                 list[Violation]]:
+def cn_key(
+    raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = ""
+) -> tuple[CnKey | None, list[Violation]]:
     """Validate (invoice_code, invoice_number) per cn-invoice §1-§2 and §6 rule 2."""
     out: list[Violation] = []
     code_raw, number_raw = _text(raw, "invoice_code"), _text(raw, "invoice_number")
@@ -156,18 +163,29 @@ def cn_key(raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "") -> tuple[C
     if code is not None and not cn.CODE_RE.fullmatch(code):
         out.append(cfg.violation("cn.code.invalid", prefix + "invoice_code", code))
     elif code is not None and not cn.NUMBER8_RE.fullmatch(number):
-        out.append(cfg.violation("cn.number.invalid", prefix + "invoice_number",
-                                 "an invoice with a code has an 8-digit number"))
+        out.append(
+            cfg.violation(
+                "cn.number.invalid",
+                prefix + "invoice_number",
+                "an invoice with a code has an 8-digit number",
+            )
+        )
     elif code is None and not cn.NUMBER20_RE.fullmatch(number):
-        out.append(cfg.violation("cn.number.invalid", prefix + "invoice_number",
-                                 "an invoice without a code has a 20-digit number"))
+        out.append(
+            cfg.violation(
+                "cn.number.invalid",
+                prefix + "invoice_number",
+                "an invoice without a code has a 20-digit number",
+            )
+        )
     if out:
         return None, out
     return CnKey(code, number), out
 
 
-def key_from_fields(raw: Mapping[str, Any], scheme: str, cfg: RuleConfig,
-                    prefix: str = "") -> tuple[InvoiceKey | None, list[Violation]]:
+def key_from_fields(
+    raw: Mapping[str, Any], scheme: str, cfg: RuleConfig, prefix: str = ""
+) -> tuple[InvoiceKey | None, list[Violation]]:
     if scheme == "vn":
         return vn_key(raw, cfg, prefix)
     if scheme == "cn":

@@ -24,8 +24,9 @@ MAX_COUNT = 10**MAX_INT_DIGITS - 1
 class PackageError(Exception):
     """The package cannot be taken at all. `status` is the HTTP status it maps to."""
 
-    def __init__(self, code: str, message: str, *, status: int = 422,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, status: int = 422, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -52,8 +53,7 @@ def _list(data: dict[str, Any], name: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise PackageError("package.malformed", f"'{name}' must be a list",
-                           details={"field": name})
+        raise PackageError("package.malformed", f"'{name}' must be a list", details={"field": name})
     return value
 
 
@@ -76,8 +76,9 @@ def _check_depth(data: object) -> None:
         depth += 1
 
 
-def package_from_json(data: object, *, max_items: int = MAX_ITEMS,
-                      digest: str | None = None, shallow: bool = False) -> Package:
+def package_from_json(
+    data: object, *, max_items: int = MAX_ITEMS, digest: str | None = None, shallow: bool = False
+) -> Package:
     """`digest`: the package's digest when already known (an intake-journal entry keeps the
     one computed from this very body when it was received, which also proved its text
     valid Unicode); skips the canonical encoding that computes it. `shallow`: the caller
@@ -87,33 +88,45 @@ def package_from_json(data: object, *, max_items: int = MAX_ITEMS,
         raise PackageError("package.malformed", "a package is a JSON object")
     package_id = data.get("package_id")
     if not isinstance(package_id, str) or not PACKAGE_ID_RE.fullmatch(package_id):
-        raise PackageError("package.id_invalid",
-                           "package_id must be 1-64 letters, digits or ._:- characters",
-                           details={"field": "package_id"})
+        raise PackageError(
+            "package.id_invalid",
+            "package_id must be 1-64 letters, digits or ._:- characters",
+            details={"field": "package_id"},
+        )
     sender = clean_text(data.get("sender"), max_len=64)
     if sender is None:
-        raise PackageError("package.sender_invalid", "sender must be a non-empty string of "
-                           "at most 64 characters, without control characters",
-                           details={"field": "sender"})
+        raise PackageError(
+            "package.sender_invalid",
+            "sender must be a non-empty string of "
+            "at most 64 characters, without control characters",
+            details={"field": "sender"},
+        )
     raw_count = data.get("declared_count")
     # An int only (a JSON number, or the XML path's ASCII digits), and one that fits the
     # stores' 64-bit columns and every encoder of the answer (2**64 does not).
     declared = ascii_int(raw_count) if isinstance(raw_count, int) else None
     if declared is None:
-        raise PackageError("package.count_invalid",
-                           f"declared_count must be a whole number from 0 to {MAX_COUNT}",
-                           details={"field": "declared_count"})
+        raise PackageError(
+            "package.count_invalid",
+            f"declared_count must be a whole number from 0 to {MAX_COUNT}",
+            details={"field": "declared_count"},
+        )
     invoices, notices = _list(data, "invoices"), _list(data, "notices")
     actual = len(invoices) + len(notices)
     if actual > max_items:
-        raise PackageError("package.too_many_items",
-                           f"a package holds at most {max_items} invoices and notices",
-                           status=413, details={"limit": max_items, "actual": actual})
+        raise PackageError(
+            "package.too_many_items",
+            f"a package holds at most {max_items} invoices and notices",
+            status=413,
+            details={"limit": max_items, "actual": actual},
+        )
     if declared != actual:
-        raise PackageError("package.count_mismatch",
-                           "declared_count differs from the number of invoices plus notices; "
-                           "the package is rejected whole",
-                           details={"declared_count": declared, "actual": actual})
+        raise PackageError(
+            "package.count_mismatch",
+            "declared_count differs from the number of invoices plus notices; "
+            "the package is rejected whole",
+            details={"declared_count": declared, "actual": actual},
+        )
     if actual == 0:
         raise PackageError("package.empty", "the package holds no invoices or notices")
     if not shallow:
@@ -133,18 +146,22 @@ def _digest(data: dict[str, Any]) -> str:
     try:
         encoded = canonical.encode()
     except UnicodeEncodeError:
-        raise PackageError("package.invalid_text", "the package holds text that is not valid "
-                           "Unicode (a lone surrogate escape)") from None
+        raise PackageError(
+            "package.invalid_text",
+            "the package holds text that is not valid Unicode (a lone surrogate escape)",
+        ) from None
     return hashlib.sha256(encoded).hexdigest()
 
 
-def parse_json_package(body: bytes, *, max_items: int = MAX_ITEMS,
-                       digest: str | None = None) -> Package:
+def parse_json_package(
+    body: bytes, *, max_items: int = MAX_ITEMS, digest: str | None = None
+) -> Package:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers
-        raise PackageError("package.malformed_json", f"body is not valid JSON: {exc}",
-                           status=400) from None
+        raise PackageError(
+            "package.malformed_json", f"body is not valid JSON: {exc}", status=400
+        ) from None
     # Nesting needs an opening bracket per level: few brackets, no deep nesting.
     shallow = body.count(b"{") + body.count(b"[") <= MAX_DEPTH
     return package_from_json(data, max_items=max_items, digest=digest, shallow=shallow)

@@ -57,8 +57,9 @@ def infer_scheme(raw: Mapping[str, Any]) -> str:
     return "cn" if "invoice_number" in raw else "vn"
 
 
-def parse_issued_at(value: object, cfg: RuleConfig, now: datetime,
-                    out: list[Violation]) -> datetime | None:
+def parse_issued_at(
+    value: object, cfg: RuleConfig, now: datetime, out: list[Violation]
+) -> datetime | None:
     if value is None or value == "":
         out.append(cfg.violation("invoice.field.required", "issued_at"))
         return None
@@ -89,8 +90,15 @@ def _absent(raw: Mapping[str, Any], name: str) -> bool:
     return raw.get(name) in (None, "")
 
 
-def _text(raw: Mapping[str, Any], name: str, cfg: RuleConfig, out: list[Violation],
-          *, required: bool = False, max_len: int = _MAX_TEXT) -> str | None:
+def _text(
+    raw: Mapping[str, Any],
+    name: str,
+    cfg: RuleConfig,
+    out: list[Violation],
+    *,
+    required: bool = False,
+    max_len: int = _MAX_TEXT,
+) -> str | None:
     """The field's text; None when absent (a violation if required) or invalid (a violation).
     Callers that add their own "missing" rule check `_absent` first."""
     value = raw.get(name)
@@ -114,8 +122,9 @@ def _clean(raw: Mapping[str, Any], name: str) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _amounts(raw: Mapping[str, Any], scheme: str, cfg: RuleConfig,
-             out: list[Violation]) -> Amounts | None:
+def _amounts(
+    raw: Mapping[str, Any], scheme: str, cfg: RuleConfig, out: list[Violation]
+) -> Amounts | None:
     values: dict[str, Decimal] = {}
     for name in ("amount_before_tax", "tax_amount", "total_amount"):
         if raw.get(name) in (None, ""):
@@ -124,26 +133,42 @@ def _amounts(raw: Mapping[str, Any], scheme: str, cfg: RuleConfig,
         try:
             values[name] = parse_amount(raw[name], max_places=_AMOUNT_PLACES[scheme])
         except AmountError as exc:
-            code = ("invoice.amount.precision" if exc.kind == "precision"
-                    else "invoice.amount.invalid")
+            code = (
+                "invoice.amount.precision" if exc.kind == "precision" else "invoice.amount.invalid"
+            )
             out.append(cfg.violation(code, name, str(exc)))
     if len(values) < 3:
         return None
     amounts = Amounts(values["amount_before_tax"], values["tax_amount"], values["total_amount"])
     if abs(amounts.total - amounts.before_tax - amounts.tax) > _TOTALS_TOLERANCE[scheme]:
-        out.append(cfg.violation("invoice.totals.inconsistent", "total_amount",
-                                 f"{amounts.before_tax} + {amounts.tax} != {amounts.total}"))
+        out.append(
+            cfg.violation(
+                "invoice.totals.inconsistent",
+                "total_amount",
+                f"{amounts.before_tax} + {amounts.tax} != {amounts.total}",
+            )
+        )
     return amounts
 
 
-def _vn_checks(raw: Mapping[str, Any], key: VnKey, issued: datetime | None, cfg: RuleConfig,
-               out: list[Violation]) -> str | None:
+def _vn_checks(
+    raw: Mapping[str, Any],
+    key: VnKey,
+    issued: datetime | None,
+    cfg: RuleConfig,
+    out: list[Violation],
+) -> str | None:
     series = vn.parse_series(key.series)
     assert series is not None  # key validation guarantees the shape
     local = issued.astimezone(SCHEME_TZ["vn"]) if issued else None
     if local and series.year != local.year % 100:
-        out.append(cfg.violation("vn.series.year_mismatch", "series",
-                                 f"series year {series.year:02d}, issued {local.year}"))
+        out.append(
+            cfg.violation(
+                "vn.series.year_mismatch",
+                "series",
+                f"series year {series.year:02d}, issued {local.year}",
+            )
+        )
     buyer = _text(raw, "buyer_tax_id", cfg, out, max_len=14)
     if buyer and not vn.tax_id_valid(buyer):
         out.append(cfg.violation("vn.tax_id.invalid", "buyer_tax_id", buyer))
@@ -165,8 +190,13 @@ def _vn_checks(raw: Mapping[str, Any], key: VnKey, issued: datetime | None, cfg:
     return code
 
 
-def _cn_checks(raw: Mapping[str, Any], key: CnKey, issued: datetime | None, cfg: RuleConfig,
-               out: list[Violation]) -> tuple[str | None, str | None]:
+def _cn_checks(
+    raw: Mapping[str, Any],
+    key: CnKey,
+    issued: datetime | None,
+    cfg: RuleConfig,
+    out: list[Violation],
+) -> tuple[str | None, str | None]:
     declared = _text(raw, "type_code", cfg, out, max_len=2)
     if declared is not None and declared not in cn.TYPE_CODES:
         out.append(cfg.violation("cn.type_code.unknown", "type_code", declared))
@@ -183,8 +213,11 @@ def _cn_checks(raw: Mapping[str, Any], key: CnKey, issued: datetime | None, cfg:
         elif derived is None:
             out.append(cfg.violation("cn.code.type_underived", "invoice_code", key.code))
     if declared and derived and not cn.same_type(declared, derived) and key.code is not None:
-        out.append(cfg.violation("cn.type_code.mismatch", "type_code",
-                                 f"declared {declared}, code implies {derived}"))
+        out.append(
+            cfg.violation(
+                "cn.type_code.mismatch", "type_code", f"declared {declared}, code implies {derived}"
+            )
+        )
     check = _text(raw, "check_code", cfg, out, max_len=20)
     if check is not None and not cn.CHECK_CODE_RE.fullmatch(check):
         out.append(cfg.violation("cn.check_code.invalid", "check_code", check))
@@ -195,8 +228,9 @@ def _cn_checks(raw: Mapping[str, Any], key: CnKey, issued: datetime | None, cfg:
     return declared or derived, check
 
 
-def _original(raw: Mapping[str, Any], scheme: str, kind: Kind | None, cfg: RuleConfig,
-              out: list[Violation]) -> InvoiceKey | None:
+def _original(
+    raw: Mapping[str, Any], scheme: str, kind: Kind | None, cfg: RuleConfig, out: list[Violation]
+) -> InvoiceKey | None:
     original = raw.get("original")
     if kind in (Kind.REPLACEMENT, Kind.ADJUSTMENT):
         if not isinstance(original, Mapping):
@@ -210,8 +244,9 @@ def _original(raw: Mapping[str, Any], scheme: str, kind: Kind | None, cfg: RuleC
     return None
 
 
-def validate_invoice(raw: object, cfg: RuleConfig, *, package_id: str,
-                     now: datetime) -> tuple[Invoice | None, list[Violation]]:
+def validate_invoice(
+    raw: object, cfg: RuleConfig, *, package_id: str, now: datetime
+) -> tuple[Invoice | None, list[Violation]]:
     """Check one JSON invoice; returns the model only when no error-severity rule fired."""
     if not isinstance(raw, Mapping):
         return None, [cfg.violation("invoice.field.invalid", None, "an invoice is a JSON object")]
@@ -247,10 +282,19 @@ def validate_invoice(raw: object, cfg: RuleConfig, *, package_id: str,
     seller_tax_id = key.seller_tax_id if isinstance(key, VnKey) else _clean(raw, "seller_tax_id")
     buyer_tax_id = _clean(raw, "buyer_tax_id")
     invoice = Invoice(
-        key=key, issued_at=issued, currency=currency, amounts=amounts, package_id=package_id,
-        kind=kind, original=original, seller_tax_id=seller_tax_id, seller_name=seller_name,
+        key=key,
+        issued_at=issued,
+        currency=currency,
+        amounts=amounts,
+        package_id=package_id,
+        kind=kind,
+        original=original,
+        seller_tax_id=seller_tax_id,
+        seller_name=seller_name,
         buyer_tax_id=vn.normalise_tax_id(buyer_tax_id) if buyer_tax_id else None,
-        buyer_name=buyer_name, authority_code=authority_code, type_code=type_code,
+        buyer_name=buyer_name,
+        authority_code=authority_code,
+        type_code=type_code,
         check_code=check_code,
     )
     return invoice, out

@@ -12,10 +12,12 @@ _MST_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
 _MST_RE = re.compile(r"(\d{10})(?:-?(\d{3}))?", re.ASCII)
 _PERSONAL_ID_RE = re.compile(r"\d{12}", re.ASCII)
 SERIES_RE = re.compile(
-    r"(?P<code>[CK])(?P<yy>\d{2})(?P<kind>[TDLMNBGHXF])(?P<own>[A-Z0-9]{2})", re.ASCII)
+    r"(?P<code>[CK])(?P<yy>\d{2})(?P<kind>[TDLMNBGHXF])(?P<own>[A-Z0-9]{2})", re.ASCII
+)
 AUTHORITY_CODE_RE = re.compile(r"[0-9A-F]{34}", re.ASCII)
 CASH_REGISTER_CODE_RE = re.compile(
-    r"M(?P<digit>\d)-(?P<yy>\d{2})-(?P<range>[A-Z0-9]{5})-(?P<seq>\d{11})", re.ASCII)
+    r"M(?P<digit>\d)-(?P<yy>\d{2})-(?P<range>[A-Z0-9]{5})-(?P<seq>\d{11})", re.ASCII
+)
 TEMPLATES = frozenset("123456789")
 MAX_NUMBER = 99_999_999
 

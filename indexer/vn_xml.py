@@ -46,14 +46,21 @@ def _parse(body: bytes) -> etree._Element:
     first = _FIRST_ELEMENT.search(body)
     if _DOCTYPE.search(body, 0, first.start() if first else len(body)):
         raise _bad("package.xml_dtd_forbidden", "a DOCTYPE is not allowed in invoice XML")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                             dtd_validation=False, huge_tree=False, remove_comments=True,
-                             remove_pis=True)
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
     try:
         root = etree.fromstring(body, parser)
     except etree.XMLSyntaxError as exc:
-        raise _bad("package.malformed_xml", f"body is not well-formed XML: {exc}",
-                   status=400) from None
+        raise _bad(
+            "package.malformed_xml", f"body is not well-formed XML: {exc}", status=400
+        ) from None
     docinfo = root.getroottree().docinfo
     doctype = str(getattr(docinfo, "doctype", ""))  # missing from lxml-stubs, present in lxml
     if doctype or docinfo.internalDTD is not None:
@@ -67,8 +74,12 @@ def _parse(body: bytes) -> etree._Element:
             continue
         namespace = etree.QName(element).namespace or ""
         if namespace not in ALLOWED_NAMESPACES:
-            raise _bad("package.xml_namespace", "unexpected XML namespace",
-                       namespace=namespace, element=etree.QName(element).localname)
+            raise _bad(
+                "package.xml_namespace",
+                "unexpected XML namespace",
+                namespace=namespace,
+                element=etree.QName(element).localname,
+            )
         stack.extend((child, depth + 1) for child in element)
     return root
 
@@ -130,10 +141,12 @@ def invoice_from_hdon(hdon: etree._Element) -> dict[str, Any]:
     if related is not None:
         nature = _text(related, "TCHDon")
         invoice["kind"] = {"1": "replacement", "2": "adjustment"}.get(nature or "", nature)
-        invoice["original"] = {"seller_tax_id": seller_id,
-                               "template": _text(related, "KHMSHDCLQuan"),
-                               "series": _text(related, "KHHDCLQuan"),
-                               "number": _text(related, "SHDCLQuan")}
+        invoice["original"] = {
+            "seller_tax_id": seller_id,
+            "template": _text(related, "KHMSHDCLQuan"),
+            "series": _text(related, "KHHDCLQuan"),
+            "number": _text(related, "SHDCLQuan"),
+        }
     return {k: v for k, v in invoice.items() if v is not None}
 
 
@@ -148,10 +161,19 @@ def notices_from_tbao(tbao: etree._Element) -> list[dict[str, Any]]:
     for row in [] if listed is None else listed:
         if _local(row) != "HDon" or _text(row, "TCTBao") != "1":
             continue
-        out.append({"kind": "cancel", "reason": _text(row, "LDo"),
-                    "notice_id": f"{number}/{_text(row, 'STT') or len(out) + 1}",
-                    "key": {"seller_tax_id": seller, "template": _text(row, "KHMSHDon"),
-                            "series": _text(row, "KHHDon"), "number": _text(row, "SHDon")}})
+        out.append(
+            {
+                "kind": "cancel",
+                "reason": _text(row, "LDo"),
+                "notice_id": f"{number}/{_text(row, 'STT') or len(out) + 1}",
+                "key": {
+                    "seller_tax_id": seller,
+                    "template": _text(row, "KHMSHDon"),
+                    "series": _text(row, "KHHDon"),
+                    "number": _text(row, "SHDon"),
+                },
+            }
+        )
     return out
 
 
@@ -160,8 +182,9 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     count) and DLieu holding HDon invoices and/or TBao error notices."""
     root = _parse(body)
     if _local(root) != "TDiep":
-        raise _bad("package.xml_envelope", "the root element must be TDiep (§6.1)",
-                   root=_local(root))
+        raise _bad(
+            "package.xml_envelope", "the root element must be TDiep (§6.1)", root=_local(root)
+        )
     header = _child(root, "TTChung")
     payload = _child(root, "DLieu")
     items = [] if payload is None else list(payload)

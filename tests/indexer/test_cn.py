@@ -3,30 +3,36 @@ import pytest
 from indexer import cn
 
 
-@pytest.mark.parametrize(("code", "type_code"), [
-    ("013002200211", "10"),  # e-invoice ordinary (spec §3.3 sample)
-    ("044001500111", "10"),
-    ("4300171130", "01"),  # 10-digit, digit 8 = 1: special
-    ("1100163320", "04"),  # digit 8 = 3: ordinary
-    ("1100162720", "02"),  # digit 8 = 7: freight
-    ("044031900104", "04"),
-    ("044031900106", "11"),
-    ("044031900112", "14"),
-    ("044031900113", "08"),
-    ("144031520110", "03"),  # first digit not 0, digit 8 = 2: motor vehicle
-    ("144032409110", None),  # pilot e-invoice code: not derivable
-    ("044031900199", None),
-    ("12345", None),
-])
+@pytest.mark.parametrize(
+    ("code", "type_code"),
+    [
+        ("013002200211", "10"),  # e-invoice ordinary (spec §3.3 sample)
+        ("044001500111", "10"),
+        ("4300171130", "01"),  # 10-digit, digit 8 = 1: special
+        ("1100163320", "04"),  # digit 8 = 3: ordinary
+        ("1100162720", "02"),  # digit 8 = 7: freight
+        ("044031900104", "04"),
+        ("044031900106", "11"),
+        ("044031900112", "14"),
+        ("044031900113", "08"),
+        ("144031520110", "03"),  # first digit not 0, digit 8 = 2: motor vehicle
+        ("144032409110", None),  # pilot e-invoice code: not derivable
+        ("044031900199", None),
+        ("12345", None),
+    ],
+)
 def test_type_from_code(code: str, type_code: str | None) -> None:
     assert cn.type_from_code(code) == type_code
 
 
-@pytest.mark.parametrize(("number", "type_code"), [
-    ("23442000000014209621", "32"),
-    ("25448000000012345678", "61"),
-    ("26339000000012345678", "51"),
-])
+@pytest.mark.parametrize(
+    ("number", "type_code"),
+    [
+        ("23442000000014209621", "32"),
+        ("25448000000012345678", "61"),
+        ("26339000000012345678", "51"),
+    ],
+)
 def test_type_from_digital_number(number: str, type_code: str) -> None:
     assert cn.type_from_number20(number) == type_code
 

@@ -62,11 +62,15 @@ def intake(store: SqliteStore) -> Intake:
     return Intake(store, RuleConfig(), clock=lambda: NOW)
 
 
-async def ingest(intake: Intake, invoices: list[dict[str, Any]] | None = None,
-                 notices: list[dict[str, Any]] | None = None,
-                 package_id: str | None = None) -> dict[str, Any]:
-    result = await intake.ingest(package_from_json(package(invoices, notices,
-                                                           package_id=package_id)))
+async def ingest(
+    intake: Intake,
+    invoices: list[dict[str, Any]] | None = None,
+    notices: list[dict[str, Any]] | None = None,
+    package_id: str | None = None,
+) -> dict[str, Any]:
+    result = await intake.ingest(
+        package_from_json(package(invoices, notices, package_id=package_id))
+    )
     assert not result.replayed
     return result.notice
 
@@ -92,24 +96,36 @@ async def stored(store: SqliteStore, doc_id: str) -> Invoice:
 
 # --- notices and plain acceptance -----------------------------------------------------------------
 
+
 async def test_all_accepted_package_and_its_notice(intake: Intake, store: SqliteStore) -> None:
     invoices = [vn_invoice(1), vn_invoice(2), cn_invoice(), cn_digital()]
     notice = await ingest(intake, invoices, package_id="PKG-ALL")
     assert {k: v for k, v in notice.items() if k != "items"} == {
-        "package_id": "PKG-ALL", "sender": PROVIDER, "received_at": "2026-11-23T00:00:00Z",
-        "declared_count": 4, "result": "accepted", "accepted": 4, "rejected": 0,
+        "package_id": "PKG-ALL",
+        "sender": PROVIDER,
+        "received_at": "2026-11-23T00:00:00Z",
+        "declared_count": 4,
+        "result": "accepted",
+        "accepted": 4,
+        "rejected": 0,
     }
     assert notice["items"][0] == {
-        "index": 0, "item": "invoice", "id": doc(1),
+        "index": 0,
+        "item": "invoice",
+        "id": doc(1),
         "key": {"seller_tax_id": SELLER, "template": "1", "series": "C22TAA", "number": 1},
-        "notice_id": None, "result": "accepted", "errors": [], "warnings": [],
+        "notice_id": None,
+        "result": "accepted",
+        "errors": [],
+        "warnings": [],
     }
     assert notice["items"][2]["id"] == f"cn:{CN_CODE_E}:81532753"
-    assert notice["items"][2]["key"] == {"invoice_code": CN_CODE_E,
-                                         "invoice_number": "81532753"}
+    assert notice["items"][2]["key"] == {"invoice_code": CN_CODE_E, "invoice_number": "81532753"}
     assert notice["items"][3]["id"] == "cn:23442000000014209621"
-    assert notice["items"][3]["key"] == {"invoice_code": None,
-                                         "invoice_number": "23442000000014209621"}
+    assert notice["items"][3]["key"] == {
+        "invoice_code": None,
+        "invoice_number": "23442000000014209621",
+    }
     assert [i["index"] for i in notice["items"]] == [0, 1, 2, 3]
     assert all(i["result"] == "accepted" for i in notice["items"])
 
@@ -129,12 +145,16 @@ async def test_all_accepted_package_and_its_notice(intake: Intake, store: Sqlite
     assert record.sender == PROVIDER
 
 
-async def test_mixed_package_stores_only_the_good_invoice(intake: Intake,
-                                                          store: SqliteStore) -> None:
+async def test_mixed_package_stores_only_the_good_invoice(
+    intake: Intake, store: SqliteStore
+) -> None:
     bad = vn_invoice(2, seller_tax_id="0100233480")
     notice = await ingest(intake, [vn_invoice(1), bad])
     assert (notice["result"], notice["accepted"], notice["rejected"]) == (
-        "partially_accepted", 1, 1)
+        "partially_accepted",
+        1,
+        1,
+    )
     good_item, bad_item = notice["items"]
     assert good_item["result"] == "accepted"
     assert bad_item["index"] == 1
@@ -150,13 +170,19 @@ async def test_mixed_package_stores_only_the_good_invoice(intake: Intake,
 
 
 async def test_wholly_rejected_package_is_recorded_and_stores_nothing(
-        intake: Intake, store: SqliteStore) -> None:
+    intake: Intake, store: SqliteStore
+) -> None:
     data = package([vn_invoice(1, series="C22ZAA"), cn_invoice(type_code="99")])
     result = await intake.ingest(package_from_json(data))
     assert (result.notice["result"], result.notice["accepted"], result.notice["rejected"]) == (
-        "rejected", 0, 2)
-    assert [rules(i) for i in result.notice["items"]] == [["vn.series.invalid"],
-                                                           ["cn.type_code.unknown"]]
+        "rejected",
+        0,
+        2,
+    )
+    assert [rules(i) for i in result.notice["items"]] == [
+        ["vn.series.invalid"],
+        ["cn.type_code.unknown"],
+    ]
     assert await store.count_invoices() == 0
     again = await intake.ingest(package_from_json(data))
     assert again.replayed
@@ -164,20 +190,23 @@ async def test_wholly_rejected_package_is_recorded_and_stores_nothing(
 
 
 async def test_warnings_only_invoice_is_accepted_with_its_warnings(
-        intake: Intake, store: SqliteStore) -> None:
+    intake: Intake, store: SqliteStore
+) -> None:
     notice = await ingest(intake, [vn_invoice(1, total_amount="1100002")])
     assert notice["result"] == "accepted"
     (item,) = notice["items"]
     assert item["result"] == "accepted"
     assert item["errors"] == []
     assert [(w["rule"], w["field"], w["severity"]) for w in item["warnings"]] == [
-        ("invoice.totals.inconsistent", "total_amount", "warning")]
+        ("invoice.totals.inconsistent", "total_amount", "warning")
+    ]
     assert item["warnings"][0]["detail"] == "1000000 + 100000 != 1100002"
     invoice = await stored(store, doc(1))
     assert str(invoice.amounts.total) == "1100002"
 
 
 # --- replays and id reuse ---------------------------------------------------------------------
+
 
 async def test_reposting_a_package_replays_its_notice(intake: Intake, store: SqliteStore) -> None:
     data = package([vn_invoice(1), vn_invoice(2, series="C22ZAA")], [cancel(1)])
@@ -196,7 +225,8 @@ async def test_reposting_a_package_replays_its_notice(intake: Intake, store: Sql
 
 
 async def test_package_id_reused_for_other_content_is_a_conflict(
-        intake: Intake, store: SqliteStore) -> None:
+    intake: Intake, store: SqliteStore
+) -> None:
     await ingest(intake, [vn_invoice(1)], package_id="PKG-SAME")
     with pytest.raises(PackageError) as caught:
         await intake.ingest(package_from_json(package([vn_invoice(2)], package_id="PKG-SAME")))
@@ -208,25 +238,33 @@ async def test_package_id_reused_for_other_content_is_a_conflict(
 
 # --- duplicates -------------------------------------------------------------------------------
 
+
 async def test_duplicate_key_within_a_package(intake: Intake, store: SqliteStore) -> None:
-    notice = await ingest(intake, [vn_invoice(1), vn_invoice(1, authority_code=authority_code(9))],
-                          package_id="PKG-DUP")
+    notice = await ingest(
+        intake,
+        [vn_invoice(1), vn_invoice(1, authority_code=authority_code(9))],
+        package_id="PKG-DUP",
+    )
     assert notice["items"][0]["result"] == "accepted"
     error = only_error(notice["items"][1])
-    assert (error["rule"], error["field"], error["detail"]) == (
-        "chain.duplicate_key", None, doc(1))
+    assert (error["rule"], error["field"], error["detail"]) == ("chain.duplicate_key", None, doc(1))
     assert await store.count_invoices() == 1
     assert (await stored(store, doc(1))).authority_code == authority_code(1)
     assert await store.find_by_authority_code(authority_code(9)) is None
 
 
-@pytest.mark.parametrize("again", [
-    vn_invoice(1, authority_code=authority_code(9)),
-    vn_invoice(1, series="1C22TAA", authority_code=authority_code(9)),
-    {**vn_invoice(1, authority_code=authority_code(9)), "number": "00000001"},
-], ids=["same", "template-prefixed series", "zero-padded number"])
-async def test_duplicate_key_across_packages(intake: Intake, store: SqliteStore,
-                                             again: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "again",
+    [
+        vn_invoice(1, authority_code=authority_code(9)),
+        vn_invoice(1, series="1C22TAA", authority_code=authority_code(9)),
+        {**vn_invoice(1, authority_code=authority_code(9)), "number": "00000001"},
+    ],
+    ids=["same", "template-prefixed series", "zero-padded number"],
+)
+async def test_duplicate_key_across_packages(
+    intake: Intake, store: SqliteStore, again: dict[str, Any]
+) -> None:
     await ingest(intake, [vn_invoice(1)], package_id="PKG-FIRST")
     notice = await ingest(intake, [again])
     assert rules(notice["items"][0]) == ["chain.duplicate_key"]
@@ -246,7 +284,10 @@ async def test_duplicate_authority_code(intake: Intake, store: SqliteStore) -> N
     notice = await ingest(intake, [vn_invoice(1), vn_invoice(2, authority_code=authority_code(1))])
     error = only_error(notice["items"][1])
     assert (error["rule"], error["field"], error["detail"]) == (
-        "chain.duplicate_authority_code", "authority_code", authority_code(1))
+        "chain.duplicate_authority_code",
+        "authority_code",
+        authority_code(1),
+    )
     notice = await ingest(intake, [vn_invoice(3, authority_code=authority_code(1).lower())])
     assert rules(notice["items"][0]) == ["chain.duplicate_authority_code"]
     assert await store.count_invoices() == 1
@@ -259,16 +300,21 @@ async def test_duplicate_authority_code(intake: Intake, store: SqliteStore) -> N
 
 # --- replacement and adjustment ---------------------------------------------------------------
 
+
 async def test_replacement_of_unknown_original(intake: Intake, store: SqliteStore) -> None:
     notice = await ingest(intake, [replacement(2, 1)])
     error = only_error(notice["items"][0])
     assert (error["rule"], error["field"], error["detail"]) == (
-        "chain.original.not_found", "original", doc(1))
+        "chain.original.not_found",
+        "original",
+        doc(1),
+    )
     assert await store.count_invoices() == 0
 
 
-async def test_original_must_come_earlier_in_the_package(intake: Intake,
-                                                         store: SqliteStore) -> None:
+async def test_original_must_come_earlier_in_the_package(
+    intake: Intake, store: SqliteStore
+) -> None:
     notice = await ingest(intake, [replacement(2, 1), vn_invoice(1)])
     assert rules(notice["items"][0]) == ["chain.original.not_found"]
     assert notice["items"][1]["result"] == "accepted"
@@ -279,7 +325,8 @@ async def test_original_must_come_earlier_in_the_package(intake: Intake,
 
 
 async def test_replacement_with_original_earlier_in_the_same_package(
-        intake: Intake, store: SqliteStore) -> None:
+    intake: Intake, store: SqliteStore
+) -> None:
     notice = await ingest(intake, [vn_invoice(1), replacement(2, 1)])
     assert notice["result"] == "accepted"
     original = await stored(store, doc(1))
@@ -311,14 +358,18 @@ async def test_replacing_an_already_replaced_invoice(intake: Intake, store: Sqli
     notice = await ingest(intake, [replacement(3, 1)])
     error = only_error(notice["items"][0])
     assert (error["rule"], error["field"], error["detail"]) == (
-        "chain.original.not_in_force", "original", doc(1))
+        "chain.original.not_in_force",
+        "original",
+        doc(1),
+    )
     assert await store.get_invoice(doc(3)) is None
     original = await stored(store, doc(1))
     assert original.relations == (Relation(RelationKind.REPLACED_BY, key=key(2), at=NOW),)
 
 
-async def test_replacing_a_replacement_invoice_is_allowed(intake: Intake,
-                                                          store: SqliteStore) -> None:
+async def test_replacing_a_replacement_invoice_is_allowed(
+    intake: Intake, store: SqliteStore
+) -> None:
     await ingest(intake, [vn_invoice(1), replacement(2, 1)])
     notice = await ingest(intake, [replacement(3, 2)])
     assert notice["result"] == "accepted"
@@ -328,7 +379,8 @@ async def test_replacing_a_replacement_invoice_is_allowed(intake: Intake,
 
 @pytest.mark.parametrize("second", [replacement, adjustment])
 async def test_an_adjustment_invoice_cannot_be_replaced_or_adjusted(
-        intake: Intake, store: SqliteStore, second: Any) -> None:
+    intake: Intake, store: SqliteStore, second: Any
+) -> None:
     await ingest(intake, [vn_invoice(1), adjustment(2, 1)])
     notice = await ingest(intake, [second(3, 2)])
     error = only_error(notice["items"][0])
@@ -356,8 +408,10 @@ async def test_adjusting_an_adjusted_invoice_again(intake: Intake, store: Sqlite
     assert notice["result"] == "accepted"
     original = await stored(store, doc(1))
     assert original.lifecycle is Lifecycle.ADJUSTED
-    assert original.relations == (Relation(RelationKind.ADJUSTED_BY, key=key(2), at=NOW),
-                                  Relation(RelationKind.ADJUSTED_BY, key=key(3), at=NOW))
+    assert original.relations == (
+        Relation(RelationKind.ADJUSTED_BY, key=key(2), at=NOW),
+        Relation(RelationKind.ADJUSTED_BY, key=key(3), at=NOW),
+    )
     third = await stored(store, doc(3))
     assert third.kind is Kind.ADJUSTMENT
     assert third.relations == (Relation(RelationKind.ADJUSTS, key=key(1), at=NOW),)
@@ -366,11 +420,15 @@ async def test_adjusting_an_adjusted_invoice_again(intake: Intake, store: Sqlite
 async def test_original_from_another_seller(intake: Intake, store: SqliteStore) -> None:
     other = vn_invoice(1, seller_tax_id=SELLER_2, authority_code=authority_code(101))
     await ingest(intake, [other])
-    notice = await ingest(intake, [vn_invoice(2, kind="replacement",
-                                              original=vn_key(1, seller_tax_id=SELLER_2))])
+    notice = await ingest(
+        intake, [vn_invoice(2, kind="replacement", original=vn_key(1, seller_tax_id=SELLER_2))]
+    )
     error = only_error(notice["items"][0])
     assert (error["rule"], error["field"], error["detail"]) == (
-        "chain.original.scheme", "original", doc(1, SELLER_2))
+        "chain.original.scheme",
+        "original",
+        doc(1, SELLER_2),
+    )
     assert await store.get_invoice(doc(2)) is None
     untouched = await stored(store, doc(1, SELLER_2))
     assert untouched.lifecycle is Lifecycle.ISSUED
@@ -379,34 +437,47 @@ async def test_original_from_another_seller(intake: Intake, store: SqliteStore) 
 
 # --- cancellation -----------------------------------------------------------------------------
 
+
 async def test_cancel_of_unknown_invoice(intake: Intake, store: SqliteStore) -> None:
     notice = await ingest(intake, notices=[cancel(1)])
     item = notice["items"][0]
     assert (item["index"], item["item"], item["notice_id"]) == (0, "notice", "04SS-2022-0001")
     error = only_error(item)
     assert (error["rule"], error["field"], error["detail"]) == (
-        "notice.target.not_found", "key", doc(1))
+        "notice.target.not_found",
+        "key",
+        doc(1),
+    )
     assert notice["result"] == "rejected"
     assert await store.count_invoices() == 0
 
 
 async def test_cancel_marks_the_invoice_cancelled(intake: Intake, store: SqliteStore) -> None:
     await ingest(intake, [vn_invoice(1)])
-    notice = await ingest(intake, notices=[cancel(1, notice_id="04SS-2022-0042",
-                                                  reason="sai người mua")])
+    notice = await ingest(
+        intake, notices=[cancel(1, notice_id="04SS-2022-0042", reason="sai người mua")]
+    )
     assert notice["items"][0] == {
-        "index": 0, "item": "notice", "id": doc(1), "key": key(1).as_dict(),
-        "notice_id": "04SS-2022-0042", "result": "accepted", "errors": [], "warnings": [],
+        "index": 0,
+        "item": "notice",
+        "id": doc(1),
+        "key": key(1).as_dict(),
+        "notice_id": "04SS-2022-0042",
+        "result": "accepted",
+        "errors": [],
+        "warnings": [],
     }
     cancelled = await stored(store, doc(1))
     assert cancelled.lifecycle is Lifecycle.CANCELLED
-    assert cancelled.relations == (Relation(RelationKind.CANCELLED_BY, notice_id="04SS-2022-0042",
-                                            reason="sai người mua", at=NOW),)
+    assert cancelled.relations == (
+        Relation(
+            RelationKind.CANCELLED_BY, notice_id="04SS-2022-0042", reason="sai người mua", at=NOW
+        ),
+    )
     assert await store.count_invoices() == 1
 
 
-async def test_cancel_of_an_invoice_in_the_same_package(intake: Intake,
-                                                        store: SqliteStore) -> None:
+async def test_cancel_of_an_invoice_in_the_same_package(intake: Intake, store: SqliteStore) -> None:
     notice = await ingest(intake, [vn_invoice(1)], [cancel(1)])
     assert [i["index"] for i in notice["items"]] == [0, 1]
     assert notice["result"] == "accepted"
@@ -419,10 +490,12 @@ async def test_cancelling_twice(intake: Intake, store: SqliteStore) -> None:
     error = only_error(notice["items"][0])
     assert (error["rule"], error["field"]) == ("notice.target.not_in_force", "key")
     invoice = await stored(store, doc(1))
-    assert invoice.relations == (Relation(RelationKind.CANCELLED_BY, notice_id="N-1",
-                                          reason="wrong buyer", at=NOW),)
-    notice = await ingest(intake, [vn_invoice(2)], [cancel(2, notice_id="N-3"),
-                                                    cancel(2, notice_id="N-4")])
+    assert invoice.relations == (
+        Relation(RelationKind.CANCELLED_BY, notice_id="N-1", reason="wrong buyer", at=NOW),
+    )
+    notice = await ingest(
+        intake, [vn_invoice(2)], [cancel(2, notice_id="N-3"), cancel(2, notice_id="N-4")]
+    )
     assert [i["result"] for i in notice["items"]] == ["accepted", "accepted", "rejected"]
     assert rules(notice["items"][2]) == ["notice.target.not_in_force"]
     assert [r.notice_id for r in (await stored(store, doc(2))).relations] == ["N-3"]
@@ -458,18 +531,29 @@ async def test_invalid_notice_changes_nothing(intake: Intake, store: SqliteStore
 
 # --- rejected items leave no trace --------------------------------------------------------------
 
-async def test_rejected_items_leave_nothing_in_the_store(intake: Intake,
-                                                         store: SqliteStore) -> None:
+
+async def test_rejected_items_leave_nothing_in_the_store(
+    intake: Intake, store: SqliteStore
+) -> None:
     await ingest(intake, [vn_invoice(1)], [cancel(1)])
     before = await stored(store, doc(1))
-    notice = await ingest(intake, [
-        vn_invoice(5, currency="US$"),  # field error
-        replacement(6, 1),  # chain error: original cancelled
-        vn_invoice(7, authority_code=authority_code(1)),  # chain error: code taken
-        vn_invoice(8),  # accepted
-    ], [cancel(8, notice_id="N-8", reason=None)])  # invalid notice for the accepted invoice
+    notice = await ingest(
+        intake,
+        [
+            vn_invoice(5, currency="US$"),  # field error
+            replacement(6, 1),  # chain error: original cancelled
+            vn_invoice(7, authority_code=authority_code(1)),  # chain error: code taken
+            vn_invoice(8),  # accepted
+        ],
+        [cancel(8, notice_id="N-8", reason=None)],
+    )  # invalid notice for the accepted invoice
     assert [i["result"] for i in notice["items"]] == [
-        "rejected", "rejected", "rejected", "accepted", "rejected"]
+        "rejected",
+        "rejected",
+        "rejected",
+        "accepted",
+        "rejected",
+    ]
     assert (notice["accepted"], notice["rejected"]) == (1, 4)
     assert await store.count_invoices() == 2
     for number in (5, 6, 7):
@@ -483,10 +567,15 @@ async def test_rejected_items_leave_nothing_in_the_store(intake: Intake,
 
 # --- found by review and fixed: these pin the fixes -------------------------------------------
 
+
 async def test_cn_original_from_another_seller(intake: Intake, store: SqliteStore) -> None:
     await ingest(intake, [cn_invoice()])
-    other_seller = cn_invoice("81532754", kind="replacement", seller_tax_id="91440300MA5FXXXX1X",
-                              original={"invoice_code": CN_CODE_E, "invoice_number": "81532753"})
+    other_seller = cn_invoice(
+        "81532754",
+        kind="replacement",
+        seller_tax_id="91440300MA5FXXXX1X",
+        original={"invoice_code": CN_CODE_E, "invoice_number": "81532753"},
+    )
     notice = await ingest(intake, [other_seller])
     error = only_error(notice["items"][0])
     assert (error["rule"], error["field"]) == ("chain.original.scheme", "original")
@@ -494,8 +583,15 @@ async def test_cn_original_from_another_seller(intake: Intake, store: SqliteStor
     assert (await stored(store, f"cn:{CN_CODE_E}:81532753")).lifecycle is Lifecycle.ISSUED
 
 
-@pytest.mark.parametrize("rule", ["chain.original.not_found", "chain.original.adjusted",
-                                  "chain.duplicate_key", "vn.series.invalid"])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "chain.original.not_found",
+        "chain.original.adjusted",
+        "chain.duplicate_key",
+        "vn.series.invalid",
+    ],
+)
 def test_rules_of_identity_and_chain_cannot_be_downgraded(rule: str) -> None:
     """Downgrading one would acknowledge an invoice that is then not stored (or stored
     under a malformed key), so the configuration is refused."""

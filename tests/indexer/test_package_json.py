@@ -24,8 +24,9 @@ def _nested_body(depth: int, *, padding: int = 0) -> bytes:
     data["invoices"][0]["extra"] = {"pad": [[] for _ in range(padding)]} if padding else None
     text = json.dumps(data)
     inner = depth - 3  # envelope, invoices list, invoice: three levels
-    return text.replace('"extra": ', '"deep": ' + "[" * inner + "]" * inner + ', "extra": '
-                        ).encode()
+    return text.replace(
+        '"extra": ', '"deep": ' + "[" * inner + "]" * inner + ', "extra": '
+    ).encode()
 
 
 def _verdict(read: Any) -> str:
@@ -38,10 +39,11 @@ def _verdict(read: Any) -> str:
 
 @pytest.mark.parametrize("padding", [0, 40], ids=["few brackets", "many brackets"])
 def test_nesting_up_to_the_limit_is_taken_and_beyond_it_refused(padding: int) -> None:
-    assert _verdict(lambda: parse_json_package(_nested_body(MAX_DEPTH, padding=padding))) \
-        == "taken"
-    assert _verdict(lambda: parse_json_package(_nested_body(MAX_DEPTH + 1, padding=padding))) \
+    assert _verdict(lambda: parse_json_package(_nested_body(MAX_DEPTH, padding=padding))) == "taken"
+    assert (
+        _verdict(lambda: parse_json_package(_nested_body(MAX_DEPTH + 1, padding=padding)))
         == "package.too_deep"
+    )
 
 
 def test_skipping_the_depth_walk_on_few_brackets_changes_no_verdict() -> None:
@@ -52,6 +54,7 @@ def test_skipping_the_depth_walk_on_few_brackets_changes_no_verdict() -> None:
         for padding in (0, 1, 40):
             body = _nested_body(depth, padding=padding)
             shallow += body.count(b"{") + body.count(b"[") <= MAX_DEPTH
-            assert _verdict(lambda b=body: parse_json_package(b)) \
-                == _verdict(lambda b=body: package_from_json(json.loads(b)))
+            assert _verdict(lambda b=body: parse_json_package(b)) == _verdict(
+                lambda b=body: package_from_json(json.loads(b))
+            )
     assert shallow > 0  # the skipping road was taken

@@ -7,7 +7,8 @@ DOC = Path(__file__).parents[2] / "docs" / "rules.md"
 
 def test_rules_doc_is_generated_from_the_code() -> None:
     assert DOC.read_text(encoding="utf-8") == rules_markdown(), (
-        "docs/rules.md is stale: run `invoice-verify rules --markdown > docs/rules.md`")
+        "docs/rules.md is stale: run `invoice-verify rules --markdown > docs/rules.md`"
+    )
 
 
 def test_every_rule_has_both_languages_and_a_spec_reference() -> None:

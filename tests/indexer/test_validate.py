@@ -69,14 +69,30 @@ ERROR_CASES: list[tuple[str, object, str, str | None]] = [
     ("not an object", ["not", "an", "invoice"], "invoice.field.invalid", None),
     ("scheme unknown", vn_invoice(scheme="us"), "invoice.scheme.unknown", "scheme"),
     ("seller missing", vn_invoice(seller_tax_id=None), "invoice.field.required", "seller_tax_id"),
-    ("MST check digit", vn_invoice(seller_tax_id="0100233480"), "vn.tax_id.invalid",
-     "seller_tax_id"),
-    ("MST zero sequence", vn_invoice(seller_tax_id="0100000000"), "vn.tax_id.invalid",
-     "seller_tax_id"),
-    ("branch suffix 000", vn_invoice(seller_tax_id="0314409058-000"), "vn.tax_id.invalid",
-     "seller_tax_id"),
-    ("buyer MST check digit", vn_invoice(buyer_tax_id="0100233480"), "vn.tax_id.invalid",
-     "buyer_tax_id"),
+    (
+        "MST check digit",
+        vn_invoice(seller_tax_id="0100233480"),
+        "vn.tax_id.invalid",
+        "seller_tax_id",
+    ),
+    (
+        "MST zero sequence",
+        vn_invoice(seller_tax_id="0100000000"),
+        "vn.tax_id.invalid",
+        "seller_tax_id",
+    ),
+    (
+        "branch suffix 000",
+        vn_invoice(seller_tax_id="0314409058-000"),
+        "vn.tax_id.invalid",
+        "seller_tax_id",
+    ),
+    (
+        "buyer MST check digit",
+        vn_invoice(buyer_tax_id="0100233480"),
+        "vn.tax_id.invalid",
+        "buyer_tax_id",
+    ),
     ("template 0", vn_invoice(template="0"), "vn.template.invalid", "template"),
     ("template A", vn_invoice(template="A"), "vn.template.invalid", "template"),
     ("series bad letter", vn_invoice(series="C22ZAA"), "vn.series.invalid", "series"),
@@ -84,73 +100,171 @@ ERROR_CASES: list[tuple[str, object, str, str | None]] = [
     ("series too short", vn_invoice(series="C22TA"), "vn.series.invalid", "series"),
     ("series year", vn_invoice(series="C23TAA"), "vn.series.year_mismatch", "series"),
     ("number 0", with_(vn_invoice(1), number=0), "vn.number.out_of_range", "number"),
-    ("number 100000000", with_(vn_invoice(1), number=100_000_000), "vn.number.out_of_range",
-     "number"),
+    (
+        "number 100000000",
+        with_(vn_invoice(1), number=100_000_000),
+        "vn.number.out_of_range",
+        "number",
+    ),
     ("number not digits", with_(vn_invoice(1), number="12a"), "invoice.field.invalid", "number"),
-    ("C series without code", vn_invoice(authority_code=None), "vn.authority_code.required",
-     "authority_code"),
-    ("code too short", vn_invoice(authority_code="00ABC"), "vn.authority_code.invalid",
-     "authority_code"),
-    ("code not hex", vn_invoice(authority_code="G" * 34), "vn.authority_code.invalid",
-     "authority_code"),
-    ("cash register with 34-hex code", vn_invoice(series="C22MAA"),
-     "vn.authority_code.cash_register_form", "authority_code"),
+    (
+        "C series without code",
+        vn_invoice(authority_code=None),
+        "vn.authority_code.required",
+        "authority_code",
+    ),
+    (
+        "code too short",
+        vn_invoice(authority_code="00ABC"),
+        "vn.authority_code.invalid",
+        "authority_code",
+    ),
+    (
+        "code not hex",
+        vn_invoice(authority_code="G" * 34),
+        "vn.authority_code.invalid",
+        "authority_code",
+    ),
+    (
+        "cash register with 34-hex code",
+        vn_invoice(series="C22MAA"),
+        "vn.authority_code.cash_register_form",
+        "authority_code",
+    ),
     ("issued_at missing", vn_invoice(issued_at=None), "invoice.field.required", "issued_at"),
-    ("issued_at not ISO", vn_invoice(issued_at="15/05/2022 09:30"), "invoice.issued_at.invalid",
-     "issued_at"),
-    ("issued_at naive", vn_invoice(issued_at="2022-05-15T09:30:00"),
-     "invoice.issued_at.timezone", "issued_at"),
+    (
+        "issued_at not ISO",
+        vn_invoice(issued_at="15/05/2022 09:30"),
+        "invoice.issued_at.invalid",
+        "issued_at",
+    ),
+    (
+        "issued_at naive",
+        vn_invoice(issued_at="2022-05-15T09:30:00"),
+        "invoice.issued_at.timezone",
+        "issued_at",
+    ),
     ("currency missing", vn_invoice(currency=None), "invoice.field.required", "currency"),
     ("currency not ISO", vn_invoice(currency="US$"), "invoice.currency.invalid", "currency"),
     ("amount missing", vn_invoice(total_amount=None), "invoice.field.required", "total_amount"),
-    ("amount float", vn_invoice(amount_before_tax=1000000.0), "invoice.amount.invalid",
-     "amount_before_tax"),
-    ("amount not a number", vn_invoice(tax_amount="100k"), "invoice.amount.invalid",
-     "tax_amount"),
+    (
+        "amount float",
+        vn_invoice(amount_before_tax=1000000.0),
+        "invoice.amount.invalid",
+        "amount_before_tax",
+    ),
+    ("amount not a number", vn_invoice(tax_amount="100k"), "invoice.amount.invalid", "tax_amount"),
     ("amount NaN", vn_invoice(tax_amount="NaN"), "invoice.amount.invalid", "tax_amount"),
-    ("VN amount 5 places", vn_invoice(tax_amount="100000.00001"), "invoice.amount.precision",
-     "tax_amount"),
-    ("CN amount 3 places", cn_invoice(amount_before_tax="205.301"), "invoice.amount.precision",
-     "amount_before_tax"),
+    (
+        "VN amount 5 places",
+        vn_invoice(tax_amount="100000.00001"),
+        "invoice.amount.precision",
+        "tax_amount",
+    ),
+    (
+        "CN amount 3 places",
+        cn_invoice(amount_before_tax="205.301"),
+        "invoice.amount.precision",
+        "amount_before_tax",
+    ),
     ("kind invalid", vn_invoice(kind="credit_note"), "invoice.kind.invalid", "kind"),
-    ("replacement without original", vn_invoice(2, kind="replacement"),
-     "invoice.original.required", "original"),
-    ("adjustment without original", vn_invoice(2, kind="adjustment"),
-     "invoice.original.required", "original"),
-    ("original on an original", vn_invoice(2, original=vn_key(1)), "invoice.original.unexpected",
-     "original"),
-    ("original number missing", vn_invoice(2, kind="replacement", original={
-        "seller_tax_id": SELLER, "template": "1", "series": "C22TAA"}),
-     "invoice.field.required", "original.number"),
-    ("original MST invalid", replacement(seller_tax_id="0100233480"), "vn.tax_id.invalid",
-     "original.seller_tax_id"),
-    ("original number 0", vn_invoice(2, kind="replacement", original=vn_key(0)),
-     "vn.number.out_of_range", "original.number"),
-    ("seller name too long", vn_invoice(seller_name="x" * 401), "invoice.field.invalid",
-     "seller_name"),
+    (
+        "replacement without original",
+        vn_invoice(2, kind="replacement"),
+        "invoice.original.required",
+        "original",
+    ),
+    (
+        "adjustment without original",
+        vn_invoice(2, kind="adjustment"),
+        "invoice.original.required",
+        "original",
+    ),
+    (
+        "original on an original",
+        vn_invoice(2, original=vn_key(1)),
+        "invoice.original.unexpected",
+        "original",
+    ),
+    (
+        "original number missing",
+        vn_invoice(
+            2,
+            kind="replacement",
+            original={"seller_tax_id": SELLER, "template": "1", "series": "C22TAA"},
+        ),
+        "invoice.field.required",
+        "original.number",
+    ),
+    (
+        "original MST invalid",
+        replacement(seller_tax_id="0100233480"),
+        "vn.tax_id.invalid",
+        "original.seller_tax_id",
+    ),
+    (
+        "original number 0",
+        vn_invoice(2, kind="replacement", original=vn_key(0)),
+        "vn.number.out_of_range",
+        "original.number",
+    ),
+    (
+        "seller name too long",
+        vn_invoice(seller_name="x" * 401),
+        "invoice.field.invalid",
+        "seller_name",
+    ),
     ("CN code invalid", cn_invoice(invoice_code="12345"), "cn.code.invalid", "invoice_code"),
-    ("CN 8-digit number without code", cn_invoice(invoice_code=None), "cn.number.invalid",
-     "invoice_number"),
-    ("CN 20-digit number with code", cn_invoice("23442000000014209621"), "cn.number.invalid",
-     "invoice_number"),
-    ("CN number missing", cn_invoice(invoice_number=None), "invoice.field.required",
-     "invoice_number"),
+    (
+        "CN 8-digit number without code",
+        cn_invoice(invoice_code=None),
+        "cn.number.invalid",
+        "invoice_number",
+    ),
+    (
+        "CN 20-digit number with code",
+        cn_invoice("23442000000014209621"),
+        "cn.number.invalid",
+        "invoice_number",
+    ),
+    (
+        "CN number missing",
+        cn_invoice(invoice_number=None),
+        "invoice.field.required",
+        "invoice_number",
+    ),
     ("CN type code unknown", cn_invoice(type_code="99"), "cn.type_code.unknown", "type_code"),
-    ("CN underived code, no type", cn_invoice(invoice_code=PILOT_CODE, type_code=None),
-     "cn.code.unsupported_type", "invoice_code"),
-    ("CN check code 19 digits", cn_invoice(check_code="1" * 19), "cn.check_code.invalid",
-     "check_code"),
-    ("CN check code letters", cn_invoice(check_code="4975326464297738316X"),
-     "cn.check_code.invalid", "check_code"),
-    ("CN seller tax id", cn_invoice(seller_tax_id="91-1101"), "cn.tax_id.invalid",
-     "seller_tax_id"),
-    ("CN buyer tax id lower case", cn_invoice(buyer_tax_id="91310115ma1k3xyz2p"),
-     "cn.tax_id.invalid", "buyer_tax_id"),
+    (
+        "CN underived code, no type",
+        cn_invoice(invoice_code=PILOT_CODE, type_code=None),
+        "cn.code.unsupported_type",
+        "invoice_code",
+    ),
+    (
+        "CN check code 19 digits",
+        cn_invoice(check_code="1" * 19),
+        "cn.check_code.invalid",
+        "check_code",
+    ),
+    (
+        "CN check code letters",
+        cn_invoice(check_code="4975326464297738316X"),
+        "cn.check_code.invalid",
+        "check_code",
+    ),
+    ("CN seller tax id", cn_invoice(seller_tax_id="91-1101"), "cn.tax_id.invalid", "seller_tax_id"),
+    (
+        "CN buyer tax id lower case",
+        cn_invoice(buyer_tax_id="91310115ma1k3xyz2p"),
+        "cn.tax_id.invalid",
+        "buyer_tax_id",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "code", "field"), [c[1:] for c in ERROR_CASES],
-                         ids=[c[0] for c in ERROR_CASES])
+@pytest.mark.parametrize(
+    ("raw", "code", "field"), [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES]
+)
 def test_error_rejects_with_exact_rule(raw: object, code: str, field: str | None) -> None:
     invoice, found = check(raw)
     assert found == [(code, field, E)]
@@ -161,25 +275,44 @@ def test_error_rejects_with_exact_rule(raw: object, code: str, field: str | None
 
 WARNING_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("series letter F", vn_invoice(series="C22FAA"), "vn.series.letter_f", "series"),
-    ("K series with code", vn_invoice(series="K22TAA"), "vn.authority_code.unexpected",
-     "authority_code"),
-    ("cash register code year", vn_invoice(series="C22MAA",
-                                           authority_code="M1-23-ABCDE-00000000001"),
-     "vn.authority_code.cash_register_year", "authority_code"),
-    ("VN totals", vn_invoice(total_amount="1100002"), "invoice.totals.inconsistent",
-     "total_amount"),
-    ("CN totals", cn_invoice(total_amount="217.64"), "invoice.totals.inconsistent",
-     "total_amount"),
+    (
+        "K series with code",
+        vn_invoice(series="K22TAA"),
+        "vn.authority_code.unexpected",
+        "authority_code",
+    ),
+    (
+        "cash register code year",
+        vn_invoice(series="C22MAA", authority_code="M1-23-ABCDE-00000000001"),
+        "vn.authority_code.cash_register_year",
+        "authority_code",
+    ),
+    (
+        "VN totals",
+        vn_invoice(total_amount="1100002"),
+        "invoice.totals.inconsistent",
+        "total_amount",
+    ),
+    ("CN totals", cn_invoice(total_amount="217.64"), "invoice.totals.inconsistent", "total_amount"),
     ("CN type mismatch", cn_invoice(type_code="01"), "cn.type_code.mismatch", "type_code"),
-    ("CN underived code, declared type", cn_invoice(invoice_code=PILOT_CODE, type_code="10"),
-     "cn.code.type_underived", "invoice_code"),
-    ("CN 20-digit number year", with_(cn_digital(), issued_at="2024-03-01T10:00:00+08:00"),
-     "cn.number.year_mismatch", "invoice_number"),
+    (
+        "CN underived code, declared type",
+        cn_invoice(invoice_code=PILOT_CODE, type_code="10"),
+        "cn.code.type_underived",
+        "invoice_code",
+    ),
+    (
+        "CN 20-digit number year",
+        with_(cn_digital(), issued_at="2024-03-01T10:00:00+08:00"),
+        "cn.number.year_mismatch",
+        "invoice_number",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "code", "field"), [c[1:] for c in WARNING_CASES],
-                         ids=[c[0] for c in WARNING_CASES])
+@pytest.mark.parametrize(
+    ("raw", "code", "field"), [c[1:] for c in WARNING_CASES], ids=[c[0] for c in WARNING_CASES]
+)
 def test_warning_accepts_and_reports(raw: dict[str, Any], code: str, field: str) -> None:
     invoice, found = check(raw)
     assert found == [(code, field, W)]
@@ -217,6 +350,7 @@ def test_valid_cn_invoices_build_the_model() -> None:
 
 # --- Vietnamese identity details ------------------------------------------------------------------
 
+
 def test_twelve_digit_personal_id_is_accepted_as_seller() -> None:
     invoice, found = check(vn_invoice(seller_tax_id="001099012345"))
     assert found == []
@@ -240,17 +374,21 @@ def test_series_is_normalised(series: str) -> None:
     assert invoice.key.series == "C22TAA"
 
 
-@pytest.mark.parametrize(("issued_at", "series", "found"), [
-    # 23:30 at UTC-1 on New Year's Eve is already 07:30 on 1 January 2023 in Vietnam.
-    ("2022-12-31T23:30:00-01:00", "C23TAA", []),
-    ("2022-12-31T23:30:00-01:00", "C22TAA", [("vn.series.year_mismatch", "series", E)]),
-    # 2022-12-31T17:30Z is 00:30 on 1 January 2023 in Vietnam.
-    ("2022-12-31T17:30:00+00:00", "C23TAA", []),
-    ("2022-12-31T16:59:59+00:00", "C22TAA", []),
-    ("2022-12-31T16:59:59+00:00", "C23TAA", [("vn.series.year_mismatch", "series", E)]),
-])
-def test_series_year_is_the_vietnamese_local_year(issued_at: str, series: str,
-                                                   found: list[Triple]) -> None:
+@pytest.mark.parametrize(
+    ("issued_at", "series", "found"),
+    [
+        # 23:30 at UTC-1 on New Year's Eve is already 07:30 on 1 January 2023 in Vietnam.
+        ("2022-12-31T23:30:00-01:00", "C23TAA", []),
+        ("2022-12-31T23:30:00-01:00", "C22TAA", [("vn.series.year_mismatch", "series", E)]),
+        # 2022-12-31T17:30Z is 00:30 on 1 January 2023 in Vietnam.
+        ("2022-12-31T17:30:00+00:00", "C23TAA", []),
+        ("2022-12-31T16:59:59+00:00", "C22TAA", []),
+        ("2022-12-31T16:59:59+00:00", "C23TAA", [("vn.series.year_mismatch", "series", E)]),
+    ],
+)
+def test_series_year_is_the_vietnamese_local_year(
+    issued_at: str, series: str, found: list[Triple]
+) -> None:
     invoice, got = check(vn_invoice(series=series, issued_at=issued_at))
     assert got == found
     assert (invoice is None) == bool(found)
@@ -271,8 +409,9 @@ def test_cash_register_code_of_the_issue_year_is_accepted() -> None:
 
 def test_cash_register_year_rule_switched_off_leaves_no_trace() -> None:
     cfg = RuleConfig(severity={"vn.authority_code.cash_register_year": Severity.OFF})
-    invoice, found = check(vn_invoice(series="C22MAA", authority_code="M1-23-ABCDE-00000000001"),
-                           cfg)
+    invoice, found = check(
+        vn_invoice(series="C22MAA", authority_code="M1-23-ABCDE-00000000001"), cfg
+    )
     assert found == []
     assert invoice is not None
     assert invoice.authority_code == "M1-23-ABCDE-00000000001"
@@ -298,14 +437,20 @@ def test_vietnamese_currency_spellings_become_vnd(currency: str) -> None:
 
 
 def test_replacement_names_its_normalised_original() -> None:
-    invoice, found = check(vn_invoice(2, kind="replacement", original=vn_key(
-        1, seller_tax_id="0314409058002", series="c22taa")))
+    invoice, found = check(
+        vn_invoice(
+            2,
+            kind="replacement",
+            original=vn_key(1, seller_tax_id="0314409058002", series="c22taa"),
+        )
+    )
     assert found == []
     assert invoice.kind is Kind.REPLACEMENT
     assert invoice.original == VnKey("0314409058-002", "1", "C22TAA", 1)
 
 
 # --- issue time against the clock -------------------------------------------------------------
+
 
 def test_future_issue_time_is_rejected() -> None:
     now = datetime(2022, 5, 15, 2, 0, tzinfo=UTC)  # 09:00 in Vietnam; invoice says 09:30
@@ -323,6 +468,7 @@ def test_issue_time_within_the_clock_tolerance_is_accepted() -> None:
 
 # --- notices ------------------------------------------------------------------------------------
 
+
 def test_valid_cancel_notice() -> None:
     notice, out = validate_notice(cancel(5, notice_id="04SS-9"), CFG)
     assert out == []
@@ -330,8 +476,9 @@ def test_valid_cancel_notice() -> None:
 
 
 def test_cancel_notice_of_a_cn_invoice() -> None:
-    notice, out = validate_notice(cancel(1, key={"invoice_code": CN_CODE_E,
-                                                  "invoice_number": "81532753"}), CFG)
+    notice, out = validate_notice(
+        cancel(1, key={"invoice_code": CN_CODE_E, "invoice_number": "81532753"}), CFG
+    )
     assert out == []
     assert notice is not None
     assert notice.key == CnKey(CN_CODE_E, "81532753")
@@ -344,19 +491,32 @@ NOTICE_CASES: list[tuple[str, object, str, str | None]] = [
     ("reason empty", cancel(1, reason=""), "notice.reason.required", "reason"),
     ("notice id missing", cancel(1, notice_id=None), "invoice.field.required", "notice_id"),
     ("key missing", cancel(1, key=None), "invoice.field.required", "key"),
-    ("key MST", cancel(1, key=vn_key(1, seller_tax_id="0100233480")), "vn.tax_id.invalid",
-     "key.seller_tax_id"),
+    (
+        "key MST",
+        cancel(1, key=vn_key(1, seller_tax_id="0100233480")),
+        "vn.tax_id.invalid",
+        "key.seller_tax_id",
+    ),
     ("key number 0", cancel(0), "vn.number.out_of_range", "key.number"),
     ("key series", cancel(1, key=vn_key(1, series="C22ZAA")), "vn.series.invalid", "key.series"),
-    ("key scheme", cancel(1, key={**vn_key(1), "scheme": "us"}), "invoice.scheme.unknown",
-     "key.scheme"),
-    ("key CN code", cancel(1, key={"invoice_code": "1", "invoice_number": "81532753"}),
-     "cn.code.invalid", "key.invoice_code"),
+    (
+        "key scheme",
+        cancel(1, key={**vn_key(1), "scheme": "us"}),
+        "invoice.scheme.unknown",
+        "key.scheme",
+    ),
+    (
+        "key CN code",
+        cancel(1, key={"invoice_code": "1", "invoice_number": "81532753"}),
+        "cn.code.invalid",
+        "key.invoice_code",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "code", "field"), [c[1:] for c in NOTICE_CASES],
-                         ids=[c[0] for c in NOTICE_CASES])
+@pytest.mark.parametrize(
+    ("raw", "code", "field"), [c[1:] for c in NOTICE_CASES], ids=[c[0] for c in NOTICE_CASES]
+)
 def test_notice_error_rejects_with_exact_rule(raw: object, code: str, field: str | None) -> None:
     raw = with_(raw) if isinstance(raw, dict) else raw  # drop keys set to None
     notice, out = validate_notice(raw, CFG)
@@ -365,6 +525,7 @@ def test_notice_error_rejects_with_exact_rule(raw: object, code: str, field: str
 
 
 # --- every rule these functions can emit is covered above ----------------------------------------
+
 
 def test_every_field_rule_is_covered_here() -> None:
     covered = {c[2] for c in ERROR_CASES} | {c[2] for c in WARNING_CASES}
@@ -383,6 +544,7 @@ def test_unknown_rule_in_severity_overrides_is_refused() -> None:
 
 # --- found by review and fixed: these pin the fixes -------------------------------------------
 
+
 def test_superscript_digit_number_is_refused_not_a_crash() -> None:
     invoice, found = check(with_(vn_invoice(1), number="²"))
     assert found == [("invoice.field.invalid", "number", E)]
@@ -390,8 +552,9 @@ def test_superscript_digit_number_is_refused_not_a_crash() -> None:
 
 
 def test_buyer_tax_id_is_checked_on_an_invoice_without_authority_code() -> None:
-    invoice, found = check(vn_invoice(series="K22TAA", authority_code=None,
-                                      buyer_tax_id="0100233480"))
+    invoice, found = check(
+        vn_invoice(series="K22TAA", authority_code=None, buyer_tax_id="0100233480")
+    )
     assert found == [("vn.tax_id.invalid", "buyer_tax_id", E)]
     assert invoice is None
 
@@ -399,12 +562,16 @@ def test_buyer_tax_id_is_checked_on_an_invoice_without_authority_code() -> None:
 UNICODE_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")  # Arabic-Indic digits
 
 
-@pytest.mark.parametrize("raw", [
-    vn_invoice(seller_tax_id=SELLER.translate(UNICODE_DIGITS)),
-    vn_invoice(series="C22TAA".translate(UNICODE_DIGITS)),
-    cn_invoice(invoice_code=CN_CODE_E.translate(UNICODE_DIGITS)),
-    cn_invoice(invoice_number="81532753".translate(UNICODE_DIGITS)),
-], ids=["vn seller", "vn series", "cn code", "cn number"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        vn_invoice(seller_tax_id=SELLER.translate(UNICODE_DIGITS)),
+        vn_invoice(series="C22TAA".translate(UNICODE_DIGITS)),
+        cn_invoice(invoice_code=CN_CODE_E.translate(UNICODE_DIGITS)),
+        cn_invoice(invoice_number="81532753".translate(UNICODE_DIGITS)),
+    ],
+    ids=["vn seller", "vn series", "cn code", "cn number"],
+)
 def test_non_ascii_digits_do_not_make_a_new_identity(raw: dict[str, Any]) -> None:
     invoice, found = check(raw)
     assert invoice is None
@@ -412,13 +579,16 @@ def test_non_ascii_digits_do_not_make_a_new_identity(raw: dict[str, Any]) -> Non
     assert all(severity is E for _, _, severity in found)
 
 
-@pytest.mark.parametrize(("raw", "field"), [
-    (with_(vn_invoice(1), number=1.0), "number"),
-    (vn_invoice(issued_at=20220515), "issued_at"),
-    (vn_invoice(authority_code="0" * 35), "authority_code"),
-], ids=["number float", "issued_at int", "authority code 35 chars"])
-def test_present_but_invalid_field_is_not_reported_missing(raw: dict[str, Any],
-                                                           field: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (with_(vn_invoice(1), number=1.0), "number"),
+        (vn_invoice(issued_at=20220515), "issued_at"),
+        (vn_invoice(authority_code="0" * 35), "authority_code"),
+    ],
+    ids=["number float", "issued_at int", "authority code 35 chars"],
+)
+def test_present_but_invalid_field_is_not_reported_missing(raw: dict[str, Any], field: str) -> None:
     invoice, found = check(raw)
     assert invoice is None
     assert [f for _, f, _ in found] == [field]
@@ -446,6 +616,7 @@ def test_structural_rules_refuse_a_severity_override() -> None:
 
 # --- package envelope ------------------------------------------------------------------------
 
+
 def test_package_from_json_keeps_the_envelope() -> None:
     data = package([vn_invoice(1), cn_invoice()], [cancel(9)], package_id="PKG-20220515-000001")
     data["sender"] = f"  {PROVIDER} "
@@ -460,8 +631,13 @@ def test_package_from_json_keeps_the_envelope() -> None:
 
 
 def test_absent_or_null_lists_are_empty() -> None:
-    data = {"package_id": "P1", "sender": PROVIDER, "declared_count": 1,
-            "invoices": [vn_invoice()], "notices": None}
+    data = {
+        "package_id": "P1",
+        "sender": PROVIDER,
+        "declared_count": 1,
+        "invoices": [vn_invoice()],
+        "notices": None,
+    }
     assert package_from_json(data).notices == []
     del data["notices"]
     assert package_from_json(data).notices == []
@@ -492,22 +668,33 @@ ENVELOPE_CASES: list[tuple[str, object, str, dict[str, Any]]] = [
     ("count bool", _envelope(declared_count=True), "package.count_invalid", _COUNT),
     ("count string", _envelope(declared_count="1"), "package.count_invalid", _COUNT),
     ("count float", _envelope(declared_count=1.0), "package.count_invalid", _COUNT),
-    ("invoices not a list", _envelope(invoices={"0": vn_invoice()}), "package.malformed",
-     {"field": "invoices"}),
-    ("notices not a list", _envelope(notices="cancel"), "package.malformed",
-     {"field": "notices"}),
+    (
+        "invoices not a list",
+        _envelope(invoices={"0": vn_invoice()}),
+        "package.malformed",
+        {"field": "invoices"},
+    ),
+    ("notices not a list", _envelope(notices="cancel"), "package.malformed", {"field": "notices"}),
     ("empty", _envelope(declared_count=0, invoices=[]), "package.empty", {}),
-    ("count too high", _envelope(declared_count=3), "package.count_mismatch",
-     {"declared_count": 3, "actual": 1}),
-    ("count zero", _envelope(declared_count=0), "package.count_mismatch",
-     {"declared_count": 0, "actual": 1}),
+    (
+        "count too high",
+        _envelope(declared_count=3),
+        "package.count_mismatch",
+        {"declared_count": 3, "actual": 1},
+    ),
+    (
+        "count zero",
+        _envelope(declared_count=0),
+        "package.count_mismatch",
+        {"declared_count": 0, "actual": 1},
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "code", "details"), [c[1:] for c in ENVELOPE_CASES],
-                         ids=[c[0] for c in ENVELOPE_CASES])
-def test_bad_envelope_rejects_the_package(data: object, code: str,
-                                          details: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("data", "code", "details"), [c[1:] for c in ENVELOPE_CASES], ids=[c[0] for c in ENVELOPE_CASES]
+)
+def test_bad_envelope_rejects_the_package(data: object, code: str, details: dict[str, Any]) -> None:
     with pytest.raises(PackageError) as caught:
         package_from_json(data)
     assert caught.value.code == code
@@ -538,11 +725,27 @@ def test_parse_json_package_reads_bytes() -> None:
     assert pkg == package_from_json(data)
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"{", b'{"package_id": }', b"\xff\xfe{}", b"{'package_id': 'P1'}",
-    b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000,
-], ids=["empty", "unclosed", "syntax", "not utf-8", "single quotes", "deep unclosed",
-        "deep closed"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b'{"package_id": }',
+        b"\xff\xfe{}",
+        b"{'package_id': 'P1'}",
+        b"[" * 100_000,
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=[
+        "empty",
+        "unclosed",
+        "syntax",
+        "not utf-8",
+        "single quotes",
+        "deep unclosed",
+        "deep closed",
+    ],
+)
 def test_malformed_json_is_400(body: bytes) -> None:
     with pytest.raises(PackageError) as caught:
         parse_json_package(body)
@@ -556,8 +759,11 @@ def test_json_that_is_not_an_object_is_a_malformed_package() -> None:
 
 
 def _body(invoices_json: bytes) -> bytes:
-    return (b'{"package_id": "P1", "sender": "S", "declared_count": 1, "invoices": ['
-            + invoices_json + b"]}")
+    return (
+        b'{"package_id": "P1", "sender": "S", "declared_count": 1, "invoices": ['
+        + invoices_json
+        + b"]}"
+    )
 
 
 def test_huge_integer_is_a_package_error_not_a_crash() -> None:
@@ -594,11 +800,13 @@ def test_digest_ignores_key_order_but_not_content() -> None:
     assert package_from_json(shuffled).digest == package_from_json(data).digest
     body = json.dumps(shuffled, indent=2).encode()
     assert parse_json_package(body).digest == package_from_json(data).digest
-    changed = package([vn_invoice(1, total_amount="1100001"), cn_invoice()], [cancel(9)],
-                      package_id="PKG-D")
+    changed = package(
+        [vn_invoice(1, total_amount="1100001"), cn_invoice()], [cancel(9)], package_id="PKG-D"
+    )
     assert package_from_json(changed).digest != package_from_json(data).digest
-    other_seller = package([vn_invoice(1, seller_tax_id=SELLER_2), cn_invoice()], [cancel(9)],
-                           package_id="PKG-D")
+    other_seller = package(
+        [vn_invoice(1, seller_tax_id=SELLER_2), cn_invoice()], [cancel(9)], package_id="PKG-D"
+    )
     assert package_from_json(other_seller).digest != package_from_json(data).digest
 
 

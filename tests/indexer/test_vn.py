@@ -3,20 +3,23 @@ import pytest
 from indexer import vn
 
 
-@pytest.mark.parametrize(("mst", "valid"), [
-    ("0100109106", True),
-    ("0102671977", True),
-    ("0314409058-002", True),
-    ("0314409058002", True),
-    ("0110000080", True),
-    ("0100233480", False),  # check digit 0, expected 8
-    ("0100109107", False),
-    ("0100000000", False),  # N3-N9 all zero
-    ("0314409058-000", False),  # branch suffix 000
-    ("010010910", False),
-    ("01001091060", False),
-    ("abcdefghij", False),
-])
+@pytest.mark.parametrize(
+    ("mst", "valid"),
+    [
+        ("0100109106", True),
+        ("0102671977", True),
+        ("0314409058-002", True),
+        ("0314409058002", True),
+        ("0110000080", True),
+        ("0100233480", False),  # check digit 0, expected 8
+        ("0100109107", False),
+        ("0100000000", False),  # N3-N9 all zero
+        ("0314409058-000", False),  # branch suffix 000
+        ("010010910", False),
+        ("01001091060", False),
+        ("abcdefghij", False),
+    ],
+)
 def test_mst_check_digit_follows_spec_table(mst: str, valid: bool) -> None:
     assert vn.mst_valid(mst) is valid
 
@@ -37,12 +40,15 @@ def test_branch_tax_id_is_normalised_with_dash() -> None:
     assert vn.normalise_tax_id("0100109106") == "0100109106"
 
 
-@pytest.mark.parametrize(("series", "parsed"), [
-    ("C22TAA", vn.Series(True, 22, "T", "AA")),
-    ("K25TEK", vn.Series(False, 25, "T", "EK")),
-    ("C23MXY", vn.Series(True, 23, "M", "XY")),
-    ("C26FYY", vn.Series(True, 26, "F", "YY")),
-])
+@pytest.mark.parametrize(
+    ("series", "parsed"),
+    [
+        ("C22TAA", vn.Series(True, 22, "T", "AA")),
+        ("K25TEK", vn.Series(False, 25, "T", "EK")),
+        ("C23MXY", vn.Series(True, 23, "M", "XY")),
+        ("C26FYY", vn.Series(True, 26, "F", "YY")),
+    ],
+)
 def test_series_parsing(series: str, parsed: vn.Series) -> None:
     assert vn.parse_series(series) == parsed
 
