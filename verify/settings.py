@@ -13,6 +13,7 @@ from indexer.package import MAX_ITEMS
 from indexer.registry import KNOWN_STATUSES
 from indexer.rules import RuleConfig, parse_severity_overrides
 from indexer.signature import TrustAnchorError, TrustAnchors
+from verify.web.settings import WebSettings, web_settings
 
 
 class SettingsError(ValueError):
@@ -255,6 +256,8 @@ class Settings:
     trust_anchors: Path | None = None
     qr: QrSettings = field(default_factory=QrSettings)
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
+    #: The pages for people (verify/web, docs/pages.md).
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def originals_path(self) -> Path:
@@ -356,6 +359,7 @@ class Settings:
             if env.get("INVOICE_TRUST_ANCHORS", "").strip() else None,
             qr=_qr_settings(env),
             fallback=_fallback_settings(env),
+            web=web_settings(env),
         )
         settings.check()
         return settings
