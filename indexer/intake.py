@@ -297,18 +297,20 @@ class _BatchRegistry:
 
 
 async def _registry_checks(
-    registry: RegistryReads,
-    package: Package,
-    now: datetime,
-    invoices: list[tuple[ItemResult, Invoice | None]],
-    cfg: RuleConfig,
+    registry: RegistryReads, checked: _Checked, now: datetime, cfg: RuleConfig
 ) -> None:
-    """Step 1 against the registry: the sender's contract on the receipt date, and each VN
-    seller's status, e-invoice stop, cash-register code range and registration."""
+    """Step 1 against the registry: the sender's contract on the receipt date, for every
+    item it sends (a cancel notice as much as an invoice: vn-einvoice §8 step 1.5), and each
+    VN seller's status, e-invoice stop, cash-register code range and registration."""
     if await registry.is_empty():
         return
     received_on = now.astimezone(SCHEME_TZ["vn"]).date()
-    provider = provider_violations(await registry.get_provider(package.sender), received_on, cfg)
+    sender = await registry.get_provider(checked.package.sender)
+    provider = provider_violations(sender, received_on, cfg)
+    for item, notice in checked.notices:
+        if notice is not None:
+            item.violations.extend(provider)
+    invoices = checked.invoices
     sellers = {inv.key.seller_tax_id for _, inv in invoices if inv and isinstance(inv.key, VnKey)}
     taxpayers = await registry.get_taxpayers(sellers)
     for item, inv in invoices:
@@ -482,7 +484,7 @@ class Intake:
         for item in checked.items:
             item.violations.extend(extra.get(item.index, ()))
         if registry is not None:
-            await _registry_checks(registry, package, now, checked.invoices, cfg)
+            await _registry_checks(registry, checked, now, cfg)
         return checked
 
     def _chain(self, checked: _Checked, ledger: _Ledger, now: datetime, *, lenient: bool) -> None:
