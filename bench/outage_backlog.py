@@ -40,6 +40,7 @@ import aiohttp
 
 from bench.lookup import LOOKUP, SetupError
 from fallback.gaps import Gap, GapStatus, open_gap_ledger
+from fallback.lookup.gap_answers import gap_query
 from fallback.reconciler import ReconcileProgress
 from indexer.intake import BatchItem
 from indexer.package import PackageError
@@ -48,7 +49,6 @@ from indexer.submission import BodyFormat, read_submission
 from tests.factories import package, vn_invoice
 from verify.heap import freeze_startup_heap
 from verify.reconcile_cli import open_reconciler
-from verify.reconciling import gap_query
 from verify.services import open_services
 from verify.settings import Settings
 

@@ -54,7 +54,7 @@ TIMED: tuple[tuple[str, str, str, str], ...] = (
     ("fallback.journaled_intake", "JournaledIntake", "_settle_replica", "_settle_replica"),
     ("fallback.gaps", "SqliteGapLedger", "list", "gaps.list (a page)"),
     ("fallback.gaps", "SqliteGapLedger", "resolve_many", "gaps.resolve_many (a page)"),
-    ("verify.reconciling", "", "build_answer", "build_answer (per gap)"),
+    ("fallback.lookup.gap_answers", "", "build_answer", "build_answer (per gap)"),
     ("fallback.reconciler", "Reconciler", "_warm", "replica warm (found gaps)"),
 )
 

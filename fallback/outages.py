@@ -30,6 +30,7 @@ from typing import Any
 import aiosqlite
 
 from fallback.breaker import Clock, utc_now
+from fallback.gaps import GapReason
 from indexer.store.sqlite_files import open_sqlite_file
 
 MAX_DECLARED = timedelta(days=31)
@@ -111,6 +112,25 @@ def day_bounds(day: date, scheme: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def within_lag(issued_on: date, scheme: str, now: datetime, lag: timedelta) -> bool:
+    """The caller says the invoice was issued on a day that overlaps the last `lag`."""
+    start, end = day_bounds(issued_on, scheme)
+    return start <= now and end > now - lag
+
+
+@dataclass(frozen=True, slots=True)
+class MissWindow:
+    """Why a miss from a healthy primary is not authoritative now: an upstream window hides
+    it (`outage`), or the invoice may still be on its way (the intake lag, no window)."""
+
+    reason: GapReason
+    outage: OutageWindow | None
+
+    @property
+    def outage_id(self) -> int | None:
+        return None if self.outage is None else self.outage.id
+
+
 class OutageLog:
     def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now,
                  horizon: timedelta = timedelta(days=2)) -> None:
@@ -164,6 +184,19 @@ class OutageLog:
             day_start, day_end = day_bounds(issued_on, scheme)
             if day_start < (window.end or now) + lag and day_end > window.start - lag:
                 return window
+        return None
+
+    def miss_window(self, scheme: str, issued_on: date | None, lag: timedelta,
+                    moment: datetime | None = None) -> MissWindow | None:
+        """What makes a miss from a healthy primary unconfirmed now, if anything (README
+        "Outages"): an upstream window (`upstream_hides`), else the caller's `issued_on`
+        lying within the intake lag of now. None: the miss is authoritative."""
+        now = moment or self._clock()
+        window = self.upstream_hides(scheme, issued_on, lag, now)
+        if window is not None:
+            return MissWindow(GapReason.UPSTREAM_OUTAGE, window)
+        if issued_on is not None and within_lag(issued_on, scheme, now, lag):
+            return MissWindow(GapReason.INTAKE_LAG, None)
         return None
 
     # ---- writes and listing -------------------------------------------------------------

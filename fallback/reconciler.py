@@ -49,7 +49,8 @@ from indexer.model import Invoice
 log = logging.getLogger("fallback.reconciler")
 
 #: For each gap id of a page, the primary's answer and the invoice it found (None: not
-#: found). Wired by the service (`verify.reconciling`), which owns the answer's shape.
+#: found). Wired by the service graph (`verify.services`) with
+#: `fallback.lookup.gap_answers`, which gives the answer its lookup's shape.
 GapAnswerer = Callable[[Sequence[Gap]], Awaitable[dict[str, tuple[dict[str, Any],
                                                                    Invoice | None]]]]
 

@@ -22,13 +22,15 @@ import orjson
 from aiohttp import web
 from multidict import MultiDict
 
+from fallback.lookup.answer import build_answer
+from fallback.lookup.fetch import fetch_invoice
+from fallback.lookup.query import LookupQuery
 from indexer.rules import RuleConfig
 from indexer.store import InvoiceStore
-from verify.answer import build_answer
 from verify.body import read_body
 from verify.errors import ApiError
 from verify.keys import SETTINGS
-from verify.lookup import LookupQuery, fetch_invoice, parse_lookup
+from verify.lookup import parse_lookup
 from verify.verification import verify_query
 
 MAX_ROWS = 100_000

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from fallback.gaps import GapLedger
 from fallback.journaled_intake import JournaledIntake
+from fallback.lookup.resilience import Resilience
 from fallback.outages import OutageLog
 from fallback.reconciler import Reconciler
 from fallback.replica import Replica
@@ -19,7 +20,6 @@ from indexer.store.elasticsearch import ClientFactory
 from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
 from verify.access.service import Access
-from verify.degraded import Resilience
 from verify.qr.pool import DecodePool
 from verify.services import Services
 from verify.settings import Settings

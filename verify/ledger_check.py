@@ -3,7 +3,7 @@ and the invoices the index holds for that buyer in the period that the ledger la
 
 Lines are checked a chunk at a time, with one batched `get_invoices` on the primary for the
 chunk's keys. A line that read found is answered from it as a lookup would be
-(`verify.answer.build_answer`, source primary). Every other line, and every line while the
+(`fallback.lookup.answer.build_answer`, source primary). Every other line, and every line while the
 primary cannot be read (a declared maintenance window, its breaker open, the read failing or
 timing out), is asked through `Resilience.answer`: the lookup path itself, where the intake
 journal, the replica and what a miss means (`not_found`, or `unconfirmed` with its reason,
@@ -19,20 +19,18 @@ so (`checked: false`) instead of listing nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-from fallback.outages import System
+from fallback.lookup.answer import Summaries, build_answer, invoice_summary
+from fallback.lookup.resilience import Resilience
 from indexer.model import Invoice
-from indexer.store.protocol import IssuedPosition, StoreUnavailableError
-from verify.answer import Summaries, build_answer, invoice_summary
-from verify.degraded import Resilience
+from indexer.store.protocol import IssuedPosition
 from verify.ledger_lines import LedgerLine, LineError, ledger_mismatches
 
 #: Lines per batched read.
@@ -42,7 +40,6 @@ PAGE = 1000
 LINE_STATUSES = ("valid", "mismatch", "cancelled", "replaced", "adjusted", "not_found",
                  "unconfirmed", "error")
 
-T = TypeVar("T")
 log = logging.getLogger("verify.ledger")
 Redact = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -76,39 +73,15 @@ class LedgerTotals:
 
 
 class LineChecker:
-    """The primary, read in batches under the same guard as lookups, and `Resilience.answer`
-    for whatever a batch does not settle. `requester` is recorded with any gap."""
+    """The primary, read in batches under the same guard as lookups
+    (`Resilience.primary_read`), and `Resilience.answer` for whatever a batch does not
+    settle. `requester` is recorded with any gap."""
 
     def __init__(self, resilience: Resilience, requester: str,
                  redact: Redact | None = None) -> None:
         self.resilience = resilience
         self.requester = requester
         self.redact = redact or (lambda answer: answer)
-
-    async def guarded(self, read: Callable[[], Awaitable[T]]) -> T | None:
-        """`read()` on the primary, or None when it cannot be read now: a declared
-        maintenance window, its breaker open, or the read failing (which the breaker counts,
-        as for a lookup)."""
-        r = self.resilience
-        if r.outages.active(System.PRIMARY) is not None or not r.primary.allow():
-            return None
-        try:
-            async with asyncio.timeout(r.primary_timeout):
-                result = await read()
-        except asyncio.CancelledError:
-            r.primary.abandoned()
-            raise
-        except (StoreUnavailableError, TimeoutError) as exc:
-            await r.primary.failed(f"{type(exc).__name__}: {exc}")
-            return None
-        await r.primary.succeeded()
-        return result
-
-    def _pending(self, doc_id: str) -> bool:
-        """The intake journal holds a state of this invoice the primary does not have yet."""
-        journal = self.resilience.journal
-        return (journal is not None and journal.pending_count > 0
-                and journal.pending_doc(doc_id) is not None)
 
     async def check(self, lines: Sequence[LedgerLine]) -> list[dict[str, Any]]:
         """Each line's entry. A line that fails in any way is answered with its own error
@@ -117,7 +90,8 @@ class LineChecker:
         asked on its own)."""
         store = self.resilience.store
         try:
-            found = await self.guarded(lambda: store.get_invoices({ln.doc_id for ln in lines}))
+            found = await self.resilience.primary_read(
+                lambda: store.get_invoices({ln.doc_id for ln in lines}))
         except Exception:
             log.exception("a batched ledger read failed; its lines are asked one by one")
             found = None
@@ -134,7 +108,7 @@ class LineChecker:
     async def _check_line(self, line: LedgerLine,
                           found: dict[str, Invoice] | None) -> dict[str, Any]:
         invoice = found.get(line.doc_id) if found is not None else None
-        if invoice is not None and not self._pending(line.doc_id):
+        if invoice is not None and not self.resilience.is_pending(line.doc_id):
             answer = build_answer(line.query, invoice,
                                   summaries=self.resilience.summaries)
         else:
@@ -181,8 +155,9 @@ async def not_in_ledger(scope: LedgerScope, listed: set[str], checker: LineCheck
     scan = checker.resilience.store.scan_buyer_invoices
     after: IssuedPosition | None = None
     while True:
-        page = await checker.guarded(partial(scan, scope.buyer_tax_id, scope.issued_from,
-                                             scope.issued_until, after=after, limit=PAGE))
+        page = await checker.resilience.primary_read(partial(
+            scan, scope.buyer_tax_id, scope.issued_from, scope.issued_until, after=after,
+            limit=PAGE))
         if page is None:
             totals.not_in_ledger_checked = False
             return

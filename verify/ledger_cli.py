@@ -15,13 +15,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from fallback.lookup.query import LookupQuery
+from fallback.lookup.resilience import Resilience
 from indexer.ledger_file import LedgerTable
 from verify.batch import Verifier
-from verify.degraded import Resilience
 from verify.ledger_check import LedgerTotals, LineChecker
 from verify.ledger_lines import LedgerLine, LineError
 from verify.ledger_reports import LedgerRequest, render
-from verify.lookup import LookupQuery
 from verify.services import open_services
 from verify.settings import Settings
 

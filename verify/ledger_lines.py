@@ -18,12 +18,13 @@ from typing import Any
 
 from multidict import MultiDict
 
+from fallback.lookup.query import LookupQuery
 from indexer.ledger_file import LedgerRow, LedgerTable
 from indexer.model import Invoice
 from indexer.money import AmountError, format_amount, parse_amount
 from indexer.rules import RuleConfig
 from verify.errors import ApiError
-from verify.lookup import LookupQuery, parse_lookup
+from verify.lookup import parse_lookup
 
 #: Ledger columns passed to the lookup under the lookup's own parameter names.
 _MATCHED = {"issued_on": "issued_on", "amount": "amount", "total_amount": "total_amount"}
@@ -98,7 +99,7 @@ def parse_lines(table: LedgerTable, buyer_tax_id: str,
 
 
 def ledger_mismatches(line: LedgerLine, invoice: Invoice) -> list[dict[str, str | None]]:
-    """What a ledger compares beyond a lookup's fields (`verify.answer.mismatches`)."""
+    """What a ledger compares beyond a lookup's fields (`fallback.lookup.answer.mismatches`)."""
     out: list[dict[str, str | None]] = []
     if line.tax_amount is not None and line.tax_amount != invoice.amounts.tax:
         out.append({"field": "tax_amount", "given": format_amount(line.tax_amount),

@@ -1,4 +1,5 @@
-"""Lookup query parameters -> which key form was asked for, and the fields to match.
+"""Lookup query parameters -> the `LookupQuery` (`fallback.lookup.query`): which key form
+was asked for, and the fields to match.
 
 Forms (ARCHITECTURE.md): `seller_tax_id,template,series,number` (vn), `authority_code` (vn),
 `code,number` (cn) or a 20-digit `number` alone (cn). Unknown or repeated parameters are
@@ -10,19 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from multidict import MultiMapping
 
+from fallback.lookup.query import NOTHING_TO_MATCH, LookupQuery, MatchFields
 from indexer import vn
-from indexer.keys import InvoiceKey, VnKey, cn_key, vn_key
-from indexer.model import Invoice
+from indexer.keys import VnKey, cn_key, vn_key
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig
-from indexer.store import InvoiceStore
 from indexer.text import ascii_int
 from verify.errors import ApiError
 from verify.params import Query, invalid, read_query
@@ -37,78 +35,6 @@ _CHECK_CODE_RE = re.compile(r"\d{6}|\d{20}", re.ASCII)
 MAX_PARAM_LENGTH = 64
 
 
-@dataclass(frozen=True, slots=True)
-class MatchFields:
-    total_amount: Decimal | None = None
-    amount: Decimal | None = None
-    issued_on: date | None = None
-    check_code: str | None = None
-    buyer_tax_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LookupQuery:
-    scheme: str
-    key: InvoiceKey | None  # None when asked by authority code
-    authority_code: str | None
-    match: MatchFields
-
-    def asked(self) -> dict[str, Any]:
-        """The key as the caller gave it, echoed in answers that found nothing."""
-        if self.key is not None:
-            return self.key.as_dict()
-        return {"authority_code": self.authority_code}
-
-
-def reads_inline(store: InvoiceStore) -> bool:
-    """Whether the store's point reads run on the event loop without ever suspending now
-    (SQLite, bounded by its busy timeout, unless it paused them after one held the loop:
-    `indexer/store/sqlite.py`). A timeout armed around such a read could never fire, so the
-    request path arms none (about 8 us per lookup); around any other read it arms one."""
-    return store.reads_inline
-
-
-class CodeOwners:
-    """Which document each authority code belongs to, learned from earlier lookups.
-
-    A code is given to one invoice, once, and never moves (a unique index in SQLite, an index
-    keyed by the code in Elasticsearch). Knowing its document, a lookup by code reads the
-    invoice by id, the store's cheapest read (SQLite serves repeats from its cache instead of
-    a query, about 40 us here; Elasticsearch needs one GET instead of two), and trusts the
-    hint only when the record read back carries that very code: otherwise it asks the store
-    by code as before. Bounded; what it forgets only costs the slower read again."""
-
-    def __init__(self, max_codes: int = 50_000) -> None:
-        self._owners: dict[str, str] = {}
-        self._max = max_codes
-
-    async def fetch(self, store: InvoiceStore, code: str) -> Invoice | None:
-        doc_id = self._owners.get(code)
-        if doc_id is not None:
-            invoice = await store.get_invoice(doc_id)
-            if invoice is not None and invoice.authority_code == code:
-                return invoice
-        invoice = await store.find_by_authority_code(code)
-        if invoice is not None:
-            if len(self._owners) >= self._max:
-                self._owners.clear()
-            self._owners[code] = invoice.doc_id
-        return invoice
-
-
-async def fetch_invoice(store: InvoiceStore, query: LookupQuery,
-                        owners: CodeOwners | None = None) -> Invoice | None:
-    """The one place a lookup query becomes a store read. `owners`: the code hints of the
-    caller's lookup path (one per app, `verify.degraded.Resilience`); without, a lookup by
-    code asks the store by code."""
-    if query.key is not None:
-        return await store.get_invoice(query.key.doc_id)
-    assert query.authority_code is not None
-    if owners is None:
-        return await store.find_by_authority_code(query.authority_code)
-    return await owners.fetch(store, query.authority_code)
-
-
 def _bad(code: str, message: str, **details: Any) -> ApiError:
     return ApiError(400, code, message, details)
 
@@ -119,13 +45,9 @@ _ALLOWED = KEY_PARAMS | MATCH_PARAMS
 CALLBACK = "callback_url"
 
 
-#: What a lookup without fields to match carries (most lookups): one shared, immutable value.
-_NOTHING_TO_MATCH = MatchFields()
-
-
 def _match(params: Mapping[str, str]) -> MatchFields:
     if params.keys().isdisjoint(MATCH_PARAMS):
-        return _NOTHING_TO_MATCH
+        return NOTHING_TO_MATCH
     amounts: dict[str, Decimal | None] = {}
     for name in ("total_amount", "amount"):
         try:

@@ -1,7 +1,8 @@
 """The service graph, built in one place: `open_services(settings)` opens the stores
 (`verify.backends`), the replica, the outage log, the gap ledger and the intake journal,
 and wires the intake, the breakers, `Resilience` (the lookup path), the journaled intake,
-the reconciler and the health monitor over them. The service's one `cleanup_ctx`
+the reconciler (with its gap answerer, callback policy and grace period) and the health
+monitor over them, all from settings. The service's one `cleanup_ctx`
 (`verify.app`) and every CLI command open it alike, so a command answers, records and
 drains exactly as the service does (same horizons, same outage rules).
 
@@ -19,10 +20,13 @@ from datetime import timedelta
 
 from elasticsearch import AsyncElasticsearch
 
-from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from fallback.callbacks import CallbackNotifier, CallbackPolicy
 from fallback.gaps import SqliteGapLedger, open_gap_ledger
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.journaled_intake import JournaledIntake
+from fallback.lookup.gap_answers import gap_answerer
+from fallback.lookup.resilience import Resilience
 from fallback.outages import OutageLog, System, open_outage_log
 from fallback.reconciler import ReconcileProgress, Reconciler
 from fallback.replica import Replica, WriteThrough
@@ -34,8 +38,6 @@ from indexer.store.elasticsearch import ClientFactory, ClientOptions, default_cl
 from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
-from verify.degraded import Resilience
-from verify.reconciling import journaled_intake, reconciler
 from verify.settings import Settings
 
 
@@ -71,6 +73,39 @@ class SharedClients:
             await client.close()
 
 
+def primary_ready(primary: DependencyGuard, outages: OutageLog) -> bool:
+    """The reconciler may run: the primary's breaker closed, no maintenance of it."""
+    return (primary.breaker.state is BreakerState.CLOSED
+            and outages.active(System.PRIMARY) is None)
+
+
+def journaled_intake(settings: Settings, intake: Intake, journal: IntakeJournal,
+                     replica: Replica, primary: DependencyGuard, outages: OutageLog,
+                     anchors: TrustAnchors) -> JournaledIntake:
+    return JournaledIntake(
+        intake, journal, replica, primary, outages, anchors=anchors,
+        max_items=settings.max_package_items,
+        write_timeout=settings.fallback.primary_write_timeout_ms / 1000,
+        max_attempts=settings.fallback.journal_max_attempts)
+
+
+def reconciler(settings: Settings, intake: JournaledIntake, gaps: SqliteGapLedger,
+               *, on_progress: Callable[[ReconcileProgress], None] | None = None,
+               ) -> Reconciler:
+    fb = settings.fallback
+    policy = CallbackPolicy(max_attempts=fb.callback_max_attempts,
+                            backoff_base=float(fb.callback_backoff_seconds),
+                            secret=fb.callback_secret,
+                            allow_private=fb.callback_allow_private)
+    return Reconciler(
+        intake, gaps, gap_answerer(intake.intake.store), intake.replica,
+        notifier=CallbackNotifier(gaps, policy), grace=timedelta(hours=fb.gap_grace_hours),
+        journal_retention=timedelta(days=fb.journal_retention_days),
+        batch=fb.reconcile_batch_entries, batch_bytes=fb.reconcile_batch_bytes,
+        on_progress=on_progress,
+        ready=lambda: primary_ready(intake.primary, intake.outages))
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
@@ -86,7 +121,8 @@ class Services:
     metrics: Metrics
     primary: DependencyGuard
     replica_guard: DependencyGuard
-    #: The lookup path: primary or replica, and what a miss means (`verify.degraded`).
+    #: The lookup path: primary or replica, and what a miss means
+    #: (`fallback.lookup.resilience`).
     resilience: Resilience
     #: `POST /packages` and the journal's drain: the journal first, then the primary.
     journaled: JournaledIntake

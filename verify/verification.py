@@ -12,18 +12,18 @@ from typing import Any
 
 from aiohttp import web
 
+from fallback.lookup.query import LookupQuery
+from fallback.lookup.resilience import Fetched
 from verify.access.middleware import PRINCIPAL, key_due
 from verify.access.service import Admission
 from verify.access.tenancy import redact_answer
-from verify.degraded import Fetched
 from verify.keys import ACCESS, RESILIENCE
-from verify.lookup import LookupQuery
 
 
 async def verify_query(request: web.Request, query: LookupQuery, *,
                        callback_url: str | None = None) -> dict[str, Any]:
     """The caller's answer for one query. Raises `ApiError` 429 when a budget is spent.
-    Primary or replica, and what a miss means, is decided in `verify.degraded`;
+    Primary or replica, and what a miss means, is decided in `fallback.lookup.resilience`;
     `callback_url` is kept with the gap an unconfirmed answer records."""
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
@@ -38,7 +38,7 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
         fetched = await resilience.look_up(query)
     await access.settle(principal, admission, fetched.invoice)
     answer, invoice = await resilience.conclude(query, fetched, principal.key_id, callback_url)
-    target = invoice.doc_id if invoice else doc_id or f"authority_code:{query.authority_code}"
+    target = invoice.doc_id if invoice else query.lookup_key
     if invoice is None:
         await access.note_miss(principal, target)
     access.audit.record(principal, "verify", target, answer["status"], request.remote)

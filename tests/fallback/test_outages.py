@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.gaps import GapReason
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.outages import _SCHEMA, OutageError, System, WindowKind, open_outage_log
 from fallback.replica import MemoryReplica
@@ -181,3 +182,24 @@ async def test_a_file_from_before_the_numbering_keeps_its_windows(tmp_path: Path
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
     conn.close()
+
+
+async def test_miss_window_an_upstream_window_before_the_intake_lag(tmp_path: Path) -> None:
+    """What makes a miss from a healthy primary unconfirmed, in one place."""
+    clock = FakeClock()  # 2026-11-22 02:00 UTC = 09:00 in Hanoi
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        assert log.miss_window("vn", None, LAG) is None
+        assert log.miss_window("vn", date(2026, 11, 19), LAG) is None
+        lag = log.miss_window("vn", date(2026, 11, 22), LAG)
+        assert lag is not None
+        assert (lag.reason, lag.outage_id) == (GapReason.INTAKE_LAG, None)
+        later = clock.now + timedelta(days=3)  # the caller's clock decides
+        assert log.miss_window("vn", date(2026, 11, 22), LAG, later) is None
+        window = await log.declare(System.UPSTREAM, clock.now - timedelta(hours=1),
+                                   clock.now + timedelta(hours=2), "GDT down", None)
+        for issued_on in (None, date(2026, 11, 22)):
+            hidden = log.miss_window("vn", issued_on, LAG)
+            assert hidden is not None
+            assert (hidden.reason, hidden.outage, hidden.outage_id) == (
+                GapReason.UPSTREAM_OUTAGE, window, window.id)
+        assert log.miss_window("vn", date(2026, 11, 19), LAG) is None

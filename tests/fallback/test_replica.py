@@ -15,6 +15,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -26,6 +27,7 @@ from fallback.replica import (
     Replica,
     ReplicaUnavailable,
     open_redis_replica,
+    replica_doc,
 )
 from indexer.codec import invoice_from_doc, invoice_to_doc
 from indexer.keys import CnKey
@@ -276,3 +278,36 @@ def test_decoded_invoices_are_reused_by_content_and_bounded() -> None:
     assert decoded.decode(doc) == vn(1)
     with pytest.raises(KeyError):
         decoded.decode({"doc_id": "vn:x"})
+
+
+async def test_an_invoice_read_back_says_when_its_copy_was_written(replica: Replica) -> None:
+    """`get_invoice` / `get_invoice_by_code`: the invoice as held, with `written_at`."""
+    before = datetime.now(UTC)
+    await replica.put_many([replica_doc(vn(1))])
+    for hit in (await replica.get_invoice(vn(1).doc_id),
+                await replica.get_invoice_by_code(authority_code(1))):
+        assert hit is not None
+        assert hit.invoice == vn(1)
+        assert hit.written_at is not None
+        assert before - timedelta(seconds=1) <= hit.written_at <= datetime.now(UTC)
+    assert await replica.get_invoice(vn(2).doc_id) is None
+    assert await replica.get_invoice_by_code(authority_code(2)) is None
+
+
+async def test_written_at_in_the_earlier_spelling_or_not_said(replica: Replica) -> None:
+    await replica.put_many([{**invoice_to_doc(vn(1)), "written_at": "2026-11-22T09:00:00"},
+                            {**invoice_to_doc(vn(2)),
+                             "replicated_at": "2026-11-22T09:00:00+07:00"},
+                            invoice_to_doc(vn(3))])
+    said = [hit.written_at if hit else "miss"
+            for hit in [await replica.get_invoice(vn(n).doc_id) for n in (1, 2, 3)]]
+    assert said == [datetime(2026, 11, 22, 9, tzinfo=UTC),  # no offset: UTC
+                    datetime(2026, 11, 22, 2, tzinfo=UTC),
+                    None]  # not said: the caller answers as of now
+
+
+async def test_a_document_of_a_stale_shape_is_a_miss(replica: Replica) -> None:
+    await replica.put_many([{"doc_id": vn(1).doc_id, "authority_code": authority_code(1)}])
+    assert await replica.get(vn(1).doc_id) is not None  # the document is there
+    assert await replica.get_invoice(vn(1).doc_id) is None
+    assert await replica.get_invoice_by_code(authority_code(1)) is None

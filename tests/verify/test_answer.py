@@ -6,9 +6,9 @@ import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+from fallback.lookup.answer import Summaries, invoice_summary, utc_stamp
 from indexer.keys import VnKey
 from indexer.model import Amounts, Invoice, Kind
-from verify.answer import Summaries, invoice_summary, utc_stamp
 
 SELLER = "0100109106"
 

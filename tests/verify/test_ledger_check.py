@@ -17,6 +17,7 @@ import pytest
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from fallback.gaps import GapStatus, open_gap_ledger
 from fallback.health import DependencyGuard
+from fallback.lookup.resilience import Resilience
 from fallback.outages import System, WindowKind, open_outage_log
 from fallback.replica import MemoryReplica, replica_doc
 from indexer.codec import invoice_to_doc
@@ -29,7 +30,6 @@ from indexer.store import StoredPackage
 from indexer.store.protocol import IssuedPosition, StoreUnavailableError
 from indexer.store.sqlite import SqliteStore, open_sqlite_store
 from tests.factories import BUYER, SELLER
-from verify.degraded import Resilience
 from verify.ledger_check import LedgerScope, LedgerTotals, LineChecker, check_lines, not_in_ledger
 from verify.ledger_lines import parse_lines
 
@@ -153,7 +153,7 @@ async def test_a_failing_primary_falls_back_line_by_line_and_skips_the_scan(
 
 @dataclass
 class QueuedChanges:
-    """The intake journal's pending state (`verify.degraded.PendingSource`): documents of
+    """The intake journal's pending state (`fallback.lookup.resilience.PendingSource`): documents of
     packages queued while the primary could not take them."""
 
     docs: dict[str, PendingDoc]

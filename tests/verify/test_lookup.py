@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fallback.lookup.fetch import CodeOwners
 from indexer.keys import VnKey
 from indexer.keys import vn_key as validate_vn_key
 from indexer.model import Amounts, Invoice
@@ -26,7 +27,7 @@ from tests.factories import (
     vn_invoice,
     vn_key,
 )
-from verify.lookup import CodeOwners, VnPrefixes
+from verify.lookup import VnPrefixes
 
 URL = "/api/v1/invoices/lookup"
 CASH_CODE = "M1-22-ABCDE-00000000009"

@@ -219,6 +219,6 @@ async def test_memos_belong_to_each_app(aiohttp_client: Factory, tmp_path: Path)
         await aiohttp_client(application)
     one, other = (application[RESILIENCE] for application in apps)
     assert one.code_owners is not other.code_owners
-    assert one.decoded is not other.decoded
+    assert one.replica.decoded is not other.replica.decoded
     assert one.summaries is not other.summaries
     assert apps[0][RECONCILE_RUNS] is not apps[1][RECONCILE_RUNS]

@@ -37,12 +37,12 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fallback.lookup.query import LookupQuery, MatchFields
 from indexer import cn, vn
 from indexer.keys import CnKey, VnKey, cn_key, vn_key
 from indexer.money import AmountError, format_amount, parse_amount
 from indexer.rules import RuleConfig
 from indexer.text import is_ascii_digits
-from verify.lookup import LookupQuery, MatchFields
 
 OUR_PREFIX = "IVQR1"
 MAX_TEXT = 4096  # a QR holds at most 2,953 bytes of binary data

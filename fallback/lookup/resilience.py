@@ -19,28 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
 from fallback.breaker import Clock, utc_now
 from fallback.gaps import GapLedger, GapReason, GapRequest
 from fallback.health import DependencyGuard, Metrics
-from fallback.outages import OutageLog, System, day_bounds
-from fallback.replica import DecodedInvoices, Replica, ReplicaUnavailable
+from fallback.lookup.answer import Summaries, build_answer
+from fallback.lookup.fetch import CodeOwners, fetch_invoice
+from fallback.lookup.query import LookupQuery
+from fallback.outages import OutageLog, System
+from fallback.replica import Replica, ReplicaHit, ReplicaUnavailable
 from indexer.codec import invoice_from_doc
 from indexer.journal import PendingDoc
 from indexer.keys import VnKey
 from indexer.model import Invoice
 from indexer.store import InvoiceStore
 from indexer.store.protocol import StoreUnavailableError
-from verify.answer import Summaries, build_answer
-from verify.lookup import CodeOwners, LookupQuery, fetch_invoice, reads_inline
 
-log = logging.getLogger("verify.degraded")
-
-#: Fields a replica document may carry to say when it was written (else `as_of` is now).
-_WRITTEN_AT_FIELDS = ("replicated_at", "written_at")
+log = logging.getLogger("fallback.lookup")
+T = TypeVar("T")
 
 
 class PendingSource(Protocol):
@@ -64,18 +64,6 @@ class Fetched:
     pending: bool = False  # the state of a pending journal entry (not yet in the primary)
 
 
-def _written_at(doc: dict[str, Any]) -> datetime | None:
-    for name in _WRITTEN_AT_FIELDS:
-        value = doc.get(name)
-        if isinstance(value, str):
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return None
-
-
 class Resilience:
     def __init__(self, store: InvoiceStore, replica: Replica, primary: DependencyGuard,
                  replica_guard: DependencyGuard, outages: OutageLog, gaps: GapLedger, *,
@@ -92,9 +80,9 @@ class Resilience:
         self.metrics = metrics or Metrics()
         self._clock = clock
         self.journal = journal
-        #: This lookup path's own memos (not the process's: one per app).
+        #: This lookup path's own memos (not the process's: one per app; the replica keeps
+        #: its decoded documents itself).
         self.code_owners = CodeOwners()
-        self.decoded = DecodedInvoices()
         self.summaries = Summaries()
 
     async def fetch(self, query: LookupQuery) -> Fetched:
@@ -104,7 +92,10 @@ class Resilience:
         if not self.primary.allow():
             return await self._from_replica(query, None)
         try:
-            if reads_inline(self.store):  # never suspends: a timer could not fire in it
+            # SQLite's point reads run on the loop without ever suspending (unless it paused
+            # them after one held the loop: `indexer/store/sqlite.py`): a timeout armed around
+            # such a read could never fire, so none is armed (about 8 us per lookup).
+            if self.store.reads_inline:
                 invoice = await fetch_invoice(self.store, query, self.code_owners)
             else:
                 async with asyncio.timeout(self.primary_timeout):
@@ -123,14 +114,14 @@ class Resilience:
         if outage_id is None:
             detected = self.outages.detected(System.PRIMARY)
             outage_id = detected.id if detected else None
-        doc = None
+        hit: ReplicaHit | None = None
         if self.replica_guard.allow():
             try:
                 if query.key is not None:
-                    doc = await self.replica.get(query.key.doc_id)
+                    hit = await self.replica.get_invoice(query.key.doc_id)
                 else:
                     assert query.authority_code is not None
-                    doc = await self.replica.get_by_authority_code(query.authority_code)
+                    hit = await self.replica.get_invoice_by_code(query.authority_code)
             except asyncio.CancelledError:
                 self.replica_guard.abandoned()
                 raise
@@ -138,28 +129,17 @@ class Resilience:
                 await self.replica_guard.failed(str(exc))
             else:
                 await self.replica_guard.succeeded()
-        invoice = None
-        if doc is not None:
-            try:
-                invoice = self.decoded.decode(doc)
-            except (KeyError, ValueError, TypeError):  # a stale document shape is a miss
-                log.warning("unreadable replica document", extra={"doc": doc.get("doc_id")})
-        as_of = (_written_at(doc) if doc is not None and invoice is not None else None) or now
-        return Fetched(invoice, "replica", True, as_of, outage_id)
+        if hit is None:
+            return Fetched(None, "replica", True, now, outage_id)
+        return Fetched(hit.invoice, "replica", True, hit.written_at or now, outage_id)
 
     def _miss_reason(self, query: LookupQuery,
                      fetched: Fetched) -> tuple[GapReason, int | None] | None:
         if fetched.degraded:
             return GapReason.PRIMARY_DOWN, fetched.outage_id
-        issued_on = query.match.issued_on
-        now = self._clock()
-        window = self.outages.upstream_hides(query.scheme, issued_on, self.intake_lag, now)
-        if window is not None:
-            return GapReason.UPSTREAM_OUTAGE, window.id
-        if issued_on is not None and _within_lag(issued_on, query.scheme, now,
-                                                 self.intake_lag):
-            return GapReason.INTAKE_LAG, None
-        return None
+        why = self.outages.miss_window(query.scheme, query.match.issued_on, self.intake_lag,
+                                       self._clock())
+        return None if why is None else (why.reason, why.outage_id)
 
     def _pending(self, query: LookupQuery) -> Fetched | None:
         """An invoice a pending journal entry creates or changes: its pending state is newer
@@ -174,6 +154,31 @@ class Resilience:
         return Fetched(invoice_from_doc(pending.doc), "replica", True, pending.received_at,
                        pending=True)
 
+    def is_pending(self, doc_id: str) -> bool:
+        """The intake journal holds a state of this invoice the primary does not have yet."""
+        journal = self.journal
+        return (journal is not None and journal.pending_count > 0
+                and journal.pending_doc(doc_id) is not None)
+
+    async def primary_read(self, read: Callable[[], Awaitable[T]]) -> T | None:
+        """`read()` on the primary under the lookups' guard, or None when it cannot be read
+        now: a declared maintenance window, its breaker open, or the read failing or timing
+        out (which the breaker counts, as for a lookup). For reads other than a lookup's
+        (a ledger's batched reads and scans)."""
+        if self.outages.active(System.PRIMARY) is not None or not self.primary.allow():
+            return None
+        try:
+            async with asyncio.timeout(self.primary_timeout):
+                result = await read()
+        except asyncio.CancelledError:
+            self.primary.abandoned()
+            raise
+        except (StoreUnavailableError, TimeoutError) as exc:
+            await self.primary.failed(f"{type(exc).__name__}: {exc}")
+            return None
+        await self.primary.succeeded()
+        return result
+
     async def answer(self, query: LookupQuery, requester: str,
                      callback_url: str | None = None) -> tuple[dict[str, Any], Invoice | None]:
         return await self.conclude(query, await self.look_up(query), requester, callback_url)
@@ -181,7 +186,7 @@ class Resilience:
     async def look_up(self, query: LookupQuery) -> Fetched:
         """What the journal, the primary or the replica holds for `query`. Records nothing
         but what the read taught about the primary's and the replica's health, so it may run
-        before the caller's budgets are known (`verify.verification`)."""
+        before the caller's budgets are known (`verify.verification`, the HTTP layer)."""
         return self._pending(query) or await self.fetch(query)
 
     async def conclude(self, query: LookupQuery, fetched: Fetched, requester: str,
@@ -210,7 +215,7 @@ class Resilience:
                           requester: str, callback_url: str | None) -> str | None:
         key = query.key
         request = GapRequest(
-            lookup_key=key.doc_id if key else f"authority_code:{query.authority_code}",
+            lookup_key=query.lookup_key,
             scheme=query.scheme, key=query.asked(),
             seller_tax_id=key.seller_tax_id if isinstance(key, VnKey) else None,
             reason=reason, requester=requester, callback_url=callback_url,
@@ -222,8 +227,3 @@ class Resilience:
             return None
         return gap.id
 
-
-def _within_lag(issued_on: date, scheme: str, now: datetime, lag: timedelta) -> bool:
-    """The caller says the invoice was issued on a day that overlaps the last `lag`."""
-    start, end = day_bounds(issued_on, scheme)
-    return start <= now and end > now - lag

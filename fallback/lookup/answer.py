@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from fallback.lookup.query import LookupQuery, MatchFields
 from indexer.model import Invoice, Lifecycle, Relation
 from indexer.money import format_amount
-from verify.lookup import LookupQuery, MatchFields
 
 _STATUS_OF_LIFECYCLE = {
     Lifecycle.CANCELLED: "cancelled",
@@ -68,7 +68,8 @@ class Summaries:
     while the entry lives). The embedded store hands out the same immutable `Invoice` for a
     document until its file changes (`indexer/store/sqlite.py`), so a repeated lookup reuses
     the summary instead of formatting dates and amounts again; every caller gets its own
-    copy. One per lookup path (`verify.degraded.Resilience`, so one per app); bounded."""
+    copy. One per lookup path (`fallback.lookup.resilience.Resilience`, so one per app);
+    bounded."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._by_id: dict[int, tuple[Invoice, dict[str, Any]]] = {}
