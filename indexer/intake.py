@@ -34,6 +34,7 @@ from indexer.store.registry import RegistryStore
 from indexer.validate import (
     SCHEME_TZ,
     CancelNotice,
+    is_external,
     is_fatal,
     validate_invoice,
     validate_notice,
@@ -149,7 +150,11 @@ class _Checked:
     def wanted(self) -> set[str]:
         """Document ids the chain rules read: its invoices, their originals, the targets."""
         ids = {inv.doc_id for _, inv in self.invoices if inv}
-        ids |= {inv.original.doc_id for _, inv in self.invoices if inv and inv.original}
+        ids |= {
+            inv.original.doc_id
+            for _, inv in self.invoices
+            if inv and inv.original and not _has_external_original(inv)
+        }
         ids |= {n.key.doc_id for _, n in self.notices if n}
         return ids
 
@@ -194,6 +199,10 @@ def _same_seller(inv: Invoice, original_key: InvoiceKey, original: Invoice | Non
     return True
 
 
+def _has_external_original(inv: Invoice) -> bool:
+    return any(is_external(r) and r.key == inv.original for r in inv.relations)
+
+
 def _link(invoice: Invoice, rel: Relation, lifecycle: Lifecycle | None = None) -> Invoice:
     return dataclasses.replace(
         invoice, relations=(*invoice.relations, rel), lifecycle=lifecycle or invoice.lifecycle
@@ -213,10 +222,14 @@ def _chain_invoice(
     if inv.original is None:
         ledger.add(inv)
         return []
-    original = ledger.current.get(inv.original.doc_id)
+    external = _has_external_original(inv)
+    original = None if external else ledger.current.get(inv.original.doc_id)
     problem: str | None = None
     if not _same_seller(inv, inv.original, original):
         problem = "chain.original.scheme"
+    elif external:  # not in this index: linked one way when it was validated
+        ledger.add(inv)
+        return []
     elif original is None:
         problem = "chain.original.not_found"
     elif original.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):

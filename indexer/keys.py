@@ -6,6 +6,7 @@ The same function validates a key wherever one arrives: an invoice in a package,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -98,10 +99,22 @@ def _text(raw: Mapping[str, Any], name: str) -> str | _Wrong | None:
     return WRONG
 
 
+#: A template or series of an invoice this index never holds, as written: the legacy
+#: `01GTKT0/001` and `AA/21E` of Decrees 51/2010 and 04/2014 (vn-einvoice §1.1); the
+#: related-invoice fields take up to 11 and 8 characters (§5.6). No `:`, which separates
+#: the parts of a document id.
+_EXTERNAL_PART = {
+    "template": re.compile(r"[0-9A-Za-z/._-]{1,11}", re.ASCII),
+    "series": re.compile(r"[0-9A-Za-z/._-]{1,8}", re.ASCII),
+}
+
+
 def vn_key(
-    raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = ""
+    raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = "", *, external: bool = False
 ) -> tuple[VnKey | None, list[Violation]]:
-    """Validate (seller_tax_id, template, series, number) per vn-einvoice §1 and §3."""
+    """Validate (seller_tax_id, template, series, number) per vn-einvoice §1 and §3.
+    `external`: the key of a related invoice that is not a Decree 123 e-invoice (§5.6
+    LHDCLQuan 2-4), whose template and series are kept as written (`01GTKT0/001`, `AA/21E`)."""
     out: list[Violation] = []
     fields = {name: _text(raw, name) for name in ("seller_tax_id", "template", "series", "number")}
     for name, value in fields.items():
@@ -116,9 +129,13 @@ def vn_key(
     )
     if tax_id and not vn.tax_id_valid(tax_id):
         out.append(cfg.violation("vn.tax_id.invalid", prefix + "seller_tax_id", tax_id))
-    if template and template not in vn.TEMPLATES:
+    if external:
+        for name, part in (("template", template), ("series", series)):
+            if part and not _EXTERNAL_PART[name].fullmatch(part):
+                out.append(cfg.violation("vn.original.external_key", prefix + name, part))
+    elif template and template not in vn.TEMPLATES:
         out.append(cfg.violation("vn.template.invalid", prefix + "template", template))
-    if series and template:
+    if series and template and not external:
         series = vn.normalise_series(series.upper(), template)
         parsed = vn.parse_series(series)
         if parsed is None:

@@ -243,6 +243,16 @@ _ALL = (
         "vn-einvoice §1.1",
     ),
     Rule(
+        "vn.original.external_key",
+        E,
+        "The original of a correction that is not a Decree 123 e-invoice (LHDCLQuan 2-4) "
+        "keeps its template and series as written: at most 11 and 8 letters, digits or "
+        "'/._-'.",
+        "Hóa đơn gốc không theo Nghị định 123 (LHDCLQuan 2-4): ký hiệu mẫu số tối đa 11 ký "
+        "tự, ký hiệu hóa đơn tối đa 8 ký tự, chỉ gồm chữ, số hoặc '/._-'.",
+        "vn-einvoice §1.1, §5.6",
+    ),
+    Rule(
         "vn.series.invalid",
         E,
         "Series symbol (KHHDon) must match [CK]YY[TDLMNBGHX][A-Z0-9]{2}.",

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from indexer import cn, vn
-from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_fields
-from indexer.model import Amounts, Invoice, Kind
+from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_fields, vn_key
+from indexer.model import Amounts, Invoice, Kind, Relation, RelationKind
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig, Severity, Violation
 from indexer.text import clean_text, text_problem
@@ -228,20 +228,71 @@ def _cn_checks(
     return declared or derived, check
 
 
+#: The kinds of related invoice (`LHDCLQuan`, vn-einvoice §5.6) that are not Decree 123
+#: e-invoices. This index never holds them, so a correction of one keeps the original's key
+#: as written and links to it one way, marked external (`external_relation`).
+EXTERNAL_KINDS = {
+    "2": "an e-invoice with an authentication code under Decisions 1209/2015 and 2660/2016",
+    "3": "an invoice under Decree 51/2010 or 04/2014",
+    "4": "a printed invoice under Decree 123",
+}
+_RELATED_KINDS = frozenset({"1", *EXTERNAL_KINDS})
+#: How the relation to an external original starts its `reason`, which says what it is.
+EXTERNAL_PREFIX = "external:"
+
+
+def external_relation(kind: Kind, related_kind: str, key: InvoiceKey, at: datetime) -> Relation:
+    """The link of a replacement or adjustment to an original this index does not hold."""
+    forward = RelationKind.REPLACES if kind is Kind.REPLACEMENT else RelationKind.ADJUSTS
+    reason = (
+        f"{EXTERNAL_PREFIX} the original is {EXTERNAL_KINDS[related_kind]} "
+        f"(LHDCLQuan {related_kind}), not held in this index"
+    )
+    return Relation(forward, key=key, reason=reason, at=at)
+
+
+def is_external(relation: Relation) -> bool:
+    return relation.reason is not None and relation.reason.startswith(EXTERNAL_PREFIX)
+
+
+def _related_kind(
+    original: Mapping[str, Any], scheme: str, cfg: RuleConfig, out: list[Violation]
+) -> str | None:
+    """`original.related_kind` (LHDCLQuan 1-4; 1, a Decree 123 e-invoice, when absent);
+    None with a violation when it is not one of them or not a Vietnamese invoice's."""
+    value = original.get("related_kind")
+    if value is None or value == "":
+        return "1"
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if scheme != "vn" or text.strip() not in _RELATED_KINDS:
+        detail = "1, 2, 3 or 4 (LHDCLQuan), on a Vietnamese invoice"
+        out.append(cfg.violation("invoice.field.invalid", "original.related_kind", detail))
+        return None
+    return text.strip()
+
+
 def _original(
     raw: Mapping[str, Any], scheme: str, kind: Kind | None, cfg: RuleConfig, out: list[Violation]
-) -> InvoiceKey | None:
+) -> tuple[InvoiceKey | None, str | None]:
+    """The original's key and, when this index cannot hold it, its kind (`EXTERNAL_KINDS`)."""
     original = raw.get("original")
     if kind in (Kind.REPLACEMENT, Kind.ADJUSTMENT):
         if not isinstance(original, Mapping):
             out.append(cfg.violation("invoice.original.required", "original"))
-            return None
-        key, problems = key_from_fields(original, scheme, cfg, prefix="original.")
+            return None, None
+        related = _related_kind(original, scheme, cfg, out)
+        external = related in EXTERNAL_KINDS
+        key: InvoiceKey | None
+        problems: list[Violation]
+        if external:
+            key, problems = vn_key(original, cfg, prefix="original.", external=True)
+        else:
+            key, problems = key_from_fields(original, scheme, cfg, prefix="original.")
         out.extend(problems)
-        return key
+        return key, related if external else None
     if original is not None:
         out.append(cfg.violation("invoice.original.unexpected", "original"))
-    return None
+    return None, None
 
 
 def validate_invoice(
@@ -267,7 +318,7 @@ def validate_invoice(
     except ValueError:
         out.append(cfg.violation("invoice.kind.invalid", "kind", str(raw.get("kind"))))
         kind = None
-    original = _original(raw, scheme, kind, cfg, out)
+    original, external = _original(raw, scheme, kind, cfg, out)
     seller_name = _text(raw, "seller_name", cfg, out)
     buyer_name = _text(raw, "buyer_name", cfg, out)
     authority_code = type_code = check_code = None
@@ -296,6 +347,9 @@ def validate_invoice(
         authority_code=authority_code,
         type_code=type_code,
         check_code=check_code,
+        relations=(external_relation(kind, external, original, now),)
+        if external and original
+        else (),
     )
     return invoice, out
 

@@ -142,11 +142,13 @@ def invoice_from_hdon(hdon: etree._Element) -> dict[str, Any]:
         nature = _text(related, "TCHDon")
         invoice["kind"] = {"1": "replacement", "2": "adjustment"}.get(nature or "", nature)
         invoice["original"] = {
+            "related_kind": _text(related, "LHDCLQuan"),
             "seller_tax_id": seller_id,
             "template": _text(related, "KHMSHDCLQuan"),
             "series": _text(related, "KHHDCLQuan"),
             "number": _text(related, "SHDCLQuan"),
         }
+        invoice["original"] = {k: v for k, v in invoice["original"].items() if v is not None}
     return {k: v for k, v in invoice.items() if v is not None}
 
 

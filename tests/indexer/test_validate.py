@@ -203,6 +203,16 @@ ERROR_CASES: list[tuple[str, object, str, str | None]] = [
         "original.seller_tax_id",
     ),
     (
+        "legacy original key with a colon",
+        vn_invoice(
+            2,
+            kind="replacement",
+            original={**vn_key(1, template="01GTKT0/001", series="AA:21E"), "related_kind": "3"},
+        ),
+        "vn.original.external_key",
+        "original.series",
+    ),
+    (
         "original number 0",
         vn_invoice(2, kind="replacement", original=vn_key(0)),
         "vn.number.out_of_range",
