@@ -1,0 +1,68 @@
+"""The desk: one form per key form (Vietnamese key, authority code, Chinese code + number,
+20-digit number) with the fields to match, answered on the same page with the verdict card.
+A plain GET form, so it works without JavaScript, and a link QR (`/web/desk?...`) opens
+it with the lookup already made. Lookups go through `verify_query`, as
+`GET /api/v1/invoices/lookup` does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict
+
+from verify.http.errors import ApiError
+from verify.keys import SETTINGS
+from verify.lookup import KEY_PARAMS, MATCH_PARAMS, parse_lookup
+from verify.verification import verify_query
+from verify.web.render import page
+from verify.web.verdict import card
+
+#: The desk's forms: their key fields (the lookup's parameter names) in order.
+FORMS = {
+    "vn_key": ("seller_tax_id", "template", "series", "number"),
+    "authority": ("authority_code",),
+    "cn_code": ("code", "number"),
+    "cn_number": ("number",),
+}
+MATCH_FIELDS = ("total_amount", "amount", "issued_on", "check_code", "buyer_tax_id")
+
+
+def _form_of(params: dict[str, str]) -> str:
+    given = set(params) & KEY_PARAMS
+    if "authority_code" in given:
+        return "authority"
+    if given & {"seller_tax_id", "template", "series"}:
+        return "vn_key"
+    if "code" in given:
+        return "cn_code"
+    return "cn_number" if given else "vn_key"
+
+
+async def desk(request: web.Request) -> web.StreamResponse:
+    params = {
+        k: v.strip()
+        for k, v in request.query.items()
+        if k in KEY_PARAMS | MATCH_PARAMS and v.strip()
+    }
+    chosen = request.query.get("form", "")
+    form = chosen if chosen in FORMS else _form_of(params)
+    context: dict[str, Any] = {
+        "forms": FORMS,
+        "match_fields": MATCH_FIELDS,
+        "form": form,
+        "given": params,
+        "verdict": None,
+        "error": None,
+    }
+    if params:
+        try:
+            query = parse_lookup(MultiDict(params), request.app[SETTINGS].rules)
+            context["verdict"] = card(await verify_query(request, query))
+        except ApiError as exc:
+            if exc.status == 429:
+                raise
+            context["error"] = exc
+    return await page(
+        request, "desk.html", context, status=400 if context["error"] is not None else 200
+    )
