@@ -8,11 +8,11 @@ from indexer.registry import RegistryError, parse_registry
 from verify.access.apikeys import ApiKeyError
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Role
-from verify.body import read_body, read_json_object
-from verify.errors import ApiError
+from verify.http.body import read_body, read_json_object
+from verify.http.errors import ApiError
+from verify.http.params import read_query
+from verify.http.responses import json_response
 from verify.keys import ACCESS, REGISTRY
-from verify.params import read_query
-from verify.responses import json_response
 
 SMALL_BODY = 16 * 1024
 REGISTRY_BODY = 50 * 1024 * 1024

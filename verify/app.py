@@ -16,6 +16,8 @@ from indexer.store.elasticsearch import ClientFactory
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import Access, open_access
+from verify.http.middlewares import error_middleware
+from verify.http.responses import SECURITY_HEADERS
 from verify.keys import (
     ACCESS,
     ES_CLIENT_FACTORY,
@@ -35,10 +37,8 @@ from verify.keys import (
     STORE,
     TRUST_ANCHORS,
 )
-from verify.middlewares import error_middleware
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
-from verify.responses import SECURITY_HEADERS
 from verify.routes import setup_routes
 from verify.services import Services, open_services
 from verify.settings import Settings

@@ -27,8 +27,8 @@ from fallback.lookup.fetch import fetch_invoice
 from fallback.lookup.query import LookupQuery
 from indexer.rules import RuleConfig
 from indexer.store import InvoiceStore
-from verify.body import read_body
-from verify.errors import ApiError
+from verify.http.body import read_body
+from verify.http.errors import ApiError
 from verify.keys import SETTINGS
 from verify.lookup import parse_lookup
 from verify.verification import verify_query

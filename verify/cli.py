@@ -33,13 +33,13 @@ from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
 from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows
-from verify.csv_cells import dict_writer
 from verify.demo import DemoPlan, build_demo, example_queries
-from verify.errors import ApiError
 from verify.heap import freeze_startup_heap
+from verify.http.csv_cells import dict_writer
+from verify.http.errors import ApiError
+from verify.http.logs import AccessLogger, configure_logging
 from verify.ledger_cli import cli_verifier, write_ledger_report
 from verify.ledger_reports import file_error, parse_ledger_query, read_lines
-from verify.logs import AccessLogger, configure_logging
 from verify.reconcile_cli import journal_app, run_loop, run_once
 from verify.report_gaps import outage_gaps
 from verify.reports import Totals, parse_report_query, render

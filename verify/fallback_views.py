@@ -26,8 +26,10 @@ from verify import journal_views
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal, Role
 from verify.access.tenancy import redact_gap
-from verify.body import read_json_object
-from verify.errors import ApiError
+from verify.http.body import read_json_object
+from verify.http.errors import ApiError
+from verify.http.params import read_query
+from verify.http.responses import json_response
 from verify.keys import (
     ACCESS,
     GAPS,
@@ -37,8 +39,6 @@ from verify.keys import (
     RECONCILER,
     RESILIENCE,
 )
-from verify.params import read_query
-from verify.responses import json_response
 
 SMALL_BODY = 16 * 1024
 MAX_CALLBACK_URL = 2048

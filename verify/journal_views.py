@@ -10,10 +10,10 @@ from aiohttp import web
 from indexer.journal import EntryState, IntakeJournal
 from indexer.text import parse_bounded_int
 from verify.access.middleware import PRINCIPAL
-from verify.errors import ApiError
+from verify.http.errors import ApiError
+from verify.http.params import read_query
+from verify.http.responses import json_response
 from verify.keys import ACCESS, JOURNALED_INTAKE
-from verify.params import read_query
-from verify.responses import json_response
 
 #: The largest page `GET /journal` answers.
 MAX_LIMIT = 1000

@@ -23,7 +23,7 @@ from indexer.ledger_file import LedgerRow, LedgerTable
 from indexer.model import Invoice
 from indexer.money import AmountError, format_amount, parse_amount
 from indexer.rules import RuleConfig
-from verify.errors import ApiError
+from verify.http.errors import ApiError
 from verify.lookup import parse_lookup
 
 #: Ledger columns passed to the lookup under the lookup's own parameter names.

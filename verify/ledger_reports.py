@@ -29,9 +29,10 @@ from verify.access.middleware import PRINCIPAL
 from verify.access.service import Admission, is_party
 from verify.access.tenancy import redact_answer
 from verify.batch import csv_row
-from verify.body import read_body, read_form_field
-from verify.csv_cells import dict_writer
-from verify.errors import ApiError
+from verify.http.body import read_body, read_form_field
+from verify.http.csv_cells import dict_writer
+from verify.http.errors import ApiError
+from verify.http.responses import SECURITY_HEADERS
 from verify.keys import ACCESS, RESILIENCE, SETTINGS
 from verify.ledger_check import (
     LedgerScope,
@@ -43,7 +44,6 @@ from verify.ledger_check import (
 )
 from verify.ledger_lines import LedgerLine, LineError, parse_lines
 from verify.reports import FORMATS, _bad, _period, check_names, require_scope
-from verify.responses import SECURITY_HEADERS
 
 PARAMS = ("buyer_tax_id", "from", "to", "year", "format")
 MAX_BODY = 32 * 1024 * 1024

@@ -4,7 +4,7 @@ was asked for, and the fields to match.
 Forms (ARCHITECTURE.md): `seller_tax_id,template,series,number` (vn), `authority_code` (vn),
 `code,number` (cn) or a 20-digit `number` alone (cn). Unknown or repeated parameters are
 refused rather than ignored, so a typo never turns into a silently weaker check
-(`verify.params`, the policy every route shares).
+(`verify.http.params`, the policy every route shares).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from indexer.keys import VnKey, cn_key, vn_key
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig
 from indexer.text import ascii_int
-from verify.errors import ApiError
-from verify.params import Query, invalid, read_query
+from verify.http.errors import ApiError
+from verify.http.params import Query, invalid, read_query
 
 KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
                         "code"})

@@ -25,13 +25,13 @@ from indexer.store.numbering_reports import NumberingScope
 from indexer.text import ascii_int
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal
-from verify.csv_cells import dict_writer
-from verify.errors import ApiError
+from verify.http.csv_cells import dict_writer
+from verify.http.errors import ApiError
+from verify.http.params import check_names as check_names
+from verify.http.responses import SECURITY_HEADERS
 from verify.keys import ACCESS, GAPS, OUTAGES, STORE
-from verify.params import check_names as check_names
 from verify.report_gaps import CSV_COLUMNS as GAP_CSV_COLUMNS
 from verify.report_gaps import OutageGap, outage_gaps
-from verify.responses import SECURITY_HEADERS
 
 PARAMS = ("seller_tax_id", "template", "series", "code", "year", "from", "to", "format")
 FORMATS = ("json", "csv")
@@ -84,7 +84,7 @@ def _period(year: str | None, start: str | None, end: str | None
 
 
 def parse_report_query(query: Mapping[str, str], keys: list[str]) -> ReportRequest:
-    """The report's parameters, checked: unknown or repeated names (`verify.params`, the
+    """The report's parameters, checked: unknown or repeated names (`verify.http.params`, the
     check every route makes; the ledger report imports it from here), a malformed seller,
     template, series, code, period or format are 400."""
     check_names(keys, PARAMS)

@@ -11,10 +11,10 @@ from verify import (
     fallback_views,
     journal_views,
     ledger_reports,
-    openapi,
     reports,
     views,
 )
+from verify.http import openapi
 from verify.qr import views as qr_views
 
 API = "/api/v1"

@@ -13,12 +13,12 @@ from indexer.submission import BodyFormat, read_submission
 from verify import journal_views
 from verify.access.middleware import PRINCIPAL
 from verify.access.service import is_party
-from verify.body import read_body
-from verify.errors import ApiError
 from verify.fallback_views import MAX_CALLBACK_URL, validate_callback_url
+from verify.http.body import read_body
+from verify.http.errors import ApiError
+from verify.http.responses import json_response
 from verify.keys import ACCESS, JOURNALED_INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE
 from verify.lookup import read_lookup
-from verify.responses import json_response
 from verify.verification import verify_query
 
 _JSON_TYPES = frozenset({"application/json"})

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tests.indexer.store.plain_json import plain_json_client
 from verify.app import create_app
-from verify.logs import configure_logging
+from verify.http.logs import configure_logging
 from verify.settings import Settings
 
 

@@ -8,7 +8,7 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verify.csv_cells import FORMULA_START, cell, dict_writer
+from verify.http.csv_cells import FORMULA_START, cell, dict_writer
 
 
 def test_formula_starts_are_quoted_and_numbers_are_not() -> None:

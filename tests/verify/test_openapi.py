@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Client
-from verify.openapi import NDJSON, PATHS, SPEC, XLSX
+from verify.http.openapi import NDJSON, PATHS, SPEC, XLSX
 
 OPS = [(path, method, op) for path, ops in PATHS.items() for method, op in ops.items()]
 IDS = [f"{method.upper()} {path}" for path, method, _ in OPS]

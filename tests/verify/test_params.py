@@ -13,9 +13,9 @@ from aiohttp import ClientPayloadError, web
 from multidict import MultiDict, MultiDictProxy
 
 from tests.conftest import Client
-from verify.errors import QueryError
-from verify.middlewares import error_middleware
-from verify.params import read_query
+from verify.http.errors import QueryError
+from verify.http.middlewares import error_middleware
+from verify.http.params import read_query
 
 
 class Colour(Enum):

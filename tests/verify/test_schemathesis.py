@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.factories import package, vn_invoice
 from tests.verify.live_server import LiveServer, live_server
-from verify.openapi import SPEC, XLSX
+from verify.http.openapi import SPEC, XLSX
 
 pytestmark = pytest.mark.slow
 # Bodies schemathesis has no serializer for are sent as the bytes it generates.

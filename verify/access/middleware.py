@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 
 from verify.access.roles import PUBLIC, ROUTE_ACCESS, Principal, admits
 from verify.access.service import KeyDue
-from verify.errors import ApiError
+from verify.http.errors import ApiError
 from verify.keys import ACCESS
 
 PRINCIPAL = web.RequestKey("principal", Principal)

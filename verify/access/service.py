@@ -23,7 +23,7 @@ from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
 from verify.access.ratelimit import MemoryRateLimiter, NoRateLimiter, RateLimiter, Take
 from verify.access.roles import Principal, Role
-from verify.errors import ApiError
+from verify.http.errors import ApiError
 from verify.settings import Limits, Settings
 
 log = logging.getLogger("verify.access")

@@ -6,7 +6,7 @@ processes: the libraries release the GIL (measured: the loop keeps ticking every
 during a decode), the upload need not be pickled across, and memory stays in one place.
 Admission is bounded too: at most `max_pending` photos wait or run at once; the next one is
 refused at once with 503 `qr_busy`. A place is taken only once the photo's body has arrived
-in full (verify/body.py bounds its size and time), so slow uploads hold none and cannot keep
+in full (verify/http/body.py bounds its size and time), so slow uploads hold none and cannot keep
 other photos waiting; a burst of photos can neither queue unbounded work nor delay lookups,
 which never touch this pool.
 """

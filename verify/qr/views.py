@@ -17,15 +17,15 @@ from aiohttp import web
 
 from indexer.keys import key_from_doc_id
 from verify.access.middleware import PRINCIPAL
-from verify.body import read_body, read_form_field, read_json_object
-from verify.errors import ApiError
+from verify.http.body import read_body, read_form_field, read_json_object
+from verify.http.errors import ApiError
+from verify.http.params import read_query
+from verify.http.responses import json_response
 from verify.keys import ACCESS, QR_POOL, SETTINGS, STORE
-from verify.params import read_query
 from verify.qr import encode
 from verify.qr.payload import CnAmount, our_payload, parse_payload
 from verify.qr.pool import Busy, Scan, scan
 from verify.qr.preprocess import ImageRejected
-from verify.responses import json_response
 from verify.verification import verify_query
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif",
@@ -50,7 +50,7 @@ def _check_part_type(given: str) -> None:
 
 async def _upload(request: web.Request, limit: int) -> bytes:
     """The image bytes from a multipart field `image` or a raw `image/*` body, counted
-    against `limit` as they arrive (verify/body.py: size, time and framing bounds)."""
+    against `limit` as they arrive (verify/http/body.py: size, time and framing bounds)."""
     if request.content_type in IMAGE_TYPES:
         return await read_body(request, limit)
     if request.content_type != "multipart/form-data":

@@ -10,7 +10,7 @@ from tests.conftest import Client, KeyMaker, bearer
 from verify.access.middleware import check_routes
 from verify.access.roles import PUBLIC, ROUTE_ACCESS, Role
 from verify.app import create_app
-from verify.openapi import PATHS
+from verify.http.openapi import PATHS
 from verify.settings import Settings
 
 SAMPLE_PATH_PARAMS = {"key_id": "0123456789ab", "id": "vn:0100109106:1:C22TAA:1", "seq": "1"}

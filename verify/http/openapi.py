@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from verify import openapi_schemas as s
+from verify.http import openapi_schemas as s
+from verify.http.params import MAX_VALUE_LENGTH
+from verify.http.responses import json_response
 from verify.lookup import MAX_PARAM_LENGTH
-from verify.params import MAX_VALUE_LENGTH
-from verify.responses import json_response
 
 Op = dict[str, Any]
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -25,7 +25,7 @@ _SECURED = {"401": "missing or invalid API key", "403": "this key's role or scop
             "use this operation", "429": "rate limited (Retry-After says when to retry)"}
 #: Every operation: what the application refuses, or aiohttp before it (plain text).
 _MALFORMED = "malformed request"
-#: Statuses of reading a request body (verify/body.py).
+#: Statuses of reading a request body (verify/http/body.py).
 _BODY = {"400": "malformed body (not JSON, not UTF-8, bad multipart framing)",
          "408": "the body did not arrive in time", "413": "body too large",
          "415": "unsupported content type"}

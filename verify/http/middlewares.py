@@ -18,8 +18,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from indexer.package import PackageError
-from verify.errors import ApiError
-from verify.responses import json_response
+from verify.http.errors import ApiError
+from verify.http.responses import json_response
 
 log = logging.getLogger("verify.errors")
 

@@ -10,7 +10,7 @@ The policy, the same on every route:
   `str.isdigit()` + `int()`, which accept `²` and `①` and then fail on them;
 - an empty value means "not given" (its default), whatever the parameter's kind.
 
-Every refusal is a `verify.errors.QueryError` (an `ApiError`), answered as 400 with
+Every refusal is a `verify.http.errors.QueryError` (an `ApiError`), answered as 400 with
 `details.parameter` (or `details.parameters`) naming what was wrong.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from multidict import MultiMapping
 
 from indexer.text import clean_text, parse_bounded_int, text_problem
-from verify.errors import QueryError
+from verify.http.errors import QueryError
 
 #: What `indexer.text.text_problem` refuses (control characters, lone surrogates), found in
 #: one search; that function then words the reason.

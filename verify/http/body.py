@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from verify.errors import ApiError
+from verify.http.errors import ApiError
 from verify.keys import SETTINGS
 
 _CHUNK = 64 * 1024
