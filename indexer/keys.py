@@ -140,6 +140,8 @@ def vn_key(
         parsed = vn.parse_series(series)
         if parsed is None:
             out.append(cfg.violation("vn.series.invalid", prefix + "series", series))
+        elif parsed.year < vn.FIRST_SERIES_YEAR:
+            out.append(cfg.violation("vn.series.year_out_of_range", prefix + "series", series))
         elif parsed.kind == "F":
             out.append(cfg.violation("vn.series.letter_f", prefix + "series", series))
     number: int | None = None

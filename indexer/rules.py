@@ -260,6 +260,33 @@ _ALL = (
         "vn-einvoice §1.2",
     ),
     Rule(
+        "vn.series.year_out_of_range",
+        E,
+        "Series year (positions 2-3) must be 21 or later: these series began in 2021.",
+        "Năm trong ký hiệu hóa đơn phải từ 21 trở đi.",
+        "vn-einvoice §1.2",
+    ),
+    Rule(
+        "vn.series.kind_needs_code",
+        E,
+        "Cash-register (M) and per-occurrence (L) series are always issued with an authority "
+        "code: their series starts with C.",
+        "Hóa đơn khởi tạo từ máy tính tiền (M) và hóa đơn cấp theo từng lần phát sinh (L) "
+        "luôn có mã của cơ quan thuế: ký hiệu bắt đầu bằng C.",
+        "vn-einvoice §1.2, §2.2",
+        adjustable=True,
+    ),
+    Rule(
+        "vn.series.template_mismatch",
+        E,
+        "Delivery-note series letters (N internal transfer, B consignment) go with template 6, "
+        "and template 6 with them only.",
+        "Ký hiệu N (phiếu xuất kho kiêm vận chuyển nội bộ) và B (phiếu xuất kho hàng gửi bán "
+        "đại lý) chỉ dùng với mẫu số 6, và mẫu số 6 chỉ dùng với hai ký hiệu này.",
+        "vn-einvoice §1.1, §1.2",
+        adjustable=True,
+    ),
+    Rule(
         "vn.series.letter_f",
         W,
         "Series letter F (reported for 2026) is not confirmed.",
@@ -309,6 +336,15 @@ _ALL = (
         "A cash-register series (M) needs a code of the form M1-YY-XXXXX-00000000001.",
         "Hóa đơn máy tính tiền phải có mã dạng M1-YY-XXXXX-00000000001.",
         "vn-einvoice §2.2",
+    ),
+    Rule(
+        "vn.authority_code.cash_register_series",
+        E,
+        "A cash-register code (M1-YY-XXXXX-...) belongs to a cash-register series (letter M) "
+        "only; other coded invoices carry 34 hex characters.",
+        "Mã dạng máy tính tiền (M1-YY-XXXXX-...) chỉ dùng cho ký hiệu M; hóa đơn có mã khác "
+        "mang mã 34 ký tự thập lục phân.",
+        "vn-einvoice §2.1, §2.2",
     ),
     Rule(
         "vn.authority_code.cash_register_year",

@@ -169,6 +169,14 @@ def _vn_checks(
                 f"series year {series.year:02d}, issued {local.year}",
             )
         )
+    if series.kind in vn.CODED_KINDS and not series.with_code:
+        out.append(cfg.violation("vn.series.kind_needs_code", "series", key.series))
+    if (key.template == vn.DELIVERY_TEMPLATE) != (series.kind in vn.DELIVERY_KINDS):
+        out.append(
+            cfg.violation(
+                "vn.series.template_mismatch", "series", f"template {key.template}, {key.series}"
+            )
+        )
     buyer = _text(raw, "buyer_tax_id", cfg, out, max_len=14)
     if buyer and not vn.tax_id_valid(buyer):
         out.append(cfg.violation("vn.tax_id.invalid", "buyer_tax_id", buyer))
@@ -185,6 +193,8 @@ def _vn_checks(
         out.append(cfg.violation("vn.authority_code.cash_register_form", "authority_code", code))
     elif register is None and not vn.AUTHORITY_CODE_RE.fullmatch(code):
         out.append(cfg.violation("vn.authority_code.invalid", "authority_code", code))
+    elif register is not None and series.kind != "M":
+        out.append(cfg.violation("vn.authority_code.cash_register_series", "authority_code", code))
     if register and local and int(register["yy"]) != local.year % 100:
         out.append(cfg.violation("vn.authority_code.cash_register_year", "authority_code", code))
     return code

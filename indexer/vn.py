@@ -19,6 +19,15 @@ CASH_REGISTER_CODE_RE = re.compile(
     r"M(?P<digit>\d)-(?P<yy>\d{2})-(?P<range>[A-Z0-9]{5})-(?P<seq>\d{11})", re.ASCII
 )
 TEMPLATES = frozenset("123456789")
+#: Series years (positions 2-3) run from 21: these series began with Decree 123 (§1.2).
+FIRST_SERIES_YEAR = 21
+#: Series letters always issued with an authority code (§1.2, §2.2): cash-register invoices
+#: (`M`, "series `C..M..`") and invoices the tax office issues per occurrence (`L`).
+CODED_KINDS = frozenset("ML")
+#: Template 6 is the delivery notes' (§1.1), and so are series letters `N` (internal
+#: transfer) and `B` (agent consignment) (§1.2): each goes with the other only.
+DELIVERY_TEMPLATE = "6"
+DELIVERY_KINDS = frozenset("NB")
 MAX_NUMBER = 99_999_999
 
 T = TypeVar("T")
@@ -59,8 +68,9 @@ def mst_valid(value: str) -> bool:
 
 @_memo
 def tax_id_valid(value: str) -> bool:
-    """An MST, or the 12-digit personal id used by individuals and households (§3)."""
-    return mst_valid(value) or bool(_PERSONAL_ID_RE.fullmatch(value))
+    """An MST, or the 12-digit personal id used by individuals and households (§3), whose
+    first three digits name the province that issued it: `000` names none."""
+    return mst_valid(value) or bool(_PERSONAL_ID_RE.fullmatch(value) and value[:3] != "000")
 
 
 def mst_check_digit(prefix9: str) -> int | None:

@@ -12,7 +12,7 @@ from indexer.rules import RuleConfig
 
 CFG = RuleConfig()
 PREFIX = st.from_regex(r"[0-9]{2}(?!0000000)[0-9]{7}", fullmatch=True)
-SERIES = st.from_regex(r"[CK][0-9]{2}[TDLMNBGHX][A-Z0-9]{2}", fullmatch=True)
+SERIES = st.from_regex(r"[CK](2[1-9]|[3-9][0-9])[TDLMNBGHX][A-Z0-9]{2}", fullmatch=True)
 
 
 @given(PREFIX)

@@ -99,6 +99,60 @@ ERROR_CASES: list[tuple[str, object, str, str | None]] = [
     ("series bad code type", vn_invoice(series="A22TAA"), "vn.series.invalid", "series"),
     ("series too short", vn_invoice(series="C22TA"), "vn.series.invalid", "series"),
     ("series year", vn_invoice(series="C23TAA"), "vn.series.year_mismatch", "series"),
+    (
+        "series year before 21",  # spec §1.2: positions 2-3 run `21`...`99`
+        vn_invoice(series="C20TAA", issued_at="2020-05-15T09:30:00+07:00"),
+        "vn.series.year_out_of_range",
+        "series",
+    ),
+    (
+        "cash-register series without code",  # spec §2.2: "Cash-register invoices (series C..M..)"
+        vn_invoice(series="K22MAB", authority_code=None),
+        "vn.series.kind_needs_code",
+        "series",
+    ),
+    (
+        "per-occurrence series without code",  # spec §1.2 L: issued by the tax authority
+        vn_invoice(series="K22LAB", authority_code=None),
+        "vn.series.kind_needs_code",
+        "series",
+    ),
+    (
+        "cash-register code on a T series",  # spec §2.1: a coded invoice's MCCQT is 34 hex
+        vn_invoice(authority_code="M1-22-ABCDE-00000000001"),
+        "vn.authority_code.cash_register_series",
+        "authority_code",
+    ),
+    (
+        "template 6 with letter T",  # spec §1.1: template 6 holds the delivery notes
+        vn_invoice(template="6"),
+        "vn.series.template_mismatch",
+        "series",
+    ),
+    (
+        "template 1 with letter N",  # spec §1.2: N = e-internal transfer delivery note
+        vn_invoice(series="C22NAA"),
+        "vn.series.template_mismatch",
+        "series",
+    ),
+    (
+        "template 1 with letter B",  # spec §1.2: B = e-agent-consignment delivery note
+        vn_invoice(series="K22BAA", authority_code=None),
+        "vn.series.template_mismatch",
+        "series",
+    ),
+    (
+        "number of 9 characters",  # spec §1.3: max 8 digits, zero-padding included
+        with_(vn_invoice(1, series="K22TAA", authority_code=None), number="000000001"),
+        "vn.number.out_of_range",
+        "number",
+    ),
+    (
+        "personal id of zeros",  # spec §3: a 12-digit personal id, no province 000
+        vn_invoice(buyer_tax_id="000000000000"),
+        "vn.tax_id.invalid",
+        "buyer_tax_id",
+    ),
     ("number 0", with_(vn_invoice(1), number=0), "vn.number.out_of_range", "number"),
     (
         "number 100000000",
@@ -327,6 +381,23 @@ def test_warning_accepts_and_reports(raw: dict[str, Any], code: str, field: str)
     invoice, found = check(raw)
     assert found == [(code, field, W)]
     assert invoice is not None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        vn_invoice(template="6", series="C22NAA"),
+        vn_invoice(template="6", series="K22BAA", authority_code=None),
+        vn_invoice(series="C21TAA", issued_at="2021-12-01T09:30:00+07:00"),
+        vn_invoice(series="C22MAA", authority_code="M1-22-ABCDE-00000000001"),
+        vn_invoice(series="C22LAA"),
+        vn_invoice(buyer_tax_id="001099012345"),
+    ],
+    ids=["6 N", "6 B", "year 21", "M coded", "L coded", "personal id"],
+)
+def test_possible_series_and_ids_pass(raw: dict[str, Any]) -> None:
+    invoice, found = check(raw)
+    assert (invoice is not None, found) == (True, [])
 
 
 def test_valid_vn_invoice_builds_the_model() -> None:

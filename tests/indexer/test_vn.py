@@ -35,6 +35,13 @@ def test_personal_id_is_a_tax_id_but_not_an_mst() -> None:
     assert not vn.mst_valid("001099012345")
 
 
+@pytest.mark.parametrize("personal_id", ["000000000000", "000099012345"])
+def test_a_personal_id_of_no_province_is_refused(personal_id: str) -> None:
+    """Spec §3: the 12-digit form is the personal identification number; its first three
+    digits are the issuing province's code, and no province has `000`."""
+    assert not vn.tax_id_valid(personal_id)
+
+
 def test_branch_tax_id_is_normalised_with_dash() -> None:
     assert vn.normalise_tax_id("0314409058002") == "0314409058-002"
     assert vn.normalise_tax_id("0100109106") == "0100109106"
