@@ -286,6 +286,10 @@ def _verify(hdon_xml: bytes, seller_tax_id: str | None, series: str | None,
     if not data_id:
         raise _Rejected("vn.signature.invalid",
                         "the invoice needs exactly one DLHDon, with an Id for the signature")
+    value = signature.find("ds:SignatureValue", _NS)
+    if value is not None and not (value.text or "").strip():
+        # signxml would hand the missing text to b64decode, whose TypeError means the same
+        raise _Rejected("vn.signature.invalid", "the SignatureValue is empty")
     references = signature.findall("ds:SignedInfo/ds:Reference", _NS)
     for reference in references:
         for transform in reference.findall("ds:Transforms/ds:Transform", _NS):

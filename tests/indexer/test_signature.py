@@ -231,6 +231,18 @@ def test_signature_without_certificate_is_invalid(pki: Pki, check: Check) -> Non
         ("vn.signature.invalid", "no X509Certificate in the signature's KeyInfo")]
 
 
+@pytest.mark.parametrize("text", [None, "  "], ids=["no text", "blank"])
+def test_an_empty_signature_value_is_invalid_not_a_crash(
+    pki: Pki, check: Check, text: str | None
+) -> None:
+    """Found by test_hostile_values: signxml passed the missing text to b64decode (TypeError)."""
+    element = signed(pki)
+    value = element.find(f".//{{{DS}}}SignatureValue")
+    assert value is not None
+    value.text = text
+    assert check(element) == [("vn.signature.invalid", "the SignatureValue is empty")]
+
+
 # --- untrusted -----------------------------------------------------------------------------
 
 def test_certificate_from_an_untrusted_ca_is_untrusted(pki: Pki, check: Check) -> None:
