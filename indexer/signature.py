@@ -82,7 +82,8 @@ SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.RSA_S
 DIGEST_ALGORITHMS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA1})
 # Transforms that keep a reference's digest over its whole element.
 _WHOLE_ELEMENT_TRANSFORMS = frozenset(
-    {SignatureConstructionMethod.enveloped.value, *(m.value for m in CanonicalizationMethod)})
+    {SignatureConstructionMethod.enveloped.value, *(m.value for m in CanonicalizationMethod)}
+)
 # Values of the Id attribute are what `URI="#..."` names (§5.1: DLHDon/@Id, MCCQT/@Id).
 _ID = "Id"
 _UID_PREFIX = "MST:"
@@ -122,8 +123,9 @@ class TrustAnchors:
         try:
             certificates = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
-            raise TrustAnchorError(f"{source or 'PEM data'}: not PEM certificates ({exc})") \
-                from None
+            raise TrustAnchorError(
+                f"{source or 'PEM data'}: not PEM certificates ({exc})"
+            ) from None
         return cls(tuple(certificates), source)
 
     @classmethod
@@ -132,8 +134,11 @@ class TrustAnchors:
         PEM files. Finding no certificate is an error: a trust store that is configured but
         empty would silently reject every invoice."""
         if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in {".pem", ".crt", ".cer"})
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in {".pem", ".crt", ".cer"}
+            )
         else:
             files = [path]
         certificates: list[x509.Certificate] = []
@@ -155,8 +160,7 @@ class _Rejected(Exception):
         self.detail = detail
 
 
-def _key_usage_allows_signing(policy: Policy, cert: x509.Certificate,
-                              usage: x509.KeyUsage) -> None:
+def _key_usage_allows_signing(policy: Policy, cert: x509.Certificate, usage: x509.KeyUsage) -> None:
     if not (usage.digital_signature or usage.content_commitment):
         raise ValueError("key usage allows neither digitalSignature nor nonRepudiation")
 
@@ -166,11 +170,11 @@ def _key_usage_allows_signing(policy: Policy, cert: x509.Certificate,
 # web-PKI default would demand a subjectAltName, which signing certificates need not have.
 # CA certificates keep cryptography's CA/B Forum policy: basicConstraints CA, keyCertSign.
 _EE_POLICY = ExtensionPolicy.permit_all().require_present(
-    x509.KeyUsage, Criticality.AGNOSTIC, _key_usage_allows_signing)
+    x509.KeyUsage, Criticality.AGNOSTIC, _key_usage_allows_signing
+)
 _CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=False)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _local(element: etree._Element) -> str:
@@ -206,15 +210,17 @@ def _vn_time(text: str | None) -> datetime | None:
 
 
 def _certificates(signature: etree._Element) -> list[x509.Certificate]:
-    texts = [c.text or "" for c in
-             signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS)]
+    texts = [
+        c.text or "" for c in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS)
+    ]
     if not texts:
         raise _Rejected("vn.signature.invalid", "no X509Certificate in the signature's KeyInfo")
     try:
         return [x509.load_der_x509_certificate(base64.b64decode(t)) for t in texts]
     except (ValueError, binascii.Error) as exc:
-        raise _Rejected("vn.signature.invalid", f"unreadable X509Certificate: {_short(exc)}") \
-            from None
+        raise _Rejected(
+            "vn.signature.invalid", f"unreadable X509Certificate: {_short(exc)}"
+        ) from None
 
 
 def _leaf_first(chain: list[x509.Certificate]) -> tuple[x509.Certificate, list[x509.Certificate]]:
@@ -236,7 +242,7 @@ def _signed_signing_time(signature: etree._Element, uris: set[str]) -> datetime 
             if _local(element) != "SigningTime":
                 continue
             holders = [element, *element.iterancestors()]
-            holders = holders[:holders.index(obj) + 1]
+            holders = holders[: holders.index(obj) + 1]
             if any(h.get(_ID) and f"#{h.get(_ID)}" in uris for h in holders):
                 return _vn_time(element.text)
     return None
@@ -250,26 +256,31 @@ def _issue_time(data: etree._Element) -> datetime | None:
 
 def _uid_values(cert: x509.Certificate) -> list[str]:
     values = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
-    return [v.value.decode(errors="replace") if isinstance(v.value, bytes) else v.value
-            for v in values]
+    return [
+        v.value.decode(errors="replace") if isinstance(v.value, bytes) else v.value for v in values
+    ]
 
 
 def _uid_names(value: str, tax_id: str) -> bool:
     """`MST:<mst>` as §5.8 observes it, or the bare MST; branch suffixes compared normalised."""
     text = value.strip()
-    if text[:len(_UID_PREFIX)].upper() == _UID_PREFIX:
-        text = text[len(_UID_PREFIX):]
+    if text[: len(_UID_PREFIX)].upper() == _UID_PREFIX:
+        text = text[len(_UID_PREFIX) :]
     return normalise_tax_id(text) == normalise_tax_id(tax_id)
 
 
-def _verify(hdon_xml: bytes, seller_tax_id: str | None, series: str | None,
-            anchors: TrustAnchors, now: datetime) -> None:
+def _verify(
+    hdon_xml: bytes,
+    seller_tax_id: str | None,
+    series: str | None,
+    anchors: TrustAnchors,
+    now: datetime,
+) -> None:
     """Raise `_Rejected` for the first failure, in the order given in the module docstring."""
     try:
         root = etree.fromstring(hdon_xml, _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise _Rejected("vn.signature.invalid", f"invoice XML unreadable: {_short(exc)}") \
-            from None
+        raise _Rejected("vn.signature.invalid", f"invoice XML unreadable: {_short(exc)}") from None
     namespace = etree.QName(root).namespace  # none today; the legacy 2014 one may appear
     prefix = f"{{{namespace}}}" if namespace else ""
     location = f"./{prefix}DSCKS/{prefix}NBan/"
@@ -284,8 +295,10 @@ def _verify(hdon_xml: bytes, seller_tax_id: str | None, series: str | None,
     data = [c for c in root if _local(c) == "DLHDon"]
     data_id = data[0].get(_ID) if len(data) == 1 else None
     if not data_id:
-        raise _Rejected("vn.signature.invalid",
-                        "the invoice needs exactly one DLHDon, with an Id for the signature")
+        raise _Rejected(
+            "vn.signature.invalid",
+            "the invoice needs exactly one DLHDon, with an Id for the signature",
+        )
     value = signature.find("ds:SignatureValue", _NS)
     if value is not None and not (value.text or "").strip():
         # signxml would hand the missing text to b64decode, whose TypeError means the same
@@ -294,8 +307,9 @@ def _verify(hdon_xml: bytes, seller_tax_id: str | None, series: str | None,
     for reference in references:
         for transform in reference.findall("ds:Transforms/ds:Transform", _NS):
             if transform.get("Algorithm") not in _WHOLE_ELEMENT_TRANSFORMS:
-                raise _Rejected("vn.signature.invalid",
-                                f"transform not accepted: {transform.get('Algorithm')}")
+                raise _Rejected(
+                    "vn.signature.invalid", f"transform not accepted: {transform.get('Algorithm')}"
+                )
     leaf, intermediates = _leaf_first(_certificates(signature))
     uris = {r.get("URI") or "" for r in references}
     when = min(_signed_signing_time(signature, uris) or _issue_time(data[0]) or now, now)
@@ -312,12 +326,17 @@ def _verify(hdon_xml: bytes, seller_tax_id: str | None, series: str | None,
         verification_time=when,
     )
     try:
-        verified: Any = XMLVerifier().verify(hdon_xml, x509_cert=leaf, id_attribute=_ID,
-                                             expect_config=config)
+        verified: Any = XMLVerifier().verify(
+            hdon_xml, x509_cert=leaf, id_attribute=_ID, expect_config=config
+        )
     except InvalidCertificate:  # signxml checked the leaf's validity period at `when`
-        raise _Rejected("vn.signature.untrusted", (
-            f"certificate valid {leaf.not_valid_before_utc.isoformat()} to "
-            f"{leaf.not_valid_after_utc.isoformat()}, signed at {when.isoformat()}")) from None
+        raise _Rejected(
+            "vn.signature.untrusted",
+            (
+                f"certificate valid {leaf.not_valid_before_utc.isoformat()} to "
+                f"{leaf.not_valid_after_utc.isoformat()}, signed at {when.isoformat()}"
+            ),
+        ) from None
     except (SignXMLException, etree.LxmlError, ValueError) as exc:
         # signxml's InvalidSignature/InvalidDigest/InvalidInput, schema errors of the
         # ds:Signature, and malformed base64 all mean: this signature does not verify.
@@ -325,34 +344,51 @@ def _verify(hdon_xml: bytes, seller_tax_id: str | None, series: str | None,
     results = verified if isinstance(verified, list) else [verified]
     signed_refs = results[0].signature_xml.findall("ds:SignedInfo/ds:Reference", _NS)
     covers_data = any(
-        ref.get("URI") == f"#{data_id}" and result.signed_xml is not None
-        and _local(result.signed_xml) == "DLHDon" and result.signed_xml.get(_ID) == data_id
-        for ref, result in zip(signed_refs, results, strict=True))
+        ref.get("URI") == f"#{data_id}"
+        and result.signed_xml is not None
+        and _local(result.signed_xml) == "DLHDon"
+        and result.signed_xml.get(_ID) == data_id
+        for ref, result in zip(signed_refs, results, strict=True)
+    )
     if not covers_data:
-        raise _Rejected("vn.signature.invalid",
-                        f"no reference of the seller's signature covers DLHDon (#{data_id})")
+        raise _Rejected(
+            "vn.signature.invalid",
+            f"no reference of the seller's signature covers DLHDon (#{data_id})",
+        )
 
     assert anchors.store is not None
-    verifier = (PolicyBuilder().store(anchors.store).time(when)
-                .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-                .build_client_verifier())
+    verifier = (
+        PolicyBuilder()
+        .store(anchors.store)
+        .time(when)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+        .build_client_verifier()
+    )
     try:
         verifier.verify(leaf, intermediates)
     except VerificationError as exc:
-        raise _Rejected("vn.signature.untrusted",
-                        f"no path to a trust anchor at {when.isoformat()} ({_short(exc)})") \
-            from None
+        raise _Rejected(
+            "vn.signature.untrusted",
+            f"no path to a trust anchor at {when.isoformat()} ({_short(exc)})",
+        ) from None
 
     if seller_tax_id:
         uids = _uid_values(leaf)
         if not any(_uid_names(uid, seller_tax_id) for uid in uids):
-            raise _Rejected("vn.signature.tax_id_mismatch",
-                            f"certificate UID {', '.join(uids) or '(none)'}")
+            raise _Rejected(
+                "vn.signature.tax_id_mismatch", f"certificate UID {', '.join(uids) or '(none)'}"
+            )
 
 
-def check_seller_signature(hdon_xml: bytes, *, seller_tax_id: str | None, series: str | None,
-                           anchors: TrustAnchors, cfg: RuleConfig,
-                           now: datetime | None = None) -> list[Violation]:
+def check_seller_signature(
+    hdon_xml: bytes,
+    *,
+    seller_tax_id: str | None,
+    series: str | None,
+    anchors: TrustAnchors,
+    cfg: RuleConfig,
+    now: datetime | None = None,
+) -> list[Violation]:
     """Violations of the seller-signature rules for one `HDon` (empty when it passes, when
     no anchors are configured, or when the rule is switched off)."""
     if not anchors.enabled:
@@ -365,9 +401,13 @@ def check_seller_signature(hdon_xml: bytes, *, seller_tax_id: str | None, series
     return []
 
 
-def seller_signature_violations(package: Package, originals: Mapping[int, bytes],
-                                anchors: TrustAnchors, cfg: RuleConfig,
-                                now: datetime | None = None) -> dict[int, list[Violation]]:
+def seller_signature_violations(
+    package: Package,
+    originals: Mapping[int, bytes],
+    anchors: TrustAnchors,
+    cfg: RuleConfig,
+    now: datetime | None = None,
+) -> dict[int, list[Violation]]:
     """Per invoice index, the violations of `check_seller_signature`, for
     `Intake.ingest(..., extra_violations=...)`. CPU-bound: call it off the event loop."""
     if not anchors.enabled:
@@ -378,9 +418,13 @@ def seller_signature_violations(package: Package, originals: Mapping[int, bytes]
         seller = raw.get("seller_tax_id") if isinstance(raw, dict) else None
         series = raw.get("series") if isinstance(raw, dict) else None
         violations = check_seller_signature(
-            hdon_xml, seller_tax_id=seller if isinstance(seller, str) else None,
-            series=series if isinstance(series, str) else None, anchors=anchors, cfg=cfg,
-            now=now)
+            hdon_xml,
+            seller_tax_id=seller if isinstance(seller, str) else None,
+            series=series if isinstance(series, str) else None,
+            anchors=anchors,
+            cfg=cfg,
+            now=now,
+        )
         if violations:
             found[index] = violations
     return found

@@ -46,11 +46,22 @@ Check = Callable[..., Found]
 def check(anchors: TrustAnchors) -> Check:
     """Rule codes and details for one HDon element (seller and series of `vn_invoice`)."""
 
-    def run(element: etree._Element, *, seller: str | None = SELLER, series: str = "C22TAA",
-            cfg: RuleConfig | None = None, trust: TrustAnchors | None = None) -> Found:
-        found = check_seller_signature(etree.tostring(element), seller_tax_id=seller,
-                                       series=series, anchors=trust or anchors,
-                                       cfg=cfg or RuleConfig(), now=NOW)
+    def run(
+        element: etree._Element,
+        *,
+        seller: str | None = SELLER,
+        series: str = "C22TAA",
+        cfg: RuleConfig | None = None,
+        trust: TrustAnchors | None = None,
+    ) -> Found:
+        found = check_seller_signature(
+            etree.tostring(element),
+            seller_tax_id=seller,
+            series=series,
+            anchors=trust or anchors,
+            cfg=cfg or RuleConfig(),
+            now=NOW,
+        )
         assert all(v.field == "signature" and v.severity is Severity.ERROR for v in found)
         return [(v.code, v.detail) for v in found]
 
@@ -62,11 +73,13 @@ def codes(found: Found) -> list[str]:
 
 
 def signed(pki: Pki, invoice: etree._Element | None = None, **options: object) -> etree._Element:
-    return sign_hdon(hdon(vn_invoice(1)) if invoice is None else invoice, pki.seller_key,
-                     [pki.leaf()], **options)  # type: ignore[arg-type]
+    return sign_hdon(
+        hdon(vn_invoice(1)) if invoice is None else invoice, pki.seller_key, [pki.leaf()], **options
+    )  # type: ignore[arg-type]
 
 
 # --- accepted ------------------------------------------------------------------------------
+
 
 def test_valid_rsa_sha256_signature_passes(pki: Pki, check: Check) -> None:
     element = signed(pki)
@@ -90,8 +103,9 @@ def test_bare_tax_id_in_the_certificate_uid_is_accepted(pki: Pki, check: Check) 
 
 
 def test_certificate_expired_today_but_valid_at_signing_passes(pki: Pki, check: Check) -> None:
-    cert = pki.leaf(not_before=datetime(2021, 1, 1, tzinfo=UTC),
-                    not_after=datetime(2023, 1, 1, tzinfo=UTC))
+    cert = pki.leaf(
+        not_before=datetime(2021, 1, 1, tzinfo=UTC), not_after=datetime(2023, 1, 1, tzinfo=UTC)
+    )
     assert cert.not_valid_after_utc < NOW
     assert check(sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [cert])) == []
 
@@ -116,6 +130,7 @@ def test_the_buyer_signature_beside_it_is_not_the_one_verified(pki: Pki, check: 
 
 # --- missing, cash register ----------------------------------------------------------------
 
+
 def test_missing_signature_is_reported(check: Check) -> None:
     assert check(hdon(vn_invoice(1))) == [("vn.signature.missing", None)]
 
@@ -127,7 +142,8 @@ def test_cash_register_invoice_needs_no_signature(check: Check) -> None:
 
 
 def test_a_signature_present_on_a_cash_register_invoice_is_still_verified(
-        pki: Pki, check: Check) -> None:
+    pki: Pki, check: Check
+) -> None:
     element = signed(pki, hdon(vn_invoice(1, series="C22MAA")))
     assert check(element, series="C22MAA") == []
     total = element.find(".//TgTTTBSo")
@@ -136,14 +152,24 @@ def test_a_signature_present_on_a_cash_register_invoice_is_still_verified(
     assert codes(check(element, series="C22MAA")) == ["vn.signature.invalid"]
 
 
-@pytest.mark.parametrize(("series", "cash"), [
-    ("C22MAA", True), ("1C22MAA", True), ("C22TAA", False), ("K22TAA", False),
-    ("", False), (None, False), ("C22M", False)])
+@pytest.mark.parametrize(
+    ("series", "cash"),
+    [
+        ("C22MAA", True),
+        ("1C22MAA", True),
+        ("C22TAA", False),
+        ("K22TAA", False),
+        ("", False),
+        (None, False),
+        ("C22M", False),
+    ],
+)
 def test_cash_register_series(series: str | None, cash: bool) -> None:
     assert is_cash_register_series(series) is cash
 
 
 # --- invalid -------------------------------------------------------------------------------
+
 
 def test_amount_edited_after_signing_is_invalid(pki: Pki, check: Check) -> None:
     element = signed(pki)
@@ -170,16 +196,22 @@ def test_signing_time_edited_after_signing_is_invalid(pki: Pki, check: Check) ->
     assert when is not None
     when.text = "2022-05-16T09:31:00"
     assert check(element) == [
-        ("vn.signature.invalid", "Digest mismatch for reference 1 (#SigningTime-1)")]
+        ("vn.signature.invalid", "Digest mismatch for reference 1 (#SigningTime-1)")
+    ]
 
 
-@pytest.mark.parametrize("references", [["#code", "#SigningTime-1"], ["#SigningTime-1"]],
-                         ids=["over MCCQT", "over SigningTime only"])
+@pytest.mark.parametrize(
+    "references",
+    [["#code", "#SigningTime-1"], ["#SigningTime-1"]],
+    ids=["over MCCQT", "over SigningTime only"],
+)
 def test_signature_whose_references_miss_dlhdon_is_invalid(
-        pki: Pki, check: Check, references: list[str]) -> None:
+    pki: Pki, check: Check, references: list[str]
+) -> None:
     element = signed(pki, references=references)
     assert check(element) == [
-        ("vn.signature.invalid", "no reference of the seller's signature covers DLHDon (#data)")]
+        ("vn.signature.invalid", "no reference of the seller's signature covers DLHDon (#data)")
+    ]
 
 
 def test_forged_dlhdon_in_front_of_the_signed_one_is_invalid(pki: Pki, check: Check) -> None:
@@ -207,11 +239,12 @@ def test_a_transform_that_could_digest_part_of_dlhdon_is_refused(pki: Pki, check
     element = signed(pki)
     transforms = element.find(f".//{{{DS}}}Reference/{{{DS}}}Transforms")
     assert transforms is not None
-    etree.SubElement(transforms, f"{{{DS}}}Transform",
-                     Algorithm="http://www.w3.org/2000/09/xmldsig#base64")
+    etree.SubElement(
+        transforms, f"{{{DS}}}Transform", Algorithm="http://www.w3.org/2000/09/xmldsig#base64"
+    )
     assert check(element) == [
-        ("vn.signature.invalid",
-         "transform not accepted: http://www.w3.org/2000/09/xmldsig#base64")]
+        ("vn.signature.invalid", "transform not accepted: http://www.w3.org/2000/09/xmldsig#base64")
+    ]
 
 
 def test_two_seller_signatures_are_invalid(pki: Pki, check: Check) -> None:
@@ -228,7 +261,8 @@ def test_signature_without_certificate_is_invalid(pki: Pki, check: Check) -> Non
     assert key_info is not None
     key_info.getparent().remove(key_info)  # type: ignore[union-attr]
     assert check(element) == [
-        ("vn.signature.invalid", "no X509Certificate in the signature's KeyInfo")]
+        ("vn.signature.invalid", "no X509Certificate in the signature's KeyInfo")
+    ]
 
 
 @pytest.mark.parametrize("text", [None, "  "], ids=["no text", "blank"])
@@ -245,6 +279,7 @@ def test_an_empty_signature_value_is_invalid_not_a_crash(
 
 # --- untrusted -----------------------------------------------------------------------------
 
+
 def test_certificate_from_an_untrusted_ca_is_untrusted(pki: Pki, check: Check) -> None:
     element = sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [pki.leaf(trusted=False)])
     found = check(element)
@@ -260,15 +295,20 @@ def test_untrusted_ca_listed_as_intermediate_does_not_help(pki: Pki, check: Chec
 def test_certificate_expired_before_signing_is_untrusted(pki: Pki, check: Check) -> None:
     cert = pki.leaf(not_after=datetime(2021, 12, 31, tzinfo=UTC))
     found = check(sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [cert]))
-    assert found == [("vn.signature.untrusted",
-                      "certificate valid 2020-01-01T00:00:00+00:00 to 2021-12-31T00:00:00+00:00, "
-                      "signed at 2022-05-15T09:31:00+07:00")]
+    assert found == [
+        (
+            "vn.signature.untrusted",
+            "certificate valid 2020-01-01T00:00:00+00:00 to 2021-12-31T00:00:00+00:00, "
+            "signed at 2022-05-15T09:31:00+07:00",
+        )
+    ]
 
 
 def test_certificate_not_yet_valid_at_signing_is_untrusted(pki: Pki, check: Check) -> None:
     cert = pki.leaf(not_before=datetime(2023, 1, 1, tzinfo=UTC))
     assert codes(check(sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [cert]))) == [
-        "vn.signature.untrusted"]
+        "vn.signature.untrusted"
+    ]
 
 
 def test_without_signing_time_the_issue_date_decides(pki: Pki, check: Check) -> None:
@@ -282,25 +322,37 @@ def test_without_signing_time_the_issue_date_decides(pki: Pki, check: Check) -> 
 
 
 def test_an_unsigned_signing_time_cannot_rescue_an_expired_certificate(
-        pki: Pki, check: Check) -> None:
+    pki: Pki, check: Check
+) -> None:
     """The SigningTime object is present but no reference covers it: the signer never
     vouched for it, so NLap (signed, inside DLHDon) decides."""
     ended = pki.leaf(not_after=datetime(2022, 5, 14, tzinfo=UTC))
-    element = sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [ended],
-                        signing_time="2021-06-01T10:00:00", references=["#data"])
+    element = sign_hdon(
+        hdon(vn_invoice(1)),
+        pki.seller_key,
+        [ended],
+        signing_time="2021-06-01T10:00:00",
+        references=["#data"],
+    )
     assert codes(check(element)) == ["vn.signature.untrusted"]
 
 
 def test_a_future_signing_time_is_judged_now(pki: Pki, check: Check) -> None:
     """A certificate valid only from 2030 cannot be brought in by claiming to sign then."""
-    future = pki.leaf(not_before=datetime(2030, 1, 1, tzinfo=UTC),
-                      not_after=datetime(2031, 1, 1, tzinfo=UTC))
-    element = sign_hdon(hdon(vn_invoice(1, issued_at="2030-06-01T09:00:00+07:00")),
-                        pki.seller_key, [future], signing_time="2030-06-01T09:00:00")
+    future = pki.leaf(
+        not_before=datetime(2030, 1, 1, tzinfo=UTC), not_after=datetime(2031, 1, 1, tzinfo=UTC)
+    )
+    element = sign_hdon(
+        hdon(vn_invoice(1, issued_at="2030-06-01T09:00:00+07:00")),
+        pki.seller_key,
+        [future],
+        signing_time="2030-06-01T09:00:00",
+    )
     assert codes(check(element)) == ["vn.signature.untrusted"]
 
 
 # --- tax id --------------------------------------------------------------------------------
+
 
 def test_certificate_of_another_mst_is_a_tax_id_mismatch(pki: Pki, check: Check) -> None:
     element = sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [pki.leaf(f"MST:{SELLER_2}")])
@@ -318,12 +370,14 @@ def test_branch_tax_id_compares_normalised(pki: Pki, check: Check) -> None:
 
 
 def test_a_forged_certificate_reports_trust_not_tax_id(pki: Pki, check: Check) -> None:
-    element = sign_hdon(hdon(vn_invoice(1)), pki.seller_key,
-                        [pki.leaf(f"MST:{SELLER_2}", trusted=False)])
+    element = sign_hdon(
+        hdon(vn_invoice(1)), pki.seller_key, [pki.leaf(f"MST:{SELLER_2}", trusted=False)]
+    )
     assert codes(check(element)) == ["vn.signature.untrusted"]
 
 
 # --- configuration -------------------------------------------------------------------------
+
 
 def test_without_anchors_there_are_no_signature_checks(pki: Pki, check: Check) -> None:
     off = TrustAnchors.none()
@@ -341,8 +395,14 @@ def test_a_rule_switched_off_reports_nothing(check: Check) -> None:
 
 def test_a_rule_switched_to_warning_is_a_warning(anchors: TrustAnchors) -> None:
     cfg = RuleConfig(severity={"vn.signature.missing": Severity.WARNING})
-    found = check_seller_signature(etree.tostring(hdon(vn_invoice(1))), seller_tax_id=SELLER,
-                                   series="C22TAA", anchors=anchors, cfg=cfg, now=NOW)
+    found = check_seller_signature(
+        etree.tostring(hdon(vn_invoice(1))),
+        seller_tax_id=SELLER,
+        series="C22TAA",
+        anchors=anchors,
+        cfg=cfg,
+        now=NOW,
+    )
     assert [(v.code, v.severity) for v in found] == [("vn.signature.missing", Severity.WARNING)]
     assert found[0].message_vi
     assert found[0].spec == "vn-einvoice §5.8, §7"
@@ -350,20 +410,27 @@ def test_a_rule_switched_to_warning_is_a_warning(anchors: TrustAnchors) -> None:
 
 def test_package_violations_are_keyed_by_invoice_index(pki: Pki, anchors: TrustAnchors) -> None:
     invoices = [vn_invoice(n) for n in (1, 2, 3)]
-    package = package_from_json({"package_id": "P", "sender": "0101300842",
-                                 "declared_count": 3, "invoices": invoices}, max_items=10)
-    originals = {0: etree.tostring(signed(pki, hdon(invoices[0]))),
-                 1: etree.tostring(hdon(invoices[1])),
-                 2: etree.tostring(sign_hdon(hdon(invoices[2]), pki.seller_key,
-                                             [pki.leaf(f"MST:{SELLER_2}")]))}
+    package = package_from_json(
+        {"package_id": "P", "sender": "0101300842", "declared_count": 3, "invoices": invoices},
+        max_items=10,
+    )
+    originals = {
+        0: etree.tostring(signed(pki, hdon(invoices[0]))),
+        1: etree.tostring(hdon(invoices[1])),
+        2: etree.tostring(
+            sign_hdon(hdon(invoices[2]), pki.seller_key, [pki.leaf(f"MST:{SELLER_2}")])
+        ),
+    }
     found = seller_signature_violations(package, originals, anchors, RuleConfig(), now=NOW)
     assert {i: [v.code for v in vs] for i, vs in found.items()} == {
-        1: ["vn.signature.missing"], 2: ["vn.signature.tax_id_mismatch"]}
-    assert seller_signature_violations(package, originals, TrustAnchors.none(),
-                                       RuleConfig()) == {}
+        1: ["vn.signature.missing"],
+        2: ["vn.signature.tax_id_mismatch"],
+    }
+    assert seller_signature_violations(package, originals, TrustAnchors.none(), RuleConfig()) == {}
 
 
 # --- trust anchors from files --------------------------------------------------------------
+
 
 def _pem(pki: Pki, *certs: str) -> bytes:
     chosen = {"root": pki.root, "rogue": pki.rogue}
@@ -386,8 +453,9 @@ def test_anchors_from_a_directory_read_pem_crt_and_cer(pki: Pki, tmp_path: Path)
     assert TrustAnchors.load(tmp_path).certificates == (pki.rogue, pki.root)
 
 
-def test_anchors_that_make_the_signature_trusted_are_what_counts(pki: Pki, tmp_path: Path,
-                                                                 check: Check) -> None:
+def test_anchors_that_make_the_signature_trusted_are_what_counts(
+    pki: Pki, tmp_path: Path, check: Check
+) -> None:
     path = tmp_path / "rogue.pem"
     path.write_bytes(_pem(pki, "rogue"))
     element = sign_hdon(hdon(vn_invoice(1)), pki.seller_key, [pki.leaf(trusted=False)])
@@ -395,14 +463,20 @@ def test_anchors_that_make_the_signature_trusted_are_what_counts(pki: Pki, tmp_p
     assert codes(check(signed(pki), trust=TrustAnchors.load(path))) == ["vn.signature.untrusted"]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "cannot read"),
-    (b"", "no PEM certificate found"),
-    (b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
-     "not PEM certificates"),
-])
-def test_unusable_anchor_files_are_refused(tmp_path: Path, content: bytes | None,
-                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        (b"", "no PEM certificate found"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+            "not PEM certificates",
+        ),
+    ],
+)
+def test_unusable_anchor_files_are_refused(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
     path = tmp_path / "anchors.pem"
     if content is not None:
         path.write_bytes(content)
