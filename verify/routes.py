@@ -5,16 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import (
-    admin_views,
-    batch,
-    fallback_views,
-    journal_views,
-    ledger_reports,
-    reports,
-    views,
-)
+from verify import batch, ledger_reports, reports, views
+from verify.access import views as access_views
 from verify.http import openapi
+from verify.ops import gaps, health, journal, metrics, outages, reconcile, registry
 from verify.qr import views as qr_views
 
 API = "/api/v1"
@@ -33,26 +27,26 @@ def setup_routes(app: web.Application) -> None:
                 name="invoices.qr_png"),
         web.get(f"{API}/reports/missing", reports.missing_report, name="reports.missing"),
         web.post(f"{API}/reports/ledger", ledger_reports.ledger_report, name="reports.ledger"),
-        web.post(f"{API}/admin/keys", admin_views.create_key, name="admin.keys.create"),
-        web.get(f"{API}/admin/keys", admin_views.list_keys, name="admin.keys.list"),
-        web.delete(f"{API}/admin/keys/{{key_id}}", admin_views.revoke_key,
+        web.post(f"{API}/admin/keys", access_views.create_key, name="admin.keys.create"),
+        web.get(f"{API}/admin/keys", access_views.list_keys, name="admin.keys.list"),
+        web.delete(f"{API}/admin/keys/{{key_id}}", access_views.revoke_key,
                    name="admin.keys.revoke"),
-        web.get(f"{API}/admin/audit", admin_views.audit_trail, name="admin.audit"),
-        web.post(f"{API}/admin/registry", admin_views.import_registry,
+        web.get(f"{API}/admin/audit", access_views.audit_trail, name="admin.audit"),
+        web.post(f"{API}/admin/registry", registry.import_registry,
                  name="admin.registry.upload"),
-        web.get(f"{API}/gaps", fallback_views.list_gaps, name="gaps.list"),
-        web.get(f"{API}/gaps/{{id}}", fallback_views.get_gap, name="gaps.get"),
-        web.get(f"{API}/outages", fallback_views.list_outages, name="outages.list"),
-        web.post(f"{API}/outages", fallback_views.declare_outage, name="outages.declare"),
-        web.post(f"{API}/reconcile", fallback_views.start_reconcile, name="reconcile.start"),
-        web.get(f"{API}/reconcile/status", fallback_views.reconcile_status,
+        web.get(f"{API}/gaps", gaps.list_gaps, name="gaps.list"),
+        web.get(f"{API}/gaps/{{id}}", gaps.get_gap, name="gaps.get"),
+        web.get(f"{API}/outages", outages.list_outages, name="outages.list"),
+        web.post(f"{API}/outages", outages.declare_outage, name="outages.declare"),
+        web.post(f"{API}/reconcile", reconcile.start_reconcile, name="reconcile.start"),
+        web.get(f"{API}/reconcile/status", reconcile.reconcile_status,
                 name="reconcile.status"),
-        web.get(f"{API}/journal", journal_views.list_entries, name="journal.list"),
-        web.post(f"{API}/journal/{{seq}}/retry", journal_views.retry_entry,
+        web.get(f"{API}/journal", journal.list_entries, name="journal.list"),
+        web.post(f"{API}/journal/{{seq}}/retry", journal.retry_entry,
                  name="journal.retry"),
-        web.delete(f"{API}/journal/{{seq}}", journal_views.drop_entry, name="journal.drop"),
-        web.get("/metrics", fallback_views.metrics, name="metrics"),
-        web.get("/healthz", views.healthz, name="health"),
-        web.get("/readyz", views.readyz, name="ready"),
+        web.delete(f"{API}/journal/{{seq}}", journal.drop_entry, name="journal.drop"),
+        web.get("/metrics", metrics.metrics, name="metrics"),
+        web.get("/healthz", health.healthz, name="health"),
+        web.get("/readyz", health.readyz, name="ready"),
         web.get("/openapi.json", openapi.serve, name="openapi"),
     ])

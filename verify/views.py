@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
-
 from aiohttp import web
 
 from fallback.journaled_intake import IntakeUnavailableError
 from indexer.keys import key_from_doc_id
 from indexer.submission import BodyFormat, read_submission
-from verify import journal_views
 from verify.access.middleware import PRINCIPAL
 from verify.access.service import is_party
-from verify.fallback_views import MAX_CALLBACK_URL, validate_callback_url
+from verify.callback_url import MAX_CALLBACK_URL, validate_callback_url
 from verify.http.body import read_body
 from verify.http.errors import ApiError
 from verify.http.responses import json_response
-from verify.keys import ACCESS, JOURNALED_INTAKE, ORIGINALS, REPLICA, SETTINGS, STORE
+from verify.keys import ACCESS, JOURNALED_INTAKE, ORIGINALS, SETTINGS, STORE
 from verify.lookup import read_lookup
 from verify.verification import verify_query
 
@@ -101,27 +97,3 @@ async def original_xml(request: web.Request) -> web.Response:
         raise ApiError(404, "original_not_kept", "this invoice arrived as JSON; no original "
                        "document was kept", {"id": doc_id})
     return web.Response(body=body, content_type="application/xml", charset="utf-8")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def _check(backend: str, probe: Awaitable[None]) -> dict[str, Any]:
-    try:
-        await probe
-    except Exception as exc:  # any failure means "not ready"; the reason is reported
-        return {"backend": backend, "ok": False, "error": type(exc).__name__}
-    return {"backend": backend, "ok": True}
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Each dependency's state. Ready means the primary answers; a replica that does not is
-    reported (lookups lose their fallback) but does not make the service unready."""
-    store, replica = request.app[STORE], request.app[REPLICA]
-    checks = {"primary": await _check(store.backend, store.ping()),
-              "replica": await _check(replica.backend, replica.ping())}
-    ready = bool(checks["primary"]["ok"])
-    return json_response({"status": "ready" if ready else "not_ready", "checks": checks,
-                          "journal": await journal_views.readiness(request.app)},
-                         status=200 if ready else 503)

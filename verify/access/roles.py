@@ -53,7 +53,7 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "reports.missing": frozenset({Role.AUDIT}),  # and only for the key's scoped tax ids
     "reports.ledger": frozenset({Role.AUDIT}),  # likewise, for the buyer
     # gaps: verify keys see the gaps they asked about; audit keys also their sellers'
-    # (verify/fallback_views.py); outage windows are read by auditors, declared by admins.
+    # (verify/ops/gaps.py); outage windows are read by auditors, declared by admins.
     "gaps.list": _V,
     "gaps.get": _V,
     "outages.list": frozenset({Role.AUDIT}),

@@ -8,10 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from indexer.journal import EntryState, IntakeJournal
-from indexer.text import parse_bounded_int
 from verify.access.middleware import PRINCIPAL
 from verify.http.errors import ApiError
-from verify.http.params import read_query
+from verify.http.params import Query, read_query
 from verify.http.responses import json_response
 from verify.keys import ACCESS, JOURNALED_INTAKE
 
@@ -24,17 +23,10 @@ def _journal(request: web.Request) -> IntakeJournal:
     return request.app[JOURNALED_INTAKE].journal
 
 
-def _int(raw: str | None, *, name: str, default: int, low: int, high: int) -> int:
-    if raw is None:
-        return default
-    try:
-        return parse_bounded_int(raw, low=low, high=high, name=name)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_parameter", str(exc), {"parameter": name}) from None
-
-
 def _seq(request: web.Request) -> int:
-    return _int(request.match_info["seq"], name="seq", default=0, low=1, high=_MAX_SEQ)
+    """The path's sequence number, read as a query parameter is (`verify.http.params`)."""
+    return Query({"seq": request.match_info["seq"]}).integer("seq", low=1, high=_MAX_SEQ,
+                                                             default=0)
 
 
 async def list_entries(request: web.Request) -> web.Response:
@@ -78,22 +70,3 @@ async def drop_entry(request: web.Request) -> web.Response:
 def _audit(request: web.Request, action: str, seq: int) -> None:
     request.app[ACCESS].audit.record(request[PRINCIPAL], action, str(seq), "ok",
                                      request.remote)
-
-
-async def metric_lines(app: web.Application) -> list[str]:
-    """`invoice_journal_entries{state=...}` for `/metrics`: a quarantined entry above zero
-    is what an operator alerts on."""
-    counts = await app[JOURNALED_INTAKE].journal.counts()
-    return ["# TYPE invoice_journal_entries gauge",
-            *(f'invoice_journal_entries{{state="{state}"}} {n}'
-              for state, n in sorted(counts.items()))]
-
-
-async def readiness(app: web.Application) -> dict[str, Any]:
-    """The journal in `/readyz`: entries waiting and set aside. Quarantined entries do not
-    make the service unready (they block nothing) but are reported for an operator."""
-    try:
-        counts = await app[JOURNALED_INTAKE].journal.counts()
-    except Exception as exc:  # an unreadable journal is reported, not a failed probe
-        return {"ok": False, "error": type(exc).__name__}
-    return {"ok": True, "pending": counts["pending"], "quarantined": counts["quarantined"]}

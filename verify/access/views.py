@@ -1,22 +1,19 @@
-"""Admin endpoints: API keys and the audit trail."""
+"""The access endpoints (admin only): API keys and the audit trail."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from indexer.registry import RegistryError, parse_registry
 from verify.access.apikeys import ApiKeyError
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Role
-from verify.http.body import read_body, read_json_object
+from verify.http.body import read_json_object
 from verify.http.errors import ApiError
 from verify.http.params import read_query
 from verify.http.responses import json_response
-from verify.keys import ACCESS, REGISTRY
+from verify.keys import ACCESS
 
 SMALL_BODY = 16 * 1024
-REGISTRY_BODY = 50 * 1024 * 1024
-REGISTRY_TYPES = frozenset({"application/json", "text/csv"})
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -55,25 +52,6 @@ async def revoke_key(request: web.Request) -> web.Response:
         raise ApiError(404, "key_not_found", str(exc)) from None
     access.audit.record(request[PRINCIPAL], "keys.revoke", key_id, "revoked", request.remote)
     return json_response({"key": record.public()})
-
-
-async def import_registry(request: web.Request) -> web.Response:
-    if request.content_type not in REGISTRY_TYPES:
-        raise ApiError(415, "unsupported_media_type", "send the registry as application/json "
-                       "or text/csv", {"accepted": sorted(REGISTRY_TYPES)})
-    body = await read_body(request, REGISTRY_BODY)
-    try:
-        parsed = parse_registry(body, request.content_type)
-    except RegistryError as exc:
-        raise ApiError(422, "invalid_registry", str(exc)) from None
-    registry = request.app[REGISTRY]
-    await registry.import_registry(parsed)
-    request.app[ACCESS].audit.record(
-        request[PRINCIPAL], "registry.import", None,
-        f"{len(parsed.taxpayers)} taxpayers, {len(parsed.providers)} providers", request.remote)
-    return json_response({"imported": {"taxpayers": len(parsed.taxpayers),
-                                       "providers": len(parsed.providers)},
-                          "totals": await registry.counts()})
 
 
 async def audit_trail(request: web.Request) -> web.Response:

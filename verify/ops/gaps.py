@@ -1,0 +1,59 @@
+"""The gap ledger over HTTP (README "Outages"): `GET /gaps`, `GET /gaps/{id}`.
+
+Tenancy of gaps: admins see every gap. Any other key (verify or audit) sees the gaps it
+asked about itself, and an audit key also those whose seller (known from a Vietnamese key)
+is one of its scoped tax ids. A gap whose seller is unknown (asked by authority code or by
+a Chinese code and number, which do not name the seller) is visible only to admins and to
+its own requesters: who asked about what is not another tenant's business. Non-admins see
+only their own entry in `requesters` (key id and callback URL).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fallback.gaps import GapReason, GapStatus, Visibility, visible
+from verify.access.middleware import PRINCIPAL
+from verify.access.roles import Principal, Role
+from verify.access.tenancy import redact_gap
+from verify.http.errors import ApiError
+from verify.http.params import read_query
+from verify.http.responses import json_response
+from verify.keys import GAPS
+
+#: The largest page of the gap and outage lists.
+MAX_PAGE = 1000
+#: The longest gap id a page cursor may name.
+MAX_GAP_ID = 200
+
+
+def _visibility(principal: Principal) -> Visibility | None:
+    if principal.role is Role.ADMIN:
+        return None
+    tax_ids = principal.scopes if principal.role is Role.AUDIT else frozenset()
+    return Visibility(principal.key_id, tax_ids)
+
+
+async def list_gaps(request: web.Request) -> web.Response:
+    q = read_query(request.query, ("status", "reason", "since", "after", "limit"))
+    limit = q.integer("limit", low=1, high=MAX_PAGE, default=100)
+    who = _visibility(request[PRINCIPAL])
+    gaps = await request.app[GAPS].list(
+        status=q.choice("status", GapStatus), reason=q.choice("reason", GapReason),
+        since=q.instant("since"), after=q.text("after", max_len=MAX_GAP_ID), limit=limit,
+        visible_to=who)
+    shown = None if who is None else {who.key_id}
+    principal = request[PRINCIPAL]
+    return json_response({
+        "gaps": [redact_gap(g.as_dict(requesters=shown), principal) for g in gaps],
+        "next_after": gaps[-1].id if len(gaps) == limit else None})
+
+
+async def get_gap(request: web.Request) -> web.Response:
+    gap_id = request.match_info["id"]
+    who = _visibility(request[PRINCIPAL])
+    gap = await request.app[GAPS].get(gap_id)
+    if gap is None or not visible(gap, who):  # not someone else's: 404 either way
+        raise ApiError(404, "gap_not_found", "no gap with this id", {"id": gap_id})
+    return json_response(redact_gap(gap.as_dict(requesters=None if who is None else {who.key_id}),
+                                    request[PRINCIPAL]))
