@@ -495,6 +495,10 @@ class Intake:
             checked.items.append(item)
             checked.notices.append((item, notice))
         for item in checked.items:
+            for found in package.findings.get(item.index, ()):
+                violation = cfg.violation(found.rule, found.field, found.detail)
+                if violation.severity is not Severity.OFF:
+                    item.violations.append(violation)
             item.violations.extend(extra.get(item.index, ()))
         if registry is not None:
             await _registry_checks(registry, checked, now, cfg)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from indexer.text import MAX_INT_DIGITS, ascii_int, clean_text
@@ -35,6 +36,17 @@ class PackageError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ItemFinding:
+    """A rule an item broke in the body's own format, found while reading it (an element
+    the XML data standard requires): the intake reports it beside the item's other
+    violations, at the severity configured for `rule`."""
+
+    rule: str
+    field: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Package:
     package_id: str
     sender: str
@@ -42,6 +54,8 @@ class Package:
     invoices: list[Any]
     notices: list[Any]
     digest: str
+    #: Item index (invoices first, then notices) -> what reading the body found.
+    findings: Mapping[int, tuple[ItemFinding, ...]] = field(default_factory=dict)
 
     @property
     def item_count(self) -> int:

@@ -354,6 +354,25 @@ _ALL = (
         "vn-einvoice §2.2",
         confirmed=False,
     ),
+    # --- XML data standard (indexer/vn_xml.py) ------------------------------------------------
+    Rule(
+        "vn.xml.element_required",
+        E,
+        "An element the XML data standard requires is missing: PBan, THDon, the seller's "
+        "name and address, a goods line or the total in words.",
+        "Thiếu thành phần bắt buộc theo chuẩn dữ liệu: PBan, THDon, tên và địa chỉ người bán, "
+        "dòng hàng hóa hoặc tổng tiền bằng chữ.",
+        "vn-einvoice §5.1-§5.5, §8 step 1.2",
+        adjustable=True,
+    ),
+    Rule(
+        "vn.cash_register.currency_default",
+        W,
+        "A cash-register invoice in the reduced form carries no DVTTe; it is taken as VND.",
+        "Hóa đơn máy tính tiền dạng rút gọn không có DVTTe; được hiểu là VND.",
+        "vn-einvoice §6.3",
+        confirmed=False,
+    ),
     # --- seller signature (only with INVOICE_TRUST_ANCHORS; indexer/signature.py) -----------
     Rule(
         "vn.signature.missing",

@@ -10,13 +10,15 @@ serialised from the parsed tree.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
-from indexer.package import Package, PackageError, package_from_json
+from indexer import vn
+from indexer.package import ItemFinding, Package, PackageError, package_from_json
 from indexer.text import ascii_int
 
 LEGACY_NS = "http://laphoadon.gdt.gov.vn/2014/09/invoicexml/v1"
@@ -104,16 +106,51 @@ def _text(element: etree._Element | None, *path: str) -> str | None:
     return found.text.strip() or None
 
 
+#: An explicit offset at the end of a date or date-time: `Z`, `+07:00`, `-0500`.
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.ASCII)
+
+
 def _local_time(value: str | None) -> str | None:
-    """`YYYY-MM-DD[Thh:mm:ss]` in Vietnam time -> ISO 8601 with the +07:00 offset."""
+    """`YYYY-MM-DD[Thh:mm:ss]` in Vietnam time -> ISO 8601 with the +07:00 offset; a value
+    that already carries its offset (`2025-03-10T10:15:00+07:00`) keeps it."""
     if value is None:
         return None
-    return f"{value}{VN_OFFSET}" if "T" in value else f"{value}T00:00:00{VN_OFFSET}"
+    date_part, sep, time_part = value.partition("T")
+    offset = _OFFSET.search(time_part if sep else date_part)
+    if offset and not sep:  # `2025-03-10+07:00`: a day in that zone
+        return f"{date_part[: offset.start()]}T00:00:00{offset.group()}"
+    if offset:
+        return value
+    return f"{value}{VN_OFFSET}" if sep else f"{value}T00:00:00{VN_OFFSET}"
 
 
-def invoice_from_hdon(hdon: etree._Element) -> dict[str, Any]:
+#: Elements the data standard requires of every invoice beyond the fields the interchange
+#: format requires itself (vn-einvoice §5.1-§5.5; step 1.2 of §8): the version, the invoice's
+#: name, the seller's name and address, at least one line, the total in words.
+_REQUIRED = (
+    ("DLHDon", "TTChung", "PBan"),
+    ("DLHDon", "TTChung", "THDon"),
+    ("DLHDon", "NDHDon", "NBan", "Ten"),
+    ("DLHDon", "NDHDon", "NBan", "DChi"),
+    ("DLHDon", "NDHDon", "DSHHDVu", "HHDVu"),
+    ("DLHDon", "NDHDon", "TToan", "TgTTTBChu"),
+)
+_LINE = ("DLHDon", "NDHDon", "DSHHDVu", "HHDVu")
+
+
+def _is_cash_register(template: str | None, series: str | None) -> bool:
+    parsed = (
+        vn.parse_series(vn.normalise_series(series.upper(), template or "")) if series else None
+    )
+    return parsed is not None and parsed.kind == "M"
+
+
+def invoice_from_hdon(hdon: etree._Element) -> tuple[dict[str, Any], list[ItemFinding]]:
     """Map one `HDon` to the interchange invoice; absent elements stay absent so the
-    shared validation names them (`invoice.field.required`)."""
+    shared validation names them (`invoice.field.required`). The findings: the data
+    standard's other required elements that are missing (`vn.xml.element_required`), and a
+    cash-register invoice in the reduced form of §6.3, which has no `DVTTe` and is taken as
+    VND (`vn.cash_register.currency_default`)."""
     data = _child(hdon, "DLHDon")
     general = _child(data, "TTChung")
     content = _child(data, "NDHDon")
@@ -137,6 +174,14 @@ def invoice_from_hdon(hdon: etree._Element) -> dict[str, Any]:
         "buyer_name": _text(content, "NMua", "Ten"),
         "kind": "original",
     }
+    findings = [
+        ItemFinding("vn.xml.element_required", "/".join(path))
+        for path in _REQUIRED
+        if (_child(hdon, *path) is None if path == _LINE else _text(hdon, *path) is None)
+    ]
+    if invoice["currency"] is None and _is_cash_register(invoice["template"], invoice["series"]):
+        invoice["currency"] = "VND"
+        findings.append(ItemFinding("vn.cash_register.currency_default", "currency", "VND"))
     related = _child(general, "TTHDLQuan")
     if related is not None:
         nature = _text(related, "TCHDon")
@@ -149,7 +194,7 @@ def invoice_from_hdon(hdon: etree._Element) -> dict[str, Any]:
             "number": _text(related, "SHDCLQuan"),
         }
         invoice["original"] = {k: v for k, v in invoice["original"].items() if v is not None}
-    return {k: v for k, v in invoice.items() if v is not None}
+    return {k: v for k, v in invoice.items() if v is not None}, findings
 
 
 def notices_from_tbao(tbao: etree._Element) -> list[dict[str, Any]]:
@@ -192,6 +237,7 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     items = [] if payload is None else list(payload)
     hdons = [e for e in items if _local(e) == "HDon"]
     notices = [n for e in items if _local(e) == "TBao" for n in notices_from_tbao(e)]
+    read = [invoice_from_hdon(h) for h in hdons]
     count = _text(header, "SLuong")
     data = {
         "package_id": _text(header, "MTDiep"),
@@ -199,9 +245,12 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
         # ASCII digits only (`isdigit()` takes `²`, which `int()` refuses); anything else
         # stays text, which `package_from_json` refuses as `package.count_invalid`
         "declared_count": count if (number := ascii_int(count)) is None else number,
-        "invoices": [invoice_from_hdon(h) for h in hdons],
+        "invoices": [invoice for invoice, _ in read],
         "notices": notices,
     }
     package = package_from_json(data, max_items=max_items)
+    findings = {n: tuple(found) for n, (_, found) in enumerate(read) if found}
+    if findings:
+        package = dataclasses.replace(package, findings=findings)
     originals = {n: etree.tostring(h, encoding="utf-8") for n, h in enumerate(hdons)}
     return XmlPackage(package, originals)
