@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from indexer.keys import InvoiceKey
+
+#: The zone an invoice's issue day is counted in, per scheme: the day printed on it
+#: (vn-einvoice §1.4: "store a date in Asia/Ho_Chi_Minh", UTC+7 all year; cn-invoice: China
+#: Standard Time, UTC+8, no daylight saving).
+SCHEME_TZ = {"vn": timezone(timedelta(hours=7)), "cn": timezone(timedelta(hours=8))}
+
+
+def local_issue_date(scheme: str, issued_at: datetime) -> date:
+    """The issue date of an invoice of `scheme` issued at `issued_at`: its day in the
+    scheme's zone, whatever offset the sender wrote (`2025-12-31T17:30:00Z` is 2026-01-01 in
+    Vietnam). The one place this day is derived: the stored `issued_on`, matching, month and
+    year scans, reports, the recheck and the stores' migrations all use it."""
+    if issued_at.tzinfo is None:  # never from intake (refused); a calendar day as written
+        return issued_at.date()
+    return issued_at.astimezone(SCHEME_TZ[scheme]).date()
 
 
 class Kind(enum.StrEnum):
@@ -54,7 +69,9 @@ class Amounts:
 @dataclass(frozen=True, slots=True)
 class Invoice:
     key: InvoiceKey
-    issued_at: datetime  # always timezone-aware
+    #: Always timezone-aware, and held in the scheme's zone (`SCHEME_TZ`): the same instant
+    #: as sent, shown as printed, so `issued_at.date()` is the issue date wherever it is read.
+    issued_at: datetime
     currency: str
     amounts: Amounts
     package_id: str
@@ -69,6 +86,17 @@ class Invoice:
     check_code: str | None = None  # cn: 20-digit 校验码
     lifecycle: Lifecycle = Lifecycle.ISSUED
     relations: tuple[Relation, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        zone = SCHEME_TZ[self.key.scheme]
+        at = self.issued_at
+        if at.tzinfo is not None and at.utcoffset() != zone.utcoffset(None):
+            object.__setattr__(self, "issued_at", at.astimezone(zone))
+
+    @property
+    def issued_on(self) -> date:
+        """The issue date, in the scheme's zone (`local_issue_date`)."""
+        return local_issue_date(self.scheme, self.issued_at)
 
     @property
     def doc_id(self) -> str:

@@ -23,13 +23,14 @@ from indexer.registry import seller_violations
 from indexer.rules import RuleConfig, Severity
 from indexer.store.protocol import InvoiceStore
 from indexer.store.registry import RegistryStore
-from indexer.validate import SCHEME_TZ
 
 PAGE = 1000
-_BACK = {RelationKind.REPLACES: RelationKind.REPLACED_BY,
-         RelationKind.ADJUSTS: RelationKind.ADJUSTED_BY,
-         RelationKind.REPLACED_BY: RelationKind.REPLACES,
-         RelationKind.ADJUSTED_BY: RelationKind.ADJUSTS}
+_BACK = {
+    RelationKind.REPLACES: RelationKind.REPLACED_BY,
+    RelationKind.ADJUSTS: RelationKind.ADJUSTED_BY,
+    RelationKind.REPLACED_BY: RelationKind.REPLACES,
+    RelationKind.ADJUSTED_BY: RelationKind.ADJUSTS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +41,12 @@ class Finding:
     detail: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"id": self.doc_id, "rule": self.rule, "message": self.message,
-                "detail": self.detail}
+        return {
+            "id": self.doc_id,
+            "rule": self.rule,
+            "message": self.message,
+            "detail": self.detail,
+        }
 
 
 def month_bounds(month: str) -> tuple[date, date]:
@@ -59,38 +64,45 @@ def _finding(invoice: Invoice, code: str, cfg: RuleConfig, detail: str | None) -
     return Finding(invoice.doc_id, code, violation.message, detail)
 
 
-async def _chain_findings(invoice: Invoice, store: InvoiceStore,
-                          cfg: RuleConfig) -> list[Finding]:
+async def _chain_findings(invoice: Invoice, store: InvoiceStore, cfg: RuleConfig) -> list[Finding]:
     out: list[Finding] = []
     if invoice.original is not None:
         original = await store.get_invoice(invoice.original.doc_id)
         if original is None:
-            out.append(_finding(invoice, "chain.original.not_found", cfg,
-                                invoice.original.doc_id))
+            out.append(_finding(invoice, "chain.original.not_found", cfg, invoice.original.doc_id))
         else:
-            if original.seller_tax_id and invoice.seller_tax_id and \
-                    original.seller_tax_id != invoice.seller_tax_id:
+            if (
+                original.seller_tax_id
+                and invoice.seller_tax_id
+                and original.seller_tax_id != invoice.seller_tax_id
+            ):
                 out.append(_finding(invoice, "chain.original.scheme", cfg, original.doc_id))
             if original.kind is Kind.ADJUSTMENT:
-                out.append(_finding(invoice, "chain.original.is_adjustment", cfg,
-                                    original.doc_id))
+                out.append(_finding(invoice, "chain.original.is_adjustment", cfg, original.doc_id))
             if invoice.kind is Kind.ADJUSTMENT and original.kind is Kind.REPLACEMENT:
-                out.append(_finding(invoice, "chain.original.is_replacement", cfg,
-                                    original.doc_id))
+                out.append(_finding(invoice, "chain.original.is_replacement", cfg, original.doc_id))
     for relation in invoice.relations:
         back = _BACK.get(relation.kind)
         if back is None or relation.key is None:
             continue
         target = await store.get_invoice(relation.key.doc_id)
-        if target is None or not any(r.kind is back and r.key == invoice.key
-                                     for r in target.relations):
-            out.append(_finding(invoice, "recheck.relation.one_sided", cfg,
-                                f"{relation.kind.value} {relation.key.doc_id}"))
+        if target is None or not any(
+            r.kind is back and r.key == invoice.key for r in target.relations
+        ):
+            out.append(
+                _finding(
+                    invoice,
+                    "recheck.relation.one_sided",
+                    cfg,
+                    f"{relation.kind.value} {relation.key.doc_id}",
+                )
+            )
     return out
 
 
-async def recheck_month(store: InvoiceStore, registry: RegistryStore | None, month: str,
-                        cfg: RuleConfig) -> AsyncIterator[tuple[int, list[Finding]]]:
+async def recheck_month(
+    store: InvoiceStore, registry: RegistryStore | None, month: str, cfg: RuleConfig
+) -> AsyncIterator[tuple[int, list[Finding]]]:
     """Yield (invoices checked so far, findings of the page) page by page, so callers can
     show progress and stream the report."""
     start, end = month_bounds(month)
@@ -101,16 +113,20 @@ async def recheck_month(store: InvoiceStore, registry: RegistryStore | None, mon
         if not page:
             return
         sellers = {i.key.seller_tax_id for i in page if isinstance(i.key, VnKey)}
-        taxpayers = (await registry.get_taxpayers(sellers)
-                     if use_registry and registry is not None else {})
+        taxpayers = (
+            await registry.get_taxpayers(sellers) if use_registry and registry is not None else {}
+        )
         findings: list[Finding] = []
         for invoice in page:
             if use_registry and isinstance(invoice.key, VnKey):
-                issued_on = invoice.issued_at.astimezone(SCHEME_TZ["vn"]).date()
-                for v in seller_violations(taxpayers.get(invoice.key.seller_tax_id),
-                                           template=invoice.key.template,
-                                           series=invoice.key.series, issued_on=issued_on,
-                                           cash_register_range=None, cfg=cfg):
+                for v in seller_violations(
+                    taxpayers.get(invoice.key.seller_tax_id),
+                    template=invoice.key.template,
+                    series=invoice.key.series,
+                    issued_on=invoice.issued_on,
+                    cash_register_range=None,
+                    cfg=cfg,
+                ):
                     if v.severity is Severity.ERROR:
                         findings.append(Finding(invoice.doc_id, v.code, v.message, v.detail))
             findings.extend(await _chain_findings(invoice, store, cfg))

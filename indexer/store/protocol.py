@@ -123,4 +123,4 @@ class IssuedPosition:
 
     @classmethod
     def of(cls, invoice: Invoice) -> IssuedPosition:
-        return cls(invoice.issued_at.date(), invoice.doc_id)
+        return cls(invoice.issued_on, invoice.doc_id)

@@ -1,0 +1,161 @@
+"""Issue dates are days in the scheme's zone (issue 17, item 1), through the real app on each
+primary backend.
+
+vn-einvoice.md §1.4: "accept `YYYY-MM-DD[Thh:mm:ss]`, store a date in `Asia/Ho_Chi_Minh`";
+cn-invoice.md §3.1: the QR's date is the invoice's `开票日期`, a day in China Standard Time.
+An invoice sent with another offset (`Z`) is printed, looked up, reported and rechecked on
+its local day: `2025-12-31T17:30:00Z` is 2026-01-01 in Vietnam (UTC+7), `2024-12-31T16:30:00Z`
+is 2025-01-01 in China (UTC+8).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from indexer.recheck import recheck_month
+from indexer.store import InvoiceStore
+from indexer.store.elasticsearch import open_elasticsearch_store
+from indexer.store.sqlite import open_sqlite_store
+from tests.conftest import Client, EsTarget, bearer
+from tests.factories import BUYER, SELLER, cn_digital, package, vn_invoice, vn_key
+from tests.indexer.store.conftest import drop_layout, fresh_prefix
+from verify.app import create_app
+from verify.settings import Settings
+
+#: Printed 2026-01-01 00:30 in Vietnam.
+NEW_YEAR_VN = "2025-12-31T17:30:00Z"
+#: Printed 2025-01-01 00:30 in China.
+NEW_YEAR_CN = "2024-12-31T16:30:00Z"
+DIGITAL_2025 = "25442000000014209621"
+
+
+@pytest.fixture(params=["sqlite", "elasticsearch"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    env = {"INVOICE_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "elasticsearch":
+        target: EsTarget = request.getfixturevalue("es_target")
+        env |= {"INVOICE_ES_URL": target.url, "INVOICE_ES_INDEX_PREFIX": fresh_prefix()}
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+async def cli(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    settings: Settings,
+    admin_token: str,
+) -> AsyncIterator[Client]:
+    """The real app on the backend `settings` names; its indices dropped after."""
+    factory = None
+    if settings.es_url:
+        factory = request.getfixturevalue("es_target").client_factory
+    yield await aiohttp_client(
+        create_app(settings, es_client_factory=factory), headers=bearer(admin_token)
+    )
+    if settings.es_url:
+        async with _store(request, settings) as store:
+            await drop_layout(store.patient, store.layout)  # type: ignore[attr-defined]
+
+
+def _store(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AbstractAsyncContextManager[InvoiceStore]:
+    """The app's primary store, opened beside it (for the CLI's functions)."""
+    if settings.es_url:
+        target: EsTarget = request.getfixturevalue("es_target")
+        return open_elasticsearch_store(
+            settings.es_url,
+            index_prefix=settings.es_index_prefix,
+            client_factory=target.client_factory,
+        )
+    return open_sqlite_store(settings.sqlite_path)
+
+
+async def accept(cli: Client, *invoices: dict[str, Any]) -> None:
+    resp = await cli.post("/api/v1/packages", json=package(list(invoices)))
+    notice = await resp.json()
+    assert notice["result"] == "accepted", notice
+
+
+async def test_a_vn_invoice_answers_to_its_printed_date(cli: Client) -> None:
+    await accept(cli, vn_invoice(1, series="C26TAA", issued_at=NEW_YEAR_VN))
+    key = {k: str(v) for k, v in vn_key(1, series="C26TAA").items()}
+    resp = await cli.get("/api/v1/invoices/lookup", params={**key, "issued_on": "2026-01-01"})
+    answer = await resp.json()
+    assert (answer["status"], answer["mismatches"]) == ("valid", []), answer
+    assert answer["invoice"]["issued_on"] == "2026-01-01"
+    resp = await cli.get("/api/v1/invoices/lookup", params={**key, "issued_on": "2025-12-31"})
+    assert (await resp.json())["mismatches"] == [
+        {"field": "issued_on", "given": "2025-12-31", "recorded": "2026-01-01"}
+    ]
+
+
+async def test_a_digital_cn_invoice_answers_to_a_scan_of_its_own_qr(cli: Client) -> None:
+    await accept(cli, {**cn_digital(DIGITAL_2025), "issued_at": NEW_YEAR_CN})
+    qr = f"01,32,,{DIGITAL_2025},112.00,20250101,,74AE"
+    body = await (await cli.post("/api/v1/verify/qr-text", json={"payload": qr})).json()
+    assert (body["result"]["status"], body["result"]["mismatches"]) == ("valid", []), body
+
+
+async def test_report_missing_of_a_year_counts_its_first_night(cli: Client) -> None:
+    await accept(
+        cli,
+        vn_invoice(1, series="C26TAA", issued_at=NEW_YEAR_VN),
+        vn_invoice(2, series="C26TAA", issued_at="2026-01-02T09:00:00+07:00"),
+    )
+    resp = await cli.get(
+        "/api/v1/reports/missing", params={"seller_tax_id": SELLER, "year": "2026"}
+    )
+    assert resp.status == 200, await resp.text()
+    (series,) = (await resp.json())["sequences"]
+    assert (series["series"], series["first"], series["missing"]) == ("C26TAA", 1, [])
+    resp = await cli.get(
+        "/api/v1/reports/missing", params={"seller_tax_id": SELLER, "year": "2025"}
+    )
+    assert (await resp.json())["sequences"] == []
+
+
+async def test_a_buyers_ledger_period_holds_the_invoices_of_its_local_days(cli: Client) -> None:
+    await accept(cli, vn_invoice(1, series="C26TAA", issued_at=NEW_YEAR_VN))
+    ledger = io.StringIO()
+    csv.writer(ledger).writerows(
+        [
+            ["seller_tax_id", "template", "series", "number", "issued_on", "total_amount"],
+            [SELLER, "1", "C26TAA", "1", "2026-01-01", "1100000"],
+        ]
+    )
+    resp = await cli.post(
+        "/api/v1/reports/ledger",
+        data=ledger.getvalue().encode(),
+        params={"buyer_tax_id": BUYER, "from": "2026-01-01", "to": "2026-01-31"},
+        headers={"Content-Type": "text/csv"},
+    )
+    body = await resp.json()
+    assert [line["status"] for line in body["lines"]] == ["valid"], body
+    resp = await cli.post(
+        "/api/v1/reports/ledger",
+        data=b"number\n",
+        headers={"Content-Type": "text/csv"},
+        params={"buyer_tax_id": BUYER, "from": "2025-12-01", "to": "2025-12-31"},
+    )
+    assert (await resp.json())["not_in_ledger"] == []
+
+
+async def test_recheck_files_an_invoice_under_its_local_month(
+    cli: Client, request: pytest.FixtureRequest, settings: Settings
+) -> None:
+    """`invoice-verify recheck --month`: 2025-03-01 00:30 in Vietnam is March's."""
+    await accept(cli, vn_invoice(1, series="C25TAA", issued_at="2025-02-28T17:30:00Z"))
+    async with _store(request, settings) as store:
+        checked = {
+            month: [n async for n, _ in recheck_month(store, None, month, settings.rules)]
+            for month in ("2025-02", "2025-03")
+        }
+    assert checked == {"2025-02": [], "2025-03": [1]}
