@@ -43,9 +43,10 @@ from indexer.store.sqlite import open_sqlite_store
 from tests.ledgers import csv_bytes, xlsx_bytes
 from verify.app import create_app
 from verify.batch import answer_rows, parse_rows, store_verifier
-from verify.ledger_check import LedgerTotals, LineChecker
-from verify.ledger_lines import LedgerLine
-from verify.ledger_reports import parse_ledger_query, read_lines, render
+from verify.reports.ledger import ledger_request, read_lines, render
+from verify.reports.ledger_check import LedgerTotals, LineChecker
+from verify.reports.ledger_lines import LedgerLine
+from verify.reports.query import Period
 from verify.services import open_services
 from verify.settings import Settings
 
@@ -179,8 +180,8 @@ async def bench_ledger(data_dir: Path, lines: int, rounds: int) -> tuple[Timings
     settings = _settings(data_dir)
     rows = ledger_rows(lines)
     body, workbook = csv_bytes(LEDGER_HEADER, rows), xlsx_bytes(LEDGER_HEADER, rows)
-    request = parse_ledger_query({"buyer_tax_id": BUYER, "from": "2024-05-01",
-                                  "to": "2024-05-31"}, ["buyer_tax_id", "from", "to"])
+    request = ledger_request(BUYER, period=Period(start=date(2024, 5, 1),
+                                                  end=date(2024, 5, 31)))
     times: Timings = {name: [] for name in ("get_invoices", "scan", "parse", "parse xlsx",
                                              "report", "endpoint")}
     totals = LedgerTotals()

@@ -39,10 +39,11 @@ from verify.http.csv_cells import dict_writer
 from verify.http.errors import ApiError
 from verify.http.logs import AccessLogger, configure_logging
 from verify.ledger_cli import cli_verifier, write_ledger_report
-from verify.ledger_reports import file_error, parse_ledger_query, read_lines
 from verify.reconcile_cli import journal_app, run_loop, run_once
-from verify.report_gaps import outage_gaps
-from verify.reports import Totals, parse_report_query, render
+from verify.reports.ledger import file_error, ledger_request, read_lines
+from verify.reports.missing import Totals, missing_request, render
+from verify.reports.outage_gaps import outage_gaps
+from verify.reports.query import Period, report_day
 from verify.services import open_services
 from verify.settings import Settings, SettingsError
 
@@ -425,6 +426,12 @@ report_app = typer.Typer(help="Reports for auditors, from the primary index.",
 app.add_typer(report_app, name="report")
 
 
+def _period(year: int | None, date_from: str | None, date_to: str | None) -> Period:
+    """A report's period from the options (400-style `ApiError` for a bad date)."""
+    return Period(year, None if date_from is None else report_day("from", date_from),
+                  None if date_to is None else report_day("to", date_to))
+
+
 @report_app.command("missing")
 def report_missing(
         seller: Annotated[str, typer.Option(help="seller tax id (vn MST or cn tax id)")],
@@ -443,12 +450,9 @@ def report_missing(
     """Missing-invoice report: per numbering sequence, first/last number seen, count issued,
     missing and cancelled ranges (GET /api/v1/reports/missing, run on the primary index)."""
     settings = _settings(data_dir=data_dir)
-    given = {"seller_tax_id": seller, "template": template, "series": series, "code": code,
-             "year": None if year is None else f"{year:04d}", "from": date_from,
-             "to": date_to, "format": fmt}
-    query = {k: v for k, v in given.items() if v is not None}
     try:
-        request = parse_report_query(query, list(query))
+        request = missing_request(seller, template=template, series=series, code=code,
+                                  period=_period(year, date_from, date_to), fmt=fmt)
     except ApiError as exc:
         err.print(f"[red]{exc.code}: {exc.message}[/] {exc.details or ''}", highlight=False)
         raise typer.Exit(2) from None
@@ -494,11 +498,8 @@ def report_ledger(
     of the period the ledger lacks (POST /api/v1/reports/ledger). Exit 1 if the file cannot
     be read as a ledger."""
     settings = _settings(data_dir=data_dir)
-    given = {"buyer_tax_id": buyer, "from": date_from, "to": date_to,
-             "year": None if year is None else f"{year:04d}", "format": fmt}
-    query = {k: v for k, v in given.items() if v is not None}
     try:
-        request = parse_ledger_query(query, list(query))
+        request = ledger_request(buyer, period=_period(year, date_from, date_to), fmt=fmt)
     except ApiError as exc:
         err.print(f"[red]{exc.code}: {exc.message}[/] {exc.details or ''}", highlight=False)
         raise typer.Exit(2) from None

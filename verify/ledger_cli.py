@@ -2,7 +2,7 @@
 run from the command line, on the data directory's backends (`verify.services`, as the
 service opens them).
 
-It checks lines exactly as the service does (`verify.ledger_check`): the primary and the
+It checks lines exactly as the service does (`verify.reports.ledger_check`): the primary and the
 replica as configured, and the data directory's outage log, gap ledger and intake journal,
 so what a miss means follows the same windows and an unconfirmed line records its gap where
 the service's reconciler resolves it (requester `cli`). No key, no redaction: whoever can
@@ -19,9 +19,9 @@ from fallback.lookup.query import LookupQuery
 from fallback.lookup.resilience import Resilience
 from indexer.ledger_file import LedgerTable
 from verify.batch import Verifier
-from verify.ledger_check import LedgerTotals, LineChecker
-from verify.ledger_lines import LedgerLine, LineError
-from verify.ledger_reports import LedgerRequest, render
+from verify.reports.ledger import LedgerRequest, render
+from verify.reports.ledger_check import LedgerTotals, LineChecker
+from verify.reports.ledger_lines import LedgerLine, LineError
 from verify.services import open_services
 from verify.settings import Settings
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import batch, ledger_reports, reports, views
+from verify import batch, views
 from verify.access import views as access_views
 from verify.http import openapi
 from verify.ops import gaps, health, journal, metrics, outages, reconcile, registry
 from verify.qr import views as qr_views
+from verify.reports import views as report_views
 
 API = "/api/v1"
 
@@ -25,8 +26,8 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{API}/verify/qr-text", qr_views.verify_text, name="verify.qr_text"),
         web.get(f"{API}/invoices/{{id}}/qr.png", qr_views.invoice_qr_png,
                 name="invoices.qr_png"),
-        web.get(f"{API}/reports/missing", reports.missing_report, name="reports.missing"),
-        web.post(f"{API}/reports/ledger", ledger_reports.ledger_report, name="reports.ledger"),
+        web.get(f"{API}/reports/missing", report_views.missing_report, name="reports.missing"),
+        web.post(f"{API}/reports/ledger", report_views.ledger_report, name="reports.ledger"),
         web.post(f"{API}/admin/keys", access_views.create_key, name="admin.keys.create"),
         web.get(f"{API}/admin/keys", access_views.list_keys, name="admin.keys.list"),
         web.delete(f"{API}/admin/keys/{{key_id}}", access_views.revoke_key,

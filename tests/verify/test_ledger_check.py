@@ -30,8 +30,14 @@ from indexer.store import StoredPackage
 from indexer.store.protocol import IssuedPosition, StoreUnavailableError
 from indexer.store.sqlite import SqliteStore, open_sqlite_store
 from tests.factories import BUYER, SELLER
-from verify.ledger_check import LedgerScope, LedgerTotals, LineChecker, check_lines, not_in_ledger
-from verify.ledger_lines import parse_lines
+from verify.reports.ledger_check import (
+    LedgerScope,
+    LedgerTotals,
+    LineChecker,
+    check_lines,
+    not_in_ledger,
+)
+from verify.reports.ledger_lines import parse_lines
 
 VN_TZ = timezone(timedelta(hours=7))
 MAY = LedgerScope(BUYER, date(2022, 5, 1), date(2022, 6, 1))

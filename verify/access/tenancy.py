@@ -1,9 +1,9 @@
 """What of a verification answer a caller may see.
 
 The one redaction every exit applies where an answer leaves the service: lookups, batch rows,
-QR photos and QR text (`verify.verification.verify_query`), ledger lines (`verify.ledger_check`
-with `redact_answer`), resolved gaps (`redact_gap`). Callbacks carry no answer, only the
-gap's status (`fallback/callbacks.py`).
+QR photos and QR text (`verify.verification.verify_query`), ledger lines
+(`verify.reports.ledger_check` with `redact_answer`), resolved gaps (`redact_gap`). Callbacks
+carry no answer, only the gap's status (`fallback/callbacks.py`).
 
 Every caller gets the answer shape. The buyer's identity (tax id, name) is shown only to
 callers who are a party to the invoice: an admin, or a key scoped to the seller's or the

@@ -31,7 +31,7 @@ from fallback.lookup.answer import Summaries, build_answer, invoice_summary
 from fallback.lookup.resilience import Resilience
 from indexer.model import Invoice
 from indexer.store.protocol import IssuedPosition
-from verify.ledger_lines import LedgerLine, LineError, ledger_mismatches
+from verify.reports.ledger_lines import LedgerLine, LineError, ledger_mismatches
 
 #: Lines per batched read.
 CHUNK = 500
