@@ -15,18 +15,30 @@ reindex can build `<alias>-000002` and swap the alias in one `update_aliases` ca
 Mappings are `dynamic: strict`: a field the code does not know is refused loudly instead of
 being guessed into the mapping. Keys and codes are `keyword`, money is `long` (scaled
 integers, see `indexer.money`), dates are `date`, names are `text` with a `keyword` sub-field.
+
+Layout steps (`migrate_layout`): what a release changes in an index that already exists (a
+field added to the mapping, documents re-derived) is a numbered step of its alias
+(`Layout.steps`), as the SQLite files have theirs. The index's mapping `_meta.layout` counts
+the steps it has been through (absent: none, an index of the first release); the missing
+ones run in order when a store opens (`AliasedStore.ensure_layout`), each recorded as soon
+as it is done, so an interrupted migration goes on from its step. A new index is created at
+the current count (the template's mapping carries it). Steps are idempotent: several
+processes opening at once may run one twice, never wrongly. An index that has been through
+more steps than this code knows (a later release's) is refused, as a later SQLite file is.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from indexer.codec import invoice_from_doc, invoice_to_doc
 from indexer.model import Invoice
+from indexer.store.es_steps import redate_invoices
 
 #: Bumped when a mapping changes incompatibly; recorded in each template's `_meta`.
 SCHEMA_VERSION = 1
@@ -34,6 +46,8 @@ SCHEMA_VERSION = 1
 TEMPLATE_PRIORITY = 200
 #: Elasticsearch refuses `_id`s longer than this; such ids cannot be stored, so are not looked up.
 MAX_ID_BYTES = 512
+#: One layout step: the client and the concrete index behind the alias (`migrate_layout`).
+LayoutStep: TypeAlias = Callable[[AsyncElasticsearch, str], Awaitable[None]]
 
 _KEYWORD: dict[str, Any] = {"type": "keyword"}
 _LONG: dict[str, Any] = {"type": "long"}
@@ -51,7 +65,9 @@ INVOICE_PROPERTIES: dict[str, Any] = {
     "doc_id": _KEYWORD, "scheme": _KEYWORD, "seller_tax_id": _KEYWORD, "template": _KEYWORD,
     "series": _KEYWORD, "number": _LONG, "invoice_code": _KEYWORD, "invoice_number": _KEYWORD,
     "authority_code": _KEYWORD,
-    "issued_at": _DATE,  # ISO 8601 with the issuer's offset, kept as written in _source
+    # ISO 8601 in the scheme's zone (`Invoice.issued_at`); the first release kept the
+    # sender's offset, which the model converts on reading.
+    "issued_at": _DATE,
     "issued_ts": _LONG,
     "issued_on": {"type": "date", "format": "strict_date"},
     "currency": _KEYWORD,
@@ -99,12 +115,20 @@ class IndexLayout:
         return {self.invoices: INVOICE_PROPERTIES, self.codes: CODE_PROPERTIES,
                 self.packages: PACKAGE_PROPERTIES}
 
+    def steps(self) -> dict[str, Sequence[LayoutStep]]:
+        # Step 1: `issued_on` is the day in the scheme's zone (the first release wrote the
+        # day of the sender's offset).
+        return {self.invoices: (redate_invoices,)}
+
 
 class Layout(Protocol):
-    """What `create_layout` needs: alias -> mapping properties (the registry and the
-    originals have layouts of their own beside `IndexLayout`)."""
+    """What `create_layout` and `migrate_layout` need: alias -> mapping properties, and
+    alias -> its layout steps (the registry and the originals have layouts of their own
+    beside `IndexLayout`)."""
 
     def templates(self) -> dict[str, dict[str, Any]]: ...
+
+    def steps(self) -> Mapping[str, Sequence[LayoutStep]]: ...
 
 
 def first_index(alias: str) -> str:
@@ -118,13 +142,15 @@ async def create_layout(client: AsyncElasticsearch, layout: Layout) -> None:
     deploy, several versions) starting at once, the one that changes a mapping is a reindex,
     not whoever starts last. Two processes racing to create the same index both succeed.
     """
+    steps = layout.steps()
     for alias, properties in layout.templates().items():
         if not await client.indices.exists_index_template(name=alias):
             await client.indices.put_index_template(
                 name=alias, index_patterns=[f"{alias}-*"], priority=TEMPLATE_PRIORITY,
                 meta={"schema": SCHEMA_VERSION, "managed_by": "invoice-verify"},
                 template={"settings": _SETTINGS,
-                          "mappings": {"dynamic": "strict", "properties": properties}})
+                          "mappings": {"_meta": {"layout": len(steps.get(alias, ()))},
+                                       "dynamic": "strict", "properties": properties}})
         if await client.indices.exists_alias(name=alias):
             continue
         try:
@@ -133,6 +159,24 @@ async def create_layout(client: AsyncElasticsearch, layout: Layout) -> None:
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
+
+
+async def migrate_layout(client: AsyncElasticsearch, layout: Layout) -> None:
+    """Run the steps each index behind an alias has not been through (module docstring),
+    recording each in the index's mapping `_meta.layout` once it is done."""
+    for alias, steps in layout.steps().items():
+        if not steps:
+            continue
+        mappings = await client.indices.get_mapping(index=alias)
+        for index, body in mappings.items():
+            meta = body.get("mappings", {}).get("_meta") or {}
+            done = int(meta.get("layout", 0))
+            if done > len(steps):
+                raise RuntimeError(f"index {index} has layout {done}, newer than this code "
+                                   f"({len(steps)})")
+            for number, step in enumerate(steps[done:], start=done + 1):
+                await step(client, index)
+                await client.indices.put_mapping(index=index, meta={**meta, "layout": number})
 
 
 def storable_id(value: str) -> bool:

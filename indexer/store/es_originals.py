@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
+from indexer.store.es_mappings import LayoutStep
 from indexer.store.es_support import (
     AliasedStore,
     ClientFactory,
@@ -51,6 +52,9 @@ class OriginalsLayout:
 
     def templates(self) -> dict[str, dict[str, Any]]:
         return {self.originals: ORIGINAL_PROPERTIES}
+
+    def steps(self) -> dict[str, Sequence[LayoutStep]]:
+        return {}  # the first release's layout
 
 
 def original_id(doc_id: str, package_id: str) -> str:

@@ -22,7 +22,7 @@ accept unknown sellers). Imports are rare; the refresh is cheap for them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +40,7 @@ from indexer.registry import (
     taxpayer_to_dict,
 )
 from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
+from indexer.store.es_mappings import LayoutStep
 from indexer.store.es_support import (
     AliasedStore,
     ClientFactory,
@@ -83,6 +84,9 @@ class RegistryLayout:
 
     def templates(self) -> dict[str, dict[str, Any]]:
         return {self.taxpayers: TAXPAYER_PROPERTIES, self.providers: PROVIDER_PROPERTIES}
+
+    def steps(self) -> dict[str, Sequence[LayoutStep]]:
+        return {}  # the first release's layout
 
 
 class ElasticsearchRegistry(AliasedStore):

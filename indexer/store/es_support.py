@@ -5,7 +5,10 @@ The same two clients (`REQUEST_PATH` for reads, `PATIENT` for writes and mainten
 by the same `ClientFactory`), the same `ElasticsearchUnavailable` for transport failures,
 429/5xx and a missing index, and the same start: the layout (templates, first indices,
 aliases) is created at open for at most `startup_timeout`; a cluster that does not answer
-by then is logged and the store opens anyway, creating its layout on first use.
+by then is logged and the store opens anyway, creating its layout on first use. Then the
+layout's steps an existing index has not been through run (`es_mappings.migrate_layout`):
+not bounded by the startup timeout, as a SQLite file's migration is not, since a store
+reads its documents in the layout of its code.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
-from indexer.store.es_mappings import Layout, create_layout, storable_id
+from indexer.store.es_mappings import Layout, create_layout, migrate_layout, storable_id
 from indexer.store.protocol import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -78,15 +81,26 @@ class AliasedStore:
         self.fast = fast
         self.patient = patient
         self.layout = layout
+        self.indices_ready = False
         self.layout_ready = False
 
-    async def ensure_layout(self, client: AsyncElasticsearch | None = None) -> None:
-        """Create whatever of the layout is missing, once per store. Reads pass the fast
-        client, so a store opened while the cluster was down heals on its first read."""
-        if self.layout_ready:
+    async def create_indices(self, client: AsyncElasticsearch | None = None) -> None:
+        """Create whatever templates, indices and aliases are missing, once per store."""
+        if self.indices_ready:
             return
         with unavailable_on_failure("ensure_layout"):
             await create_layout(client or self.patient, self.layout)
+        self.indices_ready = True
+
+    async def ensure_layout(self, client: AsyncElasticsearch | None = None) -> None:
+        """Create whatever of the layout is missing and run the steps its indices have not
+        been through, once per store. Reads pass the fast client, so a store opened while
+        the cluster was down heals on its first read."""
+        if self.layout_ready:
+            return
+        await self.create_indices(client)
+        with unavailable_on_failure("migrate_layout"):
+            await migrate_layout(client or self.patient, self.layout)
         self.layout_ready = True
 
     async def get_source(self, index: str, doc_id: str) -> dict[str, Any] | None:
@@ -133,7 +147,8 @@ async def open_aliased_store(
             store = build(fast, patient)
             try:
                 async with asyncio.timeout(startup_timeout):
-                    await store.ensure_layout()
+                    await store.create_indices()
+                await store.ensure_layout()  # the steps: as long as they take
             except (ElasticsearchUnavailable, TimeoutError) as exc:
                 logger.warning("Elasticsearch at %s did not answer at start (%s); %s opens "
                                "degraded and creates its indices when it does", url,

@@ -34,7 +34,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 
 from indexer.codec import DOC_FIELDS, invoice_from_doc, invoice_to_doc, json_text
-from indexer.model import Invoice
+from indexer.model import Invoice, local_issue_date
 from indexer.store.numbering_reports import NumberingScope, NumberRun, sqlite_numbering_runs
 from indexer.store.protocol import (
     DuplicateInvoiceError,
@@ -44,7 +44,7 @@ from indexer.store.protocol import (
     StoredPackage,
     StoreUnavailableError,
 )
-from indexer.store.sqlite_files import migrate, private_file, write_transaction
+from indexer.store.sqlite_files import Step, migrate, private_file, write_transaction
 
 #: Version 1: the invoices table and its first indexes, packages as a WITHOUT ROWID table.
 _V1 = """
@@ -100,8 +100,29 @@ _V4 = (
     " digest TEXT NOT NULL, received_at TEXT NOT NULL, notice TEXT NOT NULL);"
     f"INSERT INTO packages_v4 ({_PACKAGE_COLUMNS}) SELECT {_PACKAGE_COLUMNS} FROM packages;"
     "DROP TABLE packages; ALTER TABLE packages_v4 RENAME TO packages;")
+#: Rows read at a time by a data step.
+_STEP_PAGE = 10_000
+
+
+async def _v5_redate(conn: aiosqlite.Connection) -> None:
+    """Version 5: `issued_on` is the issue date in the scheme's zone (`local_issue_date`).
+    Releases up to v4 wrote the date of whatever offset the sender used, so an invoice sent
+    as `2025-12-31T17:30:00Z` (2026-01-01 in Vietnam) was filed under 2025-12-31. Each row's
+    day is derived again from its `issued_at`, a page at a time in key order; only rows whose
+    day differs are written (inside `migrate`'s one transaction)."""
+    after = ""
+    while rows := list(await conn.execute_fetchall(
+            "SELECT doc_id, scheme, issued_at, issued_on FROM invoices WHERE doc_id > ?"
+            " ORDER BY doc_id LIMIT ?", (after, _STEP_PAGE))):
+        changed = [(day, doc_id) for doc_id, scheme, issued_at, issued_on in rows
+                   if (day := local_issue_date(scheme, datetime.fromisoformat(issued_at))
+                       .isoformat()) != issued_on]
+        await conn.executemany("UPDATE invoices SET issued_on = ? WHERE doc_id = ?", changed)
+        after = rows[-1][0]
+
+
 #: The store's migration steps (`migrate`); step i takes a file from version i to i + 1.
-_LAYOUT = (
+_LAYOUT: tuple[Step, ...] = (
     _V1,
     # v2: the month scan.
     "CREATE INDEX IF NOT EXISTS invoices_issued ON invoices (issued_on, doc_id)",
@@ -109,6 +130,7 @@ _LAYOUT = (
     "CREATE INDEX IF NOT EXISTS invoices_cn_seller"
     " ON invoices (seller_tax_id, invoice_code, invoice_number) WHERE scheme = 'cn'",
     _V4,
+    _v5_redate,
 )
 SCHEMA_VERSION = len(_LAYOUT)
 _COLUMNS = ", ".join(DOC_FIELDS)

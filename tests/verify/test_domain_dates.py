@@ -14,18 +14,28 @@ import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from indexer.keys import CnKey, VnKey
+from indexer.model import Amounts, Invoice
 from indexer.recheck import recheck_month
 from indexer.store import InvoiceStore
-from indexer.store.elasticsearch import open_elasticsearch_store
+from indexer.store.elasticsearch import PATIENT, open_elasticsearch_store
 from indexer.store.sqlite import open_sqlite_store
 from tests.conftest import Client, EsTarget, bearer
-from tests.factories import BUYER, SELLER, cn_digital, package, vn_invoice, vn_key
+from tests.factories import BUYER, SELLER, authority_code, cn_digital, package, vn_invoice, vn_key
 from tests.indexer.store.conftest import drop_layout, fresh_prefix
+from tests.indexer.store.release_1 import (
+    release_doc,
+    release_es_indices,
+    release_es_invoices,
+    release_sqlite_file,
+)
 from verify.app import create_app
 from verify.settings import Settings
 
@@ -45,6 +55,22 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return Settings.from_env(env)
 
 
+async def _serve(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    settings: Settings,
+    token: str,
+) -> AsyncIterator[Client]:
+    """The real app on the backend `settings` names; its indices dropped after."""
+    factory = request.getfixturevalue("es_target").client_factory if settings.es_url else None
+    yield await aiohttp_client(
+        create_app(settings, es_client_factory=factory), headers=bearer(token)
+    )
+    if settings.es_url:
+        async with _store(request, settings) as store:
+            await drop_layout(store.patient, store.layout)  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 async def cli(
     request: pytest.FixtureRequest,
@@ -52,16 +78,8 @@ async def cli(
     settings: Settings,
     admin_token: str,
 ) -> AsyncIterator[Client]:
-    """The real app on the backend `settings` names; its indices dropped after."""
-    factory = None
-    if settings.es_url:
-        factory = request.getfixturevalue("es_target").client_factory
-    yield await aiohttp_client(
-        create_app(settings, es_client_factory=factory), headers=bearer(admin_token)
-    )
-    if settings.es_url:
-        async with _store(request, settings) as store:
-            await drop_layout(store.patient, store.layout)  # type: ignore[attr-defined]
+    async for client in _serve(request, aiohttp_client, settings, admin_token):
+        yield client
 
 
 def _store(
@@ -159,3 +177,86 @@ async def test_recheck_files_an_invoice_under_its_local_month(
             for month in ("2025-02", "2025-03")
         }
     assert checked == {"2025-02": [], "2025-03": [1]}
+
+
+# --- stores made by the first release -----------------------------------------------------
+
+
+def _release_invoice(key: VnKey | CnKey, sent: str) -> Invoice:
+    vn = isinstance(key, VnKey)
+    return Invoice(
+        key=key,
+        issued_at=datetime.fromisoformat(sent),
+        currency="VND" if vn else "CNY",
+        amounts=(
+            Amounts(Decimal(1_000_000), Decimal(100_000), Decimal(1_100_000))
+            if vn
+            else Amounts(Decimal("105.66"), Decimal("6.34"), Decimal("112.00"))
+        ),
+        package_id="PKG-RELEASE-1",
+        seller_tax_id=SELLER if vn else "91110108MA01ABCD1X",
+        buyer_tax_id=BUYER if vn else None,
+        type_code=None if vn else "32",
+        authority_code=authority_code(key.number) if isinstance(key, VnKey) else None,
+    )
+
+
+_RELEASE_SENT: list[tuple[VnKey | CnKey, str]] = [
+    (VnKey(SELLER, "1", "C26TAA", 1), NEW_YEAR_VN),
+    (VnKey(SELLER, "1", "C26TAA", 2), "2026-01-02T09:00:00+07:00"),
+    (VnKey(SELLER, "1", "C25TAA", 7), "2025-02-28T17:30:00Z"),
+    (CnKey(None, DIGITAL_2025), NEW_YEAR_CN),
+]
+RELEASE_DOCS = [release_doc(_release_invoice(key, sent), sent) for key, sent in _RELEASE_SENT]
+
+
+@pytest.fixture
+async def released(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    settings: Settings,
+    admin_token: str,
+) -> AsyncIterator[Client]:
+    """The real app opened on a store the first release made (`release_1`)."""
+    if settings.es_url:
+        target: EsTarget = request.getfixturevalue("es_target")
+        client = target.client_factory(settings.es_url, PATIENT)
+        try:
+            await release_es_indices(client, settings.es_index_prefix)
+            await release_es_invoices(client, settings.es_index_prefix, RELEASE_DOCS)
+        finally:
+            await client.close()
+    else:
+        release_sqlite_file(settings.sqlite_path, RELEASE_DOCS)
+    async for app_client in _serve(request, aiohttp_client, settings, admin_token):
+        yield app_client
+
+
+async def test_a_store_of_the_first_release_is_redated_when_opened(
+    released: Client, request: pytest.FixtureRequest, settings: Settings
+) -> None:
+    cli = released
+    async with _store(request, settings) as store:
+        assert [
+            i.doc_id for i in await store.scan_invoices(date(2026, 1, 1), date(2026, 1, 2))
+        ] == [f"vn:{SELLER}:1:C26TAA:1"]
+        assert [
+            i.doc_id for i in await store.scan_invoices(date(2025, 1, 1), date(2025, 1, 2))
+        ] == [f"cn:{DIGITAL_2025}"]
+        checked = {
+            month: [n async for n, _ in recheck_month(store, None, month, settings.rules)]
+            for month in ("2025-02", "2025-03")
+        }
+    assert checked == {"2025-02": [], "2025-03": [1]}
+    key = {k: str(v) for k, v in vn_key(1, series="C26TAA").items()}
+    resp = await cli.get("/api/v1/invoices/lookup", params={**key, "issued_on": "2026-01-01"})
+    answer = await resp.json()
+    assert (answer["status"], answer["invoice"]["issued_on"]) == ("valid", "2026-01-01")
+    qr = f"01,32,,{DIGITAL_2025},112.00,20250101,,74AE"
+    body = await (await cli.post("/api/v1/verify/qr-text", json={"payload": qr})).json()
+    assert body["result"]["status"] == "valid", body
+    resp = await cli.get(
+        "/api/v1/reports/missing", params={"seller_tax_id": SELLER, "year": "2026"}
+    )
+    (series,) = (await resp.json())["sequences"]
+    assert (series["series"], series["first"], series["missing"]) == ("C26TAA", 1, [])
