@@ -732,7 +732,7 @@ def _notice_body(
         for entry in body:
             if entry["result"] == "accepted":
                 entry["result"] = "queued"
-        result = "queued" if accepted else "rejected"
+        result = "queued" if accepted or not items else "rejected"
     else:
         result = (
             "accepted"

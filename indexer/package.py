@@ -91,13 +91,21 @@ def _check_depth(data: object) -> None:
 
 
 def package_from_json(
-    data: object, *, max_items: int = MAX_ITEMS, digest: str | None = None, shallow: bool = False
+    data: object,
+    *,
+    max_items: int = MAX_ITEMS,
+    digest: str | None = None,
+    shallow: bool = False,
+    counted: int | None = None,
 ) -> Package:
     """`digest`: the package's digest when already known (an intake-journal entry keeps the
     one computed from this very body when it was received, which also proved its text
     valid Unicode); skips the canonical encoding that computes it. `shallow`: the caller
     knows the JSON cannot nest deeper than `MAX_DEPTH` (`parse_json_package` counted its
-    brackets), so the depth walk is skipped."""
+    brackets), so the depth walk is skipped. `counted`: what `declared_count` counts when
+    the body's format counts otherwise than invoices plus notices (an XML envelope's
+    `SLuong` counts its `HDon` and `TBao` elements, and one 04/SS `TBao` may cancel several
+    invoices, or none)."""
     if not isinstance(data, dict):
         raise PackageError("package.malformed", "a package is a JSON object")
     package_id = data.get("package_id")
@@ -134,14 +142,16 @@ def package_from_json(
             status=413,
             details={"limit": max_items, "actual": actual},
         )
-    if declared != actual:
+    if counted is None:
+        counted = actual
+    if declared != counted:
         raise PackageError(
             "package.count_mismatch",
-            "declared_count differs from the number of invoices plus notices; "
-            "the package is rejected whole",
-            details={"declared_count": declared, "actual": actual},
+            "declared_count differs from the number of invoices plus notices (in XML, SLuong "
+            "from the number of HDon and TBao elements); the package is rejected whole",
+            details={"declared_count": declared, "actual": counted},
         )
-    if actual == 0:
+    if counted == 0:
         raise PackageError("package.empty", "the package holds no invoices or notices")
     if not shallow:
         _check_depth(data)

@@ -6,6 +6,7 @@ the store (duplicates, originals) live in `indexer.intake`.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -114,6 +115,16 @@ def _text(
         problem = text_problem(value) or "is blank"
         out.append(cfg.violation("invoice.field.invalid", name, f"the text {problem}"))
     return text
+
+
+#: Unicode categories that print nothing: spaces, line and paragraph separators, format
+#: characters (zero-width space U+200B, word joiner U+2060, BOM U+FEFF) and controls.
+_INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cf", "Cc"})
+
+
+def _visible(text: str) -> bool:
+    """Does `text` show anything? Python's `strip()` leaves U+200B and U+FEFF in place."""
+    return any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE for ch in text)
 
 
 def _clean(raw: Mapping[str, Any], name: str) -> str | None:
@@ -371,9 +382,12 @@ def validate_notice(raw: object, cfg: RuleConfig) -> tuple[CancelNotice | None, 
     out: list[Violation] = []
     if raw.get("kind") != "cancel":
         out.append(cfg.violation("notice.kind.invalid", "kind", str(raw.get("kind"))))
-    reason = _text(raw, "reason", cfg, out, max_len=255)
-    if reason is None and _absent(raw, "reason"):
-        out.append(cfg.violation("notice.reason.required", "reason"))
+    value = raw.get("reason")
+    if _absent(raw, "reason") or (isinstance(value, str) and not _visible(value)):
+        reason = None  # a reason of spaces or invisible characters gives no reason
+        out.append(cfg.violation("notice.reason.required", "reason", "blank" if value else None))
+    else:
+        reason = _text(raw, "reason", cfg, out, max_len=255)
     notice_id = _text(raw, "notice_id", cfg, out, required=True, max_len=64)
     key_raw = raw.get("key")
     key: InvoiceKey | None = None

@@ -226,7 +226,8 @@ def notices_from_tbao(tbao: etree._Element) -> list[dict[str, Any]]:
 
 def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     """A `TDiep` envelope: TTChung (MNGui sender, MTDiep message id = package id, SLuong
-    count) and DLieu holding HDon invoices and/or TBao error notices."""
+    count of the HDon and TBao elements) and DLieu holding HDon invoices and/or TBao error
+    notices. A package whose notices cancel nothing (explanations only) holds no items."""
     root = _parse(body)
     if _local(root) != "TDiep":
         raise _bad(
@@ -236,7 +237,8 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     payload = _child(root, "DLieu")
     items = [] if payload is None else list(payload)
     hdons = [e for e in items if _local(e) == "HDon"]
-    notices = [n for e in items if _local(e) == "TBao" for n in notices_from_tbao(e)]
+    tbaos = [e for e in items if _local(e) == "TBao"]
+    notices = [n for e in tbaos for n in notices_from_tbao(e)]
     read = [invoice_from_hdon(h) for h in hdons]
     count = _text(header, "SLuong")
     data = {
@@ -248,7 +250,9 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
         "invoices": [invoice for invoice, _ in read],
         "notices": notices,
     }
-    package = package_from_json(data, max_items=max_items)
+    # §6.1: SLuong is the number of data items in DLieu; a 04/SS notice is one, whatever
+    # number of invoices it lists (none, when it only explains)
+    package = package_from_json(data, max_items=max_items, counted=len(hdons) + len(tbaos))
     findings = {n: tuple(found) for n, (_, found) in enumerate(read) if found}
     if findings:
         package = dataclasses.replace(package, findings=findings)

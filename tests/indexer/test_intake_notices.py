@@ -13,13 +13,16 @@ import pytest
 from indexer.intake import Intake
 from indexer.keys import VnKey
 from indexer.model import Lifecycle
-from indexer.package import package_from_json
+from indexer.package import Package, PackageError, package_from_json
 from indexer.registry import parse_registry_json
 from indexer.rules import RuleConfig
 from indexer.store.registry import SqliteRegistry, open_sqlite_registry
 from indexer.store.sqlite import SqliteStore, open_sqlite_store
-from tests.factories import PROVIDER, cancel, package, vn_invoice, vn_key
+from indexer.validate import validate_notice
+from indexer.vn_xml import parse_xml_package
+from tests.factories import PROVIDER, SELLER, cancel, package, vn_invoice, vn_key
 from tests.indexer.registries import registry
+from tests.xml_factories import tbao, xml_package
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 OTHER_PROVIDER = "0101243150"
@@ -85,3 +88,78 @@ async def test_a_notice_from_a_provider_under_contract_cancels(
 
 def vn_key_doc(number: int) -> str:
     return VnKey(**vn_key(number)).doc_id
+
+
+# --- item 9: how a 04/SS notice is counted and read -------------------------------------------
+
+
+def xml_notice(rows: list[dict[str, Any]], count: int, invoices: int = 0) -> Package:
+    """An XML package of `invoices` invoices and one 04/SS notice of `rows`, declaring
+    `count` items (SLuong)."""
+    body = xml_package(
+        [vn_invoice(n) for n in range(1, invoices + 1)],
+        notices=[tbao(SELLER, rows)],
+        count=count,
+        package_id=f"V0101300842N{count}{len(rows)}{invoices}",
+    )
+    return parse_xml_package(body, max_items=100).package
+
+
+def test_sluong_counts_the_tbao_notice_not_its_rows() -> None:
+    """vn-einvoice §6.1: "`SLuong` = number of data items (invoices) in `DLieu`; a mismatch
+    with the actual count is a package-level error"; a TBao is one data item."""
+    package = xml_notice([vn_key(1), vn_key(2)], count=3, invoices=2)
+    assert (package.declared_count, len(package.invoices), len(package.notices)) == (3, 2, 2)
+    with pytest.raises(PackageError) as caught:
+        xml_notice([vn_key(1), vn_key(2)], count=4, invoices=2)
+    assert (caught.value.code, caught.value.details) == (
+        "package.count_mismatch",
+        {"declared_count": 4, "actual": 3},
+    )
+
+
+def test_an_explain_only_notice_is_a_package_of_no_items() -> None:
+    package = xml_notice([{**vn_key(1), "nature": "4"}], count=1)
+    assert (package.declared_count, package.item_count) == (1, 0)
+
+
+def test_a_json_package_still_counts_its_notices() -> None:
+    with pytest.raises(PackageError) as caught:
+        package_from_json(package(notices=[cancel(1), cancel(2)], declared=1))
+    assert caught.value.details == {"declared_count": 1, "actual": 2}
+
+
+async def test_one_notice_cancels_two_invoices(stores: tuple[SqliteStore, SqliteRegistry]) -> None:
+    store, _ = stores
+    intake = Intake(store, RuleConfig(), clock=lambda: NOW)
+    await ingest(intake, package([vn_invoice(1), vn_invoice(2)]))
+    result = await intake.ingest(xml_notice([vn_key(1), vn_key(2)], count=1))
+    assert (result.notice["result"], rules(result.notice)) == ("accepted", [[], []])
+    for number in (1, 2):
+        stored = await store.get_invoice(vn_key_doc(number))
+        assert stored is not None
+        assert stored.lifecycle is Lifecycle.CANCELLED
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["applied", "queued"])
+async def test_an_explain_only_notice_is_accepted(
+    stores: tuple[SqliteStore, SqliteRegistry], queued: bool
+) -> None:
+    store, _ = stores
+    intake = Intake(store, RuleConfig(), clock=lambda: NOW)
+    notice = xml_notice([{**vn_key(1), "nature": "4"}], count=1)
+    if queued:
+        body = (await intake.provisional(notice, store, received_at=NOW)).notice
+    else:
+        body = (await intake.ingest(notice)).notice
+    expected = "queued" if queued else "accepted"
+    assert (body["result"], body["items"], body["rejected"]) == (expected, [], 0)
+
+
+@pytest.mark.parametrize("reason", ["   ", "\u200b", "\ufeff", "\u3000\t"])
+def test_a_reason_that_shows_nothing_is_no_reason(reason: str) -> None:
+    """vn-einvoice §8 step 2.5: "cancellation only after a 04/SS-HĐĐT notice ... with
+    `TCTBao=1` and a reason `LDo`"."""
+    notice, out = validate_notice(cancel(1, reason=reason), RuleConfig())
+    assert notice is None
+    assert [(v.code, v.detail) for v in out] == [("notice.reason.required", "blank")]

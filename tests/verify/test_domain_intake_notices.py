@@ -62,3 +62,47 @@ async def test_cancel_notice_from_a_sender_without_a_valid_contract_is_refused(
     assert await status_of(cli, 1) == "valid"
     assert rules(await post(cli, package(notices=[cancel(1)]))) == [[]]
     assert await status_of(cli, 1) == "cancelled"
+
+
+# --- item 9: 04/SS counting and reasons --------------------------------------------------------
+
+
+async def post_xml(cli: Client, body: bytes, status: int = 200) -> dict[str, Any]:
+    resp = await cli.post("/api/v1/packages", data=body, headers=XML)
+    assert resp.status == status, await resp.text()
+    notice: dict[str, Any] = await resp.json()
+    return notice
+
+
+async def test_one_notice_cancelling_two_invoices_counts_once(cli: Client) -> None:
+    """vn-einvoice §6.1: "`SLuong` = number of data items (invoices) in `DLieu`": the 04/SS
+    TBao is one item, whatever number of invoices it lists (§6.5 `DSHDon/HDon+`)."""
+    await post(cli, package([vn_invoice(1), vn_invoice(2)]))
+    two_rows = [tbao(SELLER, [vn_key(1), vn_key(2)])]
+    refused = await post_xml(cli, xml_package([], notices=two_rows, count=2), status=422)
+    assert refused["error"]["code"] == "package.count_mismatch"
+    assert [await status_of(cli, n) for n in (1, 2)] == ["valid", "valid"]
+    notice = await post_xml(cli, xml_package([], notices=two_rows, count=1))
+    assert (notice["result"], notice["declared_count"], rules(notice)) == ("accepted", 1, [[], []])
+    assert [await status_of(cli, n) for n in (1, 2)] == ["cancelled", "cancelled"]
+
+
+async def test_a_notice_of_explanations_only_is_accepted(cli: Client) -> None:
+    """§6.5: `TCTBao` "`4` explain (giải trình)": nothing to cancel, nothing refused."""
+    await post(cli, package([vn_invoice(1)]))
+    explain = [tbao(SELLER, [{**vn_key(1), "nature": "4"}])]
+    notice = await post_xml(cli, xml_package([], notices=explain, count=1))
+    assert (notice["result"], notice["items"]) == ("accepted", [])
+    assert await status_of(cli, 1) == "valid"
+
+
+@pytest.mark.parametrize("reason", ["   ", "\u200b", "\ufeff"])
+async def test_a_reason_that_shows_nothing_is_refused(cli: Client, reason: str) -> None:
+    """§8 step 2.5: cancellation needs "a reason `LDo`"."""
+    await post(cli, package([vn_invoice(1)]))
+    notice = await post(cli, package(notices=[cancel(1, reason=reason)]))
+    assert rules(notice) == [["notice.reason.required"]]
+    rows = [tbao(SELLER, [{**vn_key(1), "reason": reason}])]
+    notice = await post_xml(cli, xml_package([], notices=rows, count=1))
+    assert rules(notice) == [["notice.reason.required"]]
+    assert await status_of(cli, 1) == "valid"
