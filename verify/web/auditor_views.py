@@ -13,11 +13,13 @@ from aiohttp import web
 from multidict import MultiDict
 
 from indexer.store.elasticsearch import ElasticsearchUnavailable
-from verify import reports
 from verify.access.middleware import PRINCIPAL
 from verify.http.errors import ApiError
 from verify.keys import ACCESS, GAPS, OUTAGES, STORE
-from verify.report_gaps import outage_gaps
+from verify.reports import missing
+from verify.reports import views as report_views
+from verify.reports.outage_gaps import outage_gaps
+from verify.reports.query import require_scope
 from verify.web.render import page
 from verify.web.svg import WIDTH, series_strip
 
@@ -31,16 +33,16 @@ def _given(request: web.Request) -> dict[str, str]:
 async def _report(request: web.Request, given: dict[str, str]) -> dict[str, Any]:
     """The report as `missing_report` makes it (JSON), with the same scope check and audit
     record."""
-    report = reports.parse_report_query(MultiDict(given), list(given))
+    report = missing.read_missing_query(MultiDict(given))
     principal = request[PRINCIPAL]
     seller = report.scope.seller_tax_id
-    reports.require_scope(principal, "seller_tax_id", seller)
-    totals = reports.Totals()
+    require_scope(principal, "seller_tax_id", seller)
+    totals = missing.Totals()
     gaps = outage_gaps(request.app[GAPS], request.app[OUTAGES], report.scope)
     audit = request.app[ACCESS].audit
     outcome = "aborted"
     try:
-        async with aclosing(reports.render(report, request.app[STORE], totals, gaps)) as out:
+        async with aclosing(missing.render(report, request.app[STORE], totals, gaps)) as out:
             body = b"".join([chunk async for chunk in out])
         outcome = (
             f"{totals.sequences} sequences, {totals.missing} missing, "
@@ -88,4 +90,4 @@ async def auditor(request: web.Request) -> web.StreamResponse:
 
 async def export(request: web.Request) -> web.StreamResponse:
     """The API's CSV for the page's query (its own parameters checked as the API checks)."""
-    return await reports.missing_report(request)
+    return await report_views.missing_report(request)

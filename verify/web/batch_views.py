@@ -15,12 +15,15 @@ from aiohttp import web
 from multidict import MultiDict
 
 from indexer.ledger_file import LedgerFileError
-from verify import batch, ledger_reports, reports
 from verify.access.middleware import PRINCIPAL
 from verify.http.errors import ApiError
 from verify.keys import ACCESS, SETTINGS
-from verify.ledger_check import LedgerTotals
-from verify.verification import verify_query
+from verify.lookup import batch
+from verify.lookup.verification import verify_query
+from verify.reports import ledger
+from verify.reports import views as report_views
+from verify.reports.ledger_check import LedgerTotals
+from verify.reports.query import require_scope
 from verify.web.downloads import download
 from verify.web.forms import FORM, Upload
 from verify.web.render import page
@@ -150,25 +153,23 @@ async def ledger_page(request: web.Request) -> web.StreamResponse:
 
 async def _ledger(request: web.Request, given: dict[str, str]) -> web.StreamResponse:
     """What `ledger_report` does, with the report in JSON kept as a run."""
-    report = ledger_reports.parse_ledger_query(MultiDict(given), list(given))
+    report = ledger.read_ledger_query(MultiDict(given))
     principal = request[PRINCIPAL]
     buyer = report.scope.buyer_tax_id
-    reports.require_scope(principal, "buyer_tax_id", buyer)
+    require_scope(principal, "buyer_tax_id", buyer)
     upload = _file(request, "ledger")
     try:
         table, lines = await asyncio.to_thread(
-            ledger_reports.read_lines, upload.data, buyer, request.app[SETTINGS].rules
+            ledger.read_lines, upload.data, buyer, request.app[SETTINGS].rules
         )
     except LedgerFileError as exc:
-        raise ledger_reports.file_error(exc) from None
+        raise ledger.file_error(exc) from None
     totals = LedgerTotals()
     chunks: list[bytes] = []
     outcome = "aborted"
     try:
         async with aclosing(
-            ledger_reports.render(
-                report, table, lines, ledger_reports.BudgetedLines(request), totals
-            )
+            ledger.render(report, table, lines, report_views.BudgetedLines(request), totals)
         ) as rendered:
             chunks = [chunk async for chunk in rendered]
         outcome = totals.summary()
@@ -177,15 +178,15 @@ async def _ledger(request: web.Request, given: dict[str, str]) -> web.StreamResp
     body = orjson.loads(b"".join(chunks))
     lines_out = body["lines"]
     unlisted = body["not_in_ledger"]
-    flat = [ledger_reports.line_csv_row(r) for r in lines_out] + [
-        ledger_reports.unlisted_csv_row(e) for e in unlisted
+    flat = [ledger.line_csv_row(r) for r in lines_out] + [
+        ledger.unlisted_csv_row(e) for e in unlisted
     ]
     run = Run(
         "ledger",
         principal.key_id,
         lines_out,
         flat,
-        ledger_reports.CSV_COLUMNS,
+        ledger.CSV_COLUMNS,
         f"ledger-{buyer}",
         {
             "not_in_ledger": unlisted,

@@ -13,8 +13,8 @@ from multidict import MultiDict
 
 from verify.http.errors import ApiError
 from verify.keys import SETTINGS
-from verify.lookup import KEY_PARAMS, MATCH_PARAMS, parse_lookup
-from verify.verification import verify_query
+from verify.lookup.query import KEY_PARAMS, MATCH_PARAMS, parse_lookup
+from verify.lookup.verification import verify_query
 from verify.web.render import page
 from verify.web.verdict import card
 

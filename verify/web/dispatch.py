@@ -38,7 +38,7 @@ from verify.keys import ACCESS
 from verify.web.forms import FORM, FORM_TYPES, read_form
 from verify.web.render import page
 from verify.web.security import secure
-from verify.web.session import CSRF, session_of, signed_in
+from verify.web.session import CSRF, SESSION, session_of, signed_in
 from verify.web.state import WEB
 
 PREFIX = "/web/"
@@ -138,6 +138,16 @@ async def _serve(request: web.Request, page_: Page) -> web.StreamResponse:
         return await _error(request, page_, exc)
 
 
+async def _finish(
+    request: web.Request, response: web.StreamResponse, before: dict[str, object]
+) -> None:
+    """The session's cookie when the page changed it, and the page headers."""
+    session = request[SESSION]
+    if dict(session) != before and not response.prepared:
+        await request.app[WEB].sessions.save_session(request, response, session)
+    secure(response)
+
+
 def pages_middleware(
     pages: dict[str, Page], not_found: Page, not_allowed: Page
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -154,12 +164,14 @@ def pages_middleware(
             page_ = not_found
         elif method not in page_.methods:
             page_ = not_allowed
+        session = request[SESSION] = await request.app[WEB].sessions.load_session(request)
+        before = dict(session)
         try:
-            response = await request.app[WEB].sessions(request, lambda r: _serve(r, page_))
-        except web.HTTPException as exc:
-            secure(exc)
+            response = await _serve(request, page_)
+        except web.HTTPException as exc:  # a redirect: it carries the session too
+            await _finish(request, exc, before)
             raise
-        secure(response)
+        await _finish(request, response, before)
         return response
 
     return serve_pages

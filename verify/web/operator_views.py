@@ -14,10 +14,10 @@ from aiohttp import web
 from fallback.gaps import GapReason, GapStatus
 from fallback.outages import OutageError, System
 from indexer.journal import EntryState
-from verify import fallback_views
 from verify.access.middleware import PRINCIPAL
 from verify.http.errors import ApiError
 from verify.keys import ACCESS, GAPS, JOURNALED_INTAKE, OUTAGES, RESILIENCE
+from verify.ops import reconcile
 from verify.web.forms import FORM
 from verify.web.render import page
 from verify.web.svg import WIDTH, timeline
@@ -28,7 +28,7 @@ OFFSETS = ("+07:00", "+08:00", "+00:00")
 
 
 async def status(request: web.Request) -> dict[str, Any]:
-    response = await fallback_views.reconcile_status(request)
+    response = await reconcile.reconcile_status(request)
     assert isinstance(response.body, bytes)
     result: dict[str, Any] = orjson.loads(response.body)
     return result

@@ -3,9 +3,9 @@ its methods (`verify.web.dispatch.Page`)."""
 
 from __future__ import annotations
 
-from verify import fallback_views
-from verify.batch import MAX_BODY as BATCH_BODY
-from verify.ledger_reports import MAX_BODY as LEDGER_BODY
+from verify.lookup.batch import MAX_BODY as BATCH_BODY
+from verify.ops import reconcile
+from verify.reports.views import MAX_BODY as LEDGER_BODY
 from verify.web import (
     auditor_views,
     auth_views,
@@ -45,7 +45,5 @@ def pages(static: StaticFiles) -> dict[str, Page]:
         "/web/auditor/export": Page(auditor_views.export, "reports.missing"),
         "/web/operator": Page(operator_views.operator_page, "journal.list"),
         "/web/operator/outage": Page(operator_views.declare, "outages.declare", POST),
-        "/web/operator/status": Page(
-            fallback_views.reconcile_status, "reconcile.status", json=True
-        ),
+        "/web/operator/status": Page(reconcile.reconcile_status, "reconcile.status", json=True),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 
 from aiohttp import web
-from aiohttp_session import Session, get_session, new_session
+from aiohttp_session import Session
 from multidict import CIMultiDict
 
 from verify.access.roles import Principal
@@ -16,10 +16,13 @@ from verify.http.errors import ApiError
 from verify.keys import ACCESS
 
 TOKEN, CSRF, LANG = "token", "csrf", "lang"
+#: The request's session, loaded from its cookie by `verify.web.dispatch` (aiohttp-session's
+#: storage, used directly: its middleware keeps its state under plain string keys).
+SESSION = web.RequestKey("web_session", Session)
 
 
 async def session_of(request: web.Request) -> Session:
-    return await get_session(request)
+    return request[SESSION]
 
 
 async def authenticate(request: web.Request, token: str) -> Principal:
@@ -55,8 +58,9 @@ async def csrf_token(request: web.Request) -> str:
 
 async def sign_in(request: web.Request, token: str) -> Principal:
     principal = await authenticate(request, token)
-    lang = (await session_of(request)).get(LANG)
-    session = await new_session(request)  # a new session: nothing of the old one carries on
+    session = await session_of(request)
+    lang = session.get(LANG)
+    session.invalidate()  # nothing of the session before the sign-in carries on
     session[TOKEN], session[CSRF] = token, secrets.token_urlsafe(24)
     if isinstance(lang, str):
         session[LANG] = lang

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
-from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
@@ -25,7 +23,7 @@ COOKIE = "ivsession"
 
 @dataclass(frozen=True, slots=True)
 class WebState:
-    sessions: Middleware
+    sessions: EncryptedCookieStorage
     catalogs: Catalogs
     runs: Runs
 
@@ -68,5 +66,5 @@ async def web_ctx(app: web.Application) -> AsyncIterator[None]:
         samesite="Strict",
         secure=web_settings.secure_cookie,
     )
-    app[WEB] = WebState(session_middleware(storage), Catalogs(), Runs())
+    app[WEB] = WebState(storage, Catalogs(), Runs())
     yield
