@@ -42,6 +42,7 @@ from verify.qr.preprocess import pin_pixel_limit
 from verify.routes import setup_routes
 from verify.services import Services, open_services
 from verify.settings import Settings
+from verify.web.setup import setup_web
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -157,4 +158,5 @@ def create_app(settings: Settings, *,
     app.cleanup_ctx.append(services_ctx)
     setup_routes(app)
     check_routes(app)
+    setup_web(app)  # the pages for people: not API routes (verify/web/dispatch.py)
     return app
