@@ -22,7 +22,6 @@ from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
 from verify.settings import Settings
-from verify.web.setup import setup_web
 
 #: Numbers of series C22TAA held; 4 and 5 are missing, 7 is cancelled.
 VN_NUMBERS = (1, 2, 3, 6, 7, 8, 9, 10)
@@ -71,8 +70,6 @@ async def running_site(data_dir: Path, **env: str) -> AsyncIterator[Site]:
     )
     keys = await _keys(settings)
     app = create_app(settings)
-    if not any(getattr(m, "__name__", "") == "serve_pages" for m in app.middlewares):
-        setup_web(app)  # until create_app wires the pages itself
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         site = Site(str(client.make_url("")).rstrip("/"), keys, client, data_dir)
         await site.api(
