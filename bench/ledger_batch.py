@@ -42,7 +42,7 @@ from indexer.store.protocol import IssuedPosition
 from indexer.store.sqlite import open_sqlite_store
 from tests.ledgers import csv_bytes, xlsx_bytes
 from verify.app import create_app
-from verify.batch import answer_rows, parse_rows, store_verifier
+from verify.lookup.batch import answer_rows, parse_rows, store_verifier
 from verify.reports.ledger import ledger_request, read_lines, render
 from verify.reports.ledger_check import LedgerTotals, LineChecker
 from verify.reports.ledger_lines import LedgerLine

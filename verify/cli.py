@@ -32,13 +32,13 @@ from verify.access.apikeys import ApiKeyError, KeyRecord, KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
-from verify.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.heap import freeze_startup_heap
 from verify.http.csv_cells import dict_writer
 from verify.http.errors import ApiError
 from verify.http.logs import AccessLogger, configure_logging
 from verify.ledger_cli import cli_verifier, write_ledger_report
+from verify.lookup.batch import CSV_COLUMNS, answer_rows, csv_row, parse_rows
 from verify.reconcile_cli import journal_app, run_loop, run_once
 from verify.reports.ledger import file_error, ledger_request, read_lines
 from verify.reports.missing import Totals, missing_request, render

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from fallback.lookup.query import LookupQuery
 from fallback.lookup.resilience import Resilience
 from indexer.ledger_file import LedgerTable
-from verify.batch import Verifier
+from verify.lookup.batch import Verifier
 from verify.reports.ledger import LedgerRequest, render
 from verify.reports.ledger_check import LedgerTotals, LineChecker
 from verify.reports.ledger_lines import LedgerLine, LineError

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from verify import batch, views
 from verify.access import views as access_views
 from verify.http import openapi
+from verify.intake import views as intake_views
+from verify.lookup import batch
+from verify.lookup import views as lookup_views
 from verify.ops import gaps, health, journal, metrics, outages, reconcile, registry
 from verify.qr import views as qr_views
 from verify.reports import views as report_views
@@ -17,10 +19,10 @@ API = "/api/v1"
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_routes([
-        web.post(f"{API}/packages", views.post_package, name="packages.create"),
-        web.get(f"{API}/invoices/lookup", views.lookup, name="invoices.lookup"),
+        web.post(f"{API}/packages", intake_views.post_package, name="packages.create"),
+        web.get(f"{API}/invoices/lookup", lookup_views.lookup, name="invoices.lookup"),
         web.post(f"{API}/verify/batch", batch.verify_batch, name="verify.batch"),
-        web.get(f"{API}/invoices/{{id}}/original.xml", views.original_xml,
+        web.get(f"{API}/invoices/{{id}}/original.xml", lookup_views.original_xml,
                 name="invoices.original"),
         web.post(f"{API}/verify/qr", qr_views.verify_photo, name="verify.qr"),
         web.post(f"{API}/verify/qr-text", qr_views.verify_text, name="verify.qr_text"),

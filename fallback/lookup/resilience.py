@@ -186,7 +186,7 @@ class Resilience:
     async def look_up(self, query: LookupQuery) -> Fetched:
         """What the journal, the primary or the replica holds for `query`. Records nothing
         but what the read taught about the primary's and the replica's health, so it may run
-        before the caller's budgets are known (`verify.verification`, the HTTP layer)."""
+        before the caller's budgets are known (`verify.lookup.verification`, the HTTP layer)."""
         return self._pending(query) or await self.fetch(query)
 
     async def conclude(self, query: LookupQuery, fetched: Fetched, requester: str,

@@ -26,7 +26,7 @@ from tests.verify.live_server import LiveServer, live_server
 from tests.verify.qr.images import photo
 from tests.xml_factories import xml_package
 from verify.http.openapi import XLSX
-from verify.lookup import KEY_PARAMS, MATCH_PARAMS
+from verify.lookup.query import KEY_PARAMS, MATCH_PARAMS
 
 pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,

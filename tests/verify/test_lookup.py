@@ -27,7 +27,7 @@ from tests.factories import (
     vn_invoice,
     vn_key,
 )
-from verify.lookup import VnPrefixes
+from verify.lookup.query import VnPrefixes
 
 URL = "/api/v1/invoices/lookup"
 CASH_CODE = "M1-22-ABCDE-00000000009"

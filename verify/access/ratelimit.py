@@ -41,7 +41,7 @@ ALL_SPENT: tuple[int, float] = (-1, 0.0)
 
 class RateLimiter(Protocol):
     #: Whether a take waits on another process (Redis). The lookup path then runs its read
-    #: while the take is on its way (`verify.verification`) instead of after it.
+    #: while the take is on its way (`verify.lookup.verification`) instead of after it.
     remote: bool
 
     async def take(self, bucket: str, capacity: int, per_second: float,

@@ -124,7 +124,7 @@ class Access:
         raise error
 
     def __post_init__(self) -> None:
-        # Built once: a lookup's takes are made on the hot path (verify/verification.py).
+        # Built once: a lookup's takes are made on the hot path (verify/lookup/verification.py).
         limits = self.limits
         self._key_rates = {role: (budget.burst, budget.per_minute / _MINUTE)
                            for role, budget in limits.key_budgets}

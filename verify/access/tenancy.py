@@ -1,7 +1,7 @@
 """What of a verification answer a caller may see.
 
 The one redaction every exit applies where an answer leaves the service: lookups, batch rows,
-QR photos and QR text (`verify.verification.verify_query`), ledger lines
+QR photos and QR text (`verify.lookup.verification.verify_query`), ledger lines
 (`verify.reports.ledger_check` with `redact_answer`), resolved gaps (`redact_gap`). Callbacks
 carry no answer, only the gap's status (`fallback/callbacks.py`).
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from verify.http import openapi_schemas as s
 from verify.http.params import MAX_VALUE_LENGTH
 from verify.http.responses import json_response
-from verify.lookup import MAX_PARAM_LENGTH
+from verify.lookup.query import MAX_PARAM_LENGTH
 
 Op = dict[str, Any]
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]

@@ -15,18 +15,18 @@ from typing import Any
 
 from aiohttp import web
 
-from indexer.keys import key_from_doc_id
 from verify.access.middleware import PRINCIPAL
 from verify.http.body import read_body, read_form_field, read_json_object
 from verify.http.errors import ApiError
-from verify.http.params import read_query
+from verify.http.params import invalid, read_query
 from verify.http.responses import json_response
 from verify.keys import ACCESS, QR_POOL, SETTINGS, STORE
+from verify.lookup.query import path_key
+from verify.lookup.verification import verify_query
 from verify.qr import encode
 from verify.qr.payload import CnAmount, our_payload, parse_payload
 from verify.qr.pool import Busy, Scan, scan
 from verify.qr.preprocess import ImageRejected
-from verify.verification import verify_query
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif",
                          "image/heic-sequence", "image/heif-sequence"})
@@ -137,8 +137,7 @@ def _png_params(request: web.Request) -> tuple[int, str]:
                      default=encode.DEFAULT_SIZE)
     ec = (q.raw("ec") or encode.DEFAULT_EC).upper()
     if ec not in encode.EC_LEVELS:
-        raise ApiError(400, "invalid_parameter", "ec must be L, M, Q or H",
-                       {"parameter": "ec"})
+        raise invalid("ec", "ec must be L, M, Q or H")
     return size, ec
 
 
@@ -147,10 +146,7 @@ async def invoice_qr_png(request: web.Request) -> web.Response:
     that the invoice exists, which is what a verification tells."""
     doc_id = request.match_info["id"]
     size, ec = _png_params(request)
-    key = key_from_doc_id(doc_id)
-    if key is None:
-        raise ApiError(400, "invalid_id", "not an invoice id (vn:MST:template:series:number, "
-                       "cn:code:number or cn:20-digit number)", {"id": doc_id})
+    key = path_key(doc_id)
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
     admission = await access.admit(principal, key.doc_id)

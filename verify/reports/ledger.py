@@ -21,10 +21,10 @@ from multidict import MultiMapping
 from indexer import cn, vn
 from indexer.ledger_file import LedgerFileError, LedgerTable, read_ledger
 from indexer.rules import RuleConfig
-from verify.batch import csv_row
 from verify.http.csv_cells import dict_writer
 from verify.http.errors import ApiError
 from verify.http.params import read_query
+from verify.lookup.batch import csv_row
 from verify.reports.ledger_check import (
     LedgerScope,
     LedgerTotals,

@@ -1,5 +1,5 @@
 """Ledger rows as lookups: each line of a purchase ledger becomes the `LookupQuery` a lookup
-with the same fields would make (`verify.lookup.parse_lookup`, the one place keys, amounts
+with the same fields would make (`verify.lookup.query.parse_lookup`, the one place keys, amounts
 and dates are validated), plus what only a ledger compares: the tax amount, and the seller
 of a Chinese invoice (a Vietnamese key holds its seller; a Chinese one does not).
 
@@ -24,7 +24,7 @@ from indexer.model import Invoice
 from indexer.money import AmountError, format_amount, parse_amount
 from indexer.rules import RuleConfig
 from verify.http.errors import ApiError
-from verify.lookup import parse_lookup
+from verify.lookup.query import parse_lookup
 
 #: Ledger columns passed to the lookup under the lookup's own parameter names.
 _MATCHED = {"issued_on": "issued_on", "amount": "amount", "total_amount": "total_amount"}

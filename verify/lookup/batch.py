@@ -30,8 +30,8 @@ from indexer.store import InvoiceStore
 from verify.http.body import read_body
 from verify.http.errors import ApiError
 from verify.keys import SETTINGS
-from verify.lookup import parse_lookup
-from verify.verification import verify_query
+from verify.lookup.query import parse_lookup
+from verify.lookup.verification import verify_query
 
 MAX_ROWS = 100_000
 MAX_BODY = 32 * 1024 * 1024

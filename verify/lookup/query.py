@@ -18,7 +18,7 @@ from multidict import MultiMapping
 
 from fallback.lookup.query import NOTHING_TO_MATCH, LookupQuery, MatchFields
 from indexer import vn
-from indexer.keys import VnKey, cn_key, vn_key
+from indexer.keys import InvoiceKey, VnKey, cn_key, key_from_doc_id, vn_key
 from indexer.money import AmountError, parse_amount
 from indexer.rules import RuleConfig
 from indexer.text import ascii_int
@@ -100,6 +100,15 @@ _VN_PREFIXES = VnPrefixes()
 def _key_error(violations: list[Any]) -> ApiError:
     return _bad("invalid_key", "the invoice key is not valid",
                 violations=[v.as_dict() for v in violations])
+
+
+def path_key(doc_id: str) -> InvoiceKey:
+    """The invoice an id in a path names (`/invoices/{id}/...`), or 400 `invalid_id`."""
+    key = key_from_doc_id(doc_id)
+    if key is None:
+        raise ApiError(400, "invalid_id", "not an invoice id (vn:MST:template:series:number, "
+                       "cn:code:number or cn:20-digit number)", {"id": doc_id})
+    return key
 
 
 def read_lookup(query: MultiMapping[str], cfg: RuleConfig,

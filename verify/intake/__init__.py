@@ -1,0 +1,1 @@
+"""Intake over HTTP: `POST /api/v1/packages` (`views`)."""

@@ -1,0 +1,49 @@
+"""`GET /invoices/lookup` and `GET /invoices/{id}/original.xml`: parse the edge, call the
+core, answer. No rule lives here."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from verify.access.middleware import PRINCIPAL
+from verify.access.service import is_party
+from verify.http.errors import ApiError
+from verify.http.responses import json_response
+from verify.keys import ACCESS, ORIGINALS, SETTINGS, STORE
+from verify.lookup.callback_url import MAX_CALLBACK_URL, validate_callback_url
+from verify.lookup.query import path_key, read_lookup
+from verify.lookup.verification import verify_query
+
+
+async def lookup(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    query, callback = read_lookup(request.query, settings.rules, MAX_CALLBACK_URL)
+    callback_url = None if callback is None else validate_callback_url(
+        callback, allow_private=settings.fallback.callback_allow_private)
+    return json_response(await verify_query(request, query, callback_url=callback_url))
+
+
+async def original_xml(request: web.Request) -> web.Response:
+    """The invoice's XML as accepted; only for admins and the invoice's parties. To anyone
+    else an invoice that is not theirs answers exactly as one that does not exist (404, a
+    miss spent), so this is no way to learn which invoices exist; every request spends the
+    lookup budgets and is in the audit trail, as a lookup is."""
+    doc_id = request.match_info["id"]
+    key = path_key(doc_id)
+    principal = request[PRINCIPAL]
+    access = request.app[ACCESS]
+    await access.admit(principal, key.doc_id)  # the invoice's day spent: parties only anyway
+    invoice = await request.app[STORE].get_invoice(key.doc_id)
+    if invoice is None or not is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id):
+        await access.note_miss(principal, key.doc_id)
+        access.audit.record(principal, "original.read", key.doc_id, "not_found",
+                            request.remote)
+        raise ApiError(404, "invoice_not_found", "no indexed invoice of which this key is "
+                       "a party has this id", {"id": doc_id})
+    body = await request.app[ORIGINALS].get(invoice.doc_id, invoice.package_id)
+    outcome = "ok" if body is not None else "original_not_kept"
+    access.audit.record(principal, "original.read", invoice.doc_id, outcome, request.remote)
+    if body is None:
+        raise ApiError(404, "original_not_kept", "this invoice arrived as JSON; no original "
+                       "document was kept", {"id": doc_id})
+    return web.Response(body=body, content_type="application/xml", charset="utf-8")
