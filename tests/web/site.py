@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from tests.factories import BUYER, SELLER, cancel, cn_digital, cn_invoice, package, vn_invoice
-from tests.verify.live_server import UNTHROTTLED
+from tests.verify.live_server import UNTHROTTLED, free_port
 from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
@@ -65,12 +65,19 @@ async def _keys(settings: Settings) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_site(data_dir: Path, **env: str) -> AsyncIterator[Site]:
+    port = free_port()  # known before the start: link QRs point at it
     settings = Settings.from_env(
-        {"INVOICE_DATA_DIR": str(data_dir), "INVOICE_LOG_LEVEL": "WARNING", **UNTHROTTLED, **env}
+        {
+            "INVOICE_DATA_DIR": str(data_dir),
+            "INVOICE_LOG_LEVEL": "WARNING",
+            **UNTHROTTLED,
+            "INVOICE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            **env,
+        }
     )
     keys = await _keys(settings)
     app = create_app(settings)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
         site = Site(str(client.make_url("")).rstrip("/"), keys, client, data_dir)
         await site.api(
             "POST",

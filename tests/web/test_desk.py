@@ -92,3 +92,30 @@ async def test_a_batch_upload_with_its_download(
         await page.get_by_role("link", name="XLSX").click()
     assert (await (await info.value).path()).read_bytes()[:2] == b"PK"
     await context.close()
+
+
+async def test_a_link_qr_opens_the_desk_from_a_phone_camera(site: Site, browser: Browser) -> None:
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    context, page = await signed_in(browser, site, "verify")
+    await page.goto(f"/web/desk?seller_tax_id={SELLER}&template=1&series=C22TAA&number=2")
+    image = page.get_by_role("img", name="A QR code a phone's camera opens this check with")
+    source = await image.get_attribute("src")
+    assert source is not None
+    png = await (await page.request.get(source)).body()
+    texts = [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+    assert texts == [
+        f"{site.base}/web/desk?seller_tax_id={SELLER}&template=1&series=C22TAA"
+        "&number=2&total_amount=1100000&issued_on=2022-05-15"
+    ]
+    await context.close()
+    phone = await browser.new_context(base_url=site.base)  # a camera app: not signed in
+    page = await phone.new_page()
+    await page.goto(texts[0])
+    await page.locator("#api_key").fill(site.keys["verify"])
+    await page.locator("form button.primary").click()
+    await expect(page.locator(".verdict")).to_have_attribute("data-status", "valid")
+    await phone.close()

@@ -11,6 +11,7 @@ from verify.web import (
     auth_views,
     batch_views,
     desk_views,
+    link_qr,
     operator_views,
     scan_views,
 )
@@ -30,6 +31,7 @@ def pages(static: StaticFiles) -> dict[str, Page]:
         "/web/language": Page(auth_views.switch_language, None, POST),
         "/web/static/*": Page(static.serve, None),
         "/web/desk": Page(desk_views.desk, "invoices.lookup"),
+        "/web/qr": Page(link_qr.link_qr, "invoices.qr_png"),
         "/web/scan": Page(scan_views.scan, "verify.qr_text"),
         "/web/scan/photo": Page(scan_views.scan_photo, "verify.qr", POST, json=True),
         "/web/scan/text": Page(scan_views.scan_text, "verify.qr_text", POST, json=True),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from verify.access.middleware import PRINCIPAL
 from verify.access.roles import Principal, admits
+from verify.keys import SETTINGS
 from verify.web import i18n
 from verify.web.session import LANG, csrf_token, session_of
 from verify.web.state import WEB
@@ -68,6 +69,7 @@ async def page(
         "csrf": await csrf_token(request),
         "path": request.path,
         "here": request.path_qs,
+        "link_qr": request.app[SETTINGS].web.public_url is not None,
     }
     return aiohttp_jinja2.render_template(
         template, request, {**base, **(context or {})}, status=status

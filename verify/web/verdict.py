@@ -50,6 +50,16 @@ def desk_link(key: dict[str, Any]) -> str:
     return "/web/desk?" + urlencode(lookup_params(key))
 
 
+def _link_query(answer: dict[str, Any]) -> str | None:
+    """The link QR's parameters (`verify.web.link_qr`): the key, total and date."""
+    invoice = answer.get("invoice")
+    if not invoice or not answer.get("key"):
+        return None
+    params = lookup_params(answer["key"])
+    params.update({k: str(invoice[k]) for k in ("total_amount", "issued_on") if invoice.get(k)})
+    return urlencode(params)
+
+
 def card(answer: dict[str, Any]) -> dict[str, Any]:
     invoice = answer.get("invoice") or {}
     key = answer.get("key") or {}
@@ -76,4 +86,5 @@ def card(answer: dict[str, Any]) -> dict[str, Any]:
         "as_of": answer.get("as_of"),
         "gap_id": answer.get("gap_id"),
         "redacted": invoice.get("redacted", []),
+        "link_query": _link_query(answer),
     }

@@ -60,7 +60,15 @@
     return answer;
   }
 
+  // A link QR of ours (verify/web/link_qr.py) opens the desk page it names.
+  function openLink(payload) {
+    if (!payload.startsWith(window.location.origin + "/web/desk?")) { return false; }
+    window.location.assign(payload);
+    return true;
+  }
+
   async function checkText(payload) {
+    if (openLink(payload)) { return; }
     const now = Date.now();
     if (payload === last.payload && now - last.at < SAME_CODE_MS) { return; }
     last = { payload, at: now };
@@ -72,6 +80,9 @@
   async function checkImage(blob) {
     say(text("checking"));
     const answer = await post("/web/scan/photo", blob, blob.type || "image/jpeg");
+    for (const code of answer.codes || []) {
+      if (code.payload && code.payload.raw && openLink(code.payload.raw)) { return true; }
+    }
     const found = show(answer);
     if (found) { last = { payload: answer.codes.map((c) => c.payload.raw).join("|"), at: Date.now() }; }
     return found;
