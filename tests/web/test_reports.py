@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.factories import SELLER
-from tests.web.site import Site, signed_in
+from tests.factories import BUYER, SELLER
+from tests.web.site import VN_NUMBERS, Site, signed_in
 
 pytestmark = pytest.mark.browser
 
@@ -50,4 +50,31 @@ async def test_the_operator_page_in_a_maintenance_window(site: Site, browser: Br
     # a lookup now answers from the replica, and says so
     await page.goto(f"/web/desk?seller_tax_id={SELLER}&template=1&series=C22TAA&number=1")
     await expect(page.locator(".verdict .degraded")).to_contain_text("replica")
+    await context.close()
+
+
+async def test_a_ledger_reconciliation_with_its_not_in_ledger_list(
+    site: Site, browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ledger = tmp_path_factory.mktemp("ledger") / "ledger.csv"
+    ledger.write_text(
+        "seller_tax_id,template,series,number,issued_on,total_amount\n"
+        f"{SELLER},1,C22TAA,1,2022-05-15,1100000\n"
+        f"{SELLER},1,C22TAA,2,2022-05-15,900000\n"
+    )
+    context, page = await signed_in(browser, site, "audit")
+    await page.goto("/web/ledger")
+    await page.get_by_label("Buyer tax ID").fill(BUYER)
+    await page.get_by_label("From", exact=True).fill("2022-05-01")
+    await page.get_by_label("To", exact=True).fill("2022-05-31")
+    await page.get_by_label("Ledger file").set_input_files(ledger)
+    await page.get_by_role("button", name="Reconcile").click()
+    await page.wait_for_url("**/web/ledger/result?id=*")
+    await expect(page.locator(".counts")).to_contain_text("Valid 1")
+    await expect(page.locator(".counts")).to_contain_text("Does not match 1")
+    unlisted = page.locator("#not-in-ledger + .scroll tbody tr")
+    await expect(unlisted).to_have_count(len(VN_NUMBERS) - 2)
+    async with page.expect_download() as info:
+        await page.get_by_role("link", name="CSV").click()
+    assert "not_in_ledger" in (await (await info.value).path()).read_text(encoding="utf-8-sig")
     await context.close()

@@ -24,7 +24,7 @@ from verify.web.svg import WIDTH, timeline
 
 #: Open gaps counted per reason up to this many (more shows as "1000+").
 GAP_COUNT_CAP = 1000
-OFFSETS = ("+07:00", "+08:00", "+00:00")
+OFFSETS = ("+00:00", "+07:00", "+08:00")  # the first is the default: "now" is in UTC
 
 
 async def status(request: web.Request) -> dict[str, Any]:
