@@ -47,8 +47,8 @@ from indexer.package import PackageError
 from indexer.store.sqlite import open_sqlite_store
 from indexer.submission import BodyFormat, read_submission
 from tests.factories import package, vn_invoice
-from verify.heap import freeze_startup_heap
-from verify.reconcile_cli import open_reconciler
+from verify.cli.heap import freeze_startup_heap
+from verify.cli.reconcile import open_reconciler
 from verify.services import open_services
 from verify.settings import Settings
 
@@ -262,7 +262,7 @@ async def drain(data_dir: Path,
     clock = PhaseClock()
     started = time.perf_counter()
     async with open_reconciler(settings) as (rec, monitor):
-        freeze_startup_heap()  # as `invoice-verify reconcile` does (verify/heap.py)
+        freeze_startup_heap()  # as `invoice-verify reconcile` does (verify/cli/heap.py)
         opened = time.perf_counter() - started
         await monitor.probe_once()
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from indexer.rules import RULES
 from tests.conftest import Client
-from verify.cli import app
+from verify.cli.main import app
 
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
 PACKAGES = {"package-vn.json": "application/json", "package-cn.json": "application/json",

@@ -22,7 +22,7 @@ from indexer.store.protocol import StoredPackage
 from indexer.store.registry import SqliteRegistry, open_sqlite_registry
 from indexer.store.sqlite import SqliteStore, open_sqlite_store
 from tests.factories import SELLER, package, vn_invoice, vn_key
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 CFG = RuleConfig()

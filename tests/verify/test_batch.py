@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import SELLER, cancel, package, vn_invoice, vn_key
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 from verify.lookup.batch import MAX_ROWS
 
 URL = "/api/v1/verify/batch"

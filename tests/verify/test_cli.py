@@ -14,7 +14,7 @@ from indexer.store.registry import open_sqlite_registry
 from tests.conftest import Client
 from tests.factories import package, vn_invoice
 from verify.app import create_app
-from verify.cli import app
+from verify.cli.main import app
 from verify.demo import build_demo, example_queries
 from verify.settings import Settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tests.factories import package, vn_invoice, vn_key
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 
 
 def test_cli_batch_csv_writes_false_not_python_reprs(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from indexer.submission import BodyFormat, read_submission
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import authority_code, cancel, package, vn_invoice, vn_key
 from verify.app import create_app
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 from verify.keys import JOURNALED_INTAKE, OUTAGES, RECONCILER, REPLICA
 from verify.settings import Settings
 

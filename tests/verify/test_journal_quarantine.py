@@ -35,7 +35,7 @@ from tests.verify.test_intake_journal import (
     wait_out,
 )
 from verify.app import create_app
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 from verify.settings import Settings
 
 __all__ = ["settings"]  # the fixture, shared with the journal's other tests

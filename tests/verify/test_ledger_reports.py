@@ -30,7 +30,7 @@ from tests.factories import (
 from tests.indexer.store.conftest import fresh_prefix
 from tests.ledgers import csv_bytes, xlsx_bytes
 from verify.app import create_app
-from verify.cli import app
+from verify.cli.main import app
 from verify.settings import Settings
 
 URL = "/api/v1/reports/ledger"

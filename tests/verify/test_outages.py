@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from fallback.outages import System, open_outage_log
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import SELLER, SELLER_2, authority_code, package, vn_invoice, vn_key
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 from verify.keys import OUTAGES
 from verify.settings import Settings
 

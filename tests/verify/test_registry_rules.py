@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import Client
 from tests.factories import PROVIDER, SELLER, package, vn_invoice
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 
 CASH = {"series": "C22MAA", "authority_code": "M1-22-ABCDE-00000000001"}
 

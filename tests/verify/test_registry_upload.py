@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Client
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 
 URL = "/api/v1/admin/registry"
 GOOD = {"tax_id": "0100109106", "name": "A", "status": "00"}

@@ -26,7 +26,7 @@ from tests.factories import (
     package,
     vn_invoice,
 )
-from verify.cli import app
+from verify.cli.main import app
 from verify.keys import GAPS, OUTAGES
 from verify.settings import Settings
 

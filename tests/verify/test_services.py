@@ -30,7 +30,7 @@ from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
 from verify.app import create_app
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 from verify.keys import RECONCILE_RUNS, RESILIENCE
 from verify.services import open_services
 from verify.settings import Settings

@@ -17,7 +17,7 @@ from tests.factories import SELLER_2, vn_invoice, vn_key
 from tests.pki import Pki, make_pki
 from tests.xml_factories import sign_hdon, signed_xml_package, xml_package
 from verify.app import create_app
-from verify.cli import app as cli_app
+from verify.cli.main import app as cli_app
 from verify.settings import Settings, SettingsError
 
 XML = {"Content-Type": "application/xml"}

@@ -9,32 +9,30 @@ It opens the same files and backends as the service in the same data directory (
 journal, the gap ledger and the outage log are local SQLite files; the primary and the
 replica as configured), so it drains what the service journaled and resolves the gaps the
 service recorded. Running it beside the service is safe (`fallback.reconciler`).
-
-`invoice-verify journal list|retry|drop`: the journal's quarantine for operators, on the
-journal file itself (the service need not run; docs/journal.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.progress import Progress, TaskID
+from rich.progress import (
+    Progress,
+    TaskID,
+)
 
 from fallback.health import HealthMonitor
 from fallback.reconciler import ReconcileProgress, Reconciler
-from indexer.journal import EntryState, IntakeJournal, open_intake_journal
-from verify.heap import freeze_startup_heap
+from verify.cli.common import DataDir, err, load_settings, progress_bar
+from verify.cli.heap import freeze_startup_heap
 from verify.services import open_services
-from verify.settings import Settings, SettingsError
+from verify.settings import Settings
 
 
 @dataclass(slots=True)
@@ -105,52 +103,31 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
         asyncio.run(loop())
 
 
-T = TypeVar("T")
-journal_app = typer.Typer(help="The intake journal: list entries, retry or drop quarantined "
-                               "ones (docs/journal.md).", no_args_is_help=True)
-_DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
-                                                                   "[env INVOICE_DATA_DIR]")]
-
-
-def _journal_do(data_dir: Path | None, action: Callable[[IntakeJournal], Awaitable[T]]) -> T:
-    try:
-        settings = Settings.from_env().with_overrides(data_dir=data_dir)
-    except SettingsError as exc:
-        sys.stderr.write(f"configuration error: {exc}\n")
-        raise typer.Exit(2) from None
-
-    async def run() -> T:
-        async with open_intake_journal(settings.journal_path) as journal:
-            return await action(journal)
-
-    return asyncio.run(run())
-
-
-@journal_app.command("list")
-def journal_list(state: Annotated[EntryState, typer.Option(help="entry state")] =
-                 EntryState.QUARANTINED,
-                 limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
-                 data_dir: _DataDir = None) -> None:
-    """Entries in one state (quarantined by default), oldest first, as JSON lines."""
-    entries = _journal_do(data_dir, lambda j: j.entries(state, limit=limit))
-    for entry in entries:
-        sys.stdout.write(json.dumps(entry.summary(), ensure_ascii=False) + "\n")
-
-
-@journal_app.command("retry")
-def journal_retry(seq: int, data_dir: _DataDir = None) -> None:
-    """Put a quarantined entry back in the queue (its attempts reset) once its cause is
-    fixed; the reconciler applies it on its next run."""
-    if not _journal_do(data_dir, lambda j: j.retry(seq)):
-        sys.stderr.write(f"no quarantined journal entry has sequence number {seq}\n")
+def reconcile_cmd(
+        loop: Annotated[bool, typer.Option(
+            "--loop", help="keep running: reconcile whenever the primary is usable and there "
+                           "is work (the compose reconciler)")] = False,
+        interval: Annotated[float | None, typer.Option(
+            help="seconds between checks in --loop [env INVOICE_RECONCILE_INTERVAL_SECONDS]",
+            min=0.1)] = None,
+        heartbeat: Annotated[Path | None, typer.Option(
+            help="with --loop: file touched after every check, for health checks")] = None,
+        data_dir: DataDir = None) -> None:
+    """Drain the intake journal into the primary, re-check every open gap (found or, after
+    the grace period, missing), deliver callbacks (POST /api/v1/reconcile does the same).
+    Exit 1 if the primary failed and work was left."""
+    settings = load_settings(data_dir=data_dir)
+    if loop:
+        run_loop(settings, heartbeat,
+                 interval or float(settings.fallback.reconcile_interval_seconds))
+        return
+    with progress_bar() as bar:
+        result = run_once(settings, bar)
+    err.print(f"journal: {result.journal_applied} of {result.journal_total} entries applied; "
+              f"gaps: {result.gaps_found} found, {result.gaps_missing} missing, "
+              f"{result.gaps_waiting} waiting for the grace period; callbacks: "
+              f"{result.callbacks_sent} sent, {result.callbacks_failed} failed "
+              f"({result.seconds} s)", highlight=False)
+    if result.stopped_by:
+        err.print(f"[red]stopped: {result.stopped_by}[/]", highlight=False)
         raise typer.Exit(1)
-    sys.stdout.write(f"entry {seq} is pending again\n")
-
-
-@journal_app.command("drop")
-def journal_drop(seq: int, data_dir: _DataDir = None) -> None:
-    """Delete a quarantined entry (its package is given up; its id may be posted again)."""
-    if not _journal_do(data_dir, lambda j: j.drop(seq)):
-        sys.stderr.write(f"no quarantined journal entry has sequence number {seq}\n")
-        raise typer.Exit(1)
-    sys.stdout.write(f"entry {seq} dropped\n")
