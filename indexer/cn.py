@@ -38,8 +38,17 @@ _DIGIT8_10 = {"1": "01", "5": "01", "3": "04", "6": "04", "2": "02", "7": "02"}
 _SUFFIX_12 = {"04": "04", "05": "04", "06": "11", "07": "11", "11": "10", "12": "14", "13": "08"}
 
 
+#: The ordinary-invoice family (普票: paper, electronic, roll, toll): the platform checks them
+#: by the last 6 digits of their 20-digit check code (§4.1), which each one carries (§3.1).
+CHECK_CODE_TYPES = frozenset({"04", "10", "11", "14"})
+
+
 def type_from_code(code: str) -> str | None:
-    """The type code implied by a pre-数电 invoice code (§1.5), or None if unknown."""
+    """The type code implied by a pre-数电 invoice code (§1.5), or None if unknown. A
+    12-digit code not starting with 0 is a motor-vehicle invoice (`03`) when its digit 8 is
+    2 (§1.2), but only under the state tax (digit 1 = 1): the legacy layout of §1.4 puts a
+    tax office in digit 1 (1 state, 2 local) and an industry in digit 8, and a local-tax
+    invoice is never a VAT invoice."""
     if not CODE_RE.fullmatch(code):
         return None
     if len(code) == 10:
@@ -47,9 +56,15 @@ def type_from_code(code: str) -> str | None:
     if len(code) == 12:
         if code[0] == "0":
             return _SUFFIX_12.get(code[10:12])
-        if code[7] == "2":
+        if code[0] == "1" and code[7] == "2":
             return "03"
     return None
+
+
+def outside_vat_layouts(code: str) -> bool:
+    """A 12-digit code that no VAT layout fits (§1.4): a local-tax invoice (digit 1 = 2) or
+    no known layout at all (3-9). Not verifiable, whatever type is declared for it."""
+    return len(code) == 12 and code[0] not in "01"
 
 
 def same_type(a: str, b: str) -> bool:

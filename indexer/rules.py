@@ -471,6 +471,25 @@ _ALL = (
         "cn-invoice §3.1",
     ),
     Rule(
+        "cn.check_code.required",
+        E,
+        "An ordinary invoice (types 04, 10, 11, 14) carries its 20-digit check code (校验码): "
+        "the platform checks these by its last 6 digits.",
+        "Hóa đơn thông thường (loại 04, 10, 11, 14) phải có mã kiểm tra 20 chữ số (校验码).",
+        "cn-invoice §3.1, §4.1",
+        adjustable=True,
+    ),
+    Rule(
+        "cn.void.fully_digitalised",
+        E,
+        "A fully digitalised (数电) invoice cannot be voided (作废): voiding is for paper "
+        "invoices; a 数电 invoice is reversed by a red-letter invoice.",
+        "Hóa đơn điện tử toàn diện (数电) không thể hủy (作废); chỉ có thể điều chỉnh bằng hóa "
+        "đơn chữ đỏ (红字).",
+        "cn-invoice §2, §4.4",
+        adjustable=True,
+    ),
+    Rule(
         "cn.tax_id.invalid",
         E,
         "Chinese taxpayer id must be 15 to 20 digits or capital letters.",

@@ -229,8 +229,9 @@ def _cn_checks(
             out.append(cfg.violation("cn.number.year_mismatch", "invoice_number", key.number))
     else:
         derived = cn.type_from_code(key.code)
-        if derived is None and declared is None:
+        if derived is None and (declared is None or cn.outside_vat_layouts(key.code)):
             out.append(cfg.violation("cn.code.unsupported_type", "invoice_code", key.code))
+            declared = None
         elif derived is None:
             out.append(cfg.violation("cn.code.type_underived", "invoice_code", key.code))
     if declared and derived and not cn.same_type(declared, derived) and key.code is not None:
@@ -242,6 +243,9 @@ def _cn_checks(
     check = _text(raw, "check_code", cfg, out, max_len=20)
     if check is not None and not cn.CHECK_CODE_RE.fullmatch(check):
         out.append(cfg.violation("cn.check_code.invalid", "check_code", check))
+    family = sorted(cn.CHECK_CODE_TYPES.intersection((declared, derived)))
+    if family and _absent(raw, "check_code"):
+        out.append(cfg.violation("cn.check_code.required", "check_code", f"type {family[0]}"))
     for name in ("seller_tax_id", "buyer_tax_id"):
         tax_id = _text(raw, name, cfg, out, max_len=20)
         if tax_id and not cn.TAX_ID_RE.fullmatch(tax_id):
@@ -396,6 +400,8 @@ def validate_notice(raw: object, cfg: RuleConfig) -> tuple[CancelNotice | None, 
         out.extend(problems)
     else:
         out.append(cfg.violation("invoice.field.required", "key"))
+    if isinstance(key, CnKey) and key.code is None:
+        out.append(cfg.violation("cn.void.fully_digitalised", "key", key.number))
     out = _kept(out)
     if is_fatal(out) or key is None or reason is None or notice_id is None:
         return None, out

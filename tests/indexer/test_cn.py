@@ -16,6 +16,8 @@ from indexer import cn
         ("044031900112", "14"),
         ("044031900113", "08"),
         ("144031520110", "03"),  # first digit not 0, digit 8 = 2: motor vehicle
+        ("244031520110", None),  # §1.4: digit 1 = 2 is a local-tax invoice, never a VAT one
+        ("344031520110", None),  # no layout starts with 3
         ("144032409110", None),  # pilot e-invoice code: not derivable
         ("044031900199", None),
         ("12345", None),
@@ -40,3 +42,17 @@ def test_type_from_digital_number(number: str, type_code: str) -> None:
 def test_e_special_qr_type_equals_platform_type() -> None:
     assert cn.same_type("20", "08")
     assert not cn.same_type("10", "08")
+
+
+@pytest.mark.parametrize(
+    ("code", "outside"),
+    [
+        ("244031920011", True),  # §1.4: local tax
+        ("944031920011", True),
+        ("144031920011", False),  # state tax: motor vehicle (§1.2) or a pilot code
+        ("013002200211", False),
+        ("4300171130", False),  # 10 digits: §1.1
+    ],
+)
+def test_codes_outside_the_vat_layouts(code: str, outside: bool) -> None:
+    assert cn.outside_vat_layouts(code) is outside

@@ -299,6 +299,42 @@ ERROR_CASES: list[tuple[str, object, str, str | None]] = [
     ),
     ("CN type code unknown", cn_invoice(type_code="99"), "cn.type_code.unknown", "type_code"),
     (
+        "CN e-invoice without check code",  # cn-invoice §4.1: 10 is checked by the check code
+        cn_invoice(check_code=None),
+        "cn.check_code.required",
+        "check_code",
+    ),
+    (
+        "CN paper ordinary invoice without check code",  # §1.1: digit 8 = 3 -> 04
+        cn_invoice(invoice_code="1100163320", type_code="04", check_code=None),
+        "cn.check_code.required",
+        "check_code",
+    ),
+    (
+        "CN roll invoice without check code",  # §1.2: suffix 06 -> 11
+        cn_invoice(invoice_code="044031900106", type_code=None, check_code=None),
+        "cn.check_code.required",
+        "check_code",
+    ),
+    (
+        "CN toll invoice without check code",  # §1.2: suffix 12 -> 14
+        cn_invoice(invoice_code="044031900112", type_code="14", check_code=None),
+        "cn.check_code.required",
+        "check_code",
+    ),
+    (
+        "CN local-tax legacy code, declared 03",  # §1.4: digit 1 = 2 is local tax
+        cn_invoice(invoice_code="244031920011", type_code="03"),
+        "cn.code.unsupported_type",
+        "invoice_code",
+    ),
+    (
+        "CN code of no layout, declared 10",  # §1.4: digit 1 is 1 or 2 in the legacy layout
+        cn_invoice(invoice_code="344031900111", type_code="10"),
+        "cn.code.unsupported_type",
+        "invoice_code",
+    ),
+    (
         "CN underived code, no type",
         cn_invoice(invoice_code=PILOT_CODE, type_code=None),
         "cn.code.unsupported_type",
@@ -398,6 +434,22 @@ def test_warning_accepts_and_reports(raw: dict[str, Any], code: str, field: str)
 def test_possible_series_and_ids_pass(raw: dict[str, Any]) -> None:
     invoice, found = check(raw)
     assert (invoice is not None, found) == (True, [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "type_code"),
+    [
+        (cn_invoice(invoice_code="4300171130", type_code="01", check_code=None), "01"),
+        (cn_invoice(invoice_code="144031920011", type_code=None, check_code=None), "03"),
+        (cn_digital(), "32"),
+    ],
+    ids=["special, no check code", "state-tax motor vehicle", "数电, no check code"],
+)
+def test_cn_invoices_outside_the_ordinary_family_need_no_check_code(
+    raw: dict[str, Any], type_code: str
+) -> None:
+    invoice, found = check(raw)
+    assert (found, invoice.type_code) == ([], type_code)
 
 
 def test_valid_vn_invoice_builds_the_model() -> None:
@@ -591,6 +643,12 @@ NOTICE_CASES: list[tuple[str, object, str, str | None]] = [
         cancel(1, key={"invoice_code": "1", "invoice_number": "81532753"}),
         "cn.code.invalid",
         "key.invoice_code",
+    ),
+    (
+        "voiding a 数电 invoice",  # cn-invoice §4.4: 作废 is for paper invoices
+        cancel(1, key={"invoice_number": "23442000000014209621"}),
+        "cn.void.fully_digitalised",
+        "key",
     ),
 ]
 
