@@ -1,7 +1,8 @@
 """Every failure leaves as `{"error": {"code", "message", "details"}}`, translated here once.
 
 This is the one place an exception becomes an answer: domain errors (`ApiError`
-and its `QueryError`, `PackageError`) with their own status, aiohttp's HTTP exceptions with theirs,
+and its `QueryError`, `PackageError`) with their own status, a store that cannot answer now
+(`StoreUnavailableError`, whatever the backend) as 503, aiohttp's HTTP exceptions with theirs,
 aiohttp's own refusals of a malformed request (a bad header, a multipart body without a
 boundary or with garbage part headers) as 400, and anything else as a logged 500 that names
 nothing of the request's content.
@@ -18,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from indexer.package import PackageError
+from indexer.store.protocol import StoreUnavailableError
 from verify.http.errors import ApiError
 from verify.http.responses import json_response
 
@@ -80,6 +82,11 @@ def _answer(request: web.Request, exc: Exception) -> web.Response:
         return _respond(exc, exc.headers)
     if isinstance(exc, PackageError):
         return _respond(ApiError(exc.status, exc.code, exc.message, exc.details))
+    if isinstance(exc, StoreUnavailableError):
+        log.warning("the index could not answer: %s", type(exc).__name__,
+                    extra={"path": request.path, "method": request.method})
+        return _respond(ApiError(503, "primary_unavailable",
+                                 "the index cannot answer now; try again"))
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from indexer.ledger_file import LedgerFileError
-from indexer.store.elasticsearch import ElasticsearchUnavailable
+from indexer.store.protocol import StoreUnavailableError
 from verify.access.middleware import PRINCIPAL
 from verify.access.service import Admission, is_party
 from verify.access.tenancy import redact_answer
@@ -48,12 +48,11 @@ async def missing_report(request: web.Request) -> web.StreamResponse:
     async with aclosing(missing.render(report, request.app[STORE], totals, gaps)) as chunks:
         try:
             # The first chunk needs the store's first page: a primary that cannot answer is
-            # still a clean 503 here, before any byte of the report is sent.
+            # still a clean 503 (the error middleware's), before any byte of the report.
             first = await anext(chunks)
-        except ElasticsearchUnavailable:
+        except StoreUnavailableError:
             audit.record(principal, "report.missing", seller, "unavailable", request.remote)
-            raise ApiError(503, "primary_unavailable", "the index cannot answer now; the "
-                           "report needs the primary (try again)") from None
+            raise
         name = f"missing-{seller}.{report.format}"
         response = web.StreamResponse(headers={
             **SECURITY_HEADERS, "Content-Type": CONTENT_TYPES[report.format],
