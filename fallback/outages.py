@@ -188,9 +188,10 @@ class OutageLog:
 
     def miss_window(self, scheme: str, issued_on: date | None, lag: timedelta,
                     moment: datetime | None = None) -> MissWindow | None:
-        """What makes a miss from a healthy primary unconfirmed now, if anything (README
-        "Outages"): an upstream window (`upstream_hides`), else the caller's `issued_on`
-        lying within the intake lag of now. None: the miss is authoritative."""
+        """What makes a miss from a healthy primary unconfirmed now, if anything
+        (docs/outages.md#intake-lag-and-upstream-windows): an upstream window
+        (`upstream_hides`), else the caller's `issued_on` lying within the intake lag of
+        now. None: the miss is authoritative."""
         now = moment or self._clock()
         window = self.upstream_hides(scheme, issued_on, lag, now)
         if window is not None:

@@ -1,4 +1,4 @@
-"""The gap ledger over HTTP (README "Outages"): `GET /gaps`, `GET /gaps/{id}`.
+"""The gap ledger over HTTP (docs/outages.md#gap-ledger): `GET /gaps`, `GET /gaps/{id}`.
 
 Tenancy of gaps: admins see every gap. Any other key (verify or audit) sees the gaps it
 asked about itself, and an audit key also those whose seller (known from a Vietnamese key)

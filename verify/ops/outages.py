@@ -1,5 +1,6 @@
-"""Outage windows over HTTP (README "Outages"): `GET /outages` lists them, `POST /outages`
-declares a maintenance window of the primary or an outage of the authority's system."""
+"""Outage windows over HTTP (docs/outages.md#outage-windows): `GET /outages` lists them,
+`POST /outages` declares a maintenance window of the primary or an outage of the
+authority's system."""
 
 from __future__ import annotations
 

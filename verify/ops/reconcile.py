@@ -1,4 +1,5 @@
-"""Reconcile runs over HTTP: `GET /reconcile/status`, `POST /reconcile` (README "Outages")."""
+"""Reconcile runs over HTTP: `GET /reconcile/status`, `POST /reconcile`
+(docs/outages.md#the-reconciler)."""
 
 from __future__ import annotations
 
