@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,19 +22,21 @@ import pytest
 from indexer.keys import CnKey, VnKey
 from indexer.model import Amounts, Invoice
 from indexer.recheck import recheck_month
-from indexer.store import InvoiceStore
-from indexer.store.elasticsearch import PATIENT, open_elasticsearch_store
-from indexer.store.sqlite import open_sqlite_store
-from tests.conftest import Client, EsTarget, bearer
+from indexer.store.elasticsearch import PATIENT
+from tests.conftest import Client, EsTarget
 from tests.factories import BUYER, SELLER, authority_code, cn_digital, package, vn_invoice, vn_key
-from tests.indexer.store.conftest import drop_layout, fresh_prefix
 from tests.indexer.store.release_1 import (
     release_doc,
     release_es_indices,
     release_es_invoices,
     release_sqlite_file,
 )
-from verify.app import create_app
+from tests.verify.backend_apps import (  # the fixtures cli and settings, on each backend
+    app_on_each_backend,  # noqa: F401
+    open_primary,
+    serve,
+    settings_on_each_backend,  # noqa: F401
+)
 from verify.settings import Settings
 
 #: Printed 2026-01-01 00:30 in Vietnam.
@@ -44,56 +44,6 @@ NEW_YEAR_VN = "2025-12-31T17:30:00Z"
 #: Printed 2025-01-01 00:30 in China.
 NEW_YEAR_CN = "2024-12-31T16:30:00Z"
 DIGITAL_2025 = "25442000000014209621"
-
-
-@pytest.fixture(params=["sqlite", "elasticsearch"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    env = {"INVOICE_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "elasticsearch":
-        target: EsTarget = request.getfixturevalue("es_target")
-        env |= {"INVOICE_ES_URL": target.url, "INVOICE_ES_INDEX_PREFIX": fresh_prefix()}
-    return Settings.from_env(env)
-
-
-async def _serve(
-    request: pytest.FixtureRequest,
-    aiohttp_client: Callable[..., Awaitable[Client]],
-    settings: Settings,
-    token: str,
-) -> AsyncIterator[Client]:
-    """The real app on the backend `settings` names; its indices dropped after."""
-    factory = request.getfixturevalue("es_target").client_factory if settings.es_url else None
-    yield await aiohttp_client(
-        create_app(settings, es_client_factory=factory), headers=bearer(token)
-    )
-    if settings.es_url:
-        async with _store(request, settings) as store:
-            await drop_layout(store.patient, store.layout)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def cli(
-    request: pytest.FixtureRequest,
-    aiohttp_client: Callable[..., Awaitable[Client]],
-    settings: Settings,
-    admin_token: str,
-) -> AsyncIterator[Client]:
-    async for client in _serve(request, aiohttp_client, settings, admin_token):
-        yield client
-
-
-def _store(
-    request: pytest.FixtureRequest, settings: Settings
-) -> AbstractAsyncContextManager[InvoiceStore]:
-    """The app's primary store, opened beside it (for the CLI's functions)."""
-    if settings.es_url:
-        target: EsTarget = request.getfixturevalue("es_target")
-        return open_elasticsearch_store(
-            settings.es_url,
-            index_prefix=settings.es_index_prefix,
-            client_factory=target.client_factory,
-        )
-    return open_sqlite_store(settings.sqlite_path)
 
 
 async def accept(cli: Client, *invoices: dict[str, Any]) -> None:
@@ -171,7 +121,7 @@ async def test_recheck_files_an_invoice_under_its_local_month(
 ) -> None:
     """`invoice-verify recheck --month`: 2025-03-01 00:30 in Vietnam is March's."""
     await accept(cli, vn_invoice(1, series="C25TAA", issued_at="2025-02-28T17:30:00Z"))
-    async with _store(request, settings) as store:
+    async with open_primary(request, settings) as store:
         checked = {
             month: [n async for n, _ in recheck_month(store, None, month, settings.rules)]
             for month in ("2025-02", "2025-03")
@@ -228,7 +178,7 @@ async def released(
             await client.close()
     else:
         release_sqlite_file(settings.sqlite_path, RELEASE_DOCS)
-    async for app_client in _serve(request, aiohttp_client, settings, admin_token):
+    async for app_client in serve(request, aiohttp_client, settings, admin_token):
         yield app_client
 
 
@@ -236,7 +186,7 @@ async def test_a_store_of_the_first_release_is_redated_when_opened(
     released: Client, request: pytest.FixtureRequest, settings: Settings
 ) -> None:
     cli = released
-    async with _store(request, settings) as store:
+    async with open_primary(request, settings) as store:
         assert [
             i.doc_id for i in await store.scan_invoices(date(2026, 1, 1), date(2026, 1, 2))
         ] == [f"vn:{SELLER}:1:C26TAA:1"]
