@@ -1,9 +1,16 @@
 """The taxpayer and transmission-provider registry, and the intake rules that read it.
 
 What the authority knows and our intake must check against (vn-einvoice §2.2, §4, §8 step 1):
-each taxpayer's status (with the date it took effect), whether e-invoice use is stopped (feed
-506: from / until), the 5-character cash-register code ranges issued to it (form 01/TB-ĐKĐT),
-and the templates and series it registered with their dates; each provider's contract.
+each taxpayer's status (with the date it took effect, and the statuses before it), whether
+e-invoice use is stopped (feed 506: from / until), the 5-character cash-register code ranges
+issued to it (form 01/TB-ĐKĐT), and the templates and series it registered with their dates;
+each provider's contract.
+
+Status history: an invoice is judged by the status in force on its issue date
+(`Taxpayer.status_on`), so the registry keeps the statuses a taxpayer had. An import states
+one status and the day it took effect (`status_since`); `record_status` takes it as "from that
+day on", over whatever was recorded from that day, after the statuses before it. A status
+without a date holds on every date.
 
 An empty registry means "no registry checks" (demos, tests); once it holds anything, a
 seller absent from it is rejected.
@@ -15,8 +22,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -47,6 +54,14 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status and the day it took effect (`None`: before any date the registry knows)."""
+
+    status: str
+    since: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Taxpayer:
     tax_id: str
     name: str
@@ -57,6 +72,22 @@ class Taxpayer:
     stopped_until: date | None = None
     cash_register_code_ranges: tuple[str, ...] = ()
     registrations: tuple[Registration, ...] = field(default=())
+    #: The statuses before `status`, oldest first, each until the next one's `since`.
+    status_history: tuple[StatusChange, ...] = ()
+
+    @property
+    def statuses(self) -> tuple[StatusChange, ...]:
+        """Every status recorded, oldest first; the one in force now last."""
+        return (*self.status_history, StatusChange(self.status, self.status_since))
+
+    def status_on(self, day: date) -> str | None:
+        """The status in force on `day`; `None` before the first dated status recorded."""
+        found = None
+        for change in self.statuses:
+            if change.since is not None and change.since > day:
+                break
+            found = change.status
+        return found
 
     def stopped_on(self, day: date) -> bool:
         if not self.einvoice_stopped:
@@ -187,15 +218,37 @@ def _registration(reg: object, at: str) -> Registration:
                         _date(reg, "to", at))
 
 
-def _taxpayer(raw: object, where: str) -> Taxpayer:
-    raw = _record(raw, where)
-    tax_id = _text(raw, "tax_id", where)
-    if not vn.tax_id_valid(tax_id):
-        raise RegistryError(f"{where}: tax_id {tax_id!r} is not a valid MST or personal id")
+def _status(raw: Mapping[str, Any], where: str) -> str:
     status = _text(raw, "status", where)
     if status not in KNOWN_STATUSES:
         raise RegistryError(f"{where}: status {status!r} is not one of "
                             f"{', '.join(sorted(KNOWN_STATUSES))}")
+    return status
+
+
+def _status_history(raw: Mapping[str, Any], where: str, *,
+                    stored: bool) -> tuple[StatusChange, ...]:
+    """A stored record's earlier statuses (`taxpayer_to_dict`). A file does not give them:
+    the registry keeps them from the imports it took (`record_status`)."""
+    if not stored:
+        if raw.get("status_history") is not None:
+            raise RegistryError(f"{where}: status_history is kept by the registry from the "
+                                "imports it takes; give status and status_since")
+        return ()
+    history = []
+    for n, item in enumerate(_list(raw, "status_history", where)):
+        at = f"{where}.status_history[{n}]"
+        change = _record(item, at)
+        history.append(StatusChange(_status(change, at), _date(change, "since", at)))
+    return tuple(history)
+
+
+def _taxpayer(raw: object, where: str, *, stored: bool = False) -> Taxpayer:
+    raw = _record(raw, where)
+    tax_id = _text(raw, "tax_id", where)
+    if not vn.tax_id_valid(tax_id):
+        raise RegistryError(f"{where}: tax_id {tax_id!r} is not a valid MST or personal id")
+    status = _status(raw, where)
     registrations = tuple(_registration(reg, f"{where}.registrations[{n}]")
                           for n, reg in enumerate(_list(raw, "registrations", where)))
     return Taxpayer(
@@ -205,7 +258,8 @@ def _taxpayer(raw: object, where: str) -> Taxpayer:
         stopped_from=_date(raw, "stopped_from", where),
         stopped_until=_date(raw, "stopped_until", where),
         cash_register_code_ranges=_code_ranges(raw, where),
-        registrations=registrations)
+        registrations=registrations,
+        status_history=_status_history(raw, where, stored=stored))
 
 
 def _provider(raw: object, where: str) -> Provider:
@@ -308,11 +362,50 @@ def taxpayer_to_dict(t: Taxpayer) -> dict[str, Any]:
                            "from": r.valid_from.isoformat(),
                            "to": r.valid_to.isoformat() if r.valid_to else None}
                           for r in t.registrations],
+        "status_history": [{"status": c.status,
+                            "since": c.since.isoformat() if c.since else None}
+                           for c in t.status_history],
     }
 
 
 def taxpayer_from_dict(data: Mapping[str, Any]) -> Taxpayer:
-    return _taxpayer(data, f"taxpayer {data.get('tax_id')!r}")
+    """A stored record (`taxpayer_to_dict`), its status history included."""
+    return _taxpayer(data, f"taxpayer {data.get('tax_id')!r}", stored=True)
+
+
+def record_status(stored: Taxpayer | None, imported: Taxpayer) -> Taxpayer:
+    """`imported` (a record of a registry file) as the registry keeps it, its status added to
+    the statuses `stored` has (see the module docstring):
+
+    - no `status_since`: the status holds on every date; the same status as now keeps its
+      recorded start and history, another one replaces them;
+    - with `status_since`: the statuses in force before that day are kept, the new one holds
+      from it (what was recorded from that day on is superseded); a status equal to the one
+      in force the day before just goes on, from its earlier start.
+    """
+    if stored is None:
+        return imported
+    since = imported.status_since
+    if since is None:
+        if imported.status != stored.status:
+            return imported
+        return replace(imported, status_since=stored.status_since,
+                       status_history=stored.status_history)
+    before = [c for c in stored.statuses if c.since is None or c.since < since]
+    if before and before[-1].status == imported.status:
+        since = before.pop().since
+    return replace(imported, status_since=since, status_history=tuple(before))
+
+
+def recorded_taxpayers(stored: Mapping[str, Taxpayer],
+                       imported: Iterable[Taxpayer]) -> dict[str, Taxpayer]:
+    """The records an import writes, by tax id: each imported record through `record_status`
+    over what is stored, in file order (an id given twice builds on its first record)."""
+    out: dict[str, Taxpayer] = {}
+    for taxpayer in imported:
+        out[taxpayer.tax_id] = record_status(
+            out.get(taxpayer.tax_id, stored.get(taxpayer.tax_id)), taxpayer)
+    return out
 
 
 def provider_to_dict(p: Provider) -> dict[str, Any]:
@@ -330,13 +423,15 @@ def provider_from_dict(data: Mapping[str, Any]) -> Provider:
 def seller_violations(taxpayer: Taxpayer | None, *, template: str | None, series: str | None,
                       issued_on: date, cash_register_range: str | None,
                       cfg: RuleConfig) -> list[Violation]:
-    """Step 1 (status, stop, code range) and step 2.1 (registration) for one VN invoice."""
+    """Step 1 (status, stop, code range) and step 2.1 (registration) for one VN invoice,
+    each as it stood on `issued_on`, the invoice's day (`Invoice.issued_on`)."""
     if taxpayer is None:
         return [cfg.violation("registry.seller.unknown", "seller_tax_id")]
     out = []
-    if taxpayer.status not in cfg.active_statuses:
+    status = taxpayer.status_on(issued_on)
+    if status is not None and status not in cfg.active_statuses:
         out.append(cfg.violation("registry.seller.inactive", "seller_tax_id",
-                                 f"status {taxpayer.status}"))
+                                 f"status {status} on {issued_on.isoformat()}"))
     if taxpayer.stopped_on(issued_on):
         out.append(cfg.violation("registry.seller.einvoice_stopped", "seller_tax_id",
                                  issued_on.isoformat()))

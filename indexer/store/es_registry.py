@@ -6,7 +6,11 @@ document is the import format (`taxpayer_to_dict` / `provider_to_dict`) plus `up
 so a stored record parses back through the same checks as a file.
 
 Imports upsert by id (`index` operations, last write wins, as SQLite's `ON CONFLICT DO
-UPDATE`) in one bulk through the patient client. "All or nothing" here means: a file is
+UPDATE`) in one bulk through the patient client. Each taxpayer's status is recorded over the
+statuses stored for it (`indexer.registry.record_status`, read by a realtime mget just
+before), so the registry keeps each taxpayer's status history; two imports of the same
+taxpayer at the same moment may lose one's status change (imports are an operator's rare
+act, and the last file imported is what the registry holds). "All or nothing" here means: a file is
 parsed and validated whole before this store is called (`indexer.registry.parse_registry`),
 so a file with a bad record writes nothing, on every backend. Once writing starts,
 Elasticsearch has no transaction: an item the cluster refuses is raised as `BulkWriteError`
@@ -36,6 +40,7 @@ from indexer.registry import (
     Taxpayer,
     provider_from_dict,
     provider_to_dict,
+    recorded_taxpayers,
     taxpayer_from_dict,
     taxpayer_to_dict,
 )
@@ -54,8 +59,11 @@ _NAME: dict[str, Any] = {"type": "text", "fields": {"raw": {"type": "keyword",
                                                             "ignore_above": 256}}}
 _UPDATED: dict[str, Any] = {"type": "date"}
 
+#: Added to the first release's taxpayer mapping by step 1 (`_add_status_history`).
+STATUS_HISTORY: dict[str, Any] = {"properties": {"status": _KEYWORD, "since": _DAY}}
 TAXPAYER_PROPERTIES: dict[str, Any] = {
     "tax_id": _KEYWORD, "name": _NAME, "status": _KEYWORD, "status_since": _DAY,
+    "status_history": STATUS_HISTORY,
     "einvoice_stopped": {"type": "boolean"}, "stopped_from": _DAY, "stopped_until": _DAY,
     "cash_register_code_ranges": _KEYWORD,
     "registrations": {"properties": {"template": _KEYWORD, "series": _KEYWORD,
@@ -86,7 +94,13 @@ class RegistryLayout:
         return {self.taxpayers: TAXPAYER_PROPERTIES, self.providers: PROVIDER_PROPERTIES}
 
     def steps(self) -> dict[str, Sequence[LayoutStep]]:
-        return {}  # the first release's layout
+        return {self.taxpayers: (_add_status_history,)}
+
+
+async def _add_status_history(client: AsyncElasticsearch, index: str) -> None:
+    """Taxpayers, step 1: the `status_history` field (the first release had none, and the
+    mapping is strict). Adding a field is a mapping update; no document changes."""
+    await client.indices.put_mapping(index=index, properties={"status_history": STATUS_HISTORY})
 
 
 class ElasticsearchRegistry(AliasedStore):
@@ -100,10 +114,14 @@ class ElasticsearchRegistry(AliasedStore):
         """One bulk of upserts, then a refresh; refused items raise `BulkWriteError`."""
         await self.ensure_layout()
         now = datetime.now(UTC).isoformat()
+        with unavailable_on_failure("import_registry"):
+            sources = await self.mget_sources(
+                self.layout.taxpayers, (t.tax_id for t in registry.taxpayers), self.patient)
+        stored = {tax_id: taxpayer_from_dict(source) for tax_id, source in sources.items()}
         actions: list[dict[str, Any]] = [
             {"_op_type": "index", "_index": self.layout.taxpayers, "_id": t.tax_id,
              "_source": {**taxpayer_to_dict(t), "updated_at": now}}
-            for t in registry.taxpayers]
+            for t in recorded_taxpayers(stored, registry.taxpayers).values()]
         actions += [
             {"_op_type": "index", "_index": self.layout.providers, "_id": p.provider_id,
              "_source": {**provider_to_dict(p), "updated_at": now}}

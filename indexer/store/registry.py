@@ -1,6 +1,8 @@
 """Where the registry lives: the `RegistryStore` protocol and its SQLite backend (its own
 file, `registry.sqlite3`, beside the invoice store). Imports upsert by id, in one
-transaction: a file that fails to parse changes nothing."""
+transaction: a file that fails to parse changes nothing. A taxpayer's status is recorded
+over the statuses stored for it (`indexer.registry.record_status`), read in the same
+transaction, so the registry keeps each taxpayer's status history."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from indexer.registry import (
     Taxpayer,
     provider_from_dict,
     provider_to_dict,
+    recorded_taxpayers,
     taxpayer_from_dict,
     taxpayer_to_dict,
 )
@@ -51,12 +54,14 @@ class SqliteRegistry:
     async def import_registry(self, registry: RegistryImport) -> None:
         now = datetime.now(UTC).isoformat()
         async with write_transaction(self._conn):
+            stored = await self.get_taxpayers(t.tax_id for t in registry.taxpayers)
+            taxpayers = recorded_taxpayers(stored, registry.taxpayers)
             await self._conn.executemany(
                 "INSERT INTO taxpayers (tax_id, doc, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (tax_id) DO UPDATE SET doc = excluded.doc,"
                 " updated_at = excluded.updated_at",
                 [(t.tax_id, json.dumps(taxpayer_to_dict(t), ensure_ascii=False), now)
-                 for t in registry.taxpayers])
+                 for t in taxpayers.values()])
             await self._conn.executemany(
                 "INSERT INTO providers (provider_id, doc, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (provider_id) DO UPDATE SET doc = excluded.doc,"

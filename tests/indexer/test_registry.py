@@ -13,6 +13,9 @@ from indexer.registry import (
     parse_registry,
     parse_registry_csv,
     parse_registry_json,
+    record_status,
+    taxpayer_from_dict,
+    taxpayer_to_dict,
 )
 
 TAXPAYER = {"tax_id": "0100109106", "name": "Công ty Thử nghiệm", "status": "00",
@@ -180,3 +183,70 @@ def test_csv_with_nul_or_extra_cells_is_refused() -> None:
         parse_registry(b"tax_id,name,status\n0100109106,A,00,extra\n", "text/csv")
     with pytest.raises(RegistryError, match="not valid JSON"):
         parse_registry(b'{"taxpayers": [' + b"1" * 5000 + b"]}", "application/json")
+
+
+# --- status history -----------------------------------------------------------------------
+
+def _taxpayer(status: str, since: str | None = None) -> Taxpayer:
+    return parse_registry_json({"taxpayers": [{**TAXPAYER, "status": status,
+                                               "status_since": since}]}).taxpayers[0]
+
+
+def _history(taxpayer: Taxpayer) -> list[tuple[str, str | None]]:
+    return [(c.status, c.since.isoformat() if c.since else None) for c in taxpayer.statuses]
+
+
+def _imported(*imports: tuple[str, str | None]) -> Taxpayer:
+    stored: Taxpayer | None = None
+    for status, since in imports:
+        stored = record_status(stored, _taxpayer(status, since))
+    assert stored is not None
+    return stored
+
+
+@pytest.mark.parametrize(("imports", "history"), [
+    # a dated change after an undated status: the old one until the day before
+    ([("00", None), ("01", "2025-06-01")], [("00", None), ("01", "2025-06-01")]),
+    # the same file again changes nothing
+    ([("00", None), ("01", "2025-06-01"), ("01", "2025-06-01")],
+     [("00", None), ("01", "2025-06-01")]),
+    # the same status with a later date goes on from its earlier start
+    ([("00", None), ("01", "2025-06-01"), ("01", "2025-07-01")],
+     [("00", None), ("01", "2025-06-01")]),
+    # an earlier date supersedes what was recorded from that day on
+    ([("00", None), ("01", "2025-06-01"), ("05", "2025-04-01")],
+     [("00", None), ("05", "2025-04-01")]),
+    ([("00", None), ("05", "2025-04-01"), ("01", "2025-06-01")],
+     [("00", None), ("05", "2025-04-01"), ("01", "2025-06-01")]),
+    # a status without a date holds on every date; the same one keeps its recorded start
+    ([("00", None), ("01", "2025-06-01"), ("05", None)], [("05", None)]),
+    ([("00", None), ("01", "2025-06-01"), ("01", None)], [("00", None), ("01", "2025-06-01")]),
+    # the first word is a dated status: nothing is known before it
+    ([("01", "2025-06-01")], [("01", "2025-06-01")]),
+    ([("01", "2025-06-01"), ("00", "2020-01-01")], [("00", "2020-01-01")]),
+])
+def test_an_import_records_its_status_from_its_date_on(
+        imports: list[tuple[str, str | None]], history: list[tuple[str, str | None]]) -> None:
+    assert _history(_imported(*imports)) == history
+
+
+def test_the_status_on_a_day_is_the_last_one_begun() -> None:
+    taxpayer = _imported(("00", None), ("05", "2025-04-01"), ("01", "2025-06-01"))
+    assert [taxpayer.status_on(date.fromisoformat(day)) for day in (
+        "2020-01-01", "2025-03-31", "2025-04-01", "2025-05-31", "2025-06-01", "2030-01-01")] == [
+        "00", "00", "05", "05", "01", "01"]
+    assert _imported(("01", "2025-06-01")).status_on(date(2025, 3, 10)) is None
+
+
+def test_the_history_is_stored_and_read_back_and_never_taken_from_a_file() -> None:
+    taxpayer = _imported(("00", None), ("05", "2025-04-01"), ("01", "2025-06-01"))
+    stored = taxpayer_to_dict(taxpayer)
+    assert stored["status_history"] == [{"status": "00", "since": None},
+                                        {"status": "05", "since": "2025-04-01"}]
+    assert taxpayer_from_dict(stored) == taxpayer
+    with pytest.raises(RegistryError, match=r"taxpayers\[0\]: status_history is kept by the "
+                                            "registry"):
+        parse_registry_json({"taxpayers": [stored]})
+    with pytest.raises(RegistryError, match=r"status_history\[1\]: status '08'"):
+        taxpayer_from_dict({**stored, "status_history": [{"status": "00"},
+                                                         {"status": "08", "since": None}]})

@@ -2,7 +2,7 @@
 made (`release_1`): its invoices are re-dated to the scheme's zone in place, keeping each
 document's `_version` (the version guard goes on working), the step is recorded in the
 index's mapping and not run again, a concurrent change is read again rather than lost, and
-an index of a later release is refused."""
+an index of a later release is refused; its taxpayer index gets the status history field."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from indexer.model import Relation, RelationKind
+from indexer.registry import parse_registry_json
 from indexer.store.elasticsearch import PATIENT, open_elasticsearch_store
 from indexer.store.es_mappings import IndexLayout
+from indexer.store.es_originals import OriginalsLayout
+from indexer.store.es_registry import RegistryLayout, open_elasticsearch_registry
 from indexer.store.es_steps import redate_invoices
 from tests.conftest import EsTarget
+from tests.factories import SELLER
 from tests.indexer.store.conftest import drop_layout, fresh_prefix
 from tests.indexer.store.release_1 import release_doc, release_es_indices, release_es_invoices
 from tests.indexer.store.test_contract import NOW, pkg, vn
@@ -53,7 +57,8 @@ async def release(es_target: EsTarget) -> AsyncIterator[tuple[str, AsyncElastics
         await release_es_invoices(client, prefix, _invoices(), versions=2)
         yield prefix, client
     finally:
-        await drop_layout(client, IndexLayout(prefix))
+        for layout in (IndexLayout(prefix), RegistryLayout(prefix), OriginalsLayout(prefix)):
+            await drop_layout(client, layout)
         await client.close()
 
 
@@ -165,3 +170,51 @@ async def test_an_index_of_a_later_release_is_refused(
             es_target.url, index_prefix=prefix, client_factory=es_target.client_factory
         ):
             pass
+
+
+async def test_a_release_registry_gets_the_status_history_field(
+    es_target: EsTarget, release: tuple[str, AsyncElasticsearch]
+) -> None:
+    """The release's taxpayer mapping is strict and has no `status_history`: step 1 adds it,
+    and the taxpayer the release stored keeps its status as the start of its history."""
+    prefix, client = release
+    await client.index(
+        index=f"{prefix}-taxpayers",
+        id=SELLER,
+        document={
+            "tax_id": SELLER,
+            "name": "x",
+            "status": "00",
+            "status_since": None,
+            "einvoice_stopped": False,
+            "stopped_from": None,
+            "stopped_until": None,
+            "cash_register_code_ranges": [],
+            "registrations": [],
+            "updated_at": "2025-01-01T00:00:00+00:00",
+        },
+        refresh=True,
+    )
+    async with open_elasticsearch_registry(
+        es_target.url, index_prefix=prefix, client_factory=es_target.client_factory
+    ) as registry:
+        await registry.import_registry(
+            parse_registry_json(
+                {
+                    "taxpayers": [
+                        {
+                            "tax_id": SELLER,
+                            "name": "x",
+                            "status": "01",
+                            "status_since": "2025-06-01",
+                        }
+                    ]
+                }
+            )
+        )
+        got = (await registry.get_taxpayers([SELLER]))[SELLER]
+        assert [(c.status, c.since) for c in got.statuses] == [
+            ("00", None),
+            ("01", date(2025, 6, 1)),
+        ]
+        assert await _layout_of(client, f"{prefix}-taxpayers") == [1]

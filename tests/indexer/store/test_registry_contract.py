@@ -7,6 +7,7 @@ does when the cluster refuses an item once writing has started is in test_es_reg
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -95,3 +96,21 @@ async def test_an_empty_file_imports_nothing(registry: RegistryStore) -> None:
     await registry.import_registry(parse_registry_json({}))
     assert await registry.is_empty()
     assert await registry.counts() == {"taxpayers": 0, "providers": 0}
+
+
+async def test_imports_keep_each_taxpayers_status_history(registry: RegistryStore) -> None:
+    """A dated status is recorded over what the store holds (`record_status`), in the
+    import's own transaction on SQLite and over a realtime read on Elasticsearch."""
+    for status, since in (("00", None), ("01", "2025-06-01"), ("01", "2025-06-01")):
+        await registry.import_registry(parse_registry_json(
+            {"taxpayers": [{**OTHER, "status": status, "status_since": since}]}))
+    await registry.import_registry(parse_registry_json({"taxpayers": [TAXPAYER]}))
+    await registry.import_registry(parse_registry_json({"taxpayers": [  # one id twice
+        {**TAXPAYER, "status": "05", "status_since": "2025-04-01"},
+        {**TAXPAYER, "status": "00", "status_since": "2025-05-01"}]}))
+    got = await registry.get_taxpayers([SELLER, BUYER])
+    assert [(c.status, c.since) for c in got[BUYER].statuses] == [
+        ("00", None), ("01", date(2025, 6, 1))]
+    assert [(c.status, c.since) for c in got[SELLER].statuses] == [
+        ("00", date(2019, 3, 1)), ("05", date(2025, 4, 1)), ("00", date(2025, 5, 1))]
+    assert [got[SELLER].status_on(date(2025, m, 15)) for m in (3, 4, 5)] == ["00", "05", "00"]
