@@ -43,7 +43,8 @@ from typing import Any
 from fallback.breaker import Clock, utc_now
 from fallback.health import DependencyGuard
 from fallback.outages import OutageLog, System
-from fallback.replica import Replica, ReplicaUnavailable, WriteThrough, replica_doc
+from fallback.replica import Replica, ReplicaUnavailable, WriteThrough
+from fallback.replica_docs import replica_doc
 from indexer.codec import invoice_from_doc
 from indexer.intake import YIELD_EVERY, BatchItem, Intake, IntakeResult
 from indexer.journal import EntryState, IntakeJournal, JournalEntry, JournalUnavailableError

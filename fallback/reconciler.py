@@ -42,7 +42,8 @@ from fallback.breaker import Clock, utc_now
 from fallback.callbacks import CallbackNotifier
 from fallback.gaps import Gap, GapOutcome, GapStatus, Resolution, SqliteGapLedger
 from fallback.journaled_intake import TRANSIENT, UNPROCESSABLE, JournaledIntake
-from fallback.replica import Replica, ReplicaUnavailable, replica_doc
+from fallback.replica import Replica, ReplicaUnavailable
+from fallback.replica_docs import replica_doc
 from indexer.journal import JournalEntry
 from indexer.model import Invoice
 

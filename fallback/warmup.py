@@ -15,7 +15,8 @@ import logging
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from fallback.replica import Replica, replica_doc
+from fallback.replica import Replica
+from fallback.replica_docs import replica_doc
 from indexer.store import InvoiceStore
 
 log = logging.getLogger("fallback.warmup")

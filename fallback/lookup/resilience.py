@@ -31,7 +31,8 @@ from fallback.lookup.answer import Summaries, build_answer
 from fallback.lookup.fetch import CodeOwners, fetch_invoice
 from fallback.lookup.query import LookupQuery
 from fallback.outages import OutageLog, System
-from fallback.replica import Replica, ReplicaHit, ReplicaUnavailable
+from fallback.replica import Replica, ReplicaUnavailable
+from fallback.replica_docs import ReplicaHit
 from indexer.codec import invoice_from_doc
 from indexer.journal import PendingDoc
 from indexer.keys import VnKey

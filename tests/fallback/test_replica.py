@@ -22,13 +22,12 @@ import pytest
 import redis.asyncio as redis
 
 from fallback.replica import (
-    DecodedInvoices,
     MemoryReplica,
     Replica,
     ReplicaUnavailable,
     open_redis_replica,
-    replica_doc,
 )
+from fallback.replica_docs import DecodedInvoices, replica_doc
 from indexer.codec import invoice_from_doc, invoice_to_doc
 from indexer.keys import CnKey
 from indexer.model import Lifecycle, Relation, RelationKind

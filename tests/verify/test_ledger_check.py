@@ -19,7 +19,8 @@ from fallback.gaps import GapStatus, open_gap_ledger
 from fallback.health import DependencyGuard
 from fallback.lookup.resilience import Resilience
 from fallback.outages import System, WindowKind, open_outage_log
-from fallback.replica import MemoryReplica, replica_doc
+from fallback.replica import MemoryReplica
+from fallback.replica_docs import replica_doc
 from indexer.codec import invoice_to_doc
 from indexer.journal import PendingDoc
 from indexer.keys import VnKey
