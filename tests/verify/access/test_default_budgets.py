@@ -63,7 +63,9 @@ async def test_an_enumeration_from_one_key_is_still_stopped(aiohttp_client: Any,
     resp = await cli.get("/api/v1/invoices/lookup", params=vn_key(5000),
                          headers=bearer(keys["verify"]))
     assert resp.status == 429
-    assert (await resp.json())["error"]["code"] == "miss_rate_limited"
+    # The batch's 1,000 rows spent the key's own tokens too: which budget answers first
+    # depends on how much the key bucket refilled meanwhile, and either stops the key.
+    assert (await resp.json())["error"]["code"] in {"miss_rate_limited", "key_rate_limited"}
 
 
 async def test_the_same_batch_run_again_and_again_is_no_enumeration(aiohttp_client: Any,
