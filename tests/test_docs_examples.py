@@ -17,9 +17,11 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from indexer.registry import parse_registry_csv, parse_registry_json
 from indexer.rules import RULES
 from tests.conftest import Client
 from verify.cli.main import app
+from verify.demo import EXAMPLE_SELLER, build_demo, ledger_csv
 
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
 PACKAGES = {
@@ -247,6 +249,27 @@ def test_the_committed_xlsx_is_what_its_script_writes() -> None:
     assert _members(_example("ledger.xlsx")) == _members(written), (
         "docs/examples/ledger.xlsx is stale: run .venv/bin/python docs/examples/make_ledger_xlsx.py"
     )
+
+
+def test_the_demo_ledger_is_what_the_demo_writes() -> None:
+    """ledger-demo.csv books the demo buyer's invoices (docs/reports.md runs it against
+    `serve --demo`)."""
+    assert _example("ledger-demo.csv").decode() == ledger_csv(build_demo()), (
+        "docs/examples/ledger-demo.csv is stale: run .venv/bin/python -c 'from verify.demo "
+        'import build_demo, ledger_csv; print(ledger_csv(build_demo()), end="")\' '
+        "> docs/examples/ledger-demo.csv"
+    )
+
+
+def test_the_registry_examples_agree_with_each_other_and_the_demo() -> None:
+    """taxpayers.csv is registry.json's taxpayers as CSV; the demo registers the example
+    seller as registry.json does, so importing the examples on the demo changes it not."""
+    registry = json.loads(_example("registry.json"))
+    as_json = parse_registry_json(registry)
+    assert parse_registry_csv(_example("taxpayers.csv").decode()).taxpayers == as_json.taxpayers
+    seller = next(t for t in registry["taxpayers"] if t["tax_id"] == EXAMPLE_SELLER["tax_id"])
+    assert seller == EXAMPLE_SELLER
+    assert EXAMPLE_SELLER in build_demo(per_series=100).registry["taxpayers"]
 
 
 def _run(*args: str) -> Any:
