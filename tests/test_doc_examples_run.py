@@ -117,7 +117,8 @@ def _complete(command: str) -> bool:
 
 def pages() -> list[str]:
     """README.md, then docs/ in the order README's table lists them, then the others."""
-    listed = re.findall(r"\]\((docs/[\w.-]+\.md)\)", (ROOT / "README.md").read_text())
+    index = (ROOT / "README.md").read_text().partition("\n## Documentation")[2]
+    listed = re.findall(r"\]\((docs/[\w.-]+\.md)\)", index)
     rest = sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))
     return ["README.md", *dict.fromkeys(listed), *(p for p in rest if p not in listed)]
 
