@@ -33,20 +33,24 @@ WEB = web.AppKey("web", WebState)
 
 def session_key(path: Path) -> bytes:
     """The key in `path`, made (mode 600) when there is none: the first process to start
-    makes it, the others read it (O_EXCL), so every process of a host shares it."""
+    makes it (written aside, then linked into place whole), the others read it, so every
+    process of a host shares it."""
+    private_dir(path.parent)
     try:
+        path.chmod(0o600)  # one a looser umask or hand left open is tightened, as the stores are
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    private_dir(path.parent)
-    key = Fernet.generate_key()
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(Fernet.generate_key() + b"\n")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.link(draft, path)  # whole or not at all; a process that got there first wins
     except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key + b"\n")
-    return key
+        pass
+    finally:
+        draft.unlink()
+    return path.read_bytes().strip()
 
 
 async def web_ctx(app: web.Application) -> AsyncIterator[None]:
