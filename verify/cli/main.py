@@ -9,8 +9,9 @@ from verify.cli import intake, keys, outages, reconcile, registry, reports, serv
 from verify.cli.journal import journal_app
 from verify.cli.verify_batch import verify_cmd
 
-app = typer.Typer(help="Verify Vietnamese and Chinese e-invoices.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Verify Vietnamese and Chinese e-invoices.", no_args_is_help=True, add_completion=False
+)
 app.command()(serve.demo)
 app.command()(serve.serve)
 app.command()(intake.ingest)

@@ -46,20 +46,27 @@ class Bars:
     def __call__(self, p: ReconcileProgress) -> None:
         if p.phase == "journal":
             if self.journal is None:
-                self.journal = self.progress.add_task("journal entries applied",
-                                                      total=p.journal_total)
-            self.progress.update(self.journal, completed=p.journal_applied,
-                                 total=max(p.journal_total, p.journal_applied))
+                self.journal = self.progress.add_task(
+                    "journal entries applied", total=p.journal_total
+                )
+            self.progress.update(
+                self.journal,
+                completed=p.journal_applied,
+                total=max(p.journal_total, p.journal_applied),
+            )
         elif p.phase == "gaps":
             if self.gaps is None:
                 self.gaps = self.progress.add_task("open gaps re-checked", total=p.gaps_total)
-            self.progress.update(self.gaps, completed=p.gaps_checked,
-                                 total=max(p.gaps_total, p.gaps_checked))
+            self.progress.update(
+                self.gaps, completed=p.gaps_checked, total=max(p.gaps_total, p.gaps_checked)
+            )
 
 
 @contextlib.asynccontextmanager
-async def open_reconciler(settings: Settings, bars: Bars | None = None,
-                          ) -> AsyncIterator[tuple[Reconciler, HealthMonitor]]:
+async def open_reconciler(
+    settings: Settings,
+    bars: Bars | None = None,
+) -> AsyncIterator[tuple[Reconciler, HealthMonitor]]:
     """The reconciler and health monitor of `verify.services`, as the service builds them."""
     async with open_services(settings, on_progress=bars) as services:
         yield services.reconciler, services.monitor
@@ -104,30 +111,46 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
 
 
 def reconcile_cmd(
-        loop: Annotated[bool, typer.Option(
-            "--loop", help="keep running: reconcile whenever the primary is usable and there "
-                           "is work (the compose reconciler)")] = False,
-        interval: Annotated[float | None, typer.Option(
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="keep running: reconcile whenever the primary is usable and there "
+            "is work (the compose reconciler)",
+        ),
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
             help="seconds between checks in --loop [env INVOICE_RECONCILE_INTERVAL_SECONDS]",
-            min=0.1)] = None,
-        heartbeat: Annotated[Path | None, typer.Option(
-            help="with --loop: file touched after every check, for health checks")] = None,
-        data_dir: DataDir = None) -> None:
+            min=0.1,
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        Path | None,
+        typer.Option(help="with --loop: file touched after every check, for health checks"),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
     """Drain the intake journal into the primary, re-check every open gap (found or, after
     the grace period, missing), deliver callbacks (POST /api/v1/reconcile does the same).
     Exit 1 if the primary failed and work was left."""
     settings = load_settings(data_dir=data_dir)
     if loop:
-        run_loop(settings, heartbeat,
-                 interval or float(settings.fallback.reconcile_interval_seconds))
+        run_loop(
+            settings, heartbeat, interval or float(settings.fallback.reconcile_interval_seconds)
+        )
         return
     with progress_bar() as bar:
         result = run_once(settings, bar)
-    err.print(f"journal: {result.journal_applied} of {result.journal_total} entries applied; "
-              f"gaps: {result.gaps_found} found, {result.gaps_missing} missing, "
-              f"{result.gaps_waiting} waiting for the grace period; callbacks: "
-              f"{result.callbacks_sent} sent, {result.callbacks_failed} failed "
-              f"({result.seconds} s)", highlight=False)
+    err.print(
+        f"journal: {result.journal_applied} of {result.journal_total} entries applied; "
+        f"gaps: {result.gaps_found} found, {result.gaps_missing} missing, "
+        f"{result.gaps_waiting} waiting for the grace period; callbacks: "
+        f"{result.callbacks_sent} sent, {result.callbacks_failed} failed "
+        f"({result.seconds} s)",
+        highlight=False,
+    )
     if result.stopped_by:
         err.print(f"[red]stopped: {result.stopped_by}[/]", highlight=False)
         raise typer.Exit(1)

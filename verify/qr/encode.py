@@ -14,8 +14,12 @@ import qrcode
 import qrcode.constants
 from PIL import Image
 
-EC_LEVELS = {"L": qrcode.constants.ERROR_CORRECT_L, "M": qrcode.constants.ERROR_CORRECT_M,
-             "Q": qrcode.constants.ERROR_CORRECT_Q, "H": qrcode.constants.ERROR_CORRECT_H}
+EC_LEVELS = {
+    "L": qrcode.constants.ERROR_CORRECT_L,
+    "M": qrcode.constants.ERROR_CORRECT_M,
+    "Q": qrcode.constants.ERROR_CORRECT_Q,
+    "H": qrcode.constants.ERROR_CORRECT_H,
+}
 MIN_SIZE, MAX_SIZE, DEFAULT_SIZE = 128, 2048, 400
 DEFAULT_EC = "M"
 QUIET_ZONE = 4  # modules of white border the standard requires

@@ -57,20 +57,30 @@ def scan(data: bytes, pipeline: Pipeline, max_pixels: int, max_decoded_bytes: in
     picture = preprocess.open_picture(data, max_pixels=max_pixels, work_side=WORK_SIDE)
     outcome = pipeline.run(picture.image)
     s = picture.scale
-    codes = [Found(c.text, (round(c.box[0] * s), round(c.box[1] * s), round(c.box[2] * s),
-                            round(c.box[3] * s))) for c in outcome.codes]
-    return Scan(codes, picture.width, picture.height, picture.format, outcome.stage,
-                outcome.attempts, outcome.seconds)
+    codes = [
+        Found(
+            c.text,
+            (round(c.box[0] * s), round(c.box[1] * s), round(c.box[2] * s), round(c.box[3] * s)),
+        )
+        for c in outcome.codes
+    ]
+    return Scan(
+        codes,
+        picture.width,
+        picture.height,
+        picture.format,
+        outcome.stage,
+        outcome.attempts,
+        outcome.seconds,
+    )
 
 
 class DecodePool:
-    def __init__(self, workers: int, max_pending: int,
-                 stages: list[Stage] | None = None) -> None:
+    def __init__(self, workers: int, max_pending: int, stages: list[Stage] | None = None) -> None:
         self.pipeline = Pipeline(stages if stages is not None else default_stages())
         self.max_pending = max_pending
         self.pending = 0
-        self._executor = ThreadPoolExecutor(max_workers=workers,
-                                            thread_name_prefix="qr-decode")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qr-decode")
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:

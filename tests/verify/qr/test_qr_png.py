@@ -19,14 +19,16 @@ VN_ID = f"vn:{SELLER}:1:C22TAA:1"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / "data"),
-                              "INVOICE_RATE_INVOICE_PER_DAY": "3"})
+    return Settings.from_env(
+        {"INVOICE_DATA_DIR": str(tmp_path / "data"), "INVOICE_RATE_INVOICE_PER_DAY": "3"}
+    )
 
 
 @pytest.fixture
 async def loaded(cli: Client) -> Client:
-    resp = await cli.post("/api/v1/packages", json=package([vn_invoice(1), cn_invoice(),
-                                                             cn_digital()]))
+    resp = await cli.post(
+        "/api/v1/packages", json=package([vn_invoice(1), cn_invoice(), cn_digital()])
+    )
     assert (await resp.json())["result"] == "accepted"
     return cli
 
@@ -37,12 +39,10 @@ async def png(cli: Client, doc_id: str, status: int = 200, **params: str) -> byt
     return await resp.read()
 
 
-@pytest.mark.parametrize("doc_id", [VN_ID, "cn:013002200211:81532753",
-                                    "cn:23442000000014209621"])
+@pytest.mark.parametrize("doc_id", [VN_ID, "cn:013002200211:81532753", "cn:23442000000014209621"])
 async def test_round_trip_through_our_own_scanner(loaded: Client, doc_id: str) -> None:
     image = await png(loaded, doc_id)
-    resp = await loaded.post("/api/v1/verify/qr", data=image,
-                             headers={"Content-Type": "image/png"})
+    resp = await loaded.post("/api/v1/verify/qr", data=image, headers={"Content-Type": "image/png"})
     body: dict[str, Any] = await resp.json()
     (code,) = body["codes"]
     assert code["payload"]["format"] == "ivqr1"
@@ -50,8 +50,7 @@ async def test_round_trip_through_our_own_scanner(loaded: Client, doc_id: str) -
     assert code["result"]["invoice"]["id"] == doc_id
 
 
-@pytest.mark.parametrize(("size", "ec"), [("128", "L"), ("400", "M"), ("2048", "H"),
-                                          ("1000", "q")])
+@pytest.mark.parametrize(("size", "ec"), [("128", "L"), ("400", "M"), ("2048", "H"), ("1000", "q")])
 async def test_size_and_error_correction(loaded: Client, size: str, ec: str) -> None:
     img = Image.open(io.BytesIO(await png(loaded, VN_ID, size=size, ec=ec)))
     assert img.format == "PNG"
@@ -59,13 +58,17 @@ async def test_size_and_error_correction(loaded: Client, size: str, ec: str) -> 
     assert int(size) // 2 < img.width <= int(size)
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"size": "64"}, "invalid_parameter"), ({"size": "5000"}, "invalid_parameter"),
-    ({"size": "big"}, "invalid_parameter"), ({"ec": "X"}, "invalid_parameter"),
-    ({"colour": "red"}, "unknown_parameter"),
-])
-async def test_parameters_out_of_limits(loaded: Client, params: dict[str, str],
-                                        code: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"size": "64"}, "invalid_parameter"),
+        ({"size": "5000"}, "invalid_parameter"),
+        ({"size": "big"}, "invalid_parameter"),
+        ({"ec": "X"}, "invalid_parameter"),
+        ({"colour": "red"}, "unknown_parameter"),
+    ],
+)
+async def test_parameters_out_of_limits(loaded: Client, params: dict[str, str], code: str) -> None:
     resp = await loaded.get(f"/api/v1/invoices/{VN_ID}/qr.png", params=params)
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == code
@@ -87,13 +90,14 @@ async def test_invoice_budget_applies_to_qr_verifications(loaded: Client) -> Non
     assert resp.status == 429
     assert (await resp.json())["error"]["code"] == "invoice_rate_limited"
     image = await png(loaded, "cn:013002200211:81532753")  # another invoice: its own budget
-    resp = await loaded.post("/api/v1/verify/qr", data=image,
-                             headers={"Content-Type": "image/png"})
+    resp = await loaded.post("/api/v1/verify/qr", data=image, headers={"Content-Type": "image/png"})
     assert (await resp.json())["codes"][0]["result"]["status"] == "valid"
-    photo = await loaded.post("/api/v1/verify/qr", data=image,
-                              headers={"Content-Type": "image/png"})
-    photo = await loaded.post("/api/v1/verify/qr", data=image,
-                              headers={"Content-Type": "image/png"})
+    photo = await loaded.post(
+        "/api/v1/verify/qr", data=image, headers={"Content-Type": "image/png"}
+    )
+    photo = await loaded.post(
+        "/api/v1/verify/qr", data=image, headers={"Content-Type": "image/png"}
+    )
     (code,) = (await photo.json())["codes"]  # 4th verification of it: refused per code
     assert code["result"] is None
     assert code["error"]["code"] == "invoice_rate_limited"
