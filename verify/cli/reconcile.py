@@ -27,7 +27,9 @@ from rich.progress import (
     TaskID,
 )
 
+from fallback.gaps import GapStatus
 from fallback.health import HealthMonitor
+from fallback.outages import OutageWindow, System
 from fallback.reconciler import ReconcileProgress, Reconciler
 from verify.cli.common import DataDir, err, load_settings, progress_bar
 from verify.cli.heap import freeze_startup_heap
@@ -72,12 +74,38 @@ async def open_reconciler(
         yield services.reconciler, services.monitor
 
 
-def run_once(settings: Settings, progress: Progress) -> ReconcileProgress:
-    async def run() -> ReconcileProgress:
-        async with open_reconciler(settings, Bars(progress)) as (rec, monitor):
+@dataclass(frozen=True, slots=True)
+class InMaintenance:
+    """A run not started: the primary is in a declared maintenance window."""
+
+    window: OutageWindow
+    journal_pending: int
+    gaps_open: int
+
+    def message(self) -> str:
+        until = "further notice" if self.window.end is None else self.window.as_dict()["end"]
+        return (
+            f"the primary is unavailable: it is in a declared maintenance window until "
+            f"{until} (window {self.window.id}, {self.window.reason!r}); nothing was "
+            "applied. Waiting for a run after the window: journal entries "
+            f"{self.journal_pending}, open gaps {self.gaps_open}"
+        )
+
+
+def run_once(settings: Settings, progress: Progress) -> ReconcileProgress | InMaintenance:
+    async def run() -> ReconcileProgress | InMaintenance:
+        bars = Bars(progress)
+        async with open_services(settings, on_progress=bars) as services:
             freeze_startup_heap()
-            await monitor.probe_once()
-            return await rec.run()
+            await services.monitor.probe_once()  # also reads windows declared meanwhile
+            window = services.outages.active(System.PRIMARY)
+            if window is not None:
+                return InMaintenance(
+                    window,
+                    (await services.journal.counts())["pending"],
+                    await services.gaps.count(GapStatus.OPEN),
+                )
+            return await services.reconciler.run()
 
     return asyncio.run(run())
 
@@ -134,7 +162,8 @@ def reconcile_cmd(
 ) -> None:
     """Drain the intake journal into the primary, re-check every open gap (found or, after
     the grace period, missing), deliver callbacks (POST /api/v1/reconcile does the same).
-    Exit 1 if the primary failed and work was left."""
+    Exit 1 if the primary failed and work was left, or if it is in a declared maintenance
+    window (then nothing is applied)."""
     settings = load_settings(data_dir=data_dir)
     if loop:
         run_loop(
@@ -143,6 +172,9 @@ def reconcile_cmd(
         return
     with progress_bar() as bar:
         result = run_once(settings, bar)
+    if isinstance(result, InMaintenance):
+        err.print(f"[red]not run: {result.message()}[/]", highlight=False)
+        raise typer.Exit(1)
     err.print(
         f"journal: {result.journal_applied} of {result.journal_total} entries applied; "
         f"gaps: {result.gaps_found} found, {result.gaps_missing} missing, "
