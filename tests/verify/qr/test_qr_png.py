@@ -12,9 +12,16 @@ from PIL import Image
 
 from tests.conftest import Client
 from tests.factories import SELLER, cn_digital, cn_invoice, package, vn_invoice
+from verify.qr import encode
+from verify.qr.decode import ZbarDecoder, ZxingDecoder
 from verify.settings import Settings
 
 VN_ID = f"vn:{SELLER}:1:C22TAA:1"
+
+
+def ours(number: int) -> str:
+    """The text of our QR of the test's Vietnamese invoice `number` (total and date)."""
+    return f"IVQR1|vn|{SELLER}|1|C22TAA|{number}|1100000|2022-05-15"
 
 
 @pytest.fixture
@@ -50,12 +57,55 @@ async def test_round_trip_through_our_own_scanner(loaded: Client, doc_id: str) -
     assert code["result"]["invoice"]["id"] == doc_id
 
 
-@pytest.mark.parametrize(("size", "ec"), [("128", "L"), ("400", "M"), ("2048", "H"), ("1000", "q")])
+@pytest.mark.parametrize(
+    ("size", "ec"),
+    [
+        ("128", "L"),
+        ("400", "M"),
+        ("585", "M"),
+        ("600", "Q"),
+        ("601", "H"),
+        ("2048", "H"),
+        ("1000", "q"),
+    ],
+)
 async def test_size_and_error_correction(loaded: Client, size: str, ec: str) -> None:
-    img = Image.open(io.BytesIO(await png(loaded, VN_ID, size=size, ec=ec)))
+    """Exactly the size asked for (600 was 585 px: 15 whole-pixel modules of 39), and still
+    read by both decoders."""
+    data = await png(loaded, VN_ID, size=size, ec=ec)
+    img = Image.open(io.BytesIO(data))
     assert img.format == "PNG"
-    assert img.width == img.height
-    assert int(size) // 2 < img.width <= int(size)
+    assert img.size == (int(size), int(size))
+    grey = img.convert("L")
+    assert [f.text for f in ZbarDecoder().decode(grey)] == [ours(1)]
+    assert [f.text for f in ZxingDecoder().decode(grey)] == [ours(1)]
+
+
+@pytest.mark.parametrize("ec", ["L", "H"])
+@pytest.mark.parametrize("size", range(encode.MIN_SIZE, encode.MIN_SIZE + 60, 7))
+def test_every_size_is_exact_with_crisp_modules(size: int, ec: str) -> None:
+    """The longest payload we draw (a 14-character MST with a branch suffix, the longest
+    series and number, a large total), at the smallest sizes: exactly `size` px, every
+    module a square of whole pixels all alike, the quiet zone at least 4 modules wide."""
+    text = "IVQR1|vn|0100109106-001|1|C22TAA|99999999|999999999999.99|2025-12-31"
+    img = Image.open(io.BytesIO(encode.render_png(text, size, ec))).convert("L")
+    assert img.size == (size, size)
+    px = img.load()
+    assert px is not None
+    dark = [(x, y) for y in range(size) for x in range(size) if px[x, y] == 0]
+    left, top = min(x for x, _ in dark), min(y for _, y in dark)
+    right, bottom = max(x for x, _ in dark) + 1, max(y for _, y in dark) + 1
+    finder = next(x for x in range(left, right) if px[x, top] != 0) - left  # 7 modules
+    assert finder % 7 == 0
+    module = finder // 7
+    assert right - left == bottom - top
+    assert (right - left) % module == 0
+    assert min(left, top, size - right, size - bottom) >= encode.QUIET_ZONE * module
+    for y in range(top, bottom, module):
+        for x in range(left, right, module):
+            cell = {px[x + i, y + j] for i in range(module) for j in range(module)}
+            assert len(cell) == 1, (x, y, cell)
+    assert [f.text for f in ZbarDecoder().decode(img)] == [text]
 
 
 @pytest.mark.parametrize(
