@@ -63,9 +63,12 @@ class NumberingScope:
         """Chinese sequences wanted: no template or series given, and a Chinese tax id.
         The two forms never overlap (10, 12 or 13 digits against 15-20 characters, of which
         an all-digit one has 15 or more), so the other scheme is never searched in vain."""
-        return (self.template is None and self.series is None
-                and _VN_TAX_ID.fullmatch(self.seller_tax_id) is None
-                and cn.TAX_ID_RE.fullmatch(self.seller_tax_id) is not None)
+        return (
+            self.template is None
+            and self.series is None
+            and _VN_TAX_ID.fullmatch(self.seller_tax_id) is None
+            and cn.TAX_ID_RE.fullmatch(self.seller_tax_id) is not None
+        )
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -99,8 +102,12 @@ class RunBuilder:
     def add(self, sequence: SequenceKey, number: int, cancelled: bool) -> NumberRun | None:
         """Take the next number; return the run it closed, if any."""
         run = self._open
-        if (run is not None and run.sequence == sequence and run.cancelled == cancelled
-                and number == run.last + 1):
+        if (
+            run is not None
+            and run.sequence == sequence
+            and run.cancelled == cancelled
+            and number == run.last + 1
+        ):
             self._open = NumberRun(sequence, run.first, number, cancelled)
             return None
         self._open = NumberRun(sequence, number, number, cancelled)
@@ -136,26 +143,33 @@ _VN_SCOPED = (
     " FROM invoices INDEXED BY invoices_vn_series"
     " WHERE scheme = 'vn' AND seller_tax_id = :seller"
     " AND (:template IS NULL OR template = :template) AND (:series IS NULL OR series = :series)"
-    " AND issued_on >= :from AND issued_on < :until")
+    " AND issued_on >= :from AND issued_on < :until"
+)
 _CN_SCOPED = (
     "SELECT invoice_code AS g1, '' AS g2, CAST(invoice_number AS INTEGER) AS n,"
     " lifecycle = 'cancelled' AS c FROM invoices INDEXED BY invoices_cn_seller"
     " WHERE scheme = 'cn' AND invoice_code IS NOT NULL AND seller_tax_id = :seller"
     " AND (:code IS NULL OR invoice_code = :code)"
-    " AND issued_on >= :from AND issued_on < :until")
+    " AND issued_on >= :from AND issued_on < :until"
+)
 VN_BOUNDARIES_SQL = _BOUNDARIES.format(scoped=_VN_SCOPED)
 CN_BOUNDARIES_SQL = _BOUNDARIES.format(scoped=_CN_SCOPED)
 
 
 def _params(scope: NumberingScope) -> dict[str, Any]:
-    return {"seller": scope.seller_tax_id, "template": scope.template, "series": scope.series,
-            "code": scope.invoice_code,
-            "from": (scope.issued_from or _EARLIEST).isoformat(),
-            "until": (scope.issued_until or _LATEST).isoformat()}
+    return {
+        "seller": scope.seller_tax_id,
+        "template": scope.template,
+        "series": scope.series,
+        "code": scope.invoice_code,
+        "from": (scope.issued_from or _EARLIEST).isoformat(),
+        "until": (scope.issued_until or _LATEST).isoformat(),
+    }
 
 
-def _runs_from_boundaries(scheme: str, rows: Iterable[Any],
-                          opened: dict[SequenceKey, int]) -> list[NumberRun]:
+def _runs_from_boundaries(
+    scheme: str, rows: Iterable[Any], opened: dict[SequenceKey, int]
+) -> list[NumberRun]:
     runs: list[NumberRun] = []
     for g1, g2, n, c, starts, ends in rows:
         sequence = SequenceKey(scheme, g1, g2)
@@ -166,14 +180,17 @@ def _runs_from_boundaries(scheme: str, rows: Iterable[Any],
     return runs
 
 
-async def sqlite_numbering_runs(path: Path, scope: NumberingScope, *,
-                                page_size: int = 10_000) -> AsyncGenerator[list[NumberRun], None]:
+async def sqlite_numbering_runs(
+    path: Path, scope: NumberingScope, *, page_size: int = 10_000
+) -> AsyncGenerator[list[NumberRun], None]:
     """Pages of runs in (scheme, sequence, first) order, vn before cn."""
     async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as conn:
         await conn.execute("PRAGMA busy_timeout = 5000")
         params = _params(scope)
-        for scheme, sql, wanted in (("vn", VN_BOUNDARIES_SQL, scope.vn),
-                                    ("cn", CN_BOUNDARIES_SQL, scope.cn)):
+        for scheme, sql, wanted in (
+            ("vn", VN_BOUNDARIES_SQL, scope.vn),
+            ("cn", CN_BOUNDARIES_SQL, scope.cn),
+        ):
             if not wanted:
                 continue
             opened: dict[SequenceKey, int] = {}
@@ -186,11 +203,17 @@ async def sqlite_numbering_runs(path: Path, scope: NumberingScope, *,
 
 # --- Elasticsearch -------------------------------------------------------------------------
 
+
 def _es_query(scope: NumberingScope, scheme: str) -> dict[str, Any]:
-    filters: list[dict[str, Any]] = [{"term": {"scheme": scheme}},
-                                     {"term": {"seller_tax_id": scope.seller_tax_id}}]
-    for field, value in (("template", scope.template), ("series", scope.series),
-                         ("invoice_code", scope.invoice_code)):
+    filters: list[dict[str, Any]] = [
+        {"term": {"scheme": scheme}},
+        {"term": {"seller_tax_id": scope.seller_tax_id}},
+    ]
+    for field, value in (
+        ("template", scope.template),
+        ("series", scope.series),
+        ("invoice_code", scope.invoice_code),
+    ):
         if value is not None:
             filters.append({"term": {field: value}})
     if scheme == "cn":
@@ -211,8 +234,9 @@ _ES_SOURCES = {
 }
 
 
-async def es_numbering_runs(client: AsyncElasticsearch, index: str, scope: NumberingScope, *,
-                            page_size: int = 5_000) -> AsyncGenerator[list[NumberRun], None]:
+async def es_numbering_runs(
+    client: AsyncElasticsearch, index: str, scope: NumberingScope, *, page_size: int = 5_000
+) -> AsyncGenerator[list[NumberRun], None]:
     """Pages of runs in (scheme, sequence, first) order, vn before cn. The caller refreshes
     the index first (batch work must see every acknowledged write)."""
     for scheme, wanted in (("vn", scope.vn), ("cn", scope.cn)):
@@ -222,19 +246,24 @@ async def es_numbering_runs(client: AsyncElasticsearch, index: str, scope: Numbe
         names = [name for name in (g1, g2, number) if name] + ["lifecycle"]
         composite: dict[str, Any] = {
             "size": page_size,
-            "sources": [{name: {"terms": {"field": name}}} for name in names]}
+            "sources": [{name: {"terms": {"field": name}}} for name in names],
+        }
         builder = RunBuilder()
         while True:
-            resp = await client.search(index=index, body={
-                "size": 0, "query": _es_query(scope, scheme),
-                "aggs": {"runs": {"composite": composite}}})
+            resp = await client.search(
+                index=index,
+                body={
+                    "size": 0,
+                    "query": _es_query(scope, scheme),
+                    "aggs": {"runs": {"composite": composite}},
+                },
+            )
             agg = resp["aggregations"]["runs"]
             runs: list[NumberRun] = []
             for bucket in agg["buckets"]:
                 key = bucket["key"]
                 sequence = SequenceKey(scheme, str(key[g1]), str(key[g2]) if g2 else "")
-                closed = builder.add(sequence, int(key[number]),
-                                     key["lifecycle"] == "cancelled")
+                closed = builder.add(sequence, int(key[number]), key["lifecycle"] == "cancelled")
                 if closed is not None:
                     runs.append(closed)
             if runs:
