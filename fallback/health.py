@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from fallback.breaker import BreakerState, CircuitBreaker, Transition
+from fallback.metrics import Metrics
 from fallback.outages import OutageLog, System
+
+__all__ = ["DependencyGuard", "HealthMonitor", "Metrics", "Probe"]
 
 log = logging.getLogger("fallback.health")
 
@@ -54,15 +56,6 @@ class DependencyGuard:
             log.exception("could not record the %s outage window", self.system)
 
 
-class Metrics:
-    """Counters exposed by `/metrics`: answers by source and status, unconfirmed by reason."""
-
-    def __init__(self) -> None:
-        self.answers: Counter[tuple[str, str]] = Counter()
-        self.gaps: Counter[str] = Counter()
-        self.probe_failures: Counter[str] = Counter()
-
-
 Probe = Callable[[], Awaitable[None]]
 
 
@@ -74,6 +67,8 @@ class HealthMonitor:
         self.metrics = metrics
         self.interval = interval
         self.timeout = timeout
+        metrics.watch_health([guard for guard, _ in checks],
+                             lambda: outages.active(System.PRIMARY) is not None)
 
     async def probe_once(self) -> None:
         try:
@@ -94,6 +89,10 @@ class HealthMonitor:
                 await guard.failed(f"probe: {type(exc).__name__}")
             else:
                 await guard.succeeded()
+        try:  # gauges of every worker stay fresh, not only of the one scraped
+            await self.metrics.sample()
+        except Exception:
+            log.exception("could not sample the metrics")
 
     async def run(self) -> None:
         while True:

@@ -16,8 +16,8 @@ async def test_readyz_reports_primary(cli: Client) -> None:
     resp = await cli.get("/readyz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ready", "checks": {
-        "primary": {"backend": "sqlite", "ok": True},
-        "replica": {"backend": "memory", "ok": True}},
+        "primary": {"backend": "sqlite", "ok": True, "state": "ok"},
+        "replica": {"backend": "memory", "ok": True, "state": "ok"}},
         "journal": {"ok": True, "pending": 0, "quarantined": 0}}
 
 

@@ -59,8 +59,8 @@ async def distributed(aiohttp_client: Any, tmp_path: Path, es_target: EsTarget,
 async def test_ready_reports_both_dependencies(distributed: Client) -> None:
     body = await (await distributed.get("/readyz")).json()
     assert body == {"status": "ready", "checks": {
-        "primary": {"backend": "elasticsearch", "ok": True},
-        "replica": {"backend": "redis", "ok": True}},
+        "primary": {"backend": "elasticsearch", "ok": True, "state": "ok"},
+        "replica": {"backend": "redis", "ok": True, "state": "ok"}},
         "journal": {"ok": True, "pending": 0, "quarantined": 0}}
 
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from fallback.outages import System, open_outage_log
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import SELLER, SELLER_2, authority_code, package, vn_invoice, vn_key
+from tests.metrics_text import samples
 from verify.cli.main import app as cli_app
 from verify.keys import OUTAGES
 from verify.settings import Settings
@@ -58,9 +59,7 @@ async def lookup(cli: Client, query: dict[str, str], token: str | None = None,
 
 
 async def metric(cli: Client, line_start: str) -> float:
-    text = await (await cli.get("/metrics")).text()
-    (line,) = [ln for ln in text.splitlines() if ln.startswith(line_start + " ")]
-    return float(line.rsplit(" ", 1)[1])
+    return samples(await (await cli.get("/metrics")).text())[line_start]
 
 
 async def test_maintenance_answers_from_the_replica_without_trying_the_primary(
@@ -257,9 +256,9 @@ async def test_declarations_need_json(cli: Client) -> None:
 async def test_metrics_need_no_key_and_name_both_breakers(cli: Client) -> None:
     resp = await cli.get("/metrics", headers={"Authorization": ""})
     assert resp.status == 200
-    text = await resp.text()
-    assert 'invoice_breaker_state{state="closed",system="primary"} 1' in text
-    assert 'invoice_breaker_state{state="closed",system="replica"} 1' in text
+    values = samples(await resp.text())
+    assert values['invoice_breaker_state{state="closed",system="primary"}'] == 1
+    assert values['invoice_breaker_state{state="closed",system="replica"}'] == 1
 
 
 def test_cli_declares_and_lists_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

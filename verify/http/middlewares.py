@@ -11,6 +11,7 @@ nothing of the request's content.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ from indexer.package import PackageError
 from indexer.store.protocol import StoreUnavailableError
 from verify.http.errors import ApiError
 from verify.http.responses import json_response
+from verify.keys import SERVICES
 
 log = logging.getLogger("verify.errors")
 
@@ -64,6 +66,21 @@ def _malformed(exc: Exception) -> ApiError | None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost middleware: it also counts every answer in the request metrics."""
+    started = time.perf_counter()
+    status = 500  # a streamed answer that failed midway, or a cancelled request
+    try:
+        response = await _handled(request, handler)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect, raised on to aiohttp
+        status = exc.status
+        raise
+    finally:
+        _observe(request, status, time.perf_counter() - started)
+
+
+async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Exception as exc:
@@ -74,6 +91,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                           extra={"path": request.path, "method": request.method})
             raise
         return _answer(request, exc)
+
+
+def route_template(request: web.Request) -> str:
+    """The route's template (`/api/v1/gaps/{id}`), never the path itself (one series per
+    route, whatever ids are asked): `/web/*` for the pages, `unmatched` for any other 404."""
+    resource = request.match_info.route.resource
+    if resource is not None:
+        return resource.canonical
+    return "/web/*" if request.path.startswith("/web/") else "unmatched"
+
+
+def _observe(request: web.Request, status: int, seconds: float) -> None:
+    services = request.app.get(SERVICES)
+    if services is not None:  # before the app's start nothing is served
+        services.metrics.observe_request(route_template(request), request.method, status,
+                                         seconds)
 
 
 def _answer(request: web.Request, exc: Exception) -> web.Response:

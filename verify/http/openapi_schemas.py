@@ -134,8 +134,10 @@ REPORT_LEDGER = obj(["scope", "lines", "not_in_ledger", "totals"], scope=ANY_OBJ
                     not_in_ledger_checked=BOOL, totals=ANY_OBJECT)
 
 READY = obj(["status", "checks"], status={"type": "string", "enum": ["ready", "not_ready"]},
-            checks={**ANY_OBJECT, "additionalProperties": obj(["backend", "ok"], backend=STR,
-                                                               ok=BOOL, error=STR)})
+            checks={**ANY_OBJECT, "additionalProperties": obj(
+                ["backend", "ok", "state"], backend=STR, ok=BOOL, error=STR,
+                state={"type": "string", "enum": ["ok", "unavailable", "maintenance"]},
+                window=obj(["id", "end"], id=INT, start=STR, end=STR, reason=STR))})
 
 SCHEMAS: dict[str, Schema] = {
     "Error": ERROR, "Answer": ANSWER, "Notice": NOTICE, "PackageRequest": PACKAGE_REQUEST,
