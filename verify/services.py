@@ -27,6 +27,7 @@ from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.journaled_intake import JournaledIntake
 from fallback.lookup.gap_answers import gap_answerer
 from fallback.lookup.resilience import Resilience
+from fallback.metrics import work_sampler
 from fallback.outages import OutageLog, System, open_outage_log
 from fallback.reconciler import ReconcileProgress, Reconciler
 from fallback.replica import Replica, WriteThrough
@@ -171,10 +172,10 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
             monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
                                     outages, metrics, interval=fb.probe_interval_seconds,
                                     timeout=fb.primary_timeout_ms / 1000)
+            reconciles = reconciler(settings, journaled, gaps, on_progress=on_progress)
+            metrics.watch(work_sampler(journal, gaps, reconciles))
             yield Services(settings, store, registry, originals, replica, intake, outages,
                            gaps, journal, metrics, primary, replica_guard, resilience,
-                           journaled, reconciler(settings, journaled, gaps,
-                                                 on_progress=on_progress),
-                           monitor, clients)
+                           journaled, reconciles, monitor, clients)
     finally:
         await clients.aclose()
