@@ -22,6 +22,7 @@ digitalised (数电) invoices have no per-seller sequence and are never part of 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -183,22 +184,30 @@ def _runs_from_boundaries(
 async def sqlite_numbering_runs(
     path: Path, scope: NumberingScope, *, page_size: int = 10_000
 ) -> AsyncGenerator[list[NumberRun], None]:
-    """Pages of runs in (scheme, sequence, first) order, vn before cn."""
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        params = _params(scope)
-        for scheme, sql, wanted in (
-            ("vn", VN_BOUNDARIES_SQL, scope.vn),
-            ("cn", CN_BOUNDARIES_SQL, scope.cn),
-        ):
-            if not wanted:
-                continue
-            opened: dict[SequenceKey, int] = {}
-            async with conn.execute(sql, params) as cursor:
-                while rows := await cursor.fetchmany(page_size):
-                    runs = _runs_from_boundaries(scheme, rows, opened)
-                    if runs:
-                        yield runs
+    """Pages of runs in (scheme, sequence, first) order, vn before cn. The file unreadable
+    now (locked past the busy timeout, an I/O error) is the store's `SqliteUnavailable`, as
+    for every other read of the store: a 503 for the report, not a 500."""
+    # Imported here: indexer.store.sqlite imports this module to serve the reads.
+    from indexer.store.sqlite import SqliteUnavailable
+
+    try:
+        async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            params = _params(scope)
+            for scheme, sql, wanted in (
+                ("vn", VN_BOUNDARIES_SQL, scope.vn),
+                ("cn", CN_BOUNDARIES_SQL, scope.cn),
+            ):
+                if not wanted:
+                    continue
+                opened: dict[SequenceKey, int] = {}
+                async with conn.execute(sql, params) as cursor:
+                    while rows := await cursor.fetchmany(page_size):
+                        runs = _runs_from_boundaries(scheme, rows, opened)
+                        if runs:
+                            yield runs
+    except sqlite3.DatabaseError as exc:  # a read-only query: no integrity error to pass on
+        raise SqliteUnavailable(f"numbering_runs: {exc}") from exc
 
 
 # --- Elasticsearch -------------------------------------------------------------------------
