@@ -71,6 +71,21 @@ def same_type(a: str, b: str) -> bool:
     return _EQUIVALENT.get(a, a) == _EQUIVALENT.get(b, b)
 
 
+#: Fully digitalised types (§3.2): a 31 or 32 QR may carry the printed code of a 数电 paper
+#: invoice, whose type is not the code's.
+DIGITAL_TYPES = frozenset({"31", "32", "33", "34", "51", "61"})
+
+
+def type_disagrees_with_code(qr_type: str, derived: str | None) -> bool:
+    """Does a QR's known pre-数电 type contradict the type its invoice code implies?"""
+    return (
+        derived is not None
+        and qr_type in TYPE_CODES
+        and qr_type not in DIGITAL_TYPES
+        and not same_type(qr_type, derived)
+    )
+
+
 def type_from_number20(number: str) -> str:
     """A fully digitalised invoice: channel digit 8 = air, 9 = rail, otherwise ordinary (§2)."""
     return {"8": "61", "9": "51"}.get(number[4], "32")

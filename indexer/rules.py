@@ -464,6 +464,14 @@ _ALL = (
         adjustable=True,
     ),
     Rule(
+        "cn.qr.type_mismatch",
+        E,
+        "The type in the QR code differs from the type its invoice code implies.",
+        "Loại hóa đơn trong mã QR khác loại suy ra từ mã hóa đơn.",
+        "cn-invoice §1.5, §3.2",
+        adjustable=True,
+    ),
+    Rule(
         "cn.check_code.invalid",
         E,
         "Check code (校验码) must be 20 digits.",

@@ -56,3 +56,18 @@ def test_e_special_qr_type_equals_platform_type() -> None:
 )
 def test_codes_outside_the_vat_layouts(code: str, outside: bool) -> None:
     assert cn.outside_vat_layouts(code) is outside
+
+
+@pytest.mark.parametrize(
+    ("qr_type", "derived", "disagrees"),
+    [
+        ("01", "10", True),
+        ("10", "10", False),
+        ("20", "08", False),  # §3.2: 20 is the QR's name for 08
+        ("32", "04", False),  # §3.2: 32 with a code is a 数电 paper invoice
+        ("99", "10", False),  # unknown types are reported, not compared
+        ("01", None, False),
+    ],
+)
+def test_a_qr_type_against_its_code(qr_type: str, derived: str | None, disagrees: bool) -> None:
+    assert cn.type_disagrees_with_code(qr_type, derived) is disagrees

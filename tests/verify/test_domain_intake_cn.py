@@ -60,3 +60,22 @@ async def test_legacy_layout_codes_are_refused_and_motor_vehicle_codes_typed(cli
         cli, code="144031920011", number="81532755", amount="205.30", issued_on="2023-03-23"
     )
     assert (answer["status"], answer["invoice"]["type_code"]) == ("valid", "03")
+
+
+async def test_a_qr_whose_type_contradicts_its_code_is_refused(cli: Client) -> None:
+    """cn-invoice §3.2: field 1 is the type code; §1.5: the code implies one
+    (`013002200211` ends in `11`: type 10). §6 rule 3 flags `type_mismatch`; a QR that says
+    01 (special) for an ordinary e-invoice's code is not that invoice's QR."""
+    assert await post(cli, [cn_invoice()]) == [[]]
+    forged = QR_E.replace("01,10,", "01,01,", 1)
+    resp = await cli.post("/api/v1/verify/qr-text", json={"payload": forged})
+    body = await resp.json()
+    assert body["error"]["code"] == "invalid_invoice_qr", body
+    [violation] = body["error"]["details"]["violations"]
+    assert (violation["rule"], violation["detail"]) == (
+        "cn.qr.type_mismatch",
+        "QR type 01, the code implies 10",
+    )
+    digital_paper = "01,32,013002200211,81532753,205.30,20230323,,0816"
+    resp = await cli.post("/api/v1/verify/qr-text", json={"payload": digital_paper})
+    assert "error" not in await resp.json() or (await resp.json())["error"] is None

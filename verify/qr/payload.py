@@ -297,6 +297,13 @@ def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any
     if code:
         derived = cn.type_from_code(code)
         payload_extra["type_from_code"] = derived
+        if cn.type_disagrees_with_code(type_code, derived):  # cn-invoice.md §3.2, §6 rule 3
+            found = cfg.violation("cn.qr.type_mismatch", "type_code",
+                                  f"QR type {type_code}, the code implies {derived}")
+            if found.severity == "error":  # else read on: the payload shows both types
+                raise _Invalid({"format": "cn-qr", "scheme": "cn", **payload_extra},
+                               "the QR's type differs from the type its invoice code implies",
+                               [found.as_dict()])
     match = {"issued_on": f[5]} if f[5] else {}
     if amount and column is not None:
         match[column] = amount
