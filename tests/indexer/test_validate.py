@@ -671,10 +671,10 @@ def test_every_field_rule_is_covered_here() -> None:
     covered |= {c[2] for c in NOTICE_CASES} | {"invoice.issued_at.future"}
     # Emitted only with the store (chain, notice targets), the registry, trust anchors
     # (seller signature: tests/indexer/test_signature.py), the monthly re-check
-    # (tests/indexer/test_recheck.py) or by reading XML (tests/indexer/
-    # test_vn_xml_standard.py): tested elsewhere.
+    # (tests/indexer/test_recheck.py), by reading XML (tests/indexer/test_vn_xml_standard.py)
+    # or by reading a QR code (tests/verify/test_domain_intake_cn.py): tested elsewhere.
     elsewhere = ("chain.", "notice.target.", "registry.", "vn.signature.", "recheck.")
-    elsewhere += ("vn.xml.", "vn.cash_register.")
+    elsewhere += ("vn.xml.", "vn.cash_register.", "cn.qr.")
     assert covered == {code for code in RULES if not code.startswith(elsewhere)}
 
 
