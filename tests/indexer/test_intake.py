@@ -377,6 +377,20 @@ async def test_replacing_a_replacement_invoice_is_allowed(
     assert (await stored(store, doc(1))).lifecycle is Lifecycle.REPLACED
 
 
+async def test_a_replacement_invoice_cannot_be_adjusted(intake: Intake, store: SqliteStore) -> None:
+    """vn-einvoice §8 step 2.4: corrections go on "only in the form first used": a
+    replacement that is wrong again is replaced, not adjusted (issue 17 item 11: deleting
+    this branch of the chain rules left the suite passing)."""
+    await ingest(intake, [vn_invoice(1), replacement(2, 1)])
+    notice = await ingest(intake, [adjustment(3, 2)])
+    error = only_error(notice["items"][0])
+    assert (error["rule"], error["field"]) == ("chain.original.is_replacement", "original")
+    assert await store.get_invoice(doc(3)) is None
+    replacing = await stored(store, doc(2))
+    assert replacing.lifecycle is Lifecycle.ISSUED
+    assert replacing.relations == (Relation(RelationKind.REPLACES, key=key(1), at=NOW),)
+
+
 @pytest.mark.parametrize("second", [replacement, adjustment])
 async def test_an_adjustment_invoice_cannot_be_replaced_or_adjusted(
     intake: Intake, store: SqliteStore, second: Any
