@@ -42,22 +42,58 @@ import openpyxl
 
 #: Canonical column -> the header names accepted for it (compared after `normalise_header`).
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "seller_tax_id": ("seller_tax_id", "seller", "seller_tax_code", "seller_mst", "mst",
-                      "nbmst", "mst_nguoi_ban", "mst_ban", "ma_so_thue",
-                      "ma_so_thue_nguoi_ban", "销售方纳税人识别号", "销售方识别号", "销方识别号",
-                      "销方税号"),
+    "seller_tax_id": (
+        "seller_tax_id",
+        "seller",
+        "seller_tax_code",
+        "seller_mst",
+        "mst",
+        "nbmst",
+        "mst_nguoi_ban",
+        "mst_ban",
+        "ma_so_thue",
+        "ma_so_thue_nguoi_ban",
+        "销售方纳税人识别号",
+        "销售方识别号",
+        "销方识别号",
+        "销方税号",
+    ),
     "template": ("template", "invoice_template", "khmshdon", "mau_so", "ky_hieu_mau_so"),
     "series": ("series", "invoice_series", "khhdon", "ky_hieu", "ky_hieu_hoa_don"),
     "invoice_code": ("invoice_code", "code", "fpdm", "发票代码"),
-    "number": ("number", "invoice_number", "invoice_no", "shdon", "so_hoa_don", "fphm",
-               "发票号码"),
-    "issued_on": ("issued_on", "issue_date", "invoice_date", "date", "nlap", "ngay_lap",
-                  "ngay_hoa_don", "kprq", "开票日期"),
-    "amount": ("amount", "amount_before_tax", "net_amount", "tgtcthue", "tien_truoc_thue",
-               "je", "金额", "不含税金额"),
+    "number": ("number", "invoice_number", "invoice_no", "shdon", "so_hoa_don", "fphm", "发票号码"),
+    "issued_on": (
+        "issued_on",
+        "issue_date",
+        "invoice_date",
+        "date",
+        "nlap",
+        "ngay_lap",
+        "ngay_hoa_don",
+        "kprq",
+        "开票日期",
+    ),
+    "amount": (
+        "amount",
+        "amount_before_tax",
+        "net_amount",
+        "tgtcthue",
+        "tien_truoc_thue",
+        "je",
+        "金额",
+        "不含税金额",
+    ),
     "tax_amount": ("tax_amount", "tax", "vat", "vat_amount", "tgtthue", "tien_thue", "税额"),
-    "total_amount": ("total_amount", "total", "gross_amount", "tgtttbso", "tong_tien",
-                     "tong_tien_thanh_toan", "jshj", "价税合计"),
+    "total_amount": (
+        "total_amount",
+        "total",
+        "gross_amount",
+        "tgtttbso",
+        "tong_tien",
+        "tong_tien_thanh_toan",
+        "jshj",
+        "价税合计",
+    ),
 }
 #: Without one of these a row cannot name an invoice.
 REQUIRED = ("number",)
@@ -108,8 +144,9 @@ def normalise_header(name: str) -> str:
     return "_".join(words)
 
 
-_ALIASES = {normalise_header(alias): column
-            for column, aliases in COLUMNS.items() for alias in aliases}
+_ALIASES = {
+    normalise_header(alias): column for column, aliases in COLUMNS.items() for alias in aliases
+}
 
 
 def _map_header(header: Sequence[str]) -> tuple[dict[int, str], dict[str, str], list[str]]:
@@ -124,14 +161,22 @@ def _map_header(header: Sequence[str]) -> tuple[dict[int, str], dict[str, str], 
                 ignored.append(raw.strip())
             continue
         if column in named:
-            raise LedgerFileError("ambiguous_columns", f"two columns mean {column}",
-                                  column=column, headers=[named[column], raw.strip()])
+            raise LedgerFileError(
+                "ambiguous_columns",
+                f"two columns mean {column}",
+                column=column,
+                headers=[named[column], raw.strip()],
+            )
         positions[position] = column
         named[column] = raw.strip()
     missing = [c for c in REQUIRED if c not in named]
     if missing:
-        raise LedgerFileError("missing_columns", "the header names no invoice number column",
-                              missing=missing, accepted={c: list(COLUMNS[c]) for c in missing})
+        raise LedgerFileError(
+            "missing_columns",
+            "the header names no invoice number column",
+            missing=missing,
+            accepted={c: list(COLUMNS[c]) for c in missing},
+        )
     return positions, named, ignored
 
 
@@ -144,23 +189,25 @@ def _too_large(message: str, **details: Any) -> LedgerFileError:
     return LedgerFileError("ledger_too_large", message, **details)
 
 
-def _bounded(records: Iterator[tuple[int, Sequence[str]]],
-             seconds: float) -> Iterator[tuple[int, Sequence[str]]]:
+def _bounded(
+    records: Iterator[tuple[int, Sequence[str]]], seconds: float
+) -> Iterator[tuple[int, Sequence[str]]]:
     """`records`, each counted, blank or not, against `max_rows_read()` and the deadline."""
     limit = max_rows_read()
     deadline = time.monotonic() + seconds
     for visited, record in enumerate(records, start=1):
         if visited > limit:
-            raise _too_large(f"the ledger has more than {limit} rows, blank ones included",
-                             limit=limit)
+            raise _too_large(
+                f"the ledger has more than {limit} rows, blank ones included", limit=limit
+            )
         if visited % 1000 == 0 and time.monotonic() > deadline:
-            raise _too_large(f"the ledger could not be read within {seconds:g} s",
-                             limit_s=seconds)
+            raise _too_large(f"the ledger could not be read within {seconds:g} s", limit_s=seconds)
         yield record
 
 
-def _table(fmt: str, records: Iterator[tuple[int, Sequence[str]]],
-           seconds: float = PARSE_SECONDS) -> LedgerTable:
+def _table(
+    fmt: str, records: Iterator[tuple[int, Sequence[str]]], seconds: float = PARSE_SECONDS
+) -> LedgerTable:
     records = _bounded(records, seconds)
     try:
         _, header = next(records)
@@ -171,8 +218,9 @@ def _table(fmt: str, records: Iterator[tuple[int, Sequence[str]]],
     for number, values in records:
         if not any(v.strip() for v in values):
             continue  # a blank line between blocks of a ledger is not a line of it
-        cells = {positions[i]: v.strip() for i, v in enumerate(values)
-                 if i in positions and v.strip()}
+        cells = {
+            positions[i]: v.strip() for i, v in enumerate(values) if i in positions and v.strip()
+        }
         if len(rows) >= MAX_LINES:
             raise _too_large(f"a ledger holds at most {MAX_LINES} lines", limit=MAX_LINES)
         rows.append(LedgerRow(number, cells))
@@ -187,15 +235,19 @@ def _csv_text(body: bytes) -> str:
     try:
         return body.decode("gb18030")
     except UnicodeDecodeError:
-        raise LedgerFileError("unreadable_ledger", "the CSV is neither UTF-8 nor GB 18030 "
-                              "text (nor an XLSX file)") from None
+        raise LedgerFileError(
+            "unreadable_ledger", "the CSV is neither UTF-8 nor GB 18030 text (nor an XLSX file)"
+        ) from None
 
 
 def _lines(text: str) -> Iterator[str]:
     for line in io.StringIO(text, newline=""):
         if len(line) > MAX_LINE:
-            raise LedgerFileError("unreadable_ledger", f"a CSV line is longer than {MAX_LINE} "
-                                  "characters", limit=MAX_LINE)
+            raise LedgerFileError(
+                "unreadable_ledger",
+                f"a CSV line is longer than {MAX_LINE} characters",
+                limit=MAX_LINE,
+            )
         yield line
 
 
@@ -203,8 +255,7 @@ def _csv_records(text: str) -> Iterator[tuple[int, Sequence[str]]]:
     first = text[:MAX_LINE].split("\n", 1)[0]
     separator = max(_SEPARATORS, key=first.count)
     try:
-        yield from enumerate(csv.reader(_lines(text), delimiter=separator, strict=True),
-                             start=1)
+        yield from enumerate(csv.reader(_lines(text), delimiter=separator, strict=True), start=1)
     except csv.Error as exc:
         raise LedgerFileError("unreadable_ledger", f"the CSV cannot be read: {exc}") from None
 
@@ -232,13 +283,15 @@ def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
     except zipfile.BadZipFile:
         raise LedgerFileError("unreadable_ledger", "the file is a damaged zip (XLSX)") from None
     if unpacked > MAX_XLSX_UNPACKED:
-        raise _too_large(f"the XLSX unpacks to more than {MAX_XLSX_UNPACKED} bytes",
-                         limit=MAX_XLSX_UNPACKED)
+        raise _too_large(
+            f"the XLSX unpacks to more than {MAX_XLSX_UNPACKED} bytes", limit=MAX_XLSX_UNPACKED
+        )
     try:
         book = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a malformed workbook
-        raise LedgerFileError("unreadable_ledger", "the XLSX workbook cannot be read",
-                              error=type(exc).__name__) from None
+        raise LedgerFileError(
+            "unreadable_ledger", "the XLSX workbook cannot be read", error=type(exc).__name__
+        ) from None
     try:
         sheet = book.worksheets[0]
         path = getattr(sheet, "_worksheet_path", None)  # openpyxl's read-only sheet
@@ -272,13 +325,15 @@ def _check_row_numbers(body: bytes, path: str) -> None:
             cut = max(0, len(buffer) - _OVERLAP)
             for match in _ROW_NUMBER.finditer(buffer):
                 if match.start() < cut and int(match.group(1)) > limit:
-                    raise _too_large(f"the sheet has rows past row {limit}, blank ones "
-                                     "included", limit=limit)
+                    raise _too_large(
+                        f"the sheet has rows past row {limit}, blank ones included", limit=limit
+                    )
             tail = buffer[cut:]
         for match in _ROW_NUMBER.finditer(tail):
             if int(match.group(1)) > limit:
-                raise _too_large(f"the sheet has rows past row {limit}, blank ones included",
-                                 limit=limit)
+                raise _too_large(
+                    f"the sheet has rows past row {limit}, blank ones included", limit=limit
+                )
 
 
 def read_ledger(body: bytes, *, seconds: float = PARSE_SECONDS) -> LedgerTable:

@@ -36,14 +36,16 @@ AppMaker = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def make_cli(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
-             admin_token: str) -> AppMaker:
+def make_cli(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, admin_token: str
+) -> AppMaker:
     """The real app with extra settings, called with the admin key."""
 
     async def make(**env: str) -> Client:
         settings = Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / "data"), **env})
-        return await aiohttp_client(create_app(settings),
-                                    headers={"Authorization": f"Bearer {admin_token}"})
+        return await aiohttp_client(
+            create_app(settings), headers={"Authorization": f"Bearer {admin_token}"}
+        )
 
     return make
 
@@ -60,47 +62,69 @@ FIELD = 'Content-Disposition: form-data; name="{}"; filename="x"\r\nContent-Type
 
 
 @pytest.mark.parametrize("url", [PHOTO, LEDGER])
-@pytest.mark.parametrize(("content_type", "body"), [
-    ("multipart/form-data", b"--x\r\n\r\nabc\r\n--x--\r\n"),  # no boundary at all
-    ("multipart/form-data; boundary=" + "b" * 80, b"irrelevant"),  # boundary too long
-    ("multipart/form-data; boundary=xx", b"no boundary line anywhere"),
-    ("multipart/form-data; boundary=xx", multipart("xx", ("garbage header line", b"1"))),
-    ("multipart/form-data; boundary=xx",
-     multipart("xx", ("Content-Disposition: form-data; name=image\r\n" + "X" * 20_000,
-                      b"1"))),
-    ("multipart/form-data; boundary=xx", b"--xx\r\n" + b"Header: v\r\n" * 200 + b"\r\n1"),
-])
-async def test_broken_multipart_framing_is_400(cli: Client, url: str, content_type: str,
-                                               body: bytes) -> None:
-    resp = await cli.post(url, params=MAY if url == LEDGER else None, data=body,
-                          headers={"Content-Type": content_type})
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--x\r\n\r\nabc\r\n--x--\r\n"),  # no boundary at all
+        ("multipart/form-data; boundary=" + "b" * 80, b"irrelevant"),  # boundary too long
+        ("multipart/form-data; boundary=xx", b"no boundary line anywhere"),
+        ("multipart/form-data; boundary=xx", multipart("xx", ("garbage header line", b"1"))),
+        (
+            "multipart/form-data; boundary=xx",
+            multipart(
+                "xx", ("Content-Disposition: form-data; name=image\r\n" + "X" * 20_000, b"1")
+            ),
+        ),
+        ("multipart/form-data; boundary=xx", b"--xx\r\n" + b"Header: v\r\n" * 200 + b"\r\n1"),
+    ],
+)
+async def test_broken_multipart_framing_is_400(
+    cli: Client, url: str, content_type: str, body: bytes
+) -> None:
+    resp = await cli.post(
+        url,
+        params=MAY if url == LEDGER else None,
+        data=body,
+        headers={"Content-Type": content_type},
+    )
     assert resp.status == 400, await resp.text()
     assert (await resp.json())["error"]["code"] == "bad_multipart"
 
 
 async def _chunks(body: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
 @pytest.mark.parametrize("url", [PHOTO, LEDGER])
-async def test_chunked_multipart_counts_every_part_toward_the_limit(make_cli: AppMaker,
-                                                                    url: str) -> None:
+async def test_chunked_multipart_counts_every_part_toward_the_limit(
+    make_cli: AppMaker, url: str
+) -> None:
     """Three parts of 40 KiB against a 64 KiB limit, sent chunked (no Content-Length): each
     part alone fits, together they do not (60 MiB passed a 20 MiB limit this way)."""
     cli = await make_cli(INVOICE_QR_MAX_UPLOAD_BYTES=str(64 * 1024))
     name = "image" if url == PHOTO else "ledger"
     part = 40 * 1024 * b"1"
-    body = multipart("xx", (FIELD.format("note", "text/plain"), part),
-                     (FIELD.format("other", "text/plain"), part),
-                     (FIELD.format(name, "image/png"), part))
+    body = multipart(
+        "xx",
+        (FIELD.format("note", "text/plain"), part),
+        (FIELD.format("other", "text/plain"), part),
+        (FIELD.format(name, "image/png"), part),
+    )
     if url == LEDGER:  # the ledger's own limit is 32 MiB: three parts of 12 MiB
         part = 12 * 1024 * 1024 * b"1"
-        body = multipart("xx", (FIELD.format("note", "text/plain"), part),
-                         (FIELD.format("other", "text/plain"), part),
-                         (FIELD.format(name, "text/csv"), part))
-    resp = await cli.post(url, params=MAY if url == LEDGER else None, data=_chunks(body),
-                          headers={"Content-Type": "multipart/form-data; boundary=xx"})
+        body = multipart(
+            "xx",
+            (FIELD.format("note", "text/plain"), part),
+            (FIELD.format("other", "text/plain"), part),
+            (FIELD.format(name, "text/csv"), part),
+        )
+    resp = await cli.post(
+        url,
+        params=MAY if url == LEDGER else None,
+        data=_chunks(body),
+        headers={"Content-Type": "multipart/form-data; boundary=xx"},
+    )
     assert resp.status == 413, await resp.text()
     assert (await resp.json())["error"]["code"] == "body_too_large"
 
@@ -112,12 +136,22 @@ class SlowClient:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def start(cls, cli: Client, path: str, token: str, *, length: int = 1_000_000,
-                    sent: bytes = b"\x89PNG", content_type: str = "image/png") -> SlowClient:
+    async def start(
+        cls,
+        cli: Client,
+        path: str,
+        token: str,
+        *,
+        length: int = 1_000_000,
+        sent: bytes = b"\x89PNG",
+        content_type: str = "image/png",
+    ) -> SlowClient:
         reader, writer = await asyncio.open_connection(cli.server.host, cli.server.port)
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n".encode()
-                     + sent)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n".encode()
+            + sent
+        )
         await writer.drain()
         return cls(reader, writer)
 
@@ -153,8 +187,9 @@ async def test_slow_uploads_hold_no_decode_slot(make_cli: AppMaker) -> None:
     slow = [await SlowClient.start(cli, PHOTO, _token(cli)) for _ in range(pool.max_pending + 2)]
     try:
         await _requests_started(cli, len(slow))
-        resp = await cli.post(PHOTO, data=images.qr_png(CN_DIGITAL),
-                              headers={"Content-Type": "image/png"})
+        resp = await cli.post(
+            PHOTO, data=images.qr_png(CN_DIGITAL), headers={"Content-Type": "image/png"}
+        )
         assert resp.status == 200, await resp.text()
         assert (await resp.json())["outcome"] == "decoded"
         assert pool.pending == 0
@@ -166,9 +201,14 @@ async def test_slow_uploads_hold_no_decode_slot(make_cli: AppMaker) -> None:
 @pytest.mark.parametrize("path", [PHOTO, "/api/v1/packages", "/api/v1/verify/batch"])
 async def test_a_body_that_never_arrives_in_full_is_408(make_cli: AppMaker, path: str) -> None:
     cli = await make_cli(INVOICE_BODY_READ_TIMEOUT_S="1")
-    slow = await SlowClient.start(cli, path, _token(cli), length=1000, sent=b"[",
-                                  content_type="image/png" if path == PHOTO
-                                  else "application/json")
+    slow = await SlowClient.start(
+        cli,
+        path,
+        _token(cli),
+        length=1000,
+        sent=b"[",
+        content_type="image/png" if path == PHOTO else "application/json",
+    )
     try:
         assert await slow.status() == 408
     finally:
@@ -180,9 +220,14 @@ async def test_a_body_that_never_arrives_in_full_is_408(make_cli: AppMaker, path
 def rgba_png_with_rotation(side: int) -> bytes:
     """A valid all-transparent RGBA PNG of side x side pixels whose EXIF says "rotate 90",
     built row by row (a few hundred kilobytes, whatever it decodes to)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     compressor = zlib.compressobj(1)
     row = bytes(1 + side * 4)
@@ -190,8 +235,13 @@ def rgba_png_with_rotation(side: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"eXIf", exif.tobytes())
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"eXIf", exif.tobytes())
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def _blocks() -> int:
@@ -199,8 +249,7 @@ def _blocks() -> int:
     return int(stats["allocated_blocks"] + stats["reused_blocks"])
 
 
-async def test_a_big_rgba_png_with_exif_rotation_is_refused_before_decoding(
-        cli: Client) -> None:
+async def test_a_big_rgba_png_with_exif_rotation_is_refused_before_decoding(cli: Client) -> None:
     data = rgba_png_with_rotation(7071)  # 50 megapixels less 959: within the pixel limit
     before = _blocks()
     resp = await cli.post(PHOTO, data=io.BytesIO(data), headers={"Content-Type": "image/png"})
@@ -214,31 +263,60 @@ async def test_a_big_rgba_png_with_exif_rotation_is_refused_before_decoding(
 
 
 async def test_an_xlsx_dimension_bomb_is_refused_through_the_report(cli: Client) -> None:
-    body = hostile_sheet('<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c></row>'
-                         '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>')
-    resp = await cli.post(LEDGER, params=MAY, data=body, headers={
-        "Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"})
+    body = hostile_sheet(
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c></row>'
+        '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
+    )
+    resp = await cli.post(
+        LEDGER,
+        params=MAY,
+        data=body,
+        headers={
+            "Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        },
+    )
     assert resp.status == 413, await resp.text()
     assert (await resp.json())["error"]["code"] == "ledger_too_large"
 
 
-@pytest.mark.parametrize("cells", [
-    {"tax_amount": "1e999999"}, {"tax_amount": "1E+999999999"}, {"total_amount": "sNaN"},
-    {"amount": "9" * 5000}, {"number": "²"}, {"number": "9" * 5000}, {"issued_on": "２０２２"}])
-async def test_a_hostile_ledger_line_is_answered_alone(cli: Client,
-                                                       cells: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "cells",
+    [
+        {"tax_amount": "1e999999"},
+        {"tax_amount": "1E+999999999"},
+        {"total_amount": "sNaN"},
+        {"amount": "9" * 5000},
+        {"number": "²"},
+        {"number": "9" * 5000},
+        {"issued_on": "２０２２"},
+    ],
+)
+async def test_a_hostile_ledger_line_is_answered_alone(cli: Client, cells: dict[str, str]) -> None:
     resp = await cli.post("/api/v1/packages", json=package([vn_invoice(1), vn_invoice(2)]))
     assert (await resp.json())["result"] == "accepted"
-    header = ["seller_tax_id", "template", "series", "number", "tax_amount", "total_amount",
-              "amount", "issued_on"]
+    header = [
+        "seller_tax_id",
+        "template",
+        "series",
+        "number",
+        "tax_amount",
+        "total_amount",
+        "amount",
+        "issued_on",
+    ]
     rows: list[dict[str, Any]] = [
         {"seller_tax_id": "0100109106", "template": "1", "series": "C22TAA", "number": n}
-        for n in (1, 2, 3)]
+        for n in (1, 2, 3)
+    ]
     rows[1].update(cells)
-    text = ",".join(header) + "\n" + "".join(
-        ",".join(str(r.get(h, "")) for h in header) + "\n" for r in rows)
-    resp = await cli.post(LEDGER, params=MAY, data=text.encode(),
-                          headers={"Content-Type": "text/csv"})
+    text = (
+        ",".join(header)
+        + "\n"
+        + "".join(",".join(str(r.get(h, "")) for h in header) + "\n" for r in rows)
+    )
+    resp = await cli.post(
+        LEDGER, params=MAY, data=text.encode(), headers={"Content-Type": "text/csv"}
+    )
     assert resp.status == 200, await resp.text()
     report = json.loads(await resp.text())
     assert [line["row"] for line in report["lines"]] == [2, 3, 4]
@@ -247,7 +325,8 @@ async def test_a_hostile_ledger_line_is_answered_alone(cli: Client,
 
 
 async def test_a_client_leaving_mid_body_is_no_server_error(
-        tmp_path: Path, admin_token: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, admin_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Served as `invoice-verify serve` serves it (web.run_app: a handler is not cancelled
     when its client leaves; the test server cancels it, which would hide this)."""
     settings = Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / "data")})
@@ -258,9 +337,11 @@ async def test_a_client_leaving_mid_body_is_no_server_error(
         await site.start()
         port = runner.addresses[0][1]
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"POST {PHOTO} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
-                     f"{admin_token}\r\nContent-Type: image/png\r\n"
-                     "Content-Length: 1000\r\n\r\n\x89PNG".encode())
+        writer.write(
+            f"POST {PHOTO} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+            f"{admin_token}\r\nContent-Type: image/png\r\n"
+            "Content-Length: 1000\r\n\r\n\x89PNG".encode()
+        )
         await writer.drain()
         server = runner.server
         assert server is not None
