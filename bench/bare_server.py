@@ -14,7 +14,8 @@ from aiohttp import web
 
 LOOKUP_PATH = "/api/v1/invoices/lookup"
 
-#: Shaped like a `valid` answer of the service (ARCHITECTURE.md "Verification answer").
+#: Shaped like a `valid` answer of the service
+#: (docs/formats.md#lookups-and-the-verification-answer).
 ANSWER: dict[str, Any] = {
     "status": "valid",
     "scheme": "vn",

@@ -92,8 +92,9 @@ def _vn_path(number: int, **extra: str) -> str:
 
 
 def held_paths(count: int, seed: int) -> list[str]:
-    """Lookups of invoices 1..count of the README seller, in every form a replica answers:
-    key, key + right total (valid), key + wrong total (mismatch), authority code."""
+    """Lookups of invoices 1..count of the seller of docs/intake.md#post-a-package, in every
+    form a replica answers: key, key + right total (valid), key + wrong total (mismatch),
+    authority code."""
     paths = []
     for n in range(1, count + 1):
         paths += [_vn_path(n), _vn_path(n, total_amount="1100000"),

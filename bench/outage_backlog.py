@@ -71,10 +71,10 @@ class Backlog:
 
 def make_backlog(template_db: Path, packages: int, package_size: int, gaps: int,
                  seed: int) -> Backlog:
-    """New invoices of the README seller (registered by the demo, holding none of its
-    invoices) in `packages` packages, and `gaps` distinct lookup paths: half of them demo
-    invoices the primary holds, half keys no one holds (VN keys past the series' end, CN
-    20-digit numbers, authority codes)."""
+    """New invoices of the seller of docs/intake.md#post-a-package (registered by the demo,
+    holding none of its invoices) in `packages` packages, and `gaps` distinct lookup paths:
+    half of them demo invoices the primary holds, half keys no one holds (VN keys past the
+    series' end, CN 20-digit numbers, authority codes)."""
     bodies = []
     for i in range(packages):
         first = i * package_size + 1

@@ -1,4 +1,4 @@
 """Keeping answers flowing through outages: replica, breaker, gap ledger, reconciler, reports.
 
-Imports `indexer` only. Filled in by the fallback issues; see ARCHITECTURE.md.
+Imports `indexer` only. What it does for users: docs/outages.md.
 """

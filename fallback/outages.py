@@ -165,7 +165,8 @@ class OutageLog:
 
     def upstream_hides(self, scheme: str, issued_on: date | None, lag: timedelta,
                        moment: datetime | None = None) -> OutageWindow | None:
-        """The upstream window that makes a miss unconfirmed now, if any (README "Outages").
+        """The upstream window that makes a miss unconfirmed now, if any
+        (docs/outages.md#intake-lag-and-upstream-windows).
 
         A window counts from its start until `lag` after its end (the authority's backlog
         reaching us). While it counts, a miss is not authoritative; a caller's `issued_on`

@@ -1,4 +1,4 @@
-"""The reconciler: after an outage, make everything whole again (README "Outages").
+"""The reconciler: after an outage, make everything whole again (docs/outages.md#the-reconciler).
 
 One run (`Reconciler.run`), in this order, each step idempotent so a run can be killed at
 any point and simply started again:
@@ -9,11 +9,13 @@ any point and simply started again:
    kept, one commit per batch on SQLite; a package the primary already holds is answered
    from it, so nothing is applied twice). Large batches spread each commit's fixed costs
    (round trips to SQLite's thread, the fsync'd commit, index pages written again) over
-   more entries: 2,000 entries per commit drained 10-15% faster than 200 in alternated
-   runs (bench/README.md); the byte bound keeps a batch of large packages small. The
-   primary failing stops the run: the rest waits for the next one. A batch failing for
-   any other reason is applied again one entry at a time (`JournaledIntake.settle`): the
-   entry at fault is quarantined after its attempts and the rest go on (docs/journal.md).
+   more entries: 2,000 entries per commit drained 10-15% faster than 200 in alternated runs
+   (figures:
+   bench/README.md#benchoutage-serving-through-a-primary-outage-detecting-it-reconciling-afterwards);
+   the byte bound keeps a batch of large packages small. The primary failing stops the
+   run: the rest waits for the next one. A batch failing for any other reason is applied
+   again one entry at a time (`JournaledIntake.settle`): the entry at fault is quarantined
+   after its attempts and the rest go on (docs/journal.md).
 2. **Re-check every open gap** against the primary, a page at a time: found resolves it
    `found` with the final verification answer (and warms the replica with the invoice);
    not found resolves it `missing` once the grace period has passed since it was first

@@ -1,4 +1,4 @@
-"""Chinese invoice identity (spec/cn-invoice.md §1-§3): codes, numbers, type codes."""
+"""Chinese invoice identity (docs/cn-rules.md §1-§3): codes, numbers, type codes."""
 
 from __future__ import annotations
 

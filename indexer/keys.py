@@ -166,7 +166,7 @@ def vn_key(
 def cn_key(
     raw: Mapping[str, Any], cfg: RuleConfig, prefix: str = ""
 ) -> tuple[CnKey | None, list[Violation]]:
-    """Validate (invoice_code, invoice_number) per cn-invoice §1-§2 and §6 rule 2."""
+    """Validate (invoice_code, invoice_number) per cn-invoice §1-§2 and §6.2."""
     out: list[Violation] = []
     code_raw, number_raw = _text(raw, "invoice_code"), _text(raw, "invoice_number")
     for name, value in (("invoice_code", code_raw), ("invoice_number", number_raw)):

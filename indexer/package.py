@@ -1,4 +1,4 @@
-"""The JSON package envelope (ARCHITECTURE.md "Interchange formats"): parse and check it whole.
+"""The JSON package envelope (docs/formats.md#envelope): parse and check it whole.
 
 Anything wrong with the envelope rejects the package as a whole (`PackageError`), before a
 single invoice is looked at; per-invoice problems are the intake's business.

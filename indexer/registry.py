@@ -273,7 +273,8 @@ def _provider(raw: object, where: str) -> Provider:
 
 
 def parse_registry_json(data: Any) -> RegistryImport:
-    """The registry file of ARCHITECTURE.md: `{"taxpayers": [...], "providers": [...]}`."""
+    """The registry file of docs/formats.md#registry-file:
+    `{"taxpayers": [...], "providers": [...]}`."""
     if not isinstance(data, Mapping):
         raise RegistryError("a registry file is a JSON object with taxpayers and providers")
     unknown = sorted(str(k) for k in data if k not in {"taxpayers", "providers"})

@@ -14,7 +14,7 @@ here reads an invoice. What a gap is:
   the numbers between the first and the last number seen for the seller under that code.
 - Neither scheme declares the last number issued, so nothing after the last number seen is
   reported (a trailing hole needs the authority's ledger: reconciliation, a later issue).
-- Fully digitalised (数电) 20-digit numbers get no report: see the README ("Reports").
+- Fully digitalised (数电) 20-digit numbers get no report: see docs/reports.md#what-counts-as-a-gap.
 
 A cancelled invoice's number was used: it counts as issued, is never missing, and is listed
 separately (count and ranges).

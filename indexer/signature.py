@@ -1,4 +1,5 @@
-"""The seller's XML signature on a Vietnamese invoice (spec/vn-einvoice.md §5.1, §5.8, §7).
+"""The seller's XML signature on a Vietnamese invoice (docs/vn-rules.md#58-seller-signature;
+§5.1, §7 there).
 
 An `HDon` carries the seller's enveloped W3C XML-DSig in `DSCKS/NBan/Signature`; its reference
 `URI="#<DLHDon/@Id>"` covers the invoice data and a second reference covers a

@@ -1,4 +1,4 @@
-"""Vietnamese identity formats (spec/vn-einvoice.md §1-§3): tax id, template, series, codes."""
+"""Vietnamese identity formats (docs/vn-rules.md §1-§3): tax id, template, series, codes."""
 
 from __future__ import annotations
 

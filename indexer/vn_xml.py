@@ -1,4 +1,4 @@
-"""Vietnamese XML packages (Decisions 1450/1510, spec/vn-einvoice.md §5-§6) -> the JSON
+"""Vietnamese XML packages (Decisions 1450/1510, docs/vn-rules.md §5-§6) -> the JSON
 interchange shape, so both formats go through one validation path.
 
 Parsing is hardened: no DTD at all (a DOCTYPE is refused, so no external entity and no

@@ -2,7 +2,7 @@
 
 Three RSA-2048 keys (trusted root, untrusted "rogue" CA, seller) are generated once per
 `make_pki()` call; tests call it from a module-scoped fixture. Seller certificates look like
-the ones Vietnamese CAs issue (spec/vn-einvoice.md §5.8): the MST in the subject UID as
+the ones Vietnamese CAs issue (docs/vn-rules.md#58-seller-signature): the MST in the subject UID as
 `MST:<mst>`, KeyUsage digitalSignature + nonRepudiation, no subjectAltName needed.
 """
 

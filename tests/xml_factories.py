@@ -77,7 +77,7 @@ def xml_package(invoices: list[dict[str, Any]], *, package_id: str = "V010130084
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
-# --- seller signatures (spec/vn-einvoice.md §5.8) -------------------------------------------
+# --- seller signatures (docs/vn-rules.md#58-seller-signature) -----------------------------
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 #: Shaped like a real seller signature: default ds namespace, a SigningTime object whose

@@ -459,7 +459,7 @@ def build_demo(
     for cn_code, type_code, seller, name in CN_SERIES:
         invoices = list(_cn_series(rng, cn_code, type_code, seller, name, per_series, end))
         cn[cn_code] = _Series(f"DEMO-CN-{cn_code or 'SD'}-{type_code}", invoices)
-        if cn_code != CN_SERIES[0][0]:  # the README's series stays as issued
+        if cn_code != CN_SERIES[0][0]:  # docs/lookups.md's series stays as issued
             _cn_lifecycle(cn[cn_code], end)
     ledger = _ledger_buyer(vn["C25TAA"], vn["C25TSG"], vn["K25TDN"])
     numbered = [s for c, s in [*vn.items(), *cn.items()] if c and c not in UNBROKEN_SERIES]

@@ -1,4 +1,5 @@
-"""The verification answer (ARCHITECTURE.md "Verification answer"), built in one place."""
+"""The verification answer (docs/formats.md#lookups-and-the-verification-answer), built in
+one place."""
 
 from __future__ import annotations
 

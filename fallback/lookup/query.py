@@ -1,9 +1,10 @@
 """What a lookup asks: which key form (`LookupQuery`) and the fields to match
 (`MatchFields`).
 
-Forms (ARCHITECTURE.md): `seller_tax_id,template,series,number` (vn), `authority_code` (vn),
-`code,number` (cn) or a 20-digit `number` alone (cn). Reading them from a request, a batch
-row, a ledger line or a QR code is the HTTP layer's (`verify.lookup.query`).
+Forms (docs/formats.md#lookups-and-the-verification-answer):
+`seller_tax_id,template,series,number` (vn), `authority_code` (vn), `code,number` (cn) or a
+20-digit `number` alone (cn). Reading them from a request, a batch row, a ledger line or a
+QR code is the HTTP layer's (`verify.lookup.query`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where a lookup is answered from, and what a miss means (README "Outages").
+"""Where a lookup is answered from, and what a miss means (docs/outages.md#the-four-states).
 
 `Resilience.answer(query, ...)` answers every key form (lookups, QR, batch): `look_up` reads
 (no side effect but the breakers' view of health), then `conclude` builds the answer and
@@ -144,7 +144,8 @@ class Resilience:
 
     def _pending(self, query: LookupQuery) -> Fetched | None:
         """An invoice a pending journal entry creates or changes: its pending state is newer
-        than anything the primary or the replica holds (README "Outages")."""
+        than anything the primary or the replica holds
+        (docs/outages.md#answers-from-the-intake-journal)."""
         journal = self.journal
         if journal is None or not journal.pending_count:
             return None

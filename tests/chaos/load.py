@@ -170,7 +170,7 @@ class Seen:
     error: str | None = None
 
     def problem(self) -> str | None:
-        """What is wrong with this answer, if anything (README "Outages")."""
+        """What is wrong with this answer, if anything (docs/outages.md#the-four-states)."""
         what = f"[{self.phase}] {'held' if self.held else 'unknown'} #{self.number}"
         if self.status != 200 or self.body is None:
             return f"{what}: HTTP {self.status} {self.error or self.body}"

@@ -1,6 +1,7 @@
-"""The seller's XML signature (indexer/signature.py, spec/vn-einvoice.md §5.8) against a CA the
-tests make: valid, tampered, missing, cash register, untrusted, expired, other MST, signatures
-over the wrong thing, the SHA-1 allowance, and the off mode without anchors."""
+"""The seller's XML signature (indexer/signature.py, docs/vn-rules.md#58-seller-signature)
+against a CA the tests make: valid, tampered, missing, cash register, untrusted, expired,
+other MST, signatures over the wrong thing, the SHA-1 allowance, and the off mode without
+anchors."""
 
 from __future__ import annotations
 

@@ -46,9 +46,9 @@ REQUIRED = [
 
 @pytest.mark.parametrize("path", REQUIRED)
 def test_each_required_element_missing_is_a_finding(path: str) -> None:
-    """vn-einvoice §5.2: `PBan` "yes" (required), `THDon` the invoice's name; §5.3: `NBan`
-    "`Ten` (400, req), ... `DChi` (400, req)"; §5.1: `DSHHDVu/HHDVu+` (one line or more);
-    §5.5: "`TgTTTBChu` | total payable in words (req, 255)"."""
+    """vn-einvoice §5.2: what the data standard requires of every invoice: the version
+    `PBan`, the invoice's name `THDon`, the seller's name and address (`NBan/Ten`,
+    `NBan/DChi`), at least one line (`DSHHDVu/HHDVu`) and the total in words (`TgTTTBChu`)."""
     _, findings = invoice_from_hdon(without(hdon(vn_invoice(1)), path))
     assert findings == [ItemFinding("vn.xml.element_required", path)]
 

@@ -1,8 +1,9 @@
 """Issue dates are days in the scheme's zone (issue 17, item 1), through the real app on each
 primary backend.
 
-vn-einvoice.md §1.4: "accept `YYYY-MM-DD[Thh:mm:ss]`, store a date in `Asia/Ho_Chi_Minh`";
-cn-invoice.md §3.1: the QR's date is the invoice's `开票日期`, a day in China Standard Time.
+docs/vn-rules.md §1.4: `NLap` is `YYYY-MM-DD`, sometimes with a time, in Vietnam time
+(UTC+7); docs/cn-rules.md §3.1 and §6.2: the QR's date is the issue date, a day in China
+Standard Time (UTC+8).
 An invoice sent with another offset (`Z`) is printed, looked up, reported and rechecked on
 its local day: `2025-12-31T17:30:00Z` is 2026-01-01 in Vietnam (UTC+7), `2024-12-31T16:30:00Z`
 is 2025-01-01 in China (UTC+8).

@@ -64,7 +64,7 @@ async def test_legacy_layout_codes_are_refused_and_motor_vehicle_codes_typed(cli
 
 async def test_a_qr_whose_type_contradicts_its_code_is_refused(cli: Client) -> None:
     """cn-invoice §3.2: field 1 is the type code; §1.5: the code implies one
-    (`013002200211` ends in `11`: type 10). §6 rule 3 flags `type_mismatch`; a QR that says
+    (`013002200211` ends in `11`: type 10). §6.3 flags `type_mismatch`; a QR that says
     01 (special) for an ordinary e-invoice's code is not that invoice's QR."""
     assert await post(cli, [cn_invoice()]) == [[]]
     forged = QR_E.replace("01,10,", "01,01,", 1)

@@ -13,7 +13,7 @@ UNCODED = {"authority_code": None}
 CASES: list[tuple[str, dict[str, Any], str]] = [
     # §1.2 / §2.2: "Cash-register invoices (series `C..M..`)": an M series carries a code
     ("K25MAB", vn_invoice(1, series="K22MAB", **UNCODED), "vn.series.kind_needs_code"),
-    # §1.2: "`L` issued by the tax authority per occurrence" (§6.2: per-occurrence code issuance)
+    # §1.2: "`L` issued by the tax authority per occurrence", with its code
     ("K25LAB", vn_invoice(2, series="K22LAB", **UNCODED), "vn.series.kind_needs_code"),
     # §2.1: a coded invoice's MCCQT is 34 hex; §2.2: the M1-YY-... form is the cash register's
     (

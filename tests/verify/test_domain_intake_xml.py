@@ -49,8 +49,8 @@ async def lookup(cli: Client, **key: Any) -> dict[str, Any]:
     [
         "DLHDon/TTChung/PBan",  # §5.2: PBan "yes"
         "DLHDon/TTChung/THDon",  # §5.2: the invoice's name
-        "DLHDon/NDHDon/NBan/Ten",  # §5.3: "`Ten` (400, req)"
-        "DLHDon/NDHDon/NBan/DChi",  # §5.3: "`DChi` (400, req)"
+        "DLHDon/NDHDon/NBan/Ten",  # §5.2: the seller's name
+        "DLHDon/NDHDon/NBan/DChi",  # §5.2: the seller's address
         "DLHDon/NDHDon/DSHHDVu/HHDVu",  # §5.1: "DSHHDVu/HHDVu+"
         "DLHDon/NDHDon/TToan/TgTTTBChu",  # §5.5: "total payable in words (req, 255)"
     ],

@@ -2,9 +2,10 @@
 the real app on each backend: the registry keeps each taxpayer's status history, and the
 status rule of intake and of the monthly recheck reads the status in force that day.
 
-vn-einvoice.md §4: "GDT pushes status changes to T-VANs in message 505 (`MST`, `TThai` max 3,
-`NCNhat`)": a status has a date from which it holds (`status_since` in our registry file).
-§8 step 1.1: "seller MST exists and status ∈ {00, 02, 04}"; step 2 re-checks a month after.
+docs/vn-rules.md §4 and docs/dates-and-status.md: the authority sends each status change
+with the date it takes effect, so a status holds from a date (`status_since` in our registry
+file). docs/vn-rules.md §8, step 1: the seller is registered and its status is active;
+step 2 re-checks a month after.
 """
 
 from __future__ import annotations

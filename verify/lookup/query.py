@@ -1,10 +1,11 @@
 """Lookup query parameters -> the `LookupQuery` (`fallback.lookup.query`): which key form
 was asked for, and the fields to match.
 
-Forms (ARCHITECTURE.md): `seller_tax_id,template,series,number` (vn), `authority_code` (vn),
-`code,number` (cn) or a 20-digit `number` alone (cn). Unknown or repeated parameters are
-refused rather than ignored, so a typo never turns into a silently weaker check
-(`verify.http.params`, the policy every route shares).
+Forms (docs/formats.md#lookups-and-the-verification-answer):
+`seller_tax_id,template,series,number` (vn), `authority_code` (vn), `code,number` (cn) or a
+20-digit `number` alone (cn). Unknown or repeated parameters are refused rather than
+ignored, so a typo never turns into a silently weaker check (`verify.http.params`, the
+policy every route shares).
 """
 
 from __future__ import annotations

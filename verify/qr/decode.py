@@ -307,7 +307,8 @@ def binarised(image: Image.Image) -> tuple[Image.Image, float] | None:
 
 
 def default_stages() -> list[Stage]:
-    """The order `bench/qr.py` measured best (README "QR decoding" has the figures).
+    """The order `bench/qr.py` measured best (the figures:
+    bench/README.md#benchqr-qr-decoding-of-phone-photos).
     zxing-cpp on the photo as uploaded reads every clean to moderate photo and ~78% of the
     hard ones in ~4 ms, and says where it saw a code it could not decode. Only when
     something is left (nothing read, or another place as busy as a code read) do the region

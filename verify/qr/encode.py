@@ -1,6 +1,6 @@
 """`GET /invoices/{id}/qr.png`: our own QR for an indexed invoice.
 
-The text is `verify.qr.payload.our_payload` (IVQR1, README "QR payloads"): compact, no URL
+The text is `verify.qr.payload.our_payload` (IVQR1, docs/formats.md#qr-payloads): compact, no URL
 (a URL would send phone cameras to a browser that has no API key), scheme first, the key,
 then the total and issue date so a scan also checks them against the index. The image is
 built from the module matrix with whole-pixel modules (no resampling blur), padded with

@@ -1,6 +1,6 @@
 """QR text -> which invoice it names, and the fields it lets us check.
 
-Accepted shapes, tried in this order (README "QR payloads" documents them for callers):
+Accepted shapes, tried in this order (docs/formats.md#qr-payloads documents them for callers):
 
 1. Ours (`GET /invoices/{id}/qr.png`): `IVQR1|vn|<seller MST>|<template>|<series>|<number>|
    <total_amount>|<issued_on>` or `IVQR1|cn|<code, empty for 数电>|<number>|<total_amount>|
@@ -11,20 +11,23 @@ Accepted shapes, tried in this order (README "QR payloads" documents them for ca
    `jym` check code, `je` amount before tax, `jshj` total. Vietnamese lookup links: `nbmst`
    or `mst` seller, `khmshdon` template, `khhdon` series (the 7-character template+series
    form too), `shdon` number, `mccqt` authority code, `tgtttbso` total, `nlap` issue date.
-3. The Chinese invoice QR (cn-invoice.md §3): positional, comma-separated, version `01`.
+3. The Chinese invoice QR (docs/cn-rules.md#3-the-invoice-qr-code): positional,
+   comma-separated, version `01`.
 4. A Vietnamese authority code alone (MCCQT: 34 hex, or a cash-register `M1-YY-XXXXX-…`).
 5. Vietnamese `name=value` pairs (same names as 2) separated by `;`, `&`, `|` or new lines.
 6. A Vietnamese key string: `<MST><sep><template><sep><series><sep><number>[<sep><total>
    [<sep><issue date>]]`, or with template and series joined (`1C22TAA`); `sep` is one of
    `|`, `;`, `,`, tab.
 
-The Vietnamese data standard's `DLQRCode` format was not published (vn-einvoice.md §9), so
-2, 4, 5 and 6 are the shapes seen in practice, kept deliberately narrow: anything else
-(a shop's URL, a Wi-Fi code) is `no_invoice_qr`, answered with its text, never guessed at.
+The Vietnamese data standard's `DLQRCode` format was not published
+(docs/vn-rules.md#9-lookups-and-qr-codes), so 2, 4, 5 and 6 are the shapes seen in practice,
+kept deliberately narrow: anything else (a shop's URL, a Wi-Fi code) is `no_invoice_qr`,
+answered with its text, never guessed at.
 
 The Chinese QR's amount (field 4) is the amount before tax on pre-数电 invoices and the
-total on 数电 invoices by the common reading, which the spec marks unconfirmed; the choice
-is `INVOICE_QR_CN_AMOUNT` (`CnAmount`), and each parsed payload says which it used.
+total on 数电 invoices by the common reading, which is unconfirmed; the choice is
+`INVOICE_QR_CN_AMOUNT` (`CnAmount`, docs/qr.md#amount-of-a-chinese-qr), and each parsed
+payload says which it used.
 """
 
 from __future__ import annotations
@@ -260,7 +263,7 @@ def _with_match(payload: dict[str, Any], query: LookupQuery,
                        []) from None
     check = match.get("check_code") or None
     if check is not None and not _CHECK.fullmatch(check):
-        check = None  # only a 20-digit value is a check code (cn-invoice.md §3.1)
+        check = None  # only a 20-digit value is a check code (docs/cn-rules.md#31-fields)
     fields = MatchFields(total_amount=amounts.get("total_amount"), amount=amounts.get("amount"),
                          issued_on=issued, check_code=check)
     payload.update({k: format_amount(v) for k, v in amounts.items()})
@@ -280,7 +283,7 @@ def _date(value: str) -> date:
 
 def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any],
                                                                    LookupQuery]:
-    """cn-invoice.md §3.1: version, type, code, number, amount, date, check code, tail."""
+    """docs/cn-rules.md#31-fields: version, type, code, number, amount, date, check code, tail."""
     f = [p.strip() for p in t.split(",")]
     if len(f) < 6 or not _TYPE_CODE.fullmatch(f[1]):
         raise NotInvoice("starts like a Chinese invoice QR but has too few fields")
@@ -297,7 +300,7 @@ def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any
     if code:
         derived = cn.type_from_code(code)
         payload_extra["type_from_code"] = derived
-        if cn.type_disagrees_with_code(type_code, derived):  # cn-invoice.md §3.2, §6 rule 3
+        if cn.type_disagrees_with_code(type_code, derived):  # docs/cn-rules.md §3.2, §6.3
             found = cfg.violation("cn.qr.type_mismatch", "type_code",
                                   f"QR type {type_code}, the code implies {derived}")
             if found.severity == "error":  # else read on: the payload shows both types

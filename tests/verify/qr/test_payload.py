@@ -1,5 +1,6 @@
-"""QR text parsing: every Chinese type code and shape of cn-invoice.md §3, the Vietnamese
-shapes of vn-einvoice.md §9, our own IVQR1, and texts that are not invoice QRs."""
+"""QR text parsing: every Chinese type code and shape of docs/cn-rules.md#3-the-invoice-qr-code,
+the Vietnamese shapes of docs/vn-rules.md#9-lookups-and-qr-codes, our own IVQR1, and texts
+that are not invoice QRs."""
 
 from __future__ import annotations
 
