@@ -13,7 +13,7 @@ replacements and adjustments, and a second seller's invoices for the batch. Then
   `invoice-verify report ledger`), and `endpoint` (`POST /api/v1/reports/ledger`, the
   app in this process, client included);
 - batch (default 100,000 rows, 95% found): baseline `lookups`, one `get_invoice` per row;
-  `core` (`verify.batch.answer_rows` over the local store: the CLI's `verify --batch`);
+  `core` (`verify.lookup.batch.answer_rows` over the local store: the CLI's `verify --batch`);
   `endpoint` (`POST /api/v1/verify/batch`: keys off (insecure local), but the limiter,
   lookup core, audit trail and NDJSON streaming as served).
 """

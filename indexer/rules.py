@@ -68,7 +68,7 @@ class RuleConfig:
 
     severity: Mapping[str, Severity] = field(default_factory=dict)
     future_tolerance: timedelta = timedelta(minutes=10)
-    #: Taxpayer statuses that may issue; see `indexer.registry.DEFAULT_ACTIVE_STATUSES`.
+    #: Taxpayer statuses that may issue, of `indexer.registry.KNOWN_STATUSES` (vn-einvoice §4).
     active_statuses: frozenset[str] = frozenset({"00", "02", "04"})
 
     def __post_init__(self) -> None:

@@ -6,7 +6,9 @@ must be the slug GitHub gives one of that page's headings. Code: in the `*.py` f
 packages, the benchmarks and the tests, a reference written `docs/<page>.md#<anchor>`,
 `README.md#<anchor>` or `bench/README.md#<anchor>` must resolve the same way. A page named
 without an anchor, or a plain-word mention (README "Outages"), is not held to anything. No
-page may send a user to `../shared`, which a clone does not have.
+page may send a user to `../shared`, which a clone does not have. And every repository path
+a page writes in backticks (`verify/http/params.py`, `docs/formats.md`, `bench/qr.py`)
+exists, so a module that moves cannot leave a page naming where it was.
 
 The slug rule and the link pattern are those of `tests/test_docs_examples.py`, which checked
 the format and rule pages before this test covered every page."""
@@ -26,6 +28,16 @@ _FENCE = re.compile(r"^(```|~~~)")
 #: `docs/<page>.md`, `README.md` or `bench/README.md`, and its `#anchor` if any; not when
 #: glued to a longer path (`other/README.md`) or a word.
 _CODE_REF = re.compile(r"(?<![\w/.-])((?:bench/)?README\.md|docs/[\w/-]+\.md)(?:#([\w%-]+))?")
+#: The repository's folders a page may name a path in (a path of the data directory, such as
+#: `data/admin.key`, or of a URL is not one of them).
+REPO_DIRS = ("verify", "fallback", "indexer", "bench", "tests", "docs")
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+#: A path in a code span: a repository folder, then one or more `/name` parts. Not when it is
+#: the tail of a longer path or word (`data/docs/x`, `/docs/x`), nor a path with a
+#: placeholder or a pattern in it (`docs/<page>.md`, `docs/examples/ledger-*.csv`).
+_REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:" + "|".join(REPO_DIRS) + r")(?:/[\w.-]+)+/?)(?![\w.<{*$/-])"
+)
 
 
 def pages() -> list[Path]:
@@ -86,6 +98,19 @@ def broken_links(page: Path) -> list[str]:
     return broken
 
 
+def repo_paths(markdown: str) -> list[str]:
+    """The repository paths the page's prose writes in backticks."""
+    return [
+        path.rstrip(".")
+        for span in _CODE_SPAN.findall(prose(markdown))
+        for path in _REPO_PATH.findall(span)
+    ]
+
+
+def missing_paths(page: Path) -> list[str]:
+    return [p for p in repo_paths(page.read_text(encoding="utf-8")) if not (ROOT / p).exists()]
+
+
 def code_files() -> list[Path]:
     return sorted(p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py"))
 
@@ -120,6 +145,13 @@ def test_every_reference_from_the_code_into_the_docs_resolves() -> None:
     assert broken == {}
 
 
+def test_every_repository_path_a_page_names_exists() -> None:
+    missing = {
+        str(page.relative_to(ROOT)): paths for page in pages() if (paths := missing_paths(page))
+    }
+    assert missing == {}
+
+
 def test_no_page_sends_a_user_to_the_shared_folder() -> None:
     """A user's clone has no `../shared`: what they need is in docs/."""
     assert [
@@ -150,6 +182,16 @@ def test_the_checks_see_what_is_broken(tmp_path: Path) -> None:
         "(README.md#two-commands) but not other/README.md#x"
     ) == [("docs/outages.md", "breakers"), ("README.md", "two-commands")]
     assert anchor_problem(ROOT / "docs" / "outages.md", "no-such-heading") is not None
+    assert repo_paths(
+        "`verify/params.py` and `verify/http/params.py`, `docs/formats.md#envelope`,\n"
+        "(`bench/qr.py`). Not: `data/admin.key`, `GET /api/v1/docs/x`, `docs/<page>.md`,\n"
+        "`docs/examples/ledger-*.csv`, `tests/verify/test_x_{a,b}.py`, `.venv/bin/x`,\n"
+        "`verify.http.params`, `invoice-verify verify --batch`, /verify/gone.py outside code.\n"
+        "```sh\necho `verify/in_a_block.py`\n```\n"
+    ) == ["verify/params.py", "verify/http/params.py", "docs/formats.md", "bench/qr.py"]
+    stale = tmp_path / "stale.md"
+    stale.write_text("See `verify/params.py`, now `verify/http/params.py`.\n", encoding="utf-8")
+    assert missing_paths(stale) == ["verify/params.py"]
 
 
 def test_the_checks_cover_the_docs_and_the_code() -> None:
@@ -158,6 +200,7 @@ def test_the_checks_cover_the_docs_and_the_code() -> None:
     assert {"README.md", "bench/README.md", "docs/outages.md", "docs/formats.md"} <= names
     links = sum(len(_LINK.findall(prose(p.read_text(encoding="utf-8")))) for p in pages())
     assert links >= 100
+    assert sum(len(repo_paths(p.read_text(encoding="utf-8"))) for p in pages()) >= 50
     assert {"verify", "fallback", "indexer", "bench", "tests"} == {
         p.relative_to(ROOT).parts[0] for p in code_files()
     }

@@ -54,8 +54,8 @@ class InvoiceStore(Protocol):
     def reads_inline(self) -> bool:
         """Whether its point reads run on the event loop now without ever suspending
         (SQLite, bounded by its busy timeout): a timeout armed around such a read could never
-        fire, so the request path arms none (`verify.degraded`). False for a store read over
-        the network."""
+        fire, so the request path arms none (`fallback.lookup.resilience`). False for a store
+        read over the network."""
 
     async def ping(self) -> None:
         """Raise if the store cannot answer now."""

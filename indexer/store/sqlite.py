@@ -163,7 +163,7 @@ CACHE_RECHECK_SECONDS = 0.001
 #: inside the library (a WAL-index lock held by another process, as during WAL recovery, is
 #: retried for about 10 s whatever the busy timeout), and the whole loop waited with it.
 #: Point reads then go through the writer's thread, where the request path's timeout bounds
-#: them (`verify.lookup.reads_inline`) and the loop goes on, until a health probe (`ping`,
+#: them (`fallback.lookup.resilience`) and the loop goes on, until a health probe (`ping`,
 #: also on that thread meanwhile) reads the file within this time again.
 SLOW_INLINE_READ_SECONDS = 0.5
 

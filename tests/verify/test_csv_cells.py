@@ -1,4 +1,4 @@
-"""`verify.csv_cells`: the one cell rule every CSV the service writes goes through."""
+"""`verify.http.csv_cells`: the one cell rule every CSV the service writes goes through."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """CSV written by the command line goes through the same cell rule as the service's
-(`verify.csv_cells`): JSON's false and null, never Python's `False` and `None`."""
+(`verify.http.csv_cells`): JSON's false and null, never Python's `False` and `None`."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ async def test_rate_limits_live_in_redis(distributed: Client, namespace: str) ->
 async def test_a_refused_lookup_on_the_replica_path_records_nothing(
         aiohttp_client: Any, tmp_path: Path, es_target: EsTarget, namespace: str) -> None:
     """With Redis rate limits the replica read runs while the budget take is on its way
-    (`verify.verification`); the budget's verdict still decides: the lookup refused by the
+    (`verify.lookup.verification`); the budget's verdict still decides: the lookup refused by the
     invoice's budget gets 429 and adds nothing to the gap the admitted ones recorded."""
     settings = Settings.from_env({
         "INVOICE_DATA_DIR": str(tmp_path / "data"), "INVOICE_ES_URL": es_target.url,

@@ -1,4 +1,4 @@
-"""verify/params.py (the one reader of query parameters) and the error middleware's last
+"""verify/http/params.py (the one reader of query parameters) and the error middleware's last
 resort: aiohttp's own refusals of a malformed request are 4xx, anything else a logged 500."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How a request reaches a page: the pages' own table (`verify.web.pages.PAGES`), served
+"""How a request reaches a page: the pages' own table (`verify.web.pages.pages`), served
 from a middleware on the service's app, ahead of the API's router answering 404.
 
 Pages are not API routes: they are not in `/openapi.json`, and they authenticate with the

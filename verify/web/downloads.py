@@ -1,5 +1,5 @@
-"""A run's results as a CSV or XLSX download (the API's CSV columns, `verify.batch` and
-`verify.ledger_reports`); cells are written through the project's spreadsheet-safe CSV
+"""A run's results as a CSV or XLSX download (the API's CSV columns, `verify.lookup.batch` and
+`verify.reports.ledger`); cells are written through the project's spreadsheet-safe CSV
 writer, and as text in XLSX."""
 
 from __future__ import annotations

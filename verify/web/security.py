@@ -25,7 +25,7 @@ PAGE_HEADERS: Final = {
 
 def secure(response: web.StreamResponse) -> None:
     """The page headers, unless the response is already on its way (a streamed download
-    carries the API's own: `verify.responses.SECURITY_HEADERS`)."""
+    carries the API's own: `verify.http.responses.SECURITY_HEADERS`)."""
     if response.prepared:
         return
     response.headers.update(PAGE_HEADERS)

@@ -246,7 +246,7 @@ async def test_qr_png_size_takes_ascii_digits_only(loaded: Client, size: str) ->
 
 @pytest.mark.parametrize("size", [" 300", ""])
 async def test_qr_png_size_is_read_as_every_parameter_is(loaded: Client, size: str) -> None:
-    """Stripped, and empty meaning not given (verify/params.py, the policy of every route)."""
+    """Stripped, and empty meaning not given (verify/http/params.py, the policy of every route)."""
     resp = await loaded.get(f"/api/v1/invoices/vn:{SELLER}:1:C22TAA:1/qr.png",
                             params={"size": size})
     assert resp.status == 200, await resp.text()
