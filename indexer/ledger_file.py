@@ -14,7 +14,10 @@ XLSX: the first worksheet, its first row the header; cells are read as displayed
 ISO dates. Key columns (numbers with leading zeros, 20-digit numbers) belong in text cells.
 
 XML inside XLSX is parsed by openpyxl with defusedxml (no entity expansion), after a check of
-the archive's uncompressed size, so a small upload cannot unpack into gigabytes.
+the archive's uncompressed size, so a small upload cannot unpack into gigabytes, and of its
+first worksheet's row numbers (below), done with the package's small XML parts and the sheet
+XML streamed, before openpyxl opens the workbook (its own cost, about 2 ms of CPU however
+small the file, is spent only on a file that passed them).
 
 Work is bounded by our limits, never by what the file claims: blank rows count toward a bound
 of their own (`MAX_BLANK_ROWS`), and a sheet whose rows reach past the line limit and that
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
+import posixpath
 import re
 import time
 import unicodedata
@@ -39,6 +43,9 @@ from datetime import date, datetime
 from typing import Any
 
 import openpyxl
+from openpyxl.packaging.relationship import get_dependents
+from openpyxl.xml.constants import ARC_CONTENT_TYPES, XLSM, XLSX, XLTM, XLTX
+from openpyxl.xml.functions import fromstring
 
 #: Canonical column -> the header names accepted for it (compared after `normalise_header`).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -277,15 +284,7 @@ def cell_text(value: object) -> str:
 
 
 def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
-    try:
-        with zipfile.ZipFile(io.BytesIO(body)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile:
-        raise LedgerFileError("unreadable_ledger", "the file is a damaged zip (XLSX)") from None
-    if unpacked > MAX_XLSX_UNPACKED:
-        raise _too_large(
-            f"the XLSX unpacks to more than {MAX_XLSX_UNPACKED} bytes", limit=MAX_XLSX_UNPACKED
-        )
+    first = _checked_archive(body)
     try:
         book = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a malformed workbook
@@ -295,8 +294,9 @@ def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
     try:
         sheet = book.worksheets[0]
         path = getattr(sheet, "_worksheet_path", None)  # openpyxl's read-only sheet
-        if isinstance(path, str):
-            _check_row_numbers(body, path)
+        if isinstance(path, str) and path != first:  # not the sheet checked before opening
+            with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                _check_row_numbers(archive, path)
         declared = sheet.max_column  # from the sheet's <dimension>, which may lie
         width = min(MAX_COLUMNS, declared) if isinstance(declared, int) else MAX_COLUMNS
         sheet.reset_dimensions()  # no padding of rows past the last one actually written
@@ -310,15 +310,66 @@ def _xlsx_records(body: bytes) -> Iterator[tuple[int, Sequence[str]]]:
         book.close()
 
 
+def _checked_archive(body: bytes) -> str | None:
+    """The checks an XLSX passes before openpyxl opens it (which alone costs about 2 ms of
+    CPU, most of it building a Workbook and its styles): the archive's unpacked size, and the
+    row numbers of its first worksheet. Returns that sheet's part, or None when the package
+    does not name it plainly (openpyxl then finds it, and its rows are checked after)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            if sum(info.file_size for info in archive.infolist()) > MAX_XLSX_UNPACKED:
+                raise _too_large(
+                    f"the XLSX unpacks to more than {MAX_XLSX_UNPACKED} bytes",
+                    limit=MAX_XLSX_UNPACKED,
+                )
+            first = _first_worksheet(archive)
+            if first is not None:
+                _check_row_numbers(archive, first)
+            return first
+    except zipfile.BadZipFile:
+        raise LedgerFileError("unreadable_ledger", "the file is a damaged zip (XLSX)") from None
+
+
+#: `[Content_Types].xml` types of a workbook part, in the order openpyxl prefers them.
+_WORKBOOK_TYPES = (XLTM, XLTX, XLSM, XLSX)
+_CONTENT_TYPES = "{http://schemas.openxmlformats.org/package/2006/content-types}"
+_SPREADSHEET = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_RELATIONSHIPS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+
+
+def _first_worksheet(archive: zipfile.ZipFile) -> str | None:
+    """The part openpyxl reads as `worksheets[0]`, found as openpyxl finds it: the workbook
+    part named in `[Content_Types].xml`, then the first of its `<sheet>`s whose relationship
+    leads to a part of the archive, chart sheets skipped. Only the package's small XML parts
+    are parsed (with defusedxml, as openpyxl does). None when something is missing or
+    malformed: openpyxl decides then, and refuses the file or finds the sheet itself."""
+    try:
+        overrides = fromstring(archive.read(ARC_CONTENT_TYPES)).iter(f"{_CONTENT_TYPES}Override")
+        parts = {o.get("ContentType"): o.get("PartName", "") for o in reversed(list(overrides))}
+        workbook = next((parts[t] for t in _WORKBOOK_TYPES if t in parts), "").removeprefix("/")
+        if not workbook:
+            return None
+        folder, name = posixpath.split(workbook)
+        rels = get_dependents(archive, posixpath.join(folder, "_rels", f"{name}.rels")).to_dict()
+        names = set(archive.namelist())
+        for sheet in fromstring(archive.read(workbook)).iter(f"{_SPREADSHEET}sheet"):
+            rel = rels.get(sheet.get(f"{_RELATIONSHIPS}id"))
+            if rel is not None and rel.target in names and "chartsheet" not in rel.Type:
+                return str(rel.target)
+    except Exception:  # a package openpyxl will refuse or read its own way (see above)
+        return None
+    return None
+
+
 _ROW_NUMBER = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row\b[^<>]*?\sr=[\"']([0-9]{1,9})[\"']")
 _OVERLAP = 1024
 
 
-def _check_row_numbers(body: bytes, path: str) -> None:
+def _check_row_numbers(archive: zipfile.ZipFile, path: str) -> None:
     """Refuse a sheet whose `<row r=...>` numbers go past `max_rows_read()`: openpyxl would
     pad every missing row before it. Streamed: the sheet XML is never held whole."""
     limit = max_rows_read()
-    with zipfile.ZipFile(io.BytesIO(body)) as archive, archive.open(path) as sheet:
+    with archive.open(path) as sheet:
         tail = b""
         while chunk := sheet.read(1024 * 1024):
             buffer = tail + chunk

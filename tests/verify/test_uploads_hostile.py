@@ -10,11 +10,13 @@ import asyncio
 import io
 import json
 import struct
+import zipfile
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -262,21 +264,116 @@ async def test_a_big_rgba_png_with_exif_rotation_is_refused_before_decoding(cli:
     assert lookup.status == 200
 
 
-async def test_an_xlsx_dimension_bomb_is_refused_through_the_report(cli: Client) -> None:
-    body = hostile_sheet(
-        '<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c></row>'
-        '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
-    )
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+BOMB_ROWS = (
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c></row>'
+    '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
+)
+
+
+@pytest.fixture
+def workbooks_opened(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each call of openpyxl's `load_workbook` (about 2 ms of CPU however small the file),
+    which still opens the workbook."""
+    opened: list[int] = []
+    load = openpyxl.load_workbook
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(openpyxl, "load_workbook", counted)
+    return opened
+
+
+async def test_an_xlsx_dimension_bomb_is_refused_through_the_report(
+    cli: Client, workbooks_opened: list[int]
+) -> None:
+    """Refused from its row numbers before openpyxl opens the workbook at all."""
     resp = await cli.post(
-        LEDGER,
-        params=MAY,
-        data=body,
-        headers={
-            "Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        },
+        LEDGER, params=MAY, data=hostile_sheet(BOMB_ROWS), headers={"Content-Type": XLSX}
     )
     assert resp.status == 413, await resp.text()
     assert (await resp.json())["error"]["code"] == "ledger_too_large"
+    assert workbooks_opened == []
+
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_PACKAGE = "http://schemas.openxmlformats.org/package/2006"
+_OFFICE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def _sheet(rows: str) -> str:
+    return f'<worksheet xmlns="{_MAIN}"><sheetData>{rows}</sheetData></worksheet>'
+
+
+def two_sheets(*, bomb_first: bool) -> bytes:
+    """A workbook written part by part: the ledger (a header and one line) in
+    xl/worksheets/a.xml, the dimension bomb in xl/worksheets/b.xml, and workbook.xml listing
+    a.xml first or, with `bomb_first`, b.xml first (so the part names say nothing)."""
+    order = ["b", "a"] if bomb_first else ["a", "b"]
+    ledger = '<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c></row>'
+    ledger += '<row r="2"><c r="A2"><v>1</v></c></row>'
+    sheet_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+    parts = {
+        "[Content_Types].xml": (
+            f'<Types xmlns="{_PACKAGE}/content-types"><Default Extension="rels" ContentType='
+            '"application/vnd.openxmlformats-package.relationships+xml"/>'
+            f'<Override PartName="/xl/workbook.xml" ContentType="{XLSX}.main+xml"/>'
+            + "".join(
+                f'<Override PartName="/xl/worksheets/{n}.xml" ContentType="{sheet_type}"/>'
+                for n in "ab"
+            )
+            + "</Types>"
+        ),
+        "_rels/.rels": (
+            f'<Relationships xmlns="{_PACKAGE}/relationships"><Relationship '
+            f'Id="r1" Type="{_OFFICE}/officeDocument" Target="xl/workbook.xml"/>'
+            "</Relationships>"
+        ),
+        "xl/_rels/workbook.xml.rels": (
+            f'<Relationships xmlns="{_PACKAGE}/relationships">'
+            + "".join(
+                f'<Relationship Id="{n}" Type="{_OFFICE}/worksheet" Target="worksheets/{n}.xml"/>'
+                for n in "ab"
+            )
+            + "</Relationships>"
+        ),
+        "xl/workbook.xml": (
+            f'<workbook xmlns="{_MAIN}" xmlns:r="{_OFFICE}"><sheets>'
+            + "".join(
+                f'<sheet name="{n}" sheetId="{i}" r:id="{n}"/>'
+                for i, n in enumerate(order, start=1)
+            )
+            + "</sheets></workbook>"
+        ),
+        "xl/worksheets/a.xml": _sheet(ledger),
+        "xl/worksheets/b.xml": _sheet(BOMB_ROWS),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in parts.items():
+            archive.writestr(name, text)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("bomb_first", [False, True])
+async def test_only_the_first_worksheet_is_checked_and_read(
+    cli: Client, workbooks_opened: list[int], bomb_first: bool
+) -> None:
+    """The sheet read is the first one the workbook lists, whatever its part is named:
+    a bomb in another sheet refuses nothing, a bomb listed first is refused unopened."""
+    resp = await cli.post(
+        LEDGER, params=MAY, data=two_sheets(bomb_first=bomb_first), headers={"Content-Type": XLSX}
+    )
+    if bomb_first:
+        assert resp.status == 413, await resp.text()
+        assert (await resp.json())["error"]["code"] == "ledger_too_large"
+        assert workbooks_opened == []
+    else:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["X-Ledger-Lines"] == "1"
+        assert workbooks_opened == [1]
 
 
 @pytest.mark.parametrize(
