@@ -40,6 +40,7 @@ from indexer.store.originals import OriginalStore
 from indexer.store.registry import RegistryStore
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.settings import Settings
+from verify.shared_state import SharedState, open_shared
 
 
 def outage_horizon(settings: Settings) -> timedelta:
@@ -130,6 +131,14 @@ class Services:
     reconciler: Reconciler
     monitor: HealthMonitor
     clients: SharedClients
+    #: With `INVOICE_ES_URL`: the deployment's shared keys, audit trail, windows and gaps
+    #: (`verify.shared_state`); None on the embedded default.
+    shared: SharedState | None = None
+
+
+def _open_shared(settings: Settings, clients: SharedClients,
+                 ) -> contextlib.AbstractAsyncContextManager[SharedState | None]:
+    return open_shared(settings, clients) if settings.es_url else contextlib.nullcontext()
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +155,8 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
     config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
     clients = SharedClients(es_client_factory)
     try:
-        async with open_registry(settings, clients) as registry, \
+        async with _open_shared(settings, clients) as shared, \
+                open_registry(settings, clients) as registry, \
                 open_originals(settings, clients) as originals, \
                 open_replica(settings) as replica, \
                 open_invoice_store(settings, clients) as store, \
@@ -176,6 +186,6 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
             metrics.watch(work_sampler(journal, gaps, reconciles))
             yield Services(settings, store, registry, originals, replica, intake, outages,
                            gaps, journal, metrics, primary, replica_guard, resilience,
-                           journaled, reconciles, monitor, clients)
+                           journaled, reconciles, monitor, clients, shared)
     finally:
         await clients.aclose()

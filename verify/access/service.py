@@ -23,6 +23,7 @@ from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
 from verify.access.ratelimit import MemoryRateLimiter, NoRateLimiter, RateLimiter, Take
 from verify.access.roles import Principal, Role
+from verify.access.shared_keys import KEY_CACHE_S
 from verify.http.errors import ApiError
 from verify.settings import Limits, Settings
 
@@ -277,7 +278,9 @@ async def bootstrap_admin(keys: KeyStore, path: Path) -> str | None:
 async def open_access(settings: Settings,
                       limiter: RateLimiter | None = None) -> AsyncIterator[Access]:
     async with open_access_db(settings.access_path) as conn:
-        keys = KeyStore(conn)
+        # With the shared keys (Elasticsearch) a revocation reaches this copy within the sync
+        # (verify/access/shared_keys.py), so the cache is shorter: 5 s in all.
+        keys = KeyStore(conn, cache_seconds=KEY_CACHE_S if settings.es_url else 5.0)
         audit = AuditTrail(conn, retention=timedelta(days=settings.audit_retention_days))
         default: RateLimiter = (NoRateLimiter() if settings.insecure_local
                                 else MemoryRateLimiter())

@@ -1,0 +1,170 @@
+"""The shared state of the distributed deployment (docs/deployment.md#many-processes), through
+the real app: several service processes, each with its own data directory, on one
+Elasticsearch (osmem-server in CI, or INVOICE_ES_URL). Keys made or revoked through any of
+them hold on all; the audit trail read on one has the others' entries; what a process
+writes while the cluster is down waits in its local files and reaches the cluster after."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fallback.shared_file import open_shared_file
+from indexer.store.elasticsearch import PATIENT
+from indexer.store.es_state import StateLayout, open_shared_state
+from indexer.store.protocol import StoreUnavailableError
+from tests.chaos.polling import poll
+from tests.chaos.procs import free_port
+from tests.conftest import Client, EsTarget, bearer
+from tests.factories import vn_key
+from tests.indexer.store.conftest import drop_layout, fresh_prefix
+from verify.access.apikeys import KeyStore
+from verify.access.audit import AuditTrail
+from verify.access.db import open_access_db
+from verify.access.roles import Principal, Role
+from verify.access.shared_audit import AuditShipper
+from verify.app import create_app
+from verify.settings import Settings
+from verify.shared_state import shared_file_path
+
+Start = Callable[[str], Awaitable[Client]]
+WITHIN = 30.0  # a poll's deadline: generous for a slow machine, never a timed assertion
+
+
+@pytest.fixture
+async def prefix(es_target: EsTarget) -> AsyncIterator[str]:
+    name = fresh_prefix()
+    yield name
+    client = es_target.client_factory(es_target.url, PATIENT)
+    try:
+        await drop_layout(client, StateLayout(name))
+    finally:
+        await client.close()
+
+
+def settings_of(tmp_path: Path, name: str, es_target: EsTarget, prefix: str) -> Settings:
+    return Settings.from_env(
+        {
+            "INVOICE_DATA_DIR": str(tmp_path / name),
+            "INVOICE_ES_URL": es_target.url,
+            "INVOICE_ES_INDEX_PREFIX": prefix,
+            "INVOICE_CALLBACK_ALLOW_PRIVATE": "1",
+        }
+    )
+
+
+@pytest.fixture
+def start(aiohttp_client: Any, tmp_path: Path, es_target: EsTarget, prefix: str) -> Start:
+    """One more service process on the shared cluster, with its own data directory and an
+    admin key made there the way `invoice-verify keys create` makes one."""
+
+    async def started(name: str) -> Client:
+        settings = settings_of(tmp_path, name, es_target, prefix)
+        async with open_access_db(settings.access_path) as conn:
+            token, _ = await KeyStore(conn).create(Role.ADMIN, name=f"admin of {name}")
+        app = create_app(settings, es_client_factory=es_target.client_factory)
+        client: Client = await aiohttp_client(app, headers=bearer(token))
+        return client
+
+    return started
+
+
+async def status_with(cli: Client, token: str) -> int:
+    async with cli.get("/api/v1/gaps", headers=bearer(token)) as resp:
+        return resp.status
+
+
+async def test_a_key_made_on_one_process_works_on_another_until_revoked_there(start: Start) -> None:
+    one, two = await start("one"), await start("two")
+    made = await one.post("/api/v1/admin/keys", json={"role": "verify", "name": "scanner 7"})
+    assert made.status == 201, await made.text()
+    body = await made.json()
+    token, key_id = body["token"], body["key"]["key_id"]
+    assert await status_with(one, token) == 200
+    await poll(lambda: _is(status_with(two, token), 200), WITHIN, "the key to work on two")
+
+    listed = await (await two.get("/api/v1/admin/keys")).json()
+    names = {k["name"] for k in listed["keys"]}
+    assert {"admin of one", "admin of two", "scanner 7"} <= names, names
+
+    revoked = await two.delete(f"/api/v1/admin/keys/{key_id}")
+    assert revoked.status == 200, await revoked.text()
+    assert await status_with(two, token) == 401
+    await poll(
+        lambda: _is(status_with(one, token), 401),
+        WITHIN,
+        "the revocation on two to stop the key on one",
+    )
+    listed = await (await one.get("/api/v1/admin/keys")).json()
+    assert [k["revoked_at"] is not None for k in listed["keys"] if k["key_id"] == key_id] == [True]
+
+
+async def _is(status: Awaitable[int], wanted: int) -> bool:
+    return await status == wanted
+
+
+async def test_the_audit_trail_read_on_one_process_has_the_lookups_of_another(start: Start) -> None:
+    one, two = await start("one"), await start("two")
+    target = "vn:0100109106:1:C22TAA:424242"
+    answer = await two.get(
+        "/api/v1/invoices/lookup", params={k: str(v) for k, v in vn_key(424242).items()}
+    )
+    assert answer.status == 200, await answer.text()
+
+    async def on_one() -> list[dict[str, Any]]:
+        body = await (
+            await one.get("/api/v1/admin/audit", params={"action": "verify", "target": target})
+        ).json()
+        assert "trail" not in body, "the deployment's trail, not a local one"
+        entries: list[dict[str, Any]] = body["entries"]
+        return entries
+
+    await poll(lambda: _has_entries(on_one()), WITHIN, "two's lookup in the trail read on one")
+    [entry] = await on_one()
+    assert (entry["action"], entry["target"], entry["role"], entry["outcome"]) == (
+        "verify",
+        target,
+        "admin",
+        "not_found",
+    )
+
+
+async def _has_entries(entries: Awaitable[list[dict[str, Any]]]) -> bool:
+    return bool(await entries)
+
+
+async def test_audit_entries_wait_in_the_local_file_while_the_cluster_is_down(
+    tmp_path: Path, es_target: EsTarget, prefix: str
+) -> None:
+    """Written with the cluster unreachable, shipped once it answers, each once."""
+    settings = settings_of(tmp_path, "one", es_target, prefix)
+    who = Principal("k1", Role.VERIFY, frozenset(), "scanner")
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with (
+        open_access_db(settings.access_path) as conn,
+        open_shared_file(shared_file_path(settings.data_dir)) as file,
+    ):
+        trail = AuditTrail(conn, retention=timedelta(days=730))
+        for number in range(3):
+            trail.record(who, "verify", f"invoice {number}", "valid", "10.0.0.1")
+        assert await trail.flush() == 3
+        async with open_shared_state(
+            dead, index_prefix=prefix, client_factory=es_target.client_factory, startup_timeout=0.5
+        ) as down:
+            with pytest.raises(StoreUnavailableError):
+                await AuditShipper(conn, file, down).ship()
+        async with open_shared_state(
+            es_target.url, index_prefix=prefix, client_factory=es_target.client_factory
+        ) as store:
+            shipper = AuditShipper(conn, file, store)
+            assert await shipper.ship() == 3
+            assert await shipper.ship() == 0, "shipped once"
+            trail.record(who, "verify", "invoice 3", "valid", "10.0.0.1")
+            await trail.flush()
+            entries = await shipper.query(key_id="k1")
+    assert [e.target for e in entries] == [f"invoice {n}" for n in (3, 2, 1, 0)]
+    assert {(e.role, e.client) for e in entries} == {("verify", "10.0.0.1")}

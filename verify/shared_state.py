@@ -1,0 +1,155 @@
+"""The distributed deployment's shared state (docs/deployment.md#many-processes): with
+`INVOICE_ES_URL` every process keeps its own local files, as the embedded default does, and
+meets the others on Elasticsearch (`indexer.store.es_state`). `verify.services` opens this
+once per process; its background loop keeps the two in step:
+
+- API keys both ways (`verify.access.shared_keys`), every second and at once when the admin
+  API changes one (`nudge`);
+- the audit trail, shipped from the local file (`verify.access.shared_audit`), every second;
+- old audit entries purged from the cluster once a day.
+
+A step that fails (the cluster down or slow: each is bounded) is tried again at the next
+tick, and the process goes on from its local files meanwhile. The last shipment is made at
+close, so a CLI command's changes leave with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from elasticsearch import ApiError
+
+from fallback.shared_file import SharedFile, open_shared_file
+from indexer.store.elasticsearch import ClientFactory
+from indexer.store.es_bulk import BulkWriteError
+from indexer.store.es_state import SharedStateStore, open_shared_state
+from indexer.store.protocol import StoreUnavailableError
+from verify.access.db import open_access_db
+from verify.access.shared_audit import AuditShipper
+from verify.access.shared_keys import SYNC_INTERVAL_S, KeySync
+from verify.settings import Settings
+
+log = logging.getLogger("verify.shared_state")
+
+#: What a failed step raises when the cluster is down, slow or refuses a write.
+SYNC_ERRORS = (StoreUnavailableError, TimeoutError, BulkWriteError, ApiError, OSError)
+#: Bound of one step of the loop, and of the first pull and the last push.
+STEP_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 3.0
+_DAY = 86_400.0
+
+
+def shared_file_path(data_dir: Path) -> Path:
+    return data_dir / "shared.sqlite3"
+
+
+@dataclass
+class SharedState:
+    store: SharedStateStore
+    file: SharedFile
+    keys: KeySync
+    audit: AuditShipper
+    audit_retention: timedelta
+    _keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _failing: set[str] = field(default_factory=set)
+
+    def nudge(self) -> None:
+        """A key was created or revoked here: push it now, not at the next tick."""
+        self._keys_changed.set()
+
+    async def sync_keys(self) -> None:
+        await self.keys.push()
+        await self.keys.pull()
+
+    async def _step(
+        self, name: str, step: Callable[[], Awaitable[object]], bound: float = STEP_TIMEOUT_S
+    ) -> bool:
+        """One bounded step; a failure is logged once until the step works again."""
+        try:
+            async with asyncio.timeout(bound):
+                await step()
+        except SYNC_ERRORS as exc:
+            if name not in self._failing:
+                self._failing.add(name)
+                log.warning(
+                    "shared state: %s failed; the local copy goes on and the step is retried",
+                    name,
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
+            return False
+        if name in self._failing:
+            self._failing.discard(name)
+            log.info("shared state: %s works again", name)
+        return True
+
+    async def _every(
+        self,
+        name: str,
+        interval: float,
+        step: Callable[[], Awaitable[object]],
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        while True:
+            try:
+                await self._step(name, step)
+            except Exception:  # a bug must not stop the other steps or the next tick
+                log.exception("shared state: %s failed unexpectedly", name)
+            if wake is None:
+                await asyncio.sleep(interval)
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await wake.wait()
+            wake.clear()
+
+    async def run(self) -> None:
+        await asyncio.gather(
+            self._every("keys", SYNC_INTERVAL_S, self.sync_keys, self._keys_changed),
+            self._every("audit", SYNC_INTERVAL_S, self.audit.ship),
+            self._every("audit purge", _DAY, lambda: self.audit.purge(self.audit_retention)),
+        )
+
+    async def start(self) -> None:
+        """Before the process serves: the deployment's keys (so a new process makes no
+        admin key of its own when the deployment has one), within `START_TIMEOUT_S`."""
+        await self._step("keys", self.sync_keys, START_TIMEOUT_S)
+
+    async def finish(self) -> None:
+        """At close: what is still local leaves now if the cluster takes it."""
+        await self._step("keys", self.keys.push, START_TIMEOUT_S)
+        await self._step("audit", self.audit.ship, START_TIMEOUT_S)
+
+
+@contextlib.asynccontextmanager
+async def open_shared(settings: Settings, clients: ClientFactory) -> AsyncIterator[SharedState]:
+    """The shared state of a process with `INVOICE_ES_URL`, its loop running meanwhile."""
+    assert settings.es_url is not None
+    async with (
+        open_shared_state(
+            settings.es_url, index_prefix=settings.es_index_prefix, client_factory=clients
+        ) as store,
+        open_shared_file(shared_file_path(settings.data_dir)) as file,
+        open_access_db(settings.access_path) as access,
+    ):
+        state = SharedState(
+            store,
+            file,
+            KeySync(access, file, store),
+            AuditShipper(access, file, store),
+            timedelta(days=settings.audit_retention_days),
+        )
+        await state.start()
+        loop = asyncio.create_task(state.run(), name="shared-state")
+        try:
+            yield state
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+            await state.finish()
