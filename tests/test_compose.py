@@ -1,11 +1,15 @@
 """compose.yaml cannot be run here (no Docker), so what can be checked by reading it is:
-the four services, pinned images, a health check each, an Elasticsearch major equal to the
-client's, and that every INVOICE_* variable it sets is one the service actually reads."""
+the five services, pinned images, a health check each, an Elasticsearch major equal to the
+client's, every INVOICE_* variable it sets is one the service actually reads, `verify` as
+two or more replicas reached only through the nginx balancer (deploy/nginx.conf), which
+retries idempotent requests on another replica, the reconciler able to reach callbacks and
+built by compose, and a build context (.dockerignore) holding only what the Dockerfile
+copies. The balancer's retry policy itself runs in tests/chaos/test_balancer.py."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ import yaml
 from verify.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"elasticsearch", "redis", "verify", "reconciler"}
+SERVICES = {"elasticsearch", "redis", "verify", "balancer", "reconciler"}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +98,9 @@ def test_service_and_reconciler_commands(compose: dict[str, Any]) -> None:
                                                  "--heartbeat", "/data/reconciler.heartbeat"]
     assert services["verify"]["build"]
     assert services["reconciler"]["image"] == services["verify"]["image"]
+    for name in ("verify", "reconciler"):  # built here, never pulled from a registry
+        assert services[name]["build"] == ".", name
+        assert services[name]["pull_policy"] == "build", name
     env = _environment(services["verify"])
     assert env["INVOICE_HOST"] == "0.0.0.0"
     assert env["INVOICE_ES_URL"].startswith("http://elasticsearch:")
@@ -136,3 +143,100 @@ def test_every_invoice_variable_is_read_by_settings(compose: dict[str, Any]) -> 
         Settings.from_env(recording)  # also proves the values parse
         unread = set(env) - recording.read
         assert not unread, f"{service}: Settings.from_env never reads {sorted(unread)}"
+
+
+def _nginx_conf(compose: dict[str, Any]) -> str:
+    mounts = compose["services"]["balancer"]["volumes"]
+    (source,) = [m.split(":")[0] for m in mounts if ":/etc/nginx/nginx.conf" in m]
+    return (ROOT / source).read_text()
+
+
+def _directives(conf: str, name: str) -> list[list[str]]:
+    """Every `name arg ...;` of the nginx configuration, comments left out."""
+    text = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())
+    return [found.split() for found in re.findall(rf"(?:^|[{{;\s]){name}\s+([^;{{]*);",
+                                                  text)]
+
+
+def test_verify_runs_as_replicas_behind_the_balancer(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    verify, balancer = services["verify"], services["balancer"]
+    assert verify["deploy"]["replicas"] >= 2
+    assert "ports" not in verify, "replicas are reached through the balancer only"
+    assert "container_name" not in verify, "a fixed name allows one replica only"
+    assert balancer["image"].startswith("nginx:"), "the official nginx image"
+    assert balancer["ports"] == ["8080:8080"]
+    assert balancer["depends_on"]["verify"] == {"condition": "service_healthy"}
+    assert set(balancer["networks"]) <= {"public"}, "the balancer never sees the backend"
+
+
+def test_the_balancer_retries_idempotent_requests_on_another_replica(
+        compose: dict[str, Any]) -> None:
+    conf = _nginx_conf(compose)
+    port = _environment(compose["services"]["verify"])["INVOICE_PORT"]
+    (server,) = _directives(conf, "server")
+    assert server[0] == f"verify:{port}"
+    assert "resolve" in server, "replicas found through Docker's DNS as they come and go"
+    assert _directives(conf, "resolver")[0][0] == "127.0.0.11"
+    assert _directives(conf, "proxy_pass") == [["http://verify"]]
+    (retry,) = _directives(conf, "proxy_next_upstream")
+    assert {"error", "timeout", "http_502"} <= set(retry)
+    assert "non_idempotent" not in retry, "a POST is never sent twice"
+    (tries,) = _directives(conf, "proxy_next_upstream_tries")
+    assert int(tries[0]) >= 2
+    assert _directives(conf, "proxy_request_buffering") in ([], [["on"]]), \
+        "a request is kept whole so that it can be sent again"
+
+
+def test_the_reconciler_can_reach_callbacks(compose: dict[str, Any]) -> None:
+    networks = compose["networks"]
+    reconciler = compose["services"]["reconciler"]
+    outside = [n for n in reconciler["networks"] if not networks[n].get("internal")]
+    assert outside, "on the internal network only, every callback fails"
+    assert "backend" in reconciler["networks"]
+
+
+def _ignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """.dockerignore as (excludes, pattern): the last rule matching a path decides."""
+    rules = []
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keep = line.startswith("!")
+        pattern = line.removeprefix("!").strip("/")
+        regex = "".join(".*" if part == "**" else "[^/]*" if part == "*" else
+                        "[^/]" if part == "?" else re.escape(part)
+                        for part in re.split(r"(\*\*|\*|\?)", pattern))
+        rules.append((not keep, re.compile(regex)))
+    return rules
+
+
+def _in_context(path: str, rules: Sequence[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Whether Docker sends `path` with the build context (a rule matching one of its
+    folders matches it too)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for excludes, regex in rules:
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            excluded = excludes
+    return not excluded
+
+
+def test_the_build_context_holds_only_what_the_image_copies() -> None:
+    rules = _ignore_rules()
+    for path in (".venv/bin/python", "data/admin.key", "data/invoices.sqlite3", ".git/HEAD",
+                 ".mypy_cache/3.11/x.json", ".pytest_cache/v/x", ".ruff_cache/x",
+                 ".hypothesis/x", "tests/conftest.py", "bench/lookup.py",
+                 "verify/__pycache__/app.cpython-311.pyc", "invoice_verify.egg-info/PKG-INFO",
+                 "compose.yaml"):
+        assert not _in_context(path, rules), f"{path} would be sent with the build context"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = [words[1:-1] for words in (line.split() for line in dockerfile.splitlines())
+              if words[:1] == ["COPY"] and not words[1].startswith("--from")]
+    sources = [source.rstrip("/") for group in copied for source in group]
+    assert sources
+    for source in sources:
+        inside = f"{source}/x.py" if (ROOT / source).is_dir() else source
+        assert _in_context(inside, rules), f"the Dockerfile copies {source}: keep it"
