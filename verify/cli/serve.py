@@ -4,6 +4,8 @@ loaded into the embedded store, and lookups that work on them)."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -73,6 +75,44 @@ async def _freeze_heap(_app: web.Application) -> None:
     freeze_startup_heap()
 
 
+def listen(host: str, port: int) -> list[socket.socket]:
+    """The service's sockets, bound before anything else starts (the demo's data, the
+    stores, the admin key), as asyncio's `create_server` binds them: each address `host`
+    resolves to, SO_REUSEADDR, IPv6 sockets IPv6 only. An address that cannot be bound is
+    one line on stderr and exit 1, not a traceback after the stores were opened."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            err.print(
+                f"[red]cannot listen on {where}: the address is already in use[/] (is "
+                "another invoice-verify serve running?); stop what listens there, or "
+                "choose another port with --port or INVOICE_PORT",
+                highlight=False,
+            )
+        else:
+            err.print(
+                f"[red]cannot listen on {where}:[/] {exc.strerror or exc}; check --host "
+                "and --port (INVOICE_HOST, INVOICE_PORT)",
+                highlight=False,
+            )
+        raise typer.Exit(1) from None
+    return sockets
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="[env INVOICE_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="[env INVOICE_PORT]")] = None,
@@ -88,6 +128,7 @@ def serve(
 ) -> None:
     """Run the HTTP service (embedded SQLite default unless INVOICE_ES_URL is set)."""
     settings = load_settings(host=host, port=port, data_dir=data_dir, insecure_local=insecure_local)
+    sockets = listen(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_format)
     if with_demo:
         plan = build_demo()
@@ -112,8 +153,7 @@ def serve(
     application.on_startup.append(_freeze_heap)  # after every cleanup_ctx has opened
     web.run_app(
         application,
-        host=settings.host,
-        port=settings.port,
+        sock=sockets,
         access_log_class=AccessLogger,
         shutdown_timeout=10,
         print=lambda msg: err.print(msg, highlight=False),
