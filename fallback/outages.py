@@ -14,18 +14,26 @@ Two kinds, one table (`outages.sqlite3` in the data directory, beside the gap le
 Every read on the request path is served from an in-memory list of the windows that can
 still matter (`refresh`, run at start, after each write and by the health monitor every few
 seconds, so a window declared from the CLI is seen within one probe interval).
+
+Shared (`INVOICE_ES_URL`, docs/deployment.md#many-processes): the log is given a
+`WindowSharing` (`fallback.shared_outages`). This file keeps this process's own windows,
+with ids unique across the deployment (`WindowSharing.new_id`); `refresh` sends the ones
+that changed to the cluster and brings the other processes' into a local copy of their own
+(the same columns), which the reads take together with this file's. A declared window is
+sent at once, so it is in force on every process within one probe interval; a detected one
+at the next probe. The copies are what the process knows with the cluster down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -34,19 +42,25 @@ from fallback.gaps import GapReason
 from indexer.store.sqlite_files import open_sqlite_file
 
 MAX_DECLARED = timedelta(days=31)
+#: Windows made with sharing on have ids from here up (`WindowSharing.new_id`); smaller ids
+#: are this file's own from before, never sent.
+SHARED_IDS_FROM = 10**12
 #: Local time zone of an invoice's issue date, per scheme (the spec's `issued_on`).
 SCHEME_TZ = {"vn": timezone(timedelta(hours=7)), "cn": timezone(timedelta(hours=8))}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outages (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+#: A window's columns after its id: in this file, and in the copies of the other processes'
+#: windows (`fallback.shared_file`).
+WINDOW_COLUMNS = """
     system      TEXT NOT NULL,
     kind        TEXT NOT NULL,
     start_ts    REAL NOT NULL,
     end_ts      REAL,
     reason      TEXT NOT NULL,
     declared_by TEXT,
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,{WINDOW_COLUMNS}
 );
 CREATE INDEX IF NOT EXISTS outages_end ON outages (end_ts);
 """
@@ -102,8 +116,42 @@ def _window(row: Any) -> OutageWindow:
                         datetime.fromisoformat(row[7]))
 
 
-_COLUMNS = "id, system, kind, start_ts, end_ts, reason, declared_by, created_at"
-_SELECT = f"SELECT {_COLUMNS} FROM outages"  # noqa: S608 (constants)
+COLUMNS = "id, system, kind, start_ts, end_ts, reason, declared_by, created_at"
+_SELECT = f"SELECT {COLUMNS} FROM outages"  # noqa: S608 (constants)
+
+
+def select_windows(table: str, *, system: System | None = None,
+                   kind: WindowKind | None = None, since: datetime | None = None,
+                   after: int = 0, limit: int = 100) -> tuple[str, list[Any]]:
+    """The listing's query (`OutageLog.list`) on `table`: this file's `outages`, or the
+    copies of the other processes' windows, which have the same columns."""
+    sql = f"SELECT {COLUMNS} FROM {table} WHERE id > ?"  # noqa: S608 (constants)
+    args: list[Any] = [after]
+    if system is not None:
+        sql += " AND system = ?"
+        args.append(str(system))
+    if kind is not None:
+        sql += " AND kind = ?"
+        args.append(str(kind))
+    if since is not None:
+        sql += " AND (end_ts IS NULL OR end_ts >= ?)"
+        args.append(since.timestamp())
+    return sql + " ORDER BY id LIMIT ?", [*args, limit]
+
+
+class WindowSharing(Protocol):
+    """The deployment's windows (`fallback.shared_outages.WindowSync`)."""
+
+    @property
+    def copies(self) -> aiosqlite.Connection:
+        """The other processes' windows, table `outage_copies` (`COLUMNS`, and more)."""
+
+    def new_id(self) -> int:
+        """An id no other process's window has."""
+
+    async def sync(self, own: Sequence[OutageWindow]) -> None:
+        """Send the windows of `own` that changed, bring the others'; never raises for the
+        cluster being down (the copies then stay as they were)."""
 
 
 def day_bounds(day: date, scheme: str) -> tuple[datetime, datetime]:
@@ -133,12 +181,15 @@ class MissWindow:
 
 class OutageLog:
     def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now,
-                 horizon: timedelta = timedelta(days=2)) -> None:
+                 horizon: timedelta = timedelta(days=2),
+                 sharing: WindowSharing | None = None) -> None:
         """`horizon`: how long after its end a window is still kept in memory (at least the
-        intake lag, for `upstream_hides`)."""
+        intake lag, for `upstream_hides`). `sharing`: the deployment's windows (module
+        docstring)."""
         self._conn = conn
         self._clock = clock
         self.horizon = horizon
+        self._sharing = sharing
         self._lock = asyncio.Lock()
         self._live: list[OutageWindow] = []
 
@@ -204,10 +255,24 @@ class OutageLog:
     # ---- writes and listing -------------------------------------------------------------
 
     async def refresh(self) -> None:
+        """The windows that can still matter into memory; shared, after sending this
+        process's changed windows and bringing the others' (`WindowSharing.sync`)."""
+        if self._sharing is not None:
+            own = await self._conn.execute_fetchall(_SELECT + " WHERE id >= ?",
+                                                    (SHARED_IDS_FROM,))
+            await self._sharing.sync([_window(r) for r in own])
+        await self._reload()
+
+    async def _reload(self) -> None:
         cutoff = (self._clock() - self.horizon).timestamp()
-        rows = await self._conn.execute_fetchall(
-            _SELECT + " WHERE end_ts IS NULL OR end_ts > ? ORDER BY start_ts", (cutoff,))
-        self._live = [_window(r) for r in rows]
+        live = "WHERE (end_ts IS NULL OR end_ts > ?)"
+        rows = list(await self._conn.execute_fetchall(
+            f"{_SELECT} {live} ORDER BY start_ts", (cutoff,)))
+        if self._sharing is not None:  # the others' maintenance and upstream windows
+            rows += await self._sharing.copies.execute_fetchall(
+                f"SELECT {COLUMNS} FROM outage_copies {live} AND kind = 'declared'",  # noqa: S608
+                (cutoff,))
+        self._live = sorted((_window(r) for r in rows), key=lambda w: w.start)
 
     async def declare(self, system: System, start: datetime, end: datetime, reason: str,
                       declared_by: str | None) -> OutageWindow:
@@ -219,21 +284,24 @@ class OutageLog:
             raise OutageError("the window must end after it starts")
         if end - start > MAX_DECLARED:
             raise OutageError(f"a declared window lasts at most {MAX_DECLARED.days} days")
-        return await self._insert(system, WindowKind.DECLARED, start, end, reason,
-                                  declared_by)
+        window = await self._insert(system, WindowKind.DECLARED, start, end, reason,
+                                    declared_by)
+        if self._sharing is not None:  # in force on every process within a probe interval
+            await self._sharing.sync([window])
+        return window
 
     async def _insert(self, system: System, kind: WindowKind, start: datetime,
                       end: datetime | None, reason: str, by: str | None) -> OutageWindow:
         async with self._lock:
             cursor = await self._conn.execute(
-                "INSERT INTO outages (system, kind, start_ts, end_ts, reason, declared_by, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (str(system), str(kind), start.timestamp(),
-                 None if end is None else end.timestamp(), reason, by,
-                 self._clock().isoformat()))
+                "INSERT INTO outages (id, system, kind, start_ts, end_ts, reason, declared_by, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (None if self._sharing is None else self._sharing.new_id(), str(system),
+                 str(kind), start.timestamp(), None if end is None else end.timestamp(),
+                 reason, by, self._clock().isoformat()))
             window_id = cursor.lastrowid
             await self._conn.commit()
-        await self.refresh()
+        await self._reload()
         assert window_id is not None
         found = await self.get(window_id)
         assert found is not None
@@ -254,7 +322,7 @@ class OutageLog:
                 "UPDATE outages SET end_ts = MAX(start_ts, ?) WHERE system = ? "
                 "AND kind = 'detected' AND end_ts IS NULL", (at.timestamp(), str(system)))
             await self._conn.commit()
-        await self.refresh()
+        await self._reload()
 
     async def close_dangling(self) -> None:
         """Detected windows left open by a process that died: closed at this start."""
@@ -264,36 +332,42 @@ class OutageLog:
                 "' (closed at restart)' WHERE kind = 'detected' AND end_ts IS NULL",
                 (self._clock().timestamp(),))
             await self._conn.commit()
-        await self.refresh()
+        await self._reload()
 
     async def get(self, window_id: int) -> OutageWindow | None:
-        rows = list(await self._conn.execute_fetchall(
-            _SELECT + " WHERE id = ?", (window_id,)))
-        return _window(rows[0]) if rows else None
+        for conn, table in self._tables():
+            rows = list(await conn.execute_fetchall(
+                f"SELECT {COLUMNS} FROM {table} WHERE id = ?", (window_id,)))  # noqa: S608
+            if rows:
+                return _window(rows[0])
+        return None
+
+    def _tables(self) -> list[tuple[aiosqlite.Connection, str]]:
+        """Where windows are read: this file, and the copies of the others' when shared."""
+        own = [(self._conn, "outages")]
+        return own if self._sharing is None else [*own, (self._sharing.copies,
+                                                         "outage_copies")]
 
     async def list(self, *, system: System | None = None, kind: WindowKind | None = None,
                    since: datetime | None = None, after: int = 0,
                    limit: int = 100) -> list[OutageWindow]:
-        """Oldest first, paged by id; `since`: windows not ended before it."""
-        sql = _SELECT + " WHERE id > ?"
-        args: list[Any] = [after]
-        if system is not None:
-            sql += " AND system = ?"
-            args.append(str(system))
-        if kind is not None:
-            sql += " AND kind = ?"
-            args.append(str(kind))
-        if since is not None:
-            sql += " AND (end_ts IS NULL OR end_ts >= ?)"
-            args.append(since.timestamp())
-        rows = await self._conn.execute_fetchall(sql + " ORDER BY id LIMIT ?", (*args, limit))
-        return [_window(r) for r in rows]
+        """Oldest first, paged by id; `since`: windows not ended before it. Shared: the
+        deployment's windows, as far as this process knows them."""
+        sql, args = select_windows("outages", system=system, kind=kind, since=since,
+                                   after=after, limit=limit)
+        rows = list(await self._conn.execute_fetchall(sql, args))
+        if self._sharing is not None:
+            sql, args = select_windows("outage_copies", system=system, kind=kind,
+                                       since=since, after=after, limit=limit)
+            rows += await self._sharing.copies.execute_fetchall(sql, args)
+        return sorted((_window(r) for r in rows), key=lambda w: w.id)[:limit]
 
 
 @asynccontextmanager
 async def open_outage_log(path: Path, *, clock: Clock = utc_now,
-                          horizon: timedelta = timedelta(days=2)) -> AsyncIterator[OutageLog]:
+                          horizon: timedelta = timedelta(days=2),
+                          sharing: WindowSharing | None = None) -> AsyncIterator[OutageLog]:
     async with open_sqlite_file(path, _SCHEMA) as conn:
-        log = OutageLog(conn, clock=clock, horizon=horizon)
+        log = OutageLog(conn, clock=clock, horizon=horizon, sharing=sharing)
         await log.refresh()
         yield log

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import aiosqlite
 
+from fallback.outages import WINDOW_COLUMNS
 from indexer.store.sqlite_files import open_sqlite_file, write_transaction
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS node_values (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -38,14 +39,7 @@ CREATE TABLE IF NOT EXISTS marks (
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outage_copies (
-    id          INTEGER PRIMARY KEY,
-    system      TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    start_ts    REAL NOT NULL,
-    end_ts      REAL,
-    reason      TEXT NOT NULL,
-    declared_by TEXT,
-    created_at  TEXT NOT NULL,
+    id          INTEGER PRIMARY KEY,{WINDOW_COLUMNS},
     origin      TEXT NOT NULL,
     version     INTEGER NOT NULL
 );

@@ -160,8 +160,9 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                 open_originals(settings, clients) as originals, \
                 open_replica(settings) as replica, \
                 open_invoice_store(settings, clients) as store, \
-                open_outage_log(settings.outages_path, horizon=outage_horizon(settings)) \
-                as outages, open_gap_ledger(settings.gaps_path) as gaps, \
+                open_outage_log(settings.outages_path, horizon=outage_horizon(settings),
+                                sharing=shared.windows if shared else None) as outages, \
+                open_gap_ledger(settings.gaps_path) as gaps, \
                 open_intake_journal(settings.journal_path) as journal:
             if close_dangling:
                 await outages.close_dangling()

@@ -6,6 +6,7 @@ once per process; its background loop keeps the two in step:
 - API keys both ways (`verify.access.shared_keys`), every second and at once when the admin
   API changes one (`nudge`);
 - the audit trail, shipped from the local file (`verify.access.shared_audit`), every second;
+- (outage windows travel with the outage log's own refreshes: `fallback.shared_outages`)
 - old audit entries purged from the cluster once a day.
 
 A step that fails (the cluster down or slow: each is bounded) is tried again at the next
@@ -26,6 +27,7 @@ from pathlib import Path
 from elasticsearch import ApiError
 
 from fallback.shared_file import SharedFile, open_shared_file
+from fallback.shared_outages import WindowSync
 from indexer.store.elasticsearch import ClientFactory
 from indexer.store.es_bulk import BulkWriteError
 from indexer.store.es_state import SharedStateStore, open_shared_state
@@ -55,6 +57,8 @@ class SharedState:
     file: SharedFile
     keys: KeySync
     audit: AuditShipper
+    #: The `OutageLog`'s sharing: it syncs at each of its refreshes (every probe).
+    windows: WindowSync
     audit_retention: timedelta
     _keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _failing: set[str] = field(default_factory=set)
@@ -142,6 +146,7 @@ async def open_shared(settings: Settings, clients: ClientFactory) -> AsyncIterat
             file,
             KeySync(access, file, store),
             AuditShipper(access, file, store),
+            WindowSync(file, store),
             timedelta(days=settings.audit_retention_days),
         )
         await state.start()

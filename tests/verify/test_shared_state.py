@@ -7,13 +7,16 @@ writes while the cluster is down waits in its local files and reaches the cluste
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fallback.outages import SHARED_IDS_FROM, OutageLog, System, open_outage_log
 from fallback.shared_file import open_shared_file
+from fallback.shared_outages import WindowSync
 from indexer.store.elasticsearch import PATIENT
 from indexer.store.es_state import StateLayout, open_shared_state
 from indexer.store.protocol import StoreUnavailableError
@@ -28,6 +31,7 @@ from verify.access.db import open_access_db
 from verify.access.roles import Principal, Role
 from verify.access.shared_audit import AuditShipper
 from verify.app import create_app
+from verify.keys import OUTAGES, SERVICES
 from verify.settings import Settings
 from verify.shared_state import shared_file_path
 
@@ -168,3 +172,71 @@ async def test_audit_entries_wait_in_the_local_file_while_the_cluster_is_down(
             entries = await shipper.query(key_id="k1")
     assert [e.target for e in entries] == [f"invoice {n}" for n in (3, 2, 1, 0)]
     assert {(e.role, e.client) for e in entries} == {("verify", "10.0.0.1")}
+
+
+async def test_a_window_declared_on_one_process_is_in_force_on_another_at_its_next_probe(
+    start: Start,
+) -> None:
+    one, two = await start("one"), await start("two")
+    begin = datetime.now(UTC) - timedelta(minutes=1)
+    declared = await one.post(
+        "/api/v1/outages",
+        json={
+            "system": "primary",
+            "start": begin.isoformat(),
+            "end": (begin + timedelta(hours=1)).isoformat(),
+            "reason": "add nodes",
+        },
+    )
+    assert declared.status == 201, await declared.text()
+    window = await declared.json()
+    assert window["id"] >= SHARED_IDS_FROM
+    assert two.app[OUTAGES].active(System.PRIMARY) is None
+    await two.app[SERVICES].monitor.probe_once()  # one probe: it re-reads the windows
+    active = two.app[OUTAGES].active(System.PRIMARY)
+    assert active is not None
+    assert (active.id, active.reason) == (window["id"], "add nodes")
+    listed = await (await two.get("/api/v1/outages", params={"kind": "declared"})).json()
+    assert [w["id"] for w in listed["outages"]] == [window["id"]]
+    answer = await two.get(
+        "/api/v1/invoices/lookup", params={k: str(v) for k, v in vn_key(7).items()}
+    )
+    assert (await answer.json())["status"] == "unconfirmed", "maintenance: primary not asked"
+
+
+async def test_windows_are_known_with_the_cluster_down_and_sent_when_it_is_back(
+    tmp_path: Path, es_target: EsTarget, prefix: str
+) -> None:
+    """A window declared on one with the cluster down holds there at once and reaches two
+    when the cluster answers; two keeps it through an outage of its own."""
+    now = datetime.now(UTC)
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    @asynccontextmanager
+    async def log_of(name: str, url: str) -> AsyncIterator[OutageLog]:
+        settings = settings_of(tmp_path, name, es_target, prefix)
+        async with (
+            open_shared_file(shared_file_path(settings.data_dir)) as file,
+            open_shared_state(
+                url,
+                index_prefix=prefix,
+                client_factory=es_target.client_factory,
+                startup_timeout=0.5,
+            ) as store,
+            open_outage_log(settings.outages_path, sharing=WindowSync(file, store)) as log,
+        ):
+            yield log
+
+    async with log_of("one", dead) as one:
+        window = await one.declare(System.PRIMARY, now, now + timedelta(hours=1), "disk", "ops")
+        assert one.active(System.PRIMARY) == window
+    async with log_of("two", es_target.url) as two:
+        assert two.active(System.PRIMARY) is None, "not sent yet: the cluster was down"
+        async with log_of("one", es_target.url) as one:  # its next refresh sends it
+            assert one.active(System.PRIMARY) == window
+        await two.refresh()
+        assert two.active(System.PRIMARY) == window
+        assert await two.get(window.id) == window
+    async with log_of("two", dead) as two:
+        assert two.active(System.PRIMARY) == window, "the copy stands with the cluster down"
+        assert [w.id for w in await two.list()] == [window.id]
