@@ -71,6 +71,11 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "admin.keys.revoke": frozenset({Role.ADMIN}),
     "admin.audit": frozenset({Role.ADMIN}),
     "admin.registry.upload": frozenset({Role.ADMIN}),
+    # receipts (docs/receipts.md): the public keys for anyone; checking a receipt or drawing
+    # its PDF for the keys that get answers (a receipt holds only what its answer showed).
+    "receipts.jwks": PUBLIC,
+    "receipts.verify": _V,
+    "receipts.pdf": _V,
 }
 
 
