@@ -32,6 +32,8 @@ NO_ANSWER_ROUTES = {
     "reports.missing": "numbering ranges of the caller's own seller tax ids",
     "outages.list": "outage windows: no invoice data",
     "reconcile.status": "counts only",
+    "receipts.verify": "the receipt's own signed facts, which its holder can already read",
+    "receipts.pdf": "the receipt's own signed facts, which its holder can already read",
 }
 
 
