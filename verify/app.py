@@ -39,6 +39,7 @@ from verify.keys import (
 )
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
+from verify.receipts.setup import setup_receipts
 from verify.routes import setup_routes
 from verify.services import Services, open_services
 from verify.settings import Settings
@@ -157,6 +158,7 @@ def create_app(settings: Settings, *,
     app[TRUST_ANCHORS] = settings.load_trust_anchors()
     app.cleanup_ctx.append(services_ctx)
     setup_routes(app)
+    setup_receipts(app)  # its routes and keys (docs/receipts.md)
     check_routes(app)
     setup_web(app)  # the pages for people: not API routes (verify/web/dispatch.py)
     return app
