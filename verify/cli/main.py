@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from verify.cli import intake, keys, outages, reconcile, registry, reports, serve
+from verify.cli import intake, keys, outages, receipt, reconcile, registry, reports, serve
 from verify.cli.common import out
 from verify.cli.journal import journal_app
 from verify.cli.verify_batch import verify_cmd
@@ -68,6 +68,7 @@ app.add_typer(journal_app, name="journal")
 app.add_typer(reports.report_app, name="report")
 app.command("reconcile")(reconcile.reconcile_cmd)
 app.add_typer(outages.outage_app, name="outage")
+app.add_typer(receipt.receipt_app, name="receipt")
 
 
 def main() -> None:
