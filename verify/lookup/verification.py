@@ -18,13 +18,17 @@ from verify.access.middleware import PRINCIPAL, key_due
 from verify.access.service import Admission
 from verify.access.tenancy import redact_answer
 from verify.keys import ACCESS, RESILIENCE
+from verify.receipts.views import with_receipt
 
 
 async def verify_query(request: web.Request, query: LookupQuery, *,
-                       callback_url: str | None = None) -> dict[str, Any]:
+                       callback_url: str | None = None,
+                       receipt: bool = False) -> dict[str, Any]:
     """The caller's answer for one query. Raises `ApiError` 429 when a budget is spent.
     Primary or replica, and what a miss means, is decided in `fallback.lookup.resilience`;
-    `callback_url` is kept with the gap an unconfirmed answer records."""
+    `callback_url` is kept with the gap an unconfirmed answer records. `receipt`: the answer
+    carries its signed receipt (`verify.receipts.views.with_receipt`), made from the answer
+    as the caller gets it and the invoice record it was read from."""
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
     doc_id = query.key.doc_id if query.key else None  # by authority code: known after the read
@@ -42,7 +46,8 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     if invoice is None:
         await access.note_miss(principal, target)
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
-    return redact_answer(answer, principal)
+    shown = redact_answer(answer, principal)
+    return with_receipt(request, shown, invoice, target) if receipt else shown
 
 
 async def _overlapped(budget: asyncio.Task[Admission],
