@@ -15,7 +15,7 @@ from verify.http.openapi import NDJSON, PATHS, SPEC, XLSX
 
 OPS = [(path, method, op) for path, ops in PATHS.items() for method, op in ops.items()]
 IDS = [f"{method.upper()} {path}" for path, method, _ in OPS]
-OPEN = {"/metrics", "/healthz", "/readyz", "/openapi.json"}
+OPEN = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/.well-known/jwks.json"}
 
 
 def content(op: dict[str, Any], status: str) -> set[str]:
