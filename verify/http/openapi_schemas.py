@@ -35,114 +35,246 @@ TIME: Schema = {"type": "string", "description": "ISO 8601 date-time, UTC (Z)"}
 DAY: Schema = {"type": "string", "description": "YYYY-MM-DD"}
 BINARY: Schema = {"type": "string", "format": "binary"}
 
-ANSWER_STATUSES = ["valid", "cancelled", "replaced", "adjusted", "mismatch", "not_found",
-                   "unconfirmed"]
+ANSWER_STATUSES = [
+    "valid",
+    "cancelled",
+    "replaced",
+    "adjusted",
+    "mismatch",
+    "not_found",
+    "unconfirmed",
+]
 
-ERROR = obj(["error"], error=obj(
-    ["code", "message", "details"], code=STR, message=STR,
-    details={**ANY_OBJECT, "description": "what was wrong; `parameter`/`parameters` name "
-             "the query parameters, `field` the body field"}))
+ERROR = obj(
+    ["error"],
+    error=obj(
+        ["code", "message", "details"],
+        code=STR,
+        message=STR,
+        details={
+            **ANY_OBJECT,
+            "description": "what was wrong; `parameter`/`parameters` name "
+            "the query parameters, `field` the body field",
+        },
+    ),
+)
 
 ANSWER = obj(
-    ["status", "scheme", "key", "invoice", "mismatches", "related", "source", "degraded",
-     "as_of", "gap_id"],
+    [
+        "status",
+        "scheme",
+        "key",
+        "invoice",
+        "mismatches",
+        "related",
+        "source",
+        "degraded",
+        "as_of",
+        "gap_id",
+    ],
     status={"type": "string", "enum": ANSWER_STATUSES},
     scheme={"type": "string", "enum": ["vn", "cn"]},
     key=nullable({**ANY_OBJECT, "description": "the key as asked or as found"}),
-    invoice=nullable({**ANY_OBJECT, "description": "summary: dates, amounts, parties, "
-                      "authority code, relations (parties redacted by tenancy)"}),
-    mismatches={"type": "array", "items": obj(["field"], field=STR, given=nullable(STR),
-                                              recorded=nullable(STR))},
+    invoice=nullable(
+        {
+            **ANY_OBJECT,
+            "description": "summary: dates, amounts, parties, "
+            "authority code, relations (parties redacted by tenancy)",
+        }
+    ),
+    mismatches={
+        "type": "array",
+        "items": obj(["field"], field=STR, given=nullable(STR), recorded=nullable(STR)),
+    },
     related={"type": "array", "items": ANY_OBJECT},
-    source=STR, degraded=BOOL, as_of=TIME, gap_id=nullable(STR))
+    source=STR,
+    degraded=BOOL,
+    as_of=TIME,
+    gap_id=nullable(STR),
+)
 
-ITEM_RESULT = obj(["index", "item", "result", "errors", "warnings"],
-                  index=INT, item={"type": "string", "enum": ["invoice", "notice"]},
-                  id=nullable(STR), key=nullable(ANY_OBJECT), notice_id=nullable(STR),
-                  result=STR, errors={"type": "array", "items": ANY_OBJECT},
-                  warnings={"type": "array", "items": ANY_OBJECT})
-NOTICE = obj(["package_id", "result", "items"], package_id=STR, sender=STR,
-             received_at=TIME, declared_count=INT,
-             result={"type": "string", "description": "accepted, partially_accepted, "
-                     "rejected, or queued (durable in the intake journal, not yet applied)"},
-             accepted=INT, rejected=INT, items={"type": "array", "items": ITEM_RESULT})
+ITEM_RESULT = obj(
+    ["index", "item", "result", "errors", "warnings"],
+    index=INT,
+    item={"type": "string", "enum": ["invoice", "notice"]},
+    id=nullable(STR),
+    key=nullable(ANY_OBJECT),
+    notice_id=nullable(STR),
+    result=STR,
+    errors={"type": "array", "items": ANY_OBJECT},
+    warnings={"type": "array", "items": ANY_OBJECT},
+)
+NOTICE = obj(
+    ["package_id", "result", "items"],
+    package_id=STR,
+    sender=STR,
+    received_at=TIME,
+    declared_count=INT,
+    result={
+        "type": "string",
+        "description": "accepted, partially_accepted, "
+        "rejected, or queued (durable in the intake journal, not yet applied)",
+    },
+    accepted=INT,
+    rejected=INT,
+    items={"type": "array", "items": ITEM_RESULT},
+)
 
 PACKAGE_REQUEST = obj(
     ["package_id", "sender", "declared_count"],
     package_id={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
-    sender={"type": "string", "minLength": 1, "maxLength": 64,
-            "description": "the transmission provider (T-VAN) sending the package"},
-    declared_count={"type": "integer", "minimum": 0,
-                    "description": "invoices + notices in the package"},
+    sender={
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "description": "the transmission provider (T-VAN) sending the package",
+    },
+    declared_count={
+        "type": "integer",
+        "minimum": 0,
+        "description": "invoices + notices in the package",
+    },
     invoices={"type": "array", "items": ANY_OBJECT},
-    notices={"type": "array", "items": ANY_OBJECT})
+    notices={"type": "array", "items": ANY_OBJECT},
+)
 
-LOOKUP_ROW = {**ANY_OBJECT, "description": "the lookup's query parameters as an object",
-              "additionalProperties": {"anyOf": [STR, NUM]}}
-BATCH_ROW = {**ANY_OBJECT, "description": "`{row, ...verification answer}` or "
-             "`{row, error: {code, message, details}}`, one JSON object per line",
-             "required": ["row"], "properties": {"row": INT}}
+LOOKUP_ROW = {
+    **ANY_OBJECT,
+    "description": "the lookup's query parameters as an object",
+    "additionalProperties": {"anyOf": [STR, NUM]},
+}
+BATCH_ROW = {
+    **ANY_OBJECT,
+    "description": "`{row, ...verification answer}` or "
+    "`{row, error: {code, message, details}}`, one JSON object per line",
+    "required": ["row"],
+    "properties": {"row": INT},
+}
 
-QR_RESULT = obj(["payload"], payload=obj(["raw"], raw=STR, format=nullable(STR)),
-                result=nullable(ANSWER), error=nullable(ERROR["properties"]["error"]))
-QR_PHOTO = obj(["outcome", "codes"], outcome=STR,
-               codes={"type": "array", "items": QR_RESULT})
+QR_RESULT = obj(
+    ["payload"],
+    payload=obj(["raw"], raw=STR, format=nullable(STR)),
+    result=nullable(ANSWER),
+    error=nullable(ERROR["properties"]["error"]),
+)
+QR_PHOTO = obj(["outcome", "codes"], outcome=STR, codes={"type": "array", "items": QR_RESULT})
 
-KEY_RECORD = obj(["key_id", "role", "scopes", "name", "created_at"], key_id=STR,
-                 role={"type": "string", "enum": ["intake", "verify", "audit", "admin"]},
-                 scopes={"type": "array", "items": STR}, name=STR, created_at=TIME,
-                 created_by=nullable(STR), revoked_at=nullable(TIME))
-KEY_REQUEST = {**obj(["role"], role={"type": "string",
-                                     "enum": ["intake", "verify", "audit", "admin"]},
-                     scopes={"type": "array", "items": STR, "maxItems": 1000},
-                     name={"type": "string", "maxLength": 200})}
-AUDIT_ENTRY = obj(["at", "key_id", "action"], at=TIME, key_id=nullable(STR),
-                  role=nullable(STR), action=STR, target=nullable(STR),
-                  outcome=nullable(STR), client=nullable(STR))
+KEY_RECORD = obj(
+    ["key_id", "role", "scopes", "name", "created_at"],
+    key_id=STR,
+    role={"type": "string", "enum": ["intake", "verify", "audit", "admin"]},
+    scopes={"type": "array", "items": STR},
+    name=STR,
+    created_at=TIME,
+    created_by=nullable(STR),
+    revoked_at=nullable(TIME),
+)
+KEY_REQUEST = {
+    **obj(
+        ["role"],
+        role={"type": "string", "enum": ["intake", "verify", "audit", "admin"]},
+        scopes={"type": "array", "items": STR, "maxItems": 1000},
+        name={"type": "string", "maxLength": 200},
+    )
+}
+AUDIT_ENTRY = obj(
+    ["at", "key_id", "action"],
+    at=TIME,
+    key_id=nullable(STR),
+    role=nullable(STR),
+    action=STR,
+    target=nullable(STR),
+    outcome=nullable(STR),
+    client=nullable(STR),
+)
 
 COUNTS = obj(["taxpayers", "providers"], taxpayers=INT, providers=INT)
-REGISTRY_REQUEST = obj(taxpayers={"type": "array", "items": ANY_OBJECT},
-                       providers={"type": "array", "items": ANY_OBJECT})
+REGISTRY_REQUEST = obj(
+    taxpayers={"type": "array", "items": ANY_OBJECT},
+    providers={"type": "array", "items": ANY_OBJECT},
+)
 
-GAP = obj(["id", "status", "reason"], id=STR, status={"type": "string",
-                                                      "enum": ["open", "resolved"]},
-          reason=STR)
-OUTAGE = obj(["id", "system", "kind", "start"], id=INT, system=STR,
-             kind={"type": "string", "enum": ["detected", "declared"]}, start=TIME,
-             end=nullable(TIME), reason=nullable(STR))
-OUTAGE_REQUEST = {**obj(["system", "start", "end"],
-                        system={"type": "string", "enum": ["primary", "upstream"]},
-                        start={"type": "string", "format": "date-time"},
-                        end={"type": "string", "format": "date-time"},
-                        reason={"type": "string", "maxLength": 500}),
-                  "additionalProperties": False}
+GAP = obj(
+    ["id", "status", "reason"],
+    id=STR,
+    status={"type": "string", "enum": ["open", "resolved"]},
+    reason=STR,
+)
+OUTAGE = obj(
+    ["id", "system", "kind", "start"],
+    id=INT,
+    system=STR,
+    kind={"type": "string", "enum": ["detected", "declared"]},
+    start=TIME,
+    end=nullable(TIME),
+    reason=nullable(STR),
+)
+OUTAGE_REQUEST = {
+    **obj(
+        ["system", "start", "end"],
+        system={"type": "string", "enum": ["primary", "upstream"]},
+        start={"type": "string", "format": "date-time"},
+        end={"type": "string", "format": "date-time"},
+        reason={"type": "string", "maxLength": 500},
+    ),
+    "additionalProperties": False,
+}
 
-RECONCILE_STATUS = obj(["running", "run", "journal", "open_gaps"], running=BOOL,
-                       run=obj(["state"], state=STR, errors={"type": "array"}),
-                       journal={**ANY_OBJECT, "description": "entries per state",
-                                "additionalProperties": INT},
-                       open_gaps=INT)
+RECONCILE_STATUS = obj(
+    ["running", "run", "journal", "open_gaps"],
+    running=BOOL,
+    run=obj(["state"], state=STR, errors={"type": "array"}),
+    journal={**ANY_OBJECT, "description": "entries per state", "additionalProperties": INT},
+    open_gaps=INT,
+)
 RECONCILE_STARTED = {"allOf": [RECONCILE_STATUS, obj(["started"], started=BOOL)]}
 
-REPORT_MISSING = obj(["scope", "sequences", "outage_gaps", "totals"], scope=ANY_OBJECT,
-                     sequences={"type": "array", "items": ANY_OBJECT},
-                     outage_gaps={"type": "array", "items": ANY_OBJECT}, totals=ANY_OBJECT)
-REPORT_LEDGER = obj(["scope", "lines", "not_in_ledger", "totals"], scope=ANY_OBJECT,
-                    lines={"type": "array", "items": obj(["row", "status"], row=INT,
-                                                         status=STR)},
-                    not_in_ledger={"type": "array", "items": ANY_OBJECT},
-                    not_in_ledger_checked=BOOL, totals=ANY_OBJECT)
+REPORT_MISSING = obj(
+    ["scope", "sequences", "outage_gaps", "totals"],
+    scope=ANY_OBJECT,
+    sequences={"type": "array", "items": ANY_OBJECT},
+    outage_gaps={"type": "array", "items": ANY_OBJECT},
+    totals=ANY_OBJECT,
+)
+REPORT_LEDGER = obj(
+    ["scope", "lines", "not_in_ledger", "totals"],
+    scope=ANY_OBJECT,
+    lines={"type": "array", "items": obj(["row", "status"], row=INT, status=STR)},
+    not_in_ledger={"type": "array", "items": ANY_OBJECT},
+    not_in_ledger_checked=BOOL,
+    totals=ANY_OBJECT,
+)
 
-READY = obj(["status", "checks"], status={"type": "string", "enum": ["ready", "not_ready"]},
-            checks={**ANY_OBJECT, "additionalProperties": obj(
-                ["backend", "ok", "state"], backend=STR, ok=BOOL, error=STR,
-                state={"type": "string", "enum": ["ok", "unavailable", "maintenance"]},
-                window=obj(["id", "end"], id=INT, start=STR, end=STR, reason=STR))})
+READY = obj(
+    ["status", "checks"],
+    status={"type": "string", "enum": ["ready", "not_ready"]},
+    checks={
+        **ANY_OBJECT,
+        "additionalProperties": obj(
+            ["backend", "ok", "state"],
+            backend=STR,
+            ok=BOOL,
+            error=STR,
+            state={"type": "string", "enum": ["ok", "unavailable", "maintenance"]},
+            window=obj(["id", "end"], id=INT, start=STR, end=STR, reason=STR),
+        ),
+    },
+)
 
 SCHEMAS: dict[str, Schema] = {
-    "Error": ERROR, "Answer": ANSWER, "Notice": NOTICE, "PackageRequest": PACKAGE_REQUEST,
-    "BatchRow": BATCH_ROW, "QrResult": QR_RESULT, "QrPhoto": QR_PHOTO, "ApiKey": KEY_RECORD,
-    "AuditEntry": AUDIT_ENTRY, "Gap": GAP, "Outage": OUTAGE,
-    "ReconcileStatus": RECONCILE_STATUS, "MissingReport": REPORT_MISSING,
-    "LedgerReport": REPORT_LEDGER, "Ready": READY,
+    "Error": ERROR,
+    "Answer": ANSWER,
+    "Notice": NOTICE,
+    "PackageRequest": PACKAGE_REQUEST,
+    "BatchRow": BATCH_ROW,
+    "QrResult": QR_RESULT,
+    "QrPhoto": QR_PHOTO,
+    "ApiKey": KEY_RECORD,
+    "AuditEntry": AUDIT_ENTRY,
+    "Gap": GAP,
+    "Outage": OUTAGE,
+    "ReconcileStatus": RECONCILE_STATUS,
+    "MissingReport": REPORT_MISSING,
+    "LedgerReport": REPORT_LEDGER,
+    "Ready": READY,
 }

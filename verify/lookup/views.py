@@ -18,8 +18,11 @@ from verify.lookup.verification import verify_query
 async def lookup(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     query, callback = read_lookup(request.query, settings.rules, MAX_CALLBACK_URL)
-    callback_url = None if callback is None else validate_callback_url(
-        callback, allow_private=settings.fallback.callback_allow_private)
+    callback_url = (
+        None
+        if callback is None
+        else validate_callback_url(callback, allow_private=settings.fallback.callback_allow_private)
+    )
     return json_response(await verify_query(request, query, callback_url=callback_url))
 
 
@@ -36,14 +39,21 @@ async def original_xml(request: web.Request) -> web.Response:
     invoice = await request.app[STORE].get_invoice(key.doc_id)
     if invoice is None or not is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id):
         await access.note_miss(principal, key.doc_id)
-        access.audit.record(principal, "original.read", key.doc_id, "not_found",
-                            request.remote)
-        raise ApiError(404, "invoice_not_found", "no indexed invoice of which this key is "
-                       "a party has this id", {"id": doc_id})
+        access.audit.record(principal, "original.read", key.doc_id, "not_found", request.remote)
+        raise ApiError(
+            404,
+            "invoice_not_found",
+            "no indexed invoice of which this key is a party has this id",
+            {"id": doc_id},
+        )
     body = await request.app[ORIGINALS].get(invoice.doc_id, invoice.package_id)
     outcome = "ok" if body is not None else "original_not_kept"
     access.audit.record(principal, "original.read", invoice.doc_id, outcome, request.remote)
     if body is None:
-        raise ApiError(404, "original_not_kept", "this invoice arrived as JSON; no original "
-                       "document was kept", {"id": doc_id})
+        raise ApiError(
+            404,
+            "original_not_kept",
+            "this invoice arrived as JSON; no original document was kept",
+            {"id": doc_id},
+        )
     return web.Response(body=body, content_type="application/xml", charset="utf-8")

@@ -28,24 +28,41 @@ from verify.qr.payload import CnAmount, our_payload, parse_payload
 from verify.qr.pool import Busy, Scan, scan
 from verify.qr.preprocess import ImageRejected
 
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif",
-                         "image/heic-sequence", "image/heif-sequence"})
+IMAGE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "image/heic-sequence",
+        "image/heif-sequence",
+    }
+)
 PART_TYPES = IMAGE_TYPES | {"application/octet-stream", ""}
 TEXT_BODY = 16 * 1024
 log = logging.getLogger("verify.qr")
 
 
 def _busy(pool_size: int) -> ApiError:
-    error = ApiError(503, "qr_busy", "every QR decoding slot is in use; retry in a moment",
-                     {"max_pending": pool_size, "retry_after": 1})
+    error = ApiError(
+        503,
+        "qr_busy",
+        "every QR decoding slot is in use; retry in a moment",
+        {"max_pending": pool_size, "retry_after": 1},
+    )
     error.headers = {"Retry-After": "1"}
     return error
 
 
 def _check_part_type(given: str) -> None:
     if given not in PART_TYPES:
-        raise ApiError(415, "unsupported_media_type", "the `image` part must be an image",
-                       {"accepted": sorted(IMAGE_TYPES), "given": given})
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "the `image` part must be an image",
+            {"accepted": sorted(IMAGE_TYPES), "given": given},
+        )
 
 
 async def _upload(request: web.Request, limit: int) -> bytes:
@@ -54,16 +71,20 @@ async def _upload(request: web.Request, limit: int) -> bytes:
     if request.content_type in IMAGE_TYPES:
         return await read_body(request, limit)
     if request.content_type != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "send the photo as multipart/form-data "
-                       "(field `image`) or as a raw image/* body",
-                       {"accepted": sorted(IMAGE_TYPES | {"multipart/form-data"}),
-                        "given": request.content_type})
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the photo as multipart/form-data (field `image`) or as a raw image/* body",
+            {
+                "accepted": sorted(IMAGE_TYPES | {"multipart/form-data"}),
+                "given": request.content_type,
+            },
+        )
     field = await read_form_field(request, "image", limit, check_type=_check_part_type)
     return field.data
 
 
-async def _code_answer(request: web.Request, text: str, *,
-                       inline_errors: bool) -> dict[str, Any]:
+async def _code_answer(request: web.Request, text: str, *, inline_errors: bool) -> dict[str, Any]:
     """One code's entry. `inline_errors` (a photo): whatever goes wrong with this code, its
     own 4xx or an unexpected failure (logged), is this entry's `error`, and the photo's other
     codes are still answered."""
@@ -72,20 +93,32 @@ async def _code_answer(request: web.Request, text: str, *,
         parsed = parse_payload(text, settings.rules, CnAmount(settings.qr.cn_amount))
         if parsed.query is None:
             return {"payload": parsed.payload, "result": None, "error": parsed.error}
-        return {"payload": parsed.payload, "result": await verify_query(request, parsed.query),
-                "error": None}
+        return {
+            "payload": parsed.payload,
+            "result": await verify_query(request, parsed.query),
+            "error": None,
+        }
     except ApiError as exc:
         if not inline_errors:
             raise
-        return {"payload": {"format": None, "raw": text}, "result": None,
-                "error": exc.body()["error"]}
+        return {
+            "payload": {"format": None, "raw": text},
+            "result": None,
+            "error": exc.body()["error"],
+        }
     except Exception:
         if not inline_errors:
             raise
         log.exception("a QR code of a photo could not be answered", extra={"path": request.path})
-        return {"payload": {"format": None, "raw": text}, "result": None,
-                "error": {"code": "code_failed", "message": "this code could not be checked; "
-                          "the failure was logged", "details": {}}}
+        return {
+            "payload": {"format": None, "raw": text},
+            "result": None,
+            "error": {
+                "code": "code_failed",
+                "message": "this code could not be checked; the failure was logged",
+                "details": {},
+            },
+        }
 
 
 async def verify_photo(request: web.Request) -> web.Response:
@@ -98,8 +131,9 @@ async def verify_photo(request: web.Request) -> web.Response:
         raise ApiError(400, "empty_image", "the image is empty")
     try:
         with pool.slot():
-            found: Scan = await pool.run(scan, data, pool.pipeline, settings.qr.max_pixels,
-                                         settings.qr.max_decoded_bytes)
+            found: Scan = await pool.run(
+                scan, data, pool.pipeline, settings.qr.max_pixels, settings.qr.max_decoded_bytes
+            )
     except Busy:
         raise _busy(pool.max_pending) from None
     except ImageRejected as exc:
@@ -110,21 +144,32 @@ async def verify_photo(request: web.Request) -> web.Response:
         x, y, w, h = code.box
         entry["position"] = {"x": x, "y": y, "width": w, "height": h}
         codes.append(entry)
-    return json_response({
-        "outcome": "decoded" if codes else "no_qr_found",
-        "codes": codes,
-        "image": {"width": found.width, "height": found.height, "format": found.format,
-                  "decoder": found.stage, "attempts": found.attempts,
-                  "decode_ms": round(found.seconds * 1000, 1)},
-    })
+    return json_response(
+        {
+            "outcome": "decoded" if codes else "no_qr_found",
+            "codes": codes,
+            "image": {
+                "width": found.width,
+                "height": found.height,
+                "format": found.format,
+                "decoder": found.stage,
+                "attempts": found.attempts,
+                "decode_ms": round(found.seconds * 1000, 1),
+            },
+        }
+    )
 
 
 async def verify_text(request: web.Request) -> web.Response:
     body = await read_json_object(request, TEXT_BODY)
     unknown = sorted(set(body) - {"payload"})
     if unknown:
-        raise ApiError(400, "unknown_parameter", "unknown field(s)", {"fields": unknown,
-                                                                      "allowed": ["payload"]})
+        raise ApiError(
+            400,
+            "unknown_parameter",
+            "unknown field(s)",
+            {"fields": unknown, "allowed": ["payload"]},
+        )
     text = body.get("payload")
     if not isinstance(text, str):
         raise ApiError(422, "invalid_body", "`payload` must be the QR text, a string")
@@ -133,8 +178,7 @@ async def verify_text(request: web.Request) -> web.Response:
 
 def _png_params(request: web.Request) -> tuple[int, str]:
     q = read_query(request.query, ("size", "ec"))  # unknown or repeated names: 400
-    size = q.integer("size", low=encode.MIN_SIZE, high=encode.MAX_SIZE,
-                     default=encode.DEFAULT_SIZE)
+    size = q.integer("size", low=encode.MIN_SIZE, high=encode.MAX_SIZE, default=encode.DEFAULT_SIZE)
     ec = (q.raw("ec") or encode.DEFAULT_EC).upper()
     if ec not in encode.EC_LEVELS:
         raise invalid("ec", "ec must be L, M, Q or H")
@@ -155,8 +199,7 @@ async def invoice_qr_png(request: web.Request) -> web.Response:
     if invoice is None:
         await access.note_miss(principal)
         access.audit.record(principal, "qr.render", key.doc_id, "not_found", request.remote)
-        raise ApiError(404, "invoice_not_found", "no indexed invoice has this id",
-                       {"id": doc_id})
+        raise ApiError(404, "invoice_not_found", "no indexed invoice has this id", {"id": doc_id})
     text = our_payload(invoice.key, invoice.amounts.total, invoice.issued_at.date())
     png = await request.app[QR_POOL].run(encode.render_png, text, size, ec)
     access.audit.record(principal, "qr.render", invoice.doc_id, "ok", request.remote)
