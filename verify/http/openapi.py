@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from verify.http import openapi_receipts as r
 from verify.http import openapi_schemas as s
 from verify.http.params import MAX_VALUE_LENGTH
 from verify.http.responses import json_response
@@ -255,8 +256,12 @@ PATHS: dict[str, dict[str, Op]] = {
             "invoices.lookup",
             "Verify an invoice by any key form",
             {"200": _ok("the verification answer", _json(s.ref("Answer")))},
-            errors={"400": "bad query (details.parameter names it)"},
-            params=LOOKUP_PARAMS,
+            errors={
+                "400": "bad query (details.parameter names it)",
+                "503": "a receipt was asked for and cannot be signed now (Retry-After)",
+            },
+            params=[*LOOKUP_PARAMS, r.RECEIPT_PARAM],
+            retry_after=("503",),
         )
     },
     "/api/v1/invoices/{id}/original.xml": {
@@ -286,9 +291,10 @@ PATHS: dict[str, dict[str, Op]] = {
                 "400": "not an image, truncated, no image field",
                 "413": "too many bytes or pixels",
                 "422": "the image cannot be decoded",
-                "503": "decoding busy (Retry-After)",
+                "503": "decoding busy, or a receipt cannot be signed now (Retry-After)",
             },
             body=_IMAGE_BODY,
+            params=[r.RECEIPT_PARAM],
             retry_after=("503",),
         )
     },
@@ -297,13 +303,15 @@ PATHS: dict[str, dict[str, Op]] = {
             "verify.qr_text",
             "Verify the text of a QR code a scanner app already decoded",
             {"200": _ok("payload, answer or error (no_invoice_qr, ...)", _json(s.ref("QrResult")))},
-            errors={"422": "no payload string"},
+            errors={"422": "no payload string", **r.UNAVAILABLE},
             body=_json(
                 {
                     **s.obj(["payload"], payload={"type": "string", "maxLength": 4096}),
                     "additionalProperties": False,
                 }
             ),
+            params=[r.RECEIPT_PARAM],
+            retry_after=("503",),
         )
     },
     "/api/v1/invoices/{id}/qr.png": {
@@ -604,6 +612,45 @@ PATHS: dict[str, dict[str, Op]] = {
             params=[_JOURNAL_SEQ],
         )
     },
+    "/.well-known/jwks.json": {
+        "get": _op(
+            "receipts.jwks",
+            "The public keys receipts are signed with, current and retired (a "
+            "JWK Set; no key needed)",
+            {"200": _ok("the JWK Set", _json(s.ref("Jwks")))},
+            secured=False,
+            errors=r.UNAVAILABLE,
+            retry_after=("503",),
+        )
+    },
+    "/api/v1/receipts/verify": {
+        "post": _op(
+            "receipts.verify",
+            "Check a receipt: signed by this service and unchanged",
+            {
+                "200": _ok(
+                    "valid with its facts, or not valid with why", _json(s.ref("ReceiptCheck"))
+                )
+            },
+            errors={**r.BODY_ERRORS, **r.UNAVAILABLE},
+            body=r.RECEIPT_BODY,
+            retry_after=("503",),
+        )
+    },
+    "/api/v1/receipts/pdf": {
+        "post": _op(
+            "receipts.pdf",
+            "A receipt as a one-page PDF: its facts and its own QR code",
+            {"200": _ok("the PDF", {"application/pdf": {"schema": s.BINARY}})},
+            errors={
+                **r.BODY_ERRORS,
+                "422": "no receipt string, or a receipt that does not verify (details.reason)",
+                **r.UNAVAILABLE,
+            },
+            body=r.RECEIPT_BODY,
+            retry_after=("503",),
+        )
+    },
     "/metrics": {
         "get": _op(
             "metrics",
@@ -661,7 +708,7 @@ SPEC: dict[str, Any] = {
     "paths": PATHS,
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": s.SCHEMAS,
+        "schemas": {**s.SCHEMAS, **r.SCHEMAS},
     },
 }
 

@@ -91,6 +91,11 @@ ANSWER = obj(
     degraded=BOOL,
     as_of=TIME,
     gap_id=nullable(STR),
+    receipt={
+        "type": "string",
+        "description": "with receipt=true: this answer's signed "
+        "receipt, a compact JWS (docs/receipts.md)",
+    },
 )
 
 ITEM_RESULT = obj(
