@@ -13,17 +13,24 @@ from verify.keys import ACCESS, ORIGINALS, SETTINGS, STORE
 from verify.lookup.callback_url import MAX_CALLBACK_URL, validate_callback_url
 from verify.lookup.query import path_key, read_lookup
 from verify.lookup.verification import verify_query
+from verify.receipts.flag import split_receipt
+from verify.receipts.views import require_receipts
 
 
 async def lookup(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    query, callback = read_lookup(request.query, settings.rules, MAX_CALLBACK_URL)
+    receipt, params = split_receipt(request.query)
+    query, callback = read_lookup(params, settings.rules, MAX_CALLBACK_URL)
     callback_url = (
         None
         if callback is None
         else validate_callback_url(callback, allow_private=settings.fallback.callback_allow_private)
     )
-    return json_response(await verify_query(request, query, callback_url=callback_url))
+    if receipt:
+        require_receipts(request)
+    return json_response(
+        await verify_query(request, query, callback_url=callback_url, receipt=receipt)
+    )
 
 
 async def original_xml(request: web.Request) -> web.Response:

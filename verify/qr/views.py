@@ -27,6 +27,8 @@ from verify.qr import encode
 from verify.qr.payload import CnAmount, our_payload, parse_payload
 from verify.qr.pool import Busy, Scan, scan
 from verify.qr.preprocess import ImageRejected
+from verify.receipts.flag import receipt_only
+from verify.receipts.views import require_receipts
 
 IMAGE_TYPES = frozenset(
     {
@@ -84,7 +86,9 @@ async def _upload(request: web.Request, limit: int) -> bytes:
     return field.data
 
 
-async def _code_answer(request: web.Request, text: str, *, inline_errors: bool) -> dict[str, Any]:
+async def _code_answer(
+    request: web.Request, text: str, *, inline_errors: bool, receipt: bool = False
+) -> dict[str, Any]:
     """One code's entry. `inline_errors` (a photo): whatever goes wrong with this code, its
     own 4xx or an unexpected failure (logged), is this entry's `error`, and the photo's other
     codes are still answered."""
@@ -95,7 +99,7 @@ async def _code_answer(request: web.Request, text: str, *, inline_errors: bool) 
             return {"payload": parsed.payload, "result": None, "error": parsed.error}
         return {
             "payload": parsed.payload,
-            "result": await verify_query(request, parsed.query),
+            "result": await verify_query(request, parsed.query, receipt=receipt),
             "error": None,
         }
     except ApiError as exc:
@@ -126,6 +130,7 @@ async def verify_photo(request: web.Request) -> web.Response:
     taken, so slow uploads hold no slot and cannot keep others' photos from being decoded."""
     settings = request.app[SETTINGS]
     pool = request.app[QR_POOL]
+    receipt = _receipt_asked(request)
     data = await _upload(request, settings.qr.max_upload_bytes)
     if not data:
         raise ApiError(400, "empty_image", "the image is empty")
@@ -140,7 +145,7 @@ async def verify_photo(request: web.Request) -> web.Response:
         raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
     codes = []
     for code in found.codes:
-        entry = await _code_answer(request, code.text, inline_errors=True)
+        entry = await _code_answer(request, code.text, inline_errors=True, receipt=receipt)
         x, y, w, h = code.box
         entry["position"] = {"x": x, "y": y, "width": w, "height": h}
         codes.append(entry)
@@ -161,6 +166,7 @@ async def verify_photo(request: web.Request) -> web.Response:
 
 
 async def verify_text(request: web.Request) -> web.Response:
+    receipt = _receipt_asked(request)
     body = await read_json_object(request, TEXT_BODY)
     unknown = sorted(set(body) - {"payload"})
     if unknown:
@@ -173,7 +179,15 @@ async def verify_text(request: web.Request) -> web.Response:
     text = body.get("payload")
     if not isinstance(text, str):
         raise ApiError(422, "invalid_body", "`payload` must be the QR text, a string")
-    return json_response(await _code_answer(request, text, inline_errors=False))
+    return json_response(await _code_answer(request, text, inline_errors=False, receipt=receipt))
+
+
+def _receipt_asked(request: web.Request) -> bool:
+    """`?receipt=true` (docs/receipts.md): each code's answer carries its receipt."""
+    receipt = receipt_only(request.query)
+    if receipt:
+        require_receipts(request)
+    return receipt
 
 
 def _png_params(request: web.Request) -> tuple[int, str]:
