@@ -49,7 +49,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from fallback.breaker import Clock, utc_now
-from fallback.gaps import DueCallback, SqliteGapLedger
+from fallback.gaps import DueCallback, ReconcileLedger
 
 log = logging.getLogger("fallback.callbacks")
 
@@ -154,13 +154,14 @@ class Delivery:
 
 def payload(due: DueCallback) -> dict[str, Any]:
     gap = due.gap.as_dict(requesters=())
-    return {"event": "gap.resolved", "gap_id": gap["id"], "lookup_key": gap["lookup_key"],
+    return {"event": "gap.resolved", "gap_id": due.answered_id or gap["id"],
+            "lookup_key": gap["lookup_key"],
             "key": gap["key"], "resolution": gap["resolution"],
             "status": (due.gap.answer or {}).get("status"), "resolved_at": gap["resolved_at"]}
 
 
 class CallbackNotifier:
-    def __init__(self, gaps: SqliteGapLedger, policy: CallbackPolicy | None = None, *,
+    def __init__(self, gaps: ReconcileLedger, policy: CallbackPolicy | None = None, *,
                  clock: Clock = utc_now) -> None:
         self.gaps = gaps
         self.policy = policy or CallbackPolicy()
@@ -172,8 +173,11 @@ class CallbackNotifier:
         return timedelta(seconds=min(p.backoff_cap, p.backoff_base * 2 ** (attempts - 1)))
 
     async def deliver_due(self) -> Delivery:
-        """Every callback due now, each attempted once in this call."""
+        """Every callback due now, each attempted once in this call, and only once claimed
+        (`ReconcileLedger.claim_callback`: on the shared ledger one process of the
+        deployment sends it)."""
         done = Delivery()
+        seen: set[tuple[str, str]] = set()
         p = self.policy
         limit = asyncio.Semaphore(p.concurrency)
         timeout = aiohttp.ClientTimeout(total=p.timeout)
@@ -182,21 +186,26 @@ class CallbackNotifier:
         try:
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                 while True:
-                    due = await self.gaps.due_callbacks(max_attempts=p.max_attempts,
-                                                        limit=100)
+                    due = [d for d in await self.gaps.due_callbacks(
+                        max_attempts=p.max_attempts, limit=100)
+                        if (d.gap.id, d.key_id) not in seen]
                     if not due:
                         return done
+                    seen.update((d.gap.id, d.key_id) for d in due)
                     results = await asyncio.gather(*(self._one(session, limit, d)
                                                      for d in due))
-                    done.sent += sum(results)
-                    done.failed += len(results) - sum(results)
+                    done.sent += sum(r is True for r in results)
+                    done.failed += sum(r is False for r in results)
         finally:
             if resolver is not None:  # a resolver handed to the connector is ours to close
                 await resolver.close()
 
     async def _one(self, session: aiohttp.ClientSession, limit: asyncio.Semaphore,
-                   due: DueCallback) -> bool:
+                   due: DueCallback) -> bool | None:
+        """Sent (True), failed (False), or another process is sending it (None)."""
         async with limit:
+            if not await self.gaps.claim_callback(due.gap.id, due.key_id):
+                return None
             error: str | None = None
             body = orjson.dumps(payload(due))
             headers = {"Content-Type": "application/json"}

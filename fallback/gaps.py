@@ -186,6 +186,8 @@ class Resolution:
     gap_id: str
     outcome: GapOutcome
     answer: dict[str, Any]
+    #: the gap's lookup key (where the shared ledger finds the open gap it resolves)
+    lookup_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,9 @@ class DueCallback:
     key_id: str
     callback_url: str
     attempts: int
+    #: the gap id the requester was answered with, when not the gap's own (a gap asked on
+    #: two processes of the deployment: `fallback.shared_gaps`)
+    answered_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,24 @@ class GapLedger(Protocol):
     async def resolve(self, gap_id: str, resolution: str) -> Gap | None: ...
 
     async def count(self, status: GapStatus) -> int: ...
+
+
+class ReconcileLedger(GapLedger, Protocol):
+    """What the reconciler and the callback notifier need of a ledger: this file's
+    (`SqliteGapLedger`), or the deployment's (`fallback.shared_gaps.SharedGapLedger`)."""
+
+    async def resolve_many(self, resolutions: Collection[Resolution]) -> int: ...
+
+    async def due_callbacks(self, *, max_attempts: int,
+                            limit: int = 100) -> builtins.list[DueCallback]: ...
+
+    async def claim_callback(self, gap_id: str, key_id: str) -> bool:
+        """Whether this process may send the callback now (no other one is sending it)."""
+
+    async def callback_sent(self, gap_id: str, key_id: str) -> None: ...
+
+    async def callback_failed(self, gap_id: str, key_id: str, error: str,
+                              next_attempt: datetime) -> None: ...
 
 
 _GAP_COLUMNS = ("id, lookup_key, scheme, key_json, seller_tax_id, issued_on, reason, "
@@ -421,6 +444,11 @@ class SqliteGapLedger:
         gaps = {g.id: g for g in await self._gaps(await self._conn.execute_fetchall(
             _SELECT_MANY, (json.dumps(sorted({str(r[0]) for r in rows})),)))}
         return [DueCallback(gaps[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in gaps]
+
+    async def claim_callback(self, gap_id: str, key_id: str) -> bool:
+        """Always: the processes on one file may send a callback twice (receivers key on
+        `gap_id`); the shared ledger claims."""
+        return True
 
     async def callback_sent(self, gap_id: str, key_id: str) -> None:
         async with self._lock:

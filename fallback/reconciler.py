@@ -27,7 +27,10 @@ any point and simply started again:
 CLI draws it as progress bars). Runs do not overlap in a process: asking while one runs
 waits for it. Two processes on the same files (the service and `invoice-verify reconcile`)
 are safe: journal entries and gaps are settled with conditional updates and applying is
-idempotent; a callback may then be sent twice (receivers key on `gap_id`).
+idempotent; a callback may then be sent twice (receivers key on `gap_id`). With the shared
+ledger (`INVOICE_ES_URL`: `fallback.shared_gaps`) every process's reconciler works on the
+deployment's gaps, its journal staying its own: each gap is resolved by one of them and each
+callback is claimed before it is sent, so it is sent once.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any, NoReturn
 
 from fallback.breaker import Clock, utc_now
 from fallback.callbacks import CallbackNotifier
-from fallback.gaps import Gap, GapOutcome, GapStatus, Resolution, SqliteGapLedger
+from fallback.gaps import Gap, GapOutcome, GapStatus, ReconcileLedger, Resolution
 from fallback.journaled_intake import TRANSIENT, UNPROCESSABLE, JournaledIntake
 from fallback.replica import Replica, ReplicaUnavailable
 from fallback.replica_docs import replica_doc
@@ -96,7 +99,7 @@ class PrimaryFailed(Exception):
 
 
 class Reconciler:
-    def __init__(self, intake: JournaledIntake, gaps: SqliteGapLedger,
+    def __init__(self, intake: JournaledIntake, gaps: ReconcileLedger,
                  answer_gaps: GapAnswerer, replica: Replica, *,
                  notifier: CallbackNotifier | None, grace: timedelta,
                  journal_retention: timedelta = timedelta(days=7), page: int = 500,
@@ -236,10 +239,12 @@ class Reconciler:
             for gap in page:
                 answer, invoice = answers[gap.id]
                 if invoice is not None:
-                    settled.append(Resolution(gap.id, GapOutcome.FOUND, answer))
+                    settled.append(Resolution(gap.id, GapOutcome.FOUND, answer,
+                                              gap.lookup_key))
                     found.append(invoice)
                 elif datetime.fromtimestamp(gap.first_seen, now.tzinfo) + self.grace <= now:
-                    settled.append(Resolution(gap.id, GapOutcome.MISSING, answer))
+                    settled.append(Resolution(gap.id, GapOutcome.MISSING, answer,
+                                              gap.lookup_key))
                 else:
                     p.gaps_waiting += 1
             await self.gaps.resolve_many(settled)

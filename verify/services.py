@@ -22,7 +22,7 @@ from elasticsearch import AsyncElasticsearch
 
 from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from fallback.callbacks import CallbackNotifier, CallbackPolicy
-from fallback.gaps import SqliteGapLedger, open_gap_ledger
+from fallback.gaps import ReconcileLedger, SqliteGapLedger, open_gap_ledger
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.journaled_intake import JournaledIntake
 from fallback.lookup.gap_answers import gap_answerer
@@ -91,7 +91,7 @@ def journaled_intake(settings: Settings, intake: Intake, journal: IntakeJournal,
         max_attempts=settings.fallback.journal_max_attempts)
 
 
-def reconciler(settings: Settings, intake: JournaledIntake, gaps: SqliteGapLedger,
+def reconciler(settings: Settings, intake: JournaledIntake, gaps: ReconcileLedger,
                *, on_progress: Callable[[ReconcileProgress], None] | None = None,
                ) -> Reconciler:
     fb = settings.fallback
@@ -118,7 +118,7 @@ class Services:
     #: The intake straight to the primary (writes through to the replica).
     intake: Intake
     outages: OutageLog
-    gaps: SqliteGapLedger
+    gaps: ReconcileLedger
     journal: IntakeJournal
     metrics: Metrics
     primary: DependencyGuard
@@ -139,6 +139,14 @@ class Services:
 def _open_shared(settings: Settings, clients: SharedClients,
                  ) -> contextlib.AbstractAsyncContextManager[SharedState | None]:
     return open_shared(settings, clients) if settings.es_url else contextlib.nullcontext()
+
+
+def _share_gaps(settings: Settings, shared: SharedState | None, local: SqliteGapLedger,
+                ) -> contextlib.AbstractAsyncContextManager[ReconcileLedger]:
+    """The process's ledger: its file, or the deployment's over it (`fallback.shared_gaps`)."""
+    if shared is None:
+        return contextlib.nullcontext(local)
+    return shared.share_gaps(local, max_attempts=settings.fallback.callback_max_attempts)
 
 
 @contextlib.asynccontextmanager
@@ -162,7 +170,8 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                 open_invoice_store(settings, clients) as store, \
                 open_outage_log(settings.outages_path, horizon=outage_horizon(settings),
                                 sharing=shared.windows if shared else None) as outages, \
-                open_gap_ledger(settings.gaps_path) as gaps, \
+                open_gap_ledger(settings.gaps_path) as local_gaps, \
+                _share_gaps(settings, shared, local_gaps) as gaps, \
                 open_intake_journal(settings.journal_path) as journal:
             if close_dangling:
                 await outages.close_dangling()

@@ -6,6 +6,8 @@ once per process; its background loop keeps the two in step:
 - API keys both ways (`verify.access.shared_keys`), every second and at once when the admin
   API changes one (`nudge`);
 - the audit trail, shipped from the local file (`verify.access.shared_audit`), every second;
+- the gap ledger: each local gap whose asks grew, and the resolutions learnt back
+  (`fallback.shared_gaps`), every second;
 - (outage windows travel with the outage log's own refreshes: `fallback.shared_outages`)
 - old audit entries purged from the cluster once a day.
 
@@ -26,7 +28,9 @@ from pathlib import Path
 
 from elasticsearch import ApiError
 
+from fallback.gaps import SqliteGapLedger
 from fallback.shared_file import SharedFile, open_shared_file
+from fallback.shared_gaps import CLAIM_S, SharedGapLedger
 from fallback.shared_outages import WindowSync
 from indexer.store.elasticsearch import ClientFactory
 from indexer.store.es_bulk import BulkWriteError
@@ -60,6 +64,8 @@ class SharedState:
     #: The `OutageLog`'s sharing: it syncs at each of its refreshes (every probe).
     windows: WindowSync
     audit_retention: timedelta
+    #: The gap ledger while the service graph has it open (`share_gaps`).
+    gaps: SharedGapLedger | None = None
     _keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _failing: set[str] = field(default_factory=set)
 
@@ -112,10 +118,32 @@ class SharedState:
                     await wake.wait()
             wake.clear()
 
+    async def forward_gaps(self) -> None:
+        if self.gaps is not None:
+            await self.gaps.forward()
+
+    @contextlib.asynccontextmanager
+    async def share_gaps(
+        self, local: SqliteGapLedger, *, max_attempts: int
+    ) -> AsyncIterator[SharedGapLedger]:
+        """The deployment's gap ledger over the process's `local` one, forwarded by the
+        loop while open; what waits is sent at close, before `local` closes."""
+        ledger = SharedGapLedger(
+            local, self.store, self.file, max_attempts=max_attempts, claim_seconds=CLAIM_S
+        )
+        self.gaps = ledger
+        try:
+            yield ledger
+        finally:
+            self.gaps = None
+            await self._step("gaps", ledger.forward, START_TIMEOUT_S)
+            ledger.closed = True
+
     async def run(self) -> None:
         await asyncio.gather(
             self._every("keys", SYNC_INTERVAL_S, self.sync_keys, self._keys_changed),
             self._every("audit", SYNC_INTERVAL_S, self.audit.ship),
+            self._every("gaps", SYNC_INTERVAL_S, self.forward_gaps),
             self._every("audit purge", _DAY, lambda: self.audit.purge(self.audit_retention)),
         )
 

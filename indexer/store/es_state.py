@@ -100,6 +100,7 @@ GAP_PROPERTIES: dict[str, Any] = {
     "answer": _OPAQUE,
     "requesters": _OPAQUE,
     "sources": _OPAQUE,
+    "updated_ts": _NUMBER,
 }
 
 

@@ -6,6 +6,7 @@ writes while the cluster is down waits in its local files and reaches the cluste
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from fallback.gaps import GapOutcome, GapReason, GapRequest, GapStatus, Resolution, open_gap_ledger
 from fallback.outages import SHARED_IDS_FROM, OutageLog, System, open_outage_log
 from fallback.shared_file import open_shared_file
+from fallback.shared_gaps import SharedGapLedger
 from fallback.shared_outages import WindowSync
 from indexer.store.elasticsearch import PATIENT
 from indexer.store.es_state import StateLayout, open_shared_state
@@ -25,6 +28,13 @@ from tests.chaos.procs import free_port
 from tests.conftest import Client, EsTarget, bearer
 from tests.factories import vn_key
 from tests.indexer.store.conftest import drop_layout, fresh_prefix
+from tests.verify.test_intake_journal import (
+    callbacks,  # noqa: F401 (the callback receiver)
+    lookup,
+    maintenance,
+    reconcile,
+    wait_out,
+)
 from verify.access.apikeys import KeyStore
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
@@ -57,6 +67,7 @@ def settings_of(tmp_path: Path, name: str, es_target: EsTarget, prefix: str) -> 
             "INVOICE_ES_URL": es_target.url,
             "INVOICE_ES_INDEX_PREFIX": prefix,
             "INVOICE_CALLBACK_ALLOW_PRIVATE": "1",
+            "INVOICE_GAP_GRACE_HOURS": "0",
         }
     )
 
@@ -240,3 +251,113 @@ async def test_windows_are_known_with_the_cluster_down_and_sent_when_it_is_back(
     async with log_of("two", dead) as two:
         assert two.active(System.PRIMARY) == window, "the copy stands with the cluster down"
         assert [w.id for w in await two.list()] == [window.id]
+
+
+async def gaps_of(cli: Client) -> list[dict[str, Any]]:
+    body = await (await cli.get("/api/v1/gaps")).json()
+    gaps: list[dict[str, Any]] = body["gaps"]
+    return gaps
+
+
+async def test_a_miss_asked_on_two_processes_is_one_gap_resolved_once_and_called_back_once(
+    start: Start,
+    callbacks: tuple[str, list[dict[str, Any]]],  # noqa: F811 (the fixture)
+) -> None:
+    base, received = callbacks
+    one, two = await start("one"), await start("two")
+    await maintenance(one, 2.0)
+    await two.app[SERVICES].monitor.probe_once()
+    answers = [await lookup(cli, 31, callback_url=f"{base}/ok") for cli in (one, two)]
+    assert [a["status"] for a in answers] == ["unconfirmed", "unconfirmed"]
+    asked = [a["gap_id"] for a in answers]
+
+    async def merged(cli: Client) -> bool:
+        return [g["count"] for g in await gaps_of(cli)] == [2]
+
+    for cli in (one, two):
+        await poll(lambda cli=cli: merged(cli), WITHIN, "one gap asked twice")
+    canonical = (await gaps_of(one))[0]["id"]
+    assert canonical in asked, "the gap's id is the first process's that sent it"
+    for cli in (one, two):
+        for gap_id in asked:
+            gap = await (await cli.get(f"/api/v1/gaps/{gap_id}")).json()
+            assert (gap["id"], gap["count"], gap["status"]) == (canonical, 2, "open")
+            assert len({r["key_id"] for r in gap["requesters"]}) == 2, "both admins asked"
+
+    await wait_out(one)
+    await wait_out(two)
+    runs = await asyncio.gather(reconcile(one), reconcile(two))
+    assert [r["open_gaps"] for r in runs] == [0, 0]
+    await poll(lambda: len(received) >= 2, WITHIN, "the callbacks")
+    await asyncio.gather(reconcile(one), reconcile(two))  # again: nothing more to send
+    assert sorted(r["gap_id"] for r in received) == sorted(asked), "each its own id, once"
+    assert {(r["resolution"], r["status"]) for r in received} == {("missing", "not_found")}
+    for cli in (one, two):
+        [gap] = await gaps_of(cli)
+        assert (gap["id"], gap["status"], gap["count"]) == (canonical, "resolved", 2)
+        assert all(r["notified_at"] is not None for r in gap["requesters"])
+    again = [await lookup(cli, 31) for cli in (one, two)]
+    assert [a["status"] for a in again] == ["not_found", "not_found"]
+
+
+@asynccontextmanager
+async def shared_ledger(
+    tmp_path: Path, name: str, es_target: EsTarget, prefix: str
+) -> AsyncIterator[SharedGapLedger]:
+    settings = settings_of(tmp_path, name, es_target, prefix)
+    async with (
+        open_shared_file(shared_file_path(settings.data_dir)) as file,
+        open_shared_state(
+            es_target.url, index_prefix=prefix, client_factory=es_target.client_factory
+        ) as store,
+        open_gap_ledger(settings.gaps_path) as local,
+    ):
+        yield SharedGapLedger(local, store, file, max_attempts=3, claim_seconds=60)
+
+
+def miss(requester: str) -> GapRequest:
+    key = vn_key(55)
+    return GapRequest(
+        lookup_key="vn:0100109106:1:C22TAA:55",
+        scheme="vn",
+        key=key,
+        seller_tax_id=key["seller_tax_id"],
+        reason=GapReason.PRIMARY_DOWN,
+        requester=requester,
+        callback_url="https://cb.example/gaps",
+    )
+
+
+async def test_racing_reconcilers_resolve_a_gap_once_and_claim_its_callback_once(
+    tmp_path: Path, es_target: EsTarget, prefix: str
+) -> None:
+    async with (
+        shared_ledger(tmp_path, "one", es_target, prefix) as one,
+        shared_ledger(tmp_path, "two", es_target, prefix) as two,
+    ):
+        first = await one.record(miss("key_a"))
+        await two.record(miss("key_b"))
+        await asyncio.gather(one.forward(), two.forward())
+        [gap] = await two.list(status=GapStatus.OPEN)
+        assert (gap.count, {r.key_id for r in gap.requesters}) == (2, {"key_a", "key_b"})
+        resolution = Resolution(gap.id, GapOutcome.MISSING, {"status": "not_found"}, gap.lookup_key)
+        resolved = await asyncio.gather(
+            *(ledger.resolve_many([resolution]) for ledger in (one, two, one, two))
+        )
+        assert sum(resolved) == 1
+        assert await one.count(GapStatus.OPEN) == 0
+        due = await two.due_callbacks(max_attempts=3)
+        assert sorted(d.key_id for d in due) == ["key_a", "key_b"]
+        claims = await asyncio.gather(
+            *(ledger.claim_callback(gap.id, "key_a") for ledger in (one, two, one, two))
+        )
+        assert sorted(claims) == [False, False, False, True]
+        assert [d.key_id for d in await one.due_callbacks(max_attempts=3)] == ["key_b"]
+        await one.callback_sent(gap.id, "key_a")
+        assert not await two.claim_callback(gap.id, "key_a"), "sent: not again"
+        await one.forward()  # one learns the resolution: its next miss is a new gap
+        assert (await one.local.get(first.id)).status is GapStatus.RESOLVED  # type: ignore[union-attr]
+        fresh = await one.record(miss("key_a"))
+        assert fresh.id != first.id
+        await one.forward()
+        assert [g.id for g in await two.list(status=GapStatus.OPEN)] == [fresh.id]

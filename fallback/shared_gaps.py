@@ -1,0 +1,625 @@
+"""The deployment's gap ledger (docs/deployment.md#many-processes): `SharedGapLedger`, what
+the lookups, `GET /gaps`, the missing-invoice report and the reconciler use when
+`INVOICE_ES_URL` is set.
+
+**Local first.** A gap is recorded exactly when the primary may be down, so `record` writes
+the process's own `gaps.sqlite3` (`fallback.gaps.SqliteGapLedger`, durable before the
+answer, as on the embedded default) and the answer carries that gap's id. `forward` (every
+second, and before each read) sends each local gap whose count grew to the shared ledger,
+`<prefix>-gaps` on Elasticsearch, as its absolute state (count, times, requesters): sending
+it twice changes nothing. What the cluster confirmed is marked in `shared.sqlite3`.
+
+**One open gap per lookup key, across processes.** The open gap of a key is the document
+`open-<sha256 of the key>`: an id has one document, so two processes asking about the same
+key meet in it. The first process to send creates it (`op_type=create`) and its local gap
+id becomes the gap's id; the others add theirs as sources (`sources`: each local gap's
+state, by its id; `ids`: all of them, so any of them finds the gap). Count, first and last
+seen and the requesters are merged from the sources; every write is a read-modify-write
+with `if_seq_no`/`if_primary_term`, read again on a conflict, so no process's asks are lost.
+A requester's callback carries the gap id it was answered with.
+
+**Resolved once.** The reconciler of every process re-checks the open gaps and resolves
+them through `resolve_many`: resolving moves the open document to one with the gap's own id
+(`op_type=create`: the first reconciler to create it resolves the gap, the others find it
+there and leave its answer), then deletes the open document as read (`if_seq_no`); asks
+that arrived meanwhile are carried into the resolved gap first, and the next miss of the
+key opens a new gap. A process learns the resolution of the gaps it sent (a realtime mget
+by id) and resolves its local copies, so its own next miss opens a new gap too.
+
+**Callbacks delivered once.** A due callback is claimed before it is sent: a lease
+(`claimed_by`, `claimed_until`) written over the requester as read (`if_seq_no`), so one
+process sends it; sent or failed, the lease is cleared with the outcome. A process that
+dies between its claim and the outcome leaves the lease to expire (`claim_seconds`), and
+another process sends it: at least once, once unless a process dies mid-send.
+
+**The cluster down.** Reads fall back to the local ledger (this process's gaps, as on the
+embedded default) for `DOWN_S` after a failure; records never needed the cluster; what
+waits is sent when it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from fallback.breaker import Clock, utc_now
+from fallback.gaps import (
+    DueCallback,
+    Gap,
+    GapOutcome,
+    GapReason,
+    GapRequest,
+    GapStatus,
+    Requester,
+    Resolution,
+    SqliteGapLedger,
+    Visibility,
+)
+from fallback.outages import SHARED_IDS_FROM
+from fallback.shared_file import SharedFile
+from indexer.store.es_bulk import BulkWriteError
+from indexer.store.es_state import SharedStateStore, Versioned
+from indexer.store.protocol import StoreUnavailableError
+
+log = logging.getLogger("fallback.shared_gaps")
+
+#: After a failure, reads go to the local ledger for this long before trying the cluster.
+DOWN_S = 5.0
+#: What a read waits for its own forward (of what this process recorded last) and for the
+#: cluster's answer, at the most, before it answers from the local ledger.
+FORWARD_ON_READ_S = 1.0
+READ_TIMEOUT_S = 3.0
+#: How long a claimed callback is another process's to send (it sends within
+#: `CallbackPolicy.timeout`); then anyone may.
+CLAIM_S = 60.0
+_KIND = "gap"
+_ERRORS = (StoreUnavailableError, TimeoutError, BulkWriteError)
+#: A requester's delivery state, kept across merges (the sources know only the asks).
+_DELIVERY = {
+    "notified_at": None,
+    "notify_attempts": 0,
+    "next_notify_at": None,
+    "notify_error": None,
+    "claimed_by": None,
+    "claimed_until": None,
+}
+T = TypeVar("T")
+
+
+def open_doc_id(lookup_key: str) -> str:
+    """The one document a lookup key's open gap can be (an id fits any key's length)."""
+    return "open-" + hashlib.sha256(lookup_key.encode()).hexdigest()
+
+
+def source_state(gap: Gap) -> dict[str, Any]:
+    """A local gap's asks, absolute: sending it again changes nothing."""
+    return {
+        "count": gap.count,
+        "first_seen": gap.first_seen,
+        "last_seen": gap.last_seen,
+        "issued_on": gap.issued_on.isoformat() if gap.issued_on else None,
+        "requesters": {
+            r.key_id: {
+                "callback_url": r.callback_url,
+                "first_seen": r.first_seen,
+                "last_seen": r.last_seen,
+                "count": r.count,
+            }
+            for r in gap.requesters
+        },
+    }
+
+
+def new_doc(gap: Gap) -> dict[str, Any]:
+    """The open gap a local gap creates: its id and what it was asked as are the gap's."""
+    shared_window = gap.outage_id if (gap.outage_id or 0) >= SHARED_IDS_FROM else None
+    return {
+        "id": gap.id,
+        "lookup_key": gap.lookup_key,
+        "scheme": gap.scheme,
+        "key": gap.key,
+        "seller_tax_id": gap.seller_tax_id,
+        "reason": str(gap.reason),
+        "outage_id": shared_window,
+        "status": str(GapStatus.OPEN),
+        "resolved_at": None,
+        "resolution": None,
+        "answer": None,
+        "requesters": [],
+        "sources": {gap.id: source_state(gap)},
+    }
+
+
+def _merged_requesters(
+    sources: Mapping[str, Any], before: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per requester: asks summed, first and last seen, the callback URL of its latest ask
+    that left one, the gap id it was first answered with; its delivery state as it was."""
+    delivery = {r["key_id"]: {k: r.get(k, v) for k, v in _DELIVERY.items()} for r in before}
+    merged: dict[str, dict[str, Any]] = {}
+    url_at: dict[str, float] = {}
+    for gap_id, src in sorted(sources.items(), key=lambda kv: kv[1]["first_seen"]):
+        for key_id, asked in src["requesters"].items():
+            entry = merged.get(key_id)
+            if entry is None:
+                entry = merged[key_id] = {
+                    "key_id": key_id,
+                    "gap_id": gap_id,
+                    "callback_url": None,
+                    "first_seen": asked["first_seen"],
+                    "last_seen": asked["last_seen"],
+                    "count": 0,
+                    **delivery.get(key_id, _DELIVERY),
+                }
+            entry["count"] += asked["count"]
+            entry["first_seen"] = min(entry["first_seen"], asked["first_seen"])
+            entry["last_seen"] = max(entry["last_seen"], asked["last_seen"])
+            if asked["callback_url"] and asked["last_seen"] >= url_at.get(key_id, 0.0):
+                entry["callback_url"], url_at[key_id] = asked["callback_url"], asked["last_seen"]
+    return sorted(merged.values(), key=lambda r: (r["first_seen"], r["key_id"]))
+
+
+def _due(requester: Mapping[str, Any], resolved_at: float, max_attempts: int) -> float | None:
+    """When the requester's callback is next due (None: nothing to send)."""
+    if (
+        not requester["callback_url"]
+        or requester["notified_at"] is not None
+        or requester["notify_attempts"] >= max_attempts
+    ):
+        return None
+    return max(requester["next_notify_at"] or resolved_at, requester["claimed_until"] or 0.0)
+
+
+def settled(doc: dict[str, Any], max_attempts: int, now: float) -> dict[str, Any]:
+    """`doc` with what its sources and requesters make of it: totals, ids, due time."""
+    sources = doc["sources"]
+    ordered = sorted(sources.values(), key=lambda s: s["first_seen"])
+    requesters = _merged_requesters(sources, doc["requesters"])
+    dues = (
+        []
+        if doc["resolved_at"] is None
+        else [
+            t
+            for t in (_due(r, doc["resolved_at"], max_attempts) for r in requesters)
+            if t is not None
+        ]
+    )
+    return {
+        **doc,
+        "ids": sorted(sources),
+        "count": sum(s["count"] for s in ordered),
+        "first_seen": ordered[0]["first_seen"],
+        "last_seen": max(s["last_seen"] for s in ordered),
+        "issued_on": next((s["issued_on"] for s in ordered if s["issued_on"]), None),
+        "requesters": requesters,
+        "requester_ids": [r["key_id"] for r in requesters],
+        "due_at": min(dues, default=None),
+        "updated_ts": now,
+    }
+
+
+def gap_of(doc: Mapping[str, Any]) -> Gap:
+    return Gap(
+        doc["id"],
+        doc["lookup_key"],
+        doc["scheme"],
+        doc["key"],
+        doc["seller_tax_id"],
+        date.fromisoformat(doc["issued_on"]) if doc["issued_on"] else None,
+        GapReason(doc["reason"]),
+        doc["outage_id"],
+        GapStatus(doc["status"]),
+        doc["first_seen"],
+        doc["last_seen"],
+        doc["count"],
+        doc["resolved_at"],
+        doc["resolution"],
+        tuple(
+            Requester(
+                r["key_id"],
+                r["callback_url"],
+                r["first_seen"],
+                r["last_seen"],
+                r["count"],
+                r["notified_at"],
+            )
+            for r in doc["requesters"]
+        ),
+        doc["answer"],
+    )
+
+
+def _query(
+    *,
+    status: GapStatus | None = None,
+    reason: GapReason | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+    visible_to: Visibility | None = None,
+) -> dict[str, Any]:
+    """`SqliteGapLedger.list`'s filters, as a query of the shared ledger."""
+    filters: list[dict[str, Any]] = []
+    for name, value in (("status", status), ("reason", reason)):
+        if value is not None:
+            filters.append({"term": {name: str(value)}})
+    if since is not None:
+        filters.append({"range": {"last_seen": {"gte": since.timestamp()}}})
+    if after:
+        filters.append({"range": {"id": {"gt": after}}})
+    if visible_to is not None:
+        filters.append(
+            {
+                "bool": {
+                    "minimum_should_match": 1,
+                    "should": [
+                        {"terms": {"seller_tax_id": sorted(visible_to.tax_ids)}},
+                        {"term": {"requester_ids": visible_to.key_id}},
+                    ],
+                }
+            }
+        )
+    return {"bool": {"filter": filters}}
+
+
+class SharedGapLedger:
+    def __init__(
+        self,
+        local: SqliteGapLedger,
+        store: SharedStateStore,
+        file: SharedFile,
+        *,
+        max_attempts: int,
+        claim_seconds: float,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.local = local
+        self._store = store
+        self._alias = store.layout.gaps
+        self._file = file
+        self._max_attempts = max_attempts
+        self._claim_seconds = claim_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._marks: dict[str, dict[str, Any]] | None = None
+        self._down_until = float("-inf")
+        self._forwarding = asyncio.Lock()
+        #: Set once the local ledger closes: nothing more is sent from it.
+        self.closed = False
+
+    def _now(self) -> float:
+        return self._clock().timestamp()
+
+    # ---- the GapLedger of the lookups, GET /gaps and the reports --------------------------
+
+    async def record(self, request: GapRequest) -> Gap:
+        return await self.local.record(request)
+
+    async def _shared(
+        self, read: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`read` on the deployment's ledger after sending what waits here; `local` while
+        the cluster is down (and for `DOWN_S` after it failed)."""
+        if self._monotonic() >= self._down_until:
+            try:
+                if not self._forwarding.locked():  # else the loop is sending already
+                    with contextlib.suppress(TimeoutError):  # a backlog: the loop goes on
+                        async with asyncio.timeout(FORWARD_ON_READ_S):
+                            await self.forward()
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    return await read()
+            except _ERRORS as exc:
+                self._down_until = self._monotonic() + DOWN_S
+                log.warning(
+                    "the shared gap ledger did not answer; reading the local one",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
+        return await local()
+
+    async def get(self, gap_id: str) -> Gap | None:
+        async def read() -> Gap | None:
+            resolved = await self._store.mget(self._alias, [gap_id])
+            if gap_id in resolved:
+                return gap_of(resolved[gap_id].source)
+            hits, _ = await self._store.search(
+                self._alias, {"term": {"ids": gap_id}}, [{"id": "asc"}], size=2
+            )
+            found = [gap_of(hit.source) for hit in hits]
+            return min(found, key=lambda g: g.status is GapStatus.OPEN, default=None)
+
+        return await self._shared(read, lambda: self.local.get(gap_id))
+
+    async def list(
+        self,
+        *,
+        status: GapStatus | None = None,
+        reason: GapReason | None = None,
+        since: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        visible_to: Visibility | None = None,
+    ) -> builtins.list[Gap]:
+        """Oldest first by id, as the local ledger lists."""
+
+        async def read() -> builtins.list[Gap]:
+            hits, _ = await self._store.search(
+                self._alias,
+                _query(
+                    status=status, reason=reason, since=since, after=after, visible_to=visible_to
+                ),
+                [{"id": "asc"}],
+                size=limit,
+            )
+            # A gap being resolved is there twice for a moment (open and resolved): once.
+            by_id: dict[str, Gap] = {}
+            for gap in map(gap_of, (hit.source for hit in hits)):
+                if gap.id not in by_id or gap.status is GapStatus.RESOLVED:
+                    by_id[gap.id] = gap
+            return builtins.list(by_id.values())
+
+        return await self._shared(
+            read,
+            lambda: self.local.list(
+                status=status,
+                reason=reason,
+                since=since,
+                after=after,
+                limit=limit,
+                visible_to=visible_to,
+            ),
+        )
+
+    async def count(self, status: GapStatus) -> int:
+        return await self._shared(
+            lambda: self._store.count(self._alias, {"term": {"status": str(status)}}),
+            lambda: self.local.count(status),
+        )
+
+    async def resolve(self, gap_id: str, resolution: str) -> Gap | None:
+        gap = await self.get(gap_id)
+        if gap is not None:
+            await self.resolve_many(
+                [Resolution(gap.id, GapOutcome(resolution), {}, gap.lookup_key)]
+            )
+        return await self.get(gap_id)
+
+    # ---- forwarding ---------------------------------------------------------------------
+
+    async def _local_open(self) -> AsyncIterator[Gap]:
+        after: str | None = None
+        while page := await self.local.list(status=GapStatus.OPEN, after=after, limit=1000):
+            for gap in page:
+                yield gap
+            after = page[-1].id
+
+    async def forward(self) -> int:
+        """Send the local gaps whose asks grew; resolve locally those resolved in the
+        deployment since. How many were sent."""
+        async with self._forwarding:
+            if self.closed:
+                return 0
+            if self._marks is None:
+                self._marks = {k: json.loads(v) for k, v in (await self._file.marks(_KIND)).items()}
+            marks = self._marks
+            sent: dict[str, dict[str, Any]] = {}
+            waiting: builtins.list[tuple[Gap, dict[str, Any]]] = []
+            try:
+                async for gap in self._local_open():
+                    mark = marks.get(gap.id)
+                    if mark is None or mark["count"] < gap.count:
+                        sent[gap.id] = await self._forward_one(gap, mark)
+                    else:
+                        waiting.append((gap, mark))
+            finally:
+                await self._file.set_marks(_KIND, {k: json.dumps(v) for k, v in sent.items()})
+                marks.update(sent)
+            if sent:
+                await self._store.refresh(self._alias)
+            await self._learn_resolved(waiting)
+            return len(sent)
+
+    async def _forward_one(self, gap: Gap, mark: dict[str, Any] | None) -> dict[str, Any]:
+        state = source_state(gap)
+        if mark is not None:  # sent before: its gap may have been resolved since
+            resolved = await self._store.get(self._alias, mark["into"])
+            if resolved is not None:
+                await self._fold(resolved, {gap.id: state})
+                return {"count": gap.count, "into": mark["into"]}
+        open_id = open_doc_id(gap.lookup_key)
+        while True:
+            doc = await self._store.get(self._alias, open_id)
+            if doc is None:
+                fresh = settled(new_doc(gap), self._max_attempts, self._now())
+                if await self._store.create(self._alias, open_id, fresh):
+                    return {"count": gap.count, "into": gap.id}
+                continue
+            into = doc.source["id"]
+            if await self._store.replace_if(
+                self._alias,
+                doc,
+                settled(
+                    {**doc.source, "sources": {**doc.source["sources"], gap.id: state}},
+                    self._max_attempts,
+                    self._now(),
+                ),
+            ):
+                return {"count": gap.count, "into": into}
+
+    async def _fold(self, doc: Versioned, sources: Mapping[str, Any]) -> None:
+        """Add `sources` to the gap `doc` was read as, reading it again until it holds."""
+        while True:
+            merged = settled(
+                {**doc.source, "sources": {**doc.source["sources"], **sources}},
+                self._max_attempts,
+                self._now(),
+            )
+            if await self._store.replace_if(self._alias, doc, merged):
+                return
+            again = await self._store.get(self._alias, doc.id)
+            if again is None:
+                return
+            doc = again
+
+    async def _learn_resolved(self, sent: builtins.list[tuple[Gap, dict[str, Any]]]) -> None:
+        if not sent:
+            return
+        resolved = await self._store.mget(self._alias, {mark["into"] for _, mark in sent})
+        outcomes = [
+            Resolution(gap.id, GapOutcome(doc.source["resolution"]), doc.source["answer"] or {})
+            for gap, mark in sent
+            if (doc := resolved.get(mark["into"])) is not None
+        ]
+        await self.local.resolve_many(outcomes)
+
+    # ---- the reconciler -----------------------------------------------------------------
+
+    async def resolve_many(self, resolutions: Collection[Resolution]) -> int:
+        """Resolve each open gap once in the deployment; how many this call resolved."""
+        done = 0
+        for resolution in resolutions:
+            done += await self._resolve_one(resolution)
+        if resolutions:
+            await self._store.refresh(self._alias)
+        return done
+
+    async def _resolve_one(self, r: Resolution) -> bool:
+        open_doc = await self._store.get(self._alias, open_doc_id(r.lookup_key))
+        if open_doc is None or open_doc.source["id"] != r.gap_id:
+            return False  # resolved already (a new gap of the key may be open)
+        now = self._now()
+        resolved = settled(
+            {
+                **open_doc.source,
+                "status": str(GapStatus.RESOLVED),
+                "resolved_at": now,
+                "resolution": str(r.outcome),
+                "answer": r.answer,
+            },
+            self._max_attempts,
+            now,
+        )
+        mine = await self._store.create(self._alias, r.gap_id, resolved)
+        await self._finish_move(open_doc, r.gap_id)
+        return mine
+
+    async def _finish_move(self, open_doc: Versioned, gap_id: str) -> None:
+        """Delete the open gap as read; asks added to it meanwhile go to the resolved gap."""
+        while not await self._store.delete_if(self._alias, open_doc):
+            again = await self._store.get(self._alias, open_doc.id)
+            if again is None or again.source["id"] != gap_id:
+                return
+            resolved = await self._store.get(self._alias, gap_id)
+            if resolved is not None:
+                await self._fold(resolved, again.source["sources"])
+            open_doc = again
+
+    async def due_callbacks(
+        self, *, max_attempts: int, limit: int = 100
+    ) -> builtins.list[DueCallback]:
+        now = self._now()
+
+        async def read() -> builtins.list[DueCallback]:
+            hits, _ = await self._store.search(
+                self._alias,
+                {
+                    "bool": {
+                        "filter": [
+                            {"term": {"status": str(GapStatus.RESOLVED)}},
+                            {"range": {"due_at": {"lte": now}}},
+                        ]
+                    }
+                },
+                [{"due_at": "asc"}, {"id": "asc"}],
+                size=limit,
+            )
+            due: builtins.list[DueCallback] = []
+            for doc in (hit.source for hit in hits):
+                gap = gap_of(doc)
+                due += [
+                    DueCallback(
+                        gap, r["key_id"], r["callback_url"], r["notify_attempts"], r["gap_id"]
+                    )
+                    for r in doc["requesters"]
+                    if (at := _due(r, doc["resolved_at"], max_attempts)) is not None and at <= now
+                ]
+            return due[:limit]
+
+        async def nothing() -> builtins.list[DueCallback]:
+            return []  # the cluster down: callbacks wait for it
+
+        return await self._shared(read, nothing)
+
+    async def _update_requester(
+        self,
+        gap_id: str,
+        key_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> bool:
+        """Apply `change` to the requester of the resolved gap as read, again on a conflict;
+        False when `change` declines (None) or the gap or requester is not there."""
+        while True:
+            doc = await self._store.get(self._alias, gap_id)
+            if doc is None:
+                return False
+            requesters = doc.source["requesters"]
+            found = [r for r in requesters if r["key_id"] == key_id]
+            changed = change(dict(found[0])) if found else None
+            if changed is None:
+                return False
+            source = {
+                **doc.source,
+                "requesters": [changed if r["key_id"] == key_id else r for r in requesters],
+            }
+            if await self._store.replace_if(
+                self._alias, doc, settled(source, self._max_attempts, self._now())
+            ):
+                return True
+
+    async def claim_callback(self, gap_id: str, key_id: str) -> bool:
+        now, node = self._now(), self._file.node
+
+        def claim(r: dict[str, Any]) -> dict[str, Any] | None:
+            if r["notified_at"] is not None or (r["claimed_until"] or 0.0) > now:
+                return None  # sent, or being sent by someone else
+            return {**r, "claimed_by": node, "claimed_until": now + self._claim_seconds}
+
+        return await self._update_requester(gap_id, key_id, claim)
+
+    async def callback_sent(self, gap_id: str, key_id: str) -> None:
+        now = self._now()
+        await self._update_requester(
+            gap_id,
+            key_id,
+            lambda r: {
+                **r,
+                "notified_at": now,
+                "notify_attempts": r["notify_attempts"] + 1,
+                "notify_error": None,
+                "claimed_by": None,
+                "claimed_until": None,
+            },
+        )
+
+    async def callback_failed(
+        self, gap_id: str, key_id: str, error: str, next_attempt: datetime
+    ) -> None:
+        await self._update_requester(
+            gap_id,
+            key_id,
+            lambda r: {
+                **r,
+                "notify_attempts": r["notify_attempts"] + 1,
+                "notify_error": error[:500],
+                "next_notify_at": next_attempt.timestamp(),
+                "claimed_by": None,
+                "claimed_until": None,
+            },
+        )
