@@ -258,6 +258,10 @@ class Settings:
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
     #: The pages for people (verify/web, docs/pages.md).
     web: WebSettings = field(default_factory=WebSettings)
+    #: This process's intake journal in the data directory: `journal.sqlite3` for one
+    #: process; `serve` claims `journal-<n>.sqlite3` for another process or worker sharing
+    #: the directory (verify/cli/workers.py, docs/deployment.md#several-workers-on-one-host).
+    journal_file: str = "journal.sqlite3"
 
     @property
     def originals_path(self) -> Path:
@@ -281,7 +285,7 @@ class Settings:
 
     @property
     def journal_path(self) -> Path:
-        return self.data_dir / "journal.sqlite3"
+        return self.data_dir / self.journal_file
 
     @property
     def outages_path(self) -> Path:
