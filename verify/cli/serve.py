@@ -17,6 +17,7 @@ from indexer.registry import parse_registry_json
 from verify.app import create_app
 from verify.cli.common import DataDir, err, load_settings, open_intake, out, progress_bar
 from verify.cli.heap import freeze_startup_heap
+from verify.cli.workers import serve_workers, with_own_journal
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.http.logs import AccessLogger, configure_logging
 from verify.settings import Settings, SettingsError
@@ -125,9 +126,19 @@ def serve(
             help="no API keys (loopback only) [env INVOICE_INSECURE_LOCAL]",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="processes sharing the port (SO_REUSEPORT), each with its own intake journal",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP service (embedded SQLite default unless INVOICE_ES_URL is set)."""
     settings = load_settings(host=host, port=port, data_dir=data_dir, insecure_local=insecure_local)
+    # With --workers too: bound without SO_REUSEPORT, so another service's workers on the
+    # port (which hold it with SO_REUSEPORT) make this bind fail, as any listener does.
     sockets = listen(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_format)
     if with_demo:
@@ -135,7 +146,11 @@ def serve(
         asyncio.run(_load_demo(settings, plan))
         _print_examples(settings, plan)
     try:
-        application = create_app(settings)
+        if workers > 1:
+            settings.load_trust_anchors()  # a bad setting stops here, not in every worker
+        else:
+            settings, _journal = with_own_journal(settings)
+            application = create_app(settings)
     except SettingsError as exc:
         err.print(f"[red]configuration error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -150,6 +165,15 @@ def serve(
             f"{settings.admin_key_path} (created on the first start); manage keys with "
             "`invoice-verify keys`."
         )
+    if workers > 1:  # the port is free: each worker binds it with SO_REUSEPORT
+        for sock in sockets:
+            sock.close()
+        err.print(
+            f"{workers} workers on {settings.host}:{settings.port} (SO_REUSEPORT), each "
+            "with its own intake journal (docs/deployment.md#several-workers-on-one-host)",
+            highlight=False,
+        )
+        raise typer.Exit(serve_workers(settings, workers))
     application.on_startup.append(_freeze_heap)  # after every cleanup_ctx has opened
     web.run_app(
         application,
