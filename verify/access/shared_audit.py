@@ -16,6 +16,8 @@ its next shipment and a refresh. Old entries are purged there as here
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +29,8 @@ from verify.access.audit import AuditEntry
 
 #: Entries per shipment (one bulk request).
 BATCH = 2000
+#: What a read of the trail waits for this process's own entries to be shipped.
+SHIP_ON_READ_S = 1.0
 _SENT = "audit.sent"
 
 
@@ -87,9 +91,13 @@ class AuditShipper:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
-        """The deployment's trail, newest first (`AuditTrail.query`'s filters)."""
-        if await self.ship():
-            await self._store.refresh(self._alias)
+        """The deployment's trail, newest first (`AuditTrail.query`'s filters), with what
+        this process recorded shipped first (for `SHIP_ON_READ_S` at the most: a backlog
+        goes on in the background loop)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHIP_ON_READ_S):
+                if await self.ship():
+                    await self._store.refresh(self._alias)
         filters: list[dict[str, Any]] = [
             {"term": {name: value}}
             for name, value in (("key_id", key_id), ("action", action), ("target", target))

@@ -1,0 +1,260 @@
+"""Chaos: two service processes behave as one service (issue 18 item 1,
+docs/deployment.md#many-processes).
+
+Two real service processes (`tests.chaos.service`: the app `invoice-verify serve` runs, with
+the Elasticsearch clients osmem-server needs), each with its own data directory, on one
+osmem-server (the primary, private to this test) and the session's redis-server on
+127.0.0.1:6379 (a namespace of this test's own, deleted after). Keys are on: every request
+carries a key, as in production.
+
+Shown, each on the real processes: the bootstrap admin key of A is the deployment's (B makes
+none of its own); a key made on A works on B, and its revocation on B stops it on A; a
+maintenance window declared on A puts B in maintenance; a miss asked on A and on B is one
+gap with count 2 seen from either; a package B queued in its journal during the window is
+in the primary after B is killed and started again (its journal stays its own, and a
+process that starts drains it); once the window ends, the gap is resolved once and its
+callback reaches a real local HTTP receiver once, however many reconcile runs follow; B's
+lookups are in the audit trail read on A, and so are the ones B recorded while
+osmem-server was stopped (SIGSTOP), once it is continued. Every wait is a poll with a
+deadline, never a timed assertion.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from osmem_server import OsmemServer
+from redis.asyncio import Redis
+
+from tests.chaos.conftest import FAST_FALLBACK, service_env
+from tests.chaos.load import Api, doc_id, make_package
+from tests.chaos.polling import poll
+from tests.chaos.procs import Process, ServiceProcess, free_port, freeze, runner_service, thaw
+from tests.conftest import bearer
+from tests.factories import vn_key
+
+pytestmark = pytest.mark.chaos
+
+REDIS = "redis://127.0.0.1:6379/0"
+API = "/api/v1"
+WITHIN = 45.0
+UNKNOWN, SEEN_ON_B, WHILE_STOPPED, QUEUED = 880_001, 880_002, 880_003, 880_100
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    """Redis keys of this test's own on the shared redis-server, deleted after."""
+    name = f"chaos2:{uuid.uuid4().hex[:12]}"
+    yield name
+    client = Redis.from_url(REDIS)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{name}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on 127.0.0.1 that takes gap callbacks and keeps each."""
+    received: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/gaps", take)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}/gaps", received
+    finally:
+        await server.close()
+
+
+def service(name: str, tmp_path: Path, osmem: OsmemServer, namespace: str) -> ServiceProcess:
+    env = service_env(
+        tmp_path / f"data-{name}",
+        INVOICE_INSECURE_LOCAL="0",
+        INVOICE_ES_URL=osmem.url,
+        INVOICE_REDIS_URL=REDIS,
+        INVOICE_REDIS_NAMESPACE=namespace,
+        INVOICE_RECONCILE_INTERVAL_SECONDS="1",
+        INVOICE_CALLBACK_ALLOW_PRIVATE="1",
+        **FAST_FALLBACK,
+    )
+    return runner_service(tmp_path / f"service-{name}.log", env, free_port())
+
+
+async def status(http: aiohttp.ClientSession, url: str, token: str) -> int:
+    async with http.get(f"{url}{API}/gaps", headers=bearer(token)) as resp:
+        return resp.status
+
+
+async def lookup(api: Api, number: int, **extra: str) -> dict[str, Any]:
+    params = {**{k: str(v) for k, v in vn_key(number).items()}, **extra}
+    async with api.http.get(f"{api.base}{API}/invoices/lookup", params=params) as resp:
+        body: dict[str, Any] = await resp.json()
+        assert resp.status == 200, body
+        return body
+
+
+async def trail(api: Api, number: int) -> dict[str, Any]:
+    return await api.get_json(f"{API}/admin/audit", action="verify", target=doc_id(number))
+
+
+async def _ended(api: Api) -> bool:
+    return (await api.metrics()).get("invoice_maintenance_active") == 0
+
+
+async def in_trail(api: Api, number: int) -> bool:
+    body = await trail(api, number)
+    return "trail" not in body and bool(body["entries"])
+
+
+async def test_two_processes_share_keys_windows_gaps_and_the_audit_trail(
+    osmem: OsmemServer,
+    namespace: str,
+    receiver: tuple[str, list[dict[str, Any]]],
+    processes: list[Process],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    callback_url, received = receiver
+    a = service("a", tmp_path, osmem, namespace)
+    processes.append(a)
+    a.start()
+    await a.ready(http)
+    admin = (tmp_path / "data-a" / "admin.key").read_text().strip()
+    session = aiohttp.ClientSession(headers=bearer(admin), timeout=http.timeout)
+    try:
+        api_a = Api(session, a.url)
+        # listing the keys on A sends its bootstrap admin key to the cluster first
+        assert (await api_a.get_json(f"{API}/admin/keys"))["keys"]
+        b = service("b", tmp_path, osmem, namespace)
+        processes.append(b)
+        b.start()
+        await b.ready(http)
+        api_b = Api(session, b.url)
+        assert not (tmp_path / "data-b" / "admin.key").exists(), "B made no admin of its own"
+
+        # a key made on A works on B; revoked on B, it stops working on A
+        async with session.post(
+            f"{a.url}{API}/admin/keys", json={"role": "verify", "name": "scanner"}
+        ) as resp:
+            made = await resp.json()
+            assert resp.status == 201, made
+        token, key_id = made["token"], made["key"]["key_id"]
+
+        async def works_on(url: str, wanted: int) -> bool:
+            return await status(http, url, token) == wanted
+
+        await poll(lambda: works_on(b.url, 200), WITHIN, "A's new key to work on B", detail=b.tail)
+        async with session.delete(f"{b.url}{API}/admin/keys/{key_id}") as resp:
+            assert resp.status == 200, await resp.text()
+        await poll(
+            lambda: works_on(a.url, 401), WITHIN, "B's revocation to hold on A", detail=a.tail
+        )
+
+        # B's lookups are in the audit trail read on A
+        assert (await lookup(api_b, SEEN_ON_B))["status"] == "not_found"
+        await poll(lambda: in_trail(api_a, SEEN_ON_B), WITHIN, "B's lookup in A's trail")
+
+        # a window declared on A puts B in maintenance
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        window = await api_a.declare_maintenance(start, start + timedelta(seconds=12))
+
+        async def in_maintenance() -> bool:
+            return (await api_b.metrics()).get("invoice_maintenance_active") == 1
+
+        await poll(in_maintenance, WITHIN, "B to be in A's maintenance window", detail=b.tail)
+
+        # a miss asked on A and on B is one gap, count 2, seen from either
+        answers = [await lookup(api, UNKNOWN, callback_url=callback_url) for api in (api_a, api_b)]
+        assert [x["status"] for x in answers] == ["unconfirmed", "unconfirmed"]
+        asked = {x["gap_id"] for x in answers}
+
+        async def one_gap_asked_twice(api: Api) -> bool:
+            gaps = (await api.get_json(f"{API}/gaps"))["gaps"]
+            return [(g["count"], g["status"]) for g in gaps] == [(2, "open")]
+
+        for api in (api_a, api_b):
+            await poll(lambda api=api: one_gap_asked_twice(api), WITHIN, "one gap, count 2")
+        [gap] = (await api_b.get_json(f"{API}/gaps"))["gaps"]
+        assert gap["id"] in asked
+        for api in (api_a, api_b):
+            for gap_id in asked:
+                seen = await api.gap(gap_id)
+                assert (seen["id"], seen["count"], seen["outage_id"]) == (
+                    gap["id"],
+                    2,
+                    window["id"],
+                )
+
+        # intake queued in B's journal during the window; B is killed, and started again
+        # after it: it drains its own journal with nobody asking
+        code, notice, _ = await api_b.post(make_package(QUEUED, 2, "TWO"))
+        assert (code, notice["result"]) == (202, "queued"), notice
+        b.kill()
+        b.move_to(free_port())
+        await poll(lambda: _ended(api_a), WITHIN, "the maintenance window to end")
+        b.start()
+        await b.ready(http)
+        api_b = Api(session, b.url)
+
+        async def applied_from_b_journal() -> bool:
+            answer = await lookup(api_a, QUEUED + 1)
+            return (answer["status"], answer["source"]) == ("valid", "primary")
+
+        await poll(
+            applied_from_b_journal, WITHIN, "B's journal to be drained at its start", detail=b.tail
+        )
+        assert (await api_b.reconcile_status())["journal"]["pending"] == 0
+
+        # the window is over: the gap is resolved once, its callback delivered once
+        async def resolved(api: Api) -> bool:
+            return (await api.gap(gap["id"]))["status"] == "resolved"
+
+        for api in (api_a, api_b):
+            await poll(
+                lambda api=api: resolved(api),
+                WITHIN,
+                "the gap to be resolved",
+                detail=lambda: a.tail() + "\n" + b.tail(),
+            )
+        await poll(lambda: bool(received), WITHIN, "the gap's callback")
+        for api in (api_a, api_b):
+            await api.reconcile()  # more runs on both: nothing is resolved or sent again
+        [callback] = received
+        assert (callback["gap_id"] in asked, callback["resolution"]) == (True, "missing")
+        final = [await api.gap(gap["id"]) for api in (api_a, api_b)]
+        assert final[0] == final[1]
+        assert (final[0]["count"], final[0]["resolution"]) == (2, "missing")
+        assert [r["notified_at"] is not None for r in final[0]["requesters"]] == [True]
+
+        # audit entries written while osmem-server is stopped reach the trail after
+        osmem_pid = osmem.pid
+        freeze(osmem_pid)
+        try:
+            answer = await lookup(api_b, WHILE_STOPPED)
+            assert answer["status"] == "unconfirmed"
+            assert (await trail(api_a, WHILE_STOPPED)).get("trail") == "local"
+        finally:
+            thaw(osmem_pid)
+        await poll(
+            lambda: in_trail(api_a, WHILE_STOPPED),
+            WITHIN,
+            "the lookup B recorded while the primary was stopped, in A's trail",
+        )
+    finally:
+        await session.close()
