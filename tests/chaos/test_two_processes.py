@@ -21,18 +21,13 @@ deadline, never a timed assertion.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from osmem_server import OsmemServer
-from redis.asyncio import Redis
 
 from tests.chaos.conftest import FAST_FALLBACK, service_env
 from tests.chaos.load import Api, doc_id, make_package
@@ -40,55 +35,26 @@ from tests.chaos.polling import poll
 from tests.chaos.procs import Process, ServiceProcess, free_port, freeze, runner_service, thaw
 from tests.conftest import bearer
 from tests.factories import vn_key
+from tests.verify.test_distributed import (
+    REDIS,
+    namespace,  # noqa: F401 (a namespace of the test's own)
+)
+from tests.verify.test_intake_journal import callbacks  # noqa: F401 (the callback receiver)
 
 pytestmark = pytest.mark.chaos
 
-REDIS = "redis://127.0.0.1:6379/0"
 API = "/api/v1"
 WITHIN = 45.0
 UNKNOWN, SEEN_ON_B, WHILE_STOPPED, QUEUED = 880_001, 880_002, 880_003, 880_100
 
 
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    """Redis keys of this test's own on the shared redis-server, deleted after."""
-    name = f"chaos2:{uuid.uuid4().hex[:12]}"
-    yield name
-    client = Redis.from_url(REDIS)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{name}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP server on 127.0.0.1 that takes gap callbacks and keeps each."""
-    received: list[dict[str, Any]] = []
-
-    async def take(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/gaps", take)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield f"http://127.0.0.1:{server.port}/gaps", received
-    finally:
-        await server.close()
-
-
-def service(name: str, tmp_path: Path, osmem: OsmemServer, namespace: str) -> ServiceProcess:
+def service(name: str, tmp_path: Path, osmem: OsmemServer, redis_prefix: str) -> ServiceProcess:
     env = service_env(
         tmp_path / f"data-{name}",
         INVOICE_INSECURE_LOCAL="0",
         INVOICE_ES_URL=osmem.url,
         INVOICE_REDIS_URL=REDIS,
-        INVOICE_REDIS_NAMESPACE=namespace,
+        INVOICE_REDIS_NAMESPACE=redis_prefix,
         INVOICE_RECONCILE_INTERVAL_SECONDS="1",
         INVOICE_CALLBACK_ALLOW_PRIVATE="1",
         **FAST_FALLBACK,
@@ -124,13 +90,14 @@ async def in_trail(api: Api, number: int) -> bool:
 
 async def test_two_processes_share_keys_windows_gaps_and_the_audit_trail(
     osmem: OsmemServer,
-    namespace: str,
-    receiver: tuple[str, list[dict[str, Any]]],
+    namespace: str,  # noqa: F811 (the fixture)
+    callbacks: tuple[str, list[dict[str, Any]]],  # noqa: F811 (the fixture)
     processes: list[Process],
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    callback_url, received = receiver
+    base, received = callbacks
+    callback_url = f"{base}/ok"
     a = service("a", tmp_path, osmem, namespace)
     processes.append(a)
     a.start()
