@@ -285,16 +285,38 @@ class Server:
             proc.wait(timeout=5)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far (all its threads)."""
+        """User + system CPU so far of the server process and every process under it (all
+        their threads): `serve --workers N`'s workers count too."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return tree_cpu_seconds(self.proc.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and its living descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -443,8 +465,11 @@ def report(results: dict[str, list[WrkResult]]) -> float:
         print(_row(name, runs))
     print("ratios of throughput (medians):")
     ratio = _ratio("embedded (keys + rate limits) / bare", results["embedded"], results["bare"])
-    _ratio("embedded without keys or limits / bare", results["no-auth"], results["bare"])
-    cost = _ratio("keys + rate limits / without them", results["embedded"], results["no-auth"])
+    cost = 1.0
+    if "no-auth" in results:
+        _ratio("embedded without keys or limits / bare", results["no-auth"], results["bare"])
+        cost = _ratio("keys + rate limits / without them", results["embedded"],
+                      results["no-auth"])
     if "replica" in results:
         _ratio("replica hits (primary in maintenance) / bare", results["replica"],
                results["bare"])
@@ -452,7 +477,13 @@ def report(results: dict[str, list[WrkResult]]) -> float:
                results["bare"])
     if "es" in results:
         _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
-    print(f"  cost of keys and rate limits on the hot path: {1 - cost:.0%} of throughput")
+    workers = sorted(int(name.removeprefix("workers-")) for name in results
+                     if name.startswith("workers-"))
+    for count in workers:
+        _ratio(f"{count} worker(s) / 1 process (embedded)", results[f"workers-{count}"],
+               results["embedded"])
+    if "no-auth" in results:
+        print(f"  cost of keys and rate limits on the hot path: {1 - cost:.0%} of throughput")
     errors = sum(r.error_count for runs in results.values() for r in runs)
     print(f"wrk errors (socket errors, timeouts, non-2xx): {errors}")
     return ratio
@@ -484,6 +515,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "primary, lookups answered from a real Redis replica, hits (URLs "
                              "of invoices it holds) and misses (unconfirmed + gap) measured apart "
                              "(127.0.0.1:6379)")
+    parser.add_argument("--workers", type=_counts, default=None, metavar="N,M,...",
+                        help="the embedded service (keys + limits) as `serve --workers N` for "
+                             "each count, against the one-process `embedded` of the same "
+                             "rounds (no-auth is left out); e.g. 1,2")
     parser.add_argument("--es", action="store_true",
                         help="also the service on Elasticsearch (osmem-server on loopback, or "
                              "the cluster at INVOICE_ES_URL), loaded with the same demo data")
@@ -494,6 +529,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _counts(text: str) -> list[int]:
+    counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("worker counts are whole numbers from 1, e.g. 1,2")
+    return counts
 
 
 def prepare_replica(args: argparse.Namespace, service: list[str], env: dict[str, str],
@@ -595,10 +637,11 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                          "bench", "--data-dir", str(data)], "creating an API key",
                         env).strip().splitlines()[-1]
 
-    def service_server(name: str, server_env: dict[str, str]) -> Server:
+    def service_server(name: str, server_env: dict[str, str], workers: int = 1) -> Server:
         port = free_port()
+        more = ["--workers", str(workers)] if workers > 1 else []
         return Server(name, [*server_prefix, *service, "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--data-dir", str(data)],
+                             "--port", str(port), "--data-dir", str(data), *more],
                       server_env, port, workdir / f"{name}.log")
 
     embedded = service_server("embedded", env)
@@ -607,6 +650,9 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
     bare = Server("bare", [*server_prefix, sys.executable, "-m", "bench.bare_server",
                            "--port", str(bare_port)], env, bare_port, workdir / "bare.log")
     servers = [bare, no_auth, embedded]
+    if args.workers:
+        servers = [bare, embedded, *(service_server(f"workers-{n}", env, n)
+                                     for n in args.workers if n > 1)]
     if es_url is not None:
         es_port = free_port()
         es_server = Server("es", [*server_prefix, sys.executable, "-m", "bench.es_service",
@@ -624,7 +670,8 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
         print("  checked on Elasticsearch: "
               + ", ".join(f"{k} {n}" for k, n in seen_es.most_common()))
         servers.append(es_server)
-    tokens = {"embedded": token, "es": token}
+    tokens = {"embedded": token, "es": token,
+              **{server.name: token for server in servers if server.name.startswith("workers-")}}
     if args.replica:
         replica_servers, tokens["replica"] = prepare_replica(args, service, env, server_prefix,
                                                             workdir, lookups)
