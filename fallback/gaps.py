@@ -247,6 +247,10 @@ class ReconcileLedger(GapLedger, Protocol):
 
     async def resolve_many(self, resolutions: Collection[Resolution]) -> int: ...
 
+    def arrived(self) -> bool:
+        """Whether open gaps came into the ledger since last asked (and forget them): the
+        shared ledger's forwarded after an outage, worth a run at once."""
+
     async def due_callbacks(self, *, max_attempts: int,
                             limit: int = 100) -> builtins.list[DueCallback]: ...
 
@@ -449,6 +453,11 @@ class SqliteGapLedger:
         """Always: the processes on one file may send a callback twice (receivers key on
         `gap_id`); the shared ledger claims."""
         return True
+
+    def arrived(self) -> bool:
+        """Never: a gap is in this file from its lookup on; the reconciler re-checks the
+        open ones after an outage and then every `recheck_every`."""
+        return False
 
     async def callback_sent(self, gap_id: str, key_id: str) -> None:
         async with self._lock:

@@ -133,8 +133,10 @@ class Reconciler:
         return self._lock.locked()
 
     async def _urgent(self) -> bool:
-        """Pending journal entries or callbacks due: worth a run at once."""
-        if self.journal.pending_count:
+        """Pending journal entries, gaps this process has just sent to the shared ledger
+        (`ReconcileLedger.arrived`: those it recorded during an outage), or callbacks due:
+        worth a run at once."""
+        if self.journal.pending_count or self.gaps.arrived():
             return True
         if self.notifier is None:
             return False

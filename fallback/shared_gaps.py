@@ -294,6 +294,8 @@ class SharedGapLedger:
         self._forwarding = asyncio.Lock()
         #: Set once the local ledger closes: nothing more is sent from it.
         self.closed = False
+        self._arrived = False
+        self._behind = False
 
     def _now(self) -> float:
         return self._clock().timestamp()
@@ -418,13 +420,26 @@ class SharedGapLedger:
                         sent[gap.id] = await self._forward_one(gap, mark)
                     else:
                         waiting.append((gap, mark))
+            except BaseException:
+                self._behind = True  # the cluster failed: what waits is an outage's backlog
+                raise
             finally:
                 await self._file.set_marks(_KIND, {k: json.dumps(v) for k, v in sent.items()})
                 marks.update(sent)
             if sent:
                 await self._store.refresh(self._alias)
+            self._arrived |= self._behind and bool(sent)
+            self._behind = False
             await self._learn_resolved(waiting)
             return len(sent)
+
+    def arrived(self) -> bool:
+        """An outage's backlog of gaps was sent since last asked: the reconciler re-checks
+        it at once (this process sends what it recorded meanwhile as fast as the cluster
+        takes it, which may be after the reconciler's first run). Gaps sent in the normal
+        course (an intake lag) wait for the reconciler's next re-check, as on one file."""
+        arrived, self._arrived = self._arrived, False
+        return arrived
 
     async def _forward_one(self, gap: Gap, mark: dict[str, Any] | None) -> dict[str, Any]:
         state = source_state(gap)

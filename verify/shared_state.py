@@ -136,7 +136,7 @@ class SharedState:
             yield ledger
         finally:
             self.gaps = None
-            await self._step("gaps", ledger.forward, START_TIMEOUT_S)
+            await self.last("gaps", ledger.forward)
             ledger.closed = True
 
     async def run(self) -> None:
@@ -152,10 +152,15 @@ class SharedState:
         admin key of its own when the deployment has one), within `START_TIMEOUT_S`."""
         await self._step("keys", self.sync_keys, START_TIMEOUT_S)
 
+    async def last(self, name: str, step: Callable[[], Awaitable[object]]) -> None:
+        """At close: what is still local leaves now, unless the cluster is known to be down
+        (it waits in the local files for the next start, and the close is not held)."""
+        if name not in self._failing:
+            await self._step(name, step, START_TIMEOUT_S)
+
     async def finish(self) -> None:
-        """At close: what is still local leaves now if the cluster takes it."""
-        await self._step("keys", self.keys.push, START_TIMEOUT_S)
-        await self._step("audit", self.audit.ship, START_TIMEOUT_S)
+        await self.last("keys", self.keys.push)
+        await self.last("audit", self.audit.ship)
 
 
 @contextlib.asynccontextmanager
@@ -164,7 +169,10 @@ async def open_shared(settings: Settings, clients: ClientFactory) -> AsyncIterat
     assert settings.es_url is not None
     async with (
         open_shared_state(
-            settings.es_url, index_prefix=settings.es_index_prefix, client_factory=clients
+            settings.es_url,
+            index_prefix=settings.es_index_prefix,
+            client_factory=clients,
+            startup_timeout=START_TIMEOUT_S,  # else its layout is made at first use
         ) as store,
         open_shared_file(shared_file_path(settings.data_dir)) as file,
         open_access_db(settings.access_path) as access,
