@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
+from indexer.coalesce import Coalescer
 from indexer.store.es_mappings import Layout, create_layout, migrate_layout, storable_id
 from indexer.store.protocol import StoreUnavailableError
 
@@ -43,6 +45,9 @@ class ClientOptions:
 
 
 REQUEST_PATH = ClientOptions(request_timeout=1.0, max_retries=1, retry_on_timeout=False)
+#: A coalesced read batch fails after this long, and every read queued behind it (the
+#: fast client's own timeout with its one retry fits in it).
+READ_BATCH_TIMEOUT = 2 * REQUEST_PATH.request_timeout + 0.5
 PATIENT = ClientOptions(request_timeout=30.0, max_retries=3, retry_on_timeout=False)
 
 ClientFactory = Callable[[str, ClientOptions], AsyncElasticsearch]
@@ -83,6 +88,7 @@ class AliasedStore:
         self.layout = layout
         self.indices_ready = False
         self.layout_ready = False
+        self._readers: dict[str, Coalescer[str, dict[str, Any] | None]] = {}
 
     async def create_indices(self, client: AsyncElasticsearch | None = None) -> None:
         """Create whatever templates, indices and aliases are missing, once per store."""
@@ -104,16 +110,33 @@ class AliasedStore:
         self.layout_ready = True
 
     async def get_source(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        """Realtime GET on the fast client; `None` for a missing document."""
+        """Realtime read of one document on the fast client; `None` for a missing one.
+
+        Concurrent reads of one index share a round trip: they are queued and sent as one
+        realtime `_mget` (`indexer/coalesce.py`), so under load a lookup pays a share of one
+        request instead of a request (the client's encoding, the connection pool, the HTTP
+        round trip, the cluster's own per-request work). Alone, a read is one `_mget` of
+        one id, as dear as a GET."""
         if not storable_id(doc_id):
             return None
+        reader = self._readers.get(index)
+        if reader is None:
+            reader = self._readers[index] = Coalescer(partial(self._read_batch, index),
+                                                      timeout=READ_BATCH_TIMEOUT)
         try:
-            resp = await self.fast.get(index=index, id=doc_id)
-        except NotFoundError as exc:
-            if doc_missing(exc):
-                return None
-            raise
-        return cast(dict[str, Any], resp["_source"])
+            return await reader.call(doc_id)
+        except TimeoutError as exc:  # the batch (or the one ahead of it) ran out of time
+            raise ElasticsearchUnavailable(f"read of {index}: no answer within "
+                                           f"{READ_BATCH_TIMEOUT:g} s") from exc
+
+    async def _read_batch(self, index: str, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        resp = await self.fast.mget(index=index, ids=list(ids))
+        sources: list[dict[str, Any] | None] = []
+        for doc in resp["docs"]:
+            if "error" in doc:  # a shard that could not answer: the batch failed
+                raise ElasticsearchUnavailable(f"mget {index}: {doc['error']}")
+            sources.append(cast(dict[str, Any], doc["_source"]) if doc.get("found") else None)
+        return sources
 
     async def mget_sources(self, index: str, ids: Iterable[str],
                            client: AsyncElasticsearch | None = None,
