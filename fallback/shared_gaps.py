@@ -32,6 +32,10 @@ process sends it; sent or failed, the lease is cleared with the outcome. A proce
 dies between its claim and the outcome leaves the lease to expire (`claim_seconds`), and
 another process sends it: at least once, once unless a process dies mid-send.
 
+**Gaps from before.** A data directory whose ledger was not shared yet (an Elasticsearch
+deployment from before this release) sends the gaps it had resolved once, at its first
+forward, so the listing and the reports keep them.
+
 **The cluster down.** Reads fall back to the local ledger (this process's gaps, as on the
 embedded default) for `DOWN_S` after a failure; records never needed the cluster; what
 waits is sent when it answers.
@@ -81,6 +85,7 @@ READ_TIMEOUT_S = 3.0
 #: `CallbackPolicy.timeout`); then anyone may.
 CLAIM_S = 60.0
 _KIND = "gap"
+_HISTORY = "gaps.history"
 _ERRORS = (StoreUnavailableError, TimeoutError, BulkWriteError)
 #: A requester's delivery state, kept across merges (the sources know only the asks).
 _DELIVERY = {
@@ -296,6 +301,7 @@ class SharedGapLedger:
         self.closed = False
         self._arrived = False
         self._behind = False
+        self._history_sent = False
 
     def _now(self) -> float:
         return self._clock().timestamp()
@@ -411,6 +417,8 @@ class SharedGapLedger:
             if self._marks is None:
                 self._marks = {k: json.loads(v) for k, v in (await self._file.marks(_KIND)).items()}
             marks = self._marks
+            if not self._history_sent:
+                await self._send_history(marks)
             sent: dict[str, dict[str, Any]] = {}
             waiting: builtins.list[tuple[Gap, dict[str, Any]]] = []
             try:
@@ -432,6 +440,42 @@ class SharedGapLedger:
             self._behind = False
             await self._learn_resolved(waiting)
             return len(sent)
+
+    async def _send_history(self, marks: dict[str, dict[str, Any]]) -> None:
+        """Once per data directory: the gaps it resolved before its ledger was shared (a
+        deployment that had `INVOICE_ES_URL` without the shared ledger), so they are still
+        listed and reported. Each is created under its own id, with its outcome and what
+        its requesters were sent (one not notified yet is owed its callback, and gets it)."""
+        if await self._file.value(_HISTORY) == "sent":
+            self._history_sent = True
+            return
+        after: str | None = None
+        while page := await self.local.list(status=GapStatus.RESOLVED, after=after, limit=1000):
+            sent: dict[str, dict[str, Any]] = {}
+            for gap in page:
+                if gap.id in marks:
+                    continue
+                notified = [
+                    {**_DELIVERY, "key_id": r.key_id, "notified_at": r.notified_at}
+                    for r in gap.requesters
+                ]
+                doc = {
+                    **new_doc(gap),
+                    "status": str(GapStatus.RESOLVED),
+                    "resolved_at": gap.resolved_at,
+                    "resolution": gap.resolution,
+                    "answer": gap.answer,
+                    "requesters": notified,
+                }
+                await self._store.create(
+                    self._alias, gap.id, settled(doc, self._max_attempts, self._now())
+                )
+                sent[gap.id] = {"count": gap.count, "into": gap.id}
+            await self._file.set_marks(_KIND, {k: json.dumps(v) for k, v in sent.items()})
+            marks.update(sent)
+            after = page[-1].id
+        await self._file.set_value(_HISTORY, "sent")
+        self._history_sent = True
 
     def arrived(self) -> bool:
         """An outage's backlog of gaps was sent since last asked: the reconciler re-checks

@@ -361,3 +361,33 @@ async def test_racing_reconcilers_resolve_a_gap_once_and_claim_its_callback_once
         assert fresh.id != first.id
         await one.forward()
         assert [g.id for g in await two.list(status=GapStatus.OPEN)] == [fresh.id]
+
+
+async def test_gaps_resolved_before_the_ledger_was_shared_are_sent_once(
+    tmp_path: Path, es_target: EsTarget, prefix: str
+) -> None:
+    """A data directory of an Elasticsearch deployment from before the shared ledger."""
+    settings = settings_of(tmp_path, "old", es_target, prefix)
+    async with open_gap_ledger(settings.gaps_path) as local:
+        await local.record(miss("key_a"))
+        gap = await local.record(miss("key_b"))
+        await local.resolve_many([Resolution(gap.id, GapOutcome.FOUND, {"status": "valid"})])
+        await local.callback_sent(gap.id, "key_a")
+    async with shared_ledger(tmp_path, "old", es_target, prefix) as ledger:
+        assert await ledger.forward() == 0, "nothing open to send"
+        shared = await ledger.get(gap.id)
+        assert shared is not None
+        assert (shared.status, shared.resolution, shared.count, shared.answer) == (
+            GapStatus.RESOLVED,
+            "found",
+            2,
+            {"status": "valid"},
+        )
+        notified = {r.key_id: r.notified_at is not None for r in shared.requesters}
+        assert notified == {"key_a": True, "key_b": False}
+        assert [d.key_id for d in await ledger.due_callbacks(max_attempts=3)] == ["key_b"]
+    async with shared_ledger(tmp_path, "old", es_target, prefix) as again:
+        await again.forward()  # sent once: the claim of key_b is not undone by a resend
+        assert await again.claim_callback(gap.id, "key_b")
+        await again.forward()
+        assert not await again.claim_callback(gap.id, "key_b")
