@@ -82,19 +82,28 @@ def _limits(env: Mapping[str, str]) -> Limits:
         per_minute = _int(env, "INVOICE_RATE_KEY_PER_MINUTE", default.per_minute, minimum=1)
         burst = _int(env, "INVOICE_RATE_KEY_BURST", default.burst, minimum=1)
         name = f"INVOICE_RATE_{role.upper()}"
-        budgets.append((role, KeyBudget(
-            per_minute=_int(env, f"{name}_PER_MINUTE", per_minute, minimum=1),
-            burst=_int(env, f"{name}_BURST", burst, minimum=1))))
+        budgets.append(
+            (
+                role,
+                KeyBudget(
+                    per_minute=_int(env, f"{name}_PER_MINUTE", per_minute, minimum=1),
+                    burst=_int(env, f"{name}_BURST", burst, minimum=1),
+                ),
+            )
+        )
     per_day = _int(env, "INVOICE_RATE_INVOICE_PER_DAY", 100, minimum=1)
     return Limits(
         key_budgets=tuple(budgets),
         invoice_per_day=per_day,
         # A quarter of the invoice's day, but never below 25 (or the whole day if smaller).
-        invoice_per_key_per_day=_int(env, "INVOICE_RATE_INVOICE_PER_KEY_PER_DAY",
-                                     max(per_day // 4, min(per_day, 25)), minimum=1),
+        invoice_per_key_per_day=_int(
+            env,
+            "INVOICE_RATE_INVOICE_PER_KEY_PER_DAY",
+            max(per_day // 4, min(per_day, 25)),
+            minimum=1,
+        ),
         misses_per_hour=_int(env, "INVOICE_RATE_MISSES_PER_HOUR", 600, minimum=1),
-        auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30,
-                                      minimum=1),
+        auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30, minimum=1),
     )
 
 
@@ -123,17 +132,19 @@ class QrSettings:
 def _qr_settings(env: Mapping[str, str]) -> QrSettings:
     cn_amount = env.get("INVOICE_QR_CN_AMOUNT", "auto").strip().lower() or "auto"
     if cn_amount not in QR_CN_AMOUNT_CHOICES:
-        raise SettingsError(f"INVOICE_QR_CN_AMOUNT={cn_amount!r}: use one of "
-                            f"{', '.join(sorted(QR_CN_AMOUNT_CHOICES))}")
+        raise SettingsError(
+            f"INVOICE_QR_CN_AMOUNT={cn_amount!r}: use one of "
+            f"{', '.join(sorted(QR_CN_AMOUNT_CHOICES))}"
+        )
     return QrSettings(
-        max_upload_bytes=_int(env, "INVOICE_QR_MAX_UPLOAD_BYTES", 20 * 1024 * 1024,
-                              minimum=1024),
+        max_upload_bytes=_int(env, "INVOICE_QR_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024),
         max_pixels=_int(env, "INVOICE_QR_MAX_PIXELS", 50_000_000, minimum=10_000),
         workers=_int(env, "INVOICE_QR_WORKERS", 2, minimum=1),
         max_pending=_int(env, "INVOICE_QR_MAX_PENDING", 8, minimum=1),
         cn_amount=cn_amount,
-        max_decoded_bytes=_int(env, "INVOICE_QR_MAX_DECODED_BYTES", 160 * 1024 * 1024,
-                               minimum=1024 * 1024),
+        max_decoded_bytes=_int(
+            env, "INVOICE_QR_MAX_DECODED_BYTES", 160 * 1024 * 1024, minimum=1024 * 1024
+        ),
     )
 
 
@@ -187,8 +198,10 @@ MIN_CALLBACK_SECRET = 32
 def _callback_secret(env: Mapping[str, str]) -> str | None:
     secret = env.get("INVOICE_CALLBACK_SECRET", "").strip()
     if secret and len(secret) < MIN_CALLBACK_SECRET:
-        raise SettingsError(f"INVOICE_CALLBACK_SECRET must be at least {MIN_CALLBACK_SECRET} "
-                            "characters (e.g. `openssl rand -hex 32`)")
+        raise SettingsError(
+            f"INVOICE_CALLBACK_SECRET must be at least {MIN_CALLBACK_SECRET} "
+            "characters (e.g. `openssl rand -hex 32`)"
+        )
     return secret or None
 
 
@@ -199,13 +212,12 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         primary_timeout_ms=_int(env, "INVOICE_PRIMARY_TIMEOUT_MS", 2000, minimum=10),
         probe_interval_seconds=_int(env, "INVOICE_PROBE_INTERVAL_SECONDS", 5, minimum=1),
         intake_lag_hours=_int(env, "INVOICE_INTAKE_LAG_HOURS", 24),
-        primary_write_timeout_ms=_int(env, "INVOICE_PRIMARY_WRITE_TIMEOUT_MS", 30_000,
-                                      minimum=100),
-        reconcile_interval_seconds=_int(env, "INVOICE_RECONCILE_INTERVAL_SECONDS", 5,
-                                        minimum=1),
+        primary_write_timeout_ms=_int(env, "INVOICE_PRIMARY_WRITE_TIMEOUT_MS", 30_000, minimum=100),
+        reconcile_interval_seconds=_int(env, "INVOICE_RECONCILE_INTERVAL_SECONDS", 5, minimum=1),
         reconcile_batch_entries=_int(env, "INVOICE_RECONCILE_BATCH_ENTRIES", 2000, minimum=1),
-        reconcile_batch_bytes=_int(env, "INVOICE_RECONCILE_BATCH_BYTES", 16 * 1024 * 1024,
-                                   minimum=1),
+        reconcile_batch_bytes=_int(
+            env, "INVOICE_RECONCILE_BATCH_BYTES", 16 * 1024 * 1024, minimum=1
+        ),
         gap_grace_hours=_int(env, "INVOICE_GAP_GRACE_HOURS", 24),
         callback_max_attempts=_int(env, "INVOICE_CALLBACK_MAX_ATTEMPTS", 8, minimum=1),
         callback_backoff_seconds=_int(env, "INVOICE_CALLBACK_BACKOFF_SECONDS", 30, minimum=1),
@@ -262,6 +274,13 @@ class Settings:
     #: process; `serve` claims `journal-<n>.sqlite3` for another process or worker sharing
     #: the directory (verify/cli/workers.py, docs/deployment.md#several-workers-on-one-host).
     journal_file: str = "journal.sqlite3"
+    #: Chinese lookups must carry the 查验 platform's second factor for the invoice's type
+    #: (date + amount before tax, last 6 of the check code, or total) to see amounts and
+    #: parties (fallback/lookup/second_factor.py, docs/cn-rules.md §4.1).
+    cn_second_factor: bool = True
+    #: Years back the authority verifies invoices (cn-rules §4: the last 5 years); an
+    #: older invoice is answered `outside_window` (docs/lookups.md). 0: no window.
+    verification_window_years: int = 5
 
     @property
     def originals_path(self) -> Path:
@@ -316,8 +335,10 @@ class Settings:
 
     def check(self) -> None:
         if self.insecure_local and self.host not in LOOPBACK_HOSTS:
-            raise SettingsError("insecure local mode (no API keys) only listens on loopback; "
-                                f"INVOICE_HOST={self.host} is not loopback")
+            raise SettingsError(
+                "insecure local mode (no API keys) only listens on loopback; "
+                f"INVOICE_HOST={self.host} is not loopback"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -327,16 +348,22 @@ class Settings:
             raise SettingsError(f"INVOICE_LOG_FORMAT={log_format!r}: use json or text")
         try:
             severity = parse_severity_overrides(env.get("INVOICE_RULE_SEVERITY", ""))
-            statuses = frozenset(s.strip() for s in env.get(
-                "INVOICE_ACTIVE_TAXPAYER_STATUSES", "00,02,04").split(",") if s.strip())
+            statuses = frozenset(
+                s.strip()
+                for s in env.get("INVOICE_ACTIVE_TAXPAYER_STATUSES", "00,02,04").split(",")
+                if s.strip()
+            )
             if not statuses or not statuses <= KNOWN_STATUSES:
-                raise SettingsError("INVOICE_ACTIVE_TAXPAYER_STATUSES must list status codes "
-                                    f"among {', '.join(sorted(KNOWN_STATUSES))}")
+                raise SettingsError(
+                    "INVOICE_ACTIVE_TAXPAYER_STATUSES must list status codes "
+                    f"among {', '.join(sorted(KNOWN_STATUSES))}"
+                )
             rules = RuleConfig(
                 severity=severity,
                 active_statuses=statuses,
                 future_tolerance=timedelta(
-                    seconds=_int(env, "INVOICE_FUTURE_TOLERANCE_SECONDS", 600)),
+                    seconds=_int(env, "INVOICE_FUTURE_TOLERANCE_SECONDS", 600)
+                ),
             )
         except ValueError as exc:
             raise SettingsError(f"INVOICE_RULE_SEVERITY: {exc}") from None
@@ -349,8 +376,9 @@ class Settings:
             es_index_prefix=env.get("INVOICE_ES_INDEX_PREFIX") or "invoices",
             redis_url=env.get("INVOICE_REDIS_URL") or None,
             redis_namespace=env.get("INVOICE_REDIS_NAMESPACE") or "inv:v1",
-            max_package_bytes=_int(env, "INVOICE_MAX_PACKAGE_BYTES", 10 * 1024 * 1024,
-                                   minimum=1024),
+            max_package_bytes=_int(
+                env, "INVOICE_MAX_PACKAGE_BYTES", 10 * 1024 * 1024, minimum=1024
+            ),
             max_package_items=_int(env, "INVOICE_MAX_PACKAGE_ITEMS", MAX_ITEMS, minimum=1),
             body_read_timeout_s=_int(env, "INVOICE_BODY_READ_TIMEOUT_S", 60, minimum=1),
             log_level=env.get("INVOICE_LOG_LEVEL", "INFO").upper(),
@@ -360,10 +388,13 @@ class Settings:
             limits=limits,
             audit_retention_days=_int(env, "INVOICE_AUDIT_RETENTION_DAYS", 730, minimum=1),
             trust_anchors=Path(env["INVOICE_TRUST_ANCHORS"])
-            if env.get("INVOICE_TRUST_ANCHORS", "").strip() else None,
+            if env.get("INVOICE_TRUST_ANCHORS", "").strip()
+            else None,
             qr=_qr_settings(env),
             fallback=_fallback_settings(env),
             web=web_settings(env),
+            cn_second_factor=_flag(env, "INVOICE_CN_SECOND_FACTOR", default=True),
+            verification_window_years=_int(env, "INVOICE_VERIFICATION_WINDOW_YEARS", 5),
         )
         settings.check()
         return settings
