@@ -91,6 +91,22 @@ ANSWER = obj(
     degraded=BOOL,
     as_of=TIME,
     gap_id=nullable(STR),
+    withheld={
+        "type": "array",
+        "items": {"type": "string", "enum": ["amounts", "parties"]},
+        "description": "cn: what the answer withholds because the lookup lacks the "
+        "platform's second factor for the type (docs/cn-rules.md §4.1)",
+    },
+    missing_factor={
+        "type": "string",
+        "enum": ["issued_on", "amount", "check_code_last6", "total_amount"],
+        "description": "cn: the input the lookup lacks (with `withheld`)",
+    },
+    required_factors={
+        "type": "array",
+        "items": STR,
+        "description": "cn: the inputs the type asks for (with `withheld`)",
+    },
     receipt={
         "type": "string",
         "description": "with receipt=true: this answer's signed "

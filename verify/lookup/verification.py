@@ -14,16 +14,21 @@ from aiohttp import web
 
 from fallback.lookup.query import LookupQuery
 from fallback.lookup.resilience import Fetched
+from fallback.lookup.second_factor import guard
 from verify.access.middleware import PRINCIPAL, key_due
-from verify.access.service import Admission
+from verify.access.service import Admission, is_party
 from verify.access.tenancy import redact_answer
-from verify.keys import ACCESS, RESILIENCE
+from verify.keys import ACCESS, RESILIENCE, SETTINGS
 from verify.receipts.views import with_receipt
 
 
-async def verify_query(request: web.Request, query: LookupQuery, *,
-                       callback_url: str | None = None,
-                       receipt: bool = False) -> dict[str, Any]:
+async def verify_query(
+    request: web.Request,
+    query: LookupQuery,
+    *,
+    callback_url: str | None = None,
+    receipt: bool = False,
+) -> dict[str, Any]:
     """The caller's answer for one query. Raises `ApiError` 429 when a budget is spent.
     Primary or replica, and what a miss means, is decided in `fallback.lookup.resilience`;
     `callback_url` is kept with the gap an unconfirmed answer records. `receipt`: the answer
@@ -35,8 +40,9 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     budget = access.admit(principal, doc_id, key=key_due(request))
     resilience = request.app[RESILIENCE]
     if access.limiter.remote:
-        admission, fetched = await _overlapped(asyncio.create_task(budget),
-                                               resilience.look_up(query))
+        admission, fetched = await _overlapped(
+            asyncio.create_task(budget), resilience.look_up(query)
+        )
     else:
         admission = await budget
         fetched = await resilience.look_up(query)
@@ -46,12 +52,19 @@ async def verify_query(request: web.Request, query: LookupQuery, *,
     if invoice is None:
         await access.note_miss(principal, target)
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
+    if (
+        invoice is not None
+        and request.app[SETTINGS].cn_second_factor
+        and not is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id)
+    ):
+        answer = guard(answer, invoice, query.match)  # the invoice's parties see their own
     shown = redact_answer(answer, principal)
     return with_receipt(request, shown, invoice, target) if receipt else shown
 
 
-async def _overlapped(budget: asyncio.Task[Admission],
-                      read: Awaitable[Fetched]) -> tuple[Admission, Fetched]:
+async def _overlapped(
+    budget: asyncio.Task[Admission], read: Awaitable[Fetched]
+) -> tuple[Admission, Fetched]:
     """The read while the budget take is on its way to Redis: with the Redis replica both
     travel in one round trip (`fallback.redis_trips`), so the request waits once, not twice.
     The budget's verdict still comes first: a refused caller gets its 429 whatever the read
