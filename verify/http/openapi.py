@@ -364,6 +364,9 @@ PATHS: dict[str, dict[str, Op]] = {
                 ),
                 "text/csv": {"schema": {"type": "string"}},
             },
+            errors=r.UNAVAILABLE,
+            params=[r.RECEIPT_PARAM],
+            retry_after=("503",),
         )
     },
     "/api/v1/reports/missing": {
