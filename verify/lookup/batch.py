@@ -32,6 +32,8 @@ from verify.http.errors import ApiError
 from verify.keys import SETTINGS
 from verify.lookup.query import parse_lookup
 from verify.lookup.verification import verify_query
+from verify.receipts.flag import receipt_only
+from verify.receipts.views import require_receipts
 
 MAX_ROWS = 100_000
 MAX_BODY = 32 * 1024 * 1024
@@ -240,6 +242,9 @@ def csv_row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def verify_batch(request: web.Request) -> web.StreamResponse:
+    receipt = receipt_only(request.query)  # each row's answer with its receipt (receipts.md)
+    if receipt:
+        require_receipts(request)
     if request.content_type not in ACCEPTED:
         raise _unsupported()
     shape = Shape(request.content_type)
@@ -251,7 +256,8 @@ async def verify_batch(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     chunk: list[bytes] = []
     async for result in answer_rows(rows, request.app[SETTINGS].rules,
-                                    lambda query: verify_query(request, query)):
+                                    lambda query: verify_query(request, query,
+                                                               receipt=receipt)):
         chunk.append(orjson.dumps(result) + b"\n")
         if len(chunk) >= YIELD_EVERY:
             await response.write(b"".join(chunk))
