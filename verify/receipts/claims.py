@@ -24,12 +24,24 @@ TYP = "invoice-receipt+jwt"
 ANSWER_FIELDS = ("status", "scheme", "key", "mismatches", "source", "degraded", "as_of", "gap_id")
 
 
+#: Digests by invoice (by value: equal invoices have equal stored documents), so an invoice
+#: checked again is not encoded again. Bounded.
+_DIGESTS: dict[Invoice, str] = {}
+_DIGESTS_MAX = 10_000
+
+
 def record_digest(invoice: Invoice) -> str:
     """SHA-256 (hex) of the invoice's stored document (`indexer.codec.invoice_to_doc`, the one
     shape every store keeps) as canonical JSON: keys sorted, no whitespace, UTF-8, which for
     these documents (text, integers, nulls) is RFC 8785's form."""
-    doc = orjson.dumps(invoice_to_doc(invoice), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(doc).hexdigest()
+    digest = _DIGESTS.get(invoice)
+    if digest is None:
+        doc = orjson.dumps(invoice_to_doc(invoice), option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.sha256(doc).hexdigest()
+        if len(_DIGESTS) >= _DIGESTS_MAX:
+            _DIGESTS.clear()
+        _DIGESTS[invoice] = digest
+    return digest
 
 
 def receipt_claims(

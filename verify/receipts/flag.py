@@ -30,7 +30,8 @@ def split_receipt(query: MultiMapping[str]) -> tuple[bool, MultiMapping[str]]:
         raise QueryError(
             "repeated_parameter", "each parameter may be given once", parameters=[RECEIPT]
         )
-    rest = MultiDict((name, value) for name, value in query.items() if name != RECEIPT)
+    rest = MultiDict(query)
+    del rest[RECEIPT]
     return _value(given[0]), rest
 
 
