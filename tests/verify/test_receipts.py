@@ -198,6 +198,20 @@ async def test_qr_text_and_photo_answers_carry_a_receipt_per_code(cli: Client) -
     assert (resp.status, (await resp.json())["error"]["code"]) == (400, "unknown_parameter")
 
 
+async def test_every_batch_row_carries_its_receipt(cli: Client) -> None:
+    await load(cli)
+    resp = await cli.post(
+        "/api/v1/verify/batch", params={"receipt": "true"}, json=[vn_key(1), vn_key(404)]
+    )
+    rows = [orjson.loads(line) for line in (await resp.read()).splitlines()]
+    assert [r["status"] for r in rows] == ["valid", "not_found"]
+    for row in rows:
+        claims = (await check(cli, row["receipt"]))["claims"]
+        assert (claims["status"], claims["key"]) == (row["status"], row["key"])
+    plain = await cli.post("/api/v1/verify/batch", json=[vn_key(1)])
+    assert "receipt" not in orjson.loads(await plain.read())
+
+
 # ---------------------------------------------------------------------- degraded, unconfirmed
 
 
