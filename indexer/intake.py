@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from indexer import vn
+from indexer import chain, vn
 from indexer.keys import InvoiceKey, VnKey
 from indexer.model import Invoice, Kind, Lifecycle, Relation, RelationKind
 from indexer.package import Package, PackageError
@@ -225,6 +225,7 @@ def _chain_invoice(
     external = _has_external_original(inv)
     original = None if external else ledger.current.get(inv.original.doc_id)
     problem: str | None = None
+    step: chain.Transition | None = None
     if not _same_seller(inv, inv.original, original):
         problem = "chain.original.scheme"
     elif external:  # not in this index: linked one way when it was validated
@@ -232,28 +233,19 @@ def _chain_invoice(
         return []
     elif original is None:
         problem = "chain.original.not_found"
-    elif original.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):
-        problem = "chain.original.not_in_force"
-    elif original.kind is Kind.ADJUSTMENT:
-        problem = "chain.original.is_adjustment"
-    elif inv.kind is Kind.ADJUSTMENT and original.kind is Kind.REPLACEMENT:
-        problem = "chain.original.is_replacement"
-    elif inv.kind is Kind.REPLACEMENT and original.lifecycle is Lifecycle.ADJUSTED:
-        problem = "chain.original.adjusted"
+    else:
+        step = chain.transition(original, chain.EVENT_OF_KIND[inv.kind])
+        problem = step.rule or chain.before_original(inv, original)
     if problem:
         return [cfg.violation(problem, "original", inv.original.doc_id)]
     assert original is not None
+    assert step is not None
+    assert step.result is not None
     replacing = inv.kind is Kind.REPLACEMENT
     forward = RelationKind.REPLACES if replacing else RelationKind.ADJUSTS
     backward = RelationKind.REPLACED_BY if replacing else RelationKind.ADJUSTED_BY
     ledger.add(_link(inv, Relation(forward, key=original.key, at=now)))
-    ledger.update(
-        _link(
-            original,
-            Relation(backward, key=inv.key, at=now),
-            Lifecycle.REPLACED if replacing else Lifecycle.ADJUSTED,
-        )
-    )
+    ledger.update(_link(original, Relation(backward, key=inv.key, at=now), step.result))
     return []
 
 
@@ -263,12 +255,14 @@ def _chain_notice(
     target = ledger.current.get(notice.key.doc_id)
     if target is None:
         return [cfg.violation("notice.target.not_found", "key", notice.key.doc_id)]
-    if target.lifecycle in (Lifecycle.CANCELLED, Lifecycle.REPLACED):
-        return [cfg.violation("notice.target.not_in_force", "key", target.lifecycle.value)]
+    step = chain.transition(target, chain.Event.CANCEL)
+    if step.rule is not None:
+        detail = f"{target.kind.value}, {target.lifecycle.value}"
+        return [cfg.violation(step.rule, "key", detail)]
     rel = Relation(
         RelationKind.CANCELLED_BY, notice_id=notice.notice_id, reason=notice.reason, at=now
     )
-    ledger.update(_link(target, rel, Lifecycle.CANCELLED))
+    ledger.update(_link(target, rel, step.result))
     return []
 
 

@@ -13,16 +13,19 @@ Number uniqueness (2.2) is guaranteed by the store's key and needs no re-check.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 
+from indexer import chain
 from indexer.keys import VnKey
-from indexer.model import Invoice, Kind, RelationKind
+from indexer.model import Invoice, Lifecycle, RelationKind
 from indexer.registry import seller_violations
 from indexer.rules import RuleConfig, Severity
 from indexer.store.protocol import InvoiceStore
 from indexer.store.registry import RegistryStore
+from indexer.validate import is_external
 
 PAGE = 1000
 _BACK = {
@@ -64,12 +67,20 @@ def _finding(invoice: Invoice, code: str, cfg: RuleConfig, detail: str | None) -
     return Finding(invoice.doc_id, code, violation.message, detail)
 
 
+def _external_original(invoice: Invoice) -> bool:
+    """A correction of an invoice this index never holds (vn-einvoice §5.6, LHDCLQuan 2-4)."""
+    return any(is_external(r) and r.key == invoice.original for r in invoice.relations)
+
+
 async def _chain_findings(invoice: Invoice, store: InvoiceStore, cfg: RuleConfig) -> list[Finding]:
-    out: list[Finding] = []
-    if invoice.original is not None:
-        original = await store.get_invoice(invoice.original.doc_id)
+    """The chain table (`indexer.chain`) over what the store holds: the invoice's own history
+    replayed, and a correction against its original as it was when it arrived (in force)."""
+    out = [_finding(invoice, rule, cfg, detail) for rule, detail in chain.replay(invoice)]
+    original_key = None if _external_original(invoice) else invoice.original
+    if original_key is not None:
+        original = await store.get_invoice(original_key.doc_id)
         if original is None:
-            out.append(_finding(invoice, "chain.original.not_found", cfg, invoice.original.doc_id))
+            out.append(_finding(invoice, "chain.original.not_found", cfg, original_key.doc_id))
         else:
             if (
                 original.seller_tax_id
@@ -77,13 +88,14 @@ async def _chain_findings(invoice: Invoice, store: InvoiceStore, cfg: RuleConfig
                 and original.seller_tax_id != invoice.seller_tax_id
             ):
                 out.append(_finding(invoice, "chain.original.scheme", cfg, original.doc_id))
-            if original.kind is Kind.ADJUSTMENT:
-                out.append(_finding(invoice, "chain.original.is_adjustment", cfg, original.doc_id))
-            if invoice.kind is Kind.ADJUSTMENT and original.kind is Kind.REPLACEMENT:
-                out.append(_finding(invoice, "chain.original.is_replacement", cfg, original.doc_id))
+            as_issued = dataclasses.replace(original, lifecycle=Lifecycle.ISSUED)
+            rule = chain.transition(as_issued, chain.EVENT_OF_KIND[invoice.kind]).rule
+            for found in (rule, chain.before_original(invoice, original)):
+                if found is not None:
+                    out.append(_finding(invoice, found, cfg, original.doc_id))
     for relation in invoice.relations:
         back = _BACK.get(relation.kind)
-        if back is None or relation.key is None:
+        if back is None or relation.key is None or is_external(relation):
             continue
         target = await store.get_invoice(relation.key.doc_id)
         if target is None or not any(

@@ -555,6 +555,49 @@ _ALL = (
         "vn-einvoice §8 step 2.3",
     ),
     Rule(
+        "chain.replacement.before_original",
+        E,
+        "A replacement invoice is dated before the invoice it replaces.",
+        "Hóa đơn thay thế có ngày lập trước hóa đơn bị thay thế.",
+        "vn-einvoice §5.6, §8 step 2.3",
+    ),
+    Rule(
+        "chain.adjustment.before_original",
+        E,
+        "An adjustment invoice is dated before the invoice it adjusts.",
+        "Hóa đơn điều chỉnh có ngày lập trước hóa đơn bị điều chỉnh.",
+        "vn-einvoice §5.6, §8 step 2.4",
+    ),
+    Rule(
+        "chain.cancel.has_adjustment",
+        E,
+        "An adjusted invoice cannot be cancelled: its adjustment stands on it.",
+        "Không được hủy hóa đơn đã bị điều chỉnh.",
+        "vn-einvoice §5.6, §8 step 2.5",
+    ),
+    Rule(
+        "chain.cancel.is_replacement",
+        E,
+        "A replacement invoice cannot be cancelled; an error in it is corrected by a further "
+        "replacement.",
+        "Không được hủy hóa đơn thay thế; sai sót được xử lý bằng hóa đơn thay thế khác.",
+        "vn-einvoice §5.6, §8 step 2.5",
+    ),
+    Rule(
+        "chain.cancel.is_adjustment",
+        E,
+        "An adjustment invoice cannot be cancelled.",
+        "Không được hủy hóa đơn điều chỉnh.",
+        "vn-einvoice §5.6, §8 step 2.5",
+    ),
+    Rule(
+        "chain.state.inconsistent",
+        E,
+        "The invoice's state is not the one its recorded history leads to.",
+        "Trạng thái hóa đơn không khớp với lịch sử thay thế/điều chỉnh/hủy đã ghi nhận.",
+        "vn-einvoice §5.6, §8 step 2",
+    ),
+    Rule(
         "chain.original.scheme",
         E,
         "The original invoice must be of the same scheme and seller.",
@@ -676,4 +719,6 @@ def rules_markdown() -> str:
             f"| `{rule.code}` | {rule.severity.value} | {flag} | {rule.spec} | "
             f"{rule.message_en} | {rule.message_vi} |"
         )
-    return "\n".join(lines) + "\n"
+    from indexer.chain import chain_markdown  # chain reads the model, which reads rules
+
+    return "\n".join(lines) + "\n\n" + chain_markdown()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from indexer.intake import Intake
 from indexer.keys import VnKey
-from indexer.model import Relation, RelationKind
+from indexer.model import Lifecycle, Relation, RelationKind
 from indexer.package import package_from_json
 from indexer.recheck import Finding, month_bounds, recheck_month
 from indexer.registry import parse_registry_json
@@ -84,7 +84,7 @@ async def test_one_sided_relation_is_found(stores: tuple[SqliteStore, SqliteRegi
     stored = await store.get_invoice(f"vn:{SELLER}:1:C22TAA:1")
     assert stored is not None
     ghost = VnKey(SELLER, "1", "C22TAA", 9)
-    broken = dataclasses.replace(stored, relations=(
+    broken = dataclasses.replace(stored, lifecycle=Lifecycle.REPLACED, relations=(
         Relation(RelationKind.REPLACED_BY, key=ghost, at=NOW),))
     await store.commit_package(StoredPackage("PKG-X", "s", "0" * 64, NOW, {}), [], [broken])
     [finding] = await findings(store, None)
