@@ -50,6 +50,7 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "verify.qr_text": _V,
     "invoices.qr_png": _V,
     "invoices.original": _V,
+    "taxpayers.get": _V,  # a seller's registry status, as lookups answer it
     "reports.missing": frozenset({Role.AUDIT}),  # and only for the key's scoped tax ids
     "reports.ledger": frozenset({Role.AUDIT}),  # likewise, for the buyer
     # gaps: verify keys see the gaps they asked about; audit keys also their sellers'

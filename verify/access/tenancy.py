@@ -29,6 +29,7 @@ NO_ANSWER_ROUTES = {
     "packages.create": "the sender's own acceptance notice",
     "invoices.qr_png": "a QR image of the invoice key, total and date (no parties)",
     "invoices.original": "parties only (404 for anyone else, as for an absent invoice)",
+    "taxpayers.get": "a seller's registry status, as the GDT publishes it (no invoice data)",
     "reports.missing": "numbering ranges of the caller's own seller tax ids",
     "outages.list": "outage windows: no invoice data",
     "reconcile.status": "counts only",
