@@ -24,6 +24,7 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{API}/verify/batch", batch.verify_batch, name="verify.batch"),
         web.get(f"{API}/invoices/{{id}}/original.xml", lookup_views.original_xml,
                 name="invoices.original"),
+        web.get(f"{API}/taxpayers/{{id}}", lookup_views.taxpayer, name="taxpayers.get"),
         web.post(f"{API}/verify/qr", qr_views.verify_photo, name="verify.qr"),
         web.post(f"{API}/verify/qr-text", qr_views.verify_text, name="verify.qr_text"),
         web.get(f"{API}/invoices/{{id}}/qr.png", qr_views.invoice_qr_png,

@@ -280,6 +280,23 @@ PATHS: dict[str, dict[str, Op]] = {
             params=[_INVOICE_ID],
         )
     },
+    "/api/v1/taxpayers/{id}": {
+        "get": _op(
+            "taxpayers.get",
+            "A Vietnamese seller's registry status, today and on a day, with the warnings "
+            "a lookup of its invoices gives",
+            {"200": _ok("the taxpayer's statuses", _json(s.ref("Taxpayer")))},
+            errors={"404": "the registry holds no taxpayer with this tax id"},
+            params=[
+                _path("id", "the taxpayer's tax id (MST)", max_len=64),
+                _q(
+                    "on",
+                    "a day (YYYY-MM-DD), e.g. an invoice's issue date",
+                    _text(10, _DATE),
+                ),
+            ],
+        )
+    },
     "/api/v1/verify/qr": {
         "post": _op(
             "verify.qr",

@@ -59,6 +59,16 @@ ERROR = obj(
     ),
 )
 
+SELLER_WARNING = obj(
+    ["code", "when", "status"],
+    code={
+        "type": "string",
+        "enum": ["seller_closed", "seller_suspended", "seller_not_at_registered_address"],
+    },
+    when=STR,
+    status=STR,
+)
+
 ANSWER = obj(
     [
         "status",
@@ -79,7 +89,8 @@ ANSWER = obj(
         {
             **ANY_OBJECT,
             "description": "summary: dates, amounts, parties, "
-            "authority code, relations (parties redacted by tenancy)",
+            "authority code, relations (parties redacted by tenancy); vn: seller_status "
+            "{known, on_issue_date, today}, the seller's registry status codes",
         }
     ),
     mismatches={
@@ -106,6 +117,12 @@ ANSWER = obj(
         "type": "array",
         "items": STR,
         "description": "cn: the inputs the type asks for (with `withheld`)",
+    },
+    warnings={
+        "type": "array",
+        "items": SELLER_WARNING,
+        "description": "vn, on a valid answer: the seller was or is closed (01, 03), "
+        "suspended (05) or not at its registered address (06)",
     },
     receipt={
         "type": "string",
@@ -282,9 +299,22 @@ READY = obj(
     },
 )
 
+TAXPAYER = obj(
+    ["tax_id", "name", "status", "on", "status_on", "statuses", "einvoice_stopped", "warnings"],
+    tax_id=STR,
+    name=STR,
+    status=nullable(STR),
+    on=nullable(DAY),
+    status_on=nullable(STR),
+    statuses={"type": "array", "items": obj(["status", "since"], status=STR, since=nullable(DAY))},
+    einvoice_stopped=BOOL,
+    warnings={"type": "array", "items": SELLER_WARNING},
+)
+
 SCHEMAS: dict[str, Schema] = {
     "Error": ERROR,
     "Answer": ANSWER,
+    "Taxpayer": TAXPAYER,
     "Notice": NOTICE,
     "PackageRequest": PACKAGE_REQUEST,
     "BatchRow": BATCH_ROW,

@@ -7,7 +7,9 @@ its 429, and nothing is recorded for it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,11 +17,16 @@ from aiohttp import web
 from fallback.lookup.query import LookupQuery
 from fallback.lookup.resilience import Fetched
 from fallback.lookup.second_factor import guard
+from fallback.lookup.seller_status import with_seller_status
+from indexer.model import SCHEME_TZ, Invoice
 from verify.access.middleware import PRINCIPAL, key_due
+from verify.access.roles import Principal
 from verify.access.service import Admission, is_party
 from verify.access.tenancy import redact_answer
-from verify.keys import ACCESS, RESILIENCE, SETTINGS
+from verify.keys import ACCESS, REGISTRY, RESILIENCE, SETTINGS
 from verify.receipts.views import with_receipt
+
+log = logging.getLogger(__name__)
 
 
 async def verify_query(
@@ -52,14 +59,35 @@ async def verify_query(
     if invoice is None:
         await access.note_miss(principal, target)
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
-    if (
-        invoice is not None
-        and request.app[SETTINGS].cn_second_factor
-        and not is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id)
-    ):
-        answer = guard(answer, invoice, query.match)  # the invoice's parties see their own
+    if invoice is not None:
+        answer = await _facts(request, answer, invoice, query, principal)
     shown = redact_answer(answer, principal)
     return with_receipt(request, shown, invoice, target) if receipt else shown
+
+
+async def _facts(
+    request: web.Request,
+    answer: dict[str, Any],
+    invoice: Invoice,
+    query: LookupQuery,
+    principal: Principal,
+) -> dict[str, Any]:
+    """What the answer adds or withholds about a found invoice: the Chinese second factor
+    (the invoice's parties see their own whole) and the Vietnamese seller's status."""
+    if request.app[SETTINGS].cn_second_factor and not is_party(
+        principal, invoice.seller_tax_id, invoice.buyer_tax_id
+    ):
+        answer = guard(answer, invoice, query.match)
+    seller = invoice.seller_tax_id
+    if invoice.scheme != "vn" or seller is None:
+        return answer
+    try:
+        found = await request.app[REGISTRY].get_taxpayers([seller])
+    except Exception:  # the answer stands without the status; never a 5xx for it
+        log.exception("could not read the seller's status", extra={"id": invoice.doc_id})
+        return answer
+    today = datetime.now(SCHEME_TZ["vn"]).date()
+    return with_seller_status(answer, found.get(seller), invoice.issued_at.date(), today)
 
 
 async def _overlapped(

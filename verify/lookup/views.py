@@ -3,13 +3,19 @@ core, answer. No rule lives here."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiohttp import web
 
+from fallback.lookup.seller_status import taxpayer_answer
+from indexer import vn
+from indexer.model import SCHEME_TZ
 from verify.access.middleware import PRINCIPAL
 from verify.access.service import is_party
 from verify.http.errors import ApiError
+from verify.http.params import read_query
 from verify.http.responses import json_response
-from verify.keys import ACCESS, ORIGINALS, SETTINGS, STORE
+from verify.keys import ACCESS, ORIGINALS, REGISTRY, SETTINGS, STORE
 from verify.lookup.callback_url import MAX_CALLBACK_URL, validate_callback_url
 from verify.lookup.query import path_key, read_lookup
 from verify.lookup.verification import verify_query
@@ -64,3 +70,26 @@ async def original_xml(request: web.Request) -> web.Response:
             {"id": doc_id},
         )
     return web.Response(body=body, content_type="application/xml", charset="utf-8")
+
+
+async def taxpayer(request: web.Request) -> web.Response:
+    """`GET /taxpayers/{tax_id}`: a Vietnamese seller's registry status, today and on `on`
+    (a day, e.g. an invoice's issue date), with the warnings a lookup would give; in the
+    audit trail as `taxpayer.read`. Unknown to the registry: 404."""
+    on = read_query(request.query, {"on"}).day("on")
+    tax_id = vn.normalise_tax_id(request.match_info["id"])
+    principal = request[PRINCIPAL]
+    access = request.app[ACCESS]
+    found = (await request.app[REGISTRY].get_taxpayers([tax_id])).get(tax_id)
+    access.audit.record(
+        principal, "taxpayer.read", tax_id, "ok" if found else "not_found", request.remote
+    )
+    if found is None:
+        raise ApiError(
+            404,
+            "taxpayer_not_found",
+            "the registry holds no taxpayer with this tax id",
+            {"tax_id": tax_id},
+        )
+    today = datetime.now(SCHEME_TZ["vn"]).date()
+    return json_response(taxpayer_answer(found, today, on))
