@@ -82,8 +82,10 @@ Driver = Callable[[aiohttp.ClientSession, str, str, Hostile, asyncio.Event], Awa
 
 def _bodies() -> dict[str, bytes]:
     return {
-        "xlsx": hostile_sheet('<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c>'
-                              '</row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'),
+        "xlsx": hostile_sheet(
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>number</t></is></c>'
+            '</row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
+        ),
         "csv": b"number\n" + b"1\n" * (8 * 1024 * 1024),
         "png": rgba_png_with_rotation(7071),
     }
@@ -92,8 +94,13 @@ def _bodies() -> dict[str, bytes]:
 BODIES: dict[str, bytes] = {}
 
 
-async def _post_loop(session: aiohttp.ClientSession, url: str, hostile: Hostile,
-                     stop: asyncio.Event, make: Callable[[], dict[str, object]]) -> None:
+async def _post_loop(
+    session: aiohttp.ClientSession,
+    url: str,
+    hostile: Hostile,
+    stop: asyncio.Event,
+    make: Callable[[], dict[str, object]],
+) -> None:
     while not stop.is_set():
         try:
             async with session.post(url, **make()) as resp:  # type: ignore[arg-type]
@@ -104,55 +111,88 @@ async def _post_loop(session: aiohttp.ClientSession, url: str, hostile: Hostile,
             await asyncio.sleep(0.05)
 
 
-async def xlsx_bomb(session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile,
-                    stop: asyncio.Event) -> None:
+async def xlsx_bomb(
+    session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile, stop: asyncio.Event
+) -> None:
     url = f"{base}/api/v1/reports/ledger?buyer_tax_id={BUYER}&year=2022"
-    await _post_loop(session, url, hostile, stop, lambda: {
-        "data": BODIES["xlsx"], "headers": {"Content-Type": XLSX, **_auth(token)}})
+    await _post_loop(
+        session,
+        url,
+        hostile,
+        stop,
+        lambda: {"data": BODIES["xlsx"], "headers": {"Content-Type": XLSX, **_auth(token)}},
+    )
 
 
-async def csv_16mib(session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile,
-                    stop: asyncio.Event) -> None:
-    await _post_loop(session, f"{base}/api/v1/verify/batch", hostile, stop, lambda: {
-        "data": io.BytesIO(BODIES["csv"]),
-        "headers": {"Content-Type": "text/csv", **_auth(token)}})
+async def csv_16mib(
+    session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile, stop: asyncio.Event
+) -> None:
+    await _post_loop(
+        session,
+        f"{base}/api/v1/verify/batch",
+        hostile,
+        stop,
+        lambda: {
+            "data": io.BytesIO(BODIES["csv"]),
+            "headers": {"Content-Type": "text/csv", **_auth(token)},
+        },
+    )
 
 
-async def big_png(session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile,
-                  stop: asyncio.Event) -> None:
-    await _post_loop(session, f"{base}/api/v1/verify/qr", hostile, stop, lambda: {
-        "data": BODIES["png"], "headers": {"Content-Type": "image/png", **_auth(token)}})
+async def big_png(
+    session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile, stop: asyncio.Event
+) -> None:
+    await _post_loop(
+        session,
+        f"{base}/api/v1/verify/qr",
+        hostile,
+        stop,
+        lambda: {"data": BODIES["png"], "headers": {"Content-Type": "image/png", **_auth(token)}},
+    )
 
 
-async def chunked_oversize(session: aiohttp.ClientSession, base: str, token: str,
-                           hostile: Hostile, stop: asyncio.Event) -> None:
+async def chunked_oversize(
+    session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile, stop: asyncio.Event
+) -> None:
     part = b"1" * (20 * 1024 * 1024)
 
     async def body() -> AsyncIterator[bytes]:
         for name in ("note", "other", "image"):
-            yield (f'--xx\r\nContent-Disposition: form-data; name="{name}"; filename="x"\r\n'
-                   'Content-Type: image/png\r\n\r\n').encode()
+            yield (
+                f'--xx\r\nContent-Disposition: form-data; name="{name}"; filename="x"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
             for start in range(0, len(part), 256 * 1024):
-                yield part[start:start + 256 * 1024]
+                yield part[start : start + 256 * 1024]
             yield b"\r\n"
         yield b"--xx--\r\n"
 
-    await _post_loop(session, f"{base}/api/v1/verify/qr", hostile, stop, lambda: {
-        "data": body(), "headers": {"Content-Type": "multipart/form-data; boundary=xx",
-                                    **_auth(token)}})
+    await _post_loop(
+        session,
+        f"{base}/api/v1/verify/qr",
+        hostile,
+        stop,
+        lambda: {
+            "data": body(),
+            "headers": {"Content-Type": "multipart/form-data; boundary=xx", **_auth(token)},
+        },
+    )
 
 
-async def slow_clients(session: aiohttp.ClientSession, base: str, token: str,
-                       hostile: Hostile, stop: asyncio.Event) -> None:
+async def slow_clients(
+    session: aiohttp.ClientSession, base: str, token: str, hostile: Hostile, stop: asyncio.Event
+) -> None:
     host, port = base.removeprefix("http://").split(":")
 
     async def one() -> None:
         while not stop.is_set():
             try:
                 reader, writer = await asyncio.open_connection(host, int(port))
-                writer.write(f"POST /api/v1/verify/qr HTTP/1.1\r\nHost: b\r\nAuthorization: "
-                             f"Bearer {token}\r\nContent-Type: image/png\r\n"
-                             "Content-Length: 1000000\r\n\r\n".encode())
+                writer.write(
+                    f"POST /api/v1/verify/qr HTTP/1.1\r\nHost: b\r\nAuthorization: "
+                    f"Bearer {token}\r\nContent-Type: image/png\r\n"
+                    "Content-Length: 1000000\r\n\r\n".encode()
+                )
                 while not stop.is_set() and not reader.at_eof():
                     writer.write(b"x")
                     await writer.drain()
@@ -175,8 +215,11 @@ def _auth(token: str) -> dict[str, str]:
 
 
 DRIVERS: dict[str, list[Driver]] = {
-    "xlsx-bomb": [xlsx_bomb], "csv-16mib": [csv_16mib], "big-png": [big_png],
-    "slow-clients": [slow_clients], "chunked-oversize": [chunked_oversize],
+    "xlsx-bomb": [xlsx_bomb],
+    "csv-16mib": [csv_16mib],
+    "big-png": [big_png],
+    "slow-clients": [slow_clients],
+    "chunked-oversize": [chunked_oversize],
 }
 DRIVERS["all"] = [d for name in SCENARIOS[:-1] for d in DRIVERS[name]]
 
@@ -199,9 +242,13 @@ class HostileLoad:
     async def _main(self) -> None:
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            await asyncio.gather(*(driver(session, self._base, self._token, self.hostile,
-                                          self._stop)
-                                   for driver in self._drivers for _ in range(2)))
+            await asyncio.gather(
+                *(
+                    driver(session, self._base, self._token, self.hostile, self._stop)
+                    for driver in self._drivers
+                    for _ in range(2)
+                )
+            )
 
     def start(self) -> None:
         self._thread.start()
@@ -227,8 +274,15 @@ class Outcome:
     client_cpu: float  # share of a core used by this process (the hostile uploads' sender)
 
 
-def run_scenario(name: str, server: Server, wrk: list[str], args: argparse.Namespace,
-                 paths: Path, token: str, admin: str) -> Outcome:
+def run_scenario(
+    name: str,
+    server: Server,
+    wrk: list[str],
+    args: argparse.Namespace,
+    paths: Path,
+    token: str,
+    admin: str,
+) -> Outcome:
     with running(server):
         if args.warmup > 0:
             run_wrk(wrk, server, args, args.warmup, paths, token)
@@ -264,32 +318,43 @@ def print_errors(server: Server) -> None:
 def report(outcomes: dict[str, list[Outcome]]) -> bool:
     quiet_p99 = statistics.median(o.result.p99_ms for o in outcomes["quiet"])
     print()
-    print(f"{'scenario':<17} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99/quiet':>9} "
-          f"{'peak RSS':>9} {'srv cpu':>7} {'sender':>6}  hostile uploads answered")
+    print(
+        f"{'scenario':<17} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99/quiet':>9} "
+        f"{'peak RSS':>9} {'srv cpu':>7} {'sender':>6}  hostile uploads answered"
+    )
     met = True
     for name, runs in outcomes.items():
         p99 = statistics.median(o.result.p99_ms for o in runs)
         ratio = p99 / quiet_p99
         if name != "quiet":
             met = met and ratio <= GOAL
-        print(f"{name:<17} {statistics.median(o.result.rps for o in runs):>7.0f} "
-              f"{statistics.median(o.result.p50_ms for o in runs):>7.2f} {p99:>7.2f} "
-              f"{ratio:>8.2f}x {max(o.rss_mb for o in runs):>6.0f} MB "
-              f"{statistics.median(o.result.server_cpu for o in runs):>7.0%} "
-              f"{statistics.median(o.client_cpu for o in runs):>6.0%}  {runs[-1].hostile}")
+        print(
+            f"{name:<17} {statistics.median(o.result.rps for o in runs):>7.0f} "
+            f"{statistics.median(o.result.p50_ms for o in runs):>7.2f} {p99:>7.2f} "
+            f"{ratio:>8.2f}x {max(o.rss_mb for o in runs):>6.0f} MB "
+            f"{statistics.median(o.result.server_cpu for o in runs):>7.0%} "
+            f"{statistics.median(o.client_cpu for o in runs):>6.0%}  {runs[-1].hostile}"
+        )
     errors = sum(o.result.error_count for runs in outcomes.values() for o in runs)
     print(f"lookup errors (socket errors, timeouts, non-2xx): {errors}")
-    print(f"goal: p99 under hostile load at most {GOAL:g}x the quiet p99: "
-          f"{'met' if met else 'MISSED'}")
+    print(
+        f"goal: p99 under hostile load at most {GOAL:g}x the quiet p99: "
+        f"{'met' if met else 'MISSED'}"
+    )
     return met
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.hostile", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated, among {', '.join(SCENARIOS)}")
+        prog="python -m bench.hostile",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, among {', '.join(SCENARIOS)}",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measurements per scenario")
     parser.add_argument("--duration", type=float, default=8, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per start")
@@ -313,44 +378,80 @@ def bench(args: argparse.Namespace, workdir: Path) -> bool:
     for line in machine_info(wrk[0]):
         print(line)
     data = workdir / "data"
-    run_checked([*service, "demo", "--data-dir", str(data), "--per-series",
-                 str(args.per_series)], "invoice-verify demo", env)
+    run_checked(
+        [*service, "demo", "--data-dir", str(data), "--per-series", str(args.per_series)],
+        "invoice-verify demo",
+        env,
+    )
     lookups = build_lookups(data / "invoices.sqlite3", args.urls, args.seed)
     paths = workdir / "paths.txt"
     paths.write_text("".join(f"{lookup.path}\n" for lookup in lookups))
 
     def key(role: str) -> str:
-        return run_checked([*service, "keys", "create", "--role", role, "--name", "bench",
-                            "--data-dir", str(data)], "creating an API key",
-                           env).strip().splitlines()[-1]
+        return (
+            run_checked(
+                [
+                    *service,
+                    "keys",
+                    "create",
+                    "--role",
+                    role,
+                    "--name",
+                    "bench",
+                    "--data-dir",
+                    str(data),
+                ],
+                "creating an API key",
+                env,
+            )
+            .strip()
+            .splitlines()[-1]
+        )
 
     token, admin = key("verify"), key("admin")
     BODIES.update(_bodies())
     port = free_port()
-    server = Server("embedded", [*service, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                 "--data-dir", str(data)], env, port, workdir / "server.log")
+    server = Server(
+        "embedded",
+        [*service, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
+        env,
+        port,
+        workdir / "server.log",
+    )
     with running(server):
         check_sample(port, lookups, token, 50)
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, warm-up "
-          f"{args.warmup:g}s per start, {args.rounds} round(s); each hostile upload two at "
-          "a time, again and again", flush=True)
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, warm-up "
+        f"{args.warmup:g}s per start, {args.rounds} round(s); each hostile upload two at "
+        "a time, again and again",
+        flush=True,
+    )
     outcomes: dict[str, list[Outcome]] = {name: [] for name in ["quiet", *args.chosen]}
     for round_no in range(1, args.rounds + 1):
         for name in outcomes:
             outcome = run_scenario(name, server, wrk, args, paths, token, admin)
             outcomes[name].append(outcome)
             r = outcome.result
-            print(f"  round {round_no} {name:<17} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.2f} ms"
-                  f"  p99 {r.p99_ms:7.2f} ms  peak RSS {outcome.rss_mb:5.0f} MB  "
-                  f"hostile: {outcome.hostile}", flush=True)
+            print(
+                f"  round {round_no} {name:<17} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.2f} ms"
+                f"  p99 {r.p99_ms:7.2f} ms  peak RSS {outcome.rss_mb:5.0f} MB  "
+                f"hostile: {outcome.hostile}",
+                flush=True,
+            )
     print_errors(server)
     return report(outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join([os.path.relpath(sys.executable, Path.cwd()), "-m", "bench.hostile",
-                          *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(
+        [
+            os.path.relpath(sys.executable, Path.cwd()),
+            "-m",
+            "bench.hostile",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
+    )
     print(f"reproduce: {command}   (or ./run bench-hostile)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
     try:
