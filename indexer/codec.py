@@ -14,6 +14,7 @@ import orjson
 from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_doc_id
 from indexer.model import Amounts, Invoice, Kind, Lifecycle, Relation, RelationKind
 from indexer.money import from_scaled, to_scaled
+from indexer.validate import EXTERNAL_PREFIX
 
 DOC_FIELDS = (
     "doc_id",
@@ -46,22 +47,30 @@ DOC_FIELDS = (
 
 
 def _relation_to_dict(rel: Relation) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "kind": rel.kind.value,
         "id": rel.key.doc_id if rel.key else None,
         "notice_id": rel.notice_id,
         "reason": rel.reason,
         "at": rel.at.isoformat() if rel.at else None,
     }
+    if rel.external:  # written only when set: every other relation keeps its stored form
+        out["external"] = True
+    return out
 
 
 def _relation_from_dict(data: dict[str, Any]) -> Relation:
+    reason = data.get("reason")
+    # A release before the `external` field marked an external relation only by its reason,
+    # which still begins so: such stored relations are read as external, with no migration.
     return Relation(
         kind=RelationKind(data["kind"]),
         key=key_from_doc_id(data["id"]) if data.get("id") else None,
         notice_id=data.get("notice_id"),
-        reason=data.get("reason"),
+        reason=reason,
         at=datetime.fromisoformat(data["at"]) if data.get("at") else None,
+        external=bool(data.get("external"))
+        or (isinstance(reason, str) and reason.startswith(EXTERNAL_PREFIX)),
     )
 
 

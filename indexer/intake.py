@@ -34,7 +34,7 @@ from indexer.store.registry import RegistryStore
 from indexer.validate import (
     SCHEME_TZ,
     CancelNotice,
-    is_external,
+    external_original,
     is_fatal,
     validate_invoice,
     validate_notice,
@@ -153,7 +153,7 @@ class _Checked:
         ids |= {
             inv.original.doc_id
             for _, inv in self.invoices
-            if inv and inv.original and not _has_external_original(inv)
+            if inv and inv.original and not external_original(inv)
         }
         ids |= {n.key.doc_id for _, n in self.notices if n}
         return ids
@@ -199,10 +199,6 @@ def _same_seller(inv: Invoice, original_key: InvoiceKey, original: Invoice | Non
     return True
 
 
-def _has_external_original(inv: Invoice) -> bool:
-    return any(is_external(r) and r.key == inv.original for r in inv.relations)
-
-
 def _link(invoice: Invoice, rel: Relation, lifecycle: Lifecycle | None = None) -> Invoice:
     return dataclasses.replace(
         invoice, relations=(*invoice.relations, rel), lifecycle=lifecycle or invoice.lifecycle
@@ -222,7 +218,7 @@ def _chain_invoice(
     if inv.original is None:
         ledger.add(inv)
         return []
-    external = _has_external_original(inv)
+    external = external_original(inv)
     original = None if external else ledger.current.get(inv.original.doc_id)
     problem: str | None = None
     step: chain.Transition | None = None

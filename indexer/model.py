@@ -50,13 +50,16 @@ class RelationKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Relation:
-    """A link to another invoice (`key`) or, for a cancellation, to the notice that did it."""
+    """A link to another invoice (`key`) or, for a cancellation, to the notice that did it.
+    `external`: the other invoice is not one this index holds (a correction's original of
+    LHDCLQuan 2-4, vn-einvoice §5.6), so the link is one way and no rule looks it up."""
 
     kind: RelationKind
     key: InvoiceKey | None = None
     notice_id: str | None = None
     reason: str | None = None
     at: datetime | None = None
+    external: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from indexer.registry import seller_violations
 from indexer.rules import RuleConfig, Severity
 from indexer.store.protocol import InvoiceStore
 from indexer.store.registry import RegistryStore
-from indexer.validate import is_external
+from indexer.validate import external_original
 
 PAGE = 1000
 _BACK = {
@@ -67,16 +67,11 @@ def _finding(invoice: Invoice, code: str, cfg: RuleConfig, detail: str | None) -
     return Finding(invoice.doc_id, code, violation.message, detail)
 
 
-def _external_original(invoice: Invoice) -> bool:
-    """A correction of an invoice this index never holds (vn-einvoice §5.6, LHDCLQuan 2-4)."""
-    return any(is_external(r) and r.key == invoice.original for r in invoice.relations)
-
-
 async def _chain_findings(invoice: Invoice, store: InvoiceStore, cfg: RuleConfig) -> list[Finding]:
     """The chain table (`indexer.chain`) over what the store holds: the invoice's own history
     replayed, and a correction against its original as it was when it arrived (in force)."""
     out = [_finding(invoice, rule, cfg, detail) for rule, detail in chain.replay(invoice)]
-    original_key = None if _external_original(invoice) else invoice.original
+    original_key = None if external_original(invoice) else invoice.original
     if original_key is not None:
         original = await store.get_invoice(original_key.doc_id)
         if original is None:
@@ -95,7 +90,7 @@ async def _chain_findings(invoice: Invoice, store: InvoiceStore, cfg: RuleConfig
                     out.append(_finding(invoice, found, cfg, original.doc_id))
     for relation in invoice.relations:
         back = _BACK.get(relation.kind)
-        if back is None or relation.key is None or is_external(relation):
+        if back is None or relation.key is None or relation.external:
             continue
         target = await store.get_invoice(relation.key.doc_id)
         if target is None or not any(

@@ -273,11 +273,16 @@ def external_relation(kind: Kind, related_kind: str, key: InvoiceKey, at: dateti
         f"{EXTERNAL_PREFIX} the original is {EXTERNAL_KINDS[related_kind]} "
         f"(LHDCLQuan {related_kind}), not held in this index"
     )
-    return Relation(forward, key=key, reason=reason, at=at)
+    return Relation(forward, key=key, reason=reason, at=at, external=True)
 
 
 def is_external(relation: Relation) -> bool:
-    return relation.reason is not None and relation.reason.startswith(EXTERNAL_PREFIX)
+    return relation.external
+
+
+def external_original(invoice: Invoice) -> bool:
+    """Whether the invoice corrects an original this index never holds (its link is external)."""
+    return any(r.external and r.key == invoice.original for r in invoice.relations)
 
 
 def _related_kind(

@@ -38,7 +38,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from indexer.codec import invoice_from_doc, invoice_to_doc
 from indexer.model import Invoice
-from indexer.store.es_steps import redate_invoices
+from indexer.store.es_steps import RELATION_EXTERNAL, map_relation_external, redate_invoices
 
 #: Bumped when a mapping changes incompatibly; recorded in each template's `_meta`.
 SCHEMA_VERSION = 1
@@ -79,7 +79,7 @@ INVOICE_PROPERTIES: dict[str, Any] = {
     # never a kind-and-id pair within one relation, so the hidden nested docs would be waste.
     "relations": {"properties": {
         "kind": _KEYWORD, "id": _KEYWORD, "notice_id": _KEYWORD,
-        "reason": {"type": "text", "index": False}, "at": _DATE,
+        "reason": {"type": "text", "index": False}, "at": _DATE, "external": RELATION_EXTERNAL,
     }},
     "package_id": _KEYWORD,
 }
@@ -117,8 +117,8 @@ class IndexLayout:
 
     def steps(self) -> dict[str, Sequence[LayoutStep]]:
         # Step 1: `issued_on` is the day in the scheme's zone (the first release wrote the
-        # day of the sender's offset).
-        return {self.invoices: (redate_invoices,)}
+        # day of the sender's offset). Step 2: relations may carry `external`.
+        return {self.invoices: (redate_invoices, map_relation_external)}
 
 
 class Layout(Protocol):

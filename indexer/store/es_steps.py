@@ -77,3 +77,16 @@ async def redate_invoices(client: AsyncElasticsearch, index: str) -> None:
             continue
         rounds = ROUNDS
         after = hits[-1]["sort"]
+
+
+#: `relations.external` (`indexer.model.Relation.external`): written only when true.
+RELATION_EXTERNAL: dict[str, Any] = {"type": "boolean"}
+
+
+async def map_relation_external(client: AsyncElasticsearch, index: str) -> None:
+    """Invoices, step 2: the mapping takes `relations.external`. No document changes: a
+    relation stored before it is read as external by its `external:` reason
+    (`indexer.codec`)."""
+    await client.indices.put_mapping(
+        index=index, properties={"relations": {"properties": {"external": RELATION_EXTERNAL}}}
+    )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from indexer.keys import VnKey
 from indexer.model import Relation, RelationKind
 from indexer.registry import parse_registry_json
 from indexer.store.elasticsearch import PATIENT, open_elasticsearch_store
@@ -80,7 +81,7 @@ async def test_release_invoices_are_redated_in_place_keeping_their_versions(
         assert (night["_source"]["issued_on"], night["_version"]) == ("2026-01-01", 2)
         assert (morning["_source"]["issued_on"], morning["_version"]) == ("2025-12-31", 2)
         assert night["_source"]["issued_at"] == "2025-12-31T17:30:00+00:00"  # as written
-        assert await _layout_of(client, f"{prefix}-docs") == [1]
+        assert await _layout_of(client, f"{prefix}-docs") == [2]  # re-dated; relations.external
         assert [
             i.doc_id for i in await store.scan_invoices(date(2026, 1, 1), date(2026, 2, 1))
         ] == [vn(1).doc_id]
@@ -154,7 +155,7 @@ async def test_a_new_index_starts_at_the_current_layout(es_target: EsTarget) -> 
         es_target.url, index_prefix=fresh_prefix(), client_factory=es_target.client_factory
     ) as store:
         try:
-            assert await _layout_of(store.patient, store.layout.invoices) == [1]
+            assert await _layout_of(store.patient, store.layout.invoices) == [2]
         finally:
             await drop_layout(store.patient, store.layout)
 
@@ -164,7 +165,8 @@ async def test_an_index_of_a_later_release_is_refused(
 ) -> None:
     prefix, client = release
     index = next(iter(await client.indices.get_alias(name=f"{prefix}-docs")))
-    await client.indices.put_mapping(index=index, meta={"layout": 2})
+    later = len(IndexLayout(prefix).steps()[f"{prefix}-docs"]) + 1
+    await client.indices.put_mapping(index=index, meta={"layout": later})
     with pytest.raises(RuntimeError, match="newer than this code"):
         async with open_elasticsearch_store(
             es_target.url, index_prefix=prefix, client_factory=es_target.client_factory
@@ -218,3 +220,20 @@ async def test_a_release_registry_gets_the_status_history_field(
             ("01", date(2025, 6, 1)),
         ]
         assert await _layout_of(client, f"{prefix}-taxpayers") == [1]
+
+
+async def test_a_release_index_takes_external_relations_after_its_step(
+    es_target: EsTarget, release: tuple[str, AsyncElasticsearch]
+) -> None:
+    """Step 2 maps `relations.external` (the mapping is strict: a release index refuses the
+    field until then); an external link is stored and read back as such."""
+    prefix, _ = release
+    legacy = VnKey(SELLER, "01GTKT0/001", "AA/21E", 123)
+    link = Relation(RelationKind.REPLACES, legacy, reason="external: legacy", at=NOW, external=True)
+    async with open_elasticsearch_store(
+        es_target.url, index_prefix=prefix, client_factory=es_target.client_factory
+    ) as store:
+        await store.commit_package(pkg("PKG-EXT"), [vn(9, relations=(link,))], [])
+        stored = await store.get_invoice(vn(9).doc_id)
+    assert stored is not None
+    assert stored.relations == (link,)
