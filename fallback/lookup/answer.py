@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from fallback.lookup.query import LookupQuery, MatchFields
+from indexer.keys import VnKey
 from indexer.model import Invoice, Lifecycle, Relation
 from indexer.money import format_amount
 
@@ -36,13 +37,17 @@ def mismatches(invoice: Invoice, match: MatchFields) -> list[dict[str, str | Non
     """Every caller-supplied field that differs from the record; amounts compare exactly."""
     out: list[dict[str, str | None]] = []
     if match.total_amount is not None and match.total_amount != invoice.amounts.total:
-        out.append(_differs("total_amount", _amount(match.total_amount),
-                            _amount(invoice.amounts.total)))
+        out.append(
+            _differs("total_amount", _amount(match.total_amount), _amount(invoice.amounts.total))
+        )
     if match.amount is not None and match.amount != invoice.amounts.before_tax:
         out.append(_differs("amount", _amount(match.amount), _amount(invoice.amounts.before_tax)))
+    if match.tax_amount is not None and match.tax_amount != invoice.amounts.tax:
+        out.append(_differs("tax_amount", _amount(match.tax_amount), _amount(invoice.amounts.tax)))
     if match.issued_on is not None and match.issued_on != invoice.issued_at.date():
-        out.append(_differs("issued_on", match.issued_on.isoformat(),
-                            invoice.issued_at.date().isoformat()))
+        out.append(
+            _differs("issued_on", match.issued_on.isoformat(), invoice.issued_at.date().isoformat())
+        )
     if match.check_code is not None:
         recorded = invoice.check_code or ""
         if not recorded.endswith(match.check_code) or not recorded:
@@ -93,6 +98,14 @@ def invoice_summary(invoice: Invoice, memo: Summaries | None = None) -> dict[str
     return _summary(invoice) if memo is None else memo.summary(invoice)
 
 
+def _code_issued(invoice: Invoice) -> bool | None:
+    """vn: whether the invoice is issued with the GDT's code (series C) or is a no-code
+    invoice (series K), as the portal's processing state says (docs/vn-rules.md §1.2);
+    None for Chinese invoices."""
+    key = invoice.key
+    return key.series.startswith("C") if isinstance(key, VnKey) else None
+
+
 def _summary(invoice: Invoice) -> dict[str, Any]:
     issued_at, amounts = invoice.issued_at, invoice.amounts
     return {
@@ -108,6 +121,7 @@ def _summary(invoice: Invoice) -> dict[str, Any]:
         "buyer_tax_id": invoice.buyer_tax_id,
         "buyer_name": invoice.buyer_name,
         "authority_code": invoice.authority_code,
+        "code_issued": _code_issued(invoice),
         "type_code": invoice.type_code,
         "kind": invoice.kind.value,
         "lifecycle": invoice.lifecycle.value,
@@ -115,19 +129,40 @@ def _summary(invoice: Invoice) -> dict[str, Any]:
     }
 
 
-def build_answer(query: LookupQuery, invoice: Invoice | None, *, source: str = "primary",
-                 degraded: bool = False, as_of: datetime | None = None,
-                 summaries: Summaries | None = None) -> dict[str, Any]:
+def build_answer(
+    query: LookupQuery,
+    invoice: Invoice | None,
+    *,
+    source: str = "primary",
+    degraded: bool = False,
+    as_of: datetime | None = None,
+    summaries: Summaries | None = None,
+) -> dict[str, Any]:
     stamp = utc_stamp(as_of or datetime.now(UTC))
     if invoice is None:
-        return {"status": "not_found", "scheme": query.scheme, "source": source,
-                "degraded": degraded, "as_of": stamp, "gap_id": None, "key": query.asked(),
-                "invoice": None, "mismatches": [], "related": []}
+        return {
+            "status": "not_found",
+            "scheme": query.scheme,
+            "source": source,
+            "degraded": degraded,
+            "as_of": stamp,
+            "gap_id": None,
+            "key": query.asked(),
+            "invoice": None,
+            "mismatches": [],
+            "related": [],
+        }
     found = mismatches(invoice, query.match)
     status = _STATUS_OF_LIFECYCLE.get(invoice.lifecycle) or ("mismatch" if found else "valid")
     return {
-        "status": status, "scheme": invoice.scheme, "source": source, "degraded": degraded,
-        "as_of": stamp, "gap_id": None, "key": invoice.key.as_dict(),
-        "invoice": invoice_summary(invoice, summaries), "mismatches": found,
+        "status": status,
+        "scheme": invoice.scheme,
+        "source": source,
+        "degraded": degraded,
+        "as_of": stamp,
+        "gap_id": None,
+        "key": invoice.key.as_dict(),
+        "invoice": invoice_summary(invoice, summaries),
+        "mismatches": found,
         "related": [_relation(r) for r in invoice.relations] if invoice.relations else [],
     }

@@ -27,6 +27,7 @@ class MatchFields:
     issued_on: date | None = None
     check_code: str | None = None
     buyer_tax_id: str | None = None
+    tax_amount: Decimal | None = None
 
 
 #: What a lookup without fields to match carries (most lookups): one shared, immutable value.
@@ -55,8 +56,9 @@ class LookupQuery:
         return f"{AUTHORITY_CODE_PREFIX}{self.authority_code}"
 
     @classmethod
-    def of_lookup_key(cls, lookup_key: str,
-                      match: MatchFields = NOTHING_TO_MATCH) -> LookupQuery | None:
+    def of_lookup_key(
+        cls, lookup_key: str, match: MatchFields = NOTHING_TO_MATCH
+    ) -> LookupQuery | None:
         """The lookup a `lookup_key` names (None when it names none)."""
         if lookup_key.startswith(AUTHORITY_CODE_PREFIX):
             return cls("vn", None, lookup_key.removeprefix(AUTHORITY_CODE_PREFIX), match)

@@ -37,7 +37,7 @@ WITHHELD = ("amounts", "parties")
 _AMOUNT_FIELDS = ("amount_before_tax", "tax_amount", "total_amount")
 _PARTY_FIELDS = ("seller_tax_id", "seller_name", "buyer_tax_id", "buyer_name")
 #: Mismatch fields whose recorded value is the face the answer withholds.
-_MISMATCH_FIELDS = frozenset({"amount", "total_amount", "buyer_tax_id"})
+_MISMATCH_FIELDS = frozenset({"amount", "total_amount", "tax_amount", "buyer_tax_id"})
 
 
 def required_factor(invoice: Invoice) -> str | None:

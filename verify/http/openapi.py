@@ -177,6 +177,7 @@ LOOKUP_PARAMS = [
     _lp("code", "cn: 10- or 12-digit invoice code", _CN_CODE),
     _lp("total_amount", "match: total including tax, a plain decimal"),
     _lp("amount", "match: amount before tax, a plain decimal"),
+    _lp("tax_amount", "match: VAT amount, a plain decimal"),
     _lp("issued_on", "match: issue date YYYY-MM-DD", _DATE),
     _lp("check_code", "match (cn): check code, 20 digits or the last 6", "^([0-9]{6}|[0-9]{20})$"),
     _lp("buyer_tax_id", "match: buyer tax id"),

@@ -26,9 +26,10 @@ from indexer.text import ascii_int
 from verify.http.errors import ApiError
 from verify.http.params import Query, invalid, read_query
 
-KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code",
-                        "code"})
-MATCH_PARAMS = frozenset({"total_amount", "amount", "issued_on", "check_code", "buyer_tax_id"})
+KEY_PARAMS = frozenset({"seller_tax_id", "template", "series", "number", "authority_code", "code"})
+MATCH_PARAMS = frozenset(
+    {"total_amount", "amount", "tax_amount", "issued_on", "check_code", "buyer_tax_id"}
+)
 _CHECK_CODE_RE = re.compile(r"\d{6}|\d{20}", re.ASCII)
 #: No key or match field is longer (an authority code has 34 characters, a cash-register
 #: code 23, an amount with its decimals far fewer): longer values are refused as a parameter
@@ -50,7 +51,7 @@ def _match(params: Mapping[str, str]) -> MatchFields:
     if params.keys().isdisjoint(MATCH_PARAMS):
         return NOTHING_TO_MATCH
     amounts: dict[str, Decimal | None] = {}
-    for name in ("total_amount", "amount"):
+    for name in ("total_amount", "amount", "tax_amount"):
         try:
             amounts[name] = parse_amount(params[name]) if params.get(name) else None
         except AmountError as exc:
@@ -58,11 +59,20 @@ def _match(params: Mapping[str, str]) -> MatchFields:
     issued_on = Query(dict(params)).day("issued_on")
     check = params.get("check_code") or None
     if check is not None and not _CHECK_CODE_RE.fullmatch(check):
-        raise _bad("invalid_parameter", "check_code must be 20 digits or its last 6",
-                   parameter="check_code")
+        raise _bad(
+            "invalid_parameter",
+            "check_code must be 20 digits or its last 6",
+            parameter="check_code",
+        )
     buyer = params.get("buyer_tax_id") or None
-    return MatchFields(amounts["total_amount"], amounts["amount"], issued_on, check,
-                       vn.normalise_tax_id(buyer) if buyer else None)
+    return MatchFields(
+        amounts["total_amount"],
+        amounts["amount"],
+        issued_on,
+        check,
+        vn.normalise_tax_id(buyer) if buyer else None,
+        amounts["tax_amount"],
+    )
 
 
 class VnPrefixes:
@@ -80,11 +90,11 @@ class VnPrefixes:
 
     def key(self, params: Mapping[str, str], cfg: RuleConfig) -> VnKey | None:
         number = params.get("number")
-        known = self._valid.get((params.get("seller_tax_id", ""), params.get("template", ""),
-                                 params.get("series", "")))
+        known = self._valid.get(
+            (params.get("seller_tax_id", ""), params.get("template", ""), params.get("series", ""))
+        )
         value = ascii_int(number, max_digits=len(str(vn.MAX_NUMBER)))
-        if known is None or known[0] is not cfg or value is None \
-                or not 1 <= value <= vn.MAX_NUMBER:
+        if known is None or known[0] is not cfg or value is None or not 1 <= value <= vn.MAX_NUMBER:
             return None
         prefix = known[1]
         return VnKey(prefix.seller_tax_id, prefix.template, prefix.series, value)
@@ -99,21 +109,28 @@ _VN_PREFIXES = VnPrefixes()
 
 
 def _key_error(violations: list[Any]) -> ApiError:
-    return _bad("invalid_key", "the invoice key is not valid",
-                violations=[v.as_dict() for v in violations])
+    return _bad(
+        "invalid_key", "the invoice key is not valid", violations=[v.as_dict() for v in violations]
+    )
 
 
 def path_key(doc_id: str) -> InvoiceKey:
     """The invoice an id in a path names (`/invoices/{id}/...`), or 400 `invalid_id`."""
     key = key_from_doc_id(doc_id)
     if key is None:
-        raise ApiError(400, "invalid_id", "not an invoice id (vn:MST:template:series:number, "
-                       "cn:code:number or cn:20-digit number)", {"id": doc_id})
+        raise ApiError(
+            400,
+            "invalid_id",
+            "not an invoice id (vn:MST:template:series:number, "
+            "cn:code:number or cn:20-digit number)",
+            {"id": doc_id},
+        )
     return key
 
 
-def read_lookup(query: MultiMapping[str], cfg: RuleConfig,
-                max_callback_url: int) -> tuple[LookupQuery, str | None]:
+def read_lookup(
+    query: MultiMapping[str], cfg: RuleConfig, max_callback_url: int
+) -> tuple[LookupQuery, str | None]:
     """The lookup route's whole query, read once: the key and fields to match, and the
     `callback_url` as given (None when absent or empty) for the caller to validate."""
     params = read_query(query, _ALLOWED | {CALLBACK}, max_len=max_callback_url).values
@@ -134,17 +151,22 @@ def _parse(params: dict[str, str], cfg: RuleConfig) -> LookupQuery:
     given = {k for k, v in params.items() if v and k in KEY_PARAMS}
     if "authority_code" in given:
         if given != {"authority_code"}:
-            raise _bad("ambiguous_key", "authority_code is a key on its own",
-                       parameters=sorted(given))
+            raise _bad(
+                "ambiguous_key", "authority_code is a key on its own", parameters=sorted(given)
+            )
         code = params["authority_code"].upper()
         if not (vn.AUTHORITY_CODE_RE.fullmatch(code) or vn.CASH_REGISTER_CODE_RE.fullmatch(code)):
-            raise _bad("invalid_key", "authority_code must be 34 hex characters or a "
-                       "cash-register code", parameter="authority_code")
+            raise _bad(
+                "invalid_key",
+                "authority_code must be 34 hex characters or a cash-register code",
+                parameter="authority_code",
+            )
         return LookupQuery("vn", None, code, match)
     if given & {"seller_tax_id", "template", "series"}:
         if "code" in given:
-            raise _bad("ambiguous_key", "mixes Vietnamese and Chinese key fields",
-                       parameters=sorted(given))
+            raise _bad(
+                "ambiguous_key", "mixes Vietnamese and Chinese key fields", parameters=sorted(given)
+            )
         key = _VN_PREFIXES.key(params, cfg)
         if key is None:
             key, problems = vn_key(params, cfg)
@@ -158,5 +180,8 @@ def _parse(params: dict[str, str], cfg: RuleConfig) -> LookupQuery:
         if cn is None:
             raise _key_error(problems)
         return LookupQuery("cn", cn, None, match)
-    raise _bad("missing_key", "give seller_tax_id+template+series+number, authority_code, "
-               "code+number, or a 20-digit number")
+    raise _bad(
+        "missing_key",
+        "give seller_tax_id+template+series+number, authority_code, "
+        "code+number, or a 20-digit number",
+    )

@@ -10,7 +10,8 @@ Accepted shapes, tried in this order (docs/formats.md#qr-payloads documents them
    (names case-insensitive). Chinese 查验 links: `fpdm` code, `fphm` number, `kprq` date,
    `jym` check code, `je` amount before tax, `jshj` total. Vietnamese lookup links: `nbmst`
    or `mst` seller, `khmshdon` template, `khhdon` series (the 7-character template+series
-   form too), `shdon` number, `mccqt` authority code, `tgtttbso` total, `nlap` issue date.
+   form too), `shdon` number, `mccqt` authority code, `tgtttbso` total, `tgtthue` tax
+   amount, `nlap` issue date.
 3. The Chinese invoice QR (docs/cn-rules.md#3-the-invoice-qr-code): positional,
    comma-separated, version `01`.
 4. A Vietnamese authority code alone (MCCQT: 34 hex, or a cash-register `M1-YY-XXXXX-…`).
@@ -49,11 +50,25 @@ from indexer.text import is_ascii_digits
 
 OUR_PREFIX = "IVQR1"
 MAX_TEXT = 4096  # a QR holds at most 2,953 bytes of binary data
-_VN_NAMES = {"nbmst": "seller_tax_id", "mst": "seller_tax_id", "khmshdon": "template",
-             "khhdon": "series", "shdon": "number", "mccqt": "authority_code",
-             "tgtttbso": "total_amount", "nlap": "issued_on"}
-_CN_NAMES = {"fpdm": "code", "fphm": "number", "kprq": "issued_on", "jym": "check_code",
-             "je": "amount", "jshj": "total_amount"}
+_VN_NAMES = {
+    "nbmst": "seller_tax_id",
+    "mst": "seller_tax_id",
+    "khmshdon": "template",
+    "khhdon": "series",
+    "shdon": "number",
+    "mccqt": "authority_code",
+    "tgtttbso": "total_amount",
+    "tgtthue": "tax_amount",
+    "nlap": "issued_on",
+}
+_CN_NAMES = {
+    "fpdm": "code",
+    "fphm": "number",
+    "kprq": "issued_on",
+    "jym": "check_code",
+    "je": "amount",
+    "jshj": "total_amount",
+}
 _PAIR_SPLIT = re.compile(r"[;&|\n\r]+")
 _FIELD_SPLIT = re.compile(r"[|;,\t]")
 #: ASCII digits only (`re.ASCII`): `\d` alone matches every script's digits.
@@ -99,17 +114,35 @@ def parse_payload(text: str, cfg: RuleConfig, cn_amount: CnAmount = CnAmount.AUT
         payload, query = _parse(t, cfg, cn_amount)
     except ValueError as exc:  # any field Python's own parsers choke on (int() past 4,300
         # digits, a digit of another script): the code is answered as unreadable, alone
-        return Parsed({"format": None, "raw": raw}, None, {
-            "code": "invalid_invoice_qr", "message": "the QR carries a field that cannot be "
-            "read", "details": {"reason": str(exc)[:200]}})
+        return Parsed(
+            {"format": None, "raw": raw},
+            None,
+            {
+                "code": "invalid_invoice_qr",
+                "message": "the QR carries a field that cannot be read",
+                "details": {"reason": str(exc)[:200]},
+            },
+        )
     except NotInvoice as exc:
-        return Parsed({"format": None, "raw": raw}, None, {
-            "code": "no_invoice_qr", "message": str(exc) or "this QR code does not name an "
-            "invoice", "details": {}})
+        return Parsed(
+            {"format": None, "raw": raw},
+            None,
+            {
+                "code": "no_invoice_qr",
+                "message": str(exc) or "this QR code does not name an invoice",
+                "details": {},
+            },
+        )
     except _Invalid as exc:
-        return Parsed({**exc.payload, "raw": raw}, None, {
-            "code": "invalid_invoice_qr", "message": exc.message,
-            "details": {"violations": exc.violations}})
+        return Parsed(
+            {**exc.payload, "raw": raw},
+            None,
+            {
+                "code": "invalid_invoice_qr",
+                "message": exc.message,
+                "details": {"violations": exc.violations},
+            },
+        )
     return Parsed({**payload, "raw": raw}, query, None)
 
 
@@ -139,8 +172,9 @@ def _doc_id_fields(t: str) -> tuple[str, dict[str, Any]]:
     form (never `int()` on the number first: `vn:...:²` is an invalid key, not a crash)."""
     parts = t.split(":")
     if parts[0] == "vn" and len(parts) == 5:
-        return "vn", dict(zip(("seller_tax_id", "template", "series", "number"), parts[1:],
-                              strict=True))
+        return "vn", dict(
+            zip(("seller_tax_id", "template", "series", "number"), parts[1:], strict=True)
+        )
     if parts[0] == "cn" and len(parts) in (2, 3):
         return "cn", {"code": parts[1] if len(parts) == 3 else None, "number": parts[-1]}
     raise NotInvoice("not a document id")
@@ -157,8 +191,9 @@ def _url_params(t: str) -> dict[str, str]:
     parts = urlsplit(t)
     items = parse_qsl(parts.query, keep_blank_values=True)
     if "=" in parts.fragment:
-        items += parse_qsl(parts.fragment.partition("?")[2] or parts.fragment,
-                           keep_blank_values=True)
+        items += parse_qsl(
+            parts.fragment.partition("?")[2] or parts.fragment, keep_blank_values=True
+        )
     return _lower_keys(items)
 
 
@@ -171,17 +206,21 @@ def _pairs(t: str) -> dict[str, str]:
     return _lower_keys(items)
 
 
-def _params(form: str, params: dict[str, str], cfg: RuleConfig) -> tuple[dict[str, Any],
-                                                                          LookupQuery]:
+def _params(
+    form: str, params: dict[str, str], cfg: RuleConfig
+) -> tuple[dict[str, Any], LookupQuery]:
     if "fphm" in params:
         fields = {ours: params[name] for name, ours in _CN_NAMES.items() if params.get(name)}
-        cn_match: dict[str, str] = {k: fields[k] for k in ("amount", "total_amount",
-                                                             "issued_on", "check_code")
-                                    if k in fields}
+        cn_match: dict[str, str] = {
+            k: fields[k]
+            for k in ("amount", "total_amount", "issued_on", "check_code")
+            if k in fields
+        }
         return _vn_or_cn(f"cn-{form}", "cn", fields, cn_match, cfg)
     fields = {ours: params[name] for name, ours in _VN_NAMES.items() if params.get(name)}
-    match: dict[str, str] = {k: fields.pop(k) for k in ("total_amount", "issued_on")
-                             if k in fields}
+    match: dict[str, str] = {
+        k: fields.pop(k) for k in ("total_amount", "tax_amount", "issued_on") if k in fields
+    }
     if "authority_code" in fields and not ({"seller_tax_id", "series", "number"} & set(fields)):
         code = fields["authority_code"].upper()
         if vn.AUTHORITY_CODE_RE.fullmatch(code) or vn.CASH_REGISTER_CODE_RE.fullmatch(code):
@@ -210,8 +249,9 @@ def _vn_fields(t: str, cfg: RuleConfig) -> tuple[dict[str, Any], LookupQuery]:
         extra = parts[3:]
         _split_template(fields)
     elif len(parts) >= 4:
-        fields = dict(zip(("seller_tax_id", "template", "series", "number"), parts[:4],
-                          strict=True))
+        fields = dict(
+            zip(("seller_tax_id", "template", "series", "number"), parts[:4], strict=True)
+        )
         extra = parts[4:]
     else:
         raise NotInvoice("not an invoice QR")
@@ -224,28 +264,37 @@ def _ours(t: str, cfg: RuleConfig) -> tuple[dict[str, Any], LookupQuery]:
     scheme = parts[1] if len(parts) > 1 else ""
     width = {"vn": 6, "cn": 4}.get(scheme)
     if width is None or len(parts) < width or len(parts) > width + 2:
-        raise _Invalid({"format": "ivqr1"}, "an IVQR1 code must read IVQR1|vn|seller|template|"
-                       "series|number|total|date or IVQR1|cn|code|number|total|date", [])
-    names = (["seller_tax_id", "template", "series", "number"] if scheme == "vn"
-             else ["code", "number"])
+        raise _Invalid(
+            {"format": "ivqr1"},
+            "an IVQR1 code must read IVQR1|vn|seller|template|"
+            "series|number|total|date or IVQR1|cn|code|number|total|date",
+            [],
+        )
+    names = (
+        ["seller_tax_id", "template", "series", "number"] if scheme == "vn" else ["code", "number"]
+    )
     fields = dict(zip(names, parts[2:width], strict=True))
-    match = {k: v for k, v in zip(("total_amount", "issued_on"), parts[width:], strict=False)
-             if v}
+    match = {k: v for k, v in zip(("total_amount", "issued_on"), parts[width:], strict=False) if v}
     return _vn_or_cn("ivqr1", scheme, fields, match, cfg)
 
 
-def _vn_or_cn(form: str, scheme: str, fields: dict[str, Any], match: dict[str, str],
-              cfg: RuleConfig) -> tuple[dict[str, Any], LookupQuery]:
+def _vn_or_cn(
+    form: str, scheme: str, fields: dict[str, Any], match: dict[str, str], cfg: RuleConfig
+) -> tuple[dict[str, Any], LookupQuery]:
     payload: dict[str, Any] = {"format": form, "scheme": scheme, **fields}
     key: VnKey | CnKey | None
     if scheme == "vn":
         key, problems = vn_key(fields, cfg)
     else:
-        key, problems = cn_key({"invoice_code": fields.get("code"),
-                                "invoice_number": fields.get("number")}, cfg)
+        key, problems = cn_key(
+            {"invoice_code": fields.get("code"), "invoice_number": fields.get("number")}, cfg
+        )
     if key is None:
-        raise _Invalid(payload, "the QR names an invoice key that is not valid",
-                       [v.as_dict() for v in problems])
+        raise _Invalid(
+            payload,
+            "the QR names an invoice key that is not valid",
+            [v.as_dict() for v in problems],
+        )
     if scheme == "cn":  # shown under the key's own names, invoice_code / invoice_number
         payload.pop("code", None)
         payload.pop("number", None)
@@ -253,19 +302,28 @@ def _vn_or_cn(form: str, scheme: str, fields: dict[str, Any], match: dict[str, s
     return _with_match(payload, LookupQuery(scheme, key, None, MatchFields()), match)
 
 
-def _with_match(payload: dict[str, Any], query: LookupQuery,
-                match: dict[str, str]) -> tuple[dict[str, Any], LookupQuery]:
+def _with_match(
+    payload: dict[str, Any], query: LookupQuery, match: dict[str, str]
+) -> tuple[dict[str, Any], LookupQuery]:
     try:
-        amounts = {k: parse_amount(match[k]) for k in ("amount", "total_amount") if k in match}
+        amounts = {
+            k: parse_amount(match[k])
+            for k in ("amount", "total_amount", "tax_amount")
+            if k in match
+        }
         issued = _date(match["issued_on"]) if "issued_on" in match else None
     except (AmountError, ValueError) as exc:
-        raise _Invalid(payload, f"the QR carries a field that cannot be read: {exc}",
-                       []) from None
+        raise _Invalid(payload, f"the QR carries a field that cannot be read: {exc}", []) from None
     check = match.get("check_code") or None
     if check is not None and not _CHECK.fullmatch(check):
         check = None  # only a 20-digit value is a check code (docs/cn-rules.md#31-fields)
-    fields = MatchFields(total_amount=amounts.get("total_amount"), amount=amounts.get("amount"),
-                         issued_on=issued, check_code=check)
+    fields = MatchFields(
+        total_amount=amounts.get("total_amount"),
+        amount=amounts.get("amount"),
+        issued_on=issued,
+        check_code=check,
+        tax_amount=amounts.get("tax_amount"),
+    )
     payload.update({k: format_amount(v) for k, v in amounts.items()})
     if issued:
         payload["issued_on"] = issued.isoformat()
@@ -281,8 +339,7 @@ def _date(value: str) -> date:
     return date.fromisoformat(v[:10])
 
 
-def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any],
-                                                                   LookupQuery]:
+def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any], LookupQuery]:
     """docs/cn-rules.md#31-fields: version, type, code, number, amount, date, check code, tail."""
     f = [p.strip() for p in t.split(",")]
     if len(f) < 6 or not _TYPE_CODE.fullmatch(f[1]):
@@ -290,30 +347,38 @@ def _cn_csv(t: str, cfg: RuleConfig, cn_amount: CnAmount) -> tuple[dict[str, Any
     type_code, code, number, amount = f[1], f[2], f[3], f[4]
     rest = f[6:]
     check = rest[0] if rest and _CHECK.fullmatch(rest[0]) else None
-    tail = next((x for x in rest[(1 if check else 0):] if x), None)
+    tail = next((x for x in rest[(1 if check else 0) :] if x), None)
     column = _amount_column(cn_amount, has_code=bool(code))
     payload_extra: dict[str, Any] = {
-        "version": f[0], "type_code": type_code, "type_name": cn.TYPE_CODES.get(type_code),
-        "type_known": type_code in cn.TYPE_CODES, "qr_amount": amount or None,
-        "amount_compared_as": column if amount else None, "tail": tail,
+        "version": f[0],
+        "type_code": type_code,
+        "type_name": cn.TYPE_CODES.get(type_code),
+        "type_known": type_code in cn.TYPE_CODES,
+        "qr_amount": amount or None,
+        "amount_compared_as": column if amount else None,
+        "tail": tail,
     }
     if code:
         derived = cn.type_from_code(code)
         payload_extra["type_from_code"] = derived
         if cn.type_disagrees_with_code(type_code, derived):  # docs/cn-rules.md §3.2, §6.3
-            found = cfg.violation("cn.qr.type_mismatch", "type_code",
-                                  f"QR type {type_code}, the code implies {derived}")
+            found = cfg.violation(
+                "cn.qr.type_mismatch",
+                "type_code",
+                f"QR type {type_code}, the code implies {derived}",
+            )
             if found.severity == "error":  # else read on: the payload shows both types
-                raise _Invalid({"format": "cn-qr", "scheme": "cn", **payload_extra},
-                               "the QR's type differs from the type its invoice code implies",
-                               [found.as_dict()])
+                raise _Invalid(
+                    {"format": "cn-qr", "scheme": "cn", **payload_extra},
+                    "the QR's type differs from the type its invoice code implies",
+                    [found.as_dict()],
+                )
     match = {"issued_on": f[5]} if f[5] else {}
     if amount and column is not None:
         match[column] = amount
     if check:
         match["check_code"] = check
-    payload, query = _vn_or_cn("cn-qr", "cn", {"code": code or None, "number": number}, match,
-                               cfg)
+    payload, query = _vn_or_cn("cn-qr", "cn", {"code": code or None, "number": number}, match, cfg)
     return {**payload, **payload_extra}, query
 
 
@@ -327,8 +392,10 @@ def _amount_column(choice: CnAmount, *, has_code: bool) -> str | None:
 
 def our_payload(key: VnKey | CnKey, total: Decimal | None, issued_on: date | None) -> str:
     """The text of our own QR codes (format 1 above)."""
-    tail = [format_amount(total) if total is not None else "",
-            issued_on.isoformat() if issued_on else ""]
+    tail = [
+        format_amount(total) if total is not None else "",
+        issued_on.isoformat() if issued_on else "",
+    ]
     if isinstance(key, VnKey):
         head = ["vn", key.seller_tax_id, key.template, key.series, str(key.number)]
     else:
