@@ -410,6 +410,16 @@ _ALL = (
         "vn-einvoice §5.8",
         adjustable=True,
     ),
+    Rule(
+        "vn.signature.json_unsigned",
+        E,
+        "With trust anchors configured, a Vietnamese invoice must arrive as signed XML: a JSON "
+        "invoice carries no seller signature to check.",
+        "Khi đã cấu hình tổ chức chứng thực tin cậy, hóa đơn phải được gửi dạng XML có chữ ký "
+        "số; hóa đơn dạng JSON không có chữ ký của người bán để kiểm tra.",
+        "vn-einvoice §5.8",
+        adjustable=True,
+    ),
     # --- Chinese identity -------------------------------------------------------------------
     Rule(
         "cn.code.invalid",

@@ -410,9 +410,13 @@ def seller_signature_violations(
     now: datetime | None = None,
 ) -> dict[int, list[Violation]]:
     """Per invoice index, the violations of `check_seller_signature`, for
-    `Intake.ingest(..., extra_violations=...)`. CPU-bound: call it off the event loop."""
+    `Intake.ingest(..., extra_violations=...)`. CPU-bound: call it off the event loop.
+    A package without originals (JSON) has no signature to check: its Vietnamese invoices
+    break `vn.signature.json_unsigned` (`unsigned_json_violations`)."""
     if not anchors.enabled:
         return {}
+    if not originals:
+        return unsigned_json_violations(package, anchors, cfg)
     found: dict[int, list[Violation]] = {}
     for index, hdon_xml in originals.items():
         raw = package.invoices[index] if 0 <= index < len(package.invoices) else {}
@@ -429,3 +433,22 @@ def seller_signature_violations(
         if violations:
             found[index] = violations
     return found
+
+
+def unsigned_json_violations(
+    package: Package, anchors: TrustAnchors, cfg: RuleConfig
+) -> dict[int, list[Violation]]:
+    """With trust anchors configured, each Vietnamese invoice of a JSON package breaks
+    `vn.signature.json_unsigned` (vn-einvoice §5.8): JSON carries no seller signature, so
+    accepting it would let anyone bypass the signature rules by posting JSON. Chinese
+    invoices carry no XML signature in either format and are not concerned."""
+    if not anchors.enabled:
+        return {}
+    violation = cfg.violation("vn.signature.json_unsigned", "signature")
+    if violation.severity is Severity.OFF:
+        return {}
+    return {
+        index: [violation]
+        for index, raw in enumerate(package.invoices)
+        if isinstance(raw, dict) and raw.get("scheme") == "vn"
+    }

@@ -488,3 +488,33 @@ def test_unusable_anchor_files_are_refused(
 def test_an_empty_anchor_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TrustAnchorError, match="no PEM certificate found"):
         TrustAnchors.load(tmp_path)
+
+
+# --- issue 17 item 4: JSON invoices bypassed the signature rules ---------------------------
+
+
+def test_a_json_vn_invoice_is_refused_when_anchors_are_configured(anchors: TrustAnchors) -> None:
+    """vn-einvoice §5.8: with trust anchors the seller's signature is checked; JSON carries
+    none, so a JSON Vietnamese invoice breaks `vn.signature.json_unsigned` (a Chinese one,
+    which has no XML signature in any format, does not)."""
+    from tests.factories import cn_invoice
+
+    package = package_from_json(
+        {
+            "package_id": "PKG-JSON",
+            "sender": "0101234567",
+            "declared_count": 2,
+            "invoices": [vn_invoice(1), cn_invoice()],
+            "notices": [],
+        }
+    )
+    found = seller_signature_violations(package, {}, anchors, RuleConfig(), now=NOW)
+    assert {i: [(v.code, v.severity) for v in vs] for i, vs in found.items()} == {
+        0: [("vn.signature.json_unsigned", Severity.ERROR)]
+    }
+    assert seller_signature_violations(package, {}, TrustAnchors.none(), RuleConfig()) == {}
+    lenient = RuleConfig(severity={"vn.signature.json_unsigned": Severity.WARNING})
+    [warning] = seller_signature_violations(package, {}, anchors, lenient)[0]
+    assert warning.severity is Severity.WARNING
+    off = RuleConfig(severity={"vn.signature.json_unsigned": Severity.OFF})
+    assert seller_signature_violations(package, {}, anchors, off) == {}
