@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: mget at most this many ids per request.
 MGET_CHUNK = 1000
+#: An mget of at most this many ids on the fast client goes through the coalesced reads.
+COALESCED_MGET = 8
 
 
 class ElasticsearchUnavailable(StoreUnavailableError):
@@ -142,8 +144,13 @@ class AliasedStore:
                            client: AsyncElasticsearch | None = None,
                            ) -> dict[str, dict[str, Any]]:
         """Realtime mget, `MGET_CHUNK` ids per request, on the fast client unless `client`
-        (the patient one, for batch work) is given."""
+        (the patient one, for batch work) is given. A few ids on the fast client (a
+        lookup's seller in the registry) join the coalesced reads instead, so concurrent
+        lookups share those round trips too."""
         wanted = sorted({i for i in ids if storable_id(i)})
+        if client is None and len(wanted) <= COALESCED_MGET:
+            sources = await asyncio.gather(*(self.get_source(index, i) for i in wanted))
+            return {i: src for i, src in zip(wanted, sources, strict=True) if src is not None}
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), MGET_CHUNK):
             resp = await (client or self.fast).mget(
