@@ -477,6 +477,13 @@ def report(results: dict[str, list[WrkResult]]) -> float:
                results["bare"])
     if "es" in results:
         _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
+        _ratio("on Elasticsearch / its floor (one GET by id)", results["es"],
+               results["es-floor"])
+        for name in ("es", "es-floor"):
+            per = [r.server_cpu / r.rps * 1e6 for r in results[name]]
+            print(f"  {name}: server CPU per lookup {statistics.median(per):.0f} us "
+                  f"(per round {' '.join(f'{p:.0f}' for p in per)}; the cluster's own "
+                  "CPU not counted)")
     workers = sorted(int(name.removeprefix("workers-")) for name in results
                      if name.startswith("workers-"))
     for count in workers:
@@ -529,6 +536,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def floor_ids(db: Path, lookups: list[Lookup], seed: int) -> list[str]:
+    """The ids the ES floor reads in turn: the stored invoices' ids, and missing ones in the
+    share of not-found lookups among the bench's URLs."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        ids = [str(row[0]) for row in conn.execute("SELECT doc_id FROM invoices")]
+    finally:
+        conn.close()
+    missing = sum(lookup.expected == "not_found" for lookup in lookups) / len(lookups)
+    absent = [f"vn:0000000000:1:C99ZZZ:{n}"
+              for n in range(int(len(ids) * missing / (1 - missing)))]
+    mixed = ids + absent
+    random.Random(seed).shuffle(mixed)
+    return mixed
 
 
 def _counts(text: str) -> list[int]:
@@ -669,7 +692,16 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
             es_server.stop()
         print("  checked on Elasticsearch: "
               + ", ".join(f"{k} {n}" for k, n in seen_es.most_common()))
-        servers.append(es_server)
+        ids_file = workdir / "es-ids.txt"
+        ids_file.write_text("".join(f"{doc_id}\n" for doc_id in floor_ids(
+            data / "invoices.sqlite3", lookups, args.seed)))
+        floor_port = free_port()
+        es_floor = Server("es-floor", [*server_prefix, sys.executable, "-m", "bench.es_floor",
+                                       "--port", str(floor_port), "--es-url", es_url,
+                                       "--ids-file", str(ids_file),
+                                       *(["--real-es"] if real_es else [])],
+                          env, floor_port, workdir / "es-floor.log")
+        servers.extend([es_floor, es_server])
     tokens = {"embedded": token, "es": token,
               **{server.name: token for server in servers if server.name.startswith("workers-")}}
     if args.replica:
