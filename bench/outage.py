@@ -283,6 +283,9 @@ class Detected:
     intake: list[tuple[float, float, str]] = field(default_factory=list)
     recovered: float | None = None  # seconds from lifting the fault to a primary answer
     breaker: dict[str, float] = field(default_factory=dict)
+    #: Healing after the fault is lifted (`_healed`): seconds to the breaker closing, from
+    #: the close to the reconciler's run starting, and to the journal drained.
+    healed: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         def counts(rows: list[tuple[float, float, str]]) -> str:
@@ -298,7 +301,20 @@ class Detected:
                 f"{self.breaker.get('failures', 0):.0f}, opened "
                 f"{self.breaker.get('opened', 0):.0f}, probe failures "
                 f"{self.breaker.get('probe_failures', 0):.0f}; primary answers again "
-                f"{recovered} after the fault is lifted")
+                f"{recovered} after the fault is lifted; {_heal_text(self.healed)}")
+
+
+def _heal_text(healed: dict[str, float]) -> str:
+    if not healed:
+        return "healing not measured"
+    parts = [f"breaker closed {healed['closed']:.1f} s after the lift" if "closed" in healed
+             else "breaker close not seen",
+             f"reconciler started {healed['reconcile_after_close']:.2f} s after the close"
+             if "reconcile_after_close" in healed else "no reconcile run seen after the close",
+             f"journal drained ({healed.get('queued', 0):.0f} applied) "
+             f"{healed['drained']:.1f} s after the lift" if "drained" in healed
+             else "journal not drained"]
+    return "; ".join(parts)
 
 
 async def _probe(port: int, token: str, limit: float, t0: float,
@@ -346,6 +362,38 @@ async def _probe(port: int, token: str, limit: float, t0: float,
         await asyncio.gather(lookups(), intake())
 
 
+def _stamp(text: str | None) -> float | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def _healed(port: int, token: str, lifted_at: float, limit: float) -> dict[str, float]:
+    """After the fault is lifted (`lifted_at`, Unix time): when the primary's detected
+    window ended (the breaker closed), when the reconcile run after it started, and when the
+    journal was drained with no gap open, all from the service's own records."""
+    base = f"http://127.0.0.1:{port}/api/v1"
+    healed: dict[str, float] = {}
+    started = time.perf_counter()
+    status: dict[str, Any] = {}
+    while time.perf_counter() - started < limit:
+        code, status = fetch(f"{base}/reconcile/status", token)
+        if code == 200 and not status["running"] and status["journal"]["pending"] == 0 \
+                and status["open_gaps"] == 0 and status["run"]["runs"] > 0:
+            healed["drained"] = time.time() - lifted_at
+            break
+        time.sleep(0.05)
+    code, listed = fetch(f"{base}/outages?system=primary", token)
+    ends = [_stamp(w["end"]) for w in (listed.get("outages", []) if code == 200 else [])
+            if w["kind"] == "detected" and w["end"]]
+    closed = max((end for end in ends if end is not None), default=None)
+    run_start = _stamp((status.get("run") or {}).get("started_at"))
+    if closed is not None:
+        healed["closed"] = closed - lifted_at
+        if run_start is not None and run_start >= closed:
+            healed["reconcile_after_close"] = run_start - closed
+    healed["queued"] = float((status.get("run") or {}).get("journal_applied", 0))
+    return healed
+
+
 def _recovered(port: int, token: str, limit: float) -> float | None:
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
@@ -383,10 +431,12 @@ def detected_failure(ctx: Context, round_no: int, fault: str) -> Detected:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            lifted_at = time.time()
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
         result.recovered = _recovered(server.port, ctx.token, 60)
+        result.healed = _healed(server.port, ctx.token, lifted_at, 120)
         result.breaker = metrics(server.port)
     return result
 
