@@ -420,6 +420,24 @@ _ALL = (
         "vn-einvoice §5.8",
         adjustable=True,
     ),
+    Rule(
+        "vn.signature.package_missing",
+        W,
+        "A cash-register package carries no taxpayer signature (TDiep/CKSNNT).",
+        "Gói hóa đơn máy tính tiền không có chữ ký số của người nộp thuế (CKSNNT).",
+        "vn-einvoice §6.3",
+        confirmed=False,
+    ),
+    Rule(
+        "vn.signature.package_invalid",
+        E,
+        "The taxpayer's package signature (CKSNNT) does not verify over DLieu, does not chain "
+        "to a trusted certification authority, or names another tax id.",
+        "Chữ ký số của người nộp thuế trên gói (CKSNNT) không hợp lệ, không do tổ chức chứng "
+        "thực tin cậy cấp hoặc mang mã số thuế khác.",
+        "vn-einvoice §6.3, §5.8",
+        adjustable=True,
+    ),
     # --- Chinese identity -------------------------------------------------------------------
     Rule(
         "cn.code.invalid",

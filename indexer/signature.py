@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -210,18 +211,16 @@ def _vn_time(text: str | None) -> datetime | None:
     return value.replace(tzinfo=VN_TZ) if value.tzinfo is None else value
 
 
-def _certificates(signature: etree._Element) -> list[x509.Certificate]:
+def _certificates(signature: etree._Element, invalid: str) -> list[x509.Certificate]:
     texts = [
         c.text or "" for c in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS)
     ]
     if not texts:
-        raise _Rejected("vn.signature.invalid", "no X509Certificate in the signature's KeyInfo")
+        raise _Rejected(invalid, "no X509Certificate in the signature's KeyInfo")
     try:
         return [x509.load_der_x509_certificate(base64.b64decode(t)) for t in texts]
     except (ValueError, binascii.Error) as exc:
-        raise _Rejected(
-            "vn.signature.invalid", f"unreadable X509Certificate: {_short(exc)}"
-        ) from None
+        raise _Rejected(invalid, f"unreadable X509Certificate: {_short(exc)}") from None
 
 
 def _leaf_first(chain: list[x509.Certificate]) -> tuple[x509.Certificate, list[x509.Certificate]]:
@@ -270,50 +269,92 @@ def _uid_names(value: str, tax_id: str) -> bool:
     return normalise_tax_id(text) == normalise_tax_id(tax_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """Where a signature sits and what it must cover: the seller's in an `HDon`
+    (`DSCKS/NBan`, over `DLHDon`) or the taxpayer's on a cash-register package (`CKSNNT`,
+    over `DLieu`, vn-einvoice §6.3); the rule codes its failures are reported under."""
+
+    signer: str
+    container: tuple[str, ...]
+    data: str
+    missing: str
+    invalid: str
+    untrusted: str
+    tax_id_mismatch: str
+
+
+_SELLER = _Signed(
+    "seller's",
+    ("DSCKS", "NBan"),
+    "DLHDon",
+    "vn.signature.missing",
+    "vn.signature.invalid",
+    "vn.signature.untrusted",
+    "vn.signature.tax_id_mismatch",
+)
+_PACKAGE = _Signed(
+    "taxpayer's package",
+    ("CKSNNT",),
+    "DLieu",
+    "vn.signature.package_missing",
+    "vn.signature.package_invalid",
+    "vn.signature.package_invalid",
+    "vn.signature.package_invalid",
+)
+
+
 def _verify(
     hdon_xml: bytes,
     seller_tax_id: str | None,
     series: str | None,
     anchors: TrustAnchors,
     now: datetime,
+    signed: _Signed = _SELLER,
 ) -> None:
     """Raise `_Rejected` for the first failure, in the order given in the module docstring."""
     try:
         root = etree.fromstring(hdon_xml, _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise _Rejected("vn.signature.invalid", f"invoice XML unreadable: {_short(exc)}") from None
+        raise _Rejected(signed.invalid, f"XML unreadable: {_short(exc)}") from None
     namespace = etree.QName(root).namespace  # none today; the legacy 2014 one may appear
     prefix = f"{{{namespace}}}" if namespace else ""
-    location = f"./{prefix}DSCKS/{prefix}NBan/"
+    location = "./" + "".join(f"{prefix}{part}/" for part in signed.container)
+    where = "/".join(signed.container)
     signatures = root.findall(f"{location}ds:Signature", _NS)
     if not signatures:
-        if is_cash_register_series(series):
+        if signed is _SELLER and is_cash_register_series(series):
             return
-        raise _Rejected("vn.signature.missing")
+        raise _Rejected(signed.missing)
     if len(signatures) > 1:
-        raise _Rejected("vn.signature.invalid", "more than one seller signature in DSCKS/NBan")
+        raise _Rejected(signed.invalid, f"more than one signature in {where}")
     signature = signatures[0]
-    data = [c for c in root if _local(c) == "DLHDon"]
+    data = [c for c in root if _local(c) == signed.data]
     data_id = data[0].get(_ID) if len(data) == 1 else None
     if not data_id:
         raise _Rejected(
-            "vn.signature.invalid",
-            "the invoice needs exactly one DLHDon, with an Id for the signature",
+            signed.invalid,
+            f"exactly one {signed.data}, with an Id for the signature, is needed",
         )
     value = signature.find("ds:SignatureValue", _NS)
     if value is not None and not (value.text or "").strip():
         # signxml would hand the missing text to b64decode, whose TypeError means the same
-        raise _Rejected("vn.signature.invalid", "the SignatureValue is empty")
+        raise _Rejected(signed.invalid, "the SignatureValue is empty")
     references = signature.findall("ds:SignedInfo/ds:Reference", _NS)
     for reference in references:
         for transform in reference.findall("ds:Transforms/ds:Transform", _NS):
             if transform.get("Algorithm") not in _WHOLE_ELEMENT_TRANSFORMS:
                 raise _Rejected(
-                    "vn.signature.invalid", f"transform not accepted: {transform.get('Algorithm')}"
+                    signed.invalid, f"transform not accepted: {transform.get('Algorithm')}"
                 )
-    leaf, intermediates = _leaf_first(_certificates(signature))
+    leaf, intermediates = _leaf_first(_certificates(signature, signed.invalid))
     uris = {r.get("URI") or "" for r in references}
-    when = min(_signed_signing_time(signature, uris) or _issue_time(data[0]) or now, now)
+    when = min(
+        _signed_signing_time(signature, uris)
+        or (_issue_time(data[0]) if signed is _SELLER else None)
+        or now,
+        now,
+    )
 
     config = SignatureConfiguration(
         location=location,
@@ -332,7 +373,7 @@ def _verify(
         )
     except InvalidCertificate:  # signxml checked the leaf's validity period at `when`
         raise _Rejected(
-            "vn.signature.untrusted",
+            signed.untrusted,
             (
                 f"certificate valid {leaf.not_valid_before_utc.isoformat()} to "
                 f"{leaf.not_valid_after_utc.isoformat()}, signed at {when.isoformat()}"
@@ -341,20 +382,20 @@ def _verify(
     except (SignXMLException, etree.LxmlError, ValueError) as exc:
         # signxml's InvalidSignature/InvalidDigest/InvalidInput, schema errors of the
         # ds:Signature, and malformed base64 all mean: this signature does not verify.
-        raise _Rejected("vn.signature.invalid", _short(exc)) from None
+        raise _Rejected(signed.invalid, _short(exc)) from None
     results = verified if isinstance(verified, list) else [verified]
     signed_refs = results[0].signature_xml.findall("ds:SignedInfo/ds:Reference", _NS)
     covers_data = any(
         ref.get("URI") == f"#{data_id}"
         and result.signed_xml is not None
-        and _local(result.signed_xml) == "DLHDon"
+        and _local(result.signed_xml) == signed.data
         and result.signed_xml.get(_ID) == data_id
         for ref, result in zip(signed_refs, results, strict=True)
     )
     if not covers_data:
         raise _Rejected(
-            "vn.signature.invalid",
-            f"no reference of the seller's signature covers DLHDon (#{data_id})",
+            signed.invalid,
+            f"no reference of the {signed.signer} signature covers {signed.data} (#{data_id})",
         )
 
     assert anchors.store is not None
@@ -369,7 +410,7 @@ def _verify(
         verifier.verify(leaf, intermediates)
     except VerificationError as exc:
         raise _Rejected(
-            "vn.signature.untrusted",
+            signed.untrusted,
             f"no path to a trust anchor at {when.isoformat()} ({_short(exc)})",
         ) from None
 
@@ -377,7 +418,7 @@ def _verify(
         uids = _uid_values(leaf)
         if not any(_uid_names(uid, seller_tax_id) for uid in uids):
             raise _Rejected(
-                "vn.signature.tax_id_mismatch", f"certificate UID {', '.join(uids) or '(none)'}"
+                signed.tax_id_mismatch, f"certificate UID {', '.join(uids) or '(none)'}"
             )
 
 
@@ -452,3 +493,25 @@ def unsigned_json_violations(
         for index, raw in enumerate(package.invoices)
         if isinstance(raw, dict) and raw.get("scheme") == "vn"
     }
+
+
+def check_package_signature(
+    tdiep_xml: bytes,
+    *,
+    taxpayer_tax_id: str | None,
+    anchors: TrustAnchors,
+    cfg: RuleConfig,
+    now: datetime | None = None,
+) -> list[Violation]:
+    """The taxpayer's signature on a cash-register package (vn-einvoice §6.3: batches
+    "signed once by the taxpayer (`CKSNNT`)"): `TDiep/CKSNNT/Signature` over `DLieu`, by a
+    certificate that chains to a trust anchor and names the taxpayer's MST, checked by the
+    same machinery as the seller's signature. Empty without anchors or with the rules off."""
+    if not anchors.enabled:
+        return []
+    try:
+        _verify(tdiep_xml, taxpayer_tax_id, None, anchors, now or datetime.now(UTC), _PACKAGE)
+    except _Rejected as rejected:
+        violation = cfg.violation(rejected.code, "package_signature", rejected.detail)
+        return [] if violation.severity is Severity.OFF else [violation]
+    return []

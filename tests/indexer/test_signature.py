@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from indexer.package import package_from_json
-from indexer.rules import RuleConfig, Severity
+from indexer.rules import RuleConfig, Severity, Violation
 from indexer.signature import (
     TrustAnchorError,
     TrustAnchors,
+    check_package_signature,
     check_seller_signature,
     is_cash_register_series,
     seller_signature_violations,
@@ -518,3 +519,88 @@ def test_a_json_vn_invoice_is_refused_when_anchors_are_configured(anchors: Trust
     assert warning.severity is Severity.WARNING
     off = RuleConfig(severity={"vn.signature.json_unsigned": Severity.OFF})
     assert seller_signature_violations(package, {}, anchors, off) == {}
+
+
+# --- issue 17 item 4: the cash-register package signature (CKSNNT, vn-einvoice §6.3) --------
+
+
+def _signed_package(pki: Pki, *, trusted: bool = True, tamper: bool = False) -> bytes:
+    """A message-206 TDiep whose `DLieu` (Id `dlieu`) the taxpayer signs once, the signature
+    enveloped in `TDiep/CKSNNT` (§6.3: "signed once by the taxpayer (`CKSNNT`)")."""
+    from signxml import XMLSigner
+    from signxml.algorithms import CanonicalizationMethod
+
+    from tests.xml_factories import xml_package
+
+    envelope = etree.fromstring(
+        xml_package([vn_invoice(1, series="C22MAA", authority_code=None)])
+    )
+    data = envelope.find("DLieu")
+    assert data is not None
+    data.set("Id", "dlieu")
+    holder = etree.SubElement(envelope, "CKSNNT")
+    holder.append(etree.fromstring(f'<Signature xmlns="{DS}" Id="placeholder"/>'))
+    signer = XMLSigner(c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0)
+    signed_envelope = signer.sign(
+        envelope,
+        key=pki.seller_key,
+        cert=[pki.leaf(trusted=trusted)],
+        reference_uri=["#dlieu"],
+        exclude_c14n_transform_element=True,
+    )
+    if tamper:
+        number = signed_envelope.find("DLieu/HDon/DLHDon/TTChung/SHDon")
+        assert number is not None
+        number.text = "2"
+    return bytes(etree.tostring(signed_envelope))
+
+
+def _package_codes(found: list[Violation]) -> list[str]:
+    return [v.code for v in found]
+
+
+def test_a_signed_cash_register_package_passes(pki: Pki, anchors: TrustAnchors) -> None:
+    body = _signed_package(pki)
+    found = check_package_signature(
+        body, taxpayer_tax_id=SELLER, anchors=anchors, cfg=RuleConfig(), now=NOW
+    )
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("options", "tax_id", "code"),
+    [
+        ({"tamper": True}, SELLER, "vn.signature.package_invalid"),
+        ({"trusted": False}, SELLER, "vn.signature.package_invalid"),
+        ({}, SELLER_2, "vn.signature.package_invalid"),
+    ],
+    ids=["changed after signing", "untrusted CA", "another taxpayer"],
+)
+def test_a_bad_package_signature_is_refused(
+    pki: Pki, anchors: TrustAnchors, options: dict[str, bool], tax_id: str, code: str
+) -> None:
+    found = check_package_signature(
+        _signed_package(pki, **options),
+        taxpayer_tax_id=tax_id,
+        anchors=anchors,
+        cfg=RuleConfig(),
+        now=NOW,
+    )
+    assert _package_codes(found) == [code]
+    assert found[0].severity is Severity.ERROR
+
+
+def test_an_unsigned_cash_register_package_is_reported(anchors: TrustAnchors) -> None:
+    """Unconfirmed (§6.3 observed in one implementation): a warning by default."""
+    from tests.xml_factories import xml_package
+
+    body = xml_package([vn_invoice(1, series="C22MAA", authority_code=None)])
+    found = check_package_signature(
+        body, taxpayer_tax_id=SELLER, anchors=anchors, cfg=RuleConfig(), now=NOW
+    )
+    assert [(v.code, v.severity) for v in found] == [
+        ("vn.signature.package_missing", Severity.WARNING)
+    ]
+    assert check_package_signature(
+        body, taxpayer_tax_id=SELLER, anchors=TrustAnchors.none(), cfg=RuleConfig()
+    ) == []
