@@ -36,7 +36,9 @@ format), so an expired key can still back-date; an unsigned `SigningTime` is ign
 No anchors configured means no signature checks at all (the demo default): an empty trust
 store would reject every real invoice. Cash-register invoices (series letter `M`) need no
 per-invoice seller signature, since their package is signed (§5.8, §6.3); one that is present
-is still verified. The package signature itself is not checked here.
+is still verified. Their package's signature (`TDiep/CKSNNT`, §6.3) is checked by
+`check_package_signature` with the same machinery (`_Signed` says where each signature sits,
+what it covers and which rules its failures break).
 """
 
 from __future__ import annotations
