@@ -43,6 +43,7 @@ ANSWER_STATUSES = [
     "mismatch",
     "not_found",
     "unconfirmed",
+    "outside_window",
 ]
 
 ERROR = obj(
@@ -124,6 +125,11 @@ ANSWER = obj(
         "description": "vn, on a valid answer: the seller was or is closed (01, 03), "
         "suspended (05) or not at its registered address (06)",
     },
+    window_years={
+        **INT,
+        "description": "outside_window: the authority's verification window in years",
+    },
+    window_start={**DAY, "description": "outside_window: the window's first day"},
     receipt={
         "type": "string",
         "description": "with receipt=true: this answer's signed "

@@ -18,6 +18,7 @@ from fallback.lookup.query import LookupQuery
 from fallback.lookup.resilience import Fetched
 from fallback.lookup.second_factor import guard
 from fallback.lookup.seller_status import with_seller_status
+from fallback.lookup.window import outside_window
 from indexer.model import SCHEME_TZ, Invoice
 from verify.access.middleware import PRINCIPAL, key_due
 from verify.access.roles import Principal
@@ -58,6 +59,10 @@ async def verify_query(
     target = invoice.doc_id if invoice else query.lookup_key
     if invoice is None:
         await access.note_miss(principal, target)
+        today = datetime.now(SCHEME_TZ[query.scheme]).date()
+        answer = outside_window(
+            answer, query, today, request.app[SETTINGS].verification_window_years
+        )
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
     if invoice is not None:
         answer = await _facts(request, answer, invoice, query, principal)
