@@ -125,6 +125,11 @@ ANSWER = obj(
         "description": "vn, on a valid answer: the seller was or is closed (01, 03), "
         "suspended (05) or not at its registered address (06)",
     },
+    check_count={
+        **INT,
+        "description": "to keys scoped to the invoice's seller or buyer: how often it was "
+        "checked (查验次数), this check included, from the audit trail (at most 1000)",
+    },
     window_years={
         **INT,
         "description": "outside_window: the authority's verification window in years",

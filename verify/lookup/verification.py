@@ -21,7 +21,7 @@ from fallback.lookup.seller_status import with_seller_status
 from fallback.lookup.window import outside_window
 from indexer.model import SCHEME_TZ, Invoice
 from verify.access.middleware import PRINCIPAL, key_due
-from verify.access.roles import Principal
+from verify.access.roles import Principal, Role
 from verify.access.service import Admission, is_party
 from verify.access.tenancy import redact_answer
 from verify.keys import ACCESS, REGISTRY, RESILIENCE, SETTINGS
@@ -78,11 +78,13 @@ async def _facts(
     principal: Principal,
 ) -> dict[str, Any]:
     """What the answer adds or withholds about a found invoice: the Chinese second factor
-    (the invoice's parties see their own whole) and the Vietnamese seller's status."""
-    if request.app[SETTINGS].cn_second_factor and not is_party(
-        principal, invoice.seller_tax_id, invoice.buyer_tax_id
-    ):
+    (the invoice's parties see their own whole), the check count its parties see, and the
+    Vietnamese seller's status."""
+    party = is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id)
+    if request.app[SETTINGS].cn_second_factor and not party:
         answer = guard(answer, invoice, query.match)
+    if party and principal.role is not Role.ADMIN:
+        answer = {**answer, "check_count": await _check_count(request, invoice.doc_id)}
     seller = invoice.seller_tax_id
     if invoice.scheme != "vn" or seller is None:
         return answer
@@ -93,6 +95,21 @@ async def _facts(
         return answer
     today = datetime.now(SCHEME_TZ["vn"]).date()
     return with_seller_status(answer, found.get(seller), invoice.issued_at.date(), today)
+
+
+#: The most checks an answer counts (`check_count` says at most this many).
+MAX_CHECK_COUNT = 1000
+
+
+async def _check_count(request: web.Request, doc_id: str) -> int:
+    """How often the invoice was checked (查验次数), this check included: its `verify`
+    entries in the audit trail (kept `INVOICE_AUDIT_RETENTION_DAYS`), at most
+    `MAX_CHECK_COUNT`. Only for keys scoped to the invoice's seller or buyer, as the
+    platform shows it to the invoice's holder."""
+    entries = await request.app[ACCESS].audit.query(
+        action="verify", target=doc_id, limit=MAX_CHECK_COUNT
+    )
+    return len(entries)
 
 
 async def _overlapped(
