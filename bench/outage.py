@@ -309,8 +309,11 @@ def _heal_text(healed: dict[str, float]) -> str:
         return "healing not measured"
     parts = [f"breaker closed {healed['closed']:.1f} s after the lift" if "closed" in healed
              else "breaker close not seen",
-             f"reconciler started {healed['reconcile_after_close']:.2f} s after the close"
-             if "reconcile_after_close" in healed else "no reconcile run seen after the close",
+             ("no reconcile run seen" if "reconcile_after_close" not in healed else
+              f"reconciler started {healed['reconcile_after_close']:.2f} s after the close"
+              if healed["reconcile_after_close"] >= 0 else
+              f"the run that drained it began {-healed['reconcile_after_close']:.1f} s before "
+              "the close (started during the fault, it waited on the file)"),
              f"journal drained ({healed.get('queued', 0):.0f} applied) "
              f"{healed['drained']:.1f} s after the lift" if "drained" in healed
              else "journal not drained"]
@@ -388,9 +391,10 @@ def _healed(port: int, token: str, lifted_at: float, limit: float) -> dict[str, 
     run_start = _stamp((status.get("run") or {}).get("started_at"))
     if closed is not None:
         healed["closed"] = closed - lifted_at
-        if run_start is not None and run_start >= closed:
+        if run_start is not None:  # negative: the last run began before the close
             healed["reconcile_after_close"] = run_start - closed
     healed["queued"] = float((status.get("run") or {}).get("journal_applied", 0))
+    healed["runs"] = float((status.get("run") or {}).get("runs", 0))
     return healed
 
 
