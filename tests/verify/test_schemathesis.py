@@ -25,7 +25,7 @@ from verify.http.openapi import SPEC, XLSX
 pytestmark = pytest.mark.slow
 # Bodies schemathesis has no serializer for are sent as the bytes it generates.
 schemathesis.serializer.alias(["image/heic", XLSX], "application/octet-stream")
-schemathesis.serializer.alias(["text/csv"], "text/plain")
+schemathesis.serializer.alias(["text/csv", "application/jose"], "text/plain")
 schema = schemathesis.openapi.from_dict(SPEC)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]
