@@ -25,6 +25,7 @@ LEGACY_NS = "http://laphoadon.gdt.gov.vn/2014/09/invoicexml/v1"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"  # every signed invoice's DSCKS/*/Signature
 ALLOWED_NAMESPACES = frozenset({"", LEGACY_NS, DSIG_NS})
 MAX_DEPTH = 64
+CASH_REGISTER_MESSAGE = "206"  # MLTDiep of cash-register invoice batches (§6.3)
 VN_OFFSET = "+07:00"  # NLap and message times are Vietnam local time without offset (§1.4)
 
 
@@ -32,6 +33,9 @@ VN_OFFSET = "+07:00"  # NLap and message times are Vietnam local time without of
 class XmlPackage:
     package: Package
     originals: dict[int, bytes]  # invoice index in the package -> its HDon element as XML
+    #: the TDiep as received when it is a cash-register package (message 206, §6.3), for
+    #: its package signature `CKSNNT`; None for any other message type
+    cash_register_package: bytes | None = None
 
 
 def _bad(code: str, message: str, status: int = 422, **details: Any) -> PackageError:
@@ -257,4 +261,5 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     if findings:
         package = dataclasses.replace(package, findings=findings)
     originals = {n: etree.tostring(h, encoding="utf-8") for n, h in enumerate(hdons)}
-    return XmlPackage(package, originals)
+    cash_register = (_text(header, "MLTDiep") or "").strip() == CASH_REGISTER_MESSAGE
+    return XmlPackage(package, originals, body if cash_register else None)

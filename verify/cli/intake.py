@@ -11,32 +11,35 @@ from typing import Annotated, TextIO
 
 import typer
 
-from indexer.package import Package, PackageError, parse_json_package
+from indexer.package import Package, PackageError
 from indexer.recheck import month_bounds, recheck_month
 from indexer.rules import RULES, Violation, rules_markdown
-from indexer.signature import TrustAnchors, seller_signature_violations
-from indexer.vn_xml import parse_xml_package
+from indexer.signature import TrustAnchors
+from indexer.submission import BodyFormat, read_submission, signature_violations
 from verify.cli.common import DataDir, err, load_settings, open_intake, out, progress_bar
 from verify.http.csv_cells import dict_writer
 from verify.settings import Settings, SettingsError
 
 
-def _read_package(path: Path, settings: Settings, anchors: TrustAnchors,
-                  ) -> tuple[Package, dict[int, bytes], dict[int, list[Violation]]]:
+def _read_package(
+    path: Path,
+    settings: Settings,
+    anchors: TrustAnchors,
+) -> tuple[Package, dict[int, bytes], dict[int, list[Violation]]]:
     """A `.xml` file is a Vietnamese TDiep package, taken like `POST /packages` with
     application/xml: originals kept, seller signatures checked when trust anchors are
-    configured (in line: this command serves no one else meanwhile). Other files are JSON."""
-    body = path.read_bytes()
-    if path.suffix.lower() != ".xml":
-        return parse_json_package(body, max_items=settings.max_package_items), {}, {}
-    parsed = parse_xml_package(body, max_items=settings.max_package_items)
-    signatures = seller_signature_violations(parsed.package, parsed.originals, anchors,
-                                             settings.rules)
-    return parsed.package, parsed.originals, signatures
+    configured (in line: this command serves no one else meanwhile), with the package
+    signature of a cash-register package. Other files are JSON, whose Vietnamese invoices
+    break `vn.signature.json_unsigned` when trust anchors are configured."""
+    fmt = BodyFormat.XML if path.suffix.lower() == ".xml" else BodyFormat.JSON
+    submission = read_submission(path.read_bytes(), fmt, max_items=settings.max_package_items)
+    signatures = signature_violations(submission, anchors, settings.rules)
+    return submission.package, submission.originals, signatures
 
 
-async def _ingest(settings: Settings, files: list[Path],
-                  anchors: TrustAnchors | None = None) -> int:
+async def _ingest(
+    settings: Settings, files: list[Path], anchors: TrustAnchors | None = None
+) -> int:
     failures = 0
     async with open_intake(settings) as intake:
         with progress_bar() as bar:
@@ -44,7 +47,8 @@ async def _ingest(settings: Settings, files: list[Path],
             for path in files:
                 try:
                     package, originals, signatures = _read_package(
-                        path, settings, anchors or TrustAnchors.none())
+                        path, settings, anchors or TrustAnchors.none()
+                    )
                     result = await intake.ingest(package, originals, signatures)
                 except (OSError, PackageError) as exc:
                     failures += 1
@@ -53,20 +57,29 @@ async def _ingest(settings: Settings, files: list[Path],
                 else:
                     notice = result.notice
                     state = "already ingested" if result.replayed else notice["result"]
-                    bar.console.print(f"{path}: {notice['package_id']} {state}: "
-                                      f"{notice['accepted']} accepted, "
-                                      f"{notice['rejected']} rejected", highlight=False)
+                    bar.console.print(
+                        f"{path}: {notice['package_id']} {state}: "
+                        f"{notice['accepted']} accepted, "
+                        f"{notice['rejected']} rejected",
+                        highlight=False,
+                    )
                     for item in notice["items"]:
                         for error in item["errors"]:
-                            bar.console.print(f"  item {item['index']}: {error['rule']}: "
-                                              f"{error['message']}", highlight=False)
+                            bar.console.print(
+                                f"  item {item['index']}: {error['rule']}: {error['message']}",
+                                highlight=False,
+                            )
                 bar.advance(task)
     return failures
 
 
-def ingest(files: Annotated[list[Path], typer.Argument(
-               help="package files: JSON, or Vietnamese XML (TDiep) named *.xml")],
-           data_dir: DataDir = None) -> None:
+def ingest(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="package files: JSON, or Vietnamese XML (TDiep) named *.xml"),
+    ],
+    data_dir: DataDir = None,
+) -> None:
     """Ingest JSON or XML packages from files, like POST /api/v1/packages; exit 1 if a file
     failed."""
     settings = load_settings(data_dir=data_dir)
@@ -80,11 +93,11 @@ def ingest(files: Annotated[list[Path], typer.Argument(
         raise typer.Exit(1)
 
 
-
-def recheck_cmd(month: Annotated[str, typer.Option(help="YYYY-MM, the month to re-check")],
-                out: Annotated[Path | None, typer.Option(
-                    help="CSV report (default: standard output)")] = None,
-                data_dir: DataDir = None) -> None:
+def recheck_cmd(
+    month: Annotated[str, typer.Option(help="YYYY-MM, the month to re-check")],
+    out: Annotated[Path | None, typer.Option(help="CSV report (default: standard output)")] = None,
+    data_dir: DataDir = None,
+) -> None:
     """Step 2 over a month, as the authority's day 1-10 run: registrations and the invoice
     chain re-checked against what is known now. Exit 1 if anything was found."""
     settings = load_settings(data_dir=data_dir)
@@ -101,8 +114,9 @@ def recheck_cmd(month: Annotated[str, typer.Option(help="YYYY-MM, the month to r
         async with open_intake(settings) as intake:
             with progress_bar() as bar:
                 task = bar.add_task(f"re-checking {month}", total=None)
-                async for checked, findings in recheck_month(intake.store, intake.registry,
-                                                             month, settings.rules):
+                async for checked, findings in recheck_month(
+                    intake.store, intake.registry, month, settings.rules
+                ):
                     for finding in findings:
                         writer.writerow(finding.as_dict())
                     found += len(findings)
@@ -114,25 +128,32 @@ def recheck_cmd(month: Annotated[str, typer.Option(help="YYYY-MM, the month to r
     else:
         with out.open("w", newline="", encoding="utf-8") as sink:
             checked, found = asyncio.run(run(sink))
-    err.print(f"{checked} invoices issued in {month} re-checked: {found} findings",
-              highlight=False)
+    err.print(f"{checked} invoices issued in {month} re-checked: {found} findings", highlight=False)
     if found:
         raise typer.Exit(1)
 
 
-def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False,
-               markdown: Annotated[bool, typer.Option(
-                   "--markdown", help="the docs/rules.md table")] = False) -> None:
+def list_rules(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="the docs/rules.md table")] = False,
+) -> None:
     """List every intake rule with its code, severity in force and spec section."""
     if markdown:
         sys.stdout.write(rules_markdown())
         return
 
     cfg = load_settings().rules
-    rows = [{"rule": r.code, "severity": cfg.severity_of(r.code).value,
-             "confirmed": r.confirmed, "configurable": r.configurable, "spec": r.spec,
-             "message": r.message_en}
-            for r in RULES.values()]
+    rows = [
+        {
+            "rule": r.code,
+            "severity": cfg.severity_of(r.code).value,
+            "confirmed": r.confirmed,
+            "configurable": r.configurable,
+            "spec": r.spec,
+            "message": r.message_en,
+        }
+        for r in RULES.values()
+    ]
     if as_json:
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
