@@ -81,29 +81,24 @@ class FileKeyStore:
     async def change(self, step: Step) -> KeySet | None:
         return await asyncio.to_thread(self._change, step)
 
+    @property
+    def _lock(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
     def _load(self) -> KeySet | None:
-        try:
-            mode = self.path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            return None
-        if mode & 0o077:
-            try:  # owner-only, as every file of the data directory
-                self.path.chmod(FILE_MODE)
-            except OSError as exc:
-                raise KeyStoreUnavailable(
-                    f"{self.path} is mode {mode:o}, readable by others,"
-                    f" and cannot be made 0600: {exc}"
-                ) from None
+        for path in (self.path, self._lock):  # owner-only, as every file of the data directory
+            _owner_only(path)
         try:
             return _parse(self.path.read_bytes(), self.where)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             raise KeyStoreUnavailable(f"{self.path}: {exc}") from None
 
     def _change(self, step: Step) -> KeySet | None:
         if self.own_dir:
             private_dir(self.path.parent)
-        lock = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # processes sharing the file take turns
             current = self._load()
@@ -129,6 +124,22 @@ class FileKeyStore:
         os.replace(tmp, self.path)
         if self.own_dir:
             private_file(self.path)
+
+
+def _owner_only(path: Path) -> None:
+    """`path` made 0600 when others may read it (left so by hand); refused when it cannot
+    be (a key file someone else owns)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        try:
+            path.chmod(FILE_MODE)
+        except OSError as exc:
+            raise KeyStoreUnavailable(
+                f"{path} is mode {mode:o}, open to others, and cannot be made 0600: {exc}"
+            ) from None
 
 
 class RedisKeyStore:
