@@ -167,8 +167,9 @@ class JournaledIntake:
         return self.outages.active(System.PRIMARY) is None and self.primary.allow()
 
     async def signatures(self, submission: Submission) -> dict[int, list[Violation]]:
-        """Seller XML-DSig checks off the event loop (milliseconds per invoice)."""
-        if not self.anchors.enabled or not submission.originals:
+        """Seller XML-DSig checks off the event loop (milliseconds per invoice); with trust
+        anchors set, a JSON package (no originals) is checked too: it is refused unsigned."""
+        if not self.anchors.enabled:
             return {}
         return await asyncio.get_running_loop().run_in_executor(
             None, signature_violations, submission, self.anchors, self.intake.rules)

@@ -55,11 +55,6 @@ def items(notice: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fallback/journaled_intake.py JournaledIntake.signatures "
-    "still skips packages without originals (owned elsewhere)",
-)
 async def test_an_unsigned_json_package_is_refused_with_anchors(cli: Client) -> None:
     resp = await cli.post(
         "/api/v1/packages", json=package([vn_invoice(41)], package_id="PKG-JSON-UNSIGNED")
