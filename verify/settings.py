@@ -117,7 +117,7 @@ class QrSettings:
     before decoding, so a bomb costs nothing); decoding runs on `workers` threads and at most
     `max_pending` photos may wait or run at once, beyond which the endpoint answers 503, so
     a burst of photos queues neither memory nor time in front of lookups. `cn_amount`: see
-    README "QR payloads" (the spec leaves the meaning of the amount field unconfirmed)."""
+    docs/qr.md#amount-of-a-chinese-qr (the meaning of the amount field is unconfirmed)."""
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
@@ -150,7 +150,7 @@ def _qr_settings(env: Mapping[str, str]) -> QrSettings:
 
 @dataclass(frozen=True, slots=True)
 class FallbackSettings:
-    """Health, circuit breaking and outage rules (README "Outages"). The breaker around the
+    """Health, circuit breaking and outage rules (docs/outages.md#breakers). The breaker around the
     primary (and the one around the replica) opens after `breaker_failures` failed calls in a
     row and lets a trial call through after `breaker_open_seconds`; `primary_timeout_ms`
     bounds one read of the primary on the request path; the health monitor probes every
