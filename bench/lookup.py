@@ -55,7 +55,8 @@ from indexer.money import format_amount, from_scaled
 REPO = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lookup.lua"
 LOOKUP = "/api/v1/invoices/lookup"
-STATUSES = frozenset({"valid", "not_found", "cancelled", "replaced", "adjusted", "mismatch"})
+STATUSES = frozenset({"valid", "not_found", "cancelled", "replaced", "adjusted", "mismatch",
+                      "outside_window"})
 _LIFECYCLE_STATUS = {"issued": "valid", "cancelled": "cancelled", "replaced": "replaced",
                      "adjusted": "adjusted"}
 #: Rate limits raised far out of reach: the limiter still runs on every request, but the bench
