@@ -172,7 +172,9 @@ def _token(cli: Client) -> str:
 
 async def _requests_started(cli: Client, count: int) -> None:
     """Poll until the server is handling `count` requests (their headers read)."""
-    server = cli.server.runner.server
+    runner = cli.server.runner
+    assert runner is not None
+    server = runner.server
     assert server is not None
     for _ in range(3000):
         if sum(1 for c in server.connections if c._current_request is not None) >= count:
@@ -247,7 +249,7 @@ def rgba_png_with_rotation(side: int) -> bytes:
 
 
 def _blocks() -> int:
-    stats = Image.core.get_stats()
+    stats = Image.core.get_stats()  # type: ignore[attr-defined]
     return int(stats["allocated_blocks"] + stats["reused_blocks"])
 
 
