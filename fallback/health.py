@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from fallback.breaker import BreakerState, CircuitBreaker, Transition
-from fallback.metrics import Metrics
+from fallback.metrics import LastProbe, Metrics
 from fallback.outages import OutageLog, System
 
 __all__ = ["DependencyGuard", "HealthMonitor", "Metrics", "Probe"]
@@ -86,8 +87,10 @@ class HealthMonitor:
                 raise
             except Exception as exc:  # any failure of a ping is "not healthy"
                 self.metrics.probe_failures[str(guard.system)] += 1
+                self.metrics.last_probe[str(guard.system)] = LastProbe(datetime.now(UTC), False)
                 await guard.failed(f"probe: {type(exc).__name__}")
             else:
+                self.metrics.last_probe[str(guard.system)] = LastProbe(datetime.now(UTC), True)
                 await guard.succeeded()
         try:  # gauges of every worker stay fresh, not only of the one scraped
             await self.metrics.sample()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import prometheus_client
@@ -102,6 +104,14 @@ class Sampler(Protocol):
     def __call__(self, metrics: Metrics) -> Awaitable[None]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class LastProbe:
+    """When a health probe last ran against a system, and whether the system answered."""
+
+    at: datetime
+    ok: bool
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
@@ -138,6 +148,8 @@ class Metrics:
             ),
             lambda key: (key,),
         )
+        #: this process's last probe of each system: when, and whether it answered
+        self.last_probe: dict[str, LastProbe] = {}
         self.probe_failures: CountedBy[str] = CountedBy(
             PromCounter(
                 "invoice_probe_failures", "Failed health probes, by system", ["system"], registry=r

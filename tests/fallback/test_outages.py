@@ -163,6 +163,10 @@ async def test_monitor_probes_open_the_breaker_and_count(tmp_path: Path) -> None
         assert down.pings == 2, "no probe while open and cooling down"
         assert metrics.probe_failures["primary"] == 2
         assert log.detected(System.PRIMARY) is not None
+        # the operator page shows each system's last probe: when, and whether it answered
+        assert not metrics.last_probe["primary"].ok
+        assert metrics.last_probe["replica"].ok
+        assert metrics.last_probe["replica"].at >= metrics.last_probe["primary"].at
 
 
 async def test_a_file_from_before_the_numbering_keeps_its_windows(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ async def operator(
         {
             "guards": guards,
             "probe_failures": dict(resilience.metrics.probe_failures),
+            "last_probe": dict(resilience.metrics.last_probe),
             "maintenance": maintenance.as_dict() if maintenance else None,
             "windows": windows,
             "bars": timeline(windows, now - timedelta(days=7), now + timedelta(days=2)),
