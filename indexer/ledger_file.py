@@ -3,8 +3,9 @@
 A buyer's ledger of received invoices is whatever its accounting system exports, so the
 header row is matched loosely: names are compared case-, accent- and punctuation-blind
 (`Số hóa đơn`, `so_hoa_don` and `SO HOA DON` are one name), and each canonical column has a
-few common names (README "Ledger reconciliation" lists them). Other columns are kept out and
-reported as ignored; a name that two columns map to is an error, never a guess.
+few common names (docs/formats.md#purchase-ledger-csv-or-xlsx lists them). Other columns
+are kept out and reported as ignored; a name that two columns map to is an error, never a
+guess.
 
 The format is recognised from the content: an XLSX file is a zip archive; anything else is
 read as CSV (UTF-8, with or without BOM; GB 18030, which covers GBK exports of Chinese
