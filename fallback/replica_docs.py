@@ -6,6 +6,7 @@ per content by `DecodedInvoices`)."""
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,18 +78,20 @@ class DecodedInvoices:
         return invoice
 
 
-class InvoiceReads:
+class InvoiceReads(ABC):
     """What both replicas share: their documents read back as invoices, each decoded once
     per content (`decoded`, one memo per replica, so one per service graph)."""
 
     def __init__(self) -> None:
         self.decoded = DecodedInvoices()
 
+    @abstractmethod
     async def get(self, doc_id: str) -> Doc | None:
-        raise NotImplementedError
+        """The replica's document `doc_id`, or None."""
 
+    @abstractmethod
     async def get_by_authority_code(self, code: str) -> Doc | None:
-        raise NotImplementedError
+        """The replica's document holding authority code `code`, or None."""
 
     async def get_invoice(self, doc_id: str) -> ReplicaHit | None:
         """The invoice `doc_id` as the replica holds it (see `Replica.get_invoice`)."""
