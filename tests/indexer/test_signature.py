@@ -525,34 +525,15 @@ def test_a_json_vn_invoice_is_refused_when_anchors_are_configured(anchors: Trust
 
 
 def _signed_package(pki: Pki, *, trusted: bool = True, tamper: bool = False) -> bytes:
-    """A message-206 TDiep whose `DLieu` (Id `dlieu`) the taxpayer signs once, the signature
-    enveloped in `TDiep/CKSNNT` (§6.3: "signed once by the taxpayer (`CKSNNT`)")."""
-    from signxml import XMLSigner
-    from signxml.algorithms import CanonicalizationMethod
+    """A message-206 TDiep whose `DLieu` the taxpayer signs once, in `TDiep/CKSNNT` (§6.3)."""
+    from tests.xml_factories import signed_cash_register_package
 
-    from tests.xml_factories import xml_package
-
-    envelope = etree.fromstring(
-        xml_package([vn_invoice(1, series="C22MAA", authority_code=None)])
+    return signed_cash_register_package(
+        [vn_invoice(1, series="C22MAA", authority_code=None)],
+        pki.seller_key,
+        [pki.leaf(trusted=trusted)],
+        tamper=tamper,
     )
-    data = envelope.find("DLieu")
-    assert data is not None
-    data.set("Id", "dlieu")
-    holder = etree.SubElement(envelope, "CKSNNT")
-    holder.append(etree.fromstring(f'<Signature xmlns="{DS}" Id="placeholder"/>'))
-    signer = XMLSigner(c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0)
-    signed_envelope = signer.sign(
-        envelope,
-        key=pki.seller_key,
-        cert=[pki.leaf(trusted=trusted)],
-        reference_uri=["#dlieu"],
-        exclude_c14n_transform_element=True,
-    )
-    if tamper:
-        number = signed_envelope.find("DLieu/HDon/DLHDon/TTChung/SHDon")
-        assert number is not None
-        number.text = "2"
-    return bytes(etree.tostring(signed_envelope))
 
 
 def _package_codes(found: list[Violation]) -> list[str]:
