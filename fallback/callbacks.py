@@ -38,6 +38,8 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -146,6 +148,48 @@ class CallbackPolicy:
     allow_private: bool = False  # callbacks to loopback or private addresses
 
 
+@asynccontextmanager
+async def callback_session(policy: CallbackPolicy) -> AsyncIterator[aiohttp.ClientSession]:
+    """The HTTP session callbacks are sent through: the policy's timeout, and unless
+    `allow_private` the resolver that keeps only public addresses (`PublicOnlyResolver`).
+    Shared by the gap callbacks here and the watches' (verify/watches/delivery.py)."""
+    timeout = aiohttp.ClientTimeout(total=policy.timeout)
+    resolver = None if policy.allow_private else PublicOnlyResolver()
+    connector = aiohttp.TCPConnector(resolver=resolver)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            yield session
+    finally:
+        if resolver is not None:  # a resolver handed to the connector is ours to close
+            await resolver.close()
+
+
+async def post_callback(session: aiohttp.ClientSession, policy: CallbackPolicy, url: str,
+                        body: bytes) -> str | None:
+    """One signed POST of `body` to `url` (`sign`, with the policy's secret); None when it
+    was delivered (any 2xx), else why not (the error recorded for the retry)."""
+    headers = {"Content-Type": "application/json"}
+    if policy.secret:
+        headers[SIGNATURE_HEADER] = sign(policy.secret, body, int(time.time()))
+    try:
+        literal = literal_host(url)
+        if literal is not None and not policy.allow_private and not is_public(literal):
+            raise CallbackBlocked(f"{literal} is an address that is not globally routable "
+                                  "(INVOICE_CALLBACK_ALLOW_PRIVATE is off)")
+        async with session.post(url, data=body, headers=headers,
+                                allow_redirects=False) as response:
+            if not 200 <= response.status < 300:
+                return f"HTTP {response.status}"
+    except CallbackBlocked as exc:
+        return f"blocked: {exc.strerror}"
+    except aiohttp.ClientConnectorError as exc:
+        return (f"blocked: {exc.os_error.strerror}" if isinstance(exc.os_error, CallbackBlocked)
+                else f"{type(exc).__name__}: {exc}")
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 @dataclass(slots=True)
 class Delivery:
     sent: int = 0
@@ -180,25 +224,17 @@ class CallbackNotifier:
         seen: set[tuple[str, str]] = set()
         p = self.policy
         limit = asyncio.Semaphore(p.concurrency)
-        timeout = aiohttp.ClientTimeout(total=p.timeout)
-        resolver = None if p.allow_private else PublicOnlyResolver()
-        connector = aiohttp.TCPConnector(resolver=resolver)
-        try:
-            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-                while True:
-                    due = [d for d in await self.gaps.due_callbacks(
-                        max_attempts=p.max_attempts, limit=100)
-                        if (d.gap.id, d.key_id) not in seen]
-                    if not due:
-                        return done
-                    seen.update((d.gap.id, d.key_id) for d in due)
-                    results = await asyncio.gather(*(self._one(session, limit, d)
-                                                     for d in due))
-                    done.sent += sum(r is True for r in results)
-                    done.failed += sum(r is False for r in results)
-        finally:
-            if resolver is not None:  # a resolver handed to the connector is ours to close
-                await resolver.close()
+        async with callback_session(p) as session:
+            while True:
+                due = [d for d in await self.gaps.due_callbacks(
+                    max_attempts=p.max_attempts, limit=100)
+                    if (d.gap.id, d.key_id) not in seen]
+                if not due:
+                    return done
+                seen.update((d.gap.id, d.key_id) for d in due)
+                results = await asyncio.gather(*(self._one(session, limit, d) for d in due))
+                done.sent += sum(r is True for r in results)
+                done.failed += sum(r is False for r in results)
 
     async def _one(self, session: aiohttp.ClientSession, limit: asyncio.Semaphore,
                    due: DueCallback) -> bool | None:
@@ -206,29 +242,8 @@ class CallbackNotifier:
         async with limit:
             if not await self.gaps.claim_callback(due.gap.id, due.key_id):
                 return None
-            error: str | None = None
-            body = orjson.dumps(payload(due))
-            headers = {"Content-Type": "application/json"}
-            if self.policy.secret:
-                headers[SIGNATURE_HEADER] = sign(self.policy.secret, body, int(time.time()))
-            try:
-                literal = literal_host(due.callback_url)
-                if literal is not None and not self.policy.allow_private \
-                        and not is_public(literal):
-                    raise CallbackBlocked(f"{literal} is an address that is not globally routable "
-                                          "(INVOICE_CALLBACK_ALLOW_PRIVATE is off)")
-                async with session.post(due.callback_url, data=body, headers=headers,
-                                        allow_redirects=False) as response:
-                    if not 200 <= response.status < 300:
-                        error = f"HTTP {response.status}"
-            except CallbackBlocked as exc:
-                error = f"blocked: {exc.strerror}"
-            except aiohttp.ClientConnectorError as exc:
-                error = (f"blocked: {exc.os_error.strerror}"
-                         if isinstance(exc.os_error, CallbackBlocked)
-                         else f"{type(exc).__name__}: {exc}")
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            error = await post_callback(session, self.policy, due.callback_url,
+                                        orjson.dumps(payload(due)))
             if error is None:
                 await self.gaps.callback_sent(due.gap.id, due.key_id)
                 return True
