@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,26 @@ async def verify_query(
     `callback_url` is kept with the gap an unconfirmed answer records. `receipt`: the answer
     carries its signed receipt (`verify.receipts.views.with_receipt`), made from the answer
     as the caller gets it and the invoice record it was read from."""
+    checked = await check_query(request, query, callback_url=callback_url)
+    shown, invoice = checked.answer, checked.invoice
+    return with_receipt(request, shown, invoice, checked.target) if receipt else shown
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One query verified: the answer as the caller may see it, the invoice record it was
+    read from (None when nothing was found) and the name the audit trail gave it."""
+
+    answer: dict[str, Any]
+    invoice: Invoice | None
+    target: str
+
+
+async def check_query(
+    request: web.Request, query: LookupQuery, *, callback_url: str | None = None
+) -> Checked:
+    """`verify_query` without the receipt, with the record behind the answer (for checks
+    that compare more than the answer shows: `verify.lookup.file_check`)."""
     principal = request[PRINCIPAL]
     access = request.app[ACCESS]
     doc_id = query.key.doc_id if query.key else None  # by authority code: known after the read
@@ -66,8 +87,7 @@ async def verify_query(
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
     if invoice is not None:
         answer = await _facts(request, answer, invoice, query, principal)
-    shown = redact_answer(answer, principal)
-    return with_receipt(request, shown, invoice, target) if receipt else shown
+    return Checked(redact_answer(answer, principal), invoice, target)
 
 
 async def _facts(
