@@ -230,6 +230,9 @@ class Visibility:
 class GapLedger(Protocol):
     async def record(self, request: GapRequest) -> Gap: ...
 
+    async def record_id(self, request: GapRequest) -> str:
+        """`record` without reading the gap back: its id, once the ask is on disk."""
+
     async def get(self, gap_id: str) -> Gap | None: ...
 
     async def list(self, *, status: GapStatus | None = None, reason: GapReason | None = None,
@@ -268,8 +271,6 @@ _GAP_COLUMNS = ("id, lookup_key, scheme, key_json, seller_tax_id, issued_on, rea
                 "answer_json")
 _SELECT = f"SELECT {_GAP_COLUMNS} FROM gaps"  # noqa: S608 (constants)
 _SELECT_MANY = _SELECT + " WHERE id IN (SELECT value FROM json_each(?))"  # noqa: S608
-_INSERT = (f"INSERT INTO gaps ({_GAP_COLUMNS}) VALUES "  # noqa: S608 (constants)
-           "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 1, NULL, NULL, NULL)")
 # Sets of values are passed as one JSON array parameter: the SQL text never varies.
 _REQUESTERS = ("SELECT gap_id, key_id, callback_url, first_seen, last_seen, count, "
                "notified_at FROM gap_requesters WHERE gap_id IN (SELECT value FROM "
@@ -283,6 +284,82 @@ def new_gap_id(now: datetime) -> str:
     return f"gap_{int(now.timestamp() * 1000):012x}{secrets.token_hex(4)}"
 
 
+@dataclass(slots=True)
+class _Asked:
+    """One requester's asks of one key within a batch: summed into one row."""
+
+    callback_url: str | None
+    first_seen: float
+    last_seen: float
+    count: int = 1
+
+
+@dataclass(slots=True)
+class _KeyAsks:
+    """Every ask of one lookup key within a batch: one ledger write for all of them, in the
+    order they came (the first names the gap, the latest callback URL of a requester wins,
+    the first `issued_on` given is kept, as separate records would leave it)."""
+
+    first: GapRequest
+    first_seen: float
+    last_seen: float
+    issued_on: str | None
+    requesters: dict[str, _Asked]
+    waiting: list[asyncio.Future[str]]
+    count: int = 1
+
+    @classmethod
+    def of(cls, request: GapRequest, ts: float, future: asyncio.Future[str]) -> _KeyAsks:
+        return cls(request, ts, ts, _day(request.issued_on),
+                   {request.requester: _Asked(request.callback_url, ts, ts)}, [future])
+
+    def add(self, request: GapRequest, ts: float, future: asyncio.Future[str]) -> None:
+        self.count += 1
+        self.last_seen = ts
+        self.issued_on = self.issued_on or _day(request.issued_on)
+        asked = self.requesters.get(request.requester)
+        if asked is None:
+            self.requesters[request.requester] = _Asked(request.callback_url, ts, ts)
+        else:
+            asked.count += 1
+            asked.last_seen = ts
+            asked.callback_url = request.callback_url or asked.callback_url
+        self.waiting.append(future)
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def coalesced(batch: Collection[tuple[GapRequest, datetime, asyncio.Future[str]]],
+              ) -> dict[str, _KeyAsks]:
+    """A batch of records by lookup key, in the order the keys first came."""
+    by_key: dict[str, _KeyAsks] = {}
+    for request, now, future in batch:
+        asks = by_key.get(request.lookup_key)
+        if asks is None:
+            by_key[request.lookup_key] = _KeyAsks.of(request, now.timestamp(), future)
+        else:
+            asks.add(request, now.timestamp(), future)
+    return by_key
+
+
+# One open gap per key: a key with an open gap adds its asks to it, else a new gap opens.
+_UPSERT = (f"INSERT INTO gaps ({_GAP_COLUMNS}) VALUES "  # noqa: S608 (constants)
+           "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, NULL, NULL, NULL) "
+           "ON CONFLICT (lookup_key) WHERE status = 'open' DO UPDATE SET "
+           "count = count + excluded.count, last_seen = excluded.last_seen, "
+           "issued_on = COALESCE(issued_on, excluded.issued_on)")
+_ADD_REQUESTER = (
+    "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, last_seen, count) "
+    "VALUES ((SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'), ?, ?, ?, ?, ?) "
+    "ON CONFLICT (gap_id, key_id) DO UPDATE SET count = count + excluded.count, "
+    "last_seen = excluded.last_seen, "
+    "callback_url = COALESCE(excluded.callback_url, callback_url)")
+_OPEN_IDS = ("SELECT lookup_key, id FROM gaps WHERE status = 'open' AND lookup_key IN "
+             "(SELECT value FROM json_each(?))")
+
+
 class SqliteGapLedger:
     def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now) -> None:
         self._conn = conn
@@ -290,18 +367,29 @@ class SqliteGapLedger:
         self._lock = asyncio.Lock()
         self._pending: list[tuple[GapRequest, datetime, asyncio.Future[str]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: Batches written (one transaction each), the asks they held, and the keys, one
+        #: ledger write each: what group commit and coalescing saved.
+        self.batches = 0
+        self.asks = 0
+        self.keys = 0
 
     async def record(self, request: GapRequest) -> Gap:
-        """Durable before it returns. Concurrent records share one transaction and one
-        fsync (group commit): during an outage every miss records a gap, and one fsync per
-        miss, one at a time, would cap the whole service at the disk's sync rate."""
+        """`record_id`, then the gap as it is now."""
+        gap = await self.get(await self.record_id(request))
+        assert gap is not None
+        return gap
+
+    async def record_id(self, request: GapRequest) -> str:
+        """The id of the gap `request` was counted in, once that is on disk (a lookup's
+        answer carries it). Concurrent records share one transaction and one fsync (group
+        commit), and the records of one key in it one write: during an outage every miss
+        records a gap, everyone asking again about what they could not get, and one fsync
+        per miss, one at a time, would cap the whole service at the disk's sync rate."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((request, self._clock(), future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending(), name="gap-ledger-write")
-        gap = await self.get(await future)
-        assert gap is not None
-        return gap
+        return await future
 
     async def drain(self) -> None:
         """Wait for records in flight (at close: none is lost or left unanswered)."""
@@ -312,8 +400,9 @@ class SqliteGapLedger:
         async with self._lock:
             while self._pending:
                 batch, self._pending = self._pending, []
+                by_key = coalesced(batch)
                 try:
-                    gap_ids = await self._write_batch(batch)
+                    gap_ids = await self._write_batch(by_key)
                 except BaseException as exc:
                     for _, _, future in batch:
                         if not future.done():
@@ -321,45 +410,32 @@ class SqliteGapLedger:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
-                for (_, _, future), gap_id in zip(batch, gap_ids, strict=True):
-                    if not future.done():
-                        future.set_result(gap_id)
+                self.batches += 1
+                self.asks += len(batch)
+                self.keys += len(by_key)
+                for lookup_key, asks in by_key.items():
+                    for future in asks.waiting:
+                        if not future.done():
+                            future.set_result(gap_ids[lookup_key])
 
-    async def _write_batch(self, batch: list[tuple[GapRequest, datetime,
-                                                   asyncio.Future[str]]]) -> list[str]:
-        gap_ids: list[str] = []
+    async def _write_batch(self, by_key: dict[str, _KeyAsks]) -> dict[str, str]:
+        """One transaction (one fsync) for the batch, a fixed number of statements whatever
+        its size: each key's gap opened or counted, each requester's row, the ids read."""
+        gaps, requesters = [], []
+        for lookup_key, asks in by_key.items():
+            first = asks.first
+            gaps.append((new_gap_id(datetime.fromtimestamp(asks.first_seen, UTC)), lookup_key,
+                         first.scheme, json.dumps(first.key, ensure_ascii=False),
+                         first.seller_tax_id, asks.issued_on, str(first.reason),
+                         first.outage_id, asks.first_seen, asks.last_seen, asks.count))
+            requesters += [(lookup_key, key_id, asked.callback_url, asked.first_seen,
+                            asked.last_seen, asked.count)
+                           for key_id, asked in asks.requesters.items()]
         async with write_transaction(self._conn):
-            for request, now, _ in batch:
-                gap_ids.append(await self._record_one(request, now))
-        return gap_ids
-
-    async def _record_one(self, request: GapRequest, now: datetime) -> str:
-        """Inside the batch's transaction: one open gap per lookup key, one row per
-        requester."""
-        ts = now.timestamp()
-        rows = list(await self._conn.execute_fetchall(
-            "SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'",
-            (request.lookup_key,)))
-        if rows:
-            gap_id = str(rows[0][0])
-            await self._conn.execute(
-                "UPDATE gaps SET count = count + 1, last_seen = ?, "
-                "issued_on = COALESCE(issued_on, ?) WHERE id = ?",
-                (ts, request.issued_on.isoformat() if request.issued_on else None, gap_id))
-        else:
-            gap_id = new_gap_id(now)
-            await self._conn.execute(
-                _INSERT, (gap_id, request.lookup_key, request.scheme,
-                          json.dumps(request.key, ensure_ascii=False), request.seller_tax_id,
-                          request.issued_on.isoformat() if request.issued_on else None,
-                          str(request.reason), request.outage_id, ts, ts))
-        await self._conn.execute(
-            "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, "
-            "last_seen, count) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (gap_id, key_id) "
-            "DO UPDATE SET count = count + 1, last_seen = excluded.last_seen, "
-            "callback_url = COALESCE(excluded.callback_url, callback_url)",
-            (gap_id, request.requester, request.callback_url, ts, ts))
-        return gap_id
+            await self._conn.executemany(_UPSERT, gaps)
+            await self._conn.executemany(_ADD_REQUESTER, requesters)
+            rows = await self._conn.execute_fetchall(_OPEN_IDS, (json.dumps(list(by_key)),))
+        return {str(key): str(gap_id) for key, gap_id in rows}
 
     async def _requesters(self, gap_ids: list[str]) -> dict[str, list[Requester]]:
         out: dict[str, list[Requester]] = {g: [] for g in gap_ids}

@@ -311,6 +311,9 @@ class SharedGapLedger:
     async def record(self, request: GapRequest) -> Gap:
         return await self.local.record(request)
 
+    async def record_id(self, request: GapRequest) -> str:
+        return await self.local.record_id(request)
+
     async def _shared(
         self, read: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
     ) -> T:

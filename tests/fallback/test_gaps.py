@@ -148,3 +148,32 @@ async def test_concurrent_records_share_commits_and_lose_nothing(tmp_path: Path)
         assert sorted(r.count for r in stored.requesters) == [10, 10, 10]
         listed = await reopened.list(limit=1000)
         assert len(listed) == 201
+
+
+async def test_concurrent_asks_of_one_key_share_one_write_and_merge(tmp_path: Path) -> None:
+    """Misses at once of one key (everyone retrying in an outage): one transaction for the
+    batch, one ledger write per key, every ask counted and every requester merged, the
+    latest callback URL a requester left kept."""
+    path = tmp_path / "gaps.sqlite3"
+    other = "vn:0100109106:1:C22TAA:8"
+    async with open_gap_ledger(path) as ledger:
+        before = await ledger.record_id(vn_request())
+        asks = [vn_request(requester=f"key_{n % 2}",
+                           callback_url="https://a.example/cb" if n == 7 else None,
+                           issued_on=date(2026, 11, 22) if n == 9 else None)
+                for n in range(40)]
+        asks += [vn_request(lookup_key=other, key={**VN_KEY, "number": 8})] * 10
+        ids = await asyncio.gather(*(ledger.record_id(ask) for ask in asks))
+        assert (ledger.batches, ledger.asks, ledger.keys) == (2, 51, 3)
+    assert set(ids[:40]) == {before}
+    assert len(set(ids[40:])) == 1 and ids[40] != before
+    async with open_gap_ledger(path) as reopened:
+        gap = await reopened.get(before)
+        assert gap is not None
+        assert (gap.count, gap.issued_on) == (41, date(2026, 11, 22))
+        assert [(r.key_id, r.count, r.callback_url) for r in gap.requesters] == [
+            ("key_a", 1, None), ("key_0", 20, None), ("key_1", 20, "https://a.example/cb")]
+        second = await reopened.get(ids[40])
+        assert second is not None
+        assert (second.count, [(r.key_id, r.count) for r in second.requesters]) == (
+            10, [("key_a", 10)])
