@@ -166,7 +166,8 @@ async def test_concurrent_asks_of_one_key_share_one_write_and_merge(tmp_path: Pa
         ids = await asyncio.gather(*(ledger.record_id(ask) for ask in asks))
         assert (ledger.batches, ledger.asks, ledger.keys) == (2, 51, 3)
     assert set(ids[:40]) == {before}
-    assert len(set(ids[40:])) == 1 and ids[40] != before
+    assert len(set(ids[40:])) == 1
+    assert ids[40] != before
     async with open_gap_ledger(path) as reopened:
         gap = await reopened.get(before)
         assert gap is not None
