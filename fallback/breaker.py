@@ -9,6 +9,16 @@ States:
   monitor's probe) is let through at a time; `probe_successes` successes in a row close the
   breaker, one failure opens it again for another `open_seconds`.
 
+The health monitor's probe (`fallback.health.HealthMonitor`) runs while the breaker is open
+too, outside the trial slot (`probe_failed` / `probe_succeeded`): a probe that saw the
+dependency fail during this open period and then sees it answer ends the open period at
+once, counted as a trial success (`probe_successes` of them close the breaker), so recovery
+from an outage the probe can see waits one probe interval, not `open_seconds`. This is
+active health checking clearing an ejection, as Envoy's outlier detection does
+(`successful_active_health_check_uneject_host`). A probe that never failed in the open
+period proves nothing (the calls failed in a way a ping does not see: a write lock, slow
+queries), so the breaker then waits its full period, as before.
+
 The breaker does no I/O and never sleeps: time comes from an injected clock (UTC datetimes,
 `datetime.now(UTC)` by default), and every state change is returned to the caller as a
 `Transition` (and logged here), so the async caller can record outage windows. Counters for
@@ -80,6 +90,8 @@ class CircuitBreaker:
         self._probe_successes = 0
         self._opened_at: datetime | None = None
         self._trial_in_flight = False
+        #: A health probe failed during this open period (`probe_failed`).
+        self._probe_saw_failure = False
         self.last_error: str | None = None
         self.counters = BreakerCounters()
 
@@ -100,6 +112,7 @@ class CircuitBreaker:
         if new is BreakerState.OPEN:
             self._opened_at = now
             self._probe_successes = 0
+            self._probe_saw_failure = False
             if old is BreakerState.CLOSED:
                 self.counters.opened += 1
         elif new is BreakerState.CLOSED:
@@ -157,6 +170,34 @@ class CircuitBreaker:
             return self._move(BreakerState.OPEN, now,
                               f"{self._consecutive_failures} failures in a row: {error}")
         return None
+
+    def probe_failed(self, error: str = "") -> None:
+        """The health monitor's probe, run while open (no trial slot), failed: the
+        dependency is seen down, so a later probe's success may end the open period."""
+        if self._state is BreakerState.OPEN:
+            self._probe_saw_failure = True
+            self._probe_successes = 0
+            self.last_error = error or self.last_error
+
+    def probe_succeeded(self) -> Transition | None:
+        """The health monitor's probe, run while open (no trial slot), succeeded. After a
+        failed probe in this open period it counts as a trial success: enough of them
+        (`probe_successes`) close the breaker now. Otherwise, or in any other state (a
+        call's trial decides there), nothing changes."""
+        if self._state is not BreakerState.OPEN or not self._probe_saw_failure:
+            return None
+        self._probe_successes += 1
+        if self._probe_successes < self.config.probe_successes:
+            return None
+        self._trial_in_flight = False
+        return self._move(BreakerState.CLOSED, self._clock(),
+                          "health probe answered again during the open period")
+
+    @property
+    def probing_early(self) -> bool:
+        """Open and still in its open period: the health monitor probes outside the
+        trial slot (`probe_failed` / `probe_succeeded`)."""
+        return self._state is BreakerState.OPEN and not self._cooled_down(self._clock())
 
     def snapshot(self) -> dict[str, object]:
         c = self.counters

@@ -36,6 +36,7 @@ callback is claimed before it is sent, so it is sent once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -126,7 +127,14 @@ class Reconciler:
         self.ready = ready
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._woken = asyncio.Event()
         self.progress = ReconcileProgress()
+
+    def wake(self) -> None:
+        """The primary became usable (its breaker closed, a maintenance window ended):
+        `run_forever` runs at once instead of at its next periodic check. Safe to call
+        from any callback on the loop, any number of times."""
+        self._woken.set()
 
     @property
     def running(self) -> bool:
@@ -281,16 +289,20 @@ class Reconciler:
                           recheck_every: float = 60.0) -> None:
         """Reconcile automatically: every `interval` seconds, when `ready()` says the primary
         is usable, run if the journal holds pending entries or callbacks are due, right
-        after the primary came back (ready turned true), and otherwise at most every
-        `recheck_every` seconds while gaps are open (they wait for their grace period)."""
+        after the primary came back (ready turned true, or `wake()` was called: the health
+        monitor and the breaker call it the moment the primary is usable again, so a run
+        need not wait for the next tick), and otherwise at most every `recheck_every`
+        seconds while gaps are open (they wait for their grace period)."""
         ready = self.ready or (lambda: True)
         was_ready = True
         last_run = float("-inf")
         while True:
             try:
+                woken = self._woken.is_set()
+                self._woken.clear()
                 await self.journal.refresh()
                 now_ready = ready()
-                recovered = now_ready and not was_ready
+                recovered = now_ready and (woken or not was_ready)
                 was_ready = now_ready
                 if now_ready and (recovered or await self._urgent()
                                   or (time.monotonic() - last_run >= recheck_every
@@ -304,4 +316,6 @@ class Reconciler:
             except Exception as exc:  # keep looping: the next tick retries
                 self.progress.errors = [*self.progress.errors[-9:], repr(exc)]
                 log.exception("reconcile loop iteration failed")
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._woken.wait()

@@ -138,3 +138,65 @@ def test_snapshot_reports_state_and_counters(clock: FakeClock) -> None:
 def test_config_is_checked(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         BreakerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_probe_that_saw_the_outage_ends_the_open_period_when_it_answers(
+        clock: FakeClock) -> None:
+    b = breaker(clock, failures=1)
+    b.record_failure("refused")
+    clock.advance(5)
+    assert b.probing_early
+    b.probe_failed("probe: ConnectionRefusedError")
+    clock.advance(5)
+    transition = b.probe_succeeded()
+    assert transition is not None, "closed 10 s into a 30 s open period"
+    assert (transition.old, transition.new, transition.at) == (
+        BreakerState.OPEN, BreakerState.CLOSED, clock.now)
+    assert b.allow() == (True, None)
+    assert b.counters.closed == 1
+
+
+def test_a_probe_that_never_saw_it_fail_waits_the_full_period(clock: FakeClock) -> None:
+    """Calls failed in a way a ping does not see (a write lock): the probe's success proves
+    nothing, so the open period runs its course."""
+    b = breaker(clock, failures=1)
+    b.record_failure("write timed out")
+    clock.advance(5)
+    assert b.probe_succeeded() is None
+    assert b.state is BreakerState.OPEN
+    clock.advance(25)
+    assert not b.probing_early
+    assert b.allow()[0], "then the trial, as before"
+
+
+def test_early_probes_need_as_many_successes_as_trials(clock: FakeClock) -> None:
+    b = breaker(clock, failures=1, probes=2)
+    b.record_failure()
+    b.probe_failed("down")
+    assert b.probe_succeeded() is None
+    b.probe_failed("down again")  # the count starts over
+    assert b.probe_succeeded() is None
+    assert b.probe_succeeded() is not None
+    assert b.state is BreakerState.CLOSED
+
+
+def test_an_early_probe_leaves_the_half_open_trial_to_its_call(clock: FakeClock) -> None:
+    b = breaker(clock, failures=1)
+    b.record_failure()
+    b.probe_failed("down")
+    clock.advance(30)
+    assert not b.probing_early
+    assert b.allow()[0]  # a request holds the trial slot
+    assert b.probe_succeeded() is None, "not open any more: the trial decides"
+    assert b.state is BreakerState.HALF_OPEN
+    assert b.allow() == (False, None), "the slot is still the request's"
+    assert b.record_success() is not None
+
+
+def test_a_reopened_breaker_needs_a_failed_probe_again(clock: FakeClock) -> None:
+    b = breaker(clock, failures=1)
+    b.record_failure()
+    b.probe_failed("down")
+    assert b.probe_succeeded() is not None
+    b.record_failure("down once more")
+    assert b.probe_succeeded() is None, "the failed probe belonged to the last open period"

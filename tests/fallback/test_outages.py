@@ -12,7 +12,14 @@ import pytest
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from fallback.gaps import GapReason
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
-from fallback.outages import _SCHEMA, OutageError, System, WindowKind, open_outage_log
+from fallback.outages import (
+    _SCHEMA,
+    OutageError,
+    OutageLog,
+    System,
+    WindowKind,
+    open_outage_log,
+)
 from fallback.replica import MemoryReplica
 from tests.fallback.test_breaker import FakeClock
 
@@ -142,16 +149,19 @@ class Unreachable:
         raise ConnectionRefusedError("nothing listens")
 
 
+def guarded(system: System, log: OutageLog, clock: FakeClock, *,
+            failures: int = 1) -> DependencyGuard:
+    """The guard of `system`: its breaker opens after `failures`, for 30 s."""
+    breaker = CircuitBreaker(str(system), BreakerConfig(failures, 30), clock=clock)
+    return DependencyGuard(system, breaker, log)
+
+
 async def test_monitor_probes_open_the_breaker_and_count(tmp_path: Path) -> None:
     clock = FakeClock()
     async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
         down = Unreachable()
-        primary = DependencyGuard(System.PRIMARY,
-                                  CircuitBreaker("primary", BreakerConfig(2, 30), clock=clock),
-                                  log)
-        replica = DependencyGuard(System.REPLICA,
-                                  CircuitBreaker("replica", BreakerConfig(2, 30), clock=clock),
-                                  log)
+        primary = guarded(System.PRIMARY, log, clock, failures=2)
+        replica = guarded(System.REPLICA, log, clock, failures=2)
         metrics = Metrics()
         monitor = HealthMonitor([(primary, down.ping), (replica, MemoryReplica().ping)], log,
                                 metrics, interval=5, timeout=1)
@@ -160,13 +170,75 @@ async def test_monitor_probes_open_the_breaker_and_count(tmp_path: Path) -> None
         assert str(primary.breaker.state) == "open"
         assert str(replica.breaker.state) == "closed"
         await monitor.probe_once()
-        assert down.pings == 2, "no probe while open and cooling down"
-        assert metrics.probe_failures["primary"] == 2
+        assert down.pings == 3, "probed while open too, outside the trial slot"
+        assert metrics.probe_failures["primary"] == 3
+        assert str(primary.breaker.state) == "open"
         assert log.detected(System.PRIMARY) is not None
         # the operator page shows each system's last probe: when, and whether it answered
         assert not metrics.last_probe["primary"].ok
         assert metrics.last_probe["replica"].ok
         assert metrics.last_probe["replica"].at >= metrics.last_probe["primary"].at
+
+
+class Switchable:
+    """A dependency that is down until the test brings it back."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def ping(self) -> None:
+        if not self.up:
+            raise ConnectionRefusedError("nothing listens")
+
+
+async def test_the_probe_that_sees_the_primary_back_closes_it_and_wakes(
+        tmp_path: Path) -> None:
+    """Healing (docs/outages.md#the-reconciler): the probe after the primary returns closes
+    its breaker 5 s into a 30 s open period, ends the detected window, and calls the
+    wake-ups the service graph gives the reconciler."""
+    clock = FakeClock()
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        dep = Switchable()
+        guard = guarded(System.PRIMARY, log, clock)
+        closed: list[str] = []
+        guard.on_closed = lambda: closed.append("breaker")
+        monitor = HealthMonitor(
+            [(guard, dep.ping)], log, Metrics(), interval=5, timeout=1,
+            ready=lambda: str(guard.breaker.state) == "closed"
+            and log.active(System.PRIMARY) is None,
+            on_ready=lambda: closed.append("ready"))
+        await monitor.probe_once()  # fails: open
+        clock.advance(5)
+        await monitor.probe_once()  # fails again, seen while open
+        assert str(guard.breaker.state) == "open"
+        assert closed == []
+        dep.up = True
+        clock.advance(5)
+        await monitor.probe_once()
+        assert str(guard.breaker.state) == "closed"
+        assert log.detected(System.PRIMARY) is None
+        (window,) = await log.list()
+        assert window.end == clock.now
+        assert closed == ["breaker", "ready"]
+
+
+async def test_the_probe_after_a_maintenance_window_wakes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_outage_log(tmp_path / "o.sqlite3", clock=clock) as log:
+        guard = guarded(System.PRIMARY, log, clock)
+        woken: list[bool] = []
+        monitor = HealthMonitor([(guard, MemoryReplica().ping)], log, Metrics(), interval=5,
+                                timeout=1, ready=lambda: log.active(System.PRIMARY) is None,
+                                on_ready=lambda: woken.append(True))
+        await log.declare(System.PRIMARY, clock.now, clock.now + timedelta(minutes=1),
+                          "upgrade", "ops")
+        await monitor.probe_once()
+        assert woken == []
+        clock.advance(60)
+        await monitor.probe_once()
+        assert woken == [True]
+        await monitor.probe_once()
+        assert woken == [True], "once per return"
 
 
 async def test_a_file_from_before_the_numbering_keeps_its_windows(tmp_path: Path) -> None:
