@@ -34,6 +34,7 @@ from indexer.store.registry import RegistryStore
 from indexer.validate import (
     SCHEME_TZ,
     CancelNotice,
+    Explanation,
     external_original,
     is_fatal,
     validate_invoice,
@@ -145,7 +146,9 @@ class _Checked:
     package: Package
     items: list[ItemResult] = field(default_factory=list)
     invoices: list[tuple[ItemResult, Invoice | None]] = field(default_factory=list)
-    notices: list[tuple[ItemResult, CancelNotice | None]] = field(default_factory=list)
+    notices: list[tuple[ItemResult, CancelNotice | Explanation | None]] = field(
+        default_factory=list
+    )
 
     def wanted(self) -> set[str]:
         """Document ids the chain rules read: its invoices, their originals, the targets."""
@@ -155,7 +158,7 @@ class _Checked:
             for _, inv in self.invoices
             if inv and inv.original and not external_original(inv)
         }
-        ids |= {n.key.doc_id for _, n in self.notices if n}
+        ids |= {n.key.doc_id for _, n in self.notices if isinstance(n, CancelNotice)}
         return ids
 
     def codes(self) -> set[str]:
@@ -478,7 +481,7 @@ class Intake:
             item = ItemResult(
                 len(package.invoices) + offset,
                 "notice",
-                notice.key if notice else None,
+                notice.key if isinstance(notice, CancelNotice) else None,
                 problems,
                 notice.notice_id if notice else None,
             )
@@ -506,7 +509,7 @@ class Intake:
                     found = [_as_warning(v) for v in found]
                 item.violations.extend(found)
         for item, notice in checked.notices:
-            if notice is not None and item.accepted:
+            if isinstance(notice, CancelNotice) and item.accepted:
                 found = _chain_notice(notice, ledger, cfg, now)
                 item.violations.extend([_as_warning(v) for v in found] if lenient else found)
 

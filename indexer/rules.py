@@ -700,8 +700,8 @@ _ALL = (
     Rule(
         "notice.kind.invalid",
         E,
-        "Notice kind must be 'cancel'.",
-        "Loại thông báo phải là 'cancel' (hủy).",
+        "Notice kind must be 'cancel' or 'explain' (a 04/SS notice that cancels nothing).",
+        "Loại thông báo phải là 'cancel' (hủy) hoặc 'explain' (giải trình).",
         "vn-einvoice §6.5 TCTBao",
     ),
     Rule(

@@ -40,6 +40,15 @@ class CancelNotice:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A 04/SS-HĐĐT notice that cancels nothing (vn-einvoice §6.5: `TCTBao` 2, 3 or 4 only):
+    it changes no invoice, but its sender is checked like any other's (§8 step 1.5)."""
+
+    notice_id: str
+    reason: str | None = None
+
+
 def is_fatal(violations: list[Violation]) -> bool:
     for violation in violations:  # noqa: SIM110 (twice as fast as any(); hot in intake)
         if violation.severity is Severity.ERROR:
@@ -384,11 +393,21 @@ def validate_invoice(
     return invoice, out
 
 
-def validate_notice(raw: object, cfg: RuleConfig) -> tuple[CancelNotice | None, list[Violation]]:
-    """Check one cancel notice (`{"kind": "cancel", "key": {...}, "reason", "notice_id"}`)."""
+def validate_notice(
+    raw: object, cfg: RuleConfig
+) -> tuple[CancelNotice | Explanation | None, list[Violation]]:
+    """Check one notice: a cancellation (`{"kind": "cancel", "key": {...}, "reason",
+    "notice_id"}`) or an explanation (`{"kind": "explain", "notice_id", "reason"?}`)."""
     if not isinstance(raw, Mapping):
         return None, [cfg.violation("invoice.field.invalid", None, "a notice is a JSON object")]
     out: list[Violation] = []
+    if raw.get("kind") == "explain":
+        notice_id = _text(raw, "notice_id", cfg, out, required=True, max_len=64)
+        reason = _text(raw, "reason", cfg, out, max_len=255)
+        out = _kept(out)
+        if is_fatal(out) or notice_id is None:
+            return None, out
+        return Explanation(notice_id, reason), out
     if raw.get("kind") != "cancel":
         out.append(cfg.violation("notice.kind.invalid", "kind", str(raw.get("kind"))))
     value = raw.get("reason")

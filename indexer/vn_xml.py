@@ -203,7 +203,9 @@ def invoice_from_hdon(hdon: etree._Element) -> tuple[dict[str, Any], list[ItemFi
 
 def notices_from_tbao(tbao: etree._Element) -> list[dict[str, Any]]:
     """Cancellations in an error notice 04/SS-HĐĐT (§6.5): invoices with TCTBao = 1.
-    Other natures (adjust, replace, explain) arrive as invoices or need no state change."""
+    Other natures (adjust, replace, explain) arrive as invoices or need no state change; a
+    notice that cancels nothing is one `explain` item, so that it still goes through the
+    step-1 rules of its sender (§8 step 1.5) and its acceptance is answered."""
     notice = _child(tbao, "DLTBao")
     seller = _text(notice, "MST")
     number = _text(notice, "So") or _text(notice, "NTBao") or "04SS"
@@ -225,6 +227,8 @@ def notices_from_tbao(tbao: etree._Element) -> list[dict[str, Any]]:
                 },
             }
         )
+    if not out:
+        out.append({"kind": "explain", "notice_id": number})
     return out
 
 
@@ -263,3 +267,77 @@ def parse_xml_package(body: bytes, *, max_items: int) -> XmlPackage:
     originals = {n: etree.tostring(h, encoding="utf-8") for n, h in enumerate(hdons)}
     cash_register = (_text(header, "MLTDiep") or "").strip() == CASH_REGISTER_MESSAGE
     return XmlPackage(package, originals, body if cash_register else None)
+
+
+def parse_invoice_file(body: bytes, *, max_items: int) -> XmlPackage:
+    """An invoice file as a seller hands it to its buyer: one `HDon` on its own (the usual
+    file), or a `TDiep` package (`parse_xml_package`). The lone `HDon` is read exactly as in
+    a package, as a package of one whose original is that `HDon`."""
+    root = _parse(body)
+    if _local(root) == "TDiep":
+        return parse_xml_package(body, max_items=max_items)
+    if _local(root) != "HDon":
+        raise _bad(
+            "package.xml_envelope",
+            "the root element must be HDon (an invoice) or TDiep (a package)",
+            root=_local(root),
+        )
+    invoice, findings = invoice_from_hdon(root)
+    data = {"package_id": "file", "sender": "file", "declared_count": 1, "invoices": [invoice]}
+    package = package_from_json(data, max_items=max_items)
+    if findings:
+        package = dataclasses.replace(package, findings={0: tuple(findings)})
+    return XmlPackage(package, {0: etree.tostring(root, encoding="utf-8")})
+
+
+#: A line's fields (vn-einvoice §5.4) as answers name them, with their XML element.
+LINE_FIELDS = (
+    ("number", "STT"),
+    ("nature", "TChat"),
+    ("code", "MHHDVu"),
+    ("name", "THHDVu"),
+    ("unit", "DVTinh"),
+    ("quantity", "SLuong"),
+    ("unit_price", "DGia"),
+    ("discount_rate", "TLCKhau"),
+    ("discount_amount", "STCKhau"),
+    ("amount", "ThTien"),
+    ("tax_rate", "TSuat"),
+)
+#: Line fields that are numbers: compared and shown as plain decimals (`1000.00` is `1000`).
+LINE_NUMBERS = frozenset({"quantity", "unit_price", "discount_rate", "discount_amount", "amount"})
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,30}(?:\.\d{1,20})?", re.ASCII)
+
+
+def _line_value(name: str, text: str | None) -> str | None:
+    """A line field's text; a number in plain decimal notation without trailing zeros, a
+    rate in capitals (`kct` is `KCT`, compared as text: §5.4). Anything else as written."""
+    if text is None:
+        return None
+    if name in LINE_NUMBERS and _PLAIN_DECIMAL.fullmatch(text):
+        whole, _, fraction = text.partition(".")
+        fraction = fraction.rstrip("0")
+        sign = "-" if whole.startswith("-") else ""
+        whole = whole.lstrip("-").lstrip("0") or "0"
+        value = f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+        return "0" if value == "-0" else value
+    if name == "tax_rate":
+        return text.upper()
+    return text
+
+
+def lines_from_hdon(hdon: etree._Element) -> list[dict[str, str | None]]:
+    """The goods lines of one `HDon` (`DSHHDVu/HHDVu`, §5.4) in document order, each with
+    every field of `LINE_FIELDS` (None when absent)."""
+    listed = _child(hdon, *_LINE[:-1])
+    return [
+        {name: _line_value(name, _text(row, tag)) for name, tag in LINE_FIELDS}
+        for row in ([] if listed is None else listed)
+        if _local(row) == "HHDVu"
+    ]
+
+
+def lines_of_original(original: bytes) -> list[dict[str, str | None]]:
+    """The lines of an original as the originals store keeps it (one `HDon`), parsed with
+    the intake's hardening. Raises `PackageError` for a body that is not readable XML."""
+    return lines_from_hdon(_parse(original))

@@ -118,9 +118,11 @@ def test_sluong_counts_the_tbao_notice_not_its_rows() -> None:
     )
 
 
-def test_an_explain_only_notice_is_a_package_of_no_items() -> None:
-    package = xml_notice([{**vn_key(1), "nature": "4"}], count=1)
-    assert (package.declared_count, package.item_count) == (1, 0)
+def test_an_explain_only_notice_is_one_explain_item() -> None:
+    """One 04/SS TBao that cancels nothing is one item: what its sender's checks answer."""
+    package = xml_notice([{**vn_key(1), "nature": "4"}, {**vn_key(2), "nature": "3"}], count=1)
+    assert (package.declared_count, package.item_count) == (1, 1)
+    assert package.notices == [{"kind": "explain", "notice_id": "04SS-2022-07"}]
 
 
 def test_a_json_package_still_counts_its_notices() -> None:
@@ -153,7 +155,8 @@ async def test_an_explain_only_notice_is_accepted(
     else:
         body = (await intake.ingest(notice)).notice
     expected = "queued" if queued else "accepted"
-    assert (body["result"], body["items"], body["rejected"]) == (expected, [], 0)
+    assert (body["result"], body["rejected"]) == (expected, 0)
+    assert [(i["result"], i["errors"]) for i in body["items"]] == [(expected, [])]
 
 
 @pytest.mark.parametrize("reason", ["   ", "\u200b", "\ufeff", "\u3000\t"])

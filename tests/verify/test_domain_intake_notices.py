@@ -33,7 +33,8 @@ def rules(notice: dict[str, Any]) -> list[list[str]]:
     return [[e["rule"] for e in item["errors"]] for item in notice["items"]]
 
 
-@pytest.mark.parametrize(
+#: Senders without a valid provider contract, and the rule each breaks.
+SENDERS = pytest.mark.parametrize(
     ("sender", "rule"),
     [
         ("0102671977", "registry.provider.unknown"),
@@ -41,14 +42,21 @@ def rules(notice: dict[str, Any]) -> list[list[str]]:
     ],
     ids=["unknown sender", "contract ended"],
 )
+
+
+async def registered_with_invoice_1(cli: Client) -> None:
+    resp = await cli.post("/api/v1/admin/registry", json=registry())
+    assert resp.status == 200, await resp.text()
+    assert rules(await post(cli, package([vn_invoice(1)]))) == [[]]
+
+
+@SENDERS
 async def test_cancel_notice_from_a_sender_without_a_valid_contract_is_refused(
     cli: Client, sender: str, rule: str
 ) -> None:
     """vn-einvoice §8 step 1.5: "the transmission provider's (T-VAN) contract valid"; a
     notice is sent like any package (§6.5, message 300), so the check is the same."""
-    resp = await cli.post("/api/v1/admin/registry", json=registry())
-    assert resp.status == 200, await resp.text()
-    assert rules(await post(cli, package([vn_invoice(1)]))) == [[]]
+    await registered_with_invoice_1(cli)
     body = package(notices=[cancel(1)])
     body["sender"] = sender
     notice = await post(cli, body)
@@ -88,11 +96,36 @@ async def test_one_notice_cancelling_two_invoices_counts_once(cli: Client) -> No
 
 
 async def test_a_notice_of_explanations_only_is_accepted(cli: Client) -> None:
-    """§6.5: `TCTBao` "`4` explain (giải trình)": nothing to cancel, nothing refused."""
+    """§6.5: `TCTBao` "`4` explain (giải trình)": nothing to cancel, nothing refused. The
+    notice is one item of the package (kind `explain`), which changes no invoice."""
     await post(cli, package([vn_invoice(1)]))
     explain = [tbao(SELLER, [{**vn_key(1), "nature": "4"}])]
     notice = await post_xml(cli, xml_package([], notices=explain, count=1))
-    assert (notice["result"], notice["items"]) == ("accepted", [])
+    assert (notice["result"], rules(notice)) == ("accepted", [[]])
+    [item] = notice["items"]
+    assert (item["item"], item["notice_id"], item["key"]) == ("notice", "04SS-2022-07", None)
+    assert await status_of(cli, 1) == "valid"
+
+
+@SENDERS
+async def test_a_notice_of_explanations_only_goes_through_the_sender_checks(
+    cli: Client, sender: str, rule: str
+) -> None:
+    """vn-einvoice §8 step 1.5: "the transmission provider's (T-VAN) contract valid", for
+    whatever a sender sends: a 04/SS notice (§6.5, message 300) that only explains
+    (`TCTBao` 4) or only announces an adjustment or replacement (2, 3) is refused from a
+    sender without a valid contract, as a cancellation is, in XML and in JSON."""
+    await registered_with_invoice_1(cli)
+    rows = [{**vn_key(1), "nature": "4"}, {**vn_key(1), "nature": "2"}]
+    body = xml_package([], sender=sender, notices=[tbao(SELLER, rows)], count=1)
+    notice = await post_xml(cli, body)
+    assert (notice["result"], rules(notice)) == ("rejected", [[rule]])
+    explain = {"kind": "explain", "notice_id": "04SS-2022-08", "reason": "giải trình"}
+    json_body = package(notices=[explain])
+    json_body["sender"] = sender
+    notice = await post(cli, json_body)
+    assert (notice["result"], rules(notice)) == ("rejected", [[rule]])
+    assert rules(await post(cli, package(notices=[explain]))) == [[]]
     assert await status_of(cli, 1) == "valid"
 
 
