@@ -75,6 +75,9 @@ from verify.settings import FallbackSettings
 LUA = Path(__file__).resolve().parent / "outage.lua"
 RECONCILE_BATCH = FallbackSettings().reconcile_batch_entries
 HELD_PER_PACKAGE = 100
+#: Gaps opened during a detected fault (lookups the replica cannot answer), for the heal
+#: figure: every one resolved and the journal drained.
+GAPS_IN_FAULT = 20
 #: The service's own background reconciler stays idle (the bench runs the reconciler
 #: itself, timed); gaps resolve `missing` at once instead of after 24 hours.
 # The replica is not warmed at start: the lookups "the replica does not hold" and the
@@ -229,6 +232,9 @@ class Context:
     held: Path  # paths file: replica-held lookups
     not_held: Path  # paths file: lookups the replica does not hold
     template_invoices: int
+    #: lookups of invoices the primary holds and the replica does not: asked during a
+    #: detected outage, each opens a gap the reconciler resolves `found` after it
+    gap_paths: list[str] = field(default_factory=list)
 
     def server(self, name: str, data: Path, extra_env: dict[str, str] | None = None) -> Server:
         port = free_port()
@@ -248,10 +254,34 @@ class Served:
     held: WrkRun
     not_held: WrkRun
     declare_to_degraded_ms: float
+    #: the bare aiohttp handler (bench/bare_server.py) of the same round, same URLs and wrk
+    bare: WrkRun
+
+    @property
+    def hits_ratio(self) -> float:
+        return self.held.rps / self.bare.rps
+
+    @property
+    def misses_ratio(self) -> float:
+        return self.not_held.rps / self.bare.rps
+
+
+def bare_run(ctx: Context, round_no: int) -> WrkRun:
+    """The bare aiohttp handler, alone, over the URLs the misses use (its answer is a
+    constant; the paths only shape the requests)."""
+    port = free_port()
+    bare = Server(f"r{round_no}-bare", [sys.executable, "-m", "bench.bare_server", "--port",
+                                         str(port)], ctx.env, port,
+                  ctx.workdir / f"r{round_no}-bare.log")
+    with running(bare):
+        if ctx.args.warmup > 0:
+            run_wrk(ctx.wrk, port, ctx.args, ctx.args.warmup, ctx.not_held, ctx.token)
+        return run_wrk(ctx.wrk, port, ctx.args, ctx.args.duration, ctx.not_held, ctx.token)
 
 
 def served_during_maintenance(ctx: Context, round_no: int) -> Served:
     args = ctx.args
+    bare = bare_run(ctx, round_no)
     data = ctx.fresh(f"r{round_no}-served")
     server = ctx.server(f"r{round_no}-served", data)
     with running(server):
@@ -272,7 +302,7 @@ def served_during_maintenance(ctx: Context, round_no: int) -> Served:
             raise SetupError(f"a held invoice answered {code} {body!r} in maintenance")
         held = run_wrk(ctx.wrk, server.port, args, args.duration, ctx.held, ctx.token)
         not_held = run_wrk(ctx.wrk, server.port, args, args.duration, ctx.not_held, ctx.token)
-    return Served(healthy, held, not_held, first)
+    return Served(healthy, held, not_held, first, bare)
 
 
 @dataclass
@@ -286,6 +316,8 @@ class Detected:
     #: Healing after the fault is lifted (`_healed`): seconds to the breaker closing, from
     #: the close to the reconciler's run starting, and to the journal drained.
     healed: dict[str, float] = field(default_factory=dict)
+    #: answers to the lookups the replica cannot answer, asked once the outage was detected
+    gaps: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         def counts(rows: list[tuple[float, float, str]]) -> str:
@@ -301,7 +333,8 @@ class Detected:
                 f"{self.breaker.get('failures', 0):.0f}, opened "
                 f"{self.breaker.get('opened', 0):.0f}, probe failures "
                 f"{self.breaker.get('probe_failures', 0):.0f}; primary answers again "
-                f"{recovered} after the fault is lifted; {_heal_text(self.healed)}")
+                f"{recovered} after the fault is lifted; gaps opened during the fault: "
+                f"{dict(self.gaps) or 'none'}; {_heal_text(self.healed)}")
 
 
 def _heal_text(healed: dict[str, float]) -> str:
@@ -314,9 +347,11 @@ def _heal_text(healed: dict[str, float]) -> str:
               if healed["reconcile_after_close"] >= 0 else
               f"the run that drained it began {-healed['reconcile_after_close']:.1f} s before "
               "the close (started during the fault, it waited on the file)"),
-             f"journal drained ({healed.get('queued', 0):.0f} applied) "
-             f"{healed['drained']:.1f} s after the lift" if "drained" in healed
-             else "journal not drained"]
+             f"journal drained ({healed.get('queued', 0):.0f} applied) and every gap "
+             f"resolved {healed['drained']:.1f} s after the lift"
+             + (f", {healed['drained'] - healed['closed']:.1f} s after the breaker closed "
+                "(the heal figure)" if "closed" in healed else "")
+             if "drained" in healed else "journal not drained or gaps still open"]
     return "; ".join(parts)
 
 
@@ -363,6 +398,18 @@ async def _probe(port: int, token: str, limit: float, t0: float,
                 await asyncio.sleep(0.5)
 
         await asyncio.gather(lookups(), intake())
+
+
+def _open_gaps(port: int, token: str, paths: list[str]) -> Counter[str]:
+    """Look up invoices the replica does not hold while the primary is down: each answer
+    `unconfirmed` opens a gap (tallied by '<code> <status> <has gap_id>')."""
+    seen: Counter[str] = Counter()
+    for path in paths:
+        code, body = fetch(f"http://127.0.0.1:{port}{path}", token)
+        gap = isinstance(body, dict) and bool(body.get("gap_id"))
+        seen[f"{code} {body.get('status', '-') if isinstance(body, dict) else '-'} "
+             f"{'gap' if gap else 'no-gap'}"] += 1
+    return seen
 
 
 def _stamp(text: str | None) -> float | None:
@@ -432,6 +479,8 @@ def detected_failure(ctx: Context, round_no: int, fault: str) -> Detected:
                 raise SetupError(f"the {fault} fault did not take hold: {line!r} "
                                  f"{proc.stderr.read() if proc.stderr else ''}")
             asyncio.run(_probe(server.port, ctx.token, args.detect_timeout, t0, result, 2))
+            if result.first_degraded is not None:
+                result.gaps = _open_gaps(server.port, ctx.token, ctx.gap_paths)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -516,6 +565,10 @@ def _rounds(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
 
 def print_served(s: Served, prefix: str) -> None:
     ratio = s.held.rps / s.healthy.rps
+    print(f"{prefix}bare aiohttp handler: {s.bare.rps:,.0f} req/s (p99 {s.bare.p99_ms:.1f} ms);"
+          f" degraded capacity: hits {s.held.rps:,.0f} req/s = {s.hits_ratio:.2f} of bare "
+          f"(p99 {s.held.p99_ms:.1f} ms), misses {s.not_held.rps:,.0f} req/s = "
+          f"{s.misses_ratio:.2f} of bare (p99 {s.not_held.p99_ms:.1f} ms)")
     print(f"{prefix}replica-held keys: healthy {s.healthy.rps:,.0f} req/s (p99 "
           f"{s.healthy.p99_ms:.1f} ms); in maintenance {s.held.rps:,.0f} req/s ({ratio:.2f} "
           f"of healthy, p99 {s.held.p99_ms:.1f} ms): {s.held.requests} requests served, "
@@ -573,6 +626,18 @@ def summary(ctx: Context, served: list[Served], detected: list[Detected],
               f"req/s [{_rounds(other)}]; requests {sum(s.not_held.requests for s in served)}"
               f", non-2xx {sum(s.not_held.non_2xx for s in served)}, unconfirmed "
               f"{sum(s.not_held.share(' unconfirmed ') for s in served)}")
+        bare = [s.bare.rps for s in served]
+        hits = [s.hits_ratio for s in served]
+        misses = [s.misses_ratio for s in served]
+        p99 = {name: [getattr(s, name).p99_ms for s in served]
+               for name in ("bare", "held", "not_held")}
+        print(f"  degraded capacity (ratio to the bare aiohttp handler of the same round, "
+              f"{_med(bare):,.0f} req/s [{_rounds(bare)}]): hits {_med(hits):.2f} "
+              f"[{_rounds(hits, '{:.2f}')}], misses {_med(misses):.2f} "
+              f"[{_rounds(misses, '{:.2f}')}] (goal 0.30)")
+        print(f"  p99 ms: bare {_med(p99['bare']):.1f} [{_rounds(p99['bare'], '{:.1f}')}], "
+              f"hits {_med(p99['held']):.1f} [{_rounds(p99['held'], '{:.1f}')}], misses "
+              f"{_med(p99['not_held']):.1f} [{_rounds(p99['not_held'], '{:.1f}')}]")
         print(f"  declared window to first degraded answer: "
               f"{_med([s.declare_to_degraded_ms for s in served]):.1f} ms "
               f"[{_rounds([s.declare_to_degraded_ms for s in served], '{:.1f}')}]")
@@ -590,6 +655,15 @@ def summary(ctx: Context, served: list[Served], detected: list[Detected],
               f"[{shown}]; lookups during the fault: "
               f"{dict(sum((Counter(a for *_, a in d.lookups) for d in runs), Counter()))}; "
               f"intake: {dict(sum((Counter(a for *_, a in d.intake) for d in runs), Counter()))}")
+        healed = [d.healed for d in runs if "drained" in d.healed and "closed" in d.healed]
+        if healed:
+            heal = [h["drained"] - h["closed"] for h in healed]
+            lift = [h["drained"] for h in healed]
+            print(f"  heal ({fault}): journal drained and every gap resolved "
+                  f"{_med(heal):.1f} s after the breaker closed [{_rounds(heal, '{:.1f}')}], "
+                  f"{_med(lift):.1f} s after the fault was lifted [{_rounds(lift, '{:.1f}')}]; "
+                  f"gaps opened during the fault "
+                  f"{dict(sum((d.gaps for d in runs), Counter()))}")
     if reconciled and backlog is not None:
         entries = [r.entries_per_s for r in reconciled]
         invoices = [backlog.invoices / r.drained.journal_seconds for r in reconciled]
@@ -705,7 +779,9 @@ def setup(args: argparse.Namespace, workdir: Path) -> Context:
           f"{time.monotonic() - started:.1f} s; {args.held} replica-held invoices "
           f"({args.held * 4} URLs), {len(lookups)} URLs the replica does not hold "
           f"({sum(lk.expected == 'not_found' for lk in lookups)} unknown to the primary too)")
-    return Context(args, wrk, service, env, workdir, template, token, held, not_held, count)
+    gap_paths = [lk.path for lk in lookups if lk.expected == "valid"][:GAPS_IN_FAULT]
+    return Context(args, wrk, service, env, workdir, template, token, held, not_held, count,
+                   gap_paths)
 
 
 def bench(args: argparse.Namespace, workdir: Path) -> None:
