@@ -8,7 +8,7 @@ from aiohttp import web
 from verify.access import views as access_views
 from verify.http import openapi
 from verify.intake import views as intake_views
-from verify.lookup import batch
+from verify.lookup import batch, file_check, lines
 from verify.lookup import views as lookup_views
 from verify.ops import gaps, health, journal, metrics, outages, reconcile, registry
 from verify.qr import views as qr_views
@@ -22,6 +22,9 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{API}/packages", intake_views.post_package, name="packages.create"),
         web.get(f"{API}/invoices/lookup", lookup_views.lookup, name="invoices.lookup"),
         web.post(f"{API}/verify/batch", batch.verify_batch, name="verify.batch"),
+        web.post(f"{API}/verify/file", file_check.verify_file, name="verify.file"),
+        web.get(f"{API}/invoices/{{id}}/lines", lines.invoice_lines,
+                name="invoices.lines"),
         web.get(f"{API}/invoices/{{id}}/original.xml", lookup_views.original_xml,
                 name="invoices.original"),
         web.get(f"{API}/taxpayers/{{id}}", lookup_views.taxpayer, name="taxpayers.get"),

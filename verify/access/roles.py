@@ -46,10 +46,12 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "packages.create": frozenset({Role.INTAKE}),
     "invoices.lookup": _V,
     "verify.batch": _V,
+    "verify.file": _V,  # an invoice file checked against the index, answered as a lookup
     "verify.qr": _V,
     "verify.qr_text": _V,
     "invoices.qr_png": _V,
     "invoices.original": _V,
+    "invoices.lines": _V,  # parties only, as the original
     "taxpayers.get": _V,  # a seller's registry status, as lookups answer it
     "reports.missing": frozenset({Role.AUDIT}),  # and only for the key's scoped tax ids
     "reports.ledger": frozenset({Role.AUDIT}),  # likewise, for the buyer
@@ -77,6 +79,12 @@ ROUTE_ACCESS: dict[str, frozenset[Role]] = {
     "receipts.jwks": PUBLIC,
     "receipts.verify": _V,
     "receipts.pdf": _V,
+    # watches (docs/watches.md): the keys that get answers watch what they verified; each
+    # key sees only its own watches and events.
+    "watches.create": _V,
+    "watches.list": _V,
+    "watches.delete": _V,
+    "watches.events": _V,
 }
 
 

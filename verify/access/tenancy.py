@@ -22,19 +22,24 @@ BUYER_FIELDS = ("buyer_tax_id", "buyer_name")
 #: Routes open to non-admin keys that send verification answers (or what is built from
 #: them) out of the service, each with its test in tests/verify/access/test_redaction_exits.py.
 ANSWER_ROUTES = frozenset({"invoices.lookup", "verify.batch", "verify.qr", "verify.qr_text",
-                           "reports.ledger", "gaps.list", "gaps.get"})
+                           "verify.file", "reports.ledger", "gaps.list", "gaps.get"})
 #: The other routes open to non-admin keys, and why they carry no answer to redact. A route
 #: in neither set fails that test: a new exit has to say which it is.
 NO_ANSWER_ROUTES = {
     "packages.create": "the sender's own acceptance notice",
     "invoices.qr_png": "a QR image of the invoice key, total and date (no parties)",
     "invoices.original": "parties only (404 for anyone else, as for an absent invoice)",
+    "invoices.lines": "parties only (404 for anyone else, as for an absent invoice)",
     "taxpayers.get": "a seller's registry status, as the GDT publishes it (no invoice data)",
     "reports.missing": "numbering ranges of the caller's own seller tax ids",
     "outages.list": "outage windows: no invoice data",
     "reconcile.status": "counts only",
     "receipts.verify": "the receipt's own signed facts, which its holder can already read",
     "receipts.pdf": "the receipt's own signed facts, which its holder can already read",
+    "watches.create": "the caller's own watches: keys it gave",
+    "watches.list": "the caller's own watches: keys it gave",
+    "watches.delete": "the caller's own watch",
+    "watches.events": "the caller's own events: an invoice id and its new status, no parties",
 }
 
 

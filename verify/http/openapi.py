@@ -12,6 +12,7 @@ from aiohttp import web
 
 from verify.http import openapi_receipts as r
 from verify.http import openapi_schemas as s
+from verify.http import openapi_watches as w
 from verify.http.params import MAX_VALUE_LENGTH
 from verify.http.responses import json_response
 from verify.lookup.query import MAX_PARAM_LENGTH
@@ -260,8 +261,9 @@ PATHS: dict[str, dict[str, Op]] = {
             errors={
                 "400": "bad query (details.parameter names it)",
                 "503": "a receipt was asked for and cannot be signed now (Retry-After)",
+                **w.ERRORS,
             },
-            params=[*LOOKUP_PARAMS, r.RECEIPT_PARAM],
+            params=[*LOOKUP_PARAMS, r.RECEIPT_PARAM, w.WATCH_PARAM],
             retry_after=("503",),
         )
     },
@@ -383,8 +385,37 @@ PATHS: dict[str, dict[str, Op]] = {
                 "text/csv": {"schema": {"type": "string"}},
             },
             errors=r.UNAVAILABLE,
-            params=[r.RECEIPT_PARAM],
+            params=[r.RECEIPT_PARAM, w.WATCH_PARAM],
             retry_after=("503",),
+        )
+    },
+    "/api/v1/verify/file": {
+        "post": _op(
+            "verify.file",
+            "Check an invoice file a seller sent (XML: an HDon or a TDiep of one invoice; "
+            "JSON: an invoice or a package of one): its seller signature, and every field and "
+            "goods line against the index (docs/file-check.md)",
+            {"200": _ok("the lookup answer with file, signature and lines",
+                        _json(s.ref("FileCheck")))},
+            errors={"422": "not one valid invoice (details.violations)"},
+            body={
+                "multipart/form-data": {"schema": s.obj(["file"], file=s.BINARY)},
+                "application/xml": {"schema": {"type": "string"}},
+                **_json(s.ANY_OBJECT),
+            },
+        )
+    },
+    "/api/v1/invoices/{id}/lines": {
+        "get": _op(
+            "invoices.lines",
+            "The invoice's goods lines as received (admins and the invoice's parties)",
+            {"200": _ok("the lines of the stored original", _json(s.ref("InvoiceLines")))},
+            errors={
+                "400": "not an invoice id",
+                "404": "no such invoice, not a party (answered alike), or no original kept",
+                "503": "the originals store did not answer in time",
+            },
+            params=[_INVOICE_ID],
         )
     },
     "/api/v1/reports/missing": {
@@ -672,6 +703,45 @@ PATHS: dict[str, dict[str, Op]] = {
             retry_after=("503",),
         )
     },
+    "/api/v1/watches": {
+        "post": _op(
+            "watches.create",
+            "Watch invoices for a period: told when one is cancelled, replaced or adjusted, "
+            "or its gap resolved (an existing watch of a key is renewed)",
+            {"201": _ok("the watches, one per key in order", _json(s.ref("Watches")))},
+            errors={"422": "a key, days or callback_url that cannot be used", **w.ERRORS},
+            body=_json(w.WATCH_REQUEST),
+        ),
+        "get": _op(
+            "watches.list",
+            "This key's watches in force",
+            {"200": _ok("the watches", _json(s.ref("Watches")))},
+        ),
+    },
+    "/api/v1/watches/events": {
+        "get": _op(
+            "watches.events",
+            "This key's watch events, oldest first, after a cursor",
+            {"200": _ok("a page of events", _json(s.ref("WatchEvents")))},
+            errors={"400": "bad query (details.parameter names it)",
+                    "422": "a key that cannot be used"},
+            params=[
+                _q("key", "only the events of this watched key", max_len=200),
+                _q("after", "the `next` cursor of the previous page",
+                   {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0}),
+                _LIMIT,
+            ],
+        )
+    },
+    "/api/v1/watches/{id}": {
+        "delete": _op(
+            "watches.delete",
+            "Stop watching (this key's own watch)",
+            {"200": _ok("deleted", _json(s.obj(["id", "deleted"], id=s.STR, deleted=s.BOOL)))},
+            errors={"404": "this key has no watch with this id"},
+            params=[_path("id", "the watch's id")],
+        )
+    },
     "/metrics": {
         "get": _op(
             "metrics",
@@ -729,7 +799,7 @@ SPEC: dict[str, Any] = {
     "paths": PATHS,
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {**s.SCHEMAS, **r.SCHEMAS},
+        "schemas": {**s.SCHEMAS, **r.SCHEMAS, **w.SCHEMAS},
     },
 }
 

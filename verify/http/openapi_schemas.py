@@ -140,6 +140,16 @@ ANSWER = obj(
         "description": "with receipt=true: this answer's signed "
         "receipt, a compact JWS (docs/receipts.md)",
     },
+    watch={
+        **ANY_OBJECT,
+        "nullable": True,
+        "description": "with watch=true: the watch made of the invoice answered (or, "
+        "unconfirmed, of the key asked); null when nothing is watched (docs/watches.md)",
+    },
+    watch_error={
+        **ANY_OBJECT,
+        "description": "a batch row with watch=true whose watch was refused: the error",
+    },
 )
 
 ITEM_RESULT = obj(
@@ -322,7 +332,40 @@ TAXPAYER = obj(
     warnings={"type": "array", "items": SELLER_WARNING},
 )
 
+LINE = obj(
+    ["number", "name", "unit", "quantity", "unit_price", "amount", "tax_rate"],
+    **{
+        name: nullable(STR)
+        for name in ("number", "nature", "code", "name", "unit", "quantity", "unit_price",
+                     "discount_rate", "discount_amount", "amount", "tax_rate")
+    },
+)
+
+INVOICE_LINES = obj(["id", "lines"], id=STR, lines={"type": "array", "items": LINE})
+
+FILE_CHECK = {
+    "allOf": [
+        ANSWER,
+        obj(
+            ["file", "signature", "lines"],
+            file=obj(["format", "id", "violations"], format=STR, id=STR,
+                     violations={"type": "array", "items": ANY_OBJECT}),
+            signature=obj(
+                ["status", "violations"],
+                status={"type": "string", "enum": ["valid", "invalid", "unsigned",
+                                                   "not_checked", "not_applicable"]},
+                reason=STR,
+                violations={"type": "array", "items": ANY_OBJECT},
+            ),
+            lines=obj(["compared"], compared=BOOL, reason=nullable(STR),
+                      count=nullable(INT)),
+        ),
+    ]
+}
+
 SCHEMAS: dict[str, Schema] = {
+    "FileCheck": FILE_CHECK,
+    "InvoiceLines": INVOICE_LINES,
     "Error": ERROR,
     "Answer": ANSWER,
     "Taxpayer": TAXPAYER,

@@ -14,6 +14,7 @@ from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import BUYER, SELLER, SELLER_2, authority_code, package, vn_invoice, vn_key
 from tests.ledgers import csv_bytes
 from tests.verify.test_intake_journal import maintenance, reconcile, wait_out
+from tests.verify.test_verify_file import invoice_file
 from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
 from verify.access.roles import Role
@@ -68,6 +69,21 @@ async def test_batch(cli: Client, make_key: KeyMaker) -> None:
     body = await resp.read()
     assert hidden(body)
     assert all(redacted(orjson.loads(line)["invoice"]) for line in body.splitlines())
+
+
+async def test_file_check(cli: Client, make_key: KeyMaker) -> None:
+    await load(cli)
+    stranger = await make_key("verify")
+    given = vn_invoice(7, buyer_tax_id="0102030405", buyer_name="Somebody")
+    resp = await cli.post("/api/v1/verify/file", data=invoice_file(given),
+                          headers={**bearer(stranger), "Content-Type": "application/xml"})
+    body = await resp.read()
+    assert resp.status == 200, body
+    assert hidden(body)
+    answer = orjson.loads(body)
+    assert redacted(answer["invoice"])
+    assert {m["field"]: m["recorded"] for m in answer["mismatches"]} == {
+        "buyer_tax_id": None, "buyer_name": None}
 
 
 async def test_qr_text(cli: Client, make_key: KeyMaker) -> None:
@@ -187,6 +203,7 @@ def test_every_route_open_to_a_non_admin_key_is_classified() -> None:
     tests = {name for name in globals() if name.startswith("test_")}
     exits = {"invoices.lookup": "test_lookup", "verify.batch": "test_batch",
              "verify.qr": "test_qr_photo", "verify.qr_text": "test_qr_text",
+             "verify.file": "test_file_check",
              "reports.ledger": "test_ledger", "gaps.list": "test_gaps", "gaps.get": "test_gaps"}
     assert set(exits) == ANSWER_ROUTES
     assert set(exits.values()) <= tests
