@@ -71,6 +71,10 @@ def same_type(a: str, b: str) -> bool:
     return _EQUIVALENT.get(a, a) == _EQUIVALENT.get(b, b)
 
 
+#: Electronic invoices of the VAT invoice system (§1.2: code suffix 11, 12, 13): they are not
+#: paper, so they are red-lettered, never voided (§4.4: 作废 is for "paper invoices").
+ELECTRONIC_TYPES = frozenset({"08", "10", "14"})
+
 #: Fully digitalised types (§3.2): a 31 or 32 QR may carry the printed code of a 数电 paper
 #: invoice, whose type is not the code's.
 DIGITAL_TYPES = frozenset({"31", "32", "33", "34", "51", "61"})

@@ -526,6 +526,17 @@ _ALL = (
         adjustable=True,
     ),
     Rule(
+        "cn.void.electronic",
+        E,
+        "An electronic invoice of the VAT invoice system (types 08, 10, 14) cannot be voided "
+        "(作废): voiding is for paper invoices; an e-invoice is reversed by a red-letter "
+        "invoice.",
+        "Hóa đơn điện tử của hệ thống hóa đơn VAT (loại 08, 10, 14) không thể hủy (作废); chỉ "
+        "có thể điều chỉnh bằng hóa đơn chữ đỏ (红字).",
+        "cn-invoice §1.2, §4.4",
+        adjustable=True,
+    ),
+    Rule(
         "cn.tax_id.invalid",
         E,
         "Chinese taxpayer id must be 15 to 20 digits or capital letters.",

@@ -393,6 +393,16 @@ def validate_invoice(
     return invoice, out
 
 
+def _void_checks(key: CnKey, cfg: RuleConfig, out: list[Violation]) -> None:
+    """Only paper invoices are voided (作废, cn-invoice §4.4); electronic ones are reversed."""
+    if key.code is None:
+        out.append(cfg.violation("cn.void.fully_digitalised", "key", key.number))
+        return
+    kind = cn.type_from_code(key.code)
+    if kind in cn.ELECTRONIC_TYPES:
+        out.append(cfg.violation("cn.void.electronic", "key", f"type {kind}"))
+
+
 def validate_notice(
     raw: object, cfg: RuleConfig
 ) -> tuple[CancelNotice | Explanation | None, list[Violation]]:
@@ -424,8 +434,8 @@ def validate_notice(
         out.extend(problems)
     else:
         out.append(cfg.violation("invoice.field.required", "key"))
-    if isinstance(key, CnKey) and key.code is None:
-        out.append(cfg.violation("cn.void.fully_digitalised", "key", key.number))
+    if isinstance(key, CnKey):
+        _void_checks(key, cfg, out)
     out = _kept(out)
     if is_fatal(out) or key is None or reason is None or notice_id is None:
         return None, out

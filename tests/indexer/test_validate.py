@@ -22,6 +22,7 @@ from indexer.validate import CancelNotice, validate_invoice, validate_notice
 from tests.factories import (
     BUYER,
     CN_CODE_E,
+    CN_CODE_SPECIAL,
     PROVIDER,
     SELLER,
     SELLER_2,
@@ -609,12 +610,21 @@ def test_valid_cancel_notice() -> None:
 
 
 def test_cancel_notice_of_a_cn_invoice() -> None:
+    """A paper invoice (a 10-digit 专票 code) is voided; an e-invoice (`…11`, type 10) not:
+    cn-invoice §4.4, 作废 is for "paper invoices"."""
+    notice, out = validate_notice(
+        cancel(1, key={"invoice_code": CN_CODE_SPECIAL, "invoice_number": "81532753"}), CFG
+    )
+    assert out == []
+    assert isinstance(notice, CancelNotice)
+    assert notice.key == CnKey(CN_CODE_SPECIAL, "81532753")
     notice, out = validate_notice(
         cancel(1, key={"invoice_code": CN_CODE_E, "invoice_number": "81532753"}), CFG
     )
-    assert out == []
-    assert notice is not None
-    assert notice.key == CnKey(CN_CODE_E, "81532753")
+    assert (notice, [(v.code, v.detail) for v in out]) == (
+        None,
+        [("cn.void.electronic", "type 10")],
+    )
 
 
 NOTICE_CASES: list[tuple[str, object, str, str | None]] = [
@@ -648,6 +658,12 @@ NOTICE_CASES: list[tuple[str, object, str, str | None]] = [
         "voiding a 数电 invoice",  # cn-invoice §4.4: 作废 is for paper invoices
         cancel(1, key={"invoice_number": "23442000000014209621"}),
         "cn.void.fully_digitalised",
+        "key",
+    ),
+    (
+        "voiding an e-invoice",  # cn-invoice §4.4, §1.2: code suffix 12 is the toll type 14
+        cancel(1, key={"invoice_code": "013002200212", "invoice_number": "81532753"}),
+        "cn.void.electronic",
         "key",
     ),
 ]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import Client
-from tests.factories import CN_CODE_E, cancel, cn_digital, cn_invoice, package
+import pytest
+
+from tests.conftest import Client, bearer
+from tests.factories import CN_CODE_E, CN_CODE_SPECIAL, cancel, cn_digital, cn_invoice, package
+from verify.access.apikeys import KeyStore
+from verify.access.db import open_access_db
+from verify.access.roles import Role
+from verify.app import create_app
+from verify.settings import Settings
 
 #: The check code and tail of the factories' e-invoice, as its printed QR carries them.
 QR_E = f"01,10,{CN_CODE_E},81532753,205.30,20230323,49753264642977383169,0816,"
@@ -47,6 +56,61 @@ async def test_voiding_a_digital_invoice_is_refused(cli: Client) -> None:
         cli, number=key["invoice_number"], total_amount="112.00", issued_on="2023-02-15"
     )
     assert answer["status"] == "valid"
+
+
+@pytest.mark.parametrize(
+    ("code", "type_code"),
+    [("013002200211", "10"), ("013002200213", "08"), ("013002200212", "14")],
+    ids=["10 ordinary e-invoice", "08 e-special invoice", "14 toll e-invoice"],
+)
+async def test_voiding_a_pre_digital_e_invoice_is_refused(
+    cli: Client, code: str, type_code: str
+) -> None:
+    """cn-invoice §4.4: 作废 is "voided by the seller (paper invoices, same month)"; 红冲 is
+    "reversed by a red-letter invoice". Electronic invoices of the 增值税发票管理系统 (§1.2:
+    code suffix `11` → 10, `12` → 14, `13` → 08) are not paper: they are red-lettered,
+    never voided."""
+    invoice = cn_invoice(invoice_code=code, type_code=type_code)
+    assert await post(cli, [invoice]) == [[]]
+    key = {"invoice_code": code, "invoice_number": invoice["invoice_number"]}
+    assert await post(cli, notices=[cancel(1, key=key)]) == [["cn.void.electronic"]]
+    answer = await lookup(cli, code=code, number=invoice["invoice_number"])
+    assert answer["status"] == "valid"
+
+
+async def test_voiding_a_paper_invoice_is_accepted(cli: Client) -> None:
+    """§4.4: paper invoices are what 作废 is for (`…04` 2-copy paper 普票, a 10-digit 专票)."""
+    paper = cn_invoice(invoice_code="013002200204", type_code="04")
+    special = cn_invoice(invoice_code=CN_CODE_SPECIAL, type_code="01", check_code=None)
+    assert await post(cli, [paper, special]) == [[], []]
+    voids = [
+        cancel(1, key={"invoice_code": c, "invoice_number": "81532753"}, notice_id=f"ZF-{c}")
+        for c in ("013002200204", CN_CODE_SPECIAL)
+    ]
+    assert await post(cli, notices=voids) == [[], []]
+    answer = await lookup(cli, code="013002200204", number="81532753")
+    assert answer["status"] == "cancelled"
+
+
+async def test_the_electronic_void_rule_is_configurable(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, admin_token: str
+) -> None:
+    """`cn.void.electronic` rests on §4.4's status table, drawn from vendor APIs, and on the
+    type of a code ending `13`, which §1.2 marks [unconfirmed]: a deployment may lower it."""
+    settings = Settings.from_env(
+        {
+            "INVOICE_DATA_DIR": str(tmp_path / "data"),
+            "INVOICE_RULE_SEVERITY": "cn.void.electronic=warning",
+        }
+    )
+    async with open_access_db(settings.access_path) as conn:
+        token, _ = await KeyStore(conn).create(Role.ADMIN, name="tests")
+    cli = await aiohttp_client(create_app(settings), headers=bearer(token))
+    assert await post(cli, [cn_invoice()]) == [[]]
+    key = {"invoice_code": CN_CODE_E, "invoice_number": "81532753"}
+    assert await post(cli, notices=[cancel(1, key=key)]) == [[]]
+    answer = await lookup(cli, code=CN_CODE_E, number="81532753")
+    assert answer["status"] == "cancelled"
 
 
 async def test_legacy_layout_codes_are_refused_and_motor_vehicle_codes_typed(cli: Client) -> None:
