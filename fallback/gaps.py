@@ -31,7 +31,6 @@ import asyncio
 import builtins
 import enum
 import json
-import secrets
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ import aiosqlite
 import orjson
 
 from fallback.breaker import Clock, utc_now
+from fallback.gap_writer import GapWriter, Pending, coalesced
 from indexer.store.sqlite_files import Step, open_sqlite_file, run_script, write_transaction
 
 _SCHEMA = """
@@ -279,93 +279,14 @@ _VISIBLE = (" AND (seller_tax_id IN (SELECT value FROM json_each(?)) OR id IN "
             "(SELECT gap_id FROM gap_requesters WHERE key_id = ?))")
 
 
-def new_gap_id(now: datetime) -> str:
-    """Time-ordered and unique across processes: 12 hex digits of milliseconds, 8 random."""
-    return f"gap_{int(now.timestamp() * 1000):012x}{secrets.token_hex(4)}"
-
-
-@dataclass(slots=True)
-class _Asked:
-    """One requester's asks of one key within a batch: summed into one row."""
-
-    callback_url: str | None
-    first_seen: float
-    last_seen: float
-    count: int = 1
-
-
-@dataclass(slots=True)
-class _KeyAsks:
-    """Every ask of one lookup key within a batch: one ledger write for all of them, in the
-    order they came (the first names the gap, the latest callback URL of a requester wins,
-    the first `issued_on` given is kept, as separate records would leave it)."""
-
-    first: GapRequest
-    first_seen: float
-    last_seen: float
-    issued_on: str | None
-    requesters: dict[str, _Asked]
-    waiting: list[asyncio.Future[str]]
-    count: int = 1
-
-    @classmethod
-    def of(cls, request: GapRequest, ts: float, future: asyncio.Future[str]) -> _KeyAsks:
-        return cls(request, ts, ts, _day(request.issued_on),
-                   {request.requester: _Asked(request.callback_url, ts, ts)}, [future])
-
-    def add(self, request: GapRequest, ts: float, future: asyncio.Future[str]) -> None:
-        self.count += 1
-        self.last_seen = ts
-        self.issued_on = self.issued_on or _day(request.issued_on)
-        asked = self.requesters.get(request.requester)
-        if asked is None:
-            self.requesters[request.requester] = _Asked(request.callback_url, ts, ts)
-        else:
-            asked.count += 1
-            asked.last_seen = ts
-            asked.callback_url = request.callback_url or asked.callback_url
-        self.waiting.append(future)
-
-
-def _day(value: date | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def coalesced(batch: Collection[tuple[GapRequest, datetime, asyncio.Future[str]]],
-              ) -> dict[str, _KeyAsks]:
-    """A batch of records by lookup key, in the order the keys first came."""
-    by_key: dict[str, _KeyAsks] = {}
-    for request, now, future in batch:
-        asks = by_key.get(request.lookup_key)
-        if asks is None:
-            by_key[request.lookup_key] = _KeyAsks.of(request, now.timestamp(), future)
-        else:
-            asks.add(request, now.timestamp(), future)
-    return by_key
-
-
-# One open gap per key: a key with an open gap adds its asks to it, else a new gap opens.
-_UPSERT = (f"INSERT INTO gaps ({_GAP_COLUMNS}) VALUES "  # noqa: S608 (constants)
-           "(?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, NULL, NULL, NULL) "
-           "ON CONFLICT (lookup_key) WHERE status = 'open' DO UPDATE SET "
-           "count = count + excluded.count, last_seen = excluded.last_seen, "
-           "issued_on = COALESCE(issued_on, excluded.issued_on)")
-_ADD_REQUESTER = (
-    "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, last_seen, count) "
-    "VALUES ((SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'), ?, ?, ?, ?, ?) "
-    "ON CONFLICT (gap_id, key_id) DO UPDATE SET count = count + excluded.count, "
-    "last_seen = excluded.last_seen, "
-    "callback_url = COALESCE(excluded.callback_url, callback_url)")
-_OPEN_IDS = ("SELECT lookup_key, id FROM gaps WHERE status = 'open' AND lookup_key IN "
-             "(SELECT value FROM json_each(?))")
-
-
 class SqliteGapLedger:
-    def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, *,
+                 clock: Clock = utc_now) -> None:
         self._conn = conn
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._pending: list[tuple[GapRequest, datetime, asyncio.Future[str]]] = []
+        self._pending: list[Pending] = []
+        self._batches = GapWriter(path)
         self._writer: asyncio.Task[None] | None = None
         #: Batches written (one transaction each), the asks they held, and the keys, one
         #: ledger write each: what group commit and coalescing saved.
@@ -381,10 +302,8 @@ class SqliteGapLedger:
 
     async def record_id(self, request: GapRequest) -> str:
         """The id of the gap `request` was counted in, once that is on disk (a lookup's
-        answer carries it). Concurrent records share one transaction and one fsync (group
-        commit), and the records of one key in it one write: during an outage every miss
-        records a gap, everyone asking again about what they could not get, and one fsync
-        per miss, one at a time, would cap the whole service at the disk's sync rate."""
+        answer carries it). Concurrent records share one transaction and one fsync, and
+        the records of one key in it one write (`fallback.gap_writer`)."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((request, self._clock(), future))
         if self._writer is None or self._writer.done():
@@ -396,13 +315,18 @@ class SqliteGapLedger:
         while self._writer is not None and not self._writer.done():
             await self._writer
 
+    async def aclose(self) -> None:
+        """Drain, then close the batch writer's connection."""
+        await self.drain()
+        await self._batches.aclose()
+
     async def _write_pending(self) -> None:
         async with self._lock:
             while self._pending:
                 batch, self._pending = self._pending, []
                 by_key = coalesced(batch)
                 try:
-                    gap_ids = await self._write_batch(by_key)
+                    gap_ids = await self._batches.write(by_key)
                 except BaseException as exc:
                     for _, _, future in batch:
                         if not future.done():
@@ -417,25 +341,6 @@ class SqliteGapLedger:
                     for future in asks.waiting:
                         if not future.done():
                             future.set_result(gap_ids[lookup_key])
-
-    async def _write_batch(self, by_key: dict[str, _KeyAsks]) -> dict[str, str]:
-        """One transaction (one fsync) for the batch, a fixed number of statements whatever
-        its size: each key's gap opened or counted, each requester's row, the ids read."""
-        gaps, requesters = [], []
-        for lookup_key, asks in by_key.items():
-            first = asks.first
-            gaps.append((new_gap_id(datetime.fromtimestamp(asks.first_seen, UTC)), lookup_key,
-                         first.scheme, json.dumps(first.key, ensure_ascii=False),
-                         first.seller_tax_id, asks.issued_on, str(first.reason),
-                         first.outage_id, asks.first_seen, asks.last_seen, asks.count))
-            requesters += [(lookup_key, key_id, asked.callback_url, asked.first_seen,
-                            asked.last_seen, asked.count)
-                           for key_id, asked in asks.requesters.items()]
-        async with write_transaction(self._conn):
-            await self._conn.executemany(_UPSERT, gaps)
-            await self._conn.executemany(_ADD_REQUESTER, requesters)
-            rows = await self._conn.execute_fetchall(_OPEN_IDS, (json.dumps(list(by_key)),))
-        return {str(key): str(gap_id) for key, gap_id in rows}
 
     async def _requesters(self, gap_ids: list[str]) -> dict[str, list[Requester]]:
         out: dict[str, list[Requester]] = {g: [] for g in gap_ids}
@@ -564,8 +469,8 @@ async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
     async with open_sqlite_file(path, _LAYOUT) as conn:
-        ledger = SqliteGapLedger(conn, clock=clock)
+        ledger = SqliteGapLedger(conn, path, clock=clock)
         try:
             yield ledger
         finally:
-            await ledger.drain()
+            await ledger.aclose()

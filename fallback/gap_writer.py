@@ -1,0 +1,178 @@
+"""Writing the gap ledger's records (`fallback.gaps.SqliteGapLedger.record_id`) in batches.
+
+During an outage every miss records a gap, and the misses are everyone asking again about
+what they could not get; one fsync per miss, one at a time, would cap the whole service at
+the disk's sync rate. So the records queued while a batch is being written go together in
+the next one (group commit): one transaction, one fsync, a fixed number of statements
+whatever its size, and the asks of one lookup key in it are one write (`coalesced`: count
+and requesters summed). A caller gets its gap's id once the transaction holding its ask is
+committed, so an id that was handed out is on disk.
+
+The batch runs on a thread of its own with a connection of its own to `gaps.sqlite3`
+(WAL, `synchronous=FULL`, as the ledger's): one hand-off between the event loop and that
+thread per batch, where each statement through `aiosqlite` is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fallback.gaps import GapRequest
+
+#: One queued record: the ask, when it was asked, and the caller waiting for the gap id.
+Pending = tuple["GapRequest", datetime, "asyncio.Future[str]"]
+
+# One open gap per key: a key with an open gap adds its asks to it, else a new gap opens.
+_UPSERT = (
+    "INSERT INTO gaps (id, lookup_key, scheme, key_json, seller_tax_id, issued_on, reason, "
+    "outage_id, status, first_seen, last_seen, count) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?) "
+    "ON CONFLICT (lookup_key) WHERE status = 'open' DO UPDATE SET "
+    "count = count + excluded.count, last_seen = excluded.last_seen, "
+    "issued_on = COALESCE(issued_on, excluded.issued_on)")
+_ADD_REQUESTER = (
+    "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, last_seen, count) "
+    "VALUES ((SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'), ?, ?, ?, ?, ?) "
+    "ON CONFLICT (gap_id, key_id) DO UPDATE SET count = count + excluded.count, "
+    "last_seen = excluded.last_seen, "
+    "callback_url = COALESCE(excluded.callback_url, callback_url)")
+_OPEN_IDS = ("SELECT lookup_key, id FROM gaps WHERE status = 'open' AND lookup_key IN "
+             "(SELECT value FROM json_each(?))")
+
+
+def new_gap_id(now: datetime) -> str:
+    """Time-ordered and unique across processes: 12 hex digits of milliseconds, 8 random."""
+    return f"gap_{int(now.timestamp() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(slots=True)
+class _Asked:
+    """One requester's asks of one key within a batch: summed into one row."""
+
+    callback_url: str | None
+    first_seen: float
+    last_seen: float
+    count: int = 1
+
+
+@dataclass(slots=True)
+class KeyAsks:
+    """Every ask of one lookup key within a batch: one ledger write for all of them, in the
+    order they came (the first names the gap, the latest callback URL of a requester wins,
+    the first `issued_on` given is kept, as separate records would leave it)."""
+
+    first: GapRequest
+    first_seen: float
+    last_seen: float
+    issued_on: str | None
+    requesters: dict[str, _Asked]
+    waiting: list[asyncio.Future[str]]
+    count: int = 1
+
+    @classmethod
+    def of(cls, request: GapRequest, ts: float, future: asyncio.Future[str]) -> KeyAsks:
+        return cls(request, ts, ts, _day(request.issued_on),
+                   {request.requester: _Asked(request.callback_url, ts, ts)}, [future])
+
+    def add(self, request: GapRequest, ts: float, future: asyncio.Future[str]) -> None:
+        self.count += 1
+        self.last_seen = ts
+        self.issued_on = self.issued_on or _day(request.issued_on)
+        asked = self.requesters.get(request.requester)
+        if asked is None:
+            self.requesters[request.requester] = _Asked(request.callback_url, ts, ts)
+        else:
+            asked.count += 1
+            asked.last_seen = ts
+            asked.callback_url = request.callback_url or asked.callback_url
+        self.waiting.append(future)
+
+    def gap_row(self, lookup_key: str) -> tuple[Any, ...]:
+        first = self.first
+        return (new_gap_id(datetime.fromtimestamp(self.first_seen, UTC)), lookup_key,
+                first.scheme, json.dumps(first.key, ensure_ascii=False), first.seller_tax_id,
+                self.issued_on, str(first.reason), first.outage_id, self.first_seen,
+                self.last_seen, self.count)
+
+    def requester_rows(self, lookup_key: str) -> list[tuple[Any, ...]]:
+        return [(lookup_key, key_id, asked.callback_url, asked.first_seen, asked.last_seen,
+                 asked.count) for key_id, asked in self.requesters.items()]
+
+
+def coalesced(batch: Collection[Pending]) -> dict[str, KeyAsks]:
+    """A batch of records by lookup key, in the order the keys first came."""
+    by_key: dict[str, KeyAsks] = {}
+    for request, now, future in batch:
+        asks = by_key.get(request.lookup_key)
+        if asks is None:
+            by_key[request.lookup_key] = KeyAsks.of(request, now.timestamp(), future)
+        else:
+            asks.add(request, now.timestamp(), future)
+    return by_key
+
+
+class GapWriter:
+    """The ledger file's batch writer: one thread, one connection, opened at the first
+    batch (the ledger's own connection has created and migrated the file by then)."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix="gap-ledger-writer")
+        self._conn: sqlite3.Connection | None = None
+
+    async def write(self, by_key: dict[str, KeyAsks]) -> dict[str, str]:
+        """Each key's gap opened or counted, each requester's row added or counted, in one
+        committed transaction; the open gap's id of each key."""
+        gaps = [asks.gap_row(key) for key, asks in by_key.items()]
+        requesters = [row for key, asks in by_key.items() for row in asks.requester_rows(key)]
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._write, gaps, requesters, json.dumps(list(by_key)))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._conn = conn
+        return self._conn
+
+    def _write(self, gaps: list[tuple[Any, ...]], requesters: list[tuple[Any, ...]],
+               keys: str) -> dict[str, str]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT, gaps)
+            conn.executemany(_ADD_REQUESTER, requesters)
+            rows = conn.execute(_OPEN_IDS, (keys,)).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return {str(key): str(gap_id) for key, gap_id in rows}
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        """Close the connection on its thread and stop the thread (after the last batch)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
