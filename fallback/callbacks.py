@@ -7,6 +7,11 @@ is resolved:
      "resolution": "found" | "missing", "status": "valid" | ... | "not_found",
      "resolved_at": "2026-11-23T02:40:00Z"}
 
+plus, as a lookup would answer when the callback is sent (`facts`, wired with
+`fallback.lookup.gap_facts.GapFacts.answer`): `reason` when the status is `outside_window`
+(the invoice predates the verification window), and `warnings` (the seller closed,
+suspended or not at its registered address) on a `valid` Vietnamese invoice.
+
 The body names the final status, not the invoice: the requester asks again (a normal
 lookup, under its own key's tenancy and limits) for the full answer. Any 2xx is delivery.
 Anything else (a refused connection, a timeout, a 5xx, a redirect: redirects are not
@@ -38,7 +43,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,7 +56,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from fallback.breaker import Clock, utc_now
-from fallback.gaps import DueCallback, ReconcileLedger
+from fallback.gaps import DueCallback, Gap, ReconcileLedger
 
 log = logging.getLogger("fallback.callbacks")
 
@@ -196,20 +201,44 @@ class Delivery:
     failed: int = 0
 
 
-def payload(due: DueCallback) -> dict[str, Any]:
+#: A resolved gap's answer with what a lookup adds to it now (the window's reason, the
+#: seller's warnings): `fallback.lookup.gap_facts.GapFacts.answer`.
+AnswerFacts = Callable[[Gap], Awaitable[dict[str, Any] | None]]
+#: The answer's fields a callback carries besides its status (no amounts, no parties).
+_FACT_FIELDS = ("reason", "warnings")
+
+
+def payload(due: DueCallback, answer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`answer`: the gap's answer with its facts (default: as recorded)."""
     gap = due.gap.as_dict(requesters=())
-    return {"event": "gap.resolved", "gap_id": due.answered_id or gap["id"],
+    final = (due.gap.answer if answer is None else answer) or {}
+    body = {"event": "gap.resolved", "gap_id": due.answered_id or gap["id"],
             "lookup_key": gap["lookup_key"],
             "key": gap["key"], "resolution": gap["resolution"],
-            "status": (due.gap.answer or {}).get("status"), "resolved_at": gap["resolved_at"]}
+            "status": final.get("status"), "resolved_at": gap["resolved_at"]}
+    body.update({name: final[name] for name in _FACT_FIELDS if name in final})
+    return body
 
 
 class CallbackNotifier:
     def __init__(self, gaps: ReconcileLedger, policy: CallbackPolicy | None = None, *,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, facts: AnswerFacts | None = None) -> None:
         self.gaps = gaps
         self.policy = policy or CallbackPolicy()
         self._clock = clock
+        self.facts = facts
+
+    async def _answer(self, gap: Gap) -> dict[str, Any] | None:
+        """The gap's answer with its facts; as recorded when they cannot be had (the
+        callback is not held back for the registry)."""
+        if self.facts is None:
+            return gap.answer
+        try:
+            return await self.facts(gap) or gap.answer
+        except Exception:
+            log.exception("could not add the lookup's facts to a gap callback",
+                          extra={"gap_id": gap.id})
+            return gap.answer
 
     def next_attempt_delay(self, attempts: int) -> timedelta:
         """After the `attempts`-th failed attempt (1 for the first)."""
@@ -243,7 +272,7 @@ class CallbackNotifier:
             if not await self.gaps.claim_callback(due.gap.id, due.key_id):
                 return None
             error = await post_callback(session, self.policy, due.callback_url,
-                                        orjson.dumps(payload(due)))
+                                        orjson.dumps(payload(due, await self._answer(due.gap))))
             if error is None:
                 await self.gaps.callback_sent(due.gap.id, due.key_id)
                 return True
