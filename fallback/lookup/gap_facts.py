@@ -39,9 +39,10 @@ log = logging.getLogger("fallback.lookup")
 
 
 class GapFacts:
-    """`window_years`: the verification window (0: none), as `INVOICE_VERIFICATION_WINDOW_YEARS`."""
+    """`window_years`: the verification window (0: none), as `INVOICE_VERIFICATION_WINDOW_YEARS`;
+    `registry` None: no seller status (an intake built without a registry)."""
 
-    def __init__(self, registry: RegistryStore, *, window_years: int,
+    def __init__(self, registry: RegistryStore | None, *, window_years: int,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.registry = registry
         self.window_years = window_years
@@ -53,6 +54,8 @@ class GapFacts:
                   and a["invoice"].get("seller_tax_id")}
         if not wanted:
             return {}
+        if self.registry is None:
+            return None
         try:
             return await self.registry.get_taxpayers(wanted)
         except Exception:  # the answers stand without the status, as a lookup's do
