@@ -43,6 +43,7 @@ from verify.receipts.setup import setup_receipts
 from verify.routes import setup_routes
 from verify.services import Services, open_services
 from verify.settings import Settings
+from verify.watches.setup import setup_watches
 from verify.web.setup import setup_web
 
 
@@ -159,6 +160,7 @@ def create_app(settings: Settings, *,
     app.cleanup_ctx.append(services_ctx)
     setup_routes(app)
     setup_receipts(app)  # its routes and keys (docs/receipts.md)
+    setup_watches(app)  # its routes and callbacks (docs/watches.md)
     check_routes(app)
     setup_web(app)  # the pages for people: not API routes (verify/web/dispatch.py)
     return app

@@ -14,7 +14,7 @@ process, not six.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,6 +33,7 @@ from fallback.reconciler import ReconcileProgress, Reconciler
 from fallback.replica import Replica, WriteThrough
 from indexer.intake import Intake
 from indexer.journal import IntakeJournal, open_intake_journal
+from indexer.model import Invoice
 from indexer.signature import TrustAnchors
 from indexer.store import InvoiceStore
 from indexer.store.elasticsearch import ClientFactory, ClientOptions, default_client
@@ -41,6 +42,9 @@ from indexer.store.registry import RegistryStore
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.settings import Settings
 from verify.shared_state import SharedState, open_shared
+from verify.watches.events import WatchHook
+from verify.watches.gaps import WatchedGaps
+from verify.watches.store import open_watch_store
 
 
 def outage_horizon(settings: Settings) -> timedelta:
@@ -91,17 +95,37 @@ def journaled_intake(settings: Settings, intake: Intake, journal: IntakeJournal,
         max_attempts=settings.fallback.journal_max_attempts)
 
 
+def callback_policy(settings: Settings) -> CallbackPolicy:
+    """How callbacks are sent: the gaps' and the watches' (docs/watches.md)."""
+    fb = settings.fallback
+    return CallbackPolicy(max_attempts=fb.callback_max_attempts,
+                          backoff_base=float(fb.callback_backoff_seconds),
+                          secret=fb.callback_secret,
+                          allow_private=fb.callback_allow_private)
+
+
+class WatchedIntakeHook(WriteThrough):
+    """The intake's after-commit hook: the replica's write-through, then the watches'
+    fan-out (`verify.watches.events`), for every commit, direct or drained from the journal.
+    Still a `WriteThrough` of the replica, as `JournaledIntake.apply_entries` checks."""
+
+    def __init__(self, replica: Replica, watches: WatchHook) -> None:
+        super().__init__(replica)
+        self.watches = watches
+
+    async def __call__(self, invoices: Sequence[Invoice]) -> None:
+        await super().__call__(invoices)
+        await self.watches(invoices)
+
+
 def reconciler(settings: Settings, intake: JournaledIntake, gaps: ReconcileLedger,
                *, on_progress: Callable[[ReconcileProgress], None] | None = None,
                ) -> Reconciler:
     fb = settings.fallback
-    policy = CallbackPolicy(max_attempts=fb.callback_max_attempts,
-                            backoff_base=float(fb.callback_backoff_seconds),
-                            secret=fb.callback_secret,
-                            allow_private=fb.callback_allow_private)
     return Reconciler(
         intake, gaps, gap_answerer(intake.intake.store), intake.replica,
-        notifier=CallbackNotifier(gaps, policy), grace=timedelta(hours=fb.gap_grace_hours),
+        notifier=CallbackNotifier(gaps, callback_policy(settings)),
+        grace=timedelta(hours=fb.gap_grace_hours),
         journal_retention=timedelta(days=fb.journal_retention_days),
         batch=fb.reconcile_batch_entries, batch_bytes=fb.reconcile_batch_bytes,
         on_progress=on_progress,
@@ -134,6 +158,9 @@ class Services:
     #: With `INVOICE_ES_URL`: the deployment's shared keys, audit trail, windows and gaps
     #: (`verify.shared_state`); None on the embedded default.
     shared: SharedState | None = None
+    #: The watches' fan-out and store (`verify.watches`), fed by the intake's and the
+    #: reconciler's hooks.
+    watches: WatchHook | None = None
 
 
 def _open_shared(settings: Settings, clients: SharedClients,
@@ -172,11 +199,13 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                                 sharing=shared.windows if shared else None) as outages, \
                 open_gap_ledger(settings.gaps_path) as local_gaps, \
                 _share_gaps(settings, shared, local_gaps) as gaps, \
-                open_intake_journal(settings.journal_path) as journal:
+                open_intake_journal(settings.journal_path) as journal, \
+                open_watch_store(settings.watches_path) as watch_store:
             if close_dangling:
                 await outages.close_dangling()
+            watches = WatchHook(watch_store)
             intake = Intake(store, settings.rules, registry, originals,
-                            after_commit=WriteThrough(replica))
+                            after_commit=WatchedIntakeHook(replica, watches))
             primary = DependencyGuard(System.PRIMARY, CircuitBreaker("primary", config),
                                       outages)
             replica_guard = DependencyGuard(System.REPLICA, CircuitBreaker("replica", config),
@@ -192,10 +221,11 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
             monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
                                     outages, metrics, interval=fb.probe_interval_seconds,
                                     timeout=fb.primary_timeout_ms / 1000)
-            reconciles = reconciler(settings, journaled, gaps, on_progress=on_progress)
+            reconciles = reconciler(settings, journaled, WatchedGaps(gaps, watches),
+                                    on_progress=on_progress)
             metrics.watch(work_sampler(journal, gaps, reconciles))
             yield Services(settings, store, registry, originals, replica, intake, outages,
                            gaps, journal, metrics, primary, replica_guard, resilience,
-                           journaled, reconciles, monitor, clients, shared)
+                           journaled, reconciles, monitor, clients, shared, watches)
     finally:
         await clients.aclose()

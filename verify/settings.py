@@ -281,6 +281,14 @@ class Settings:
     #: Years back the authority verifies invoices (cn-rules §4: the last 5 years); an
     #: older invoice is answered `outside_window` (docs/lookups.md). 0: no window.
     verification_window_years: int = 5
+    #: Watches (docs/watches.md): how many a key may hold in force, and the longest period
+    #: one may be made for, in days.
+    watches_per_key: int = 1000
+    watch_max_days: int = 366
+
+    @property
+    def watches_path(self) -> Path:
+        return self.data_dir / "watches.sqlite3"
 
     @property
     def originals_path(self) -> Path:
@@ -395,6 +403,8 @@ class Settings:
             web=web_settings(env),
             cn_second_factor=_flag(env, "INVOICE_CN_SECOND_FACTOR", default=True),
             verification_window_years=_int(env, "INVOICE_VERIFICATION_WINDOW_YEARS", 5),
+            watches_per_key=_int(env, "INVOICE_WATCHES_PER_KEY", 1000, minimum=1),
+            watch_max_days=_int(env, "INVOICE_WATCH_MAX_DAYS", 366, minimum=1),
         )
         settings.check()
         return settings

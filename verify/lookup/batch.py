@@ -34,6 +34,8 @@ from verify.lookup.query import parse_lookup
 from verify.lookup.verification import verify_query
 from verify.receipts.flag import receipt_only
 from verify.receipts.views import require_receipts
+from verify.watches.flag import split_watch
+from verify.watches.views import watch_answer
 
 MAX_ROWS = 100_000
 MAX_BODY = 32 * 1024 * 1024
@@ -242,7 +244,8 @@ def csv_row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def verify_batch(request: web.Request) -> web.StreamResponse:
-    receipt = receipt_only(request.query)  # each row's answer with its receipt (receipts.md)
+    watch, rest = split_watch(request.query)  # each row's invoice watched (watches.md)
+    receipt = receipt_only(rest)  # each row's answer with its receipt (receipts.md)
     if receipt:
         require_receipts(request)
     if request.content_type not in ACCEPTED:
@@ -255,9 +258,13 @@ async def verify_batch(request: web.Request) -> web.StreamResponse:
                                            "X-Batch-Rows": str(len(rows))})
     await response.prepare(request)
     chunk: list[bytes] = []
-    async for result in answer_rows(rows, request.app[SETTINGS].rules,
-                                    lambda query: verify_query(request, query,
-                                                               receipt=receipt)):
+    async def verify(query: LookupQuery) -> dict[str, Any]:
+        answer = await verify_query(request, query, receipt=receipt)
+        if not watch:
+            return answer
+        return await watch_answer(request, answer, query.lookup_key, raise_refusal=False)
+
+    async for result in answer_rows(rows, request.app[SETTINGS].rules, verify):
         chunk.append(orjson.dumps(result) + b"\n")
         if len(chunk) >= YIELD_EVERY:
             await response.write(b"".join(chunk))

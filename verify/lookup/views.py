@@ -21,11 +21,14 @@ from verify.lookup.query import path_key, read_lookup
 from verify.lookup.verification import verify_query
 from verify.receipts.flag import split_receipt
 from verify.receipts.views import require_receipts
+from verify.watches.flag import split_watch
+from verify.watches.views import require_room, watch_answer
 
 
 async def lookup(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     receipt, params = split_receipt(request.query)
+    watch, params = split_watch(params)  # watch the answered invoice (docs/watches.md)
     query, callback = read_lookup(params, settings.rules, MAX_CALLBACK_URL)
     callback_url = (
         None
@@ -34,9 +37,12 @@ async def lookup(request: web.Request) -> web.Response:
     )
     if receipt:
         require_receipts(request)
-    return json_response(
-        await verify_query(request, query, callback_url=callback_url, receipt=receipt)
-    )
+    if watch:
+        await require_room(request)
+    answer = await verify_query(request, query, callback_url=callback_url, receipt=receipt)
+    if watch:
+        answer = await watch_answer(request, answer, query.lookup_key, callback_url=callback_url)
+    return json_response(answer)
 
 
 async def original_xml(request: web.Request) -> web.Response:

@@ -3,6 +3,8 @@ at app creation)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiohttp import web
 
@@ -14,6 +16,14 @@ from verify.http.openapi import PATHS
 from verify.settings import Settings
 
 SAMPLE_PATH_PARAMS = {"key_id": "0123456789ab", "id": "vn:0100109106:1:C22TAA:1", "seq": "1"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The keyless caller asks every route once: more routes than the failed-authentication
+    budget of one address (30 a minute), which would answer 429 instead of 401."""
+    return Settings.from_env({"INVOICE_DATA_DIR": str(tmp_path / "data"),
+                              "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE": "1000"})
 
 
 def app_routes(settings: Settings) -> list[tuple[str, str, str]]:

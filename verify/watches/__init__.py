@@ -1,0 +1,1 @@
+"""Watches (docs/watches.md): a key watches invoices and is told when one changes state."""

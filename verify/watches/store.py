@@ -1,0 +1,223 @@
+"""The watches and their events in a SQLite file of the data directory (`watches.sqlite3`).
+
+Embedded default and, for now, every deployment: with `INVOICE_ES_URL` each process keeps
+its own file, so a watch is noticed by the process it was made on (and by the command-line
+reconciler of that data directory), not by the others (docs/watches.md#deployments).
+
+One statement matches a commit's changes with every watch of their keys and records the
+events (`record`): SQLite joins and inserts them without a Python loop per watch, and the
+unique index on (watch, kind, subject, status, by) makes a change recorded twice one event.
+An event with a callback URL is due (`due`) until sent (`sent`) or given up after the
+policy's attempts (`failed` sets the next attempt); `claim` keeps two processes sharing the
+file from sending one at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from indexer.store.sqlite_files import open_sqlite_file, write_transaction
+from verify.watches.model import Change, Watch, WatchEvent, new_id
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watches (
+    id           TEXT PRIMARY KEY,
+    key_id       TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    expires_at   REAL NOT NULL,
+    callback_url TEXT,
+    UNIQUE (key_id, key)
+);
+CREATE INDEX IF NOT EXISTS watches_key ON watches (key, expires_at);
+CREATE TABLE IF NOT EXISTS watch_events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    watch_id      TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    invoice_id    TEXT,
+    status        TEXT NOT NULL,
+    by_change     TEXT NOT NULL,
+    at            REAL NOT NULL,
+    details_json  TEXT NOT NULL,
+    callback_url  TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       REAL,
+    claimed_until REAL,
+    sent_at       REAL,
+    error         TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS watch_events_once
+    ON watch_events (watch_id, kind, subject, status, by_change);
+CREATE INDEX IF NOT EXISTS watch_events_feed ON watch_events (key_id, key, seq);
+CREATE INDEX IF NOT EXISTS watch_events_due ON watch_events (next_at)
+    WHERE callback_url IS NOT NULL AND sent_at IS NULL;
+"""
+
+#: Each change's row of the matching statement: [key, kind, subject, invoice id, status,
+#: by, details]; every watch of `key` in force gets the event, once.
+_RECORD = """
+INSERT OR IGNORE INTO watch_events (id, watch_id, key_id, key, kind, subject, invoice_id,
+    status, by_change, at, details_json, callback_url)
+SELECT 'wev_' || lower(hex(randomblob(8))), w.id, w.key_id, w.key,
+    json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'),
+    json_extract(c.value, '$[3]'), json_extract(c.value, '$[4]'),
+    json_extract(c.value, '$[5]'), ?2, json_extract(c.value, '$[6]'), w.callback_url
+FROM json_each(?1) AS c JOIN watches AS w ON w.key = json_extract(c.value, '$[0]')
+WHERE w.expires_at > ?2
+"""
+_WATCH = "SELECT id, key_id, key, created_at, expires_at, callback_url FROM watches"
+_WATCHES_OF = _WATCH + " WHERE key_id = ? AND key IN (SELECT value FROM json_each(?))"  # noqa: S608
+_EVENT = ("SELECT seq, id, watch_id, key, kind, invoice_id, status, at, details_json "
+          "FROM watch_events")
+
+
+class WatchLimitReached(Exception):
+    def __init__(self, limit: int, active: int, asked: int) -> None:
+        super().__init__(f"{active} watches in force and {asked} more asked; "
+                         f"a key may hold {limit}")
+        self.limit, self.active, self.asked = limit, active, asked
+
+
+def _watch(row: Any) -> Watch:
+    return Watch(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _event(row: Any) -> WatchEvent:
+    return WatchEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                      orjson.loads(row[8]))
+
+
+class SqliteWatchStore:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    async def create(self, key_id: str, keys: Sequence[str], *, now: float, expires_at: float,
+                     callback_url: str | None, limit: int) -> list[Watch]:
+        """Watches of `keys` for `key_id` until `expires_at`: a key it already watches is
+        renewed (same id, the new expiry and callback). Raises `WatchLimitReached` (nothing
+        made) when the key would hold more than `limit` watches in force."""
+        wanted = list(dict.fromkeys(keys))
+        async with self._lock, write_transaction(self._conn):
+            await self._conn.execute(
+                "DELETE FROM watches WHERE key_id = ? AND expires_at <= ?", (key_id, now))
+            rows = await self._conn.execute_fetchall(
+                "SELECT key FROM watches WHERE key_id = ?", (key_id,))
+            held = {str(r[0]) for r in rows}
+            new = [k for k in wanted if k not in held]
+            if len(held) + len(new) > limit:
+                raise WatchLimitReached(limit, len(held), len(new))
+            await self._conn.executemany(
+                "INSERT INTO watches (id, key_id, key, created_at, expires_at, callback_url) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_id, key) DO UPDATE SET "
+                "expires_at = excluded.expires_at, callback_url = excluded.callback_url",
+                [(new_id("wat"), key_id, k, now, expires_at, callback_url) for k in wanted])
+            found = await self._conn.execute_fetchall(
+                _WATCHES_OF, (key_id, json.dumps(wanted)))
+        by_key = {w.key: w for w in map(_watch, found)}
+        return [by_key[k] for k in keys]  # one per key asked, in order
+
+    async def count(self, key_id: str, *, now: float) -> int:
+        """The key's watches in force."""
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT COUNT(*) FROM watches WHERE key_id = ? AND expires_at > ?", (key_id, now)))
+        return int(rows[0][0])
+
+    async def watches(self, key_id: str, *, now: float) -> list[Watch]:
+        rows = await self._conn.execute_fetchall(
+            _WATCH + " WHERE key_id = ? AND expires_at > ? ORDER BY created_at, id",
+            (key_id, now))
+        return [_watch(r) for r in rows]
+
+    async def delete(self, key_id: str, watch_id: str) -> bool:
+        """Only the key's own watch (another key's answers as one that does not exist)."""
+        async with self._lock:
+            cursor = await self._conn.execute(
+                "DELETE FROM watches WHERE id = ? AND key_id = ?", (watch_id, key_id))
+        return cursor.rowcount > 0
+
+    async def record(self, changes: Collection[Change], *, now: float) -> int:
+        """The events of `changes` for every watch in force of their keys; how many were new
+        (a change recorded before is not recorded again)."""
+        rows = [[key, c.kind, c.invoice_id or c.keys[0], c.invoice_id, c.status, c.by,
+                 orjson.dumps(c.details).decode()] for c in changes for key in c.keys]
+        if not rows:
+            return 0
+        async with self._lock, write_transaction(self._conn):
+            before = self._conn.total_changes
+            await self._conn.execute(_RECORD, (orjson.dumps(rows).decode(), now))
+            return self._conn.total_changes - before
+
+    async def events(self, key_id: str, *, after: int = 0, key: str | None = None,
+                     limit: int = 100) -> list[WatchEvent]:
+        """The key's events after cursor `after`, oldest first (of one watched key if
+        given)."""
+        rows = await self._conn.execute_fetchall(
+            _EVENT + " WHERE key_id = ?1 AND seq > ?2 AND (?3 IS NULL OR key = ?3) "
+            "ORDER BY seq LIMIT ?4", (key_id, after, key, limit))
+        return [_event(r) for r in rows]
+
+    async def due(self, *, now: float, max_attempts: int,
+                  limit: int = 100) -> list[tuple[WatchEvent, str, int]]:
+        """Events whose callback is due now: (event, callback URL, attempts so far)."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT seq, id, watch_id, key, kind, invoice_id, status, at, details_json, "
+            "callback_url, attempts FROM watch_events WHERE callback_url IS NOT NULL "
+            "AND sent_at IS NULL AND attempts < ?1 AND (next_at IS NULL OR next_at <= ?2) "
+            "AND (claimed_until IS NULL OR claimed_until < ?2) ORDER BY seq LIMIT ?3",
+            (max_attempts, now, limit))
+        return [(_event(r[:9]), str(r[9]), int(r[10])) for r in rows]
+
+    async def claim(self, seq: int, *, now: float, until: float) -> bool:
+        """Whether this process sends the event's callback now (no other one is)."""
+        async with self._lock:
+            cursor = await self._conn.execute(
+                "UPDATE watch_events SET claimed_until = ? WHERE seq = ? AND sent_at IS NULL "
+                "AND (claimed_until IS NULL OR claimed_until < ?)", (until, seq, now))
+        return cursor.rowcount > 0
+
+    async def sent(self, seq: int, *, now: float) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE watch_events SET sent_at = ?, attempts = attempts + 1, error = NULL, "
+                "claimed_until = NULL WHERE seq = ?", (now, seq))
+
+    async def failed(self, seq: int, error: str, *, next_at: float) -> None:
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE watch_events SET attempts = attempts + 1, error = ?, next_at = ?, "
+                "claimed_until = NULL WHERE seq = ?", (error, next_at, seq))
+
+    async def delivery(self, seq: int) -> tuple[int, float | None, str | None]:
+        """An event's callback: attempts, when it was sent, the last error."""
+        rows = list(await self._conn.execute_fetchall(
+            "SELECT attempts, sent_at, error FROM watch_events WHERE seq = ?", (seq,)))
+        return int(rows[0][0]), rows[0][1], rows[0][2]
+
+    async def prune(self, *, now: float, keep_events_s: float) -> int:
+        """Expired watches and events older than `keep_events_s` go."""
+        async with self._lock, write_transaction(self._conn):
+            before = self._conn.total_changes
+            await self._conn.execute("DELETE FROM watches WHERE expires_at <= ?", (now,))
+            await self._conn.execute("DELETE FROM watch_events WHERE at < ?",
+                                     (now - keep_events_s,))
+            return self._conn.total_changes - before
+
+
+@asynccontextmanager
+async def open_watch_store(path: Path) -> AsyncIterator[SqliteWatchStore]:
+    """`synchronous=NORMAL`: a power cut may lose the last events recorded, never the file."""
+    async with open_sqlite_file(path, _SCHEMA, synchronous="NORMAL") as conn:
+        yield SqliteWatchStore(conn)
