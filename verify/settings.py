@@ -240,6 +240,15 @@ def _flag(environ: Mapping[str, str], name: str, *, default: bool = False) -> bo
     raise SettingsError(f"{name}={raw!r}: use 1/0, true/false, yes/no or on/off")
 
 
+def _receipt_key_file(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("INVOICE_RECEIPT_KEY_FILE", "").strip()
+    if not raw:
+        return None
+    if Path(raw).is_dir():
+        raise SettingsError(f"INVOICE_RECEIPT_KEY_FILE={raw!r} is a directory; name the key file")
+    return Path(raw)
+
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -266,6 +275,9 @@ class Settings:
     #: PEM file or directory of CA certificates seller signatures must chain to; None = the
     #: signature rules are off (an empty trust store would reject every real invoice).
     trust_anchors: Path | None = None
+    #: The receipts' signing key set, a file mounted into every process (docs/receipts.md);
+    #: None: the data directory's `receipt-keys.json`, or the distributed store's.
+    receipt_key_file: Path | None = None
     qr: QrSettings = field(default_factory=QrSettings)
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
     #: The pages for people (verify/web, docs/pages.md).
@@ -398,6 +410,7 @@ class Settings:
             trust_anchors=Path(env["INVOICE_TRUST_ANCHORS"])
             if env.get("INVOICE_TRUST_ANCHORS", "").strip()
             else None,
+            receipt_key_file=_receipt_key_file(env),
             qr=_qr_settings(env),
             fallback=_fallback_settings(env),
             web=web_settings(env),

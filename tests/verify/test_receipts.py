@@ -49,7 +49,7 @@ from verify.receipts.keystore import (
     rotate,
 )
 from verify.receipts.state import RECEIPTS
-from verify.settings import Settings
+from verify.settings import Settings, SettingsError
 
 LOOKUP = "/api/v1/invoices/lookup"
 VERIFY = "/api/v1/receipts/verify"
@@ -554,14 +554,13 @@ async def test_unreadable_keys_leave_answers_working_without_receipts(
     aiohttp_client: Maker,
     settings: Settings,
     admin_token: str,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     broken = tmp_path / "keys.json"
     broken.write_text("not a key set")
     broken.chmod(0o600)
-    monkeypatch.setenv("INVOICE_RECEIPT_KEY_FILE", str(broken))
-    cli = await open_app(aiohttp_client, settings, admin_token)
+    configured = settings.with_overrides(receipt_key_file=broken)
+    cli = await open_app(aiohttp_client, configured, admin_token)
     app = cli.server.app
     assert app is not None
     assert not app[RECEIPTS].ready
@@ -571,3 +570,13 @@ async def test_unreadable_keys_leave_answers_working_without_receipts(
     assert (await resp.json())["error"]["code"] == "receipts_unavailable"
     assert (await cli.get(LOOKUP, params=key)).status == 200
     assert (await cli.get(JWKS)).status == 503
+
+
+def test_the_key_file_is_a_setting(tmp_path: Path) -> None:
+    """`INVOICE_RECEIPT_KEY_FILE` is read with the other settings (never from the
+    environment by the key store), and a directory is refused at the start."""
+    path = tmp_path / "keys.json"
+    assert Settings.from_env({"INVOICE_RECEIPT_KEY_FILE": f" {path} "}).receipt_key_file == path
+    assert Settings.from_env({}).receipt_key_file is None
+    with pytest.raises(SettingsError, match="is a directory"):
+        Settings.from_env({"INVOICE_RECEIPT_KEY_FILE": str(tmp_path)})

@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,12 +36,11 @@ from redis.exceptions import RedisError, WatchError
 from indexer.store.elasticsearch import PATIENT, ClientFactory, default_client
 from indexer.store.sqlite_files import FILE_MODE, private_dir, private_file
 from verify.receipts.keyset import KeySet
-from verify.settings import Settings, SettingsError
+from verify.settings import Settings
 
 log = logging.getLogger("verify.receipts")
 Step = Callable[[KeySet | None], KeySet | None]
 FILE_NAME = "receipt-keys.json"
-KEY_FILE_ENV = "INVOICE_RECEIPT_KEY_FILE"
 
 
 class KeyStoreUnavailable(Exception):
@@ -253,29 +252,17 @@ def _es_unavailable(where: str) -> Any:
         raise KeyStoreUnavailable(f"{where}: {exc}") from None
 
 
-def key_file(env: Mapping[str, str] | None = None) -> Path | None:
-    """`INVOICE_RECEIPT_KEY_FILE`, read from the environment as `Settings` reads the rest."""
-    raw = (os.environ if env is None else env).get(KEY_FILE_ENV, "").strip()
-    if not raw:
-        return None
-    path = Path(raw)
-    if path.is_dir():
-        raise SettingsError(f"{KEY_FILE_ENV}={raw!r} is a directory; name the key file")
-    return path
-
-
 @contextlib.asynccontextmanager
 async def open_keystore(
     settings: Settings,
     *,
     es_clients: ClientFactory | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[KeyStore]:
-    """The key store the settings say: a configured file first, else Elasticsearch, else
-    Redis, else the data directory's file. `es_clients`: the service's shared clients."""
-    configured = key_file(env)
-    if configured is not None:
-        yield FileKeyStore(configured, own_dir=False)
+    """The key store the settings say: a configured file first (`INVOICE_RECEIPT_KEY_FILE`),
+    else Elasticsearch, else Redis, else the data directory's file. `es_clients`: the
+    service's shared clients."""
+    if settings.receipt_key_file is not None:
+        yield FileKeyStore(settings.receipt_key_file, own_dir=False)
     elif settings.es_url:
         factory = es_clients or default_client
         client = factory(settings.es_url, PATIENT)
