@@ -5,12 +5,12 @@ A watch is one key (API key id) watching one lookup key until it expires: an inv
 ledger and the audit trail use (`fallback.lookup.query.LookupQuery.lookup_key`).
 
 A change is what the intake's chain rules do to an invoice already indexed: it is cancelled
-(a notice), replaced or adjusted (a later invoice; an adjustment of a Chinese invoice with a
-negative total is a red-letter invoice, 红字). Each change adds one incoming relation, which
-names it: the notice id, or the id of the invoice that replaced or adjusted it. An event is
-identified by (watch, invoice, new status, that name), so the same change committed twice
-(a replay, a retry, a journal entry applied by two reconcilers) is one event. A gap resolved
-is an event too, named by the gap's id.
+(a notice), replaced or adjusted (a later invoice; a Chinese red-letter invoice, 红字, says
+`red_letter`), whatever status `indexer.model.Lifecycle` gives it then. Each change adds one
+incoming relation (`..._by`), which names it: the notice id, or the id of the invoice that
+made it. An event is identified by (watch, invoice, new status, that name), so the same
+change committed twice (a replay, a retry, a journal entry applied by two reconcilers) is
+one event. A gap resolved is an event too, named by the gap's id.
 """
 
 from __future__ import annotations
@@ -27,12 +27,6 @@ from indexer.model import Invoice, Lifecycle, Relation, RelationKind
 CHANGED = "invoice.changed"
 GAP_RESOLVED = "gap.resolved"
 AUTHORITY_CODE_PREFIX = "authority_code:"
-#: The relation each status is made by.
-_MADE_BY = {
-    Lifecycle.CANCELLED: RelationKind.CANCELLED_BY,
-    Lifecycle.REPLACED: RelationKind.REPLACED_BY,
-    Lifecycle.ADJUSTED: RelationKind.ADJUSTED_BY,
-}
 
 
 def stamp(ts: float) -> str:
@@ -77,16 +71,20 @@ def watch_keys(invoice: Invoice) -> tuple[str, ...]:
 
 
 def _made_by(invoice: Invoice) -> Relation | None:
-    kind = _MADE_BY.get(invoice.lifecycle)
-    return next((r for r in reversed(invoice.relations) if r.kind is kind), None)
+    """The latest change made to the invoice: its last incoming relation (`cancelled_by`,
+    `replaced_by`, `adjusted_by`, and any later `..._by` the chain rules add)."""
+    return next((r for r in reversed(invoice.relations) if r.kind.value.endswith("_by")),
+                None)
 
 
 def _red_letter(relation: Relation, batch: dict[str, Invoice]) -> bool:
-    """A Chinese adjustment whose adjusting invoice (committed with it) has a negative total."""
+    """Made by a Chinese red-letter invoice (committed with it): one of that kind, or an
+    adjustment with a negative total."""
     if relation.key is None or relation.key.scheme != "cn":
         return False
     adjusting = batch.get(relation.key.doc_id)
-    return adjusting is not None and adjusting.amounts.total < 0
+    return adjusting is not None and (adjusting.kind.value == "red_letter"
+                                      or adjusting.amounts.total < 0)
 
 
 def changes(invoices: Sequence[Invoice]) -> list[Change]:
@@ -107,7 +105,7 @@ def changes(invoices: Sequence[Invoice]) -> list[Change]:
         else:
             by = relation.notice_id or ""
             details["by"] = {"notice_id": relation.notice_id, "reason": relation.reason}
-        if invoice.lifecycle is Lifecycle.ADJUSTED:
+        if relation.kind is not RelationKind.REPLACED_BY and relation.key is not None:
             details["red_letter"] = _red_letter(relation, batch)
         found.append(Change(CHANGED, watch_keys(invoice), invoice.doc_id,
                             invoice.lifecycle.value, by, details))
