@@ -85,6 +85,10 @@ class Resilience:
         #: its decoded documents itself).
         self.code_owners = CodeOwners()
         self.summaries = Summaries()
+        #: The unconfirmed answer of each miss whose gap is being written (`_unconfirmed`),
+        #: and how many misses took a copy of one instead of building their own.
+        self._unconfirmed_now: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.shared_answers = 0
 
     async def fetch(self, query: LookupQuery) -> Fetched:
         maintenance = self.outages.active(System.PRIMARY)
@@ -197,21 +201,47 @@ class Resilience:
         """The answer to `query` from what `look_up` found; a miss that cannot be confirmed
         records its gap here (once the caller was admitted)."""
         invoice = fetched.invoice
-        answer = build_answer(query, invoice, source=fetched.source,
-                              degraded=fetched.degraded, as_of=fetched.as_of,
-                              summaries=self.summaries)
-        if fetched.pending:
-            answer["pending_intake"] = True
-        if invoice is None:
-            why = self._miss_reason(query, fetched)
-            if why is not None:
-                answer["status"] = "unconfirmed"
-                answer["reason"] = str(why[0])
-                answer["gap_id"] = await self._record_gap(query, why[0], why[1], requester,
-                                                          callback_url)
-                self.metrics.gaps[str(why[0])] += 1
+        why = None if invoice is not None else self._miss_reason(query, fetched)
+        if why is not None:
+            answer = await self._unconfirmed(query, fetched, why, requester, callback_url)
+            self.metrics.gaps[str(why[0])] += 1
+        else:
+            answer = build_answer(query, invoice, source=fetched.source,
+                                  degraded=fetched.degraded, as_of=fetched.as_of,
+                                  summaries=self.summaries)
+            if fetched.pending:
+                answer["pending_intake"] = True
         self.metrics.answers[(fetched.source, answer["status"])] += 1
         return answer, invoice
+
+    async def _unconfirmed(self, query: LookupQuery, fetched: Fetched,
+                           why: tuple[GapReason, int | None], requester: str,
+                           callback_url: str | None) -> dict[str, Any]:
+        """A miss that cannot be confirmed: its gap recorded, the answer carrying its id.
+        Misses of one key at one moment (everyone retrying during an outage) share the
+        answer: the first builds it, those that come while its gap is being written take a
+        copy (its `as_of`); each one's ask is still recorded, and the ledger writes the asks
+        of one key in a batch as one (`fallback.gap_writer`)."""
+        shape = (query, fetched.source, fetched.degraded, why)
+        shared = self._unconfirmed_now.get(shape)
+        if shared is None:
+            answer = build_answer(query, None, source=fetched.source,
+                                  degraded=fetched.degraded, as_of=fetched.as_of)
+            answer["status"] = "unconfirmed"
+            answer["reason"] = str(why[0])
+            self._unconfirmed_now[shape] = answer
+            try:
+                gap_id = await self._record_gap(query, why[0], why[1], requester,
+                                                callback_url)
+            finally:  # later misses build their own (its own copy is this one's now)
+                if self._unconfirmed_now.get(shape) is answer:
+                    del self._unconfirmed_now[shape]
+        else:
+            self.shared_answers += 1
+            answer = {**shared, "key": dict(shared["key"]), "mismatches": [], "related": []}
+            gap_id = await self._record_gap(query, why[0], why[1], requester, callback_url)
+        answer["gap_id"] = gap_id
+        return answer
 
     async def _record_gap(self, query: LookupQuery, reason: GapReason, outage_id: int | None,
                           requester: str, callback_url: str | None) -> str | None:
