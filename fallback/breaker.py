@@ -10,14 +10,14 @@ States:
   breaker, one failure opens it again for another `open_seconds`.
 
 The health monitor's probe (`fallback.health.HealthMonitor`) runs while the breaker is open
-too, outside the trial slot (`probe_failed` / `probe_succeeded`): a probe that saw the
-dependency fail during this open period and then sees it answer ends the open period at
-once, counted as a trial success (`probe_successes` of them close the breaker), so recovery
-from an outage the probe can see waits one probe interval, not `open_seconds`. This is
-active health checking clearing an ejection, as Envoy's outlier detection does
-(`successful_active_health_check_uneject_host`). A probe that never failed in the open
-period proves nothing (the calls failed in a way a ping does not see: a write lock, slow
-queries), so the breaker then waits its full period, as before.
+too, outside the trial slot (`probe_failed` / `probe_succeeded`): once a probe has seen the
+dependency fail (since the breaker last closed) and then sees it answer, the open period ends
+at once, counted as a trial success (`probe_successes` of them close the breaker), so
+recovery from an outage the probe can see waits one probe interval, not `open_seconds`.
+This is active health checking clearing an ejection, as Envoy's outlier detection does
+(`successful_active_health_check_uneject_host`). When no probe failed, the answering probe
+proves nothing (the calls failed in a way a ping does not see: a write lock, slow queries),
+so the breaker waits its full period, as before.
 
 The breaker does no I/O and never sleeps: time comes from an injected clock (UTC datetimes,
 `datetime.now(UTC)` by default), and every state change is returned to the caller as a
@@ -90,7 +90,7 @@ class CircuitBreaker:
         self._probe_successes = 0
         self._opened_at: datetime | None = None
         self._trial_in_flight = False
-        #: A health probe failed during this open period (`probe_failed`).
+        #: A health probe failed since the breaker last closed (`probe_failed`).
         self._probe_saw_failure = False
         self.last_error: str | None = None
         self.counters = BreakerCounters()
@@ -112,11 +112,11 @@ class CircuitBreaker:
         if new is BreakerState.OPEN:
             self._opened_at = now
             self._probe_successes = 0
-            self._probe_saw_failure = False
             if old is BreakerState.CLOSED:
                 self.counters.opened += 1
         elif new is BreakerState.CLOSED:
             self._opened_at = None
+            self._probe_saw_failure = False
             self._consecutive_failures = 0
             self.counters.closed += 1
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
@@ -172,16 +172,17 @@ class CircuitBreaker:
         return None
 
     def probe_failed(self, error: str = "") -> None:
-        """The health monitor's probe, run while open (no trial slot), failed: the
-        dependency is seen down, so a later probe's success may end the open period."""
+        """A health probe failed (as the trial, or while open outside the slot; the trial's
+        outcome is reported with `record_failure` too): the dependency is seen down, so a
+        later probe's success may end the open period."""
+        self._probe_saw_failure = True
         if self._state is BreakerState.OPEN:
-            self._probe_saw_failure = True
             self._probe_successes = 0
             self.last_error = error or self.last_error
 
     def probe_succeeded(self) -> Transition | None:
         """The health monitor's probe, run while open (no trial slot), succeeded. After a
-        failed probe in this open period it counts as a trial success: enough of them
+        failed probe since the breaker last closed it counts as a trial success: enough of them
         (`probe_successes`) close the breaker now. Otherwise, or in any other state (a
         call's trial decides there), nothing changes."""
         if self._state is not BreakerState.OPEN or not self._probe_saw_failure:

@@ -6,9 +6,9 @@ become detected outage windows, and a monitor that probes both in the background
 system in the outage log; closing ends it. Probes (`HealthMonitor.probe_once`, every
 `interval` seconds) ping each dependency with a bounded timeout, so a failure is noticed (and
 a recovery too, through the half-open trial) without waiting for a lookup to hit it. While a
-breaker is open the probe still runs, outside its trial slot: once it has seen the dependency
-fail and then answer, the breaker closes at once (`CircuitBreaker.probe_succeeded`) instead
-of waiting out its open period.
+breaker is open the probe still runs, outside its trial slot: once a probe has seen the
+dependency fail and then sees it answer, the breaker closes at once
+(`CircuitBreaker.probe_succeeded`) instead of waiting out its open period.
 
 Healing starts at once: the guard of the primary calls `on_closed` when its breaker closes
 (a probe's or a request's trial), and the monitor calls `on_ready` when its `ready` check (no
@@ -133,7 +133,11 @@ class HealthMonitor:
             self.metrics.probe_failures[str(guard.system)] += 1
             self.metrics.last_probe[str(guard.system)] = LastProbe(datetime.now(UTC), False)
             error = f"probe: {type(exc).__name__}"
-            await (guard.probed_early(error) if early else guard.failed(error))
+            if early:
+                await guard.probed_early(error)
+            else:
+                await guard.failed(error)
+                guard.breaker.probe_failed(error)  # seen down by the probe itself
         else:
             self.metrics.last_probe[str(guard.system)] = LastProbe(datetime.now(UTC), True)
             await (guard.probed_early(None) if early else guard.succeeded())

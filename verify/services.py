@@ -218,11 +218,17 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
             journaled = journaled_intake(
                 settings, intake, journal, replica, primary, outages,
                 settings.load_trust_anchors() if anchors is None else anchors)
-            monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
-                                    outages, metrics, interval=fb.probe_interval_seconds,
-                                    timeout=fb.primary_timeout_ms / 1000)
             reconciles = reconciler(settings, journaled, WatchedGaps(gaps, watches),
                                     on_progress=on_progress)
+            # healing starts when the primary is usable again, not at the next periodic check
+            primary.on_closed = reconciles.wake
+            if shared is not None:
+                shared.on_gaps_arrived = reconciles.wake
+            monitor = HealthMonitor([(primary, store.ping), (replica_guard, replica.ping)],
+                                    outages, metrics, interval=fb.probe_interval_seconds,
+                                    timeout=fb.primary_timeout_ms / 1000,
+                                    ready=lambda: primary_ready(primary, outages),
+                                    on_ready=reconciles.wake)
             metrics.watch(work_sampler(journal, gaps, reconciles))
             yield Services(settings, store, registry, originals, replica, intake, outages,
                            gaps, journal, metrics, primary, replica_guard, resilience,

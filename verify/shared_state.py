@@ -66,6 +66,9 @@ class SharedState:
     audit_retention: timedelta
     #: The gap ledger while the service graph has it open (`share_gaps`).
     gaps: SharedGapLedger | None = None
+    #: Called when gaps recorded while the cluster was down reach it (the reconciler's
+    #: wake-up: they are re-checked at once, not at its next periodic check).
+    on_gaps_arrived: Callable[[], None] | None = None
     _keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _failing: set[str] = field(default_factory=set)
 
@@ -119,8 +122,11 @@ class SharedState:
             wake.clear()
 
     async def forward_gaps(self) -> None:
-        if self.gaps is not None:
-            await self.gaps.forward()
+        if self.gaps is None:
+            return
+        backlog = "gaps" in self._failing  # the last forward failed: an outage's gaps
+        if await self.gaps.forward() and backlog and self.on_gaps_arrived is not None:
+            self.on_gaps_arrived()
 
     @contextlib.asynccontextmanager
     async def share_gaps(

@@ -200,3 +200,16 @@ def test_a_reopened_breaker_needs_a_failed_probe_again(clock: FakeClock) -> None
     assert b.probe_succeeded() is not None
     b.record_failure("down once more")
     assert b.probe_succeeded() is None, "the failed probe belonged to the last open period"
+
+
+def test_probes_that_opened_it_count_as_seeing_the_outage(clock: FakeClock) -> None:
+    """The probes failed as trials while closed and opened it; the primary comes back
+    before any probe ran in the open period: the first answering probe closes it."""
+    b = breaker(clock, failures=2)
+    for _ in range(2):
+        assert b.allow()[0]
+        b.record_failure("probe: ConnectionRefusedError")
+        b.probe_failed("probe: ConnectionRefusedError")
+    assert b.state is BreakerState.OPEN
+    clock.advance(1)
+    assert b.probe_succeeded() is not None
