@@ -37,6 +37,7 @@ from verify.keys import (
     STORE,
     TRUST_ANCHORS,
 )
+from verify.lookup.taxpayers import CachedRegistry
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
 from verify.receipts.setup import setup_receipts
@@ -60,7 +61,10 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 def _publish(app: web.Application, services: Services) -> None:
     """The services under the keys the views read."""
     app[SERVICES] = services
-    app[STORE], app[REGISTRY], app[ORIGINALS] = (services.store, services.registry,
+    # The request path reads sellers' records through a short-lived cache (an import
+    # through this app forgets it): verify/lookup/taxpayers.py.
+    app[STORE], app[REGISTRY], app[ORIGINALS] = (services.store,
+                                                 CachedRegistry(services.registry),
                                                  services.originals)
     app[REPLICA], app[INTAKE] = services.replica, services.intake
     app[OUTAGES], app[GAPS] = services.outages, services.gaps

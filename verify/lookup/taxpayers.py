@@ -1,0 +1,77 @@
+"""The registry as the request path reads it: a Vietnamese seller's record, read for every
+found invoice's `seller_status`, is kept for `TTL_S` instead of being read from the
+registry store on every lookup (on SQLite a round trip through aiosqlite's thread and a
+JSON decode of the record: the largest part of a found lookup's CPU besides aiohttp's own).
+
+An import through this process (`POST /admin/registry`) is in force here at once: it goes
+through `CachedRegistry.import_registry`, which forgets every kept record, and a read that
+began before the import does not keep what it read. An import by another process (the
+CLI, another worker or host) is seen within `TTL_S` (docs/registry.md). Intake does not
+read through this: its registry checks read the store as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from indexer.registry import Provider, RegistryImport, Taxpayer
+from indexer.store.registry import RegistryStore
+
+#: How long a seller's record read from the registry answers lookups.
+TTL_S = 1.0
+#: Records kept at most (distinct sellers asked about within `TTL_S`); beyond, all go.
+MAX_KEPT = 50_000
+
+
+class CachedRegistry:
+    """A `RegistryStore` whose `get_taxpayers` answers from records read in the last `TTL_S`
+    (taxpayers the registry lacks included); everything else goes to `inner`."""
+
+    def __init__(self, inner: RegistryStore, *, ttl: float = TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self._ttl = ttl
+        self._clock = clock
+        self._kept: dict[str, tuple[float, Taxpayer | None]] = {}
+        self._generation = 0  # moved by every import through this process
+
+    async def get_taxpayers(self, tax_ids: Iterable[str]) -> dict[str, Taxpayer]:
+        now = self._clock()
+        found: dict[str, Taxpayer] = {}
+        missing: list[str] = []
+        for tax_id in tax_ids:
+            kept = self._kept.get(tax_id)
+            if kept is None or now - kept[0] >= self._ttl:
+                missing.append(tax_id)
+            elif kept[1] is not None:
+                found[tax_id] = kept[1]
+        if not missing:
+            return found
+        generation = self._generation
+        read = await self.inner.get_taxpayers(missing)
+        found.update(read)
+        if generation == self._generation:  # no import since the read began
+            if len(self._kept) + len(missing) > MAX_KEPT:
+                self._kept.clear()
+            for tax_id in missing:
+                self._kept[tax_id] = (now, read.get(tax_id))
+        return found
+
+    async def import_registry(self, registry: RegistryImport) -> None:
+        self._generation += 1
+        self._kept.clear()
+        try:
+            await self.inner.import_registry(registry)
+        finally:
+            self._generation += 1
+            self._kept.clear()
+
+    async def is_empty(self) -> bool:
+        return await self.inner.is_empty()
+
+    async def get_provider(self, provider_id: str) -> Provider | None:
+        return await self.inner.get_provider(provider_id)
+
+    async def counts(self) -> dict[str, int]:
+        return await self.inner.counts()
