@@ -68,19 +68,32 @@ class JournalClaim:
     fd: int
 
 
+def journal_slots(data_dir: Path) -> list[int]:
+    """The slots whose journal file exists in `data_dir`, in order."""
+    return [slot for slot in range(1, JOURNAL_SLOTS + 1)
+            if (data_dir / journal_name(slot)).exists()]
+
+
+def try_claim(data_dir: Path, slot: int) -> JournalClaim | None:
+    """Claim `slot` if no live process holds it (None when one does)."""
+    name = journal_name(slot)
+    fd = os.open(data_dir / f"{name}.claim", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return JournalClaim(slot, name, fd)
+
+
 def claim_journal(data_dir: Path, prefer: int = 1) -> JournalClaim:
     """This process's journal slot: `prefer` if free, else the lowest free one."""
     data_dir.mkdir(parents=True, exist_ok=True)
     order = [prefer, *(s for s in range(1, JOURNAL_SLOTS + 1) if s != prefer)]
     for slot in order:
-        name = journal_name(slot)
-        fd = os.open(data_dir / f"{name}.claim", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return JournalClaim(slot, name, fd)
+        claim = try_claim(data_dir, slot)
+        if claim is not None:
+            return claim
     raise SettingsError(f"every journal slot of {data_dir} is held ({JOURNAL_SLOTS} "
                         "processes share it)")
 
