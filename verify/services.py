@@ -26,6 +26,7 @@ from fallback.gaps import ReconcileLedger, SqliteGapLedger, open_gap_ledger
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.journaled_intake import JournaledIntake
 from fallback.lookup.gap_answers import gap_answerer
+from fallback.lookup.gap_facts import GapFacts
 from fallback.lookup.resilience import Resilience
 from fallback.metrics import work_sampler
 from fallback.outages import OutageLog, System, open_outage_log
@@ -124,7 +125,8 @@ def reconciler(settings: Settings, intake: JournaledIntake, gaps: ReconcileLedge
     fb = settings.fallback
     return Reconciler(
         intake, gaps, gap_answerer(intake.intake.store), intake.replica,
-        notifier=CallbackNotifier(gaps, callback_policy(settings)),
+        notifier=CallbackNotifier(gaps, callback_policy(settings), facts=GapFacts(
+            intake.intake.registry, window_years=settings.verification_window_years).answer),
         grace=timedelta(hours=fb.gap_grace_hours),
         journal_retention=timedelta(days=fb.journal_retention_days),
         batch=fb.reconcile_batch_entries, batch_bytes=fb.reconcile_batch_bytes,
