@@ -16,6 +16,7 @@ from indexer.store.elasticsearch import ClientFactory
 from verify.access.middleware import access_middleware, check_routes
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import Access, open_access
+from verify.http.clients import FORWARDED_CLIENTS, ForwardedClients
 from verify.http.middlewares import error_middleware
 from verify.http.responses import SECURITY_HEADERS
 from verify.keys import (
@@ -161,6 +162,8 @@ def create_app(settings: Settings, *,
     app.on_response_prepare.append(security_headers)
     # Read once here, not per request: a bad path or PEM stops the start with a SettingsError.
     app[TRUST_ANCHORS] = settings.load_trust_anchors()
+    if settings.trusted_proxies:  # X-Forwarded-For from these only (verify/http/clients.py)
+        app[FORWARDED_CLIENTS] = ForwardedClients(settings.trusted_proxies)
     app.cleanup_ctx.append(services_ctx)
     setup_routes(app)
     setup_receipts(app)  # its routes and keys (docs/receipts.md)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -252,6 +253,22 @@ def _receipt_key_file(env: Mapping[str, str]) -> Path | None:
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    """`10.0.0.0/8, 172.18.0.5, fd00::/8`: addresses and networks, comma-separated."""
+    networks = []
+    for entry in (part.strip() for part in env.get(name, "").split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name}: {entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -297,6 +314,10 @@ class Settings:
     #: one may be made for, in days.
     watches_per_key: int = 1000
     watch_max_days: int = 366
+    #: Proxies whose X-Forwarded-For is believed for the client's address (the audit
+    #: trail, the failed-auth limit): compose's balancer network. None by default
+    #: (verify/http/clients.py, docs/configuration.md).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def watches_path(self) -> Path:
@@ -418,6 +439,7 @@ class Settings:
             verification_window_years=_int(env, "INVOICE_VERIFICATION_WINDOW_YEARS", 5),
             watches_per_key=_int(env, "INVOICE_WATCHES_PER_KEY", 1000, minimum=1),
             watch_max_days=_int(env, "INVOICE_WATCH_MAX_DAYS", 366, minimum=1),
+            trusted_proxies=_networks(env, "INVOICE_TRUSTED_PROXIES"),
         )
         settings.check()
         return settings

@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 
 from verify.access.roles import PUBLIC, ROUTE_ACCESS, Principal, admits
 from verify.access.service import KeyDue
+from verify.http.clients import FORWARDED_CLIENTS
 from verify.http.errors import ApiError
 from verify.keys import ACCESS
 
@@ -55,6 +56,9 @@ def check_routes(app: web.Application) -> None:
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    forwarded = request.app.get(FORWARDED_CLIENTS)
+    if forwarded is not None:  # behind trusted proxies: `remote` is the client from here on
+        request = forwarded.resolve(request)
     name = request.match_info.route.name
     if name is None:  # 404 / 405: nothing to protect, let aiohttp raise it
         return await handler(request)
