@@ -136,6 +136,16 @@ class Reconciler:
         from any callback on the loop, any number of times."""
         self._woken.set()
 
+    def over(self, intake: JournaledIntake) -> Reconciler:
+        """The same reconciler (ledger, answers, callbacks, batches, readiness) over another
+        journal: one whose slot no live process holds (`invoice-verify reconcile` drains
+        every journal file of the data directory, docs/journal.md)."""
+        return Reconciler(intake, self.gaps, self.answer_gaps, self.replica,
+                          notifier=self.notifier, grace=self.grace,
+                          journal_retention=self.journal_retention, page=self.page,
+                          batch=self.batch, batch_bytes=self.batch_bytes,
+                          on_progress=self.on_progress, ready=self.ready, clock=self._clock)
+
     @property
     def running(self) -> bool:
         return self._lock.locked()

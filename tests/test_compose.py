@@ -240,3 +240,23 @@ def test_the_build_context_holds_only_what_the_image_copies() -> None:
     for source in sources:
         inside = f"{source}/x.py" if (ROOT / source).is_dir() else source
         assert _in_context(inside, rules), f"the Dockerfile copies {source}: keep it"
+
+
+def test_the_reconciler_sees_every_replica_journal(compose: dict[str, Any]) -> None:
+    """Each replica claims a journal slot in the data volume (journal.sqlite3,
+    journal-2.sqlite3, ...); the reconciler drains every slot no live replica holds
+    (tests/verify/test_journal_slots.py), so it mounts the same volume at the same data
+    directory, and its command is the one that looks through all the slots."""
+    services = compose["services"]
+    data_dir = _environment(services["verify"])["INVOICE_DATA_DIR"]
+    assert _environment(services["reconciler"])["INVOICE_DATA_DIR"] == data_dir
+
+    def data_volumes(service: dict[str, Any]) -> set[str]:
+        mounts = (str(v).split(":") for v in service.get("volumes", []))
+        return {m[0] for m in mounts if len(m) > 1 and m[1] == data_dir}
+
+    shared = data_volumes(services["verify"])
+    assert shared, "the replicas' data directory is a volume"
+    assert shared == data_volumes(services["reconciler"])
+    assert shared <= set(compose["volumes"]), "a named volume, not a replica's own path"
+    assert "--slot" not in services["reconciler"]["command"]

@@ -5,16 +5,23 @@ The loop stops cleanly (files closed, checks finished or rolled back) on SIGINT 
 SIGTERM, the signal `docker compose stop` sends, whatever the signals' disposition it
 inherited (a shell starting it in the background hands it SIGINT ignored).
 
-It opens the same files and backends as the service in the same data directory (the
-journal, the gap ledger and the outage log are local SQLite files; the primary and the
-replica as configured), so it drains what the service journaled and resolves the gaps the
-service recorded. Running it beside the service is safe (`fallback.reconciler`).
+It opens the same files and backends as the service in the same data directory (the gap
+ledger and the outage log are local SQLite files; the primary and the replica as
+configured), so it resolves the gaps the service recorded. Journals: every process owns one
+slot of the data directory (`verify.cli.workers`); this command claims one too (the lowest
+free: a dead process's, if any) and drains it, then every other journal file whose slot no
+live process holds, each claimed for the time of its run (`drain_unclaimed`), so nothing a
+dead worker or replica acknowledged is stranded, and a slot a live process holds is left to
+that process's own reconciler. Running it beside the service is safe
+(`fallback.reconciler`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,10 +38,14 @@ from fallback.gaps import GapStatus
 from fallback.health import HealthMonitor
 from fallback.outages import OutageWindow, System
 from fallback.reconciler import ReconcileProgress, Reconciler
+from indexer.journal import open_intake_journal
 from verify.cli.common import DataDir, err, load_settings, progress_bar
 from verify.cli.heap import freeze_startup_heap
-from verify.services import open_services
+from verify.cli.workers import journal_name, journal_slots, try_claim, with_own_journal
+from verify.services import Services, journaled_intake, open_services
 from verify.settings import Settings
+
+log = logging.getLogger("verify.reconcile")
 
 
 @dataclass(slots=True)
@@ -74,6 +85,54 @@ async def open_reconciler(
         yield services.reconciler, services.monitor
 
 
+@contextlib.asynccontextmanager
+async def open_claimed(settings: Settings, bars: Bars | None = None,
+                       ) -> AsyncIterator[Services]:
+    """The service graph over a journal slot of this process's own, claimed as `serve`
+    claims one (the lowest free slot: a dead process's, whose entries it then drains)."""
+    own, claim = with_own_journal(settings)
+    try:
+        async with open_services(own, on_progress=bars) as services:
+            yield services
+    finally:
+        os.close(claim.fd)
+
+
+async def drain_unclaimed(services: Services) -> list[tuple[str, ReconcileProgress]]:
+    """Every other journal file of the data directory with pending entries whose slot no
+    live process holds: claimed for the time of a run of the same reconciler over it. A
+    slot a live process holds is skipped (that process drains its own)."""
+    settings = services.settings
+    runs: list[tuple[str, ReconcileProgress]] = []
+    for slot in journal_slots(settings.data_dir):
+        if journal_name(slot) == settings.journal_file:
+            continue
+        claim = try_claim(settings.data_dir, slot)
+        if claim is None:
+            continue
+        try:
+            async with open_intake_journal(settings.data_dir / claim.name) as journal:
+                if not (await journal.counts())["pending"]:
+                    continue
+                intake = journaled_intake(settings, services.intake, journal,
+                                          services.replica, services.primary,
+                                          services.outages, services.journaled.anchors)
+                runs.append((claim.name, await services.reconciler.over(intake).run()))
+        finally:
+            os.close(claim.fd)
+    return runs
+
+
+def _fold(result: ReconcileProgress, others: list[tuple[str, ReconcileProgress]]) -> None:
+    """The other journals' runs counted into the run's figures."""
+    for name, other in others:
+        result.journal_total += other.journal_total
+        result.journal_applied += other.journal_applied
+        result.journal_quarantined += other.journal_quarantined
+        if other.stopped_by and not result.stopped_by:
+            result.stopped_by = f"{name}: {other.stopped_by}"
+
+
 @dataclass(frozen=True, slots=True)
 class InMaintenance:
     """A run not started: the primary is in a declared maintenance window."""
@@ -95,7 +154,7 @@ class InMaintenance:
 def run_once(settings: Settings, progress: Progress) -> ReconcileProgress | InMaintenance:
     async def run() -> ReconcileProgress | InMaintenance:
         bars = Bars(progress)
-        async with open_services(settings, on_progress=bars) as services:
+        async with open_claimed(settings, bars) as services:
             freeze_startup_heap()
             await services.monitor.probe_once()  # also reads windows declared meanwhile
             window = services.outages.active(System.PRIMARY)
@@ -105,9 +164,26 @@ def run_once(settings: Settings, progress: Progress) -> ReconcileProgress | InMa
                     (await services.journal.counts())["pending"],
                     await services.gaps.count(GapStatus.OPEN),
                 )
-            return await services.reconciler.run()
+            result = await services.reconciler.run()
+            if not result.stopped_by:
+                _fold(result, await drain_unclaimed(services))
+            return result
 
     return asyncio.run(run())
+
+
+async def _unclaimed_loop(services: Services, interval: float) -> None:
+    """Every `interval` while the primary is usable: the journals no live process holds."""
+    while True:
+        await asyncio.sleep(interval)
+        if services.reconciler.ready is not None and not services.reconciler.ready():
+            continue
+        try:
+            for name, run in await drain_unclaimed(services):
+                log.info("drained a journal no live process holds",
+                         extra={"journal": name, "applied": run.journal_applied})
+        except Exception:  # the next round tries again
+            log.exception("draining the journals no live process holds failed")
 
 
 def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> None:
@@ -122,15 +198,19 @@ def run_loop(settings: Settings, heartbeat: Path | None, interval: float) -> Non
         assert main is not None
         for signum in (signal.SIGINT, signal.SIGTERM):
             running.add_signal_handler(signum, main.cancel)
-        async with open_reconciler(settings) as (rec, monitor):
+        async with open_claimed(settings) as services:
             freeze_startup_heap()
-            probes = asyncio.create_task(monitor.run(), name="health-monitor")
+            tasks = [asyncio.create_task(services.monitor.run(), name="health-monitor"),
+                     asyncio.create_task(_unclaimed_loop(services, interval),
+                                         name="unclaimed-journals")]
             try:
-                await rec.run_forever(interval=interval, heartbeat=beat)
+                await services.reconciler.run_forever(interval=interval, heartbeat=beat)
             finally:
-                probes.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probes
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     if heartbeat is not None:
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +240,8 @@ def reconcile_cmd(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Drain the intake journal into the primary, re-check every open gap (found or, after
+    """Drain the intake journals into the primary (a slot of its own and every journal file
+    of the data directory no live process holds), re-check every open gap (found or, after
     the grace period, missing), deliver callbacks (POST /api/v1/reconcile does the same).
     Exit 1 if the primary failed and work was left, or if it is in a declared maintenance
     window (then nothing is applied)."""
