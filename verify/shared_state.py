@@ -11,6 +11,16 @@ once per process; its background loop keeps the two in step:
 - (outage windows travel with the outage log's own refreshes: `fallback.shared_outages`)
 - old audit entries purged from the cluster once a day.
 
+The first admin key (`claim_admin`, at the start, after the keys' first pull): with no
+active admin key in the deployment, every process that starts would make one of its own,
+and processes started together (compose's replicas) each did. Instead the n-th first-run
+admin key has a fixed id (`bootstrap_key_id(n)`, n counting past revoked ones) and is
+created in the cluster with `op_type=create`: exactly one process wins, writes the token to
+its `admin.key` and keeps the key in its copy; every other one reads the winner's key into
+its copy (it authenticates everywhere at once) and writes no `admin.key`. With the cluster
+unreachable at the first start a process makes a key of its own, as a process alone does
+(`verify.access.service.bootstrap_admin`).
+
 A step that fails (the cluster down or slow: each is bounded) is tried again at the next
 tick, and the process goes on from its local files meanwhile. The last shipment is made at
 close, so a CLI command's changes leave with it.
@@ -20,12 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import aiosqlite
 from elasticsearch import ApiError
 
 from fallback.gaps import SqliteGapLedger
@@ -34,9 +48,12 @@ from fallback.shared_gaps import CLAIM_S, SharedGapLedger
 from fallback.shared_outages import WindowSync
 from indexer.store.elasticsearch import ClientFactory
 from indexer.store.es_bulk import BulkWriteError
-from indexer.store.es_state import SharedStateStore, open_shared_state
+from indexer.store.es_state import SharedStateStore, Versioned, open_shared_state
 from indexer.store.protocol import StoreUnavailableError
+from verify.access.apikeys import KeyStore
 from verify.access.db import open_access_db
+from verify.access.roles import Role
+from verify.access.service import BOOTSTRAP_NAME, write_admin_token
 from verify.access.shared_audit import AuditShipper
 from verify.access.shared_keys import SYNC_INTERVAL_S, KeySync
 from verify.settings import Settings
@@ -55,6 +72,29 @@ def shared_file_path(data_dir: Path) -> Path:
     return data_dir / "shared.sqlite3"
 
 
+#: How many first-run admin keys a deployment may make (each revoked in turn).
+MAX_BOOTSTRAPS = 1000
+
+
+def bootstrap_key_id(n: int) -> str:
+    """The id of the deployment's n-th first-run admin key (a key id's 12 hex digits)."""
+    return f"{n:012x}"
+
+
+def _bootstrap_source(key_id: str, secret: str) -> dict[str, object]:
+    return {
+        "key_id": key_id,
+        "secret_hash": hashlib.sha256(secret.encode()).hexdigest(),
+        "role": Role.ADMIN.value,
+        "scopes": [],
+        "name": BOOTSTRAP_NAME,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_by": None,
+        "revoked_at": None,
+        "updated_ts": time.time(),
+    }
+
+
 @dataclass
 class SharedState:
     store: SharedStateStore
@@ -64,6 +104,8 @@ class SharedState:
     #: The `OutageLog`'s sharing: it syncs at each of its refreshes (every probe).
     windows: WindowSync
     audit_retention: timedelta
+    #: The process's `access.sqlite3` (its copy of the keys).
+    access: aiosqlite.Connection
     #: The gap ledger while the service graph has it open (`share_gaps`).
     gaps: SharedGapLedger | None = None
     #: Called when gaps recorded while the cluster was down reach it (the reconciler's
@@ -153,10 +195,47 @@ class SharedState:
             self._every("audit purge", _DAY, lambda: self.audit.purge(self.audit_retention)),
         )
 
-    async def start(self) -> None:
+    async def start(self, admin_key: Path | None = None) -> None:
         """Before the process serves: the deployment's keys (so a new process makes no
-        admin key of its own when the deployment has one), within `START_TIMEOUT_S`."""
-        await self._step("keys", self.sync_keys, START_TIMEOUT_S)
+        admin key of its own when the deployment has one), within `START_TIMEOUT_S`; then,
+        with `admin_key` (keys are on) and no active admin key, the first one
+        (`claim_admin`)."""
+        if await self._step("keys", self.sync_keys, START_TIMEOUT_S) and admin_key:
+            await self._step("admin key", lambda: self.claim_admin(admin_key),
+                             START_TIMEOUT_S)
+
+    async def claim_admin(self, path: Path) -> str | None:
+        """The deployment's first admin key, made by exactly one process (module
+        docstring): the token when this process made it (written to `path`), else None."""
+        if await KeyStore(self.access).has_active_admin():
+            return None
+        alias = self.store.layout.keys
+        for n in range(1, MAX_BOOTSTRAPS + 1):
+            key_id = bootstrap_key_id(n)
+            doc = await self.store.get(alias, key_id)
+            if doc is None:
+                secret = secrets.token_urlsafe(32)
+                if await self.store.create(alias, key_id, _bootstrap_source(key_id, secret)):
+                    await self.store.refresh(alias)
+                    await self.keys.learn([await self._read(alias, key_id)])
+                    token = f"ivk_{key_id}_{secret}"
+                    write_admin_token(path, token)
+                    log.warning("no admin key existed in the deployment: made the first",
+                                extra={"key_id": key_id, "token_file": str(path)})
+                    return token
+                doc = await self._read(alias, key_id)  # another process won it just now
+            if doc.source.get("revoked_at") is None:
+                await self.keys.learn([doc])
+                log.info("the deployment's first admin key was made by another process",
+                         extra={"key_id": key_id})
+                return None
+        return None
+
+    async def _read(self, alias: str, doc_id: str) -> Versioned:
+        doc = await self.store.get(alias, doc_id)
+        if doc is None:  # created, then gone: a reset of the cluster under our feet
+            raise StoreUnavailableError(f"{alias}/{doc_id} vanished after its creation")
+        return doc
 
     async def last(self, name: str, step: Callable[[], Awaitable[object]]) -> None:
         """At close: what is still local leaves now, unless the cluster is known to be down
@@ -190,8 +269,9 @@ async def open_shared(settings: Settings, clients: ClientFactory) -> AsyncIterat
             AuditShipper(access, file, store),
             WindowSync(file, store),
             timedelta(days=settings.audit_retention_days),
+            access,
         )
-        await state.start()
+        await state.start(None if settings.insecure_local else settings.admin_key_path)
         loop = asyncio.create_task(state.run(), name="shared-state")
         try:
             yield state

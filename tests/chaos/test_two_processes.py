@@ -225,3 +225,31 @@ async def test_two_processes_share_keys_windows_gaps_and_the_audit_trail(
         )
     finally:
         await session.close()
+
+
+async def test_two_processes_started_together_make_one_admin_key(
+    osmem: OsmemServer,
+    namespace: str,  # noqa: F811 (the fixture)
+    processes: list[Process],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """A fresh deployment whose two processes start at once (compose's replicas): each
+    used to make an admin key of its own. Exactly one is made (created in the cluster under
+    a fixed id, `verify.shared_state.SharedState.claim_admin`): one process holds its token
+    in its `admin.key`, the other writes none, and the token works on both at once."""
+    both = [service(name, tmp_path, osmem, namespace) for name in ("a", "b")]
+    processes.extend(both)
+    for proc in both:
+        proc.start()
+    for proc in both:
+        await proc.ready(http)
+    files = [tmp_path / f"data-{name}" / "admin.key" for name in ("a", "b")]
+    written = [f for f in files if f.exists()]
+    assert len(written) == 1, f"admin.key files: {written}"
+    admin = written[0].read_text().strip()
+    async with aiohttp.ClientSession(headers=bearer(admin), timeout=http.timeout) as session:
+        for proc in both:
+            keys = (await Api(session, proc.url).get_json(f"{API}/admin/keys"))["keys"]
+            admins = [k["key_id"] for k in keys if k["role"] == "admin"]
+            assert admins == [admin.split("_")[1]], (proc.url, keys)

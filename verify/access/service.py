@@ -258,20 +258,30 @@ class Access:
         return self._refusal(_Budget.INVOICE, wait)
 
 
+#: The name of a first-run admin key (made here, or claimed in the cluster:
+#: `verify.shared_state.SharedState.claim_admin`).
+BOOTSTRAP_NAME = "bootstrap admin (first run)"
+
+
 async def bootstrap_admin(keys: KeyStore, path: Path) -> str | None:
     """First run: no active admin key exists, so make one and write it to `path` (mode 600).
     Returns the token, or None when an admin key already exists."""
     if await keys.has_active_admin():
         return None
-    token, record = await keys.create(Role.ADMIN, name="bootstrap admin (first run)")
+    token, record = await keys.create(Role.ADMIN, name=BOOTSTRAP_NAME)
+    write_admin_token(path, token)
+    log.warning("no admin key existed: created one", extra={"key_id": record.key_id,
+                                                            "token_file": str(path)})
+    return token
+
+
+def write_admin_token(path: Path, token: str) -> None:
+    """The first admin key's token in `path`, owner-only (mode 600)."""
     private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # a file left by an earlier run keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
-    log.warning("no admin key existed: created one", extra={"key_id": record.key_id,
-                                                            "token_file": str(path)})
-    return token
 
 
 @contextlib.asynccontextmanager

@@ -141,6 +141,10 @@ class KeySync:
             self._full_at = started
         return len(docs)
 
+    async def learn(self, docs: list[Versioned]) -> None:
+        """These documents of the cluster into the local copy, now (as a pull would)."""
+        await self._merge(docs)
+
     async def _merge(self, docs: list[Versioned]) -> None:
         if not docs:
             return
