@@ -28,7 +28,7 @@ from fallback.breaker import utc_now
 from fallback.gaps import Gap
 from fallback.lookup.gap_answers import gap_query
 from fallback.lookup.second_factor import guard
-from fallback.lookup.seller_status import with_seller_status
+from fallback.lookup.seller_status import read_sellers, with_seller_status
 from fallback.lookup.window import outside_window
 from indexer.keys import key_from_doc_id
 from indexer.model import SCHEME_TZ, Amounts, Invoice
@@ -52,15 +52,7 @@ class GapFacts:
         wanted = {a["invoice"]["seller_tax_id"] for a in answers
                   if a.get("scheme") == "vn" and a.get("invoice")
                   and a["invoice"].get("seller_tax_id")}
-        if not wanted:
-            return {}
-        if self.registry is None:
-            return None
-        try:
-            return await self.registry.get_taxpayers(wanted)
-        except Exception:  # the answers stand without the status, as a lookup's do
-            log.exception("could not read the sellers' status of gap answers")
-            return None
+        return await read_sellers(self.registry, wanted)
 
     async def answers(self, gaps: Sequence[Gap]) -> dict[str, dict[str, Any]]:
         """Each resolved gap's answer (by gap id) with the facts a lookup gives now; gaps

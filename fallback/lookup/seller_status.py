@@ -5,10 +5,14 @@ address on either day. A buyer claiming input VAT checks exactly this on the GDT
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
 from indexer.registry import Taxpayer
+from indexer.store.registry import RegistryStore
+
+log = logging.getLogger("fallback.lookup")
 
 #: Statuses a buyer must be warned of, with the warning's code (vn-rules §4).
 WARNED: dict[str, str] = {
@@ -17,6 +21,23 @@ WARNED: dict[str, str] = {
     "05": "seller_suspended",  # temporarily suspended
     "06": "seller_not_at_registered_address",
 }
+
+
+async def read_sellers(
+    registry: RegistryStore | None, tax_ids: set[str]
+) -> dict[str, Taxpayer] | None:
+    """The registry's records of `tax_ids`, in one read; None when there is no registry or
+    it cannot be read (logged): the answers then stand without the seller's status, as a
+    lookup's do, never failing for it."""
+    if not tax_ids:
+        return {}
+    if registry is None:
+        return None
+    try:
+        return await registry.get_taxpayers(tax_ids)
+    except Exception:
+        log.exception("could not read the sellers' status")
+        return None
 
 
 def seller_status(taxpayer: Taxpayer | None, issued_on: date, today: date) -> dict[str, Any]:

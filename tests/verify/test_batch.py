@@ -3,6 +3,7 @@ order, with per-row errors that never abort the batch."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -16,8 +17,11 @@ from typer.testing import CliRunner
 
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import SELLER, cancel, package, vn_invoice, vn_key
+from tests.verify.test_ledger_facts import FACTS, LINES, lookup, lookup_params
+from tests.verify.test_ledger_facts import load as load_facts
 from verify.cli.main import app as cli_app
 from verify.lookup.batch import MAX_ROWS
+from verify.settings import Settings
 
 URL = "/api/v1/verify/batch"
 
@@ -164,3 +168,28 @@ def test_cli_batch_writes_csv(tmp_path: Path) -> None:
     assert [(r["row"], r["status"], r["error_code"]) for r in rows] == [
         ("1", "valid", ""), ("2", "not_found", ""), ("3", "", "invalid_key")]
     assert "3 rows: " in result.output
+
+
+async def test_batch_rows_give_the_lookups_facts(
+    cli: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A batch row, over HTTP and from the command line, answers as the lookup with the same
+    fields: the seller's status and warnings, and `outside_window` for a miss issued before
+    the verification window (issue 17)."""
+    await load_facts(cli)
+    rows = [lookup_params(line) for line in LINES[:4]]
+    answers = [await lookup(cli, line) for line in LINES[:4]]
+    assert [a["status"] for a in answers] == ["valid", "outside_window", "not_found", "mismatch"]
+    assert answers[0]["warnings"][0]["code"] == "seller_not_at_registered_address"
+    results = await lines(await cli.post(URL, json=rows))
+    for result, answer in zip(results, answers, strict=True):
+        assert {n: result.get(n) for n in FACTS} == {n: answer.get(n) for n in FACTS}
+    batch = tmp_path / "rows.json"
+    batch.write_text(json.dumps(rows))
+    out = tmp_path / "answers.csv"
+    done = await asyncio.to_thread(CliRunner().invoke, cli_app, [
+        "verify", "--batch", str(batch), "--out", str(out), "--data-dir",
+        str(settings.data_dir)], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    cli_rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["status"] for r in cli_rows] == [a["status"] for a in answers]

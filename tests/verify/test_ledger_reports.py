@@ -99,7 +99,7 @@ LEDGER_ROWS: list[list[object]] = [
     vn_row(14, "15/05/2022"),  # 16: a date that is not ISO
 ]
 LINE_TOTALS = {"lines": 14, "valid": 2, "mismatch": 2, "cancelled": 1, "replaced": 1,
-               "adjusted": 1, "not_found": 1, "unconfirmed": 1, "error": 5,
+               "adjusted": 1, "not_found": 1, "outside_window": 0, "unconfirmed": 1, "error": 5,
                "not_in_ledger": 3}
 
 

@@ -21,6 +21,7 @@ import typer
 from indexer.ledger_file import LedgerFileError, LedgerTable
 from verify.cli.common import REQUESTER, DataDir, err, load_settings, progress_bar
 from verify.http.errors import ApiError
+from verify.lookup.facts import AnswerFacts
 from verify.reports import ledger, missing
 from verify.reports.ledger import LedgerRequest, file_error, ledger_request, read_lines
 from verify.reports.ledger_check import LedgerTotals, LineChecker
@@ -146,7 +147,8 @@ async def write_ledger_report(settings: Settings, request: LedgerRequest, table:
     """The report written to `sink`; `progress(lines checked)` after every chunk."""
     totals = LedgerTotals()
     async with open_services(settings) as services:
-        checker = LineChecker(services.resilience, REQUESTER)
+        checker = LineChecker(services.resilience, REQUESTER,
+                              facts=AnswerFacts.of(settings, services.registry))
         async with contextlib.aclosing(ledger.render(request, table, lines, checker,
                                               totals)) as chunks:
             async for chunk in chunks:

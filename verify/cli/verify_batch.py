@@ -17,6 +17,7 @@ from verify.cli.common import REQUESTER, DataDir, err, load_settings, progress_b
 from verify.http.csv_cells import dict_writer
 from verify.http.errors import ApiError
 from verify.lookup.batch import CSV_COLUMNS, Verifier, answer_rows, csv_row, parse_rows
+from verify.lookup.facts import AnswerFacts
 from verify.services import open_services
 
 
@@ -46,8 +47,9 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
         async with open_services(settings) as services:
             with progress_bar() as bar:
                 task = bar.add_task("verifying", total=len(rows))
+                facts = AnswerFacts.of(settings, services.registry)
                 async for result in answer_rows(rows, settings.rules,
-                                                cli_verifier(services.resilience)):
+                                                cli_verifier(services.resilience, facts)):
                     writer.writerow(csv_row(result))
                     tally[result.get("status") or result["error"]["code"]] += 1
                     bar.advance(task)
@@ -62,12 +64,13 @@ def verify_cmd(batch: Annotated[Path, typer.Option(
               highlight=False)
 
 
-def cli_verifier(resilience: Resilience) -> Verifier:
-    """A lookup answered as the service answers it (`Resilience.answer`), unredacted, any
-    gap recorded for requester `cli` (`invoice-verify verify --batch`)."""
+def cli_verifier(resilience: Resilience, facts: AnswerFacts) -> Verifier:
+    """A lookup answered as the service answers it (`Resilience.answer`, then the window and
+    the seller's status: `verify.lookup.facts`), unredacted, any gap recorded for requester
+    `cli` (`invoice-verify verify --batch`)."""
 
     async def verify(query: LookupQuery) -> dict[str, Any]:
-        answer, _invoice = await resilience.answer(query, REQUESTER)
-        return answer
+        answer, invoice = await resilience.answer(query, REQUESTER)
+        return await facts.one(answer, query, invoice)
 
     return verify

@@ -462,6 +462,7 @@ PATHS: dict[str, dict[str, Op]] = {
                 ),
                 *_PERIOD,
                 _FORMAT,
+                r.RECEIPT_PARAM,
             ],
             body=_LEDGER_BODY,
         )

@@ -30,6 +30,7 @@ from indexer.store import InvoiceStore
 from verify.http.body import read_body
 from verify.http.errors import ApiError
 from verify.keys import SETTINGS
+from verify.lookup.facts import AnswerFacts
 from verify.lookup.query import parse_lookup
 from verify.lookup.verification import verify_query
 from verify.receipts.flag import receipt_only
@@ -213,11 +214,14 @@ async def answer_rows(rows: list[Row], rules: RuleConfig,
             await asyncio.sleep(0)
 
 
-def store_verifier(store: InvoiceStore) -> Verifier:
-    """Verification straight from a local store (the CLI): no keys, budgets or redaction."""
+def store_verifier(store: InvoiceStore, facts: AnswerFacts | None = None) -> Verifier:
+    """Verification straight from a local store: no keys, budgets or redaction; the facts a
+    lookup adds (`verify.lookup.facts`: by default the verification window, no registry)."""
+    added = facts or AnswerFacts(None)
 
     async def verify(query: LookupQuery) -> dict[str, Any]:
-        return build_answer(query, await fetch_invoice(store, query))
+        invoice = await fetch_invoice(store, query)
+        return await added.one(build_answer(query, invoice), query, invoice)
 
     return verify
 

@@ -31,6 +31,7 @@ from fallback.lookup.answer import Summaries, build_answer, invoice_summary
 from fallback.lookup.resilience import Resilience
 from indexer.model import Invoice
 from indexer.store.protocol import IssuedPosition
+from verify.lookup.facts import AnswerFacts
 from verify.reports.ledger_lines import LedgerLine, LineError, ledger_mismatches
 
 #: Lines per batched read.
@@ -38,7 +39,12 @@ CHUNK = 500
 #: Invoices per page of the not-in-ledger scan.
 PAGE = 1000
 LINE_STATUSES = ("valid", "mismatch", "cancelled", "replaced", "adjusted", "not_found",
-                 "unconfirmed", "error")
+                 "outside_window", "unconfirmed", "error")
+#: What a lookup answer may add to its verdict (`verify.lookup.facts`), carried by a line
+#: when its answer has it: the window of an `outside_window` miss, what the second factor
+#: withheld, the seller's warnings, a state still in the intake journal.
+_ANSWER_EXTRAS = ("window_years", "window_start", "withheld", "missing_factor",
+                  "required_factors", "warnings", "pending_intake")
 
 log = logging.getLogger("verify.ledger")
 Redact = Callable[[dict[str, Any]], dict[str, Any]]
@@ -75,19 +81,28 @@ class LedgerTotals:
 class LineChecker:
     """The primary, read in batches under the same guard as lookups
     (`Resilience.primary_read`), and `Resilience.answer` for whatever a batch does not
-    settle. `requester` is recorded with any gap."""
+    settle. `requester` is recorded with any gap. `facts`: what a lookup adds to the bare
+    answer (window, second factor, seller status: `verify.lookup.facts`), for a caller who
+    is a party to the invoices `party` says (by default every one: the command line)."""
 
     def __init__(self, resilience: Resilience, requester: str,
-                 redact: Redact | None = None) -> None:
+                 redact: Redact | None = None, *, facts: AnswerFacts | None = None,
+                 party: Callable[[Invoice], bool] | None = None) -> None:
         self.resilience = resilience
         self.requester = requester
         self.redact = redact or (lambda answer: answer)
+        self.facts = facts
+        self.party = party or (lambda invoice: True)
 
     async def check(self, lines: Sequence[LedgerLine]) -> list[dict[str, Any]]:
-        """Each line's entry. A line that fails in any way is answered with its own error
-        (`line_failed`, logged) and the others are still checked; so is a batched read that
-        fails for a reason other than the primary being unavailable (each line is then
-        asked on its own)."""
+        return [result for result, _ in await self.check_records(lines)]
+
+    async def check_records(self, lines: Sequence[LedgerLine]
+                            ) -> list[tuple[dict[str, Any], Invoice | None]]:
+        """Each line's entry, with the invoice record it was read from (None: none). A line
+        that fails in any way is answered with its own error (`line_failed`, logged) and
+        the others are still checked; so is a batched read that fails for a reason other
+        than the primary being unavailable (each line is then asked on its own)."""
         store = self.resilience.store
         try:
             found = await self.resilience.primary_read(
@@ -95,25 +110,42 @@ class LineChecker:
         except Exception:
             log.exception("a batched ledger read failed; its lines are asked one by one")
             found = None
-        results: list[dict[str, Any]] = []
+        answered: list[tuple[dict[str, Any], Invoice | None] | None] = []
         for line in lines:
             try:
-                results.append(await self._check_line(line, found))
+                answered.append(await self._answer(line, found))
             except Exception:
                 log.exception("a ledger line could not be checked", extra={"row": line.row})
-                results.append(LineError(line.row, "line_failed", "this line could not be "
-                                         "checked; the failure was logged", {}).as_dict())
+                answered.append(None)
+        sellers = (await self.facts.sellers(a[1] for a in answered if a is not None)
+                   if self.facts is not None else None)
+        results: list[tuple[dict[str, Any], Invoice | None]] = []
+        for line, done in zip(lines, answered, strict=True):
+            if done is None:
+                results.append((_failed(line), None))
+                continue
+            answer, invoice = done
+            try:
+                if self.facts is not None:
+                    party = invoice is None or self.party(invoice)
+                    answer = self.facts.apply(answer, line.query, invoice, sellers, party=party)
+                results.append((line_result(line, self.redact(answer), invoice), invoice))
+            except Exception:
+                log.exception("a ledger line could not be checked", extra={"row": line.row})
+                results.append((_failed(line), None))
         return results
 
-    async def _check_line(self, line: LedgerLine,
-                          found: dict[str, Invoice] | None) -> dict[str, Any]:
+    async def _answer(self, line: LedgerLine, found: dict[str, Invoice] | None
+                      ) -> tuple[dict[str, Any], Invoice | None]:
         invoice = found.get(line.doc_id) if found is not None else None
         if invoice is not None and not self.resilience.is_pending(line.doc_id):
-            answer = build_answer(line.query, invoice,
-                                  summaries=self.resilience.summaries)
-        else:
-            answer, invoice = await self.resilience.answer(line.query, self.requester)
-        return line_result(line, self.redact(answer), invoice)
+            return build_answer(line.query, invoice, summaries=self.resilience.summaries), invoice
+        return await self.resilience.answer(line.query, self.requester)
+
+
+def _failed(line: LedgerLine) -> dict[str, Any]:
+    return LineError(line.row, "line_failed", "this line could not be checked; the failure "
+                     "was logged", {}).as_dict()
 
 
 def line_result(line: LedgerLine, answer: dict[str, Any],
@@ -128,7 +160,8 @@ def line_result(line: LedgerLine, answer: dict[str, Any],
             "given": line.given, "invoice": answer["invoice"],
             "mismatches": [*answer["mismatches"], *extra], "related": answer["related"],
             "source": answer["source"], "degraded": answer["degraded"],
-            "as_of": answer["as_of"], "gap_id": answer["gap_id"]}
+            "as_of": answer["as_of"], "gap_id": answer["gap_id"],
+            **{name: answer[name] for name in _ANSWER_EXTRAS if name in answer}}
 
 
 async def check_lines(lines: Sequence[LedgerLine | LineError], checker: LineChecker,

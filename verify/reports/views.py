@@ -25,7 +25,10 @@ from verify.access.tenancy import redact_answer
 from verify.http.body import read_body, read_form_field
 from verify.http.errors import ApiError
 from verify.http.responses import SECURITY_HEADERS
-from verify.keys import ACCESS, GAPS, OUTAGES, RESILIENCE, SETTINGS, STORE
+from verify.keys import ACCESS, GAPS, OUTAGES, REGISTRY, RESILIENCE, SETTINGS, STORE
+from verify.lookup.facts import AnswerFacts
+from verify.receipts.flag import split_receipt
+from verify.receipts.views import require_receipts, with_receipt
 from verify.reports import ledger, missing
 from verify.reports.ledger_check import LedgerTotals, LineChecker
 from verify.reports.ledger_lines import LedgerLine, LineError
@@ -90,24 +93,36 @@ class BudgetedLines(LineChecker):
     finds nothing one of the key's misses (none left: the line says `miss_rate_limited`
     instead of `not_found`, so a ledger cannot enumerate invoices), and each line is in the
     audit trail like a lookup (`verify`, the invoice, the line's status). A line refused by
-    a budget is an error line; the others are answered."""
+    a budget is an error line; the others are answered as a lookup by the same key with the
+    same fields is (`verify.lookup.facts`: window, second factor, seller status) and, with
+    `receipt`, each carries the receipt of exactly that line (`with_receipt`)."""
 
-    def __init__(self, request: web.Request) -> None:
+    def __init__(self, request: web.Request, *, receipt: bool = False) -> None:
         principal = request[PRINCIPAL]
-        super().__init__(request.app[RESILIENCE], principal.key_id,
-                         lambda answer: redact_answer(answer, principal))
+        super().__init__(
+            request.app[RESILIENCE], principal.key_id,
+            lambda answer: redact_answer(answer, principal),
+            facts=AnswerFacts.of(request.app[SETTINGS], request.app[REGISTRY]),
+            party=lambda inv: is_party(principal, inv.seller_tax_id, inv.buyer_tax_id))
+        self.request = request
+        self.receipt = receipt
         self.principal = principal
         self.access = request.app[ACCESS]
         self.client = request.remote
 
     async def check(self, lines: Sequence[LedgerLine]) -> list[dict[str, Any]]:
         admissions = await self.access.admit_many(self.principal, [ln.doc_id for ln in lines])
-        checked = iter(await super().check(
+        checked = iter(await super().check_records(
             [ln for ln, a in zip(lines, admissions, strict=True) if a.refusal is None]))
         results = []
         for line, admission in zip(lines, admissions, strict=True):
-            result = (_refused(line, admission.refusal) if admission.refusal is not None
-                      else await self._settle(line, admission, next(checked)))
+            if admission.refusal is not None:
+                result = _refused(line, admission.refusal)
+            else:
+                answered, invoice = next(checked)
+                result = await self._settle(line, admission, answered)
+                if self.receipt and "error" not in result:
+                    result = with_receipt(self.request, result, invoice, line.doc_id)
             outcome = result["error"]["code"] if "error" in result else result["status"]
             self.access.audit.record(self.principal, "verify", line.doc_id, outcome,
                                      self.client)
@@ -122,7 +137,7 @@ class BudgetedLines(LineChecker):
             return _refused(line, self.access.invoice_limited(admission.invoice_wait))
         if invoice is None:
             wait = await self.access.note_miss(self.principal, line.doc_id)
-            if wait and result["status"] == "not_found":
+            if wait and result["status"] in ("not_found", "outside_window"):
                 return _refused(line, self.access.misses_limited(wait))
         return result
 
@@ -132,17 +147,24 @@ def _refused(line: LedgerLine, error: ApiError) -> dict[str, Any]:
 
 
 async def ledger_report(request: web.Request) -> web.StreamResponse:
-    report = ledger.read_ledger_query(request.query)
+    receipt, params = split_receipt(request.query)  # each line with its receipt (receipts.md)
+    report = ledger.read_ledger_query(params)
     principal = request[PRINCIPAL]
     buyer = report.scope.buyer_tax_id
     require_scope(principal, "buyer_tax_id", buyer)
+    if receipt:
+        if report.format != "json":
+            raise ApiError(400, "invalid_parameter", "receipts come with the JSON report "
+                           "(format=json): a CSV row has no room for one",
+                           {"parameter": "receipt"})
+        require_receipts(request)
     body = await read_upload(request)
     try:
         table, lines = await asyncio.to_thread(ledger.read_lines, body, buyer,
                                                request.app[SETTINGS].rules)
     except LedgerFileError as exc:
         raise ledger.file_error(exc) from None
-    checker = BudgetedLines(request)
+    checker = BudgetedLines(request, receipt=receipt)
     totals = LedgerTotals()
     response = web.StreamResponse(headers={
         **SECURITY_HEADERS, "Content-Type": CONTENT_TYPES[report.format],
