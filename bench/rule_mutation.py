@@ -18,7 +18,11 @@ How a place is disabled (an AST rewrite of the copy's module):
 - `problem = "code"`, alone in an `if`/`elif` branch, deletes the branch (its test becomes
   `False`, so the next branch is tried as if it were not there); elsewhere it assigns `None`;
 - `found = cfg.violation("code", ...)` deletes the `if` branch around it;
-- `"a" if c else "b"` becomes the other branch.
+- `"a" if c else "b"` becomes the other branch;
+- `return Transition("code")` (a cell of the chain table, `indexer/chain.py`), alone in an
+  `if` branch, deletes the branch; among other statements it is deleted, so the next
+  statement decides;
+- a value of a dict display (`{Kind.REPLACEMENT: "code"}`) loses its entry.
 A place none of these fits is listed as not disabled, and the rule's outcome says so.
 
 The copy is made once (the working tree, without `.git`, `.venv` and caches), mutated and
@@ -63,6 +67,8 @@ DEFAULT_TESTS = (
     "tests/verify/test_xml_signatures.py",
     "tests/verify/qr",
     "tests/verify/test_domain_intake_*.py",
+    "tests/verify/test_domain_chain.py",
+    "tests/verify/test_domain_red_letter.py",
 )
 IGNORED = ("tests/indexer/store",)
 _COPY_IGNORE = shutil.ignore_patterns(
@@ -137,6 +143,10 @@ def _disable(literal: ast.Constant, parents: dict[ast.AST, ast.AST]) -> bool:
     if isinstance(parent, ast.IfExp) and literal in (parent.body, parent.orelse):
         other = parent.orelse if literal is parent.body else parent.body
         return _swap(parents[parent], parent, other)
+    if isinstance(parent, ast.Dict) and any(v is literal for v in parent.values):
+        at = next(i for i, v in enumerate(parent.values) if v is literal)
+        del parent.keys[at], parent.values[at]
+        return True
     child: ast.AST = literal
     while not isinstance(child, ast.stmt):
         parent = parents.get(child)
@@ -163,6 +173,21 @@ def _disable(literal: ast.Constant, parents: dict[ast.AST, ast.AST]) -> bool:
             return True
     if isinstance(statement, ast.Expr | ast.Raise):
         return _swap(holder, statement, ast.Pass())
+    if isinstance(statement, ast.Return):
+        if isinstance(holder, ast.If) and len(holder.body) == 1 and holder.body[0] is statement:
+            holder.test = ast.Constant(False)
+            return True
+        return _drop(holder, statement)
+    return False
+
+
+def _drop(holder: ast.AST, statement: ast.stmt) -> bool:
+    """Delete `statement` from the statement list of `holder` that holds it, when others
+    remain in it (an empty body is no Python)."""
+    for _, value in ast.iter_fields(holder):
+        if isinstance(value, list) and len(value) > 1 and any(v is statement for v in value):
+            value[:] = [v for v in value if v is not statement]
+            return True
     return False
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from indexer.keys import CnKey, InvoiceKey, VnKey, key_from_doc_id
 from indexer.model import Amounts, Invoice, Kind, Lifecycle, Relation, RelationKind
-from indexer.money import from_scaled, to_scaled
+from indexer.money import format_amount, from_scaled, to_scaled
 from indexer.validate import EXTERNAL_PREFIX
 
 DOC_FIELDS = (
@@ -56,6 +57,8 @@ def _relation_to_dict(rel: Relation) -> dict[str, Any]:
     }
     if rel.external:  # written only when set: every other relation keeps its stored form
         out["external"] = True
+    if rel.amount is not None:  # red-letter links only
+        out["amount"] = format_amount(rel.amount)
     return out
 
 
@@ -71,6 +74,7 @@ def _relation_from_dict(data: dict[str, Any]) -> Relation:
         at=datetime.fromisoformat(data["at"]) if data.get("at") else None,
         external=bool(data.get("external"))
         or (isinstance(reason, str) and reason.startswith(EXTERNAL_PREFIX)),
+        amount=Decimal(data["amount"]) if data.get("amount") is not None else None,
     )
 
 

@@ -225,6 +225,7 @@ def _chain_invoice(
     original = None if external else ledger.current.get(inv.original.doc_id)
     problem: str | None = None
     step: chain.Transition | None = None
+    field, detail = "original", inv.original.doc_id
     if not _same_seller(inv, inv.original, original):
         problem = "chain.original.scheme"
     elif external:  # not in this index: linked one way when it was validated
@@ -232,20 +233,39 @@ def _chain_invoice(
         return []
     elif original is None:
         problem = "chain.original.not_found"
+    elif inv.kind is Kind.RED_LETTER:
+        event, exceeds = chain.reversal(original, inv.amounts.total)
+        step = chain.transition(original, event)
+        problem = step.rule or chain.before_original(inv, original)
+        if problem is None and exceeds:
+            problem = "chain.red_letter.exceeds_blue"
+            field, detail = "total_amount", _left(original)
     else:
         step = chain.transition(original, chain.EVENT_OF_KIND[inv.kind])
         problem = step.rule or chain.before_original(inv, original)
     if problem:
-        return [cfg.violation(problem, "original", inv.original.doc_id)]
+        return [cfg.violation(problem, field, detail)]
     assert original is not None
     assert step is not None
     assert step.result is not None
+    if inv.kind is Kind.RED_LETTER:  # its `reverses` link was made when it was validated
+        [reverses] = inv.relations
+        ledger.add(inv)
+        back = dataclasses.replace(reverses, kind=RelationKind.REVERSED_BY, key=inv.key, at=now)
+        ledger.update(_link(original, back, step.result))
+        return []
     replacing = inv.kind is Kind.REPLACEMENT
     forward = RelationKind.REPLACES if replacing else RelationKind.ADJUSTS
     backward = RelationKind.REPLACED_BY if replacing else RelationKind.ADJUSTED_BY
     ledger.add(_link(inv, Relation(forward, key=original.key, at=now)))
     ledger.update(_link(original, Relation(backward, key=inv.key, at=now), step.result))
     return []
+
+
+def _left(blue: Invoice) -> str:
+    """What is left of a blue invoice to reverse, as a refusal's detail shows it."""
+    whole = abs(blue.amounts.total)
+    return f"{whole - chain.reversed_amount(blue)} of {whole} left to reverse"
 
 
 def _chain_notice(

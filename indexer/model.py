@@ -29,6 +29,9 @@ class Kind(enum.StrEnum):
     ORIGINAL = "original"
     REPLACEMENT = "replacement"
     ADJUSTMENT = "adjustment"
+    #: cn: a red-letter invoice (红字发票) reversing all or part of its blue invoice
+    #: (`original`), issued against a 红字信息表 / 红字确认单 (cn-invoice §4.4).
+    RED_LETTER = "red_letter"
 
 
 class Lifecycle(enum.StrEnum):
@@ -38,6 +41,10 @@ class Lifecycle(enum.StrEnum):
     CANCELLED = "cancelled"
     REPLACED = "replaced"
     ADJUSTED = "adjusted"
+    #: cn: red-letter invoices reverse part of it (部分红冲); what is left is in force.
+    PARTIALLY_REVERSED = "partially_reversed"
+    #: cn: red-letter invoices reverse all of it (已全额红冲): no longer in force.
+    REVERSED = "reversed"
 
 
 class RelationKind(enum.StrEnum):
@@ -46,13 +53,18 @@ class RelationKind(enum.StrEnum):
     ADJUSTS = "adjusts"
     ADJUSTED_BY = "adjusted_by"
     CANCELLED_BY = "cancelled_by"
+    REVERSES = "reverses"
+    REVERSED_BY = "reversed_by"
 
 
 @dataclass(frozen=True, slots=True)
 class Relation:
     """A link to another invoice (`key`) or, for a cancellation, to the notice that did it.
     `external`: the other invoice is not one this index holds (a correction's original of
-    LHDCLQuan 2-4, vn-einvoice §5.6), so the link is one way and no rule looks it up."""
+    LHDCLQuan 2-4, vn-einvoice §5.6), so the link is one way and no rule looks it up.
+    A red-letter link (`reverses` / `reversed_by`) carries the 红字信息表 / 确认单 number in
+    `notice_id` and the red invoice's total, as a positive amount, in `amount`: what the blue
+    invoice has been reversed by is the sum of its `reversed_by` amounts."""
 
     kind: RelationKind
     key: InvoiceKey | None = None
@@ -60,6 +72,7 @@ class Relation:
     reason: str | None = None
     at: datetime | None = None
     external: bool = False
+    amount: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

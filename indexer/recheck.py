@@ -33,6 +33,8 @@ _BACK = {
     RelationKind.ADJUSTS: RelationKind.ADJUSTED_BY,
     RelationKind.REPLACED_BY: RelationKind.REPLACES,
     RelationKind.ADJUSTED_BY: RelationKind.ADJUSTS,
+    RelationKind.REVERSES: RelationKind.REVERSED_BY,
+    RelationKind.REVERSED_BY: RelationKind.REVERSES,
 }
 
 

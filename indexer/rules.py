@@ -158,22 +158,23 @@ _ALL = (
     Rule(
         "invoice.kind.invalid",
         E,
-        "Kind must be original, replacement or adjustment.",
-        "Tính chất hóa đơn phải là gốc, thay thế hoặc điều chỉnh.",
+        "Kind must be original, replacement or adjustment (or red_letter, for a Chinese invoice).",
+        "Tính chất hóa đơn phải là gốc, thay thế hoặc điều chỉnh (hoặc red_letter, chỉ cho "
+        "hóa đơn Trung Quốc).",
         "vn-einvoice §5.6",
     ),
     Rule(
         "invoice.original.required",
         E,
-        "A replacement or adjustment invoice must name the original invoice.",
-        "Hóa đơn thay thế/điều chỉnh phải có thông tin hóa đơn gốc.",
+        "A replacement, adjustment or red-letter invoice must name the original invoice.",
+        "Hóa đơn thay thế/điều chỉnh/chữ đỏ phải có thông tin hóa đơn gốc.",
         "vn-einvoice §5.6",
     ),
     Rule(
         "invoice.original.unexpected",
         E,
-        "Only replacement or adjustment invoices name an original.",
-        "Chỉ hóa đơn thay thế/điều chỉnh mới có hóa đơn gốc.",
+        "Only replacement, adjustment or red-letter invoices name an original.",
+        "Chỉ hóa đơn thay thế/điều chỉnh/chữ đỏ mới có hóa đơn gốc.",
         "vn-einvoice §5.6",
     ),
     Rule(
@@ -537,6 +538,21 @@ _ALL = (
         adjustable=True,
     ),
     Rule(
+        "cn.red_letter.form_required",
+        E,
+        "A red-letter invoice (红字发票) carries the number of the 红字信息表 or 红字确认单 it "
+        "was issued against (red_form_number, at most 64 characters).",
+        "Hóa đơn chữ đỏ (红字发票) phải có số của 红字信息表 / 红字确认单 (red_form_number).",
+        "cn-invoice §4.4",
+    ),
+    Rule(
+        "cn.red_letter.form_unexpected",
+        E,
+        "Only a red-letter invoice carries a 红字信息表 / 确认单 number (red_form_number).",
+        "Chỉ hóa đơn chữ đỏ mới có số 红字信息表 / 确认单 (red_form_number).",
+        "cn-invoice §4.4",
+    ),
+    Rule(
         "cn.tax_id.invalid",
         E,
         "Chinese taxpayer id must be 15 to 20 digits or capital letters.",
@@ -568,15 +584,15 @@ _ALL = (
     Rule(
         "chain.original.not_in_force",
         E,
-        "The original invoice is cancelled or already replaced.",
-        "Hóa đơn gốc đã bị hủy hoặc đã bị thay thế.",
+        "The original invoice is cancelled, already replaced or fully reversed (已全额红冲).",
+        "Hóa đơn gốc đã bị hủy, đã bị thay thế hoặc đã bị điều chỉnh giảm toàn bộ (红冲).",
         "vn-einvoice §8 step 2.3-2.4",
     ),
     Rule(
         "chain.original.is_adjustment",
         E,
-        "An adjustment invoice cannot be replaced or adjusted.",
-        "Không được thay thế hoặc điều chỉnh hóa đơn điều chỉnh.",
+        "An adjustment invoice cannot be replaced, adjusted or red-lettered.",
+        "Không được thay thế, điều chỉnh hoặc lập hóa đơn chữ đỏ cho hóa đơn điều chỉnh.",
         "vn-einvoice §8 step 2.3-2.4",
     ),
     Rule(
@@ -589,9 +605,39 @@ _ALL = (
     Rule(
         "chain.original.adjusted",
         E,
-        "An adjusted invoice cannot be replaced.",
-        "Không được thay thế hóa đơn đã bị điều chỉnh.",
+        "An adjusted invoice cannot be replaced nor red-lettered.",
+        "Không được thay thế hoặc lập hóa đơn chữ đỏ cho hóa đơn đã bị điều chỉnh.",
         "vn-einvoice §8 step 2.3",
+    ),
+    Rule(
+        "chain.original.is_red_letter",
+        E,
+        "A red-letter invoice (红字发票) cannot be replaced, adjusted or red-lettered itself.",
+        "Không được thay thế, điều chỉnh hoặc lập hóa đơn chữ đỏ cho hóa đơn chữ đỏ.",
+        "cn-invoice §4.4",
+    ),
+    Rule(
+        "chain.original.reversed",
+        E,
+        "A partly reversed invoice (部分红冲) cannot be replaced or adjusted: what is left of "
+        "it is reversed by further red-letter invoices.",
+        "Không được thay thế hoặc điều chỉnh hóa đơn đã bị điều chỉnh giảm một phần (部分红冲).",
+        "cn-invoice §4.4",
+    ),
+    Rule(
+        "chain.red_letter.exceeds_blue",
+        E,
+        "The red-letter invoices of a blue invoice add up to more than its total: a red total "
+        "(absolute) reverses at most what is left of the blue invoice.",
+        "Tổng các hóa đơn chữ đỏ vượt quá tổng tiền của hóa đơn gốc (hóa đơn xanh).",
+        "cn-invoice §4.4",
+    ),
+    Rule(
+        "chain.red_letter.before_original",
+        E,
+        "A red-letter invoice is dated before the blue invoice it reverses.",
+        "Hóa đơn chữ đỏ có ngày lập trước hóa đơn gốc.",
+        "cn-invoice §4.4",
     ),
     Rule(
         "chain.replacement.before_original",
@@ -628,6 +674,21 @@ _ALL = (
         "An adjustment invoice cannot be cancelled.",
         "Không được hủy hóa đơn điều chỉnh.",
         "vn-einvoice §5.6, §8 step 2.5",
+    ),
+    Rule(
+        "chain.cancel.has_red_letter",
+        E,
+        "A partly reversed invoice (部分红冲) cannot be voided (作废): its red-letter invoices "
+        "stand on it.",
+        "Không được hủy hóa đơn đã có hóa đơn chữ đỏ (部分红冲).",
+        "cn-invoice §4.4",
+    ),
+    Rule(
+        "chain.cancel.is_red_letter",
+        E,
+        "A red-letter invoice (红字发票) cannot be voided: the reversal it records stands.",
+        "Không được hủy hóa đơn chữ đỏ.",
+        "cn-invoice §4.4",
     ),
     Rule(
         "chain.state.inconsistent",
@@ -732,8 +793,8 @@ _ALL = (
     Rule(
         "notice.target.not_in_force",
         E,
-        "The invoice is already cancelled or replaced.",
-        "Hóa đơn đã bị hủy hoặc đã bị thay thế.",
+        "The invoice is already cancelled, replaced or fully reversed (已全额红冲).",
+        "Hóa đơn đã bị hủy, đã bị thay thế hoặc đã bị điều chỉnh giảm toàn bộ (红冲).",
         "vn-einvoice §8 step 2.5",
     ),
 )

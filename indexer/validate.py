@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -315,7 +315,7 @@ def _original(
 ) -> tuple[InvoiceKey | None, str | None]:
     """The original's key and, when this index cannot hold it, its kind (`EXTERNAL_KINDS`)."""
     original = raw.get("original")
-    if kind in (Kind.REPLACEMENT, Kind.ADJUSTMENT):
+    if kind in (Kind.REPLACEMENT, Kind.ADJUSTMENT, Kind.RED_LETTER):
         if not isinstance(original, Mapping):
             out.append(cfg.violation("invoice.original.required", "original"))
             return None, None
@@ -352,12 +352,9 @@ def validate_invoice(
     if currency is not None and not (len(currency) == 3 and currency.isalpha()):
         out.append(cfg.violation("invoice.currency.invalid", "currency", currency_raw))
     amounts = _amounts(raw, scheme, cfg, out)
-    try:
-        kind: Kind | None = Kind(raw.get("kind") or "original")
-    except ValueError:
-        out.append(cfg.violation("invoice.kind.invalid", "kind", str(raw.get("kind"))))
-        kind = None
+    kind = _kind(raw, scheme, cfg, out)
     original, external = _original(raw, scheme, kind, cfg, out)
+    red_form = _red_form(raw, kind, cfg, out)
     seller_name = _text(raw, "seller_name", cfg, out)
     buyer_name = _text(raw, "buyer_name", cfg, out)
     authority_code = type_code = check_code = None
@@ -390,7 +387,43 @@ def validate_invoice(
         if external and original
         else (),
     )
+    if kind is Kind.RED_LETTER and original is not None:
+        reverses = Relation(
+            RelationKind.REVERSES,
+            key=original,
+            notice_id=red_form,
+            at=now,
+            amount=abs(amounts.total),
+        )
+        invoice = replace(invoice, relations=(reverses,))
     return invoice, out
+
+
+def _kind(
+    raw: Mapping[str, Any], scheme: str, cfg: RuleConfig, out: list[Violation]
+) -> Kind | None:
+    """The invoice's kind; `red_letter` (红字发票, cn-invoice §4.4) is Chinese only."""
+    try:
+        kind = Kind(raw.get("kind") or "original")
+    except ValueError:
+        out.append(cfg.violation("invoice.kind.invalid", "kind", str(raw.get("kind"))))
+        return None
+    if kind is Kind.RED_LETTER and scheme != "cn":
+        out.append(cfg.violation("invoice.kind.invalid", "kind", "red_letter is Chinese only"))
+        return None
+    return kind
+
+
+def _red_form(
+    raw: Mapping[str, Any], kind: Kind | None, cfg: RuleConfig, out: list[Violation]
+) -> str | None:
+    """The 红字信息表 / 红字确认单 number a red-letter invoice was issued against."""
+    form = _text(raw, "red_form_number", cfg, out, max_len=64)
+    if kind is Kind.RED_LETTER and form is None:
+        out.append(cfg.violation("cn.red_letter.form_required", "red_form_number"))
+    elif kind is not Kind.RED_LETTER and kind is not None and not _absent(raw, "red_form_number"):
+        out.append(cfg.violation("cn.red_letter.form_unexpected", "red_form_number", form))
+    return form
 
 
 def _void_checks(key: CnKey, cfg: RuleConfig, out: list[Violation]) -> None:

@@ -16,6 +16,8 @@ _STATUS_OF_LIFECYCLE = {
     Lifecycle.CANCELLED: "cancelled",
     Lifecycle.REPLACED: "replaced",
     Lifecycle.ADJUSTED: "adjusted",
+    Lifecycle.PARTIALLY_REVERSED: "partially_reversed",  # cn: 部分红冲
+    Lifecycle.REVERSED: "reversed",  # cn: 已全额红冲
 }
 
 

@@ -38,7 +38,13 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from indexer.codec import invoice_from_doc, invoice_to_doc
 from indexer.model import Invoice
-from indexer.store.es_steps import RELATION_EXTERNAL, map_relation_external, redate_invoices
+from indexer.store.es_steps import (
+    RELATION_AMOUNT,
+    RELATION_EXTERNAL,
+    map_relation_amount,
+    map_relation_external,
+    redate_invoices,
+)
 
 #: Bumped when a mapping changes incompatibly; recorded in each template's `_meta`.
 SCHEMA_VERSION = 1
@@ -80,6 +86,7 @@ INVOICE_PROPERTIES: dict[str, Any] = {
     "relations": {"properties": {
         "kind": _KEYWORD, "id": _KEYWORD, "notice_id": _KEYWORD,
         "reason": {"type": "text", "index": False}, "at": _DATE, "external": RELATION_EXTERNAL,
+        "amount": RELATION_AMOUNT,
     }},
     "package_id": _KEYWORD,
 }
@@ -117,8 +124,9 @@ class IndexLayout:
 
     def steps(self) -> dict[str, Sequence[LayoutStep]]:
         # Step 1: `issued_on` is the day in the scheme's zone (the first release wrote the
-        # day of the sender's offset). Step 2: relations may carry `external`.
-        return {self.invoices: (redate_invoices, map_relation_external)}
+        # day of the sender's offset). Step 2: relations may carry `external`. Step 3: and
+        # `amount` (red-letter links).
+        return {self.invoices: (redate_invoices, map_relation_external, map_relation_amount)}
 
 
 class Layout(Protocol):

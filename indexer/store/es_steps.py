@@ -90,3 +90,16 @@ async def map_relation_external(client: AsyncElasticsearch, index: str) -> None:
     await client.indices.put_mapping(
         index=index, properties={"relations": {"properties": {"external": RELATION_EXTERNAL}}}
     )
+
+
+#: `relations.amount` (`indexer.model.Relation.amount`): a red-letter link's red total, as
+#: the decimal text `indexer.codec` writes; written only on those links.
+RELATION_AMOUNT: dict[str, Any] = {"type": "keyword", "index": False}
+
+
+async def map_relation_amount(client: AsyncElasticsearch, index: str) -> None:
+    """Invoices, step 3: the mapping takes `relations.amount` (red-letter invoices). No
+    document changes: no relation stored before carries one."""
+    await client.indices.put_mapping(
+        index=index, properties={"relations": {"properties": {"amount": RELATION_AMOUNT}}}
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from indexer.rules import RULES, RuleConfig, rules_markdown
 from indexer.store.protocol import StoredPackage
 from indexer.store.sqlite import SqliteStore, open_sqlite_store
 from indexer.validate import validate_invoice
-from tests.factories import cancel, package, vn_invoice, vn_key
+from tests.factories import CN_CODE_SPECIAL, cancel, cn_invoice, package, vn_invoice, vn_key
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 CFG = RuleConfig()
@@ -50,9 +51,38 @@ async def ingest(store: SqliteStore, **body: Any) -> dict[str, Any]:
     return result.notice
 
 
+#: A paper 专票 (total 217.62): the blue invoice of the red-letter cells.
+BLUE_KEY = {"invoice_code": CN_CODE_SPECIAL, "invoice_number": "00000001"}
+BLUE = cn_invoice("00000001", invoice_code=CN_CODE_SPECIAL, type_code="01", check_code=None)
+
+
+def red_letter(number: str, total: str, of: dict[str, Any] = BLUE_KEY) -> dict[str, Any]:
+    """A red-letter invoice (红字发票) of `of` for `total`, issued the blue invoice's day."""
+    return cn_invoice(
+        number,
+        invoice_code=CN_CODE_SPECIAL,
+        type_code="01",
+        check_code=None,
+        kind="red_letter",
+        original=of,
+        red_form_number="4403122303230001",
+        amount_before_tax=total,
+        tax_amount="0.00",
+        total_amount=total,
+    )
+
+
+def named(event: Event) -> dict[str, Any]:
+    """The invoice the cell's document names: a Chinese blue invoice for a red letter."""
+    return BLUE if event in chain.REVERSALS else vn_invoice(1)
+
+
 def incoming(event: Event) -> dict[str, Any]:
     if event is Event.CANCEL:
         return {"notices": [cancel(1)]}
+    if event in chain.REVERSALS:
+        total = "-217.62" if event is Event.REVERSE_FULLY else "-100.00"
+        return {"invoices": [red_letter("00000002", total)]}
     kind = "replacement" if event is Event.REPLACE else "adjustment"
     return {"invoices": [vn_invoice(2, kind=kind, original=vn_key(1))]}
 
@@ -67,11 +97,11 @@ async def test_every_cell_of_the_table_through_intake(
     store: SqliteStore, kind: Kind, state: Lifecycle, event: Event
 ) -> None:
     """Invoice #1 of `kind` stands at `state`; a document does `event` to it."""
-    await seed(store, invoice(vn_invoice(1), kind=kind, lifecycle=state))
+    await seed(store, invoice(named(event), kind=kind, lifecycle=state))
     notice = await ingest(store, **incoming(event))
     [item] = notice["items"]
     step = TABLE[(kind, state, event)]
-    stored = await store.get_invoice(invoice(vn_invoice(1)).doc_id)
+    stored = await store.get_invoice(invoice(named(event)).doc_id)
     assert stored is not None
     if step.allowed:
         assert (item["result"], item["errors"]) == ("accepted", [])
@@ -134,9 +164,9 @@ async def test_the_dates_are_compared_in_vietnamese_time(store: SqliteStore) -> 
 # --- recheck: the same table over what an earlier release let in ----------------------------
 
 
-async def findings(store: SqliteStore) -> list[tuple[str, str]]:
+async def findings(store: SqliteStore, month: str = "2022-05") -> list[tuple[str, str]]:
     out: list[Finding] = []
-    async for _, page in recheck_month(store, None, "2022-05", CFG):
+    async for _, page in recheck_month(store, None, month, CFG):
         out.extend(page)
     return sorted((f.doc_id, f.rule) for f in out)
 
@@ -207,3 +237,46 @@ async def test_recheck_of_chains_intake_built_is_clean(store: SqliteStore) -> No
     await ingest(store, invoices=[vn_invoice(5, kind="adjustment", original=vn_key(3))])
     await ingest(store, invoices=[vn_invoice(6, kind="replacement", original=vn_key(2))])
     assert await findings(store) == []
+
+
+# --- red-letter invoices (cn-invoice §4.4: 红冲, 全额 = fully, 部分 = partly) ----------------
+
+
+async def test_red_letters_add_up_through_intake_and_recheck_finds_them_clean(
+    store: SqliteStore,
+) -> None:
+    await ingest(store, invoices=[BLUE])
+    await ingest(store, invoices=[red_letter("00000002", "-100.00")])
+    blue = await store.get_invoice(invoice(BLUE).doc_id)
+    assert blue is not None
+    assert (blue.lifecycle, chain.reversed_amount(blue)) == (
+        Lifecycle.PARTIALLY_REVERSED,
+        Decimal("100.00"),
+    )
+    [item] = (await ingest(store, invoices=[red_letter("00000003", "-117.63")]))["items"]
+    assert [e["rule"] for e in item["errors"]] == ["chain.red_letter.exceeds_blue"]
+    assert item["errors"][0]["detail"] == "117.62 of 217.62 left to reverse"
+    await ingest(store, invoices=[red_letter("00000004", "-117.62")])
+    blue = await store.get_invoice(invoice(BLUE).doc_id)
+    assert blue is not None
+    assert blue.lifecycle is Lifecycle.REVERSED
+    assert await findings(store, "2023-03") == []
+
+
+async def test_recheck_finds_red_letters_above_their_blue_total(store: SqliteStore) -> None:
+    """What an earlier release, or another writer, let in: reds adding up to more."""
+    reds = [invoice(red_letter(n, "-150.00")) for n in ("00000002", "00000003")]
+    back = tuple(
+        dataclasses.replace(r.relations[0], kind=RelationKind.REVERSED_BY, key=r.key) for r in reds
+    )
+    blue = invoice(BLUE, lifecycle=Lifecycle.REVERSED, relations=back)
+    await seed(store, blue, *reds)
+    assert await findings(store, "2023-03") == [(blue.doc_id, "chain.red_letter.exceeds_blue")]
+
+
+async def test_recheck_finds_a_red_letter_the_blue_invoice_does_not_know(
+    store: SqliteStore,
+) -> None:
+    red = invoice(red_letter("00000002", "-10.00"))
+    await seed(store, invoice(BLUE), red)
+    assert await findings(store, "2023-03") == [(red.doc_id, "recheck.relation.one_sided")]

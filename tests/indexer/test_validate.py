@@ -306,6 +306,26 @@ ERROR_CASES: list[tuple[str, object, str, str | None]] = [
         "check_code",
     ),
     (
+        "CN red-letter invoice without its 红字信息表 number",  # cn-invoice §4.4
+        cn_invoice(
+            kind="red_letter", original={"invoice_code": CN_CODE_E, "invoice_number": "00000001"}
+        ),
+        "cn.red_letter.form_required",
+        "red_form_number",
+    ),
+    (
+        "CN blue invoice with a 红字信息表 number",
+        cn_invoice(red_form_number="4403122303230001"),
+        "cn.red_letter.form_unexpected",
+        "red_form_number",
+    ),
+    (
+        "red_letter on a Vietnamese invoice",  # vn-einvoice §5.6: replaced or adjusted only
+        vn_invoice(kind="red_letter"),
+        "invoice.kind.invalid",
+        "kind",
+    ),
+    (
         "CN paper ordinary invoice without check code",  # §1.1: digit 8 = 3 -> 04
         cn_invoice(invoice_code="1100163320", type_code="04", check_code=None),
         "cn.check_code.required",

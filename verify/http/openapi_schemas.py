@@ -40,6 +40,8 @@ ANSWER_STATUSES = [
     "cancelled",
     "replaced",
     "adjusted",
+    "partially_reversed",
+    "reversed",
     "mismatch",
     "not_found",
     "unconfirmed",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -81,7 +82,8 @@ async def test_release_invoices_are_redated_in_place_keeping_their_versions(
         assert (night["_source"]["issued_on"], night["_version"]) == ("2026-01-01", 2)
         assert (morning["_source"]["issued_on"], morning["_version"]) == ("2025-12-31", 2)
         assert night["_source"]["issued_at"] == "2025-12-31T17:30:00+00:00"  # as written
-        assert await _layout_of(client, f"{prefix}-docs") == [2]  # re-dated; relations.external
+        # re-dated; relations.external; relations.amount
+        assert await _layout_of(client, f"{prefix}-docs") == [3]
         assert [
             i.doc_id for i in await store.scan_invoices(date(2026, 1, 1), date(2026, 2, 1))
         ] == [vn(1).doc_id]
@@ -91,6 +93,13 @@ async def test_release_invoices_are_redated_in_place_keeping_their_versions(
         again = dataclasses.replace(stored, relations=(*stored.relations, _adjusted(21)))
         await store.commit_package(pkg("PKG-CHANGE"), [], [again])
         assert (await client.get(index=f"{prefix}-docs", id=vn(1).doc_id))["_version"] == 3
+        # The release's strict mapping now takes a red-letter link's amount (step 3).
+        red = Relation(RelationKind.REVERSED_BY, vn(30).key, "F-1", amount=Decimal("5.00"))
+        third = dataclasses.replace(again, relations=(*again.relations, red))
+        await store.commit_package(pkg("PKG-RED"), [], [third])
+        stored = await store.get_invoice(vn(1).doc_id)
+        assert stored is not None
+        assert stored.relations[-1] == red
 
 
 async def test_a_step_done_is_not_run_again(
@@ -155,7 +164,7 @@ async def test_a_new_index_starts_at_the_current_layout(es_target: EsTarget) -> 
         es_target.url, index_prefix=fresh_prefix(), client_factory=es_target.client_factory
     ) as store:
         try:
-            assert await _layout_of(store.patient, store.layout.invoices) == [2]
+            assert await _layout_of(store.patient, store.layout.invoices) == [3]
         finally:
             await drop_layout(store.patient, store.layout)
 
