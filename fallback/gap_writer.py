@@ -26,28 +26,43 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from fallback.gaps import GapRequest
 
 #: One queued record: the ask, when it was asked, and the caller waiting for the gap id.
 Pending = tuple["GapRequest", datetime, "asyncio.Future[str]"]
 
-# One open gap per key: a key with an open gap adds its asks to it, else a new gap opens.
-_UPSERT = (
+# Each statement takes the whole batch as one JSON array parameter (one row per element):
+# one call into SQLite per statement whatever the batch's size, so the writer's thread
+# gives the GIL back and waits for it again a fixed number of times per batch (with one
+# call per row, each such wait for the busy event loop's thread lengthened the batch, and
+# with it every miss waiting in it). `WHERE true` keeps `ON CONFLICT` from being read as
+# part of the SELECT's join.
+_UPSERT = (  # one open gap per key: a key with one adds its asks to it, else one opens
     "INSERT INTO gaps (id, lookup_key, scheme, key_json, seller_tax_id, issued_on, reason, "
-    "outage_id, status, first_seen, last_seen, count) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?) "
+    "outage_id, status, first_seen, last_seen, count) SELECT "
+    "json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+    "json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), "
+    "json_extract(value, '$[6]'), json_extract(value, '$[7]'), 'open', "
+    "json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]') "
+    "FROM json_each(?) WHERE true "
     "ON CONFLICT (lookup_key) WHERE status = 'open' DO UPDATE SET "
     "count = count + excluded.count, last_seen = excluded.last_seen, "
     "issued_on = COALESCE(issued_on, excluded.issued_on)")
 _ADD_REQUESTER = (
     "INSERT INTO gap_requesters (gap_id, key_id, callback_url, first_seen, last_seen, count) "
-    "VALUES ((SELECT id FROM gaps WHERE lookup_key = ? AND status = 'open'), ?, ?, ?, ?, ?) "
+    "SELECT g.id, json_extract(r.value, '$[1]'), json_extract(r.value, '$[2]'), "
+    "json_extract(r.value, '$[3]'), json_extract(r.value, '$[4]'), "
+    "json_extract(r.value, '$[5]') "
+    "FROM json_each(?) AS r JOIN gaps AS g "
+    "ON g.lookup_key = json_extract(r.value, '$[0]') AND g.status = 'open' WHERE true "
     "ON CONFLICT (gap_id, key_id) DO UPDATE SET count = count + excluded.count, "
     "last_seen = excluded.last_seen, "
     "callback_url = COALESCE(excluded.callback_url, callback_url)")
-_OPEN_IDS = ("SELECT lookup_key, id FROM gaps WHERE status = 'open' AND lookup_key IN "
-             "(SELECT value FROM json_each(?))")
+_OPEN_IDS = ("SELECT json_group_object(lookup_key, id) FROM gaps WHERE status = 'open' AND "
+             "lookup_key IN (SELECT value FROM json_each(?))")
 
 
 def new_gap_id(now: datetime) -> str:
@@ -139,10 +154,11 @@ class GapWriter:
     async def write(self, by_key: dict[str, KeyAsks]) -> dict[str, str]:
         """Each key's gap opened or counted, each requester's row added or counted, in one
         committed transaction; the open gap's id of each key."""
-        gaps = [asks.gap_row(key) for key, asks in by_key.items()]
-        requesters = [row for key, asks in by_key.items() for row in asks.requester_rows(key)]
+        gaps = orjson.dumps([asks.gap_row(key) for key, asks in by_key.items()])
+        requesters = orjson.dumps([row for key, asks in by_key.items()
+                                   for row in asks.requester_rows(key)])
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._write, gaps, requesters, json.dumps(list(by_key)))
+            self._executor, self._write, gaps, requesters, orjson.dumps(list(by_key)))
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -152,20 +168,20 @@ class GapWriter:
             self._conn = conn
         return self._conn
 
-    def _write(self, gaps: list[tuple[Any, ...]], requesters: list[tuple[Any, ...]],
-               keys: str) -> dict[str, str]:
+    def _write(self, gaps: bytes, requesters: bytes, keys: bytes) -> dict[str, str]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_UPSERT, gaps)
-            conn.executemany(_ADD_REQUESTER, requesters)
-            rows = conn.execute(_OPEN_IDS, (keys,)).fetchall()
+            conn.execute(_UPSERT, (gaps.decode(),))
+            conn.execute(_ADD_REQUESTER, (requesters.decode(),))
+            (ids,) = conn.execute(_OPEN_IDS, (keys.decode(),)).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return {str(key): str(gap_id) for key, gap_id in rows}
+        found: dict[str, str] = json.loads(ids)
+        return found
 
     def _close(self) -> None:
         if self._conn is not None:
