@@ -418,10 +418,13 @@ def _red_form(
     raw: Mapping[str, Any], kind: Kind | None, cfg: RuleConfig, out: list[Violation]
 ) -> str | None:
     """The 红字信息表 / 红字确认单 number a red-letter invoice was issued against."""
-    form = _text(raw, "red_form_number", cfg, out, max_len=64)
-    if kind is Kind.RED_LETTER and form is None:
+    value = raw.get("red_form_number")
+    blank = isinstance(value, str) and not _visible(value)  # spaces, zero-width characters
+    if kind is Kind.RED_LETTER and (_absent(raw, "red_form_number") or blank):
         out.append(cfg.violation("cn.red_letter.form_required", "red_form_number"))
-    elif kind is not Kind.RED_LETTER and kind is not None and not _absent(raw, "red_form_number"):
+        return None
+    form = _text(raw, "red_form_number", cfg, out, max_len=64)
+    if kind is not Kind.RED_LETTER and kind is not None and not _absent(raw, "red_form_number"):
         out.append(cfg.violation("cn.red_letter.form_unexpected", "red_form_number", form))
     return form
 

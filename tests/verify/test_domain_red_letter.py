@@ -109,9 +109,10 @@ async def test_a_red_letter_invoice_needs_its_form_number(cli: Client) -> None:
     """A red-letter invoice is issued against a 红字信息表 / 红字确认单: its number is part of
     the invoice (`red_form_number`), and only a red-letter invoice carries one."""
     assert await post(cli, cn_digital(BLUE)) == [[]]
-    assert await post(cli, red("22", "-112.00", red_form_number=None)) == [
-        ["cn.red_letter.form_required"]
-    ]
+    for blank in (None, "   ", "\u200b"):  # absent, or a number that shows nothing
+        assert await post(cli, red("22", "-112.00", red_form_number=blank)) == [
+            ["cn.red_letter.form_required"]
+        ]
     blue_with_form = cn_digital("23442000000014209629", red_form_number=FORM)
     assert await post(cli, blue_with_form) == [["cn.red_letter.form_unexpected"]]
     assert (await lookup(cli, BLUE))["status"] == "valid"
