@@ -2,8 +2,9 @@
 
 The one redaction every exit applies where an answer leaves the service: lookups, batch rows,
 QR photos and QR text (`verify.lookup.verification.verify_query`), ledger lines
-(`verify.reports.ledger_check` with `redact_answer`), resolved gaps (`redact_gap`). Callbacks
-carry no answer, only the gap's status (`fallback/callbacks.py`).
+(`verify.reports.ledger_check` with `redact_answer`), resolved gaps (`redact_gap`), checked
+files (`verify.lookup.file_check`). Callbacks carry no answer, only the gap's status with the
+window's reason and the seller's warnings (`fallback/callbacks.py`): no amounts or parties.
 
 Every caller gets the answer shape. The buyer's identity (tax id, name) is shown only to
 callers who are a party to the invoice: an admin, or a key scoped to the seller's or the
