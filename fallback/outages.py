@@ -3,8 +3,14 @@
 Two kinds, one table (`outages.sqlite3` in the data directory, beside the gap ledger):
 
 - `detected`: written by the service itself when the breaker around a dependency opens
-  (start) and closes again (end). A process killed while a window was open leaves it
-  without an end; the next start closes it at that moment (`close_dangling`).
+  (start) and closes again (end). The processes sharing the file (`serve --workers`,
+  compose's replicas on one volume) share one open window per system, each process that
+  sees the outage a *holder* of it (`outage_holders`: a lease renewed at every `refresh`,
+  i.e. every probe, and given up when the process closes the log). A process's breaker
+  closing removes its hold; the window ends when no live holder is left, so a process that
+  recovered (or one starting fresh: `close_dangling`) never ends a window another live
+  process still sees. A window whose holders all died (their leases, `HOLD_LEASE`, ran out)
+  or left is closed by the next refresh or start of any process on the file.
 - `declared`: maintenance announced ahead of time (`POST /api/v1/outages`, `invoice-verify
   outage declare`). System `primary`: from its start the service answers from the replica
   without trying the primary, so no request has to fail first. System `upstream`: the tax
@@ -28,6 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -64,6 +73,18 @@ CREATE TABLE IF NOT EXISTS outages (
 );
 CREATE INDEX IF NOT EXISTS outages_end ON outages (end_ts);
 """
+#: Step 2: who holds each open detected window (module docstring).
+_HOLDERS = """
+CREATE TABLE IF NOT EXISTS outage_holders (
+    window_id   INTEGER NOT NULL,
+    holder      TEXT NOT NULL,
+    lease_until REAL NOT NULL,
+    PRIMARY KEY (window_id, holder)
+) WITHOUT ROWID;
+"""
+#: How long a holder's claim on a detected window lasts unrenewed (its process refreshes
+#: the log at every probe, every few seconds): after that it is taken to be dead.
+HOLD_LEASE = timedelta(minutes=2)
 
 
 class System(enum.StrEnum):
@@ -182,11 +203,15 @@ class MissWindow:
 class OutageLog:
     def __init__(self, conn: aiosqlite.Connection, *, clock: Clock = utc_now,
                  horizon: timedelta = timedelta(days=2),
-                 sharing: WindowSharing | None = None) -> None:
+                 sharing: WindowSharing | None = None, lease: timedelta = HOLD_LEASE) -> None:
         """`horizon`: how long after its end a window is still kept in memory (at least the
         intake lag, for `upstream_hides`). `sharing`: the deployment's windows (module
-        docstring)."""
+        docstring). `lease`: how long this process's hold on a detected window lasts
+        between refreshes."""
         self._conn = conn
+        #: This process, as a holder of detected windows (unique per log opened).
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease = lease
         self._clock = clock
         self.horizon = horizon
         self._sharing = sharing
@@ -256,7 +281,10 @@ class OutageLog:
 
     async def refresh(self) -> None:
         """The windows that can still matter into memory; shared, after sending this
-        process's changed windows and bringing the others' (`WindowSharing.sync`)."""
+        process's changed windows and bringing the others' (`WindowSharing.sync`). This
+        process's holds on detected windows are renewed, and the windows no live process
+        holds any more are closed."""
+        await self._renew_and_sweep()
         if self._sharing is not None:
             own = await self._conn.execute_fetchall(_SELECT + " WHERE id >= ?",
                                                     (SHARED_IDS_FROM,))
@@ -308,31 +336,71 @@ class OutageLog:
         return found
 
     async def open_detected(self, system: System, at: datetime, reason: str) -> OutageWindow:
-        """Start a detected window, unless one of `system` is already open."""
+        """Start a detected window, unless one of `system` is already open (another process
+        on this file sees the outage too); either way this process holds it."""
         rows = list(await self._conn.execute_fetchall(
             _SELECT + " WHERE system = ? AND kind = 'detected' AND end_ts IS NULL",
             (str(system),)))
-        if rows:
-            return _window(rows[0])
-        return await self._insert(system, WindowKind.DETECTED, at, None, reason, None)
+        window = _window(rows[0]) if rows else await self._insert(
+            system, WindowKind.DETECTED, at, None, reason, None)
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO outage_holders (window_id, holder, lease_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (window_id, holder) DO UPDATE SET lease_until = "
+                "excluded.lease_until", (window.id, self.holder, self._lease_end()))
+        return window
+
+    def _lease_end(self) -> float:
+        return (self._clock() + self.lease).timestamp()
 
     async def close_detected(self, system: System, at: datetime) -> None:
+        """This process's breaker closed: its hold on the open window of `system` ends, and
+        the window with it unless another live process still holds it."""
         async with self._lock:
             await self._conn.execute(
-                "UPDATE outages SET end_ts = MAX(start_ts, ?) WHERE system = ? "
-                "AND kind = 'detected' AND end_ts IS NULL", (at.timestamp(), str(system)))
-            await self._conn.commit()
+                "DELETE FROM outage_holders WHERE holder = ? AND window_id IN (SELECT id FROM "
+                "outages WHERE system = ? AND kind = 'detected' AND end_ts IS NULL)",
+                (self.holder, str(system)))
+            await self._close_unheld("", at, system)
         await self._reload()
 
-    async def close_dangling(self) -> None:
-        """Detected windows left open by a process that died: closed at this start."""
+    async def _close_unheld(self, note: str, at: datetime,
+                            system: System | None = None) -> None:
+        """End the open detected windows (of `system`) no live process holds, at `at`."""
+        sql = ("UPDATE outages SET end_ts = MAX(start_ts, ?), reason = reason || ? WHERE "
+               "kind = 'detected' AND end_ts IS NULL AND NOT EXISTS (SELECT 1 FROM "
+               "outage_holders h WHERE h.window_id = outages.id AND h.lease_until > ?)")
+        args: list[Any] = [at.timestamp(), note, self._clock().timestamp()]
+        if system is not None:
+            sql += " AND system = ?"
+            args.append(str(system))
+        await self._conn.execute(sql, args)
+        await self._conn.execute(
+            "DELETE FROM outage_holders WHERE window_id IN (SELECT id FROM outages WHERE "
+            "end_ts IS NOT NULL)")
+
+    async def _renew_and_sweep(self) -> None:
+        if not any(w.kind is WindowKind.DETECTED and w.end is None for w in self._live):
+            return  # nothing held here; another process's new window is seen after _reload
         async with self._lock:
-            await self._conn.execute(
-                "UPDATE outages SET end_ts = MAX(start_ts, ?), reason = reason || "
-                "' (closed at restart)' WHERE kind = 'detected' AND end_ts IS NULL",
-                (self._clock().timestamp(),))
-            await self._conn.commit()
+            await self._conn.execute("UPDATE outage_holders SET lease_until = ? WHERE "
+                                     "holder = ?", (self._lease_end(), self.holder))
+            await self._close_unheld(" (its processes stopped)", self._clock())
+
+    async def close_dangling(self) -> None:
+        """Detected windows left open by processes that died (or closed the log) and that
+        no live process holds: closed at this start. A window another live process on the
+        file holds stays open."""
+        async with self._lock:
+            await self._close_unheld(" (closed at restart)", self._clock())
         await self._reload()
+
+    async def let_go(self) -> None:
+        """This process stops holding its windows (it closes the log): those no other live
+        process holds are closed by the next refresh or start on the file."""
+        async with self._lock:
+            await self._conn.execute("DELETE FROM outage_holders WHERE holder = ?",
+                                     (self.holder,))
 
     async def get(self, window_id: int) -> OutageWindow | None:
         for conn, table in self._tables():
@@ -367,7 +435,10 @@ class OutageLog:
 async def open_outage_log(path: Path, *, clock: Clock = utc_now,
                           horizon: timedelta = timedelta(days=2),
                           sharing: WindowSharing | None = None) -> AsyncIterator[OutageLog]:
-    async with open_sqlite_file(path, _SCHEMA) as conn:
+    async with open_sqlite_file(path, (_SCHEMA, _HOLDERS)) as conn:
         log = OutageLog(conn, clock=clock, horizon=horizon, sharing=sharing)
         await log.refresh()
-        yield log
+        try:
+            yield log
+        finally:
+            await log.let_go()

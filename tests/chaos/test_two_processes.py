@@ -32,7 +32,16 @@ from osmem_server import OsmemServer
 from tests.chaos.conftest import FAST_FALLBACK, service_env
 from tests.chaos.load import Api, doc_id, make_package
 from tests.chaos.polling import poll
-from tests.chaos.procs import Process, ServiceProcess, free_port, freeze, runner_service, thaw
+from tests.chaos.procs import (
+    Process,
+    RedisProcess,
+    ServiceProcess,
+    embedded_service,
+    free_port,
+    freeze,
+    runner_service,
+    thaw,
+)
 from tests.conftest import bearer
 from tests.factories import vn_key
 from tests.verify.test_distributed import (
@@ -253,3 +262,59 @@ async def test_two_processes_started_together_make_one_admin_key(
             keys = (await Api(session, proc.url).get_json(f"{API}/admin/keys"))["keys"]
             admins = [k["key_id"] for k in keys if k["role"] == "admin"]
             assert admins == [admin.split("_")[1]], (proc.url, keys)
+
+
+async def test_a_process_starting_fresh_leaves_the_window_another_still_sees(
+    redis_server: RedisProcess,
+    processes: list[Process],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """Two service processes on one data directory (compose's replicas on one volume,
+    `serve --workers`) share its outage log. Redis (their replica) stops: A detects it and
+    opens a window. B starts fresh meanwhile: its start used to close every open detected
+    window of the file as a dead process's, A's included, while A still saw Redis down.
+    Now A holds its window (a lease renewed at every probe, fallback/outages.py), so it
+    stays open through B's start; it ends once Redis is back and both have recovered."""
+    data = tmp_path / "data"
+    env = service_env(data, INVOICE_REDIS_URL=redis_server.url, **FAST_FALLBACK)
+    a, b = (embedded_service(data, tmp_path / f"service-{n}.log", env, free_port())
+            for n in ("a", "b"))
+    processes.extend([a, b])
+    a.start()
+    await a.ready(http)
+    api_a = Api(http, a.url)
+
+    async def replica_windows(api: Api) -> list[dict[str, Any]]:
+        body = await api.get_json(f"{API}/outages", system="replica")
+        return [w for w in body["outages"] if w["kind"] == "detected"]
+
+    async def open_one(api: Api) -> bool:
+        return any(w["end"] is None for w in await replica_windows(api))
+
+    redis_server.stop()
+    await poll(lambda: open_one(api_a), WITHIN, "A's window of the replica", detail=a.tail)
+    (window,) = [w for w in await replica_windows(api_a) if w["end"] is None]
+
+    b.start()
+    await b.ready(http, path="/healthz")
+    api_b = Api(http, b.url)
+    await poll(lambda: _replica_open(api_b), WITHIN, "B's replica breaker to open",
+               detail=b.tail)
+    for api in (api_a, api_b):
+        (still,) = [w for w in await replica_windows(api) if w["id"] == window["id"]]
+        assert still["end"] is None, still
+
+    redis_server.start_ready()
+
+    async def ended() -> bool:
+        (now,) = [w for w in await replica_windows(api_a) if w["id"] == window["id"]]
+        return now["end"] is not None
+
+    await poll(ended, WITHIN, "the window to end once both recovered", detail=a.tail)
+    assert not await open_one(api_b)
+
+
+async def _replica_open(api: Api) -> bool:
+    metrics = await api.metrics()
+    return metrics.get('invoice_breaker_state{state="open",system="replica"}') == 1

@@ -14,6 +14,7 @@ from fallback.gaps import GapReason
 from fallback.health import DependencyGuard, HealthMonitor, Metrics
 from fallback.outages import (
     _SCHEMA,
+    HOLD_LEASE,
     OutageError,
     OutageLog,
     System,
@@ -99,18 +100,61 @@ async def test_detected_windows_open_once_close_and_persist(tmp_path: Path) -> N
         await log.close_detected(System.PRIMARY, clock.now)
         assert log.detected(System.PRIMARY) is None
         await log.open_detected(System.REPLICA, clock.now, "redis down")
-    async with open_outage_log(path, clock=clock) as reopened:
+    clock.advance(10)
+    async with open_outage_log(path, clock=clock) as reopened:  # its process let go of it
         closed = await reopened.get(first.id)
         assert closed is not None
         assert closed.end is not None
         assert closed.end - closed.start == timedelta(seconds=90)
-        clock.advance(10)
         await reopened.close_dangling()
         (replica,) = await reopened.list(system=System.REPLICA)
         assert replica.end == clock.now
         assert replica.reason.endswith("(closed at restart)")
         assert [w.id for w in await reopened.list(after=first.id)] == [replica.id]
         assert await reopened.list(kind=WindowKind.DECLARED) == []
+
+
+async def test_a_process_starting_fresh_leaves_a_window_another_still_holds(
+        tmp_path: Path) -> None:
+    """Two processes on one file (`serve --workers`, compose's replicas on one volume): a
+    detected window ends when the last live process that sees the outage recovers, never
+    because another one started or recovered first."""
+    clock = FakeClock()
+    path = tmp_path / "o.sqlite3"
+    async with open_outage_log(path, clock=clock) as a:
+        window = await a.open_detected(System.REPLICA, clock.now, "redis down")
+        async with open_outage_log(path, clock=clock) as b:
+            await b.close_dangling()  # b's start
+            assert b.detected(System.REPLICA) == window, "a still holds it"
+            assert await b.open_detected(System.REPLICA, clock.now, "redis down") == window
+            clock.advance(5)
+            await a.close_detected(System.REPLICA, clock.now)  # a recovered first
+            assert a.detected(System.REPLICA) is not None, "b still sees the outage"
+            clock.advance(5)
+            await b.close_detected(System.REPLICA, clock.now)
+            assert b.detected(System.REPLICA) is None
+            ended = await b.get(window.id)
+            assert ended is not None
+            assert ended.end == clock.now
+
+
+async def test_a_window_whose_holder_died_is_closed_after_its_lease(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "o.sqlite3"
+    async with open_outage_log(path, clock=clock) as survivor:
+        await survivor.declare(System.PRIMARY, clock.now, clock.now + timedelta(hours=1),
+                               "upgrade", "ops")
+        dead = OutageLog(survivor._conn, clock=clock)  # a process SIGKILLed: never lets go
+        window = await dead.open_detected(System.PRIMARY, clock.now, "probe failed")
+        await survivor.refresh()
+        assert survivor.detected(System.PRIMARY) == window, "within its lease"
+        clock.advance(HOLD_LEASE.total_seconds() + 1)
+        await survivor.refresh()
+        assert survivor.detected(System.PRIMARY) is None
+        closed = await survivor.get(window.id)
+        assert closed is not None
+        assert closed.reason.endswith("(its processes stopped)")
+        assert survivor.active(System.PRIMARY) is not None, "declared windows end by time"
 
 
 async def test_guard_records_a_detected_window_per_outage(tmp_path: Path) -> None:
@@ -242,8 +286,9 @@ async def test_the_probe_after_a_maintenance_window_wakes(tmp_path: Path) -> Non
 
 
 async def test_a_file_from_before_the_numbering_keeps_its_windows(tmp_path: Path) -> None:
-    """The outage log's one layout is its step 1 (`migrate`): a version-0 file made by an
-    earlier release is numbered 1 and keeps its rows; a new one is the same."""
+    """The outage log's layout is its step 1 (`migrate`) and the holders of detected windows
+    step 2: a version-0 file made by an earlier release goes through both and keeps its
+    rows; a new one is the same."""
     path = tmp_path / "o.sqlite3"
     with sqlite3.connect(path) as conn:
         conn.executescript(_SCHEMA)
@@ -256,7 +301,7 @@ async def test_a_file_from_before_the_numbering_keeps_its_windows(tmp_path: Path
         assert window is not None
         assert (window.system, window.reason) == (System.PRIMARY, "add nodes")
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
     conn.close()
 
 
