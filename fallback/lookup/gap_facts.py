@@ -18,7 +18,6 @@ only."""
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -34,8 +33,6 @@ from indexer.keys import key_from_doc_id
 from indexer.model import SCHEME_TZ, Amounts, Invoice
 from indexer.registry import Taxpayer
 from indexer.store.registry import RegistryStore
-
-log = logging.getLogger("fallback.lookup")
 
 
 class GapFacts:
