@@ -1,0 +1,129 @@
+"""Watch fan-out (docs/watches.md): one package cancelling a set of invoices, committed through
+the real intake (SQLite primary, in-memory replica, the watches' SQLite file) with 100,000
+watches in force, against the same package in the same run with none.
+
+Scenarios, each in a data directory of its own, in turn, every round:
+
+- `none`: no watches (the baseline: the commit and the replica's write-through alone);
+- `unrelated`: 100,000 watches, none of them of the changed invoices (what matching costs);
+- `spread`: 100,000 watches over the changed invoices (100,000 / `--changed` API keys each
+  watching every one of them): 100,000 events recorded.
+
+For each: the commit of the cancelling package (`Intake.ingest`, after-commit hook included)
+and, within it, the fan-out (matching and recording the events: `SqliteWatchStore.record`).
+The callbacks are not sent here (they are sent afterwards, off the commit's path).
+
+    .venv/bin/python -m bench.watches --rounds 3
+
+Nothing asserts on the figures; the events recorded are counted and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import orjson
+
+from indexer.submission import BodyFormat, read_submission
+from tests.factories import cancel, package, vn_invoice
+from verify.services import Services, open_services
+from verify.settings import Settings
+from verify.watches.model import Change
+
+WATCHES = 100_000
+
+
+@dataclass
+class Timing:
+    commit: float = 0.0
+    fan_out: float = 0.0
+    events: int = 0
+
+
+async def _ingest(services: Services, body: dict[str, object]) -> None:
+    submission = read_submission(orjson.dumps(body), BodyFormat.JSON, max_items=100_000)
+    await services.intake.ingest(submission.package)
+
+
+async def _watch(services: Services, shape: str, changed: int, keys: int) -> None:
+    assert services.watches is not None
+    store, now = services.watches.store, time.time()
+    ids = [f"vn:0100109106:1:C22TAA:{n}" for n in range(1, changed + 1)]
+    if shape == "unrelated":
+        ids = [f"vn:0100109106:1:C22TAA:{n}" for n in range(changed + 1, 2 * changed + 1)]
+    if shape in ("spread", "unrelated"):
+        for k in range(keys):
+            await store.create(f"key{k:05d}", ids, now=now, expires_at=now + 86_400,
+                               callback_url=None, limit=WATCHES)
+
+
+async def scenario(shape: str, changed: int, keys: int) -> Timing:
+    timing = Timing()
+    with tempfile.TemporaryDirectory(prefix="bench-watches-") as tmp:
+        settings = Settings.from_env({"INVOICE_DATA_DIR": tmp})
+        async with open_services(settings) as services:
+            hook = services.watches
+            assert hook is not None
+            n = 2 * changed  # the changed set and as many others (the unrelated watches')
+            await _ingest(services, package([vn_invoice(i) for i in range(1, n + 1)]))
+            await _watch(services, shape, changed, keys)
+            record = hook.store.record
+
+            async def timed(changes: Collection[Change], *, now: float) -> int:
+                started = time.perf_counter()
+                new = await record(changes, now=now)
+                timing.fan_out += time.perf_counter() - started
+                timing.events += new
+                return new
+
+            hook.store.record = timed  # type: ignore[method-assign]
+            notices = [cancel(i, notice_id=f"CANCEL-{i}") for i in range(1, changed + 1)]
+            started = time.perf_counter()
+            await _ingest(services, package([], notices))
+            timing.commit = time.perf_counter() - started
+    return timing
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:9.1f}"
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--changed", type=int, default=1000,
+                        help="invoices the package cancels (default 1000)")
+    args = parser.parse_args(argv)
+    keys = WATCHES // args.changed
+    shapes = ("none", "unrelated", "spread")
+    got: dict[str, list[Timing]] = {s: [] for s in shapes}
+    for _ in range(args.rounds):
+        for shape in shapes:  # interleaved: the machine's other load falls on each alike
+            got[shape].append(await scenario(shape, args.changed, keys))
+    base = statistics.median(t.commit for t in got["none"])
+    print(f"one package cancelling {args.changed} invoices, {WATCHES:,} watches, "
+          f"{args.rounds} rounds, medians (ms)")
+    print(f"{'watches':<10} {'commit':>9} {'fan-out':>9} {'events':>8} {'commit/none':>12}")
+    for shape in shapes:
+        runs = got[shape]
+        commit = [t.commit for t in runs]
+        print(f"{shape:<10} {_ms(commit)} {_ms([t.fan_out for t in runs])} "
+              f"{runs[0].events:>8} {statistics.median(commit) / base:>12.2f}")
+    spread = got["spread"]
+    per = statistics.median(t.fan_out for t in spread) / max(1, spread[0].events) * 1e6
+    print(f"fan-out per event (spread): {per:.2f} us")
+    print("reproduce: .venv/bin/python -m bench.watches " + shlex.join(
+        sys.argv[1:] if argv is None else argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
