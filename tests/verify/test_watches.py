@@ -16,7 +16,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from fallback.callbacks import CallbackPolicy
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import authority_code, cancel, cn_digital, package, vn_invoice, vn_key
 from tests.fallback import test_callbacks
@@ -26,6 +29,9 @@ from verify.keys import SERVICES
 from verify.services import callback_policy
 from verify.settings import Settings
 from verify.watches.delivery import WatchDelivery
+from verify.watches.events import WatchHook
+from verify.watches.model import CHANGED, Change
+from verify.watches.store import open_watch_store
 
 WATCHES = "/api/v1/watches"
 EVENTS = "/api/v1/watches/events"
@@ -280,3 +286,45 @@ async def test_the_same_change_committed_again_is_one_event(
     await services.watches([cancelled])
     await services.intake.after_commit([cancelled])
     assert len(await events(cli, token)) == 1
+
+
+async def test_a_failed_callback_is_sent_again_after_its_backoff(tmp_path: Path) -> None:
+    """At least once: a receiver answering 503 gets the event again once the backoff has
+    passed (a clock moved by the test), and never before; then no more."""
+    answers = [503, 204]
+    got: list[bytes] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        got.append(await request.read())
+        return web.Response(status=answers[len(got) - 1])
+
+    app = web.Application()
+    app.router.add_post("/flaky", flaky)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    now = [1_000_000.0]
+    policy = CallbackPolicy(secret=SECRET, allow_private=True, backoff_base=60.0)
+    try:
+        async with open_watch_store(tmp_path / "watches.sqlite3") as store:
+            await store.create("k1", [DOC_1], now=now[0], expires_at=now[0] + 86_400,
+                               callback_url=f"http://127.0.0.1:{server.port}/flaky", limit=5)
+            hook = WatchHook(store, clock=lambda: now[0])
+            change = Change(CHANGED, (DOC_1,), DOC_1, "cancelled", "N-1", {})
+            assert await hook.record([change]) == 1
+            assert await hook.record([change]) == 0  # the same change again: no event
+            delivery = WatchDelivery(store, policy, clock=lambda: now[0])
+            first = await delivery.deliver_due()
+            assert (first.sent, first.failed) == (0, 1)
+            now[0] += 59
+            assert (await delivery.deliver_due()).failed == 0  # not due yet: nothing sent
+            now[0] += 2
+            second = await delivery.deliver_due()
+            assert (second.sent, second.failed) == (1, 0)
+            now[0] += 3600
+            assert (await delivery.deliver_due()).sent == 0
+            (event,) = await store.events("k1")
+            assert await store.delivery(event.seq) == (2, now[0] - 3600, None)
+    finally:
+        await server.close()
+    assert len(got) == 2
+    assert got[0] == got[1]  # the same event, byte for byte
