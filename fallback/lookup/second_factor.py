@@ -6,7 +6,10 @@ tax for 数电 invoices (a 20-digit number, no code) and used-car invoices.
 
 Without it the answer keeps its status but withholds the amounts and the parties, and names
 what was missing. Only the factor the type asks for counts: a 专票 checked by its total, a
-普票 by its amount or a 数电 invoice by its amount before tax is still withheld."""
+普票 by its amount or a 数电 invoice by its amount before tax is still withheld. A factor given
+but wrong proves no more than one left out (the platform answers 查验不一致 and shows nothing):
+the answer is `mismatch`, withheld the same way, and names the factor that did not match; no
+recorded value is echoed in its mismatches, the date included."""
 
 from __future__ import annotations
 
@@ -36,8 +39,8 @@ _BY_TYPE = {
 WITHHELD = ("amounts", "parties")
 _AMOUNT_FIELDS = ("amount_before_tax", "tax_amount", "total_amount")
 _PARTY_FIELDS = ("seller_tax_id", "seller_name", "buyer_tax_id", "buyer_name")
-#: Mismatch fields whose recorded value is the face the answer withholds.
-_MISMATCH_FIELDS = frozenset({"amount", "total_amount", "tax_amount", "buyer_tax_id"})
+#: The mismatch field each factor is compared as (`fallback.lookup.answer.mismatches`).
+_MISMATCH_OF = {AMOUNT: "amount", TOTAL: "total_amount", CHECK_CODE: "check_code"}
 
 
 def required_factor(invoice: Invoice) -> str | None:
@@ -68,25 +71,36 @@ def missing_factor(invoice: Invoice, match: MatchFields) -> str | None:
     return ISSUED_ON if match.issued_on is None else None
 
 
+def mismatched_factor(invoice: Invoice, mismatches: list[dict[str, Any]]) -> str | None:
+    """The platform's input for `invoice` that the lookup gave but that differs from the
+    record (the type's factor first, then the date), or None."""
+    factor = required_factor(invoice)
+    if factor is None:
+        return None
+    fields = {m["field"] for m in mismatches}
+    if _MISMATCH_OF[factor] in fields:
+        return factor
+    return ISSUED_ON if ISSUED_ON in fields else None
+
+
 def guard(answer: dict[str, Any], invoice: Invoice | None, match: MatchFields) -> dict[str, Any]:
-    """`answer` as is when the lookup carries the platform's inputs for `invoice`; else its
-    status only: amounts and parties withheld, the missing input named (`required_factors`
+    """`answer` as is when the lookup carries the platform's inputs for `invoice` and they
+    match; else its status only: amounts and parties withheld, no recorded value echoed, the
+    missing (`missing_factor`) or wrong (`mismatched_factor`) input named (`required_factors`
     lists both the type asks for)."""
     if invoice is None or not answer.get("invoice"):
         return answer
     missing = missing_factor(invoice, match)
-    if missing is None:
+    wrong = None if missing else mismatched_factor(invoice, answer["mismatches"])
+    if missing is None and wrong is None:
         return answer
     hidden = dict.fromkeys(_AMOUNT_FIELDS + _PARTY_FIELDS)
-    mismatches = [
-        {**m, "recorded": None} if m["field"] in _MISMATCH_FIELDS else m
-        for m in answer["mismatches"]
-    ]
+    named = {"missing_factor": missing} if missing else {"mismatched_factor": wrong}
     return {
         **answer,
         "invoice": {**answer["invoice"], **hidden},
-        "mismatches": mismatches,
+        "mismatches": [{**m, "recorded": None} for m in answer["mismatches"]],
         "withheld": list(WITHHELD),
-        "missing_factor": missing,
+        **named,
         "required_factors": [ISSUED_ON, required_factor(invoice)],
     }

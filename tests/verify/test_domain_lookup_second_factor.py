@@ -85,6 +85,49 @@ async def test_without_the_factor_the_status_alone(
 
 
 @pytest.mark.parametrize(
+    ("query", "wrong"),
+    [
+        # the type's factor given but wrong, the date right
+        ({**SPECIAL_KEY, "issued_on": "2018-01-15", "amount": "1.00"}, "amount"),
+        ({**ORDINARY, "issued_on": "2023-03-23", "check_code": "000000"}, "check_code_last6"),
+        ({**DIGITAL, "issued_on": "2023-02-15", "total_amount": "1.00"}, "total_amount"),
+        # the factor right, the date wrong: its recorded date is not echoed either
+        ({**SPECIAL_KEY, "issued_on": "2018-01-16", "amount": "10545.43"}, "issued_on"),
+        ({**ORDINARY, "issued_on": "2020-01-01", "check_code": "383169"}, "issued_on"),
+        ({**DIGITAL, "issued_on": "2023-02-14", "total_amount": "112.00"}, "issued_on"),
+        # the factor wrong and another field too: the factor is named
+        ({**SPECIAL_KEY, "issued_on": "2018-01-16", "amount": "2.00", "total_amount": "3.00"},
+         "amount"),
+    ],
+)
+async def test_a_wrong_factor_withholds_as_a_missing_one(
+    cli: Client, stranger: dict[str, str], query: dict[str, str], wrong: str
+) -> None:
+    """The platform answers 查验不一致 and shows nothing when an input differs: guessing the
+    amount must not reveal the face, nor the recorded date or amounts in the mismatches."""
+    answer = await _ask(cli, stranger, query)
+    assert answer["status"] == "mismatch"
+    assert answer["withheld"] == ["amounts", "parties"]
+    assert answer["mismatched_factor"] == wrong
+    assert "missing_factor" not in answer
+    assert all(answer["invoice"][name] is None for name in HIDDEN)
+    assert answer["mismatches"]
+    assert all(m["recorded"] is None for m in answer["mismatches"])
+
+
+async def test_a_party_sees_what_differs(
+    cli: Client, stranger: dict[str, str], make_key: KeyMaker
+) -> None:
+    seller = bearer(await make_key("verify", ["91110108MA01ABCD1X"]))
+    answer = await _ask(cli, seller, {**ORDINARY, "issued_on": "2020-01-01"})
+    assert answer["status"] == "mismatch"
+    assert "withheld" not in answer
+    assert answer["mismatches"] == [
+        {"field": "issued_on", "given": "2020-01-01", "recorded": "2023-03-23"}
+    ]
+
+
+@pytest.mark.parametrize(
     "query",
     [
         {**SPECIAL_KEY, "issued_on": "2018-01-15", "amount": "10545.43"},

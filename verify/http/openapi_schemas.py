@@ -116,6 +116,12 @@ ANSWER = obj(
         "enum": ["issued_on", "amount", "check_code_last6", "total_amount"],
         "description": "cn: the input the lookup lacks (with `withheld`)",
     },
+    mismatched_factor={
+        "type": "string",
+        "enum": ["issued_on", "amount", "check_code_last6", "total_amount"],
+        "description": "cn: the input the lookup gave that differs from the record (with "
+        "`withheld`; the answer is `mismatch` and echoes no recorded value)",
+    },
     required_factors={
         "type": "array",
         "items": STR,
