@@ -8,6 +8,7 @@ Run: `python -m bench.bare_server --port 8081` (listens on 127.0.0.1 only).
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -65,9 +66,17 @@ def create_app() -> web.Application:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the event loop (the service's INVOICE_EVENT_LOOP)")
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     web.run_app(create_app(), host="127.0.0.1", port=args.port, access_log=None,
-                print=None, shutdown_timeout=5)
+                print=None, shutdown_timeout=5, loop=loop)
 
 
 if __name__ == "__main__":

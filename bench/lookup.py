@@ -59,6 +59,9 @@ STATUSES = frozenset({"valid", "not_found", "cancelled", "replaced", "adjusted",
                       "outside_window"})
 _LIFECYCLE_STATUS = {"issued": "valid", "cancelled": "cancelled", "replaced": "replaced",
                      "adjusted": "adjusted"}
+#: The service's event loop when INVOICE_EVENT_LOOP is unset (verify/settings.py); the
+#: bare handler runs on the same kind.
+DEFAULT_LOOP = "asyncio"
 #: Rate limits raised far out of reach: the limiter still runs on every request, but the bench
 #: measures lookups, not 429s (the defaults allow 20 requests/s per key).
 _NO_LIMITS = {
@@ -485,6 +488,15 @@ def report(results: dict[str, list[WrkResult]]) -> float:
             print(f"  {name}: server CPU per lookup {statistics.median(per):.0f} us "
                   f"(per round {' '.join(f'{p:.0f}' for p in per)}; the cluster's own "
                   "CPU not counted)")
+    if "bare-uvloop" in results:
+        bare_gain = _ratio("bare on uvloop / on asyncio", results["bare-uvloop"],
+                           results["bare"])
+        service_gain = _ratio("embedded on uvloop / on asyncio", results["embedded-uvloop"],
+                              results["embedded"])
+        _ratio("embedded on uvloop / bare on uvloop", results["embedded-uvloop"],
+               results["bare-uvloop"])
+        print(f"  uvloop raises the service {'more' if service_gain > bare_gain else 'less'}"
+              f" than the bare handler ({service_gain:.2f}x against {bare_gain:.2f}x)")
     workers = sorted(int(name.removeprefix("workers-")) for name in results
                      if name.startswith("workers-"))
     for count in workers:
@@ -527,6 +539,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the embedded service (keys + limits) as `serve --workers N` for "
                              "each count, against the one-process `embedded` of the same "
                              "rounds (no-auth is left out); e.g. 1,2")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="bare and embedded each on asyncio's loop and on uvloop "
+                             "(INVOICE_EVENT_LOOP), in the same rounds; no-auth left out")
     parser.add_argument("--es", action="store_true",
                         help="also the service on Elasticsearch (osmem-server on loopback, or "
                              "the cluster at INVOICE_ES_URL), loaded with the same demo data")
@@ -668,12 +683,22 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                              "--port", str(port), "--data-dir", str(data), *more],
                       server_env, port, workdir / f"{name}.log")
 
+    if args.uvloop:  # each server on both loops, named apart, all in the same rounds
+        env["INVOICE_EVENT_LOOP"] = "asyncio"
     embedded = service_server("embedded", env)
     no_auth = service_server("no-auth", {**env, "INVOICE_INSECURE_LOCAL": "1"})
-    bare_port = free_port()
-    bare = Server("bare", [*server_prefix, sys.executable, "-m", "bench.bare_server",
-                           "--port", str(bare_port)], env, bare_port, workdir / "bare.log")
+
+    def bare_server(name: str, loop: str) -> Server:
+        port = free_port()
+        return Server(name, [*server_prefix, sys.executable, "-m", "bench.bare_server",
+                             "--port", str(port), "--loop", loop], env, port,
+                      workdir / f"{name}.log")
+
+    bare = bare_server("bare", env.get("INVOICE_EVENT_LOOP", DEFAULT_LOOP))
     servers = [bare, no_auth, embedded]
+    if args.uvloop:
+        servers = [bare, bare_server("bare-uvloop", "uvloop"), embedded,
+                   service_server("embedded-uvloop", {**env, "INVOICE_EVENT_LOOP": "uvloop"})]
     if args.workers:
         servers = [bare, embedded, *(service_server(f"workers-{n}", env, n)
                                      for n in args.workers if n > 1)]
@@ -703,7 +728,7 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                                        *(["--real-es"] if real_es else [])],
                           env, floor_port, workdir / "es-floor.log")
         servers.extend([es_floor, es_server])
-    tokens = {"embedded": token, "es": token,
+    tokens = {"embedded": token, "es": token, "embedded-uvloop": token,
               **{server.name: token for server in servers if server.name.startswith("workers-")}}
     if args.replica:
         replica_servers, tokens["replica"] = prepare_replica(args, service, env, server_prefix,

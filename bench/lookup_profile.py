@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
@@ -42,6 +43,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from osmem_server import OsmemServer  # type: ignore[import-untyped]
+
+from bench.es_service import load as load_es
 from bench.lookup import (
     REPO,
     Server,
@@ -56,6 +60,8 @@ from bench.lookup import (
     running,
     service_env,
 )
+from tests.indexer.store.plain_json import plain_json_client
+from verify.settings import Settings
 
 #: Parts of the request path, by our module (path relative to the repository) and, where
 #: one module does several things, by function name. First match wins.
@@ -185,6 +191,12 @@ def attribute(stats: pstats.Stats, top: int = 0) -> dict[str, float]:
 # --------------------------------------------------------------------------- the server
 
 
+async def _freeze(_app: Any) -> None:
+    from verify.cli.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def serve(kind: str, port: int, dump: Path) -> None:
     """The child: the app of `kind` on 127.0.0.1:`port`; SIGUSR1 starts cProfile, SIGUSR2
     stops it and writes the stats to `dump` and its CPU seconds to `dump`.json."""
@@ -193,6 +205,15 @@ def serve(kind: str, port: int, dump: Path) -> None:
     if kind == "bare":
         from bench.bare_server import create_app as bare_app
         app = bare_app()
+    elif kind == "es":  # osmem-server, through the tests' plain-JSON client (bench.es_service)
+        from tests.indexer.store.plain_json import plain_json_client
+        from verify.app import create_app
+        from verify.cli.common import load_settings
+        from verify.cli.workers import with_own_journal
+        from verify.http.logs import AccessLogger, configure_logging
+        settings, _claim = with_own_journal(load_settings(host="127.0.0.1", port=port))
+        configure_logging(settings.log_level, settings.log_format)
+        app = create_app(settings, es_client_factory=plain_json_client)
     else:
         from verify.app import create_app
         from verify.cli.common import load_settings
@@ -223,6 +244,7 @@ def serve(kind: str, port: int, dump: Path) -> None:
         loop.add_signal_handler(signal.SIGUSR2, stop)
 
     app.on_startup.append(signals)
+    app.on_startup.append(_freeze)  # as `serve` does: full collections skip start-up's heap
     if kind == "bare":
         web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=5,
                     access_log=None)
@@ -255,6 +277,7 @@ async def _in_process(paths: list[str], token: str | None, count: int,
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
+    await _freeze(app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     # One request made with aiohttp's helper, on plain stand-ins for the connection (its
     # mock.Mock ones cost more per attribute than a lookup does); each request is a clone
@@ -350,7 +373,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paths", default="bare,embedded,replica",
-                        help="comma-separated: bare, embedded, replica")
+                        help="comma-separated: bare, embedded, replica, es (osmem-server)")
     parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -365,7 +388,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="instead: N requests per round handed to the app in this process "
                              "(no HTTP, no wrk), our CPU per request, per path (not bare)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --in-process")
-    parser.add_argument("--serve", choices=("bare", "service"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("bare", "service", "es"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -377,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(args.serve, args.port, args.dump)
         return 0
     wanted = [p for p in args.paths.split(",") if p]
-    unknown = set(wanted) - {"bare", "embedded", "replica"}
+    unknown = set(wanted) - {"bare", "embedded", "replica", "es"}
     if unknown:
         print(f"unknown paths: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -414,10 +437,19 @@ def _run(args: argparse.Namespace, wanted: list[str], workdir: Path) -> int:
                str(port), "--dump", str(workdir / f"{name}.prof")]
         return Server(name, cmd, child_env, port, workdir / f"{name}.log")
 
+    stack = contextlib.ExitStack()
     plan: list[tuple[Server, Path, str | None]] = []
     for name in wanted:
         if name == "bare":
             plan.append((child("bare", "bare", env), paths["all"], None))
+        elif name == "es":
+            osmem = OsmemServer.start(japanese=False)
+            stack.callback(osmem.close)
+            es_env = {**env, "INVOICE_DATA_DIR": str(data), "INVOICE_ES_URL": osmem.url,
+                      "INVOICE_ES_INDEX_PREFIX": "bench"}
+            print("loading the demo data into osmem-server ...", flush=True)
+            asyncio.run(load_es(Settings.from_env(es_env), plain_json_client, args.per_series))
+            plan.append((child("es", "es", es_env), paths["all"], token))
         elif name == "embedded":
             plan.append((child("embedded", "service", {**env, "INVOICE_DATA_DIR": str(data)}),
                          paths["all"], token))
@@ -428,17 +460,18 @@ def _run(args: argparse.Namespace, wanted: list[str], workdir: Path) -> int:
                            "INVOICE_DATA_DIR": str(workdir / "replica-data")}
             plan.append((child("replica", "service", replica_env), paths["found"],
                          replica_token))
-    if args.in_process:
-        return _run_in_process(args, plan)
-    rows = {}
-    for server, path_file, key in plan:
-        plain, profiled, parts, cpu = _profiled(server, wrk, args, path_file, key,
-                                                workdir / f"{server.name}.prof")
-        rows[server.name] = (plain, profiled, parts, cpu)
-        print(f"  {server.name}: plain {plain.rps:.0f} req/s, server CPU {plain.server_cpu:.0%} "
-              f"({plain.server_cpu / plain.rps * 1e6:.0f} us/request); profiled "
-              f"{profiled.rps:.0f} req/s", flush=True)
-    _print_table(rows)
+    with stack:
+        if args.in_process:
+            return _run_in_process(args, plan)
+        rows = {}
+        for server, path_file, key in plan:
+            plain, profiled, parts, cpu = _profiled(server, wrk, args, path_file, key,
+                                                    workdir / f"{server.name}.prof")
+            rows[server.name] = (plain, profiled, parts, cpu)
+            print(f"  {server.name}: plain {plain.rps:.0f} req/s, server CPU "
+                  f"{plain.server_cpu:.0%} ({plain.server_cpu / plain.rps * 1e6:.0f} "
+                  f"us/request); profiled {profiled.rps:.0f} req/s", flush=True)
+        _print_table(rows)
     return 0
 
 
@@ -447,7 +480,7 @@ def _run_in_process(args: argparse.Namespace,
     print(f"in process, {args.in_process} requests per round, {args.rounds} rounds: "
           "CPU per request in us (the main thread's)")
     for server, path_file, key in plan:
-        if server.name == "bare":
+        if server.name in {"bare", "es"}:  # no HTTP here; es needs osmem's client
             continue
         paths = path_file.read_text().split()
         saved = dict(os.environ)

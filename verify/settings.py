@@ -254,6 +254,15 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: What INVOICE_EVENT_LOOP may name.
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
@@ -318,6 +327,9 @@ class Settings:
     #: trail, the failed-auth limit): compose's balancer network. None by default
     #: (verify/http/clients.py, docs/configuration.md).
     trusted_proxies: tuple[Network, ...] = ()
+    #: The event loop of `serve`: `uvloop` (libuv) or Python's own `asyncio`
+    #: (verify/cli/workers.py: event_loop; bench/README.md has the measurement).
+    event_loop: str = "asyncio"
 
     @property
     def watches_path(self) -> Path:
@@ -440,6 +452,7 @@ class Settings:
             watches_per_key=_int(env, "INVOICE_WATCHES_PER_KEY", 1000, minimum=1),
             watch_max_days=_int(env, "INVOICE_WATCH_MAX_DAYS", 366, minimum=1),
             trusted_proxies=_networks(env, "INVOICE_TRUSTED_PROXIES"),
+            event_loop=_choice(env, "INVOICE_EVENT_LOOP", EVENT_LOOPS, "asyncio"),
         )
         settings.check()
         return settings

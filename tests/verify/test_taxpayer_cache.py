@@ -57,3 +57,4 @@ async def test_an_import_through_the_cache_is_in_force_at_once(tmp_path: Path) -
         assert (await cached.get_taxpayers([SELLER]))[SELLER].status == "06"
         assert await cached.counts() == {"taxpayers": 1, "providers": 0}
         assert not await cached.is_empty()
+

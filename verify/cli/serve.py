@@ -17,7 +17,7 @@ from indexer.registry import parse_registry_json
 from verify.app import create_app
 from verify.cli.common import DataDir, err, load_settings, open_intake, out, progress_bar
 from verify.cli.heap import freeze_startup_heap
-from verify.cli.workers import serve_workers, with_own_journal
+from verify.cli.workers import event_loop, serve_workers, with_own_journal
 from verify.demo import DemoPlan, build_demo, example_queries
 from verify.http.logs import AccessLogger, configure_logging
 from verify.settings import Settings, SettingsError
@@ -192,4 +192,5 @@ def serve(
         shutdown_timeout=10,
         print=lambda msg: err.print(msg, highlight=False),
         lingering_time=LINGERING_S,
+        loop=event_loop(settings),
     )

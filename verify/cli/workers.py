@@ -107,13 +107,22 @@ async def _freeze_heap(_app: web.Application) -> None:
     freeze_startup_heap()
 
 
+def event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind `INVOICE_EVENT_LOOP` names (uvloop or asyncio's)."""
+    if settings.event_loop == "uvloop":
+        import uvloop  # a dependency on every platform the service runs on (not Windows)
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def run_app(application: web.Application, settings: Settings, *, reuse_port: bool,
             print_: Callable[[str], None] | None) -> None:
     """Serve until SIGTERM/SIGINT (graceful: requests in flight get `SHUTDOWN_TIMEOUT`)."""
     application.on_startup.append(_freeze_heap)  # after every cleanup_ctx has opened
     web.run_app(application, host=settings.host, port=settings.port, reuse_port=reuse_port,
                 access_log_class=AccessLogger, shutdown_timeout=SHUTDOWN_TIMEOUT,
-                print=print_)
+                print=print_, loop=event_loop(settings))
 
 
 def worker_main(settings: Settings, index: int) -> None:

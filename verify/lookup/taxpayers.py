@@ -12,6 +12,7 @@ read through this: its registry checks read the store as before.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 
@@ -35,6 +36,7 @@ class CachedRegistry:
         self._clock = clock
         self._kept: dict[str, tuple[float, Taxpayer | None]] = {}
         self._generation = 0  # moved by every import through this process
+        self._loading: dict[tuple[str, ...], asyncio.Future[dict[str, Taxpayer]]] = {}
 
     async def get_taxpayers(self, tax_ids: Iterable[str]) -> dict[str, Taxpayer]:
         now = self._clock()
@@ -48,19 +50,35 @@ class CachedRegistry:
                 found[tax_id] = kept[1]
         if not missing:
             return found
-        generation = self._generation
-        read = await self.inner.get_taxpayers(missing)
-        found.update(read)
-        if generation == self._generation:  # no import since the read began
-            if len(self._kept) + len(missing) > MAX_KEPT:
-                self._kept.clear()
-            for tax_id in missing:
-                self._kept[tax_id] = (now, read.get(tax_id))
+        wanted = tuple(missing)
+        loading = self._loading.get(wanted)
+        if loading is None:  # the lookups of one seller waiting at once share one read
+            loading = asyncio.ensure_future(self._read(wanted, now))
+            self._loading[wanted] = loading
+            loading.add_done_callback(lambda done: self._done(wanted, done))
+        found.update(await asyncio.shield(loading))
         return found
+
+    def _done(self, wanted: tuple[str, ...], done: asyncio.Future[dict[str, Taxpayer]]) -> None:
+        if self._loading.get(wanted) is done:
+            del self._loading[wanted]
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller gave up waiting
+
+    async def _read(self, wanted: tuple[str, ...], now: float) -> dict[str, Taxpayer]:
+        generation = self._generation
+        read = await self.inner.get_taxpayers(wanted)
+        if generation == self._generation:  # no import since the read began
+            if len(self._kept) + len(wanted) > MAX_KEPT:
+                self._kept.clear()
+            for tax_id in wanted:
+                self._kept[tax_id] = (now, read.get(tax_id))
+        return read
 
     async def import_registry(self, registry: RegistryImport) -> None:
         self._generation += 1
         self._kept.clear()
+        self._loading.clear()  # reads begun before the import are not shared after it
         try:
             await self.inner.import_registry(registry)
         finally:
