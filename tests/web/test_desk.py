@@ -3,6 +3,10 @@ its download."""
 
 from __future__ import annotations
 
+import base64
+import json
+
+import pypdfium2
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -119,3 +123,26 @@ async def test_a_link_qr_opens_the_desk_from_a_phone_camera(site: Site, browser:
     await page.locator("form button.primary").click()
     await expect(page.locator(".verdict")).to_have_attribute("data-status", "valid")
     await phone.close()
+
+
+async def test_a_verdict_offers_its_receipt_as_a_pdf(site: Site, browser: Browser) -> None:
+    """The card's receipt is the one signed with the answer shown; the PDF is drawn from it
+    (one page) and the receipt verifies with the service."""
+    context, page = await signed_in(browser, site, "verify")
+    await page.goto(f"/web/desk?seller_tax_id={SELLER}&template=1&series=C22TAA&number=7")
+    await expect(page.locator(".verdict")).to_have_attribute("data-status", "cancelled")
+    receipt = await page.locator(".verdict form.receipt input[name=receipt]").input_value()
+    payload = receipt.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert (claims["status"], claims["invoice"]) == ("cancelled", f"vn:{SELLER}:1:C22TAA:7")
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Receipt (PDF)").click()
+    download = await info.value
+    assert download.suggested_filename == f"receipt-{claims['jti']}.pdf"
+    pdf = pypdfium2.PdfDocument((await download.path()).read_bytes())
+    assert len(pdf) == 1
+    text = pdf[0].get_textpage().get_text_range()
+    assert "cancelled" in text.lower()
+    checked = await site.api("POST", "/api/v1/receipts/verify", json={"receipt": receipt})
+    assert checked["valid"] is True
+    await context.close()

@@ -144,7 +144,12 @@ async def verify_receipt(request: web.Request) -> web.Response:
 
 
 async def receipt_pdf(request: web.Request) -> web.Response:
-    token = await _token(request)
+    return await pdf_response(request, await _token(request))
+
+
+async def pdf_response(request: web.Request, token: str) -> web.Response:
+    """The receipt's one-page PDF, as a download; 422 `invalid_receipt` unless it verifies
+    (the API's route, and the web pages' download: `verify.web.receipt_views`)."""
     try:
         verified = await _check(request, token, "receipt.pdf")
     except ReceiptInvalid as exc:

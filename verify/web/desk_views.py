@@ -1,7 +1,8 @@
 """The desk: one form per key form (Vietnamese key, authority code, Chinese code + number,
 20-digit number) with the fields to match, answered on the same page with the verdict card.
 A plain GET form, so it works without JavaScript, and a link QR (`/web/desk?...`) opens
-it with the lookup already made. Lookups go through `verify_query`, as
+it with the lookup already made. Each verdict comes with its signed receipt, which the card
+offers as a PDF download (`verify.web.receipt_views`). Lookups go through `verify_query`, as
 `GET /api/v1/invoices/lookup` does."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from verify.http.errors import ApiError
 from verify.keys import SETTINGS
 from verify.lookup.query import KEY_PARAMS, MATCH_PARAMS, parse_lookup
 from verify.lookup.verification import verify_query
+from verify.receipts.state import RECEIPTS
 from verify.web.render import page
 from verify.web.verdict import card
 
@@ -58,7 +60,9 @@ async def desk(request: web.Request) -> web.StreamResponse:
     if params:
         try:
             query = parse_lookup(MultiDict(params), request.app[SETTINGS].rules)
-            context["verdict"] = card(await verify_query(request, query))
+            # with its receipt when one can be signed: the card offers it as a PDF
+            receipt = request.app[RECEIPTS].ready
+            context["verdict"] = card(await verify_query(request, query, receipt=receipt))
         except ApiError as exc:
             if exc.status == 429:
                 raise

@@ -13,6 +13,7 @@ from verify.web import (
     desk_views,
     link_qr,
     operator_views,
+    receipt_views,
     scan_views,
 )
 from verify.web.dispatch import Page
@@ -31,6 +32,9 @@ def pages(static: StaticFiles) -> dict[str, Page]:
         "/web/language": Page(auth_views.switch_language, None, POST),
         "/web/static/*": Page(static.serve, None),
         "/web/desk": Page(desk_views.desk, "invoices.lookup"),
+        "/web/receipt.pdf": Page(
+            receipt_views.receipt_pdf, "receipts.pdf", POST, form_limit=receipt_views.FORM_LIMIT
+        ),
         "/web/qr": Page(link_qr.link_qr, "invoices.qr_png"),
         "/web/scan": Page(scan_views.scan, "verify.qr_text"),
         "/web/scan/photo": Page(scan_views.scan_photo, "verify.qr", POST, json=True),

@@ -87,4 +87,6 @@ def card(answer: dict[str, Any]) -> dict[str, Any]:
         "gap_id": answer.get("gap_id"),
         "redacted": invoice.get("redacted", []),
         "link_query": _link_query(answer),
+        #: The answer's signed receipt, when it came with one (a PDF download on the card).
+        "receipt": answer.get("receipt"),
     }
