@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -185,6 +186,13 @@ class WrkRun:
     p99_ms: float
     socket_errors: int
     tally: dict[str, int]
+    #: the server's CPU seconds (all its threads) during the run, when measured
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request, in microseconds."""
+        return self.cpu_s / max(self.requests, 1) * 1e6
 
     @property
     def non_2xx(self) -> int:
@@ -210,6 +218,14 @@ def run_wrk(wrk: str, port: int, args: argparse.Namespace, duration: float, path
                   socket_errors=sum(int(raw[k]) for k in ("connect", "read", "write",
                                                           "timeout")),
                   tally=dict(raw["tally"]))
+
+
+def measured(server: Server, wrk: str, args: argparse.Namespace, paths: Path,
+             token: str) -> WrkRun:
+    """`run_wrk` for `--duration` on `server`, with the server's CPU during it."""
+    before = server.cpu_seconds()
+    run = run_wrk(wrk, server.port, args, args.duration, paths, token)
+    return dataclasses.replace(run, cpu_s=server.cpu_seconds() - before)
 
 
 def _tally(run: WrkRun) -> str:
@@ -276,7 +292,7 @@ def bare_run(ctx: Context, round_no: int) -> WrkRun:
     with running(bare):
         if ctx.args.warmup > 0:
             run_wrk(ctx.wrk, port, ctx.args, ctx.args.warmup, ctx.not_held, ctx.token)
-        return run_wrk(ctx.wrk, port, ctx.args, ctx.args.duration, ctx.not_held, ctx.token)
+        return measured(bare, ctx.wrk, ctx.args, ctx.not_held, ctx.token)
 
 
 def served_during_maintenance(ctx: Context, round_no: int) -> Served:
@@ -293,15 +309,15 @@ def served_during_maintenance(ctx: Context, round_no: int) -> Served:
             raise SetupError(f"a held invoice answered {code} {body!r} before the outage")
         if args.warmup > 0:
             run_wrk(ctx.wrk, server.port, args, args.warmup, ctx.held, ctx.token)
-        healthy = run_wrk(ctx.wrk, server.port, args, args.duration, ctx.held, ctx.token)
+        healthy = measured(server, ctx.wrk, args, ctx.held, ctx.token)
         declare(server.port, ctx.token, hours=2)
         started = time.perf_counter()
         code, body = fetch(f"http://127.0.0.1:{server.port}{_vn_path(2)}", ctx.token)
         first = (time.perf_counter() - started) * 1000
         if answer_key(code, body) != "200 valid replica true":
             raise SetupError(f"a held invoice answered {code} {body!r} in maintenance")
-        held = run_wrk(ctx.wrk, server.port, args, args.duration, ctx.held, ctx.token)
-        not_held = run_wrk(ctx.wrk, server.port, args, args.duration, ctx.not_held, ctx.token)
+        held = measured(server, ctx.wrk, args, ctx.held, ctx.token)
+        not_held = measured(server, ctx.wrk, args, ctx.not_held, ctx.token)
     return Served(healthy, held, not_held, first, bare)
 
 
@@ -568,7 +584,9 @@ def print_served(s: Served, prefix: str) -> None:
     print(f"{prefix}bare aiohttp handler: {s.bare.rps:,.0f} req/s (p99 {s.bare.p99_ms:.1f} ms);"
           f" degraded capacity: hits {s.held.rps:,.0f} req/s = {s.hits_ratio:.2f} of bare "
           f"(p99 {s.held.p99_ms:.1f} ms), misses {s.not_held.rps:,.0f} req/s = "
-          f"{s.misses_ratio:.2f} of bare (p99 {s.not_held.p99_ms:.1f} ms)")
+          f"{s.misses_ratio:.2f} of bare (p99 {s.not_held.p99_ms:.1f} ms); server CPU per "
+          f"request: bare {s.bare.cpu_us:.0f} us, hits {s.held.cpu_us:.0f} us, misses "
+          f"{s.not_held.cpu_us:.0f} us")
     print(f"{prefix}replica-held keys: healthy {s.healthy.rps:,.0f} req/s (p99 "
           f"{s.healthy.p99_ms:.1f} ms); in maintenance {s.held.rps:,.0f} req/s ({ratio:.2f} "
           f"of healthy, p99 {s.held.p99_ms:.1f} ms): {s.held.requests} requests served, "
@@ -638,6 +656,17 @@ def summary(ctx: Context, served: list[Served], detected: list[Detected],
         print(f"  p99 ms: bare {_med(p99['bare']):.1f} [{_rounds(p99['bare'], '{:.1f}')}], "
               f"hits {_med(p99['held']):.1f} [{_rounds(p99['held'], '{:.1f}')}], misses "
               f"{_med(p99['not_held']):.1f} [{_rounds(p99['not_held'], '{:.1f}')}]")
+        cpu = {name: [getattr(s, name).cpu_us for s in served]
+               for name in ("bare", "held", "not_held")}
+        cpu_ratio = {name: [b / v for b, v in zip(cpu["bare"], cpu[name], strict=True)]
+                     for name in ("held", "not_held")}
+        print(f"  server CPU per request, us: bare {_med(cpu['bare']):.0f} "
+              f"[{_rounds(cpu['bare'])}], hits {_med(cpu['held']):.0f} "
+              f"[{_rounds(cpu['held'])}], misses {_med(cpu['not_held']):.0f} "
+              f"[{_rounds(cpu['not_held'])}]; bare's / the path's (the ratio if CPU were "
+              f"all that bounds it): hits {_med(cpu_ratio['held']):.2f} "
+              f"[{_rounds(cpu_ratio['held'], '{:.2f}')}], misses "
+              f"{_med(cpu_ratio['not_held']):.2f} [{_rounds(cpu_ratio['not_held'], '{:.2f}')}]")
         print(f"  declared window to first degraded answer: "
               f"{_med([s.declare_to_degraded_ms for s in served]):.1f} ms "
               f"[{_rounds([s.declare_to_degraded_ms for s in served], '{:.1f}')}]")
