@@ -122,6 +122,10 @@ async def test_a_cancellation_through_a_later_package_is_one_event_and_one_callb
     assert sorted((e["key"], e["status"]) for e in feed) == [
         (f"authority_code:{authority_code(1)}", "cancelled"), (DOC_1, "cancelled")]
     assert sent["id"] in {e["id"] for e in feed}
+    assert "callback" not in sent
+    by_id = {e["key"]: e["callback"] for e in feed}
+    assert by_id[f"authority_code:{authority_code(1)}"] is None  # no callback_url
+    assert (by_id[DOC_1]["state"], by_id[DOC_1]["attempts"]) == ("sent", 1)
     assert await events(cli, token, key=f"authority_code:{authority_code(1)}") == [
         e for e in feed if e["key"].startswith("authority_code:")]
     assert await events(cli, token, after=feed[-1]["cursor"]) == []

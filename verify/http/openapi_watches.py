@@ -63,6 +63,13 @@ WATCH_EVENT = s.obj(
     red_letter={**s.BOOL, "description": "adjusted: by a Chinese red-letter invoice (红字)"},
     gap_id=s.STR,
     resolution={"type": "string", "enum": ["found", "missing"]},
+    callback=s.nullable(s.obj(
+        ["state", "attempts"],
+        state={"type": "string", "enum": ["sent", "pending", "failed"]},
+        attempts=s.INT,
+        sent_at=s.nullable(s.TIME),
+        error=s.nullable(s.STR),
+    )),
 )
 WATCHES = s.obj(["watches"], watches={"type": "array", "items": s.ref("Watch")},
                 limit={**s.INT, "description": "watches a key may hold in force"})

@@ -135,6 +135,8 @@ class WatchEvent:
     status: str
     at: float
     details: dict[str, Any]
+    #: In the feed, for a watch with a callback: (attempts, sent at, last error).
+    delivery: tuple[int, float | None, str | None] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The event as the feed shows it and the callback sends it: no party of the invoice,

@@ -18,6 +18,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -174,11 +175,14 @@ class SqliteWatchStore:
     async def events(self, key_id: str, *, after: int = 0, key: str | None = None,
                      limit: int = 100) -> list[WatchEvent]:
         """The key's events after cursor `after`, oldest first (of one watched key if
-        given)."""
+        given), each with its callback's delivery when it has one."""
         rows = await self._conn.execute_fetchall(
-            _EVENT + " WHERE key_id = ?1 AND seq > ?2 AND (?3 IS NULL OR key = ?3) "
+            "SELECT seq, id, watch_id, key, kind, invoice_id, status, at, details_json, "
+            "callback_url IS NOT NULL, attempts, sent_at, error FROM watch_events "
+            "WHERE key_id = ?1 AND seq > ?2 AND (?3 IS NULL OR key = ?3) "
             "ORDER BY seq LIMIT ?4", (key_id, after, key, limit))
-        return [_event(r) for r in rows]
+        return [replace(_event(r[:9]), delivery=(int(r[10]), r[11], r[12]) if r[9] else None)
+                for r in rows]
 
     async def due(self, *, now: float, max_attempts: int,
                   limit: int = 100) -> list[tuple[WatchEvent, str, int]]:

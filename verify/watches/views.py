@@ -29,7 +29,7 @@ from verify.keys import ACCESS, SERVICES, SETTINGS
 from verify.lookup.callback_url import validate_callback_url
 from verify.lookup.query import parse_lookup
 from verify.watches.events import WatchHook
-from verify.watches.model import AUTHORITY_CODE_PREFIX, Watch
+from verify.watches.model import AUTHORITY_CODE_PREFIX, Watch, WatchEvent, stamp
 from verify.watches.store import WatchLimitReached
 
 #: Keys one request may watch.
@@ -199,6 +199,18 @@ async def delete_watch(request: web.Request) -> web.Response:
     return json_response({"id": watch_id, "deleted": True})
 
 
+def _delivery(event: WatchEvent, max_attempts: int) -> dict[str, Any] | None:
+    """Where the event's callback stands (the feed only: the callback does not carry it):
+    `sent`, `pending` (to be tried again) or `failed` (given up after `max_attempts`)."""
+    if event.delivery is None:
+        return None
+    attempts, sent_at, error = event.delivery
+    state = "sent" if sent_at is not None else "failed" if attempts >= max_attempts \
+        else "pending"
+    return {"state": state, "attempts": attempts,
+            "sent_at": None if sent_at is None else stamp(sent_at), "error": error}
+
+
 async def watch_events(request: web.Request) -> web.Response:
     """The caller's events after `after` (a cursor: the `next` of the previous page, or 0),
     oldest first, of one watched `key` when given."""
@@ -209,6 +221,7 @@ async def watch_events(request: web.Request) -> web.Response:
     key = None if given is None else watch_key(given, request.app[SETTINGS].rules)
     events = await _hook(request).store.events(request[PRINCIPAL].key_id, after=after,
                                                key=key, limit=limit)
-    shown = [e.as_dict() for e in events]
+    tries = request.app[SETTINGS].fallback.callback_max_attempts
+    shown = [{**e.as_dict(), "callback": _delivery(e, tries)} for e in events]
     return json_response({"events": shown, "next": str(events[-1].seq if events else after),
                           "more": len(events) == limit})
