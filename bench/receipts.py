@@ -177,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-receipts-"))
     try:
         data, env, token, plain = prepare("embedded", workdir, args.per_series, args.urls)
+        env = {**env, "INVOICE_RATE_RECEIPTS_PER_HOUR": "1000000000"}  # no receipt budget
         with_receipt = workdir / "receipt-paths.txt"
         with_receipt.write_text(
             "".join(f"{p}&receipt=true\n" for p in plain.read_text().splitlines())

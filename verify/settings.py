@@ -63,13 +63,15 @@ class Limits:
     asks, of which one key may spend `invoice_per_key_per_day` (the invoice's parties are
     never locked out by others: verify/access/service.py `settle`). Misses: not_found answers
     per key per hour, which is what enumeration produces. Auth failures: per client address
-    per minute, against brute force."""
+    per minute, against brute force. Receipts: signed per key per hour, the hour's worth as
+    its burst (docs/receipts.md)."""
 
     key_budgets: tuple[tuple[str, KeyBudget], ...] = tuple(ROLE_KEY_BUDGETS.items())
     invoice_per_day: int = 100
     invoice_per_key_per_day: int = 25
     misses_per_hour: int = 600
     auth_failures_per_minute: int = 30
+    receipts_per_hour: int = 36_000
 
     def key_budget(self, role: str) -> KeyBudget:
         return dict(self.key_budgets)[role]
@@ -105,6 +107,7 @@ def _limits(env: Mapping[str, str]) -> Limits:
         ),
         misses_per_hour=_int(env, "INVOICE_RATE_MISSES_PER_HOUR", 600, minimum=1),
         auth_failures_per_minute=_int(env, "INVOICE_RATE_AUTH_FAILURES_PER_MINUTE", 30, minimum=1),
+        receipts_per_hour=_int(env, "INVOICE_RATE_RECEIPTS_PER_HOUR", 36_000, minimum=1),
     )
 
 

@@ -580,3 +580,35 @@ def test_the_key_file_is_a_setting(tmp_path: Path) -> None:
     assert Settings.from_env({}).receipt_key_file is None
     with pytest.raises(SettingsError, match="is a directory"):
         Settings.from_env({"INVOICE_RECEIPT_KEY_FILE": str(tmp_path)})
+
+
+async def test_a_key_signs_at_most_its_receipts_of_the_hour(
+    aiohttp_client: Maker, tmp_path: Path
+) -> None:
+    """`INVOICE_RATE_RECEIPTS_PER_HOUR` per key: past it a lookup with a receipt is 429
+    `receipt_rate_limited`, a batch row is that row's error; the refusal is audited, the
+    answers without a receipt still work and another key still gets its receipts."""
+    settings = Settings.from_env(
+        {"INVOICE_DATA_DIR": str(tmp_path / "data"), "INVOICE_RATE_RECEIPTS_PER_HOUR": "2"}
+    )
+    async with open_access_db(settings.access_path) as conn:
+        admin, _ = await ApiKeyStore(conn).create(Role.ADMIN)
+        other, _ = await ApiKeyStore(conn).create(Role.VERIFY)
+    cli = await open_app(aiohttp_client, settings, admin)
+    await load(cli)
+    await answer_with_receipt(cli, 1)
+    rows = await cli.post("/api/v1/verify/batch?receipt=true", json=[vn_key(1), vn_key(7)])
+    results = [json.loads(line) for line in (await rows.text()).splitlines()]
+    assert "receipt" in results[0]
+    assert results[1]["error"]["code"] == "receipt_rate_limited"
+    params = {**{k: str(v) for k, v in vn_key(1).items()}, "receipt": "true"}
+    refused = await cli.get(LOOKUP, params=params)
+    assert refused.status == 429
+    assert (await refused.json())["error"]["code"] == "receipt_rate_limited"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert (await cli.get(LOOKUP, params={**params, "receipt": "false"})).status == 200
+    await answer_with_receipt(cli, 1, other)
+    entries = (
+        await (await cli.get("/api/v1/admin/audit", params={"action": "receipt.sign"})).json()
+    )["entries"]
+    assert sorted(e["outcome"] == "rate_limited" for e in entries) == [False] * 3 + [True] * 2

@@ -45,7 +45,7 @@ async def verify_query(
     as the caller gets it and the invoice record it was read from."""
     checked = await check_query(request, query, callback_url=callback_url)
     shown, invoice = checked.answer, checked.invoice
-    return with_receipt(request, shown, invoice, checked.target) if receipt else shown
+    return await with_receipt(request, shown, invoice, checked.target) if receipt else shown
 
 
 @dataclass(frozen=True, slots=True)

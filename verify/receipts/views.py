@@ -22,6 +22,7 @@ from aiohttp import web
 
 from indexer.model import Invoice
 from verify.access.middleware import PRINCIPAL
+from verify.access.service import too_many
 from verify.http.body import read_body, read_json_object
 from verify.http.errors import ApiError
 from verify.http.responses import SECURITY_HEADERS, json_response
@@ -55,16 +56,26 @@ def require_receipts(request: web.Request) -> None:
         raise unavailable()
 
 
-def with_receipt(
+async def with_receipt(
     request: web.Request, answer: dict[str, Any], invoice: Invoice | None, target: str | None
 ) -> dict[str, Any]:
-    """`answer` as sent to the caller, with the receipt of exactly that answer."""
+    """`answer` as sent to the caller, with the receipt of exactly that answer. Each receipt
+    spends one of the key's receipts of the hour (`INVOICE_RATE_RECEIPTS_PER_HOUR`, the
+    hour's worth as a burst): none left, 429 `receipt_rate_limited` (a batch row or ledger
+    line: that row's error), recorded in the audit trail as `receipt.sign` refused."""
     principal = request[PRINCIPAL]
     receipts = request.app[RECEIPTS]
     if not receipts.ready:
         raise unavailable()
+    access = request.app[ACCESS]
+    hourly = access.limits.receipts_per_hour
+    wait = await access.limiter.take(f"receipt:{principal.key_id}", hourly, hourly / 3600)
+    if wait:
+        access.audit.record(principal, "receipt.sign", target, "rate_limited", request.remote)
+        raise too_many("receipt_rate_limited", "this key has signed its receipts of the hour "
+                       "(INVOICE_RATE_RECEIPTS_PER_HOUR)", wait)
     token, receipt_id = receipts.sign(answer, invoice, principal.key_id)
-    request.app[ACCESS].audit.record(principal, "receipt.sign", target, receipt_id, request.remote)
+    access.audit.record(principal, "receipt.sign", target, receipt_id, request.remote)
     return {**answer, "receipt": token}
 
 

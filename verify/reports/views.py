@@ -122,7 +122,10 @@ class BudgetedLines(LineChecker):
                 answered, invoice = next(checked)
                 result = await self._settle(line, admission, answered)
                 if self.receipt and "error" not in result:
-                    result = with_receipt(self.request, result, invoice, line.doc_id)
+                    try:
+                        result = await with_receipt(self.request, result, invoice, line.doc_id)
+                    except ApiError as exc:  # the key's receipts of the hour are spent
+                        result = _refused(line, exc)
             outcome = result["error"]["code"] if "error" in result else result["status"]
             self.access.audit.record(self.principal, "verify", line.doc_id, outcome,
                                      self.client)
