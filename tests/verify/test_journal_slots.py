@@ -64,6 +64,9 @@ def holder(settings: Settings) -> Iterator[subprocess.Popen[str]]:
     finally:
         proc.kill()
         proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def cli(*args: str) -> Awaitable[Result]:
