@@ -206,3 +206,17 @@ async def test_a_partly_reversed_chain_is_changed_by_red_letters_only(
     params = {"code": CN_CODE_SPECIAL, "number": "00000001", "amount": "205.30"}
     answer = await (await cli.get("/api/v1/invoices/lookup", params=params)).json()
     assert answer["status"] == "partially_reversed"
+
+
+async def test_an_adjusted_invoice_is_not_red_lettered(cli: Client) -> None:
+    """An adjustment stands on its original (vn-einvoice §5.6, the chain table's
+    `chain.original.adjusted`): reversing the original under it would leave the adjustment
+    adjusting a reversed invoice, so the red-letter invoice is refused."""
+    adjustment = paper("00000002", kind="adjustment", original=BLUE_PAPER)
+    assert await post(cli, paper("00000001"), adjustment) == [[], []]
+    assert await post(cli, paper_red("00000003", "00000001", "-106.00")) == [
+        ["chain.original.adjusted"]
+    ]
+    params = {"code": CN_CODE_SPECIAL, "number": "00000001"}
+    answer = await (await cli.get("/api/v1/invoices/lookup", params=params)).json()
+    assert answer["status"] == "adjusted"
