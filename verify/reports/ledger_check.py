@@ -43,7 +43,7 @@ LINE_STATUSES = ("valid", "mismatch", "cancelled", "replaced", "adjusted", "not_
 #: What a lookup answer may add to its verdict (`verify.lookup.facts`), carried by a line
 #: when its answer has it: the window of an `outside_window` miss, what the second factor
 #: withheld, the seller's warnings, a state still in the intake journal.
-_ANSWER_EXTRAS = ("window_years", "window_start", "withheld", "missing_factor",
+_ANSWER_EXTRAS = ("window_years", "window_start", "withheld", "missing_factor", "mismatched_factor",
                   "required_factors", "warnings", "pending_intake")
 
 log = logging.getLogger("verify.ledger")
