@@ -203,6 +203,7 @@ async def test_the_csv_ledger_shows_every_line_status(cli: Client) -> None:
         "replaced": 1,
         "adjusted": 1,
         "not_found": 1,
+        "outside_window": 0,
         "unconfirmed": 0,
         "error": 2,
         "not_in_ledger": 3,
