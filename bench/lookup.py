@@ -57,8 +57,11 @@ LUA = Path(__file__).resolve().parent / "lookup.lua"
 LOOKUP = "/api/v1/invoices/lookup"
 STATUSES = frozenset({"valid", "not_found", "cancelled", "replaced", "adjusted", "mismatch",
                       "outside_window"})
+#: Lifecycle (indexer.model.Lifecycle) -> the answer's status: every lifecycle but `issued`
+#: is its own status, Chinese red letters included.
 _LIFECYCLE_STATUS = {"issued": "valid", "cancelled": "cancelled", "replaced": "replaced",
-                     "adjusted": "adjusted"}
+                     "adjusted": "adjusted", "partially_reversed": "partially_reversed",
+                     "reversed": "reversed"}
 #: The service's event loop when INVOICE_EVENT_LOOP is unset (verify/settings.py); the
 #: bare handler runs on the same kind.
 DEFAULT_LOOP = "asyncio"
@@ -156,10 +159,10 @@ def build_lookups(db: Path, count: int, seed: int) -> list[Lookup]:
             params = {"code": row["invoice_code"], "number": row["invoice_number"]}
             if row["check_code"] and rng.random() < 0.5:
                 params["check_code"] = row["check_code"][-6:]
-            return Lookup(kind, _path(params), "valid")
+            return Lookup(kind, _path(params), status(row))
         if kind == "cn_20":
             row = rng.choice(cn_20)
-            return Lookup(kind, _path({"number": row["invoice_number"]}), "valid")
+            return Lookup(kind, _path({"number": row["invoice_number"]}), status(row))
         if kind == "vn_key_missing":
             params = {**_vn_params(rng.choice(vn)),
                       "number": str(rng.randint(max_vn + 1, max_vn + 1_000_000))}
