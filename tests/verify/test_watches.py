@@ -21,9 +21,18 @@ from aiohttp.test_utils import TestServer
 
 from fallback.callbacks import CallbackPolicy
 from tests.conftest import Client, KeyMaker, bearer
-from tests.factories import authority_code, cancel, cn_digital, package, vn_invoice, vn_key
+from tests.factories import (
+    BUYER,
+    authority_code,
+    cancel,
+    cn_digital,
+    package,
+    vn_invoice,
+    vn_key,
+)
 from tests.fallback import test_callbacks
 from tests.fallback.test_callbacks import Receiver
+from tests.ledgers import csv_bytes
 from tests.verify.test_intake_journal import maintenance, reconcile, wait_out
 from verify.keys import SERVICES
 from verify.services import callback_policy
@@ -232,6 +241,41 @@ async def test_watch_true_on_a_batch_watches_each_answered_invoice(
     assert answers[4]["watch_error"]["code"] == "watch_limit_reached"
     await ingest(cli, package([], [cancel(2)]))
     assert [e["invoice_id"] for e in await events(cli, token)] == ["vn:0100109106:1:C22TAA:2"]
+
+
+async def test_watch_true_on_a_ledger_check_watches_each_answered_line(
+        cli: Client, make_key: KeyMaker) -> None:
+    """As a batch: each line's answer carries its watch, a line past the key's limit its
+    `watch_error`, and the lines after it are still checked."""
+    await ingest(cli, package([vn_invoice(n) for n in range(1, 6)]))
+    token = await make_key("audit", [BUYER])
+    header = ["seller_tax_id", "template", "series", "number", "issued_on", "amount",
+              "tax_amount", "total_amount"]
+    rows = [["0100109106", "1", "C22TAA", n, "2022-05-15", "1000000", "100000", "1100000"]
+            for n in (1, 2, 9, 3, 4, 5)]
+    params = {"buyer_tax_id": BUYER, "from": "2022-05-01", "to": "2022-05-31",
+              "watch": "true"}
+    resp = await cli.post("/api/v1/reports/ledger", params=params,
+                          data=csv_bytes(header, rows),
+                          headers={"Content-Type": "text/csv", **bearer(token)})
+    body = await resp.json()
+    assert resp.status == 200, body
+    lines = body["lines"]
+    assert [ln["status"] for ln in lines] == ["valid", "valid", "not_found", "valid",
+                                              "valid", "valid"]
+    assert [ln["watch"] and ln["watch"]["key"][-2:] for ln in lines] == [
+        ":1", ":2", None, ":3", None, None]  # nothing to watch for 9; the limit (3) at 4
+    assert [ln.get("watch_error", {}).get("code") for ln in lines[4:]] == [
+        "watch_limit_reached"] * 2
+    listed = await (await cli.get(WATCHES, headers=bearer(token))).json()
+    assert sorted(w["key"][-2:] for w in listed["watches"]) == [":1", ":2", ":3"]
+    await ingest(cli, package([], [cancel(2)]))
+    assert [e["invoice_id"] for e in await events(cli, token)] == ["vn:0100109106:1:C22TAA:2"]
+    resp = await cli.post("/api/v1/reports/ledger", params={**params, "format": "csv"},
+                          data=csv_bytes(header, rows),
+                          headers={"Content-Type": "text/csv", **bearer(token)})
+    assert (resp.status, (await resp.json())["error"]["code"]) == (
+        400, "invalid_parameter")
 
 
 @pytest.mark.parametrize(("body", "code"), [

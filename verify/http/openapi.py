@@ -463,6 +463,7 @@ PATHS: dict[str, dict[str, Op]] = {
                 *_PERIOD,
                 _FORMAT,
                 r.RECEIPT_PARAM,
+                w.WATCH_PARAM,
             ],
             body=_LEDGER_BODY,
         )

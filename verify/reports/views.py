@@ -34,6 +34,8 @@ from verify.reports.ledger_check import LedgerTotals, LineChecker
 from verify.reports.ledger_lines import LedgerLine, LineError
 from verify.reports.outage_gaps import outage_gaps
 from verify.reports.query import CONTENT_TYPES, require_scope
+from verify.watches.flag import split_watch
+from verify.watches.views import watch_answer
 
 MAX_BODY = 32 * 1024 * 1024
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -95,9 +97,12 @@ class BudgetedLines(LineChecker):
     audit trail like a lookup (`verify`, the invoice, the line's status). A line refused by
     a budget is an error line; the others are answered as a lookup by the same key with the
     same fields is (`verify.lookup.facts`: window, second factor, seller status) and, with
-    `receipt`, each carries the receipt of exactly that line (`with_receipt`)."""
+    `receipt`, each carries the receipt of exactly that line (`with_receipt`); with `watch`,
+    each carries the watch made of what it answered, or its `watch_error` (`watch_answer`,
+    as a batch row)."""
 
-    def __init__(self, request: web.Request, *, receipt: bool = False) -> None:
+    def __init__(self, request: web.Request, *, receipt: bool = False,
+                 watch: bool = False) -> None:
         principal = request[PRINCIPAL]
         super().__init__(
             request.app[RESILIENCE], principal.key_id,
@@ -106,6 +111,7 @@ class BudgetedLines(LineChecker):
             party=lambda inv: is_party(principal, inv.seller_tax_id, inv.buyer_tax_id))
         self.request = request
         self.receipt = receipt
+        self.watch = watch
         self.principal = principal
         self.access = request.app[ACCESS]
         self.client = request.remote
@@ -126,6 +132,9 @@ class BudgetedLines(LineChecker):
                         result = await with_receipt(self.request, result, invoice, line.doc_id)
                     except ApiError as exc:  # the key's receipts of the hour are spent
                         result = _refused(line, exc)
+                if self.watch and "error" not in result:
+                    result = await watch_answer(self.request, result, line.query.lookup_key,
+                                                raise_refusal=False)
             outcome = result["error"]["code"] if "error" in result else result["status"]
             self.access.audit.record(self.principal, "verify", line.doc_id, outcome,
                                      self.client)
@@ -150,7 +159,8 @@ def _refused(line: LedgerLine, error: ApiError) -> dict[str, Any]:
 
 
 async def ledger_report(request: web.Request) -> web.StreamResponse:
-    receipt, params = split_receipt(request.query)  # each line with its receipt (receipts.md)
+    watch, params = split_watch(request.query)  # each line's invoice watched (watches.md)
+    receipt, params = split_receipt(params)  # each line with its receipt (receipts.md)
     report = ledger.read_ledger_query(params)
     principal = request[PRINCIPAL]
     buyer = report.scope.buyer_tax_id
@@ -161,13 +171,17 @@ async def ledger_report(request: web.Request) -> web.StreamResponse:
                            "(format=json): a CSV row has no room for one",
                            {"parameter": "receipt"})
         require_receipts(request)
+    if watch and report.format != "json":
+        raise ApiError(400, "invalid_parameter", "watches come with the JSON report "
+                       "(format=json): a CSV row has no room for the watch or its refusal",
+                       {"parameter": "watch"})
     body = await read_upload(request)
     try:
         table, lines = await asyncio.to_thread(ledger.read_lines, body, buyer,
                                                request.app[SETTINGS].rules)
     except LedgerFileError as exc:
         raise ledger.file_error(exc) from None
-    checker = BudgetedLines(request, receipt=receipt)
+    checker = BudgetedLines(request, receipt=receipt, watch=watch)
     totals = LedgerTotals()
     response = web.StreamResponse(headers={
         **SECURITY_HEADERS, "Content-Type": CONTENT_TYPES[report.format],
