@@ -50,6 +50,8 @@ from osmem_server import OsmemServer  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bench.es_counting import ENV as ES_COUNTS_ENV
+from bench.es_counting import per_lookup, read_counts
 from indexer.money import format_amount, from_scaled
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,9 +181,12 @@ def build_lookups(db: Path, count: int, seed: int) -> list[Lookup]:
                 number = f"{rng.randrange(10**8):08d}"
             return Lookup(kind, _path({"code": code, "number": number}), "not_found")
         assert kind == "cn_20_missing", kind
-        number = f"{rng.randrange(10**20):020d}"
+        # A 数电 number's first two digits are its year: keep a loaded one's, so the miss is
+        # `not_found` and not `outside_window` (fallback/lookup/window.py).
+        year = rng.choice(cn_20)["invoice_number"][:2]
+        number = f"{year}{rng.randrange(10**18):018d}"
         while (None, number) in cn_numbers:
-            number = f"{rng.randrange(10**20):020d}"
+            number = f"{year}{rng.randrange(10**18):018d}"
         return Lookup(kind, _path({"number": number}), "not_found")
 
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=count)
@@ -471,7 +476,10 @@ def report(results: dict[str, list[WrkResult]]) -> float:
     for name, runs in results.items():
         print(_row(name, runs))
     print("ratios of throughput (medians):")
-    ratio = _ratio("embedded (keys + rate limits) / bare", results["embedded"], results["bare"])
+    ratio = 0.0
+    if "embedded" in results:
+        ratio = _ratio("embedded (keys + rate limits) / bare", results["embedded"],
+                       results["bare"])
     cost = 1.0
     if "no-auth" in results:
         _ratio("embedded without keys or limits / bare", results["no-auth"], results["bare"])
@@ -483,9 +491,11 @@ def report(results: dict[str, list[WrkResult]]) -> float:
         _ratio("replica misses (unconfirmed + gap) / bare", results["replica-miss"],
                results["bare"])
     if "es" in results:
-        _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
-        _ratio("on Elasticsearch / its floor (one GET by id)", results["es"],
-               results["es-floor"])
+        if "bare" in results:
+            _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
+        es_ratio = _ratio("on Elasticsearch / its floor (one GET by id)", results["es"],
+                          results["es-floor"])
+        ratio = ratio or es_ratio
         for name in ("es", "es-floor"):
             per = [r.server_cpu / r.rps * 1e6 for r in results[name]]
             print(f"  {name}: server CPU per lookup {statistics.median(per):.0f} us "
@@ -548,7 +558,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--es", action="store_true",
                         help="also the service on Elasticsearch (osmem-server on loopback, or "
                              "the cluster at INVOICE_ES_URL), loaded with the same demo data")
+    parser.add_argument("--es-only", action="store_true",
+                        help="with --es: only es-floor and es (no bare, no embedded)")
     args = parser.parse_args(argv)
+    if args.es_only and not args.es:
+        parser.error("--es-only needs --es")
     if args.rounds < 1 or args.duration <= 0 or args.connections < args.threads:
         parser.error("need --rounds >= 1, --duration > 0 and --connections >= --threads")
     return args
@@ -643,6 +657,25 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # run the finally blocks: servers stopped, temp dir removed
 
 
+def check_embedded(no_auth: Server, embedded: Server, bare: Server, lookups: list[Lookup],
+                   token: str, check: int) -> None:
+    """The no-auth, embedded and bare servers answer the sample as expected."""
+    with running(no_auth):
+        code, body = fetch(f"http://127.0.0.1:{no_auth.port}{lookups[0].path}", None)
+        if code != 200 or not isinstance(body, dict) or body.get("status") not in STATUSES:
+            raise SetupError(f"the service without keys answered {code} {body!r}")
+    with running(embedded):
+        seen, surprises = check_sample(embedded.port, lookups, token, check)
+    print("  checked: " + ", ".join(f"{k} {n}" for k, n in seen.most_common())
+          + f" (of {sum(seen.values())} sampled URLs, all 200)")
+    for line in surprises[:10]:
+        print(f"  ! unexpected answer: {line}")
+    with running(bare):
+        code, body = fetch(f"http://127.0.0.1:{bare.port}{lookups[0].path}", token)
+        if code != 200 or not isinstance(body, dict) or body.get("status") not in STATUSES:
+            raise SetupError(f"the bare server answered {code} {body!r}")
+
+
 def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
           real_es: bool) -> float:
     wrk = [ensure_wrk()]
@@ -705,13 +738,16 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
     if args.workers:
         servers = [bare, embedded, *(service_server(f"workers-{n}", env, n)
                                      for n in args.workers if n > 1)]
+    if args.es_only:
+        servers = []
     if es_url is not None:
         es_port = free_port()
         es_server = Server("es", [*server_prefix, sys.executable, "-m", "bench.es_service",
                                   "--port", str(es_port), "--es-url", es_url,
                                   "--per-series", str(args.per_series), "--data-dir", str(data),
                                   *(["--real-es"] if real_es else [])],
-                           env, es_port, workdir / "es.log")
+                           {**env, ES_COUNTS_ENV: str(workdir / "es-counts.json")}, es_port,
+                           workdir / "es.log")
         print("loading the demo data into Elasticsearch (first start of the es server) ...",
               flush=True)
         es_server.start(timeout=600)
@@ -729,7 +765,8 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                                        "--port", str(floor_port), "--es-url", es_url,
                                        "--ids-file", str(ids_file),
                                        *(["--real-es"] if real_es else [])],
-                          env, floor_port, workdir / "es-floor.log")
+                          {**env, ES_COUNTS_ENV: str(workdir / "es-floor-counts.json")},
+                          floor_port, workdir / "es-floor.log")
         servers.extend([es_floor, es_server])
     tokens = {"embedded": token, "es": token, "embedded-uvloop": token,
               **{server.name: token for server in servers if server.name.startswith("workers-")}}
@@ -739,25 +776,13 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
         tokens["replica-miss"] = tokens["replica"]
         servers.extend(replica_servers)
 
-    with running(no_auth):
-        code, body = fetch(f"http://127.0.0.1:{no_auth.port}{lookups[0].path}", None)
-        if code != 200 or not isinstance(body, dict) or body.get("status") not in STATUSES:
-            raise SetupError(f"the service without keys answered {code} {body!r}")
-    with running(embedded):
-        seen, surprises = check_sample(embedded.port, lookups, token, args.check)
-    print("  checked: " + ", ".join(f"{k} {n}" for k, n in seen.most_common())
-          + f" (of {sum(seen.values())} sampled URLs, all 200)")
-    for line in surprises[:10]:
-        print(f"  ! unexpected answer: {line}")
-    with running(bare):
-        code, body = fetch(f"http://127.0.0.1:{bare.port}{lookups[0].path}", token)
-        if code != 200 or not isinstance(body, dict) or body.get("status") not in STATUSES:
-            raise SetupError(f"the bare server answered {code} {body!r}")
-
+    if not args.es_only:
+        check_embedded(no_auth, embedded, bare, lookups, token, args.check)
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, warm-up "
           f"{args.warmup:g}s per start, {args.rounds} round(s)"
           f"{', pinned' if args.pin else ''}", flush=True)
     results: dict[str, list[WrkResult]] = {server.name: [] for server in servers}
+    es_requests: dict[str, list[list[tuple[str, float]]]] = {}
     for round_no in range(1, args.rounds + 1):
         for server in servers:
             key = tokens.get(server.name)
@@ -765,8 +790,15 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                 if args.warmup > 0:
                     run_wrk(wrk, server, args, args.warmup, paths.get(server.name, paths_file),
                             key)
+                counts_file = Path(server.env.get(ES_COUNTS_ENV, os.devnull))
+                time.sleep(0.6 if ES_COUNTS_ENV in server.env else 0)  # the file's next write
+                counted = read_counts(counts_file)
                 result = run_wrk(wrk, server, args, args.duration,
                                  paths.get(server.name, paths_file), key)
+                if ES_COUNTS_ENV in server.env:
+                    time.sleep(0.6)
+                    es_requests.setdefault(server.name, []).append(
+                        per_lookup(counted, read_counts(counts_file), result.requests))
             results[server.name].append(result)
             print(f"  round {round_no} {server.name:<12} {result.rps:8.0f} req/s  "
                   f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
@@ -777,7 +809,22 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                     if '"level": "error"' in ln or "Traceback" in ln]
         for line in warnings[:5]:
             print(f"  ! {server.name} log: {line[:300]}")
-    return report(results)
+    ratio = report(results)
+    report_es_requests(es_requests)
+    return ratio
+
+
+def report_es_requests(counted: dict[str, list[list[tuple[str, float]]]]) -> None:
+    """Requests sent to Elasticsearch per lookup answered, by endpoint, per round (the
+    shared state's background requests of the same moments included)."""
+    for name, rounds in counted.items():
+        totals = " ".join(f"{sum(v for _, v in r):.3f}" for r in rounds)
+        print(f"  {name}: Elasticsearch requests per lookup {totals} (per round); by endpoint:")
+        names = sorted({k for r in rounds for k, _ in r},
+                       key=lambda k: -max(dict(r).get(k, 0.0) for r in rounds))
+        for endpoint in names:
+            per = " ".join(f"{dict(r).get(endpoint, 0.0):.4f}" for r in rounds)
+            print(f"    {endpoint:<48} {per}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
