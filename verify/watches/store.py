@@ -184,6 +184,22 @@ class SqliteWatchStore:
         return [replace(_event(r[:9]), delivery=(int(r[10]), r[11], r[12]) if r[9] else None)
                 for r in rows]
 
+    async def watch_of(self, key_id: str, key: str, *, now: float) -> Watch | None:
+        """The key's watch of `key` in force, if any (the desk's verdict says so)."""
+        rows = list(await self._conn.execute_fetchall(
+            _WATCH + " WHERE key_id = ? AND key = ? AND expires_at > ?", (key_id, key, now)))
+        return _watch(rows[0]) if rows else None
+
+    async def latest(self, key_id: str, *, key: str | None = None, before: int | None = None,
+                     limit: int = 50) -> list[WatchEvent]:
+        """The key's events newest first (of one watched key if given), before cursor
+        `before`: the pages' list, and the last change of one invoice on the desk."""
+        rows = await self._conn.execute_fetchall(
+            _EVENT + " WHERE key_id = ?1 AND (?2 IS NULL OR seq < ?2) "
+            "AND (?3 IS NULL OR key = ?3) ORDER BY seq DESC LIMIT ?4",
+            (key_id, before, key, limit))
+        return [_event(r) for r in rows]
+
     async def due(self, *, now: float, max_attempts: int,
                   limit: int = 100) -> list[tuple[WatchEvent, str, int]]:
         """Events whose callback is due now: (event, callback URL, attempts so far)."""

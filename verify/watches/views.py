@@ -136,7 +136,7 @@ async def require_room(request: web.Request) -> None:
         raise _limit_reached(WatchLimitReached(settings.watches_per_key, active, 1))
 
 
-def _answered(answer: dict[str, Any], lookup_key: str) -> str | None:
+def answered_key(answer: dict[str, Any], lookup_key: str) -> str | None:
     """What a `watch=true` answer watches: the invoice found, or, unconfirmed, the key asked
     (its gap's resolution is then an event); nothing for an invoice that does not exist."""
     invoice = answer.get("invoice")
@@ -151,7 +151,7 @@ async def watch_answer(request: web.Request, answer: dict[str, Any], lookup_key:
     """`answer` with `watch`: the watch made of what it answered (null when nothing is
     watched). A refusal raises, or (a batch row: `raise_refusal` false) is the row's
     `watch_error`."""
-    key = _answered(answer, lookup_key)
+    key = answered_key(answer, lookup_key)
     if key is None:
         return {**answer, "watch": None}
     days = min(DEFAULT_DAYS, request.app[SETTINGS].watch_max_days)

@@ -2,8 +2,9 @@
 20-digit number) with the fields to match, answered on the same page with the verdict card.
 A plain GET form, so it works without JavaScript, and a link QR (`/web/desk?...`) opens
 it with the lookup already made. Each verdict comes with its signed receipt, which the card
-offers as a PDF download (`verify.web.receipt_views`). Lookups go through `verify_query`, as
-`GET /api/v1/invoices/lookup` does."""
+offers as a PDF download (`verify.web.receipt_views`), and says whether the signed-in key
+watches the invoice, with its last change, or offers to watch it (`verify.web.watch_views`).
+Lookups go through `verify_query`, as `GET /api/v1/invoices/lookup` does."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from verify.lookup.verification import verify_query
 from verify.receipts.state import RECEIPTS
 from verify.web.render import page
 from verify.web.verdict import card
+from verify.web.watch_views import watch_line
 
 #: The desk's forms: their key fields (the lookup's parameter names) in order.
 FORMS = {
@@ -55,6 +57,7 @@ async def desk(request: web.Request) -> web.StreamResponse:
         "form": form,
         "given": params,
         "verdict": None,
+        "watching": None,
         "error": None,
     }
     if params:
@@ -62,7 +65,9 @@ async def desk(request: web.Request) -> web.StreamResponse:
             query = parse_lookup(MultiDict(params), request.app[SETTINGS].rules)
             # with its receipt when one can be signed: the card offers it as a PDF
             receipt = request.app[RECEIPTS].ready
-            context["verdict"] = card(await verify_query(request, query, receipt=receipt))
+            answer = await verify_query(request, query, receipt=receipt)
+            context["verdict"] = card(answer)
+            context["watching"] = await watch_line(request, answer, query.lookup_key)
         except ApiError as exc:
             if exc.status == 429:
                 raise

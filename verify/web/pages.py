@@ -15,6 +15,7 @@ from verify.web import (
     operator_views,
     receipt_views,
     scan_views,
+    watch_views,
 )
 from verify.web.dispatch import Page
 from verify.web.static_files import StaticFiles
@@ -35,6 +36,8 @@ def pages(static: StaticFiles) -> dict[str, Page]:
         "/web/receipt.pdf": Page(
             receipt_views.receipt_pdf, "receipts.pdf", POST, form_limit=receipt_views.FORM_LIMIT
         ),
+        "/web/watch": Page(watch_views.watch, "watches.create", POST),
+        "/web/watches": Page(watch_views.watches_page, "watches.events"),
         "/web/qr": Page(link_qr.link_qr, "invoices.qr_png"),
         "/web/scan": Page(scan_views.scan, "verify.qr_text"),
         "/web/scan/photo": Page(scan_views.scan_photo, "verify.qr", POST, json=True),
