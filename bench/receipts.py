@@ -13,6 +13,13 @@ Two measurements:
    1 - ratio (goal: at most 0.20).
 
     .venv/bin/python -m bench.receipts --rounds 5
+    .venv/bin/python -m bench.receipts --rounds 5 --before /tmp/old-tree
+
+`--before TREE` (a snapshot of an earlier build, e.g. `git archive`) adds a third service
+from that tree, on the same core and data, loaded with the `receipt=true` lookups at the
+same moment as the other two: each round then gives both builds' receipt cost against the
+same plain lookups, so a change to receipts is compared in one run, not across runs that
+the shared machine's load moves.
 
 Needs two CPUs, taskset and wrk (installed with apt-get when missing). Nothing asserts on
 the figures; exit 0 after a measurement, 2 when the setup fails.
@@ -113,11 +120,16 @@ def load_pair(
 class Round:
     plain: WrkResult
     receipt: WrkResult
+    before: WrkResult | None = None  # `--before`: the earlier build's receipts
 
     @property
     def ratio(self) -> float:
         """Throughput with receipts over plain, at the same moment on the same core."""
         return self.receipt.rps / self.plain.rps
+
+    @property
+    def ratio_before(self) -> float | None:
+        return None if self.before is None else self.before.rps / self.plain.rps
 
     @property
     def cpu_us(self) -> tuple[float, float]:
@@ -143,6 +155,7 @@ def summary(rounds: list[Round], alone: dict[str, float]) -> dict[str, Any]:
             "cpu_us_per_request": {"plain": round(plain_cpu), "with_receipt": round(receipt_cpu)},
             "receipt_cost_by_cpu": round(1 - plain_cpu / receipt_cpu, 3),
             "goal_cost_at_most": 0.2,
+            **_before(rounds),
         },
         "in_process": {
             "receipts_signed_per_s": round(alone["signed_per_s"]),
@@ -150,6 +163,25 @@ def summary(rounds: list[Round], alone: dict[str, float]) -> dict[str, Any]:
             "receipts_checked_per_s": round(alone["checked_per_s"]),
             "receipt_bytes": alone["bytes"],
         },
+    }
+
+
+def _before(rounds: list[Round]) -> dict[str, Any]:
+    """The earlier build's figures, from the same rounds (`--before`)."""
+    before = [(r.ratio_before, r.before) for r in rounds if r.before is not None]
+    if not before:
+        return {}
+    ratios = [ratio for ratio, _ in before if ratio is not None]
+    return {
+        "before": {
+            "lookups_with_receipt_per_s": round(statistics.median(b.rps for _, b in before)),
+            "throughput_ratio": round(statistics.median(ratios), 3),
+            "ratios": [round(ratio, 3) for ratio in ratios],
+            "receipt_cost_by_throughput": round(1 - statistics.median(ratios), 3),
+            "cpu_us_per_request": round(
+                statistics.median(1e6 * b.server_cpu / b.rps for _, b in before)
+            ),
+        }
     }
 
 
@@ -164,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="wrk -c per server")
     parser.add_argument("--per-series", type=int, default=2500)
     parser.add_argument("--urls", type=int, default=4000)
+    parser.add_argument(
+        "--before", type=Path, help="an earlier build's tree: its receipts in the same rounds"
+    )
     parser.add_argument(
         "--sign-seconds", type=float, default=3, help="seconds of each in-process timing"
     )
@@ -186,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server("plain", REPO, data, env, workdir),
             server("receipt", REPO, data, env, workdir),
         ]
+        if args.before is not None:
+            servers.append(server("before", args.before.resolve(), data, env, workdir))
         rounds: list[Round] = []
         for round_no in range(1, args.rounds + 1):
             for srv in servers:
@@ -193,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 if round_no == 1:
                     answer = sample(servers[1].port, plain, with_receipt, token)
-                pairs = [(servers[0], plain), (servers[1], with_receipt)]
+                pairs = [(servers[0], plain), *((srv, with_receipt) for srv in servers[1:])]
                 if args.warmup > 0:
                     load_pair(wrk, pairs, token, args.warmup, args.connections)
                 done = Round(*load_pair(wrk, pairs, token, args.duration, args.connections))
@@ -201,10 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for srv in servers:
                     srv.stop()
             rounds.append(done)
+            before = ""
+            if done.before is not None:
+                before = (
+                    f", before {done.before.rps:6.0f} req/s "
+                    f"{1e6 * done.before.server_cpu / done.before.rps:4.0f} us CPU/req, "
+                    f"ratio {done.ratio_before:.3f}"
+                )
             print(
                 f"  round {round_no}: plain {done.plain.rps:6.0f} req/s "
                 f"{done.cpu_us[0]:4.0f} us CPU/req, with receipt {done.receipt.rps:6.0f} req/s "
-                f"{done.cpu_us[1]:4.0f} us CPU/req, throughput ratio {done.ratio:.3f}",
+                f"{done.cpu_us[1]:4.0f} us CPU/req, throughput ratio {done.ratio:.3f}{before}",
                 flush=True,
             )
         figures = summary(rounds, in_process(answer, data, args.sign_seconds))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import re
@@ -26,9 +27,10 @@ from pyzbar.pyzbar import decode as zbar_decode
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
+from indexer.codec import invoice_to_doc
 from indexer.store.elasticsearch import PATIENT
 from tests.conftest import Client, EsTarget, KeyMaker, bearer
-from tests.factories import BUYER, SELLER, SELLER_2, package, vn_invoice, vn_key
+from tests.factories import BUYER, SELLER, SELLER_2, cancel, package, vn_invoice, vn_key
 from tests.indexer.store.conftest import fresh_prefix
 from tests.verify.test_distributed import REDIS, namespace  # noqa: F401 (fixture)
 from tests.verify.test_intake_journal import maintenance
@@ -150,6 +152,32 @@ async def test_the_caller_and_what_a_stranger_was_shown(cli: Client, make_key: K
     payload = base64.urlsafe_b64decode(answer["receipt"].split(".")[1] + "==").decode()
     assert BUYER not in payload
     assert "Mua hàng" not in payload
+
+
+async def test_a_changed_record_is_receipted_with_its_new_digest(cli: Client) -> None:
+    """The digest is cached per record version: receipts of the same record share it, and a
+    record changed by a later package (cancelled) is digested anew, as its stored document
+    reads now (computed here from the store, not through the receipts' cache)."""
+    await load(cli)
+
+    async def stored_digest() -> str:
+        app = cli.server.app
+        assert app is not None
+        stored = await app[STORE].get_invoice("vn:0100109106:1:C22TAA:1")
+        assert stored is not None
+        doc = orjson.dumps(invoice_to_doc(stored), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(doc).hexdigest()
+
+    first = claims_of((await answer_with_receipt(cli))["receipt"])
+    again = claims_of((await answer_with_receipt(cli))["receipt"])
+    assert first["record_sha256"] == again["record_sha256"] == await stored_digest()
+    resp = await cli.post(
+        "/api/v1/packages", json=package(notices=[cancel(1)], package_id="CANCEL-0001")
+    )
+    assert resp.status < 300, await resp.text()
+    after = claims_of((await answer_with_receipt(cli))["receipt"])
+    assert after["status"] == "cancelled"
+    assert after["record_sha256"] == await stored_digest() != first["record_sha256"]
 
 
 async def test_a_miss_is_receipted_without_a_record(cli: Client) -> None:

@@ -24,8 +24,13 @@ TYP = "invoice-receipt+jwt"
 ANSWER_FIELDS = ("status", "scheme", "key", "mismatches", "source", "degraded", "as_of", "gap_id")
 
 
-#: Digests by invoice (by value: equal invoices have equal stored documents), so an invoice
-#: checked again is not encoded again. Bounded.
+#: Digests by invoice object: a store hands out the same object for a record until the record
+#: changes (the stores' caches), so a receipt of a record already signed costs an identity
+#: test, not the 2 us of hashing and comparing every field of an equal one. The object is
+#: kept with its digest, so its id cannot be reused while it is listed. Bounded.
+_BY_OBJECT: dict[int, tuple[Invoice, str]] = {}
+#: Digests by invoice value (equal invoices have equal stored documents), for stores that
+#: decode a new object per read. Bounded.
 _DIGESTS: dict[Invoice, str] = {}
 _DIGESTS_MAX = 10_000
 
@@ -33,7 +38,11 @@ _DIGESTS_MAX = 10_000
 def record_digest(invoice: Invoice) -> str:
     """SHA-256 (hex) of the invoice's stored document (`indexer.codec.invoice_to_doc`, the one
     shape every store keeps) as canonical JSON: keys sorted, no whitespace, UTF-8, which for
-    these documents (text, integers, nulls) is RFC 8785's form."""
+    these documents (text, integers, nulls) is RFC 8785's form. Cached per record version:
+    a changed record is a new (unequal) object, so it is never given an older digest."""
+    known = _BY_OBJECT.get(id(invoice))
+    if known is not None and known[0] is invoice:
+        return known[1]
     digest = _DIGESTS.get(invoice)
     if digest is None:
         doc = orjson.dumps(invoice_to_doc(invoice), option=orjson.OPT_SORT_KEYS)
@@ -41,6 +50,9 @@ def record_digest(invoice: Invoice) -> str:
         if len(_DIGESTS) >= _DIGESTS_MAX:
             _DIGESTS.clear()
         _DIGESTS[invoice] = digest
+    if len(_BY_OBJECT) >= _DIGESTS_MAX:
+        _BY_OBJECT.clear()
+    _BY_OBJECT[id(invoice)] = (invoice, digest)
     return digest
 
 

@@ -20,7 +20,7 @@ the signature does not cover, a key id of the key set, and a JSON payload of ver
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -43,13 +43,17 @@ MAX_RECEIPT = 8192
 _HEADER_NAMES = frozenset({"alg", "kid", "typ"})
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    """base64url without padding (`base64.urlsafe_b64encode`'s bytes, in two C calls)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def _receipt_id() -> str:
     """96 random bits as 16 base64url characters (`secrets.token_urlsafe(12)`, cheaper)."""
-    return base64.urlsafe_b64encode(os.urandom(12)).decode()
+    return binascii.b2a_base64(os.urandom(12), newline=False).translate(_URLSAFE).decode()
 
 
 class ReceiptInvalid(Exception):
