@@ -20,6 +20,8 @@ from aiohttp import web
 from elasticsearch import NotFoundError
 
 from bench.bare_server import LOOKUP_PATH
+from bench.es_counting import factory_from_env
+from bench.es_service import count_requests
 from indexer.store.elasticsearch import ClientFactory, default_client, open_elasticsearch_store
 from tests.indexer.store.plain_json import plain_json_client
 
@@ -62,9 +64,15 @@ def main() -> None:
     parser.add_argument("--real-es", action="store_true", help="a real cluster, not osmem")
     args = parser.parse_args()
     ids = [line for line in args.ids_file.read_text().splitlines() if line]
-    factory = default_client if args.real_es else plain_json_client
-    web.run_app(create_app(args.es_url, args.prefix, ids, factory), host="127.0.0.1",
-                port=args.port, access_log=None, print=None, shutdown_timeout=5)
+    factory: ClientFactory = default_client if args.real_es else plain_json_client
+    counts = None
+    if not args.real_es:
+        factory, counts = factory_from_env(factory)
+    app = create_app(args.es_url, args.prefix, ids, factory)
+    if counts is not None:
+        app.cleanup_ctx.append(count_requests(counts))
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
+                shutdown_timeout=5)
 
 
 if __name__ == "__main__":

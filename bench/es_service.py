@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
+from bench.es_counting import factory_from_env, keep_writing
 from indexer.intake import Intake
 from indexer.package import package_from_json
 from indexer.store.elasticsearch import ClientFactory, default_client, open_elasticsearch_store
@@ -49,10 +53,25 @@ def main() -> None:
     settings = Settings.from_env({**os.environ, "INVOICE_ES_URL": args.es_url,
                                   "INVOICE_ES_INDEX_PREFIX": args.prefix,
                                   "INVOICE_DATA_DIR": args.data_dir})
-    factory = default_client if args.real_es else plain_json_client
+    factory: ClientFactory = default_client if args.real_es else plain_json_client
     asyncio.run(load(settings, factory, args.per_series))
-    web.run_app(create_app(settings, es_client_factory=factory), host="127.0.0.1",
-                port=args.port, print=None, access_log=None)
+    counts = None
+    if not args.real_es:  # BENCH_ES_COUNTS: the requests to the cluster counted by endpoint
+        factory, counts = factory_from_env(factory)
+    app = create_app(settings, es_client_factory=factory)
+    if counts is not None:
+        app.cleanup_ctx.append(count_requests(counts))
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+def count_requests(path: Path) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(keep_writing(path))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return ctx
 
 
 if __name__ == "__main__":
