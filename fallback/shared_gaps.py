@@ -21,10 +21,20 @@ A requester's callback carries the gap id it was answered with.
 **Resolved once.** The reconciler of every process re-checks the open gaps and resolves
 them through `resolve_many`: resolving moves the open document to one with the gap's own id
 (`op_type=create`: the first reconciler to create it resolves the gap, the others find it
-there and leave its answer), then deletes the open document as read (`if_seq_no`); asks
+there and leave its answer), then closes the open document as read (`if_seq_no`); asks
 that arrived meanwhile are carried into the resolved gap first, and the next miss of the
-key opens a new gap. A process learns the resolution of the gaps it sent (a realtime mget
-by id) and resolves its local copies, so its own next miss opens a new gap too.
+key opens a new gap in it. A process learns the resolution of the gaps it sent (a realtime
+mget by id) and resolves its local copies, so its own next miss opens a new gap too.
+
+**Never back to open.** The open document of a key is never deleted: closing it keeps it as
+status `closed` (listed nowhere), with a note per local gap it carried, `moved_to` the
+resolved gap (kept `MOVED_KEEP_S`, across the key's later gaps). So every write of an open
+document is conditional on what is there: `op_type=create` succeeds only on an id that
+never had a document, a replace only on the document as read. A forward whose answer was
+lost (Elasticsearch frozen: our client timed out, the cluster applied the write when it
+resumed) and is sent again, or a late write landing after the reconciler resolved its gap,
+cannot open that gap again: a resend reads the note and adds its asks to the resolved gap,
+a late create finds the document there, a late replace finds it changed.
 
 **Callbacks delivered once.** A due callback is claimed before it is sent: a lease
 (`claimed_by`, `claimed_until`) written over the requester as read (`if_seq_no`), so one
@@ -84,6 +94,12 @@ READ_TIMEOUT_S = 3.0
 #: How long a claimed callback is another process's to send (it sends within
 #: `CallbackPolicy.timeout`); then anyone may.
 CLAIM_S = 60.0
+#: How long a closed open document remembers where each local gap it carried went (a
+#: process whose forward's answer was lost sends it again within seconds of the cluster
+#: answering; one whose data directory was away longer opens a new gap of the key).
+MOVED_KEEP_S = 30 * 86400.0
+#: The status of a key's open document once its gap is resolved: no gap, listed nowhere.
+_CLOSED = "closed"
 _KIND = "gap"
 _HISTORY = "gaps.history"
 _ERRORS = (StoreUnavailableError, TimeoutError, BulkWriteError)
@@ -143,6 +159,40 @@ def new_doc(gap: Gap) -> dict[str, Any]:
     }
 
 
+def live_sources(sources: Mapping[str, Any]) -> dict[str, Any]:
+    """The sources of an open document that are its gap's asks (not notes of local gaps
+    that went into an earlier, resolved gap of the key)."""
+    return {k: v for k, v in sources.items() if "moved_to" not in v}
+
+
+def _moved_notes(sources: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The notes of where earlier local gaps went, those still kept."""
+    return {
+        k: v
+        for k, v in sources.items()
+        if "moved_to" in v and v["moved_at"] >= now - MOVED_KEEP_S
+    }
+
+
+def closed_doc(open_doc: Mapping[str, Any], gap_id: str, now: float) -> dict[str, Any]:
+    """The open document of a key once its gap `gap_id` is resolved: no gap (status
+    `closed`), each local gap it carried noted as moved to the resolved gap."""
+    sources = open_doc["sources"]
+    return {
+        **open_doc,
+        "status": _CLOSED,
+        "ids": [],
+        "requesters": [],
+        "requester_ids": [],
+        "due_at": None,
+        "updated_ts": now,
+        "sources": {
+            **_moved_notes(sources, now),
+            **{k: {"moved_to": gap_id, "moved_at": now} for k in live_sources(sources)},
+        },
+    }
+
+
 def _merged_requesters(
     sources: Mapping[str, Any], before: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -185,7 +235,7 @@ def _due(requester: Mapping[str, Any], resolved_at: float, max_attempts: int) ->
 
 def settled(doc: dict[str, Any], max_attempts: int, now: float) -> dict[str, Any]:
     """`doc` with what its sources and requesters make of it: totals, ids, due time."""
-    sources = doc["sources"]
+    sources = live_sources(doc["sources"])
     ordered = sorted(sources.values(), key=lambda s: s["first_seen"])
     requesters = _merged_requesters(sources, doc["requesters"])
     dues = (
@@ -251,10 +301,11 @@ def _query(
     visible_to: Visibility | None = None,
 ) -> dict[str, Any]:
     """`SqliteGapLedger.list`'s filters, as a query of the shared ledger."""
-    filters: list[dict[str, Any]] = []
-    for name, value in (("status", status), ("reason", reason)):
-        if value is not None:
-            filters.append({"term": {name: str(value)}})
+    filters: list[dict[str, Any]] = [
+        {"terms": {"status": [str(s) for s in (GapStatus if status is None else [status])]}}
+    ]
+    if reason is not None:
+        filters.append({"term": {"reason": str(reason)}})
     if since is not None:
         filters.append({"range": {"last_seen": {"gte": since.timestamp()}}})
     if after:
@@ -272,6 +323,15 @@ def _query(
             }
         )
     return {"bool": {"filter": filters}}
+
+
+def _holds_open(doc: Versioned | None, gap_id: str) -> bool:
+    """`doc` is the open document of a key whose open gap is `gap_id`."""
+    return (
+        doc is not None
+        and doc.source["status"] == str(GapStatus.OPEN)
+        and doc.source["id"] == gap_id
+    )
 
 
 class SharedGapLedger:
@@ -497,21 +557,33 @@ class SharedGapLedger:
                 return {"count": gap.count, "into": mark["into"]}
         open_id = open_doc_id(gap.lookup_key)
         while True:
+            # The open document first, then (if it notes this gap as moved) the resolved
+            # gap: resolving creates the resolved gap before it closes the open document.
             doc = await self._store.get(self._alias, open_id)
-            if doc is None:
+            if doc is None:  # no gap of the key ever: only a create can write it
                 fresh = settled(new_doc(gap), self._max_attempts, self._now())
                 if await self._store.create(self._alias, open_id, fresh):
                     return {"count": gap.count, "into": gap.id}
                 continue
-            into = doc.source["id"]
+            moved = doc.source["sources"].get(gap.id, {}).get("moved_to")
+            if moved is not None:  # sent before (its answer lost) and resolved since
+                resolved = await self._store.get(self._alias, moved)
+                if resolved is not None:
+                    await self._fold(resolved, {gap.id: state})
+                    return {"count": gap.count, "into": moved}
+            now = self._now()
+            if doc.source["status"] == str(GapStatus.OPEN):
+                into = doc.source["id"]
+                source = {**doc.source, "sources": {**doc.source["sources"], gap.id: state}}
+            else:  # closed: this gap is the key's next one
+                into = gap.id
+                fresh = new_doc(gap)
+                source = {
+                    **fresh,
+                    "sources": {**_moved_notes(doc.source["sources"], now), **fresh["sources"]},
+                }
             if await self._store.replace_if(
-                self._alias,
-                doc,
-                settled(
-                    {**doc.source, "sources": {**doc.source["sources"], gap.id: state}},
-                    self._max_attempts,
-                    self._now(),
-                ),
+                self._alias, doc, settled(source, self._max_attempts, now)
             ):
                 return {"count": gap.count, "into": into}
 
@@ -554,8 +626,9 @@ class SharedGapLedger:
 
     async def _resolve_one(self, r: Resolution) -> bool:
         open_doc = await self._store.get(self._alias, open_doc_id(r.lookup_key))
-        if open_doc is None or open_doc.source["id"] != r.gap_id:
+        if not _holds_open(open_doc, r.gap_id):
             return False  # resolved already (a new gap of the key may be open)
+        assert open_doc is not None
         now = self._now()
         resolved = settled(
             {
@@ -564,24 +637,32 @@ class SharedGapLedger:
                 "resolved_at": now,
                 "resolution": str(r.outcome),
                 "answer": r.answer,
+                "sources": live_sources(open_doc.source["sources"]),
             },
             self._max_attempts,
             now,
         )
         mine = await self._store.create(self._alias, r.gap_id, resolved)
-        await self._finish_move(open_doc, r.gap_id)
+        await self._finish_move(open_doc, r.gap_id, folded=mine)
         return mine
 
-    async def _finish_move(self, open_doc: Versioned, gap_id: str) -> None:
-        """Delete the open gap as read; asks added to it meanwhile go to the resolved gap."""
-        while not await self._store.delete_if(self._alias, open_doc):
-            again = await self._store.get(self._alias, open_doc.id)
-            if again is None or again.source["id"] != gap_id:
+    async def _finish_move(self, open_doc: Versioned, gap_id: str, *, folded: bool) -> None:
+        """Close the open gap as read, its asks (those added meanwhile too) in the resolved
+        gap first; `folded`: the resolved gap was made from `open_doc` as read."""
+        while True:
+            if not folded:  # resolved by an earlier run that did not close it, or changed
+                resolved = await self._store.get(self._alias, gap_id)
+                if resolved is not None:
+                    await self._fold(resolved, live_sources(open_doc.source["sources"]))
+            if await self._store.replace_if(
+                self._alias, open_doc, closed_doc(open_doc.source, gap_id, self._now())
+            ):
                 return
-            resolved = await self._store.get(self._alias, gap_id)
-            if resolved is not None:
-                await self._fold(resolved, again.source["sources"])
-            open_doc = again
+            again = await self._store.get(self._alias, open_doc.id)
+            if not _holds_open(again, gap_id):
+                return
+            assert again is not None
+            open_doc, folded = again, False
 
     async def due_callbacks(
         self, *, max_attempts: int, limit: int = 100

@@ -9,6 +9,11 @@ journal (and resolves the gap of a miss asked meanwhile) without any `POST /reco
 Removing either the early close or the wake-up leaves the package in the journal (and the
 gap open) for an hour, and the test fails at its liveness bound. The bound is generous (a
 loaded machine), never a measure of speed: bench/outage.py gives the figures.
+
+With Elasticsearch frozen (SIGSTOP), the gap's forward to the deployment's ledger times out
+on our side and is applied when osmem-server resumes; the process sends it again, as it
+never saw the answer. The gap must end resolved in `GET /gaps` (the deployment's ledger),
+not open again once the resend lands after the reconciler resolved it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pytest
 from osmem_server import OsmemServer
 
 from tests.chaos.conftest import FAST_FALLBACK, service_env
-from tests.chaos.load import Api, make_package, seed
+from tests.chaos.load import API, Api, make_package, seed
 from tests.chaos.polling import poll
 from tests.chaos.procs import (
     Process,
@@ -95,11 +100,20 @@ async def test_a_primary_back_from_an_outage_heals_without_waiting_out_the_break
     try:
         await poll(lambda: _not(api.primary_closed()), 30, "the primary's breaker to open",
                    detail=service.tail)
-        first = await queue_package(api, 100)
+        first, gap_id = await queue_package(api, 100), await record_gap(api)
+        # A read of the ledger forwards first: to the frozen cluster, so it times out (the
+        # write waits in osmem-server's socket) and the local ledger answers.
+        assert [g["id"] for g in await api.open_gaps()] == [gap_id]
     finally:
         thaw(osmem.pid)
-    await healed(api, service, first, None)
+    await healed(api, service, first, gap_id)
     assert await api.primary_closed()
+    # Each read of the ledger forwards first: what this process has not seen acknowledged
+    # is sent again now, after the resolution. It must not open the gap again.
+    listed = (await api.get_json(f"{API}/gaps", limit="1000"))["gaps"]
+    assert [(g["id"], g["status"]) for g in listed] == [(gap_id, "resolved")], listed
+    assert await api.open_gaps() == []
+    assert (await api.reconcile_status())["open_gaps"] == 0
 
 
 async def test_the_end_of_a_maintenance_window_heals_at_once(
