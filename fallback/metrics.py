@@ -82,12 +82,18 @@ class CountedBy(Counter[K]):
         super().__init__()
         self._counter = counter
         self._labels = labels
+        #: The labelled child of each key, looked up once (`labels()` takes a lock and
+        #: checks its values: about 4 us on every lookup's answer count).
+        self._children: dict[K, PromCounter] = {}
 
     def __setitem__(self, key: K, value: int) -> None:
         delta = value - self.get(key, 0)
         super().__setitem__(key, value)
         if delta > 0:
-            self._counter.labels(*self._labels(key)).inc(delta)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self._counter.labels(*self._labels(key))
+            child.inc(delta)
 
 
 class Guard(Protocol):
