@@ -8,8 +8,10 @@ gap, once resolved, is an event; a second key sees nothing of the first's; limit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -376,3 +378,34 @@ async def test_a_failed_callback_is_sent_again_after_its_backoff(tmp_path: Path)
         await server.close()
     assert len(got) == 2
     assert got[0] == got[1]  # the same event, byte for byte
+
+
+async def test_the_sweep_tells_only_changes_made_after_the_watch(
+        cli: Client, make_key: KeyMaker) -> None:
+    """The sweep (at start, and hourly) records the latest change of each watched invoice
+    for the watches made by then: an invoice already cancelled when watched is no event, a
+    change whose record was lost is one (by id and by authority code), and sweeping again
+    or after the commit's own record adds nothing."""
+    await ingest(cli, package([vn_invoice(1), vn_invoice(2)]))
+    await ingest(cli, package([], [cancel(1)]))
+    token = await make_key("verify")
+    await watch(cli, token, [DOC_1, "vn:0100109106:1:C22TAA:2",
+                             f"authority_code:{authority_code(2)}"])
+    app = cli.server.app
+    assert app is not None
+    services = app[SERVICES]
+    hook = services.watches
+    assert hook is not None
+    assert await hook.sweep(services.store) == 0  # 1 was cancelled before it was watched
+    await ingest(cli, package([], [cancel(2, notice_id="04SS-2026-0002")]))
+    assert len(await events(cli, token)) == 2
+    # what a process killed between that commit and its record leaves: no event of it
+    with contextlib.closing(sqlite3.connect(services.settings.watches_path)) as conn, conn:
+        conn.execute("DELETE FROM watch_events")
+    assert await events(cli, token) == []
+    assert await hook.sweep(services.store) == 2
+    assert await hook.sweep(services.store) == 0
+    assert sorted((e["key"], e["status"], e["by"]["notice_id"]) for e in await events(
+        cli, token)) == [(f"authority_code:{authority_code(2)}", "cancelled", "04SS-2026-0002"),
+                         ("vn:0100109106:1:C22TAA:2", "cancelled", "04SS-2026-0002")]
+

@@ -61,6 +61,10 @@ class Change:
     status: str
     by: str  # what made it: notice id, invoice id, or gap id
     details: dict[str, Any]
+    #: When the change was made (its relation's `at`), for a change found by the sweep
+    #: (`verify.watches.events.WatchHook.sweep`): only watches made by then get its event.
+    #: None at the commit itself: every watch in force does.
+    at: float | None = None
 
 
 def watch_keys(invoice: Invoice) -> tuple[str, ...]:
@@ -87,10 +91,13 @@ def _red_letter(relation: Relation, batch: dict[str, Invoice]) -> bool:
                                       or adjusting.amounts.total < 0)
 
 
-def changes(invoices: Sequence[Invoice]) -> list[Change]:
+def changes(invoices: Sequence[Invoice], *, dated: bool = False,
+            others: Sequence[Invoice] = ()) -> list[Change]:
     """The state changes among the invoices a commit created or changed: every invoice no
-    longer in force. New invoices in force are not changes (nobody watched them changing)."""
-    batch = {i.doc_id: i for i in invoices}
+    longer in force. New invoices in force are not changes (nobody watched them changing).
+    `dated`: each change says when it was made (the sweep's); `others`: the invoices that
+    made them, when not among `invoices` (the sweep reads them to tell a red letter)."""
+    batch = {i.doc_id: i for i in (*others, *invoices)}
     found: list[Change] = []
     for invoice in invoices:
         if invoice.lifecycle is Lifecycle.ISSUED:
@@ -107,9 +114,18 @@ def changes(invoices: Sequence[Invoice]) -> list[Change]:
             details["by"] = {"notice_id": relation.notice_id, "reason": relation.reason}
         if relation.kind is not RelationKind.REPLACED_BY and relation.key is not None:
             details["red_letter"] = _red_letter(relation, batch)
+        at = relation.at.timestamp() if dated and relation.at is not None else None
         found.append(Change(CHANGED, watch_keys(invoice), invoice.doc_id,
-                            invoice.lifecycle.value, by, details))
+                            invoice.lifecycle.value, by, details, at))
     return found
+
+
+def changed_by(invoices: Sequence[Invoice]) -> set[str]:
+    """The ids of the Chinese invoices that made the invoices' latest changes (to tell a
+    red-letter one: `changes(others=...)`)."""
+    made = (_made_by(invoice) for invoice in invoices)
+    return {r.key.doc_id for r in made
+            if r is not None and r.key is not None and r.key.scheme == "cn"}
 
 
 def gap_change(gap_id: str, lookup_key: str, outcome: str,

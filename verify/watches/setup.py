@@ -7,18 +7,26 @@ reconciler's hooks are wired."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from indexer.store import InvoiceStore
 from verify.keys import SERVICES, SETTINGS
 from verify.services import callback_policy
 from verify.watches import views
 from verify.watches.delivery import WatchDelivery
+from verify.watches.events import WatchHook
 
 API = "/api/v1"
 #: Seconds between looks for callbacks due again (retries); new events wake it at once.
 RETRY_LOOK_SECONDS = 5.0
+#: Seconds between sweeps (`WatchHook.sweep`: the first at start), and before another try
+#: when the primary could not be read.
+SWEEP_EVERY_SECONDS = 3600.0
+SWEEP_RETRY_SECONDS = 30.0
+log = logging.getLogger("verify.watches")
 
 
 def setup_watches(app: web.Application) -> None:
@@ -34,16 +42,31 @@ def setup_watches(app: web.Application) -> None:
 
 
 async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-    """After the service graph (`verify.app.services_ctx`), whose watch store it sends from."""
-    hook = app[SERVICES].watches
+    """After the service graph (`verify.app.services_ctx`), whose watch store it sends from;
+    the sweep finds the events a killed process did not record."""
+    services = app[SERVICES]
+    hook = services.watches
     if hook is None:
         yield
         return
     delivery = WatchDelivery(hook.store, callback_policy(app[SETTINGS]))
-    task = asyncio.create_task(delivery.run_forever(hook, interval=RETRY_LOOK_SECONDS),
-                               name="watch-callbacks")
+    tasks = [asyncio.create_task(delivery.run_forever(hook, interval=RETRY_LOOK_SECONDS),
+                                 name="watch-callbacks"),
+             asyncio.create_task(sweep_forever(hook, services.store), name="watch-sweep")]
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)  # its cancellation, awaited
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # their cancellation, awaited
+
+
+async def sweep_forever(hook: WatchHook, store: InvoiceStore) -> None:
+    while True:
+        try:
+            await hook.sweep(store)
+        except Exception:  # the primary unavailable, most likely: soon again
+            log.warning("watch sweep: the primary could not be read", exc_info=True)
+            await asyncio.sleep(SWEEP_RETRY_SECONDS)
+            continue
+        await asyncio.sleep(SWEEP_EVERY_SECONDS)

@@ -74,13 +74,14 @@ WITH ch AS MATERIALIZED (
     SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS kind,
         json_extract(value, '$[2]') AS subject, json_extract(value, '$[3]') AS invoice_id,
         json_extract(value, '$[4]') AS status, json_extract(value, '$[5]') AS by_change,
-        json_extract(value, '$[6]') AS details_json FROM json_each(?1))
+        json_extract(value, '$[6]') AS details_json, json_extract(value, '$[7]') AS at
+        FROM json_each(?1))
 INSERT OR IGNORE INTO watch_events (id, watch_id, key_id, key, kind, subject, invoice_id,
     status, by_change, at, details_json, callback_url)
 SELECT 'wev_' || lower(hex(randomblob(8))), w.id, w.key_id, w.key, ch.kind, ch.subject,
     ch.invoice_id, ch.status, ch.by_change, ?2, ch.details_json, w.callback_url
 FROM ch CROSS JOIN watches AS w ON w.key = ch.key
-WHERE w.expires_at > ?2
+WHERE w.expires_at > ?2 AND (ch.at IS NULL OR w.created_at <= ch.at)
 """
 #: Whether any watch in force is of one of the keys (most commits change nothing watched).
 _ANY = ("SELECT EXISTS (SELECT 1 FROM json_each(?1) AS c CROSS JOIN watches AS w "
@@ -166,7 +167,7 @@ class SqliteWatchStore:
         if not found[0][0]:
             return 0
         rows = [[key, c.kind, c.invoice_id or c.keys[0], c.invoice_id, c.status, c.by,
-                 orjson.dumps(c.details).decode()] for c in changes for key in c.keys]
+                 orjson.dumps(c.details).decode(), c.at] for c in changes for key in c.keys]
         async with self._lock, write_transaction(self._conn):
             before = self._conn.total_changes
             await self._conn.execute(_RECORD, (orjson.dumps(rows).decode(), now))
@@ -183,6 +184,12 @@ class SqliteWatchStore:
             "ORDER BY seq LIMIT ?4", (key_id, after, key, limit))
         return [replace(_event(r[:9]), delivery=(int(r[10]), r[11], r[12]) if r[9] else None)
                 for r in rows]
+
+    async def watched_keys(self, *, now: float) -> list[str]:
+        """Every key some watch in force holds (the sweep reads their invoices)."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT DISTINCT key FROM watches WHERE expires_at > ? ORDER BY key", (now,))
+        return [str(r[0]) for r in rows]
 
     async def watch_of(self, key_id: str, key: str, *, now: float) -> Watch | None:
         """The key's watch of `key` in force, if any (the desk's verdict says so)."""
