@@ -125,12 +125,13 @@ async def _code_answer(
         }
 
 
-async def verify_photo(request: web.Request) -> web.Response:
+async def verify_photo(request: web.Request, *, receipt: bool = False) -> web.Response:
     """The body is read in full (within its size and time bounds) before a decode slot is
-    taken, so slow uploads hold no slot and cannot keep others' photos from being decoded."""
+    taken, so slow uploads hold no slot and cannot keep others' photos from being decoded.
+    `receipt`: each code's answer carries its receipt unasked (the scan page)."""
     settings = request.app[SETTINGS]
     pool = request.app[QR_POOL]
-    receipt = _receipt_asked(request)
+    receipt = _receipt_asked(request) or receipt
     data = await _upload(request, settings.qr.max_upload_bytes)
     if not data:
         raise ApiError(400, "empty_image", "the image is empty")
@@ -165,8 +166,8 @@ async def verify_photo(request: web.Request) -> web.Response:
     )
 
 
-async def verify_text(request: web.Request) -> web.Response:
-    receipt = _receipt_asked(request)
+async def verify_text(request: web.Request, *, receipt: bool = False) -> web.Response:
+    receipt = _receipt_asked(request) or receipt
     body = await read_json_object(request, TEXT_BODY)
     unknown = sorted(set(body) - {"payload"})
     if unknown:

@@ -1,7 +1,9 @@
 """The scan page (phone first) and what its script calls: a code the browser read itself
 (`/web/scan/text`, the engine of `POST /api/v1/verify/qr-text`) or a camera frame or photo
 it could not (`/web/scan/photo`, the engine of `POST /api/v1/verify/qr`). Both answer the
-API's JSON with each code's verdict card rendered by the same template as the desk's."""
+API's JSON with each code's verdict card rendered by the same template as the desk's. As on
+the desk, each answer comes with its signed receipt when one can be signed, and its card
+offers it as a PDF download (`verify.web.receipt_views`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from verify.http.responses import json_response
 from verify.qr import views as qr_views
+from verify.receipts.state import RECEIPTS
 from verify.web.render import page, translator
 from verify.web.session import csrf_token
 from verify.web.verdict import card
@@ -39,14 +42,14 @@ async def _with_cards(
 
 
 async def scan_photo(request: web.Request) -> web.StreamResponse:
-    response = await qr_views.verify_photo(request)
+    response = await qr_views.verify_photo(request, receipt=request.app[RECEIPTS].ready)
     assert isinstance(response.body, bytes)
     answer = orjson.loads(response.body)
     return await _with_cards(request, answer, answer["codes"])
 
 
 async def scan_text(request: web.Request) -> web.StreamResponse:
-    response = await qr_views.verify_text(request)
+    response = await qr_views.verify_text(request, receipt=request.app[RECEIPTS].ready)
     assert isinstance(response.body, bytes)
     answer = orjson.loads(response.body)
     return await _with_cards(request, answer, [answer])
