@@ -1,5 +1,6 @@
-"""The deployment's shared state on Elasticsearch: API keys, the audit trail, outage windows
-and the gap ledger, one alias each under the store's prefix (docs/deployment.md#many-processes).
+"""The deployment's shared state on Elasticsearch: API keys, the audit trail, outage windows,
+the gap ledger, and the watches and their events, one alias each under the store's prefix
+(docs/deployment.md#many-processes).
 
 Every process keeps its own local copy or buffer of each (SQLite files in its data
 directory) and meets the others here; what goes where, and how each survives the cluster
@@ -108,6 +109,36 @@ GAP_PROPERTIES: dict[str, Any] = {
     "updated_ts": _NUMBER,
 }
 
+#: Watches and their events (`verify.watches.es_store`): the ids are what makes a watch
+#: one per (key id, key) and an event one per change.
+WATCH_PROPERTIES: dict[str, Any] = {
+    "id": _KEYWORD,
+    "key_id": _KEYWORD,
+    "key": _KEYWORD,
+    "created_at": _NUMBER,
+    "expires_at": _NUMBER,
+    "callback_url": _STORED,
+}
+WATCH_EVENT_PROPERTIES: dict[str, Any] = {
+    "seq": _COUNT,
+    "id": _KEYWORD,
+    "watch_id": _KEYWORD,
+    "key_id": _KEYWORD,
+    "key": _KEYWORD,
+    "kind": _KEYWORD,
+    "invoice_id": _KEYWORD,
+    "status": _KEYWORD,
+    "at": _NUMBER,
+    "details": _OPAQUE,
+    "callback_url": _KEYWORD,
+    "attempts": _COUNT,
+    "next_at": _NUMBER,
+    "claimed_by": _KEYWORD,
+    "claimed_until": _NUMBER,
+    "sent_at": _NUMBER,
+    "error": _STORED,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class StateLayout:
@@ -133,12 +164,22 @@ class StateLayout:
     def gaps(self) -> str:
         return f"{self.prefix}-gaps"
 
+    @property
+    def watches(self) -> str:
+        return f"{self.prefix}-watches"
+
+    @property
+    def watch_events(self) -> str:
+        return f"{self.prefix}-watchevents"
+
     def templates(self) -> dict[str, dict[str, Any]]:
         return {
             self.keys: KEY_PROPERTIES,
             self.audit: AUDIT_PROPERTIES,
             self.outages: OUTAGE_PROPERTIES,
             self.gaps: GAP_PROPERTIES,
+            self.watches: WATCH_PROPERTIES,
+            self.watch_events: WATCH_EVENT_PROPERTIES,
         }
 
     def steps(self) -> dict[str, Sequence[LayoutStep]]:
