@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar, cast
 
+from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
 from indexer.coalesce import Coalescer
@@ -132,7 +133,15 @@ class AliasedStore:
                                            f"{READ_BATCH_TIMEOUT:g} s") from exc
 
     async def _read_batch(self, index: str, ids: Sequence[str]) -> list[dict[str, Any] | None]:
-        resp = await self.fast.mget(index=index, ids=list(ids))
+        try:
+            resp = await self.fast.mget(index=index, ids=list(ids))
+        except ConnectionTimeout:
+            # Sent once more (a read; `READ_BATCH_TIMEOUT` bounds both): one answer slower
+            # than the fast client's second, a cluster busy for a moment (a bulk holding
+            # its indexing lock, a loaded host), would otherwise fail every lookup queued
+            # in the batch at once, which the breaker counts as that many failures in a
+            # row and opens on. A stalled cluster still fails the batch, a second later.
+            resp = await self.fast.mget(index=index, ids=list(ids))
         sources: list[dict[str, Any] | None] = []
         for doc in resp["docs"]:
             if "error" in doc:  # a shard that could not answer: the batch failed
