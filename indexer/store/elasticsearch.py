@@ -5,8 +5,10 @@ the `InvoiceStore` over them, with the same semantics as `SqliteStore` (the cont
 tests/indexer/store runs against both).
 
 Two clients. The request path (every read, and `ping`) uses a fail-fast client: 1 s per
-request, one retry on a broken connection, none on a timeout, so a stalled cluster costs a
-lookup about a second and the circuit breaker opens instead of requests piling up. Writes
+request, one retry on a broken connection, none on a timeout; the coalesced reads by id
+(`es_support`) send a timed-out `_mget` once more, so a stalled cluster costs a lookup
+about two seconds (the lookup's own `INVOICE_PRIMARY_TIMEOUT_MS`, 2 s, bounds it) and the
+circuit breaker opens instead of requests piling up, while one slow answer opens nothing. Writes
 and maintenance use a patient client: 30 s, three retries on connection errors and on
 429/502/503/504. It does not retry a timed-out request either: a `create` that did land
 would come back from its retry as a conflict and be reported as a duplicate.
