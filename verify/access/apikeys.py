@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from indexer.store.sqlite_files import write_transaction
 from indexer.text import text_problem
 from verify.access.roles import Principal, Role
 
@@ -117,6 +118,22 @@ class KeyStore:
         rows = list(await self._conn.execute_fetchall(
             "SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL LIMIT 1"))
         return bool(rows)
+
+    async def create_first_admin(
+            self, name: str, publish: Callable[[str], None]) -> tuple[str, KeyRecord] | None:
+        """An admin key if none is active, made once however many processes of the host
+        share the file and start together: the check and the insert are one `BEGIN
+        IMMEDIATE` transaction (the others wait for it and then find the key). `publish`
+        gets the token inside it, before the commit, so a process that dies meanwhile
+        leaves neither (the next start makes the key and writes the file again). None
+        when an admin key exists. Nothing else may use the connection meanwhile (it runs
+        at the start, before the audit trail's flusher)."""
+        async with write_transaction(self._conn):
+            if await self.has_active_admin():
+                return None
+            token, record = await self.create(Role.ADMIN, name=name)
+            publish(token)
+        return token, record
 
     async def _load(self, key_id: str, now: float) -> tuple[bytes, Principal] | None:
         """One query per key id at a time: the requests of a key whose cached entry has just

@@ -265,23 +265,45 @@ BOOTSTRAP_NAME = "bootstrap admin (first run)"
 
 async def bootstrap_admin(keys: KeyStore, path: Path) -> str | None:
     """First run: no active admin key exists, so make one and write it to `path` (mode 600).
-    Returns the token, or None when an admin key already exists."""
-    if await keys.has_active_admin():
+    Returns the token, or None when an admin key already exists. The processes of one host
+    sharing the data directory (`serve --workers`, two `serve` started together) make one
+    key between them: the check and the creation are one transaction of `access.sqlite3`
+    (`KeyStore.create_first_admin`), and the file is written whole before it commits."""
+    made = await keys.create_first_admin(BOOTSTRAP_NAME, lambda token: write_admin_token(
+        path, token))
+    if made is None:
         return None
-    token, record = await keys.create(Role.ADMIN, name=BOOTSTRAP_NAME)
-    write_admin_token(path, token)
+    token, record = made
     log.warning("no admin key existed: created one", extra={"key_id": record.key_id,
                                                             "token_file": str(path)})
     return token
 
 
 def write_admin_token(path: Path, token: str) -> None:
-    """The first admin key's token in `path`, owner-only (mode 600)."""
+    """The first admin key's token in `path`, owner-only (mode 600), written whole: a new
+    file of this process's own (`O_EXCL`), synced, then renamed over `path`, so a reader
+    never sees a partial token and two writers never interleave theirs."""
     private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a file left by an earlier run keeps its mode through O_CREAT
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()  # left by a process of this pid that died mid-write
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @contextlib.asynccontextmanager
