@@ -43,7 +43,8 @@ from indexer.store.registry import RegistryStore
 from verify.backends import open_invoice_store, open_originals, open_registry, open_replica
 from verify.settings import Settings
 from verify.shared_state import SharedState, open_shared
-from verify.watches.events import WatchHook
+from verify.watches.es_store import EsWatchStore
+from verify.watches.events import WatchHook, WatchStore
 from verify.watches.gaps import WatchedGaps
 from verify.watches.store import open_watch_store
 
@@ -170,6 +171,18 @@ def _open_shared(settings: Settings, clients: SharedClients,
     return open_shared(settings, clients) if settings.es_url else contextlib.nullcontext()
 
 
+@contextlib.asynccontextmanager
+async def _watch_store(settings: Settings, shared: SharedState | None,
+                       ) -> AsyncIterator[WatchStore]:
+    """The process's watches: `watches.sqlite3`, or the deployment's on Elasticsearch
+    (`verify.watches.es_store`), shared by every process."""
+    if shared is not None:
+        yield EsWatchStore(shared.store)
+        return
+    async with open_watch_store(settings.watches_path) as store:
+        yield store
+
+
 def _share_gaps(settings: Settings, shared: SharedState | None, local: SqliteGapLedger,
                 ) -> contextlib.AbstractAsyncContextManager[ReconcileLedger]:
     """The process's ledger: its file, or the deployment's over it (`fallback.shared_gaps`)."""
@@ -202,7 +215,7 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                 open_gap_ledger(settings.gaps_path) as local_gaps, \
                 _share_gaps(settings, shared, local_gaps) as gaps, \
                 open_intake_journal(settings.journal_path) as journal, \
-                open_watch_store(settings.watches_path) as watch_store:
+                _watch_store(settings, shared) as watch_store:
             if close_dangling:
                 await outages.close_dangling()
             watches = WatchHook(watch_store)

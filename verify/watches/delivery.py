@@ -23,9 +23,8 @@ import aiohttp
 import orjson
 
 from fallback.callbacks import CallbackPolicy, Delivery, callback_session, post_callback
-from verify.watches.events import WatchHook
+from verify.watches.events import WatchHook, WatchStore
 from verify.watches.model import WatchEvent
-from verify.watches.store import SqliteWatchStore
 
 log = logging.getLogger("verify.watches.delivery")
 #: Events kept (the feed and their callbacks' state) after they were recorded.
@@ -34,7 +33,7 @@ _PRUNE_EVERY_S = 3_600.0
 
 
 class WatchDelivery:
-    def __init__(self, store: SqliteWatchStore, policy: CallbackPolicy, *,
+    def __init__(self, store: WatchStore, policy: CallbackPolicy, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.policy = policy
@@ -66,17 +65,17 @@ class WatchDelivery:
                    event: WatchEvent, url: str, attempts: int) -> bool | None:
         async with limit:
             now = self.clock()
-            if not await self.store.claim(event.seq, now=now,
+            if not await self.store.claim(event, now=now,
                                           until=now + self.policy.timeout + 5):
                 return None
             error = await post_callback(session, self.policy, url,
                                         orjson.dumps(event.as_dict()))
             if error is None:
-                await self.store.sent(event.seq, now=self.clock())
+                await self.store.sent(event, now=self.clock())
                 return True
             log.warning("watch callback failed", extra={
                 "event_id": event.id, "attempt": attempts + 1, "error": error})
-            await self.store.failed(event.seq, error,
+            await self.store.failed(event, error,
                                     next_at=self.clock() + self.next_delay(attempts + 1))
             return False
 

@@ -21,8 +21,12 @@ from collections.abc import Callable, Collection, Sequence
 
 from indexer.model import Invoice
 from indexer.store import InvoiceStore
+from verify.watches.es_store import EsWatchStore
 from verify.watches.model import AUTHORITY_CODE_PREFIX, Change, changed_by, changes
 from verify.watches.store import SqliteWatchStore
+
+#: The file of the data directory, or the deployment's (`INVOICE_ES_URL`).
+WatchStore = SqliteWatchStore | EsWatchStore
 
 log = logging.getLogger("verify.watches")
 #: Invoices a read of the sweep asks for.
@@ -30,7 +34,7 @@ SWEEP_BATCH = 1000
 
 
 class WatchHook:
-    def __init__(self, store: SqliteWatchStore, *,
+    def __init__(self, store: WatchStore, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock

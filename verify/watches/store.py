@@ -218,30 +218,30 @@ class SqliteWatchStore:
             (max_attempts, now, limit))
         return [(_event(r[:9]), str(r[9]), int(r[10])) for r in rows]
 
-    async def claim(self, seq: int, *, now: float, until: float) -> bool:
+    async def claim(self, event: WatchEvent, *, now: float, until: float) -> bool:
         """Whether this process sends the event's callback now (no other one is)."""
         async with self._lock:
             cursor = await self._conn.execute(
                 "UPDATE watch_events SET claimed_until = ? WHERE seq = ? AND sent_at IS NULL "
-                "AND (claimed_until IS NULL OR claimed_until < ?)", (until, seq, now))
+                "AND (claimed_until IS NULL OR claimed_until < ?)", (until, event.seq, now))
         return cursor.rowcount > 0
 
-    async def sent(self, seq: int, *, now: float) -> None:
+    async def sent(self, event: WatchEvent, *, now: float) -> None:
         async with self._lock:
             await self._conn.execute(
                 "UPDATE watch_events SET sent_at = ?, attempts = attempts + 1, error = NULL, "
-                "claimed_until = NULL WHERE seq = ?", (now, seq))
+                "claimed_until = NULL WHERE seq = ?", (now, event.seq))
 
-    async def failed(self, seq: int, error: str, *, next_at: float) -> None:
+    async def failed(self, event: WatchEvent, error: str, *, next_at: float) -> None:
         async with self._lock:
             await self._conn.execute(
                 "UPDATE watch_events SET attempts = attempts + 1, error = ?, next_at = ?, "
-                "claimed_until = NULL WHERE seq = ?", (error, next_at, seq))
+                "claimed_until = NULL WHERE seq = ?", (error, next_at, event.seq))
 
-    async def delivery(self, seq: int) -> tuple[int, float | None, str | None]:
+    async def delivery(self, event: WatchEvent) -> tuple[int, float | None, str | None]:
         """An event's callback: attempts, when it was sent, the last error."""
         rows = list(await self._conn.execute_fetchall(
-            "SELECT attempts, sent_at, error FROM watch_events WHERE seq = ?", (seq,)))
+            "SELECT attempts, sent_at, error FROM watch_events WHERE seq = ?", (event.seq,)))
         return int(rows[0][0]), rows[0][1], rows[0][2]
 
     async def prune(self, *, now: float, keep_events_s: float) -> int:
