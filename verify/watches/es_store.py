@@ -95,7 +95,6 @@ class EsWatchStore:
         return [hit async for hit in self.es.scan(alias, query, sort, page=_PAGE)]
 
     async def _held(self, key_id: str, now: float) -> list[Watch]:
-        await self.es.refresh(self.watches_alias)
         query = {"bool": {"filter": [{"term": {"key_id": key_id}}, _in_force(now)]}}
         hits = await self._all(self.watches_alias, query,
                                [{"created_at": "asc"}, {"id": "asc"}])
@@ -135,7 +134,6 @@ class EsWatchStore:
                 return _watch(source)
 
     async def count(self, key_id: str, *, now: float) -> int:
-        await self.es.refresh(self.watches_alias)
         return await self.es.count(self.watches_alias, {"bool": {"filter": [
             {"term": {"key_id": key_id}}, _in_force(now)]}})
 
@@ -143,7 +141,6 @@ class EsWatchStore:
         return await self._held(key_id, now)
 
     async def delete(self, key_id: str, watch_id: str) -> bool:
-        await self.es.refresh(self.watches_alias)
         query = {"bool": {"filter": [{"term": {"key_id": key_id}},
                                      {"term": {"id": watch_id}}]}}
         hits, _ = await self.es.search(self.watches_alias, query, [{"id": "asc"}], size=1)
@@ -168,7 +165,6 @@ class EsWatchStore:
         keys = sorted({key for c in changes for key in c.keys})
         if not keys:
             return 0
-        await self.es.refresh(self.watches_alias)
         query = {"bool": {"filter": [{"terms": {"key": keys}}, _in_force(now)]}}
         watches = [_watch(h.source) for h in await self._all(
             self.watches_alias, query, [{"key": "asc"}, {"id": "asc"}])]
@@ -200,9 +196,10 @@ class EsWatchStore:
             async with limit:
                 return await self.es.create(self.events_alias, eid, source)
 
-        made = await asyncio.gather(*(one(eid, source) for eid, source in todo))
-        await self.es.refresh(self.events_alias)
-        return sum(made)
+        made = sum(await asyncio.gather(*(one(eid, source) for eid, source in todo)))
+        if made:
+            await self.es.refresh(self.events_alias)
+        return made
 
     async def events(self, key_id: str, *, after: int = 0, key: str | None = None,
                      limit: int = 100) -> list[WatchEvent]:
