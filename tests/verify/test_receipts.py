@@ -240,6 +240,41 @@ async def test_every_batch_row_carries_its_receipt(cli: Client) -> None:
     assert "receipt" not in orjson.loads(await plain.read())
 
 
+async def test_concurrent_lookups_each_get_their_own_receipt(cli: Client) -> None:
+    """Receipts asked for at once are signed in one burst of the event loop: each answer still
+    carries the receipt of exactly itself, and each verifies."""
+    await load(cli)
+    answers = await asyncio.gather(
+        *(answer_with_receipt(cli, number) for number in (1, 7, 404, 1, 7, 404, 1, 7))
+    )
+    assert len({answer["receipt"] for answer in answers}) == len(answers)
+    for answer in answers:
+        claims = (await check(cli, answer["receipt"]))["claims"]
+        assert (claims["status"], claims["key"]) == (answer["status"], answer["key"])
+
+
+async def test_a_burst_signs_every_receipt_asked_in_one_turn() -> None:
+    """Signed together (`Receipts.sign_soon`), as `sign` would sign each alone: a waiter
+    that gave up (cancelled) leaves the others' receipts made and good."""
+    from verify.receipts.signing import Receipts
+
+    receipts = Receipts(KeySet.generate(), "invoice-verify")
+    asked = [
+        asyncio.ensure_future(receipts.sign_soon({"status": "valid", "n": n}, None, f"k{n}"))
+        for n in range(6)
+    ]
+    asked[2].cancel()
+    done = await asyncio.gather(*asked, return_exceptions=True)
+    assert isinstance(done[2], asyncio.CancelledError)
+    for n, result in enumerate(done):
+        if n == 2:
+            continue
+        assert isinstance(result, tuple)
+        token, receipt_id = result
+        claims = receipts.check(token).claims
+        assert (claims["caller"], claims["jti"]) == (f"k{n}", receipt_id)
+
+
 # ---------------------------------------------------------------------- degraded, unconfirmed
 
 

@@ -1,5 +1,5 @@
-"""Signing and checking receipts: `Receipts.sign` on the lookup path, `Receipts.check` for
-`POST /receipts/verify`, the PDF and the command line.
+"""Signing and checking receipts: `Receipts.sign_soon` on the answers' path (`sign` where no
+event loop runs), `Receipts.check` for `POST /receipts/verify`, the PDF and the command line.
 
 Signing builds the compact JWS itself (RFC 7515 section 7.1: the header segment, made once
 per key, a dot, the payload's base64url, a dot, the signature's) and signs with libsodium
@@ -7,7 +7,12 @@ per key, a dot, the payload's base64url, a dot, the signature's) and signs with 
 most of a receipt's cost, and libsodium's takes about two thirds of the time of
 `cryptography`'s (OpenSSL's) for the same bytes (Ed25519 is deterministic: both give the
 same signature); joserfc's `serialize_compact` would add another 20 us re-checking the same
-fixed header and key on every call (bench/receipts.py, bench/README.md). Everything else
+fixed header and key on every call (bench/receipts.py, bench/README.md). On the service's
+path (`sign_soon`) the signatures asked for in one turn of the event loop are made one after
+another at the end of that turn (`_Burst`): a signature squeezed between two lookups finds
+libsodium's code and tables evicted from the CPU's caches and costs several times what it
+does in a loop, back to back they stay warm (bench/README.md: the receipt's cost fell from
+about a quarter of a lookup's throughput to about a sixth). Everything else
 goes through joserfc: keys, thumbprints, the JWK Set, and every check
 (tests/verify/test_receipts.py verifies what `sign` makes with joserfc and with
 `cryptography`'s raw Ed25519 both).
@@ -20,6 +25,7 @@ the signature does not cover, a key id of the key set, and a JSON payload of ver
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import os
 import time
@@ -54,6 +60,10 @@ def _b64(data: bytes) -> bytes:
 def _receipt_id() -> str:
     """96 random bits as 16 base64url characters (`secrets.token_urlsafe(12)`, cheaper)."""
     return binascii.b2a_base64(os.urandom(12), newline=False).translate(_URLSAFE).decode()
+
+
+def _token(signing_input: bytes, signature: bytes) -> str:
+    return (signing_input + b"." + _b64(signature)).decode()
 
 
 class ReceiptInvalid(Exception):
@@ -126,6 +136,44 @@ def verify_with_jwks(token: str, jwks: Mapping[str, Any]) -> Verified:
     return verify_with(token, keys, kids)
 
 
+class _Burst:
+    """The Ed25519 signatures asked for in one turn of the event loop, made one after the
+    other once the turn's other callbacks have run (`call_soon`). Each receipt keeps its own
+    standard signature; what is shared is the CPU's caches: a signature made right after
+    another finds libsodium's code and tables warm, while one made between two lookups finds
+    them evicted and costs several times its figure in a loop (bench/README.md)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[bytes, bytes, asyncio.Future[bytes]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def signature(self, signing_input: bytes, secret: bytes) -> asyncio.Future[bytes]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        if self._pending and loop is not self._loop:  # another loop's burst: not shared
+            future.set_result(_signature(signing_input, secret))
+            return future
+        if not self._pending:
+            self._loop = loop
+            loop.call_soon(self._sign_all)
+        self._pending.append((signing_input, secret, future))
+        return future
+
+    def _sign_all(self) -> None:
+        pending, self._pending = self._pending, []
+        for signing_input, secret, future in pending:
+            if future.cancelled():
+                continue
+            try:
+                future.set_result(_signature(signing_input, secret))
+            except Exception as exc:
+                future.set_exception(exc)
+
+
+def _signature(signing_input: bytes, secret: bytes) -> bytes:
+    return crypto_sign(signing_input, secret)[:64]  # libsodium gives the signature, then the input
+
+
 class Receipts:
     """The process's receipt keys (`keys` None: not loaded yet, receipts unavailable) and
     the issuer named in every receipt."""
@@ -136,6 +184,7 @@ class Receipts:
         self.issuer = issuer
         self._clock = clock
         self.keys: KeySet | None = None
+        self._burst = _Burst()
         if keys is not None:
             self.use(keys)
 
@@ -160,6 +209,23 @@ class Receipts:
         self, answer: Mapping[str, Any], invoice: Invoice | None, caller: str
     ) -> tuple[str, str]:
         """The receipt of `answer` as the caller was sent it, and the receipt's id."""
+        signing_input, secret, receipt_id = self._signing_input(answer, invoice, caller)
+        return _token(signing_input, _signature(signing_input, secret)), receipt_id
+
+    async def sign_soon(
+        self, answer: Mapping[str, Any], invoice: Invoice | None, caller: str
+    ) -> tuple[str, str]:
+        """`sign` on the event loop: the signature is made with the others asked for in the
+        same turn of the loop (`_Burst`); the same receipt, a turn later."""
+        signing_input, secret, receipt_id = self._signing_input(answer, invoice, caller)
+        signature = await self._burst.signature(signing_input, secret)
+        return _token(signing_input, signature), receipt_id
+
+    def _signing_input(
+        self, answer: Mapping[str, Any], invoice: Invoice | None, caller: str
+    ) -> tuple[bytes, bytes, str]:
+        """The header and payload segments, the secret key they are to be signed with (the
+        current key's, as the header names it) and the receipt's id."""
         if self.keys is None:
             raise RuntimeError("receipt keys are not loaded")
         receipt_id = _receipt_id()
@@ -171,9 +237,7 @@ class Receipts:
             issued_at=int(self._clock()),
             receipt_id=receipt_id,
         )
-        signing_input = self._header + _b64(orjson.dumps(claims))
-        signature = crypto_sign(signing_input, self._secret)[:64]  # signature, then message
-        return (signing_input + b"." + _b64(signature)).decode(), receipt_id
+        return self._header + _b64(orjson.dumps(claims)), self._secret, receipt_id
 
     def knows(self, token: str) -> bool:
         """Whether the receipt's key id is in this process's key set (a rotation made by

@@ -74,7 +74,7 @@ async def with_receipt(
         access.audit.record(principal, "receipt.sign", target, "rate_limited", request.remote)
         raise too_many("receipt_rate_limited", "this key has signed its receipts of the hour "
                        "(INVOICE_RATE_RECEIPTS_PER_HOUR)", wait)
-    token, receipt_id = receipts.sign(answer, invoice, principal.key_id)
+    token, receipt_id = await receipts.sign_soon(answer, invoice, principal.key_id)
     access.audit.record(principal, "receipt.sign", target, receipt_id, request.remote)
     return {**answer, "receipt": token}
 
