@@ -15,11 +15,11 @@ Two measurements:
     .venv/bin/python -m bench.receipts --rounds 5
     .venv/bin/python -m bench.receipts --rounds 5 --before /tmp/old-tree
 
-`--before TREE` (a snapshot of an earlier build, e.g. `git archive`) adds a third service
-from that tree, on the same core and data, loaded with the `receipt=true` lookups at the
-same moment as the other two: each round then gives both builds' receipt cost against the
-same plain lookups, so a change to receipts is compared in one run, not across runs that
-the shared machine's load moves.
+`--before TREE` (a snapshot of another build, e.g. `git archive`; may be repeated) adds a
+service from that tree, named after its directory, on the same core and data, loaded with
+the `receipt=true` lookups at the same moment as the others: each round then gives every
+build's receipt cost against the same plain lookups, so a change to receipts is compared
+in one run, not across runs that the shared machine's load moves.
 
 Needs two CPUs, taskset and wrk (installed with apt-get when missing). Nothing asserts on
 the figures; exit 0 after a measurement, 2 when the setup fails.
@@ -120,16 +120,15 @@ def load_pair(
 class Round:
     plain: WrkResult
     receipt: WrkResult
-    before: WrkResult | None = None  # `--before`: the earlier build's receipts
+    others: tuple[WrkResult, ...] = ()  # `--before`: other builds' receipts
 
     @property
     def ratio(self) -> float:
         """Throughput with receipts over plain, at the same moment on the same core."""
         return self.receipt.rps / self.plain.rps
 
-    @property
-    def ratio_before(self) -> float | None:
-        return None if self.before is None else self.before.rps / self.plain.rps
+    def ratio_of(self, result: WrkResult) -> float:
+        return result.rps / self.plain.rps
 
     @property
     def cpu_us(self) -> tuple[float, float]:
@@ -141,7 +140,9 @@ class Round:
         )
 
 
-def summary(rounds: list[Round], alone: dict[str, float]) -> dict[str, Any]:
+def summary(
+    rounds: list[Round], alone: dict[str, float], names: Sequence[str] = ()
+) -> dict[str, Any]:
     ratio = statistics.median(r.ratio for r in rounds)
     plain_cpu = statistics.median(r.cpu_us[0] for r in rounds)
     receipt_cpu = statistics.median(r.cpu_us[1] for r in rounds)
@@ -155,7 +156,7 @@ def summary(rounds: list[Round], alone: dict[str, float]) -> dict[str, Any]:
             "cpu_us_per_request": {"plain": round(plain_cpu), "with_receipt": round(receipt_cpu)},
             "receipt_cost_by_cpu": round(1 - plain_cpu / receipt_cpu, 3),
             "goal_cost_at_most": 0.2,
-            **_before(rounds),
+            **_others(rounds, names),
         },
         "in_process": {
             "receipts_signed_per_s": round(alone["signed_per_s"]),
@@ -166,23 +167,22 @@ def summary(rounds: list[Round], alone: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _before(rounds: list[Round]) -> dict[str, Any]:
-    """The earlier build's figures, from the same rounds (`--before`)."""
-    before = [(r.ratio_before, r.before) for r in rounds if r.before is not None]
-    if not before:
-        return {}
-    ratios = [ratio for ratio, _ in before if ratio is not None]
-    return {
-        "before": {
-            "lookups_with_receipt_per_s": round(statistics.median(b.rps for _, b in before)),
+def _others(rounds: list[Round], names: Sequence[str]) -> dict[str, Any]:
+    """The other builds' figures, from the same rounds (`--before`)."""
+    figures: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        results = [r.others[index] for r in rounds]
+        ratios = [r.ratio_of(r.others[index]) for r in rounds]
+        figures[name] = {
+            "lookups_with_receipt_per_s": round(statistics.median(b.rps for b in results)),
             "throughput_ratio": round(statistics.median(ratios), 3),
             "ratios": [round(ratio, 3) for ratio in ratios],
             "receipt_cost_by_throughput": round(1 - statistics.median(ratios), 3),
             "cpu_us_per_request": round(
-                statistics.median(1e6 * b.server_cpu / b.rps for _, b in before)
+                statistics.median(1e6 * b.server_cpu / b.rps for b in results)
             ),
         }
-    }
+    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-series", type=int, default=2500)
     parser.add_argument("--urls", type=int, default=4000)
     parser.add_argument(
-        "--before", type=Path, help="an earlier build's tree: its receipts in the same rounds"
+        "--before",
+        type=Path,
+        action="append",
+        default=[],
+        help="another build's tree (repeatable): its receipts in the same rounds",
     )
     parser.add_argument(
         "--sign-seconds", type=float, default=3, help="seconds of each in-process timing"
@@ -221,8 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             server("plain", REPO, data, env, workdir),
             server("receipt", REPO, data, env, workdir),
         ]
-        if args.before is not None:
-            servers.append(server("before", args.before.resolve(), data, env, workdir))
+        names = [tree.resolve().name for tree in args.before]
+        if len(set(names)) != len(names) or {"plain", "receipt"} & set(names):
+            raise SetupError(f"the --before trees need distinct directory names: {names}")
+        servers += [
+            server(name, tree.resolve(), data, env, workdir)
+            for name, tree in zip(names, args.before, strict=True)
+        ]
         rounds: list[Round] = []
         for round_no in range(1, args.rounds + 1):
             for srv in servers:
@@ -233,25 +242,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pairs = [(servers[0], plain), *((srv, with_receipt) for srv in servers[1:])]
                 if args.warmup > 0:
                     load_pair(wrk, pairs, token, args.warmup, args.connections)
-                done = Round(*load_pair(wrk, pairs, token, args.duration, args.connections))
+                plain_run, receipt_run, *others = load_pair(
+                    wrk, pairs, token, args.duration, args.connections
+                )
+                done = Round(plain_run, receipt_run, tuple(others))
             finally:
                 for srv in servers:
                     srv.stop()
             rounds.append(done)
-            before = ""
-            if done.before is not None:
-                before = (
-                    f", before {done.before.rps:6.0f} req/s "
-                    f"{1e6 * done.before.server_cpu / done.before.rps:4.0f} us CPU/req, "
-                    f"ratio {done.ratio_before:.3f}"
-                )
+            before = "".join(
+                f", {name} {other.rps:6.0f} req/s "
+                f"{1e6 * other.server_cpu / other.rps:4.0f} us CPU/req, "
+                f"ratio {done.ratio_of(other):.3f}"
+                for name, other in zip(names, done.others, strict=True)
+            )
             print(
                 f"  round {round_no}: plain {done.plain.rps:6.0f} req/s "
                 f"{done.cpu_us[0]:4.0f} us CPU/req, with receipt {done.receipt.rps:6.0f} req/s "
                 f"{done.cpu_us[1]:4.0f} us CPU/req, throughput ratio {done.ratio:.3f}{before}",
                 flush=True,
             )
-        figures = summary(rounds, in_process(answer, data, args.sign_seconds))
+        figures = summary(rounds, in_process(answer, data, args.sign_seconds), names)
         print(json.dumps(figures, indent=2))
         http = figures["http"]
         print(
