@@ -496,7 +496,12 @@ def report(results: dict[str, list[WrkResult]]) -> float:
         es_ratio = _ratio("on Elasticsearch / its floor (one GET by id)", results["es"],
                           results["es-floor"])
         ratio = ratio or es_ratio
-        for name in ("es", "es-floor"):
+        if "es-b" in results:
+            _ratio("es-b (--es-b-tree) / its floor", results["es-b"], results["es-floor"])
+            _ratio("es / es-b", results["es"], results["es-b"])
+        for name in ("es", "es-b", "es-floor"):
+            if name not in results:
+                continue
             per = [r.server_cpu / r.rps * 1e6 for r in results[name]]
             print(f"  {name}: server CPU per lookup {statistics.median(per):.0f} us "
                   f"(per round {' '.join(f'{p:.0f}' for p in per)}; the cluster's own "
@@ -558,11 +563,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--es", action="store_true",
                         help="also the service on Elasticsearch (osmem-server on loopback, or "
                              "the cluster at INVOICE_ES_URL), loaded with the same demo data")
+    parser.add_argument("--es-b-tree", type=Path, default=None, metavar="DIR",
+                        help="with --es: also `es-b`, the ES service of another source tree "
+                             "(a worktree of another commit), in the same rounds")
     parser.add_argument("--es-only", action="store_true",
                         help="with --es: only es-floor and es (no bare, no embedded)")
     args = parser.parse_args(argv)
-    if args.es_only and not args.es:
-        parser.error("--es-only needs --es")
+    if (args.es_only or args.es_b_tree) and not args.es:
+        parser.error("--es-only and --es-b-tree need --es")
     if args.rounds < 1 or args.duration <= 0 or args.connections < args.threads:
         parser.error("need --rounds >= 1, --duration > 0 and --connections >= --threads")
     return args
@@ -655,6 +663,27 @@ def drop_namespace(namespace: str) -> None:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # run the finally blocks: servers stopped, temp dir removed
+
+
+def es_b_server(tree: Path, es_server: Server, data: Path, workdir: Path) -> Server:
+    """`es` as another source tree runs it (`--es-b-tree`): the same command, cluster,
+    key, with `PYTHONPATH` and the working directory set to the tree, a copy of the data
+    directory (each build's own local files and shipment marks) and an index prefix of its
+    own (the same demo data loaded again; the shared state apart: one build's gaps are not
+    the other's)."""
+    copy = workdir / "data-b"
+    shutil.copytree(data, copy)
+    port = free_port()
+    cmd = [str(copy) if part == str(data) else part for part in es_server.cmd]
+    cmd[cmd.index(str(es_server.port))] = str(port)
+    cmd += ["--prefix", "bench-b"]  # its own shared state (gaps, keys, trail) and invoices
+    env = {**es_server.env, "PYTHONPATH": str(tree),
+           ES_COUNTS_ENV: str(workdir / "es-b-counts.json")}
+    server = Server("es-b", cmd, env, port, workdir / "es-b.log", cwd=tree)
+    print("loading the demo data into Elasticsearch for es-b ...", flush=True)
+    server.start(timeout=600)
+    server.stop()
+    return server
 
 
 def check_embedded(no_auth: Server, embedded: Server, bare: Server, lookups: list[Lookup],
@@ -768,7 +797,9 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                           {**env, ES_COUNTS_ENV: str(workdir / "es-floor-counts.json")},
                           floor_port, workdir / "es-floor.log")
         servers.extend([es_floor, es_server])
-    tokens = {"embedded": token, "es": token, "embedded-uvloop": token,
+        if args.es_b_tree is not None:
+            servers.append(es_b_server(args.es_b_tree, es_server, data, workdir))
+    tokens = {"embedded": token, "es": token, "es-b": token, "embedded-uvloop": token,
               **{server.name: token for server in servers if server.name.startswith("workers-")}}
     if args.replica:
         replica_servers, tokens["replica"] = prepare_replica(args, service, env, server_prefix,
