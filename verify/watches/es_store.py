@@ -26,7 +26,6 @@ rather than kept where the others cannot see it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import socket
@@ -35,14 +34,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
+from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
 from indexer.store.es_state import SharedStateStore, Versioned
+from indexer.store.es_support import unavailable_on_failure
 from verify.watches.model import Change, Watch, WatchEvent, new_id
 from verify.watches.store import WatchLimitReached
 
 #: The feed lists events recorded at least this long ago (see the module's docstring).
 SETTLE_S = 1.0
-#: Event creations in flight at once, per record.
-_CONCURRENCY = 32
 _PAGE = 1000
 
 
@@ -107,11 +106,40 @@ class EsWatchStore:
         new = [k for k in wanted if k not in held]
         if len(held) + len(new) > limit:
             raise WatchLimitReached(limit, len(held), len(new))
-        made: dict[str, Watch] = {}
-        for key in wanted:
-            made[key] = await self._put(key_id, key, now, expires_at, callback_url)
+        made = await self._create_new(key_id, new, now, expires_at, callback_url)
+        for key in wanted:  # renewals, and any new one another process made meanwhile
+            if key not in made:
+                made[key] = await self._put(key_id, key, now, expires_at, callback_url)
         await self.es.refresh(self.watches_alias)
         return [made[k] for k in keys]
+
+    async def _create_new(self, key_id: str, keys: list[str], now: float, expires_at: float,
+                          callback_url: str | None) -> dict[str, Watch]:
+        """The watches of keys not held, in one bulk of creates (a request of 1,000 keys is
+        one round trip); those whose id exists (an expired watch, or one another process
+        made meanwhile) are left to `_put`."""
+        if not keys:
+            return {}
+        sources = {watch_doc_id(key_id, k): {
+            "id": new_id("wat"), "key_id": key_id, "key": k, "created_at": now,
+            "expires_at": expires_at, "callback_url": callback_url} for k in keys}
+        outcome = await self._bulk_create(self.watches_alias, sources)
+        return {str(sources[w.doc_id]["key"]): _watch(sources[w.doc_id])
+                for w in outcome.written}
+
+    async def _bulk_create(self, alias: str,
+                           sources: dict[str, dict[str, Any]]) -> BulkOutcome:
+        """`op_type=create` of each (id, source): those written; an id that exists is not
+        (its 409 is no failure)."""
+        await self.es.ensure_layout(self.es.fast)
+        actions = [{"_op_type": "create", "_index": alias, "_id": doc_id, "_source": source}
+                   for doc_id, source in sources.items()]
+        outcome = BulkOutcome()
+        with unavailable_on_failure(f"bulk {alias}"):
+            await run_bulk(self.es.patient, actions, outcome, ignore_status=(409,))
+        if outcome.failed:
+            raise BulkWriteError(outcome.failed)
+        return outcome
 
     async def _put(self, key_id: str, key: str, now: float, expires_at: float,
                    callback_url: str | None) -> Watch:
@@ -190,16 +218,11 @@ class EsWatchStore:
         if not todo:
             return 0
         self._last_seq = base + len(todo) - 1
-        limit = asyncio.Semaphore(_CONCURRENCY)
-
-        async def one(eid: str, source: dict[str, Any]) -> bool:
-            async with limit:
-                return await self.es.create(self.events_alias, eid, source)
-
-        made = sum(await asyncio.gather(*(one(eid, source) for eid, source in todo)))
-        if made:
+        # an event there already is one recorded before (by the commit, a replay, a sweep)
+        outcome = await self._bulk_create(self.events_alias, dict(todo))
+        if outcome.written:
             await self.es.refresh(self.events_alias)
-        return made
+        return len(outcome.written)
 
     async def events(self, key_id: str, *, after: int = 0, key: str | None = None,
                      limit: int = 100) -> list[WatchEvent]:
