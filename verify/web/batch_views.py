@@ -2,7 +2,10 @@
 filters and downloads. A batch is read and answered as `POST /api/v1/verify/batch` reads and
 answers it (CSV or JSON rows, `answer_rows` through `verify_query`); a ledger as
 `POST /api/v1/reports/ledger` (CSV or XLSX, `BudgetedLines` and the report's JSON). Results
-stay in this process for an hour (`verify.web.runs`)."""
+stay in this process for an hour (`verify.web.runs`). A batch uploaded with its "receipt"
+box ticked is answered as `?receipt=true` answers it: each row with its signed receipt, which
+the results offer as a PDF (`verify.web.receipt_views`); each receipt counts in the key's
+receipts of the hour, so it is asked for, not the default."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from verify.http.errors import ApiError
 from verify.keys import ACCESS, SETTINGS
 from verify.lookup import batch
 from verify.lookup.verification import verify_query
+from verify.receipts.state import RECEIPTS
 from verify.reports import ledger
 from verify.reports import views as report_views
 from verify.reports.ledger_check import LedgerTotals
@@ -62,10 +66,14 @@ async def batch_page(request: web.Request) -> web.StreamResponse:
         if exc.status == 429:
             raise
         return await page(request, "batch.html", {"error": exc}, status=exc.status)
+    # each row with its receipt when asked and one can be signed, as `?receipt=true` does
+    receipt = request[FORM].get("receipt") == "true" and request.app[RECEIPTS].ready
     results = [
         r
         async for r in batch.answer_rows(
-            rows, request.app[SETTINGS].rules, lambda query: verify_query(request, query)
+            rows,
+            request.app[SETTINGS].rules,
+            lambda query: verify_query(request, query, receipt=receipt),
         )
     ]
     run = Run(
