@@ -67,7 +67,7 @@ from verify.settings import Settings
 #: one module does several things, by function name. First match wins.
 _BY_FUNCTION: dict[tuple[str, str], str] = {
     ("verify/access/service.py", "authenticate"): "key check",
-    ("verify/access/middleware.py", "access_middleware"): "key check",
+    ("verify/access/middleware.py", "guard"): "key check",
     ("verify/lookup/views.py", "lookup"): "parse",
     ("verify/lookup/verification.py", "_facts"): "answer",
     ("verify/lookup/verification.py", "_check_count"): "answer",
@@ -245,12 +245,23 @@ def serve(kind: str, port: int, dump: Path) -> None:
 
     app.on_startup.append(signals)
     app.on_startup.append(_freeze)  # as `serve` does: full collections skip start-up's heap
+    # The event loop `serve` would run (INVOICE_EVENT_LOOP, else the default), the bare
+    # handler's too, so both are measured on the same kind of loop.
+    from verify.settings import DEFAULT_EVENT_LOOP
+
+    loop: asyncio.AbstractEventLoop
+    if (os.environ.get("INVOICE_EVENT_LOOP") or DEFAULT_EVENT_LOOP).strip() == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     if kind == "bare":
         web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=5,
-                    access_log=None)
+                    access_log=None, loop=loop)
     else:
         web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=5,
-                    access_log_class=AccessLogger)
+                    access_log_class=AccessLogger, loop=loop)
 
 
 # --------------------------------------------------------------------------- in process
@@ -261,11 +272,12 @@ CONCURRENT = 32
 
 
 async def _in_process(paths: list[str], token: str | None, count: int,
-                      rounds: int) -> list[float]:
+                      rounds: int, profiler: cProfile.Profile | None = None) -> list[float]:
     """Our own cost per request, without aiohttp's parser, writer and event loop: the real
     app started (its cleanup contexts, as `serve` does), then `count` requests made with
     aiohttp's `make_mocked_request` handed to the app's handler (router, middlewares, the
-    view), `CONCURRENT` at a time; the main thread's CPU per request, per round."""
+    view), `CONCURRENT` at a time; the main thread's CPU per request, per round. With
+    `profiler`, one more round runs under it after those (not counted in them)."""
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
@@ -293,7 +305,9 @@ async def _in_process(paths: list[str], token: str | None, count: int,
                                    protocol=protocol, transport=transport, writer=writer)
     try:
         results = []
-        for round_no in range(rounds + 1):  # round 0 warms the caches up
+        for round_no in range(rounds + 1 + (profiler is not None)):  # round 0 warms up
+            if round_no > rounds and profiler is not None:
+                profiler.enable()
             started = time.thread_time()
             for first in range(0, count, CONCURRENT):  # as many at once as wrk's connections
                 batch = [paths[index % len(paths)]
@@ -303,7 +317,9 @@ async def _in_process(paths: list[str], token: str | None, count: int,
                 for path, response in zip(batch, responses, strict=True):
                     if response.status != 200:
                         raise SetupError(f"{path} answered {response.status}")
-            if round_no:
+            if profiler is not None and round_no > rounds:
+                profiler.disable()
+            elif round_no:
                 results.append((time.thread_time() - started) / count * 1e6)
         return results
     finally:
@@ -486,13 +502,22 @@ def _run_in_process(args: argparse.Namespace,
         saved = dict(os.environ)
         os.environ.clear()
         os.environ.update(server.env)
+        profiler = cProfile.Profile() if args.top else None
         try:
-            per = asyncio.run(_in_process(paths, key, args.in_process, args.rounds))
+            per = asyncio.run(_in_process(paths, key, args.in_process, args.rounds, profiler))
         finally:
             os.environ.clear()
             os.environ.update(saved)
         print(f"  {server.name:<10} median {statistics.median(per):7.1f} us   rounds "
               + " ".join(f"{v:.1f}" for v in per), flush=True)
+        if profiler is not None:  # the parts of our CPU alone, from one more round
+            print(f"  {server.name}: the {args.top} functions of most own time in one more "
+                  "round under cProfile (share, calls, part)")
+            seconds = attribute(pstats.Stats(profiler), args.top)
+            total = sum(seconds.values()) or 1.0
+            median = statistics.median(per)
+            for part in [p for p in ORDER if seconds.get(p)]:
+                print(f"    {part:<36}{seconds[part] / total * median:8.1f} us")
     return 0
 
 

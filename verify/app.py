@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 from fallback.replica import Replica
 from fallback.warmup import warm_replica
 from indexer.store.elasticsearch import ClientFactory
-from verify.access.middleware import access_middleware, check_routes
+from verify.access.middleware import check_routes, guard
 from verify.access.ratelimit import MemoryRateLimiter, RedisRateLimiter, ResilientRateLimiter
 from verify.access.service import Access, open_access
 from verify.http.clients import FORWARDED_CLIENTS, ForwardedClients
-from verify.http.middlewares import error_middleware
+from verify.http.middlewares import around
 from verify.http.responses import SECURITY_HEADERS
 from verify.keys import (
     ACCESS,
@@ -155,7 +155,8 @@ def create_app(settings: Settings, *,
                es_client_factory: ClientFactory | None = None) -> web.Application:
     """`es_client_factory` builds the Elasticsearch clients (default: the official client
     as configured); tests pass one that speaks to their stand-in server."""
-    app = web.Application(middlewares=[error_middleware, access_middleware],
+    # Errors and metrics outermost, the access checks inside the same layer, then the pages.
+    app = web.Application(middlewares=[around(guard)],
                           client_max_size=settings.max_package_bytes)
     app[SETTINGS] = settings
     app[ES_CLIENT_FACTORY] = es_client_factory

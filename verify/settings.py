@@ -259,6 +259,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: What INVOICE_EVENT_LOOP may name.
 EVENT_LOOPS = ("uvloop", "asyncio")
+#: `serve`'s event loop when INVOICE_EVENT_LOOP is not set (bench/README.md#the-event-loop-uvloop).
+DEFAULT_EVENT_LOOP = "asyncio"
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -332,7 +334,7 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     #: The event loop of `serve`: `uvloop` (libuv) or Python's own `asyncio`
     #: (verify/cli/workers.py: event_loop; bench/README.md has the measurement).
-    event_loop: str = "asyncio"
+    event_loop: str = DEFAULT_EVENT_LOOP
 
     @property
     def watches_path(self) -> Path:
@@ -455,7 +457,7 @@ class Settings:
             watches_per_key=_int(env, "INVOICE_WATCHES_PER_KEY", 1000, minimum=1),
             watch_max_days=_int(env, "INVOICE_WATCH_MAX_DAYS", 366, minimum=1),
             trusted_proxies=_networks(env, "INVOICE_TRUSTED_PROXIES"),
-            event_loop=_choice(env, "INVOICE_EVENT_LOOP", EVENT_LOOPS, "asyncio"),
+            event_loop=_choice(env, "INVOICE_EVENT_LOOP", EVENT_LOOPS, DEFAULT_EVENT_LOOP),
         )
         settings.check()
         return settings

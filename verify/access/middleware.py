@@ -54,8 +54,9 @@ def check_routes(app: web.Application) -> None:
                                "(verify/access/roles.py ROUTE_ACCESS)")
 
 
-@web.middleware
-async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The access checks in front of `handler`; run inside the error middleware's layer
+    (`verify.http.middlewares.around`), not as a middleware of their own."""
     forwarded = request.app.get(FORWARDED_CLIENTS)
     if forwarded is not None:  # behind trusted proxies: `remote` is the client from here on
         request = forwarded.resolve(request)

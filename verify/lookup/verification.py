@@ -64,10 +64,11 @@ async def check_query(
     """`verify_query` without the receipt, with the record behind the answer (for checks
     that compare more than the answer shows: `verify.lookup.file_check`)."""
     principal = request[PRINCIPAL]
-    access = request.app[ACCESS]
+    app = request.app  # a property of the request, and each app[...] a call: read once
+    access = app[ACCESS]
     doc_id = query.key.doc_id if query.key else None  # by authority code: known after the read
     budget = access.admit(principal, doc_id, key=key_due(request))
-    resilience = request.app[RESILIENCE]
+    resilience = app[RESILIENCE]
     if access.limiter.remote:
         admission, fetched = await _overlapped(
             asyncio.create_task(budget), resilience.look_up(query)
@@ -82,16 +83,17 @@ async def check_query(
         await access.note_miss(principal, target)
         today = datetime.now(SCHEME_TZ[query.scheme]).date()
         answer = outside_window(
-            answer, query, today, request.app[SETTINGS].verification_window_years
+            answer, query, today, app[SETTINGS].verification_window_years
         )
     access.audit.record(principal, "verify", target, answer["status"], request.remote)
     if invoice is not None:
-        answer = await _facts(request, answer, invoice, query, principal)
+        answer = await _facts(request, app, answer, invoice, query, principal)
     return Checked(redact_answer(answer, principal), invoice, target)
 
 
 async def _facts(
     request: web.Request,
+    app: web.Application,
     answer: dict[str, Any],
     invoice: Invoice,
     query: LookupQuery,
@@ -101,7 +103,7 @@ async def _facts(
     (the invoice's parties see their own whole), the check count its parties see, and the
     Vietnamese seller's status."""
     party = is_party(principal, invoice.seller_tax_id, invoice.buyer_tax_id)
-    if request.app[SETTINGS].cn_second_factor and not party:
+    if app[SETTINGS].cn_second_factor and not party:
         answer = guard(answer, invoice, query.match)
     if party and principal.role is not Role.ADMIN:
         answer = {**answer, "check_count": await _check_count(request, invoice.doc_id)}
@@ -109,7 +111,7 @@ async def _facts(
     if invoice.scheme != "vn" or seller is None:
         return answer
     try:
-        found = await request.app[REGISTRY].get_taxpayers([seller])
+        found = await app[REGISTRY].get_taxpayers([seller])
     except Exception:  # the answer stands without the status; never a 5xx for it
         log.exception("could not read the seller's status", extra={"id": invoice.doc_id})
         return answer
