@@ -25,6 +25,9 @@ there and leave its answer), then closes the open document as read (`if_seq_no`)
 that arrived meanwhile are carried into the resolved gap first, and the next miss of the
 key opens a new gap in it. A process learns the resolution of the gaps it sent (a realtime
 mget by id) and resolves its local copies, so its own next miss opens a new gap too.
+`resolve_many` forwards first (the reconciler may have read the local ledger, before the
+forward landed) and resolves through the key's open gap when it holds the gap under its id
+or as a merged source.
 
 **Never back to open.** The open document of a key is never deleted: closing it keeps it as
 status `closed` (listed nowhere), with a note per local gap it carried, `moved_to` the
@@ -326,11 +329,12 @@ def _query(
 
 
 def _holds_open(doc: Versioned | None, gap_id: str) -> bool:
-    """`doc` is the open document of a key whose open gap is `gap_id`."""
+    """`doc` is the open document of a key whose open gap is `gap_id` or has it as a
+    source (a process's gap merged into another's)."""
     return (
         doc is not None
         and doc.source["status"] == str(GapStatus.OPEN)
-        and doc.source["id"] == gap_id
+        and (doc.source["id"] == gap_id or gap_id in live_sources(doc.source["sources"]))
     )
 
 
@@ -616,7 +620,16 @@ class SharedGapLedger:
     # ---- the reconciler -----------------------------------------------------------------
 
     async def resolve_many(self, resolutions: Collection[Resolution]) -> int:
-        """Resolve each open gap once in the deployment; how many this call resolved."""
+        """Resolve each open gap once in the deployment; how many this call resolved.
+
+        What this process recorded is sent first: the reconciler may have read the gaps from
+        the local ledger (the cluster failed less than `DOWN_S` ago) or before its forward,
+        and a resolution of a gap the shared ledger does not hold yet would be lost (the gap
+        forwarded after it, open, with no reconciler run to come). A gap is resolved through
+        its key's open gap when that holds it, under its own id or as a source merged into
+        another process's gap of the same key (the re-check was of the key)."""
+        if resolutions:
+            await self.forward()
         done = 0
         for resolution in resolutions:
             done += await self._resolve_one(resolution)
@@ -629,6 +642,7 @@ class SharedGapLedger:
         if not _holds_open(open_doc, r.gap_id):
             return False  # resolved already (a new gap of the key may be open)
         assert open_doc is not None
+        gap_id = open_doc.source["id"]
         now = self._now()
         resolved = settled(
             {
@@ -642,8 +656,8 @@ class SharedGapLedger:
             self._max_attempts,
             now,
         )
-        mine = await self._store.create(self._alias, r.gap_id, resolved)
-        await self._finish_move(open_doc, r.gap_id, folded=mine)
+        mine = await self._store.create(self._alias, gap_id, resolved)
+        await self._finish_move(open_doc, gap_id, folded=mine)
         return mine
 
     async def _finish_move(self, open_doc: Versioned, gap_id: str, *, folded: bool) -> None:
@@ -659,9 +673,8 @@ class SharedGapLedger:
             ):
                 return
             again = await self._store.get(self._alias, open_doc.id)
-            if not _holds_open(again, gap_id):
-                return
-            assert again is not None
+            if not (_holds_open(again, gap_id) and again and again.source["id"] == gap_id):
+                return  # closed by another reconciler (a new gap of the key may be open)
             open_doc, folded = again, False
 
     async def due_callbacks(

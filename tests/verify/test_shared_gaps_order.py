@@ -74,3 +74,32 @@ async def test_a_create_read_before_the_resolution_and_landing_after_it_is_refus
         assert await one.list(status=GapStatus.OPEN) == []
         [listed] = await one.list()
         assert (listed.id, listed.status) == (gap.id, GapStatus.RESOLVED)
+
+
+async def test_a_gap_resolved_before_its_forward_landed_is_resolved_in_the_deployment(
+    tmp_path: Path, es_target: EsTarget, prefix: str  # noqa: F811 (the fixture)
+) -> None:
+    """The reconciler read the gaps from the local ledger (the cluster had failed a moment
+    before) and resolved one the shared ledger did not hold yet: its resolution holds there,
+    also for a gap merged into another process's gap of the key."""
+    async with (
+        shared_ledger(tmp_path, "one", es_target, prefix) as one,
+        shared_ledger(tmp_path, "two", es_target, prefix) as two,
+    ):
+        gap = await one.record(miss("key_a"))  # not forwarded yet
+        resolution = Resolution(gap.id, GapOutcome.MISSING, MISSING, gap.lookup_key)
+        assert await one.resolve_many([resolution]) == 1
+        await one.forward()
+        assert await two.list(status=GapStatus.OPEN) == []
+        [listed] = await two.list()
+        assert (listed.id, listed.status) == (gap.id, GapStatus.RESOLVED)
+
+        first = await two.record(miss("key_b"))  # the key's next gap, sent by two
+        await two.forward()
+        mine = await one.record(miss("key_a"))  # one's ask of it, not forwarded yet
+        again = Resolution(mine.id, GapOutcome.MISSING, MISSING, mine.lookup_key)
+        assert await one.resolve_many([again]) == 1
+        assert await two.list(status=GapStatus.OPEN) == []
+        resolved = await two.get(first.id)
+        assert resolved is not None
+        assert (resolved.status, resolved.count) == (GapStatus.RESOLVED, 2)
