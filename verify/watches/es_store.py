@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from indexer.store.es_bulk import BulkOutcome, BulkWriteError, run_bulk
-from indexer.store.es_state import SharedStateStore, Versioned
+from indexer.store.es_state import SharedStateStore
 from indexer.store.es_support import unavailable_on_failure
 from verify.watches.model import Change, Watch, WatchEvent, new_id
 from verify.watches.store import WatchLimitReached
@@ -90,22 +90,39 @@ class EsWatchStore:
         return max(int(now * 1e6), self._last_seq + 1)
 
     async def _all(self, alias: str, query: dict[str, Any],
-                   sort: list[dict[str, Any]]) -> list[Versioned]:
-        return [hit async for hit in self.es.scan(alias, query, sort, page=_PAGE)]
+                   sort: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every matching document's source, a page at a time, on the patient client: the
+        fan-out and the sweep read up to every watch, off the request path."""
+        await self.es.ensure_layout(self.es.fast)
+        found: list[dict[str, Any]] = []
+        after: list[Any] | None = None
+        while True:
+            with unavailable_on_failure(f"search {alias}"):
+                resp = await self.es.patient.search(index=alias, query=query, sort=sort,
+                                                    size=_PAGE, search_after=after)
+            hits = resp["hits"]["hits"]
+            found.extend(h["_source"] for h in hits)
+            if len(hits) < _PAGE:
+                return found
+            after = list(hits[-1]["sort"])
 
     async def _held(self, key_id: str, now: float) -> list[Watch]:
         query = {"bool": {"filter": [{"term": {"key_id": key_id}}, _in_force(now)]}}
         hits = await self._all(self.watches_alias, query,
                                [{"created_at": "asc"}, {"id": "asc"}])
-        return [_watch(h.source) for h in hits]
+        return [_watch(h) for h in hits]
 
     async def create(self, key_id: str, keys: Sequence[str], *, now: float, expires_at: float,
                      callback_url: str | None, limit: int) -> list[Watch]:
         wanted = list(dict.fromkeys(keys))
-        held = {w.key for w in await self._held(key_id, now)}
+        found = await self.es.mget(self.watches_alias,
+                                   [watch_doc_id(key_id, k) for k in wanted])
+        held = {str(r.source["key"]) for r in found.values()
+                if float(r.source["expires_at"]) > now}
         new = [k for k in wanted if k not in held]
-        if len(held) + len(new) > limit:
-            raise WatchLimitReached(limit, len(held), len(new))
+        active = await self.count(key_id, now=now) if new else 0
+        if active + len(new) > limit:
+            raise WatchLimitReached(limit, active, len(new))
         made = await self._create_new(key_id, new, now, expires_at, callback_url)
         for key in wanted:  # renewals, and any new one another process made meanwhile
             if key not in made:
@@ -162,8 +179,12 @@ class EsWatchStore:
                 return _watch(source)
 
     async def count(self, key_id: str, *, now: float) -> int:
-        return await self.es.count(self.watches_alias, {"bool": {"filter": [
-            {"term": {"key_id": key_id}}, _in_force(now)]}})
+        """On the patient client: a count of a key's watches among every watch."""
+        await self.es.ensure_layout(self.es.fast)
+        with unavailable_on_failure(f"count {self.watches_alias}"):
+            resp = await self.es.patient.count(index=self.watches_alias, query={
+                "bool": {"filter": [{"term": {"key_id": key_id}}, _in_force(now)]}})
+        return int(resp["count"])
 
     async def watches(self, key_id: str, *, now: float) -> list[Watch]:
         return await self._held(key_id, now)
@@ -179,7 +200,7 @@ class EsWatchStore:
     async def watched_keys(self, *, now: float) -> list[str]:
         hits = await self._all(self.watches_alias, _in_force(now),
                                [{"key": "asc"}, {"id": "asc"}])
-        return sorted({str(h.source["key"]) for h in hits})
+        return sorted({str(h["key"]) for h in hits})
 
     async def watch_of(self, key_id: str, key: str, *, now: float) -> Watch | None:
         read = await self.es.get(self.watches_alias, watch_doc_id(key_id, key))
@@ -194,7 +215,7 @@ class EsWatchStore:
         if not keys:
             return 0
         query = {"bool": {"filter": [{"terms": {"key": keys}}, _in_force(now)]}}
-        watches = [_watch(h.source) for h in await self._all(
+        watches = [_watch(h) for h in await self._all(
             self.watches_alias, query, [{"key": "asc"}, {"id": "asc"}])]
         by_key: dict[str, list[Watch]] = {}
         for w in watches:
