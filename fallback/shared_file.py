@@ -17,6 +17,7 @@ process with `INVOICE_ES_URL` opens it; the embedded default never has one.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -51,6 +52,9 @@ class SharedFile:
     def __init__(self, conn: aiosqlite.Connection, node: str) -> None:
         self.conn = conn
         self.node = node
+        #: One write at a time on the connection: the gaps' forward and the windows' push
+        #: both set marks, and a second BEGIN inside the first one's transaction fails.
+        self._writing = asyncio.Lock()
 
     async def value(self, name: str) -> str | None:
         rows = list(
@@ -61,11 +65,12 @@ class SharedFile:
         return str(rows[0][0]) if rows else None
 
     async def set_value(self, name: str, value: str) -> None:
-        await self.conn.execute(
-            "INSERT INTO node_values (name, value) VALUES (?, ?) ON CONFLICT (name) "
-            "DO UPDATE SET value = excluded.value",
-            (name, value),
-        )
+        async with self._writing:  # not inside another writer's transaction
+            await self.conn.execute(
+                "INSERT INTO node_values (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
 
     async def marks(self, kind: str) -> dict[str, str]:
         rows = await self.conn.execute_fetchall(
@@ -76,7 +81,7 @@ class SharedFile:
     async def set_marks(self, kind: str, marks: Mapping[str, str]) -> None:
         if not marks:
             return
-        async with write_transaction(self.conn):
+        async with self._writing, write_transaction(self.conn):
             await self.conn.executemany(
                 "INSERT INTO marks (kind, id, mark) VALUES (?, ?, ?) ON CONFLICT (kind, id) "
                 "DO UPDATE SET mark = excluded.mark",
