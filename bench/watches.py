@@ -14,6 +14,11 @@ and, within it, the fan-out (matching and recording the events: `SqliteWatchStor
 The callbacks are not sent here (they are sent afterwards, off the commit's path).
 
     .venv/bin/python -m bench.watches --rounds 3
+    .venv/bin/python -m bench.watches --rounds 3 --es   # the distributed deployment's store
+
+`--es`: the primary, the watches and their events on Elasticsearch (an osmem-server on
+loopback, or the cluster INVOICE_ES_URL names), as with `INVOICE_ES_URL` set
+(`verify.watches.es_store`: the fan-out is a search of the watches and a bulk of creates).
 
 Nothing asserts on the figures; the events recorded are counted and printed.
 """
@@ -22,18 +27,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import orjson
+from osmem_server import OsmemServer  # type: ignore[import-untyped]
 
+from indexer.store.elasticsearch import default_client
 from indexer.submission import BodyFormat, read_submission
 from tests.factories import cancel, package, vn_invoice
+from tests.indexer.store.plain_json import plain_json_client
 from verify.services import Services, open_services
 from verify.settings import Settings
 from verify.watches.model import Change
@@ -62,14 +72,20 @@ async def _watch(services: Services, shape: str, changed: int, keys: int) -> Non
     if shape in ("spread", "unrelated"):
         for k in range(keys):
             await store.create(f"key{k:05d}", ids, now=now, expires_at=now + 86_400,
-                               callback_url=None, limit=WATCHES)
+                               callback_url=None, limit=len(ids))
 
 
-async def scenario(shape: str, changed: int, keys: int) -> Timing:
+async def scenario(shape: str, changed: int, keys: int, es_url: str | None = None) -> Timing:
     timing = Timing()
     with tempfile.TemporaryDirectory(prefix="bench-watches-") as tmp:
-        settings = Settings.from_env({"INVOICE_DATA_DIR": tmp})
-        async with open_services(settings) as services:
+        env = {"INVOICE_DATA_DIR": tmp}
+        if es_url is not None:  # a prefix of its own: each scenario starts empty
+            env |= {"INVOICE_ES_URL": es_url, "INVOICE_INSECURE_LOCAL": "1",
+                    "INVOICE_ES_INDEX_PREFIX": f"benchw{uuid.uuid4().hex[:10]}"}
+        factory = (None if es_url is None else
+                   default_client if "INVOICE_ES_URL" in os.environ else plain_json_client)
+        settings = Settings.from_env(env)
+        async with open_services(settings, es_client_factory=factory) as services:
             hook = services.watches
             assert hook is not None
             n = 2 * changed  # the changed set and as many others (the unrelated watches')
@@ -101,15 +117,36 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--changed", type=int, default=1000,
                         help="invoices the package cancels (default 1000)")
+    parser.add_argument("--es", action="store_true",
+                        help="on Elasticsearch (osmem-server, or INVOICE_ES_URL)")
+    parser.add_argument("--watches", type=int, default=WATCHES,
+                        help=f"watches in force (default {WATCHES:,})")
     args = parser.parse_args(argv)
-    keys = WATCHES // args.changed
+    args.argv = argv
+    keys = args.watches // args.changed
+    osmem = None
+    es_url: str | None = None
+    if args.es:
+        es_url = os.environ.get("INVOICE_ES_URL")
+        if es_url is None:
+            osmem = OsmemServer.start(japanese=False)
+            es_url = osmem.url
+    try:
+        return await _run(args, keys, es_url)
+    finally:
+        if osmem is not None:
+            osmem.close()
+
+
+async def _run(args: argparse.Namespace, keys: int, es_url: str | None) -> int:
     shapes = ("none", "unrelated", "spread")
     got: dict[str, list[Timing]] = {s: [] for s in shapes}
     for _ in range(args.rounds):
         for shape in shapes:  # interleaved: the machine's other load falls on each alike
-            got[shape].append(await scenario(shape, args.changed, keys))
+            got[shape].append(await scenario(shape, args.changed, keys, es_url))
     base = statistics.median(t.commit for t in got["none"])
-    print(f"one package cancelling {args.changed} invoices, {WATCHES:,} watches, "
+    where = "Elasticsearch" if es_url else "SQLite"
+    print(f"one package cancelling {args.changed} invoices, {args.watches:,} watches ({where}), "
           f"{args.rounds} rounds, medians (ms)")
     print(f"{'watches':<10} {'commit':>9} {'fan-out':>9} {'events':>8} {'commit/none':>12}")
     for shape in shapes:
@@ -117,11 +154,14 @@ async def main(argv: list[str] | None = None) -> int:
         commit = [t.commit for t in runs]
         print(f"{shape:<10} {_ms(commit)} {_ms([t.fan_out for t in runs])} "
               f"{runs[0].events:>8} {statistics.median(commit) / base:>12.2f}")
+    for shape in shapes:
+        print(f"{shape:<10} rounds (commit ms): "
+              + " ".join(f"{t.commit * 1000:.1f}" for t in got[shape]))
     spread = got["spread"]
     per = statistics.median(t.fan_out for t in spread) / max(1, spread[0].events) * 1e6
     print(f"fan-out per event (spread): {per:.2f} us")
     print("reproduce: .venv/bin/python -m bench.watches " + shlex.join(
-        sys.argv[1:] if argv is None else argv))
+        sys.argv[1:] if args.argv is None else args.argv))
     return 0
 
 
