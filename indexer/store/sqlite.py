@@ -44,7 +44,13 @@ from indexer.store.protocol import (
     StoredPackage,
     StoreUnavailableError,
 )
-from indexer.store.sqlite_files import Step, migrate, private_file, write_transaction
+from indexer.store.sqlite_files import (
+    READ_PRAGMAS,
+    Step,
+    migrate,
+    private_file,
+    write_transaction,
+)
 
 #: Version 1: the invoices table and its first indexes, packages as a WITHOUT ROWID table.
 _V1 = """
@@ -213,6 +219,8 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
                            check_same_thread=True)
     conn.execute("PRAGMA busy_timeout = 100")
     conn.execute("PRAGMA query_only = ON")
+    for pragma in READ_PRAGMAS:
+        conn.execute(pragma)
     return conn
 
 

@@ -22,6 +22,17 @@ from typing import Literal, TypeAlias
 
 import aiosqlite
 
+#: The file's pages read through a shared mapping (`PRAGMA mmap_size`): a page of the file
+#: costs no `pread64` and no copy. Safe with WAL across this host's processes (Linux has a
+#: unified buffer cache, and pages still in the WAL are read from it as before); the file is
+#: never truncated under a mapping (no VACUUM, no auto_vacuum), which is what could fault.
+READ_MMAP_BYTES = 256 * 1024 * 1024
+#: SQLite's own page cache per read connection, KiB (`PRAGMA cache_size` negative): WAL
+#: pages and the b-tree's inner pages stay decoded between reads (the default is 2 MiB).
+READ_CACHE_KIB = 16 * 1024
+READ_PRAGMAS = (f"PRAGMA mmap_size = {READ_MMAP_BYTES:d}",
+                f"PRAGMA cache_size = -{READ_CACHE_KIB:d}")
+
 _SYNCHRONOUS = {"FULL": "PRAGMA synchronous = FULL", "NORMAL": "PRAGMA synchronous = NORMAL"}
 #: The files SQLite keeps beside a database.
 SIDE_FILES = ("-wal", "-shm", "-journal")
