@@ -73,6 +73,15 @@ async def ingest(cli: Client, body: dict[str, Any], status: int = 200) -> dict[s
 
 
 async def events(cli: Client, token: str, **params: str) -> list[dict[str, Any]]:
+    """The feed once the background fan-out recorded every change committed so far (a
+    liveness bound, not a speed check): what a commit made shows, and what it did not make
+    is not merely late."""
+    app = cli.server.app
+    assert app is not None
+    hook = app[SERVICES].watches
+    assert hook is not None
+    async with asyncio.timeout(60):
+        await hook.drained()
     resp = await cli.get(EVENTS, params=params, headers=bearer(token))
     assert resp.status == 200, await resp.text()
     found: list[dict[str, Any]] = (await resp.json())["events"]
@@ -404,8 +413,11 @@ async def test_the_sweep_tells_only_changes_made_after_the_watch(
     await ingest(cli, package([], [cancel(2, notice_id="04SS-2026-0002")]))
     assert len(await events(cli, token)) == 2
     # what a process killed between that commit and its record leaves: no event of it
-    with contextlib.closing(sqlite3.connect(services.settings.watches_path)) as conn, conn:
-        conn.execute("DELETE FROM watch_events")
+    def lose_them() -> None:  # in a thread: the loop goes on (a delivery round may write)
+        with contextlib.closing(sqlite3.connect(services.settings.watches_path)) as conn, conn:
+            conn.execute("DELETE FROM watch_events")
+
+    await asyncio.to_thread(lose_them)
     assert await events(cli, token) == []
     assert await hook.sweep(services.store) == 2
     assert await hook.sweep(services.store) == 0

@@ -1,23 +1,35 @@
 """The fan-out: every change the intake commits (directly, or from the journal when the
 reconciler drains it after a maintenance window) and every gap the reconciler resolves is
 matched with the watches of its keys and recorded as their events (`SqliteWatchStore.record`,
-one statement), then the delivery is woken for the callbacks.
+one statement; `EsWatchStore.record`, a search and a bulk), then the delivery is woken for
+the callbacks.
 
-Called after the commit, like the replica's write-through (`verify.services.WatchedIntakeHook`
-chains the two): a failure here is logged and counted, never an intake failure. A process
-killed between the commit and the record (or a record that failed) loses no event: the
-sweep (`sweep`, at every start of the service and every hour after) reads the invoice of
-every watch in force from the primary and records its latest change, for the watches made
-by the time it was made. The events' unique index makes that idempotent: a change the commit
-recorded already, or another process's sweep, is one event (docs/watches.md).
+Off the commit's path in the service: the intake's after-commit hook
+(`verify.services.WatchedIntakeHook`, after the replica's write-through) only hands the
+commit's changes to a bounded queue, and one background task per process (`fan_out`,
+started by `verify.watches.setup.delivery_ctx`) takes them in batches and records them: a
+change watched by 100,000 keys costs the commit nothing more than one nobody watches. The
+commit waits only when `QUEUE_BATCHES` commits are already waiting (backpressure, not loss).
+Without the task (the command line: `invoice-verify ingest`, `reconcile`) the hook records
+inline, before the command exits. At the service's stop the task records what is queued.
+
+A failure to record is logged and counted, never an intake failure. A process killed
+between the commit and the record (or a record that failed) loses no event: the sweep
+(`sweep`, at every start of the service and every hour after) reads the invoice of every
+watch in force from the primary and records its latest change, for the watches made by the
+time it was made. An event's identity (the unique index; the document id on Elasticsearch)
+makes that idempotent: a change the fan-out recorded already, or another process's sweep,
+is one event (docs/watches.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import replace
 
 from indexer.model import Invoice
 from indexer.store import InvoiceStore
@@ -31,6 +43,13 @@ WatchStore = SqliteWatchStore | EsWatchStore
 log = logging.getLogger("verify.watches")
 #: Invoices a read of the sweep asks for.
 SWEEP_BATCH = 1000
+#: Commits' changes waiting for the background fan-out before a commit waits for room.
+QUEUE_BATCHES = 1000
+#: Changes the background fan-out records in one `store.record` (a batch of commits).
+RECORD_BATCH = 10_000
+#: Seconds the service's stop waits for the fan-out to record what is queued (the sweep at
+#: the next start finds the rest).
+STOP_GRACE_S = 30.0
 
 
 class WatchHook:
@@ -42,12 +61,57 @@ class WatchHook:
         self.recorded_any = asyncio.Event()
         self.recorded = 0
         self.failures = 0
+        #: The background fan-out's queue while it runs (`fan_out`); None: record inline.
+        self._queue: asyncio.Queue[list[Change]] | None = None
 
     async def __call__(self, invoices: Sequence[Invoice]) -> None:
-        """The intake's after-commit hook: the invoices the commit created or changed."""
+        """The intake's after-commit hook: the invoices the commit created or changed,
+        handed to the background fan-out (recorded inline when none runs)."""
         found = changes(invoices)
-        if found:
+        if not found:
+            return
+        if self._queue is None:
             await self.record(found)
+        else:  # dated now: a watch made after the commit, before the record, is not told
+            now = self.clock()
+            await self._queue.put([replace(c, at=now) for c in found])
+
+    async def drained(self) -> None:
+        """Returns once every change handed to the background fan-out so far is recorded
+        (or its record failed, logged); at once without one."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    @contextlib.asynccontextmanager
+    async def fan_out(self) -> AsyncIterator[None]:
+        """The background fan-out, for the service's lifetime: the hook queues, one task
+        records. On exit, the queue is recorded first (`STOP_GRACE_S` at most), and commits
+        made after record inline."""
+        queue: asyncio.Queue[list[Change]] = asyncio.Queue(QUEUE_BATCHES)
+        task = asyncio.create_task(self._drain(queue), name="watch-fan-out")
+        self._queue = queue
+        try:
+            yield
+        finally:
+            self._queue = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await queue.join()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _drain(self, queue: asyncio.Queue[list[Change]]) -> None:
+        while True:
+            batch = [await queue.get()]
+            size = len(batch[0])
+            while not queue.empty() and size < RECORD_BATCH:
+                batch.append(queue.get_nowait())
+                size += len(batch[-1])
+            try:
+                await self.record([c for found in batch for c in found])
+            finally:
+                for _ in batch:
+                    queue.task_done()
 
     async def record(self, found: Collection[Change]) -> int:
         """The events of `found`; how many were new. Never raises (logged and counted)."""

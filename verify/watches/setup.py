@@ -42,23 +42,26 @@ def setup_watches(app: web.Application) -> None:
 
 
 async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-    """After the service graph (`verify.app.services_ctx`), whose watch store it sends from;
-    the sweep finds the events a killed process did not record."""
+    """After the service graph (`verify.app.services_ctx`), whose watch store it records
+    into and sends from: the background fan-out of the commits' changes
+    (`WatchHook.fan_out`), the callbacks, and the sweep, which finds the events a killed
+    process did not record."""
     services = app[SERVICES]
     hook = services.watches
     if hook is None:
         yield
         return
     delivery = WatchDelivery(hook.store, callback_policy(app[SETTINGS]))
-    tasks = [asyncio.create_task(delivery.run_forever(hook, interval=RETRY_LOOK_SECONDS),
-                                 name="watch-callbacks"),
-             asyncio.create_task(sweep_forever(hook, services.store), name="watch-sweep")]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # their cancellation, awaited
+    async with hook.fan_out():  # the commits' changes recorded off their path
+        tasks = [asyncio.create_task(delivery.run_forever(hook, interval=RETRY_LOOK_SECONDS),
+                                     name="watch-callbacks"),
+                 asyncio.create_task(sweep_forever(hook, services.store), name="watch-sweep")]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # their cancellation
 
 
 async def sweep_forever(hook: WatchHook, store: InvoiceStore) -> None:
