@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests.chaos.polling import poll
 from tests.factories import SELLER, cancel, package
 from tests.web.site import Site, signed_in
 
@@ -32,6 +33,12 @@ async def test_watch_from_the_verdict_and_see_its_change(site: Site, browser: Br
 
     await site.api("POST", "/api/v1/packages",
                    json=package(notices=[cancel(2, notice_id="04SS-2026-0002")]))
+
+    async def recorded() -> bool:  # the fan-out records after the commit, in the background
+        feed = await site.api("GET", "/api/v1/watches/events", role="verify")
+        return bool(feed["events"])
+
+    await poll(recorded, 60, "the cancellation's watch event")
     await page.reload()
     await expect(verdict).to_have_attribute("data-status", "cancelled")
     await expect(line.locator(".last-change")).to_contain_text("Last change: Cancelled")
