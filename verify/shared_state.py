@@ -46,6 +46,7 @@ from fallback.gaps import SqliteGapLedger
 from fallback.shared_file import SharedFile, open_shared_file
 from fallback.shared_gaps import CLAIM_S, SharedGapLedger
 from fallback.shared_outages import WindowSync
+from fallback.wake import wait_event
 from indexer.store.elasticsearch import ClientFactory
 from indexer.store.es_bulk import BulkWriteError
 from indexer.store.es_state import SharedStateStore, Versioned, open_shared_state
@@ -158,9 +159,7 @@ class SharedState:
             if wake is None:
                 await asyncio.sleep(interval)
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await wake.wait()
+            await wait_event(wake, interval)
             wake.clear()
 
     async def forward_gaps(self) -> None:

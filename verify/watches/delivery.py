@@ -14,7 +14,6 @@ at the same time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import aiohttp
 import orjson
 
 from fallback.callbacks import CallbackPolicy, Delivery, callback_session, post_callback
+from fallback.wake import wait_event
 from verify.watches.events import WatchHook, WatchStore
 from verify.watches.model import WatchEvent
 
@@ -82,9 +82,7 @@ class WatchDelivery:
     async def run_forever(self, hook: WatchHook, *, interval: float) -> None:
         last_prune = float("-inf")
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await hook.recorded_any.wait()
+            await wait_event(hook.recorded_any, interval)
             hook.recorded_any.clear()
             try:
                 await self.deliver_due()
