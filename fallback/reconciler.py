@@ -36,7 +36,6 @@ callback is claimed before it is sent, so it is sent once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +49,7 @@ from fallback.gaps import Gap, GapOutcome, GapStatus, ReconcileLedger, Resolutio
 from fallback.journaled_intake import TRANSIENT, UNPROCESSABLE, JournaledIntake
 from fallback.replica import Replica, ReplicaUnavailable
 from fallback.replica_docs import replica_doc
+from fallback.wake import wait_event
 from indexer.journal import JournalEntry
 from indexer.model import Invoice
 
@@ -326,6 +326,4 @@ class Reconciler:
             except Exception as exc:  # keep looping: the next tick retries
                 self.progress.errors = [*self.progress.errors[-9:], repr(exc)]
                 log.exception("reconcile loop iteration failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._woken.wait()
+            await wait_event(self._woken, interval)
