@@ -154,6 +154,17 @@ class Metrics:
             ),
             lambda key: (key,),
         )
+        #: `GET /invoices/lookup` answers `reused` or `built` (verify/lookup/reuse.py).
+        self.lookup_answers: CountedBy[str] = CountedBy(
+            PromCounter(
+                "invoice_lookup_answers",
+                "GET /invoices/lookup answers built, or reused while nothing they were "
+                "built from changed",
+                ["how"],
+                registry=r,
+            ),
+            lambda key: (key,),
+        )
         #: this process's last probe of each system: when, and whether it answered
         self.last_probe: dict[str, LastProbe] = {}
         self.probe_failures: CountedBy[str] = CountedBy(
