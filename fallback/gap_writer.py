@@ -8,6 +8,12 @@ whatever its size, and the asks of one lookup key in it are one write (`coalesce
 and requesters summed). A caller gets its gap's id once the transaction holding its ask is
 committed, so an id that was handed out is on disk.
 
+A repeated ask answered at once from the ledger's memory of a gap already on disk
+(`fallback.gaps.SqliteGapLedger.record_id`) comes here as a *late* ask: it names the gap it
+was answered with, and is counted in that gap (its count, last seen, its requester's row)
+only while the gap is still open: never a gap opened for it, since nobody holds the id such
+a gap would have. A late ask of a gap resolved meanwhile is dropped.
+
 The batch runs on a thread of its own with a connection of its own to `gaps.sqlite3`
 (WAL, `synchronous=FULL`, as the ledger's): one hand-off between the event loop and that
 thread per batch, where each statement through `aiosqlite` is one.
@@ -24,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -33,6 +39,10 @@ if TYPE_CHECKING:
 
 #: One queued record: the ask, when it was asked, and the caller waiting for the gap id.
 Pending = tuple["GapRequest", datetime, "asyncio.Future[str]"]
+#: One late ask (answered from memory): its lookup key, the gap id it was answered with, its
+#: requester, when.
+Late = tuple[str, str, str, float]
+K = TypeVar("K", str, tuple[str, str])
 
 # Each statement takes the whole batch as one JSON array parameter (one row per element):
 # one call into SQLite per statement whatever the batch's size, so the writer's thread
@@ -61,6 +71,17 @@ _ADD_REQUESTER = (
     "ON CONFLICT (gap_id, key_id) DO UPDATE SET count = count + excluded.count, "
     "last_seen = excluded.last_seen, "
     "callback_url = COALESCE(excluded.callback_url, callback_url)")
+# Late asks, by gap id: counted only in a gap still open (`RETURNING`: the ones that were).
+_COUNT_LATE = (
+    "UPDATE gaps SET count = count + json_extract(j.value, '$[1]'), "
+    "last_seen = max(last_seen, json_extract(j.value, '$[2]')) FROM json_each(?) AS j "
+    "WHERE gaps.id = json_extract(j.value, '$[0]') AND gaps.status = 'open' RETURNING id")
+_COUNT_LATE_REQUESTERS = (
+    "UPDATE gap_requesters SET count = count + json_extract(j.value, '$[2]'), "
+    "last_seen = max(last_seen, json_extract(j.value, '$[3]')) FROM json_each(?) AS j "
+    "WHERE gap_requesters.gap_id = json_extract(j.value, '$[0]') "
+    "AND gap_requesters.key_id = json_extract(j.value, '$[1]') "
+    "AND gap_requesters.gap_id IN (SELECT value FROM json_each(?))")
 _OPEN_IDS = ("SELECT json_group_object(lookup_key, id) FROM gaps WHERE status = 'open' AND "
              "lookup_key IN (SELECT value FROM json_each(?))")
 
@@ -128,6 +149,39 @@ class KeyAsks:
                  asked.count) for key_id, asked in self.requesters.items()]
 
 
+def _tally(table: dict[K, list[float]], key: K, ts: float) -> None:
+    seen = table.get(key)
+    if seen is None:
+        table[key] = [1, ts]
+    else:
+        seen[0] += 1
+        seen[1] = max(seen[1], ts)
+
+
+@dataclass(slots=True)
+class LateAsks:
+    """Repeated asks answered from memory, by the gap they were answered with: per gap and
+    per (gap, requester), how many and the latest time."""
+
+    gaps: dict[str, list[float]]
+    requesters: dict[tuple[str, str], list[float]]
+    lookup_keys: dict[str, str]  # gap id -> its key
+
+    @classmethod
+    def of(cls, late: Collection[Late]) -> LateAsks:
+        asks = cls({}, {}, {})
+        for lookup_key, gap_id, key_id, ts in late:
+            asks.lookup_keys[gap_id] = lookup_key
+            _tally(asks.gaps, gap_id, ts)
+            _tally(asks.requesters, (gap_id, key_id), ts)
+        return asks
+
+    def rows(self) -> tuple[bytes, bytes]:
+        return (orjson.dumps([[g, int(n), ts] for g, (n, ts) in self.gaps.items()]),
+                orjson.dumps([[g, k, int(n), ts]
+                              for (g, k), (n, ts) in self.requesters.items()]))
+
+
 def coalesced(batch: Collection[Pending]) -> dict[str, KeyAsks]:
     """A batch of records by lookup key, in the order the keys first came."""
     by_key: dict[str, KeyAsks] = {}
@@ -151,14 +205,17 @@ class GapWriter:
                                             thread_name_prefix="gap-ledger-writer")
         self._conn: sqlite3.Connection | None = None
 
-    async def write(self, by_key: dict[str, KeyAsks]) -> dict[str, str]:
-        """Each key's gap opened or counted, each requester's row added or counted, in one
-        committed transaction; the open gap's id of each key."""
+    async def write(self, by_key: dict[str, KeyAsks],
+                    late: LateAsks | None = None) -> tuple[dict[str, str], set[str]]:
+        """Each key's gap opened or counted, each requester's row added or counted, the late
+        asks counted in their gaps still open, in one committed transaction; the open gap's
+        id of each key, and the gaps of the late asks that were still open."""
         gaps = orjson.dumps([asks.gap_row(key) for key, asks in by_key.items()])
         requesters = orjson.dumps([row for key, asks in by_key.items()
                                    for row in asks.requester_rows(key)])
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._write, gaps, requesters, orjson.dumps(list(by_key)))
+            self._executor, self._write, gaps, requesters, orjson.dumps(list(by_key)),
+            late.rows() if late is not None and late.gaps else None)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -168,20 +225,29 @@ class GapWriter:
             self._conn = conn
         return self._conn
 
-    def _write(self, gaps: bytes, requesters: bytes, keys: bytes) -> dict[str, str]:
+    def _write(self, gaps: bytes, requesters: bytes, keys: bytes,
+               late: tuple[bytes, bytes] | None) -> tuple[dict[str, str], set[str]]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
+        still_open: set[str] = set()
         try:
-            conn.execute(_UPSERT, (gaps.decode(),))
-            conn.execute(_ADD_REQUESTER, (requesters.decode(),))
-            (ids,) = conn.execute(_OPEN_IDS, (keys.decode(),)).fetchone()
+            if late is not None:  # first: a key's new gap opened below is not theirs
+                still_open = {row[0] for row in conn.execute(
+                    _COUNT_LATE, (late[0].decode(),)).fetchall()}
+                conn.execute(_COUNT_LATE_REQUESTERS,
+                             (late[1].decode(), orjson.dumps(sorted(still_open)).decode()))
+            ids = "{}"
+            if keys != b"[]":
+                conn.execute(_UPSERT, (gaps.decode(),))
+                conn.execute(_ADD_REQUESTER, (requesters.decode(),))
+                (ids,) = conn.execute(_OPEN_IDS, (keys.decode(),)).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         found: dict[str, str] = json.loads(ids)
-        return found
+        return found, still_open
 
     def _close(self) -> None:
         if self._conn is not None:

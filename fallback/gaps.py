@@ -23,6 +23,17 @@ Resolution (`resolve_many`, the reconciler) keeps the outcome (`found` / `missin
 final verification answer; each requester's callback is then due (`due_callbacks`) until
 `callback_sent`, or `callback_failed` with the next attempt's time (backoff set by the
 caller) and the attempts counted, until the caller gives up.
+
+Repeated asks (docs/outages.md#misses-under-load): the ledger remembers, for a moment
+(`moment_s`, 1 s by default), each key's open gap that a commit of this process found open
+on disk and the requesters it holds rows of. A requester asking again about such a key,
+without a callback URL, is answered that gap's id at once; its ask is counted in the next
+batch, in that gap only while it is still open (`fallback.gap_writer`). So a kill may lose
+the count of such asks answered within the last batch, never a gap, a requester's row or an
+id handed out. A first ask of a requester, and any ask with a callback URL, waits for its
+commit. The memory of a gap goes when this process resolves it, and ends after the moment
+(another process's resolution, on the same file or the shared ledger, is not contradicted
+longer than that).
 """
 
 from __future__ import annotations
@@ -31,7 +42,9 @@ import asyncio
 import builtins
 import enum
 import json
-from collections.abc import AsyncIterator, Collection
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -42,7 +55,7 @@ import aiosqlite
 import orjson
 
 from fallback.breaker import Clock, utc_now
-from fallback.gap_writer import GapWriter, Pending, coalesced
+from fallback.gap_writer import GapWriter, KeyAsks, Late, LateAsks, Pending, coalesced
 from indexer.store.sqlite_files import Step, open_sqlite_file, run_script, write_transaction
 
 _SCHEMA = """
@@ -104,6 +117,9 @@ async def _number_the_layout(conn: aiosqlite.Connection) -> None:
 
 #: The gap ledger's migration steps (`migrate`): a later change of layout is a new step.
 _LAYOUT: tuple[Step, ...] = (_number_the_layout,)
+#: How long a commit's finding that a key's gap is open answers repeated asks at once.
+MOMENT_S = 1.0
+log = logging.getLogger("fallback.gaps")
 
 
 class GapReason(enum.StrEnum):
@@ -279,13 +295,29 @@ _VISIBLE = (" AND (seller_tax_id IN (SELECT value FROM json_each(?)) OR id IN "
             "(SELECT gap_id FROM gap_requesters WHERE key_id = ?))")
 
 
+@dataclass(slots=True)
+class _OnDisk:
+    """A key's gap as a commit of this process found it: open, with these requesters' rows
+    (`at`: that commit's monotonic time)."""
+
+    gap_id: str
+    requesters: set[str]
+    at: float
+
+
 class SqliteGapLedger:
     def __init__(self, conn: aiosqlite.Connection, path: Path, *,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, moment_s: float = MOMENT_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._conn = conn
         self._clock = clock
         self._lock = asyncio.Lock()
         self._pending: list[Pending] = []
+        self._late: list[Late] = []
+        self._moment = moment_s
+        self._monotonic = monotonic
+        self._on_disk: dict[str, _OnDisk] = {}
+        self._pruned_at = monotonic()
         self._batches = GapWriter(path)
         self._writer: asyncio.Task[None] | None = None
         #: Batches written (one transaction each), the asks they held, and the keys, one
@@ -293,22 +325,73 @@ class SqliteGapLedger:
         self.batches = 0
         self.asks = 0
         self.keys = 0
+        #: Repeated asks answered from memory, and those of them whose gap was resolved
+        #: before their batch (not counted: the gap they were answered with is closed).
+        self.early = 0
+        self.late_dropped = 0
 
     async def record(self, request: GapRequest) -> Gap:
-        """`record_id`, then the gap as it is now."""
-        gap = await self.get(await self.record_id(request))
+        """The ask on disk (never answered from memory), then the gap as it is now."""
+        gap = await self.get(await self._on_commit(request))
         assert gap is not None
         return gap
 
     async def record_id(self, request: GapRequest) -> str:
-        """The id of the gap `request` was counted in, once that is on disk (a lookup's
-        answer carries it). Concurrent records share one transaction and one fsync, and
-        the records of one key in it one write (`fallback.gap_writer`)."""
+        """The id of the gap `request` is counted in (a lookup's answer carries it): once
+        its ask is on disk; or at once, for a requester's repeated ask without a callback
+        URL of a key whose open gap a commit found within the moment (the ask counted in
+        the next batch). Concurrent records share one transaction and one fsync, and the
+        records of one key in it one write (`fallback.gap_writer`)."""
+        if request.callback_url is None:
+            known = self._on_disk.get(request.lookup_key)
+            if (known is not None and request.requester in known.requesters
+                    and self._monotonic() - known.at < self._moment):
+                self._late.append((request.lookup_key, known.gap_id, request.requester,
+                                   self._clock().timestamp()))
+                self.early += 1
+                self._start_writer()
+                return known.gap_id
+        return await self._on_commit(request)
+
+    async def _on_commit(self, request: GapRequest) -> str:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((request, self._clock(), future))
+        self._start_writer()
+        return await future
+
+    def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending(), name="gap-ledger-write")
-        return await future
+
+    def _forget(self, gap_ids: Collection[str]) -> None:
+        """No more answers from memory with these gaps (resolved by this process)."""
+        ids = set(gap_ids)
+        self._on_disk = {k: v for k, v in self._on_disk.items() if v.gap_id not in ids}
+
+    def _remember(self, by_key: dict[str, KeyAsks], gap_ids: dict[str, str],
+                  late: LateAsks, late_open: set[str]) -> None:
+        """What a commit found: each key's open gap and the requesters it now has rows of;
+        the late asks' gaps still open (found open again) or resolved (forgotten)."""
+        now = self._monotonic()
+        if now - self._pruned_at >= self._moment:  # bounded: one moment's keys
+            self._on_disk = {k: v for k, v in self._on_disk.items()
+                             if now - v.at < self._moment}
+            self._pruned_at = now
+        for gap_id, lookup_key in late.lookup_keys.items():
+            known = self._on_disk.get(lookup_key)
+            if known is not None and known.gap_id == gap_id:
+                if gap_id in late_open:
+                    known.at = now
+                else:  # resolved (by another process on this file) since it was found
+                    del self._on_disk[lookup_key]
+        for lookup_key, asks in by_key.items():
+            gap_id = gap_ids[lookup_key]
+            found = self._on_disk.get(lookup_key)
+            if found is None or found.gap_id != gap_id:
+                self._on_disk[lookup_key] = _OnDisk(gap_id, set(asks.requesters), now)
+            else:
+                found.requesters.update(asks.requesters)
+                found.at = now
 
     async def drain(self) -> None:
         """Wait for records in flight (at close: none is lost or left unanswered)."""
@@ -322,18 +405,26 @@ class SqliteGapLedger:
 
     async def _write_pending(self) -> None:
         async with self._lock:
-            while self._pending:
+            while self._pending or self._late:
                 batch, self._pending = self._pending, []
+                late, self._late = self._late, []
                 by_key = coalesced(batch)
+                late_asks = LateAsks.of(late)
                 try:
-                    gap_ids = await self._batches.write(by_key)
+                    gap_ids, late_open = await self._batches.write(by_key, late_asks)
                 except BaseException as exc:
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
+                    if late:
+                        log.warning("repeated asks not counted: their batch failed",
+                                    extra={"asks": len(late), "error": repr(exc)})
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
+                self.late_dropped += sum(int(n) for g, (n, _) in late_asks.gaps.items()
+                                         if g not in late_open)
+                self._remember(by_key, gap_ids, late_asks, late_open)
                 self.batches += 1
                 self.asks += len(batch)
                 self.keys += len(by_key)
@@ -389,6 +480,7 @@ class SqliteGapLedger:
 
     async def resolve(self, gap_id: str, resolution: str) -> Gap | None:
         async with self._lock:
+            self._forget([gap_id])  # before the commit: no writer runs until it is done
             await self._conn.execute(
                 "UPDATE gaps SET status = 'resolved', resolved_at = ?, resolution = ? "
                 "WHERE id = ? AND status = 'open'",
@@ -403,7 +495,12 @@ class SqliteGapLedger:
         at = self._clock().timestamp()
         rows = [(at, str(r.outcome), orjson.dumps(r.answer).decode(), r.gap_id)
                 for r in resolutions]
-        async with self._lock, write_transaction(self._conn):
+        async with self._lock:
+            self._forget([r.gap_id for r in resolutions])  # before, as in `resolve`
+            return await self._resolve_rows(rows)
+
+    async def _resolve_rows(self, rows: builtins.list[tuple[Any, ...]]) -> int:
+        async with write_transaction(self._conn):
             before = self._conn.total_changes
             await self._conn.executemany(
                 "UPDATE gaps SET status = 'resolved', resolved_at = ?, resolution = ?, "
@@ -465,11 +562,14 @@ def visible(gap: Gap, who: Visibility | None) -> bool:
 
 
 @asynccontextmanager
-async def open_gap_ledger(path: Path, *, clock: Clock = utc_now,
+async def open_gap_ledger(path: Path, *, clock: Clock = utc_now, moment_s: float = MOMENT_S,
+                          monotonic: Callable[[], float] = time.monotonic,
                           ) -> AsyncIterator[SqliteGapLedger]:
-    """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut."""
+    """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut.
+    `moment_s`: how long a gap found open answers repeated asks from memory (0: never)."""
     async with open_sqlite_file(path, _LAYOUT) as conn:
-        ledger = SqliteGapLedger(conn, path, clock=clock)
+        ledger = SqliteGapLedger(conn, path, clock=clock, moment_s=moment_s,
+                                 monotonic=monotonic)
         try:
             yield ledger
         finally:

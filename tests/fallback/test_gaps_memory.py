@@ -1,0 +1,137 @@
+"""Repeated asks answered from the ledger's memory of a gap on disk (docs/outages.md#misses-
+under-load): a requester asking again about a key whose open gap a commit found within the
+moment gets its id at once, its ask counted in the next batch; a first ask of a requester or
+one with a callback URL waits for its commit; a gap resolved is not handed out again, and a
+late ask of a gap resolved meanwhile opens nothing (it is dropped)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from fallback.gaps import GapOutcome, GapStatus, Resolution, open_gap_ledger
+from tests.fallback.test_gaps import VN_ID, vn_request
+
+
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gaps_on_disk(path: Path) -> list[tuple[str, str, int]]:
+    """(id, status, count) of every gap in the file, read on a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return [(str(i), str(s), int(c)) for i, s, c in conn.execute(
+            "SELECT id, status, count FROM gaps ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def test_a_repeated_ask_is_answered_at_once_and_counted_in_the_next_batch(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        assert ledger.batches == 1
+        again = await ledger.record_id(vn_request())
+        assert again == gap_id
+        # answered before any write: the ask is not on disk yet
+        assert (ledger.batches, ledger.early) == (1, 1)
+        assert gaps_on_disk(path) == [(gap_id, "open", 1)]
+        await ledger.drain()
+        assert ledger.batches == 2
+        gap = await ledger.get(gap_id)
+    assert gap is not None
+    assert gap.count == 2
+    assert [(r.key_id, r.count) for r in gap.requesters] == [("key_a", 2)]
+
+
+async def test_a_new_requester_and_a_callback_wait_for_the_disk(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request("key_a"))
+        assert await ledger.record_id(vn_request("key_a")) == gap_id  # from memory
+        assert ledger.early == 1
+        batches = ledger.batches
+        # a requester the gap has no row of: its row is on disk when it is answered
+        assert await ledger.record_id(vn_request("key_b")) == gap_id
+        assert ledger.batches > batches
+        gap = await ledger.get(gap_id)
+        assert gap is not None
+        assert "key_b" in {r.key_id for r in gap.requesters}
+        # an ask leaving a callback URL: on disk when answered too
+        batches = ledger.batches
+        url = "https://a.example/cb"
+        assert await ledger.record_id(vn_request("key_b", callback_url=url)) == gap_id
+        assert ledger.batches > batches
+        gap = await ledger.get(gap_id)
+        assert gap is not None
+        assert {r.key_id: r.callback_url for r in gap.requesters}["key_b"] == url
+        assert ledger.early == 1
+    assert gaps_on_disk(path) == [(gap_id, "open", 4)]
+
+
+async def test_a_gap_resolved_here_is_not_handed_out_again(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert ledger.early == 1
+        await ledger.drain()
+        await ledger.resolve_many([Resolution(gap_id, GapOutcome.MISSING, {}, VN_ID)])
+        batches = ledger.batches
+        after = await ledger.record_id(vn_request())
+        assert after != gap_id
+        assert ledger.batches > batches  # waited for its commit: a new gap
+        assert ledger.early == 1
+    assert sorted(gaps_on_disk(path)) == sorted([(gap_id, "resolved", 2), (after, "open", 1)])
+
+
+async def test_a_late_ask_of_a_gap_resolved_meanwhile_opens_nothing(tmp_path: Path) -> None:
+    """Another process on the file resolves the gap within the moment: the repeated ask is
+    answered with the gap it knew, and that ask is dropped, not counted in a new gap nobody
+    holds the id of; the memory of the gap goes with it."""
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("UPDATE gaps SET status = 'resolved', resolution = 'found' "
+                          "WHERE id = ?", (gap_id,))
+        finally:
+            other.close()
+        assert await ledger.record_id(vn_request()) == gap_id
+        await ledger.drain()
+        assert (ledger.early, ledger.late_dropped) == (1, 1)
+        assert gaps_on_disk(path) == [(gap_id, "resolved", 1)]
+        assert await ledger.count(GapStatus.OPEN) == 0
+        batches = ledger.batches
+        after = await ledger.record_id(vn_request())  # forgotten: waits, a new gap
+        assert after != gap_id
+        assert ledger.batches > batches
+    assert sorted(gaps_on_disk(path)) == sorted([(gap_id, "resolved", 1), (after, "open", 1)])
+
+
+async def test_the_memory_ends_after_the_moment(tmp_path: Path) -> None:
+    ticks = Ticks()
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", moment_s=1.0,
+                               monotonic=ticks) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        ticks.now += 0.5
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert ledger.early == 1
+        await ledger.drain()  # the late ask's commit finds the gap open again: a moment more
+        ticks.now += 0.9
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert ledger.early == 2
+        await ledger.drain()
+        ticks.now += 1.0
+        batches = ledger.batches
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert (ledger.early, ledger.batches) == (2, batches + 1)
