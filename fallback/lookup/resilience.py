@@ -13,12 +13,19 @@ that is down too, is `unconfirmed` with a gap (`primary_down`), never `not_found
 A miss from a healthy primary is `not_found` unless an upstream outage window hides it
 (`upstream_outage`) or the caller's `issued_on` lies within the intake lag of now
 (`intake_lag`): then it is `unconfirmed` with a gap too.
+
+Misses repeat (everyone retrying in an outage), and for a moment (`moment_s`, 1 s by default)
+this path remembers what they teach: the `unconfirmed` answer of a key (built once; each
+miss gets a copy with its own `as_of` and `gap_id`), and that the replica lacked a key (not
+read again: a miss is `unconfirmed` anyway, and "not there" a moment ago is as honest; what
+this process takes in during an outage is answered from its journal first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +34,9 @@ from typing import Any, Protocol, TypeVar
 from fallback.breaker import Clock, utc_now
 from fallback.gaps import GapLedger, GapReason, GapRequest
 from fallback.health import DependencyGuard, Metrics
-from fallback.lookup.answer import Summaries, build_answer
+from fallback.lookup.answer import Summaries, build_answer, utc_stamp
 from fallback.lookup.fetch import CodeOwners, fetch_invoice
+from fallback.lookup.moment import MomentMemo
 from fallback.lookup.query import LookupQuery
 from fallback.outages import OutageLog, System
 from fallback.replica import Replica, ReplicaUnavailable
@@ -42,6 +50,8 @@ from indexer.store.protocol import StoreUnavailableError
 
 log = logging.getLogger("fallback.lookup")
 T = TypeVar("T")
+#: How long a miss's answer and a replica's "not there" are remembered by default.
+MOMENT_S = 1.0
 
 
 class PendingSource(Protocol):
@@ -69,7 +79,9 @@ class Resilience:
     def __init__(self, store: InvoiceStore, replica: Replica, primary: DependencyGuard,
                  replica_guard: DependencyGuard, outages: OutageLog, gaps: GapLedger, *,
                  primary_timeout: float, intake_lag: timedelta, metrics: Metrics | None = None,
-                 clock: Clock = utc_now, journal: PendingSource | None = None) -> None:
+                 clock: Clock = utc_now, journal: PendingSource | None = None,
+                 moment_s: float = MOMENT_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.replica = replica
         self.primary = primary
@@ -85,10 +97,15 @@ class Resilience:
         #: its decoded documents itself).
         self.code_owners = CodeOwners()
         self.summaries = Summaries()
-        #: The unconfirmed answer of each miss whose gap is being written (`_unconfirmed`),
-        #: and how many misses took a copy of one instead of building their own.
-        self._unconfirmed_now: dict[tuple[Any, ...], dict[str, Any]] = {}
+        #: The unconfirmed answer of each miss of the moment (`_unconfirmed`), and how many
+        #: misses took a copy of one instead of building their own.
+        self._unconfirmed_now: MomentMemo[tuple[Any, ...], dict[str, Any]] = MomentMemo(
+            moment_s, monotonic)
         self.shared_answers = 0
+        #: Lookup keys the replica did not hold when read within the moment, and how many
+        #: replica reads that spared.
+        self._replica_lacks: MomentMemo[str, bool] = MomentMemo(moment_s, monotonic)
+        self.replica_reads_spared = 0
 
     async def fetch(self, query: LookupQuery) -> Fetched:
         maintenance = self.outages.active(System.PRIMARY)
@@ -120,6 +137,10 @@ class Resilience:
             detected = self.outages.detected(System.PRIMARY)
             outage_id = detected.id if detected else None
         hit: ReplicaHit | None = None
+        lookup_key = query.lookup_key
+        if self._replica_lacks.get(lookup_key):
+            self.replica_reads_spared += 1
+            return Fetched(None, "replica", True, now, outage_id)
         if self.replica_guard.allow():
             try:
                 if query.key is not None:
@@ -134,6 +155,8 @@ class Resilience:
                 await self.replica_guard.failed(str(exc))
             else:
                 await self.replica_guard.succeeded()
+                if hit is None:
+                    self._replica_lacks.put(lookup_key, True)
         if hit is None:
             return Fetched(None, "replica", True, now, outage_id)
         return Fetched(hit.invoice, "replica", True, hit.written_at or now, outage_id)
@@ -219,28 +242,23 @@ class Resilience:
                            callback_url: str | None) -> dict[str, Any]:
         """A miss that cannot be confirmed: its gap recorded, the answer carrying its id.
         Misses of one key at one moment (everyone retrying during an outage) share the
-        answer: the first builds it, those that come while its gap is being written take a
-        copy (its `as_of`); each one's ask is still recorded, and the ledger writes the asks
-        of one key in a batch as one (`fallback.gap_writer`)."""
+        answer: the first builds it, the others of the moment take a copy with their own
+        `as_of`; each one's ask is still recorded (`fallback.gaps`)."""
         shape = (query, fetched.source, fetched.degraded, why)
-        shared = self._unconfirmed_now.get(shape)
-        if shared is None:
-            answer = build_answer(query, None, source=fetched.source,
-                                  degraded=fetched.degraded, as_of=fetched.as_of)
-            answer["status"] = "unconfirmed"
-            answer["reason"] = str(why[0])
-            self._unconfirmed_now[shape] = answer
-            try:
-                gap_id = await self._record_gap(query, why[0], why[1], requester,
-                                                callback_url)
-            finally:  # later misses build their own (its own copy is this one's now)
-                if self._unconfirmed_now.get(shape) is answer:
-                    del self._unconfirmed_now[shape]
+        built = self._unconfirmed_now.get(shape)
+        if built is None:
+            built = build_answer(query, None, source=fetched.source,
+                                 degraded=fetched.degraded, as_of=fetched.as_of)
+            built["status"] = "unconfirmed"
+            built["reason"] = str(why[0])
+            self._unconfirmed_now.put(shape, built)
+            answer = _copy(built)
         else:
             self.shared_answers += 1
-            answer = {**shared, "key": dict(shared["key"]), "mismatches": [], "related": []}
-            gap_id = await self._record_gap(query, why[0], why[1], requester, callback_url)
-        answer["gap_id"] = gap_id
+            answer = _copy(built)
+            answer["as_of"] = utc_stamp(fetched.as_of)
+        answer["gap_id"] = await self._record_gap(query, why[0], why[1], requester,
+                                                  callback_url)
         return answer
 
     async def _record_gap(self, query: LookupQuery, reason: GapReason, outage_id: int | None,
@@ -258,3 +276,8 @@ class Resilience:
             log.exception("could not record a gap", extra={"lookup_key": request.lookup_key})
             return None
 
+
+
+def _copy(answer: dict[str, Any]) -> dict[str, Any]:
+    """A caller's own copy of a remembered unconfirmed answer (its parts that get changed)."""
+    return {**answer, "key": dict(answer["key"]), "mismatches": [], "related": []}
