@@ -9,7 +9,7 @@ import enum
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -131,11 +131,17 @@ class Access:
                            for role, budget in limits.key_budgets}
         share, per_day = min(limits.invoice_per_key_per_day, limits.invoice_per_day), \
             limits.invoice_per_day
-        self._share = (share, share / _DAY, 1)
-        self._day = (per_day, per_day / _DAY, 1)
+        #: the invoice's buckets (capacity, per second); a lookup spends one token of each
+        self._share = (share, share / _DAY)
+        self._day = (per_day, per_day / _DAY)
         self._misses = (limits.misses_per_hour, limits.misses_per_hour / _HOUR)
         #: key id -> (role, its key take, its misses peek), made once per key (bounded)
         self._own: dict[str, tuple[Role, Take, Take]] = {}
+        #: The limiter's turn without a coroutine when it answers from this process's memory
+        #: (`admit` awaits nothing then unless a batch row has to wait for its refill).
+        self._take_now: Callable[[Sequence[Take]], tuple[int, float]] | None = (
+            self.limiter.take_in_turn_now
+            if isinstance(self.limiter, MemoryRateLimiter | NoRateLimiter) else None)
 
     def _own_takes(self, principal: Principal) -> tuple[Take, Take]:
         own = self._own.get(principal.key_id)
@@ -154,8 +160,9 @@ class Access:
     def _invoice_takes(self, principal: Principal, doc_id: str) -> tuple[Take, Take]:
         """One bucket per invoice (by its id, whatever key form asked), and within it this
         key's share, so no single key can spend the whole day's budget."""
-        return ((f"inv:{doc_id}:key:{principal.key_id}", *self._share),
-                (f"inv:{doc_id}", *self._day))
+        (share, share_rate), (day, day_rate) = self._share, self._day
+        return ((f"inv:{doc_id}:key:{principal.key_id}", share, share_rate, 1),
+                (f"inv:{doc_id}", day, day_rate, 1))
 
     def _refusal(self, budget: _Budget, wait: float) -> ApiError:
         if budget is _Budget.KEY:
@@ -179,9 +186,15 @@ class Access:
             raise _key_limited(wait)
 
     async def _turn(self, kinds: tuple[_Budget, ...], takes: tuple[Take, ...],
-                    doc_id: str | None, key: KeyDue) -> Admission:
+                    doc_id: str | None, key: KeyDue,
+                    first: tuple[int, float] | None = None) -> Admission:
+        """The turn's takes, and what their answer means; `first`: the answer of a first
+        try already made (`admit`'s, from memory)."""
         while True:
-            refused, wait = await self.limiter.take_in_turn(takes)
+            if first is None:
+                refused, wait = await self.limiter.take_in_turn(takes)
+            else:
+                (refused, wait), first = first, None
             if refused < 0:
                 return Admission(doc_id)
             budget = kinds[refused]
@@ -197,10 +210,10 @@ class Access:
         key_take, misses = self._own_takes(principal)
         with_key = key is not KeyDue.NO
         kinds = _TURNS[with_key, doc_id is not None]
-        head = (key_take, misses) if with_key else (misses,)
         if doc_id is None:
-            return kinds, head
-        return kinds, (*head, *self._invoice_takes(principal, doc_id))
+            return kinds, ((key_take, misses) if with_key else (misses,))
+        share, day = self._invoice_takes(principal, doc_id)
+        return kinds, ((key_take, misses, share, day) if with_key else (misses, share, day))
 
     async def admit(self, principal: Principal, doc_id: str | None, *,
                     key: KeyDue = KeyDue.NO) -> Admission:
@@ -208,7 +221,15 @@ class Access:
         then a key that used up its misses is refused (checked, nothing spent), then the
         invoice's budgets (this key's share, then the invoice's whole day) when its id is
         known. Raises 429 for all but the invoice's whole day (see `Admission`)."""
-        admission = await self._turn(*self._lookup_turn(principal, doc_id, key), doc_id, key)
+        kinds, takes = self._lookup_turn(principal, doc_id, key)
+        take_now = self._take_now
+        if take_now is None:
+            admission = await self._turn(kinds, takes, doc_id, key)
+        else:
+            first = take_now(takes)
+            if first[0] < 0:
+                return Admission(doc_id)
+            admission = await self._turn(kinds, takes, doc_id, key, first)
         if admission.refusal is not None:
             raise admission.refusal
         return admission

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from verify.access.ratelimit import (
     RateLimiter,
     RedisRateLimiter,
     ResilientRateLimiter,
+    Take,
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -186,3 +188,33 @@ async def test_redis_buckets_are_strings_written_only_when_spent() -> None:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+def test_a_memory_turn_is_its_takes_one_after_the_other() -> None:
+    """`take_in_turn_now` (a lookup's turn without a coroutine, its steps inline) leaves the
+    buckets exactly as the same takes made one by one would, in the same order (what is
+    evicted first), and answers the same: random turns on a few buckets, some refused,
+    some peeks, a clock that moves or not, and fewer buckets allowed than a turn has."""
+    rng = random.Random(22)
+    clock = [100.0]
+    turned = MemoryRateLimiter(max_buckets=3, clock=lambda: clock[0])
+    single = MemoryRateLimiter(max_buckets=3, clock=lambda: clock[0])
+
+    def one_by_one(takes: list[Take]) -> tuple[int, float]:
+        now = clock[0]
+        for index, (bucket, capacity, per_second, cost) in enumerate(takes):
+            wait = single._take(bucket, capacity, per_second, cost, now)
+            if wait:
+                return index, wait
+        return ALL_SPENT
+
+    answers = []
+    for _ in range(3000):
+        clock[0] += rng.choice((0.0, 0.0, 0.01, 0.3, 2.0))
+        takes = [(f"b{rng.randrange(6)}", rng.choice((1, 2, 5)), rng.choice((0.0, 0.5, 3.0)),
+                  rng.choice((0, 1, 1, 2))) for _ in range(rng.randrange(1, 5))]
+        answer = turned.take_in_turn_now(takes)
+        assert answer == one_by_one(takes)
+        assert list(turned._buckets.items()) == list(single._buckets.items())
+        answers.append(answer[0])
+    assert {-1, 0, 1, 2, 3} <= set(answers)  # every position refused at some point
