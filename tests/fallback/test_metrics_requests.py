@@ -1,0 +1,97 @@
+"""The request metrics are counted in plain Python and handed to prometheus-client in bulk
+(`Metrics.observe_request`, `flush_requests`): what `/metrics` shows must be what one
+counter `inc` and one histogram `observe` per request showed, in one process and summed
+over the files of several (`serve --workers`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from fallback.metrics import LATENCY_BUCKETS, Metrics
+from tests.metrics_text import samples
+
+REPO = Path(__file__).resolve().parents[2]
+HTTP = ("invoice_http_requests", "invoice_http_request_duration_seconds")
+#: (route, method, status, seconds): on bucket bounds, between them, beyond the last one
+REQUESTS = [
+    ("/api/v1/invoices/lookup", "GET", 200, seconds)
+    for seconds in (0.0, 0.0004, 0.001, 0.0010001, 0.0025, 0.003, 0.05, 0.7, 10.0, 30.0, 31.5)
+] + [("/api/v1/gaps/{id}", "GET", 404, 0.002), ("unmatched", "GET", 404, 0.0001),
+     ("/api/v1/packages", "POST", 200, 1.2), ("/api/v1/invoices/lookup", "GET", 429, 0.001)]
+
+
+def _one_by_one(requests: list[tuple[str, str, int, float]], times: int = 1) -> dict[str, float]:
+    """The series as prometheus-client's own objects give them, one call per request."""
+    registry = CollectorRegistry()
+    count = PromCounter("invoice_http_requests", "", ["route", "method", "status"],
+                        registry=registry)
+    latency = Histogram("invoice_http_request_duration_seconds", "",
+                        ["route", "method", "status"], buckets=LATENCY_BUCKETS,
+                        registry=registry)
+    for _ in range(times):
+        for route, method, status, seconds in requests:
+            count.labels(route, method, str(status)).inc()
+            latency.labels(route, method, str(status)).observe(seconds)
+    return _http(generate_latest(registry))
+
+
+def _http(exposition: bytes) -> dict[str, float]:
+    return {series: value for series, value in samples(exposition.decode()).items()
+            if series.startswith(HTTP)}
+
+
+def _same(shown: dict[str, float], expected: dict[str, float]) -> None:
+    """Counts and buckets exactly; a sum of seconds as floats added in another order."""
+    assert shown.keys() == expected.keys()
+    for series, value in expected.items():
+        assert shown[series] == (pytest.approx(value) if "_sum{" in series else value), series
+
+
+def test_the_exposition_shows_every_request_as_one_observe_each_would() -> None:
+    metrics = Metrics()
+    for request in REQUESTS:
+        metrics.observe_request(*request)
+    _same(_http(metrics.exposition()), _one_by_one(REQUESTS))
+    for request in REQUESTS:  # counted after an exposition: added to what it handed over
+        metrics.observe_request(*request)
+    _same(_http(metrics.exposition()), _one_by_one(REQUESTS, times=2))
+
+
+#: A worker: counts its share of the requests in an event loop, lets the loop turn, and
+#: exits without ever writing an exposition.
+_WORKER = """
+import asyncio, json, sys
+from fallback.metrics import Metrics
+
+async def main() -> None:
+    metrics = Metrics()
+    for request in json.loads(sys.argv[1]):
+        metrics.observe_request(*request)
+    await asyncio.sleep(0)
+
+asyncio.run(main())
+"""
+
+
+def test_workers_files_add_up_without_a_scrape_of_each(tmp_path: Path) -> None:
+    """In multiprocess mode each worker hands its requests to its file at the end of the
+    event loop's turn, so any worker's `/metrics` (the files merged) counts every worker's
+    requests, including those of a worker that was never scraped."""
+    shares = [REQUESTS[::2], REQUESTS[1::2] + REQUESTS[:3]]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    for share in shares:
+        subprocess.run([sys.executable, "-c", _WORKER, json.dumps(share)], env=env,
+                       check=True, cwd=REPO, timeout=60)
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    _same(_http(generate_latest(merged)), _one_by_one(shares[0] + shares[1]))
