@@ -57,7 +57,8 @@ def check_routes(app: web.Application) -> None:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The access checks in front of `handler`; run inside the error middleware's layer
     (`verify.http.middlewares.around`), not as a middleware of their own."""
-    forwarded = request.app.get(FORWARDED_CLIENTS)
+    app = request.app  # a property, and each app[...] a call: read once
+    forwarded = app.get(FORWARDED_CLIENTS)
     if forwarded is not None:  # behind trusted proxies: `remote` is the client from here on
         request = forwarded.resolve(request)
     name = request.match_info.route.name
@@ -65,7 +66,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     if ROUTE_ACCESS[name] is PUBLIC:
         return await handler(request)
-    access = request.app[ACCESS]
+    access = app[ACCESS]
     principal = await access.authenticate(request)
     if not admits(name, principal):
         raise ApiError(403, "forbidden", f"the {principal.role.value} role may not use this "
@@ -75,8 +76,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         await access.spend_key_budget(principal)
         return await handler(request)
     request[KEY_BUDGET_DUE] = True
-    request[KEY_BUDGET_EACH] = name in BUDGET_PER_LOOKUP
-    if request[KEY_BUDGET_EACH]:  # no token soon: refused before the body is even read
+    request[KEY_BUDGET_EACH] = each = name in BUDGET_PER_LOOKUP
+    if each:  # no token soon: refused before the body is even read
         await access.spend_key_budget(principal, peek=True)
     try:
         return await handler(request)
