@@ -217,6 +217,10 @@ class OutageLog:
         self._sharing = sharing
         self._lock = asyncio.Lock()
         self._live: list[OutageWindow] = []
+        #: Moved whenever the windows in memory change (recorded, closed, declared, synced
+        #: from another process): what was concluded from them before may no longer hold
+        #: (a `not_found` may be `unconfirmed` now). Read by `verify.lookup.reuse`.
+        self.generation = 0
 
     # ---- request path (memory only) ----------------------------------------------------
 
@@ -300,7 +304,10 @@ class OutageLog:
             rows += await self._sharing.copies.execute_fetchall(
                 f"SELECT {COLUMNS} FROM outage_copies {live} AND kind = 'declared'",  # noqa: S608
                 (cutoff,))
-        self._live = sorted((_window(r) for r in rows), key=lambda w: w.start)
+        windows = sorted((_window(r) for r in rows), key=lambda w: w.start)
+        if windows != self._live:
+            self.generation += 1
+        self._live = windows
 
     async def declare(self, system: System, start: datetime, end: datetime, reason: str,
                       declared_by: str | None) -> OutageWindow:

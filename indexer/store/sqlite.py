@@ -266,7 +266,7 @@ class SqliteStore:
             raise SqliteUnavailable(f"{what}: {exc}") from exc
         return _row_to_invoice(rows[0]) if rows else None
 
-    def _cached(self) -> dict[str, Invoice | None]:
+    def _recheck(self) -> None:
         now = time.monotonic()
         if now - self._checked_at >= self._recheck_seconds:
             try:
@@ -277,9 +277,24 @@ class SqliteStore:
             if version != self._cache_version:
                 self._cache.clear()
                 self._cache_version = version
+
+    def _cached(self) -> dict[str, Invoice | None]:
+        self._recheck()
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         return self._cache
+
+    def version(self) -> int | None:
+        """The file's state as the invoice cache knows it: the same number while nothing was
+        committed to it, checked as cheaply and as often as the cache checks (this store's
+        own commits at once, another connection's within `recheck_seconds`); None while
+        point reads are off the loop (nothing cheap to tell by then). For what is built from
+        the invoices read and must go when they change (`verify.lookup.reuse`). Raises
+        `SqliteUnavailable` as a read would."""
+        if not self.reads_inline:
+            return None
+        self._recheck()
+        return self._cache_version
 
     @_unavailable_on_failure
     async def ping(self) -> None:

@@ -59,6 +59,22 @@ class CachedRegistry:
         found.update(await asyncio.shield(loading))
         return found
 
+    @property
+    def generation(self) -> int:
+        """Moved by every import through this process (twice: as it begins and as it ends),
+        so what was built from records read before it can tell (`verify.lookup.reuse`)."""
+        return self._generation
+
+    def remaining(self, tax_id: str) -> float | None:
+        """Seconds the kept record of `tax_id` (the registry's lack of one included) still
+        answers lookups; None when none is kept. What is built from the record is valid this
+        long: an import by another process is then seen within `TTL_S`, as it is here."""
+        kept = self._kept.get(tax_id)
+        if kept is None:
+            return None
+        left = self._ttl - (self._clock() - kept[0])
+        return left if left > 0 else None
+
     def _done(self, wanted: tuple[str, ...], done: asyncio.Future[dict[str, Taxpayer]]) -> None:
         if self._loading.get(wanted) is done:
             del self._loading[wanted]
