@@ -169,3 +169,23 @@ class CountingKeyStore(KeyStore):
     async def _query(self, key_id: str, now: float) -> Any:
         self.queries += 1
         return await super()._query(key_id, now)
+
+
+async def test_only_a_well_formed_token_authenticates_on_a_cached_key(tmp_path: Any) -> None:
+    """Once a key's entry is cached the token's pattern is not matched again (only its
+    prefix and separator are checked): anything but the token itself, even with the key's
+    true secret in it, is still refused, and asks the database nothing."""
+    async with open_access_db(tmp_path / "access.sqlite3") as conn:
+        keys = CountingKeyStore(conn)
+        token, record = await keys.create(Role.VERIFY)
+        principal = await keys.authenticate(token)
+        assert principal is not None
+        assert principal.key_id == record.key_id
+        key_id, secret = token[4:16], token[17:]
+        for other in (f"ivx_{key_id}_{secret}", f"Ivk_{key_id}_{secret}",
+                      f"ivk_{key_id}-{secret}", f"ivk_{key_id}_{secret}=", token[:-1],
+                      f" {token}"[:-1], f"ivk_{key_id.upper()}_{secret}", f"x{token}",
+                      f"ivk_{key_id}_{secret[1:]}!", "ivk_", f"ivk_{key_id}", ""):
+            assert await keys.authenticate(other) is None, other
+        assert await keys.authenticate(token) == principal
+        assert keys.queries == 1  # the key's own load, none for the others
