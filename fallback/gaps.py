@@ -28,12 +28,14 @@ Repeated asks (docs/outages.md#misses-under-load): the ledger remembers, for a m
 (`moment_s`, 1 s by default), each key's open gap that a commit of this process found open
 on disk and the requesters it holds rows of. A requester asking again about such a key,
 without a callback URL, is answered that gap's id at once; its ask is counted in the next
-batch, in that gap only while it is still open (`fallback.gap_writer`). So a kill may lose
-the count of such asks answered within the last batch, never a gap, a requester's row or an
-id handed out. A first ask of a requester, and any ask with a callback URL, waits for its
-commit. The memory of a gap goes when this process resolves it, and ends after the moment
-(another process's resolution, on the same file or the shared ledger, is not contradicted
-longer than that).
+batch, in that gap only while it is still open (`fallback.gap_writer`): with the next asks
+that wait for a commit, or else within `late_flush_s` (0.2 s), so a stream of repeated asks
+costs a few commits a second, not one per fsync. A kill may lose the count of such asks
+answered within that last fraction of a second (as the audit trail's buffer), never a gap,
+a requester's row or an id handed out. A first ask of a requester, and any ask with a
+callback URL, waits for its commit. The memory of a gap goes when this process resolves it,
+and ends a moment after the last commit that found the gap open (another process's
+resolution, on the same file or the shared ledger, is not contradicted longer than that).
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ async def _number_the_layout(conn: aiosqlite.Connection) -> None:
 _LAYOUT: tuple[Step, ...] = (_number_the_layout,)
 #: How long a commit's finding that a key's gap is open answers repeated asks at once.
 MOMENT_S = 1.0
+#: How long repeated asks answered from memory wait to be written when no commit is due.
+LATE_FLUSH_S = 0.2
 log = logging.getLogger("fallback.gaps")
 
 
@@ -308,12 +312,15 @@ class _OnDisk:
 class SqliteGapLedger:
     def __init__(self, conn: aiosqlite.Connection, path: Path, *,
                  clock: Clock = utc_now, moment_s: float = MOMENT_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 late_flush_s: float = LATE_FLUSH_S) -> None:
         self._conn = conn
         self._clock = clock
         self._lock = asyncio.Lock()
         self._pending: list[Pending] = []
         self._late: list[Late] = []
+        self._late_flush = late_flush_s
+        self._late_timer: asyncio.TimerHandle | None = None
         self._moment = moment_s
         self._monotonic = monotonic
         self._on_disk: dict[str, _OnDisk] = {}
@@ -349,7 +356,8 @@ class SqliteGapLedger:
                 self._late.append((request.lookup_key, known.gap_id, request.requester,
                                    self._clock().timestamp()))
                 self.early += 1
-                self._start_writer()
+                if self._writer is None or self._writer.done():  # else it takes them along
+                    self._flush_late_soon()
                 return known.gap_id
         return await self._on_commit(request)
 
@@ -360,8 +368,17 @@ class SqliteGapLedger:
         return await future
 
     def _start_writer(self) -> None:
+        if self._late_timer is not None:  # the writer takes the late asks along
+            self._late_timer.cancel()
+            self._late_timer = None
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending(), name="gap-ledger-write")
+
+    def _flush_late_soon(self) -> None:
+        """Write the late asks within `late_flush_s`, unless a batch takes them first."""
+        if self._late_timer is None:
+            self._late_timer = asyncio.get_running_loop().call_later(
+                self._late_flush, self._start_writer)
 
     def _forget(self, gap_ids: Collection[str]) -> None:
         """No more answers from memory with these gaps (resolved by this process)."""
@@ -394,8 +411,13 @@ class SqliteGapLedger:
                 found.at = now
 
     async def drain(self) -> None:
-        """Wait for records in flight (at close: none is lost or left unanswered)."""
-        while self._writer is not None and not self._writer.done():
+        """Write the late asks now and wait for records in flight (at close: none is lost
+        or left unanswered)."""
+        while True:
+            if self._late:
+                self._start_writer()
+            if self._writer is None or self._writer.done():
+                return
             await self._writer
 
     async def aclose(self) -> None:
@@ -405,7 +427,7 @@ class SqliteGapLedger:
 
     async def _write_pending(self) -> None:
         async with self._lock:
-            while self._pending or self._late:
+            while True:  # the asks waiting for a commit, and those that came meanwhile
                 batch, self._pending = self._pending, []
                 late, self._late = self._late, []
                 by_key = coalesced(batch)
@@ -421,6 +443,8 @@ class SqliteGapLedger:
                                     extra={"asks": len(late), "error": repr(exc)})
                     if isinstance(exc, asyncio.CancelledError):
                         raise
+                    if not self._pending:
+                        break
                     continue
                 self.late_dropped += sum(int(n) for g, (n, _) in late_asks.gaps.items()
                                          if g not in late_open)
@@ -432,6 +456,10 @@ class SqliteGapLedger:
                     for future in asks.waiting:
                         if not future.done():
                             future.set_result(gap_ids[lookup_key])
+                if not self._pending:
+                    break
+        if self._late:  # came during the last batch: no commit is due for them
+            self._flush_late_soon()
 
     async def _requesters(self, gap_ids: list[str]) -> dict[str, list[Requester]]:
         out: dict[str, list[Requester]] = {g: [] for g in gap_ids}
@@ -564,12 +592,13 @@ def visible(gap: Gap, who: Visibility | None) -> bool:
 @asynccontextmanager
 async def open_gap_ledger(path: Path, *, clock: Clock = utc_now, moment_s: float = MOMENT_S,
                           monotonic: Callable[[], float] = time.monotonic,
+                          late_flush_s: float = LATE_FLUSH_S,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut.
     `moment_s`: how long a gap found open answers repeated asks from memory (0: never)."""
     async with open_sqlite_file(path, _LAYOUT) as conn:
         ledger = SqliteGapLedger(conn, path, clock=clock, moment_s=moment_s,
-                                 monotonic=monotonic)
+                                 monotonic=monotonic, late_flush_s=late_flush_s)
         try:
             yield ledger
         finally:

@@ -6,6 +6,7 @@ late ask of a gap resolved meanwhile opens nothing (it is dropped)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -135,3 +136,20 @@ async def test_the_memory_ends_after_the_moment(tmp_path: Path) -> None:
         batches = ledger.batches
         assert await ledger.record_id(vn_request()) == gap_id
         assert (ledger.early, ledger.batches) == (2, batches + 1)
+
+
+async def test_repeated_asks_are_written_by_themselves_when_no_commit_is_due(
+        tmp_path: Path) -> None:
+    """No drain, no other ask: the late asks' own batch is written after `late_flush_s`."""
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, monotonic=Ticks(), late_flush_s=0.0) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        for _ in range(3):
+            assert await ledger.record_id(vn_request()) == gap_id
+        assert ledger.batches == 1
+        for _ in range(500):  # polled, not timed: the flush is due at once
+            if ledger.batches == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert ledger.batches == 2
+        assert gaps_on_disk(path) == [(gap_id, "open", 4)]
