@@ -174,6 +174,11 @@ class FallbackSettings:
     the primary being unavailable is quarantined after `journal_max_attempts` tries
     (docs/journal.md).
     `replica_warm_up`: fill the in-memory replica from the primary at start.
+
+    Misses: for `miss_memory_ms` a requester's repeated miss of a key whose open gap is on
+    disk is answered with it at once (its count written a fraction of a second later), the
+    unconfirmed answer of a key is built once, and a key the replica lacked is not read
+    again (docs/outages.md#misses-under-load; 0: never).
     """
 
     breaker_failures: int = 5
@@ -193,6 +198,7 @@ class FallbackSettings:
     journal_retention_days: int = 7
     journal_max_attempts: int = 3
     replica_warm_up: bool = True
+    miss_memory_ms: int = 1000
 
 
 #: A signing secret shorter than this is refused (HMAC-SHA256 keys: 32 bytes or more).
@@ -230,6 +236,7 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         journal_retention_days=_int(env, "INVOICE_JOURNAL_RETENTION_DAYS", 7, minimum=1),
         journal_max_attempts=_int(env, "INVOICE_JOURNAL_MAX_ATTEMPTS", 3, minimum=1),
         replica_warm_up=_flag(env, "INVOICE_REPLICA_WARM_UP", default=True),
+        miss_memory_ms=_int(env, "INVOICE_MISS_MEMORY_MS", 1000),
     )
 
 
