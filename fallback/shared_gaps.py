@@ -4,10 +4,12 @@ the lookups, `GET /gaps`, the missing-invoice report and the reconciler use when
 
 **Local first.** A gap is recorded exactly when the primary may be down, so `record` writes
 the process's own `gaps.sqlite3` (`fallback.gaps.SqliteGapLedger`, durable before the
-answer, as on the embedded default) and the answer carries that gap's id. `forward` (every
-second, and before each read) sends each local gap whose count grew to the shared ledger,
-`<prefix>-gaps` on Elasticsearch, as its absolute state (count, times, requesters): sending
-it twice changes nothing. What the cluster confirmed is marked in `shared.sqlite3`.
+answer, as on the embedded default) and the answer carries that gap's id (a requester's
+repeated ask answered from the local ledger's memory of the gap is counted there a fraction
+of a second later, and sent with it). `forward` (every second, and before each read) sends
+each local gap whose count grew to the shared ledger, `<prefix>-gaps` on Elasticsearch, as
+its absolute state (count, times, requesters): sending it twice changes nothing. What the
+cluster confirmed is marked in `shared.sqlite3`.
 
 **One open gap per lookup key, across processes.** The open gap of a key is the document
 `open-<sha256 of the key>`: an id has one document, so two processes asking about the same
@@ -24,7 +26,8 @@ them through `resolve_many`: resolving moves the open document to one with the g
 there and leave its answer), then closes the open document as read (`if_seq_no`); asks
 that arrived meanwhile are carried into the resolved gap first, and the next miss of the
 key opens a new gap in it. A process learns the resolution of the gaps it sent (a realtime
-mget by id) and resolves its local copies, so its own next miss opens a new gap too.
+mget by id) and resolves its local copies, so its own next miss opens a new gap too (the
+local ledger forgets what it remembered of them: no repeated ask is answered with one).
 `resolve_many` forwards first (the reconciler may have read the local ledger, before the
 forward landed) and resolves through the key's open gap when it holds the gap under its id
 or as a merged source.

@@ -1,8 +1,9 @@
-"""Repeated asks answered from the ledger's memory of a gap on disk (docs/outages.md#misses-
-under-load): a requester asking again about a key whose open gap a commit found within the
-moment gets its id at once, its ask counted in the next batch; a first ask of a requester or
-one with a callback URL waits for its commit; a gap resolved is not handed out again, and a
-late ask of a gap resolved meanwhile opens nothing (it is dropped)."""
+"""Repeated asks answered from the ledger's memory of a gap on disk
+(docs/outages.md#misses-under-load): a requester asking again about a key whose open gap a
+commit found within the moment gets its id at once, its ask counted in the next batch; a
+first ask of a requester or one with a callback URL waits for its commit; a gap resolved is
+not handed out again, and a late ask of a gap resolved meanwhile opens nothing (it is
+dropped)."""
 
 from __future__ import annotations
 
