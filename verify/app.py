@@ -38,6 +38,7 @@ from verify.keys import (
     STORE,
     TRUST_ANCHORS,
 )
+from verify.lookup.reuse import ANSWER_REUSE, AnswerReuse
 from verify.lookup.taxpayers import CachedRegistry
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
@@ -71,6 +72,13 @@ def _publish(app: web.Application, services: Services) -> None:
     app[OUTAGES], app[GAPS] = services.outages, services.gaps
     app[RESILIENCE], app[JOURNALED_INTAKE] = services.resilience, services.journaled
     app[RECONCILER] = services.reconciler
+    settings = app[SETTINGS]
+    registry = app[REGISTRY]
+    if settings.answer_reuse and isinstance(registry, CachedRegistry):
+        # Plain lookups answered again while nothing they were built from changed.
+        app[ANSWER_REUSE] = AnswerReuse(
+            services.resilience, registry,
+            replica_seconds=settings.answer_reuse_replica_ms / 1000)
 
 
 def _background(app: web.Application, services: Services) -> list[asyncio.Task[Any]]:

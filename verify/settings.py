@@ -342,6 +342,12 @@ class Settings:
     #: The event loop of `serve`: `uvloop` (libuv) or Python's own `asyncio`
     #: (verify/cli/workers.py: event_loop; bench/README.md has the measurement).
     event_loop: str = DEFAULT_EVENT_LOOP
+    #: `GET /invoices/lookup` answers again with the answer it built for the same key and
+    #: query while nothing it was built from can have changed, budgets and audit still per
+    #: request (verify/lookup/reuse.py, docs/lookups.md#answers-reused); a replica answer at
+    #: most `answer_reuse_replica_ms` (0: never).
+    answer_reuse: bool = True
+    answer_reuse_replica_ms: int = 1000
 
     @property
     def watches_path(self) -> Path:
@@ -465,6 +471,8 @@ class Settings:
             watch_max_days=_int(env, "INVOICE_WATCH_MAX_DAYS", 366, minimum=1),
             trusted_proxies=_networks(env, "INVOICE_TRUSTED_PROXIES"),
             event_loop=_choice(env, "INVOICE_EVENT_LOOP", EVENT_LOOPS, DEFAULT_EVENT_LOOP),
+            answer_reuse=_flag(env, "INVOICE_ANSWER_REUSE", default=True),
+            answer_reuse_replica_ms=_int(env, "INVOICE_ANSWER_REUSE_REPLICA_MS", 1000),
         )
         settings.check()
         return settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 from aiohttp import web
 
 from fallback.lookup.seller_status import taxpayer_answer
@@ -18,7 +19,8 @@ from verify.http.responses import json_response
 from verify.keys import ACCESS, ORIGINALS, REGISTRY, SETTINGS, STORE
 from verify.lookup.callback_url import MAX_CALLBACK_URL, validate_callback_url
 from verify.lookup.query import path_key, read_lookup
-from verify.lookup.verification import verify_query
+from verify.lookup.reuse import ANSWER_REUSE, json_body
+from verify.lookup.verification import check_query, verify_query
 from verify.receipts.flag import split_receipt
 from verify.receipts.views import require_receipts
 from verify.watches.flag import split_watch
@@ -26,6 +28,15 @@ from verify.watches.views import require_room, watch_answer
 
 
 async def lookup(request: web.Request) -> web.Response:
+    """A plain lookup (no receipt, watch or callback) is answered again from what it was
+    last answered while nothing it was built from changed (`verify.lookup.reuse`)."""
+    reuse = request.app.get(ANSWER_REUSE)
+    if reuse is not None:
+        principal = request[PRINCIPAL]
+        raw_query = request.raw_path.partition("?")[2]
+        kept = reuse.find(principal, raw_query)
+        if kept is not None:
+            return await reuse.answer_again(request, principal, kept)
     settings = request.app[SETTINGS]
     receipt, params = split_receipt(request.query)
     watch, params = split_watch(params)  # watch the answered invoice (docs/watches.md)
@@ -39,9 +50,21 @@ async def lookup(request: web.Request) -> web.Response:
         require_receipts(request)
     if watch:
         await require_room(request)
+    if reuse is not None and not (receipt or watch or callback_url):
+        begun = reuse.begin()
+        checked = await check_query(request, query)
+        body = orjson.dumps(checked.answer)
+        if begun is None:
+            reuse.built()
+        else:
+            reuse.keep(begun, principal, raw_query, query, checked.answer, checked.invoice,
+                       checked.target, body)
+        return json_body(body)
     answer = await verify_query(request, query, callback_url=callback_url, receipt=receipt)
     if watch:
         answer = await watch_answer(request, answer, query.lookup_key, callback_url=callback_url)
+    if reuse is not None:
+        reuse.built()
     return json_response(answer)
 
 
