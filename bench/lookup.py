@@ -814,6 +814,7 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
           f"{', pinned' if args.pin else ''}", flush=True)
     results: dict[str, list[WrkResult]] = {server.name: [] for server in servers}
     es_requests: dict[str, list[list[tuple[str, float]]]] = {}
+    reuse_shares: dict[str, list[float]] = {}
     for round_no in range(1, args.rounds + 1):
         for server in servers:
             key = tokens.get(server.name)
@@ -821,6 +822,7 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                 if args.warmup > 0:
                     run_wrk(wrk, server, args, args.warmup, paths.get(server.name, paths_file),
                             key)
+                reuse_before = reuse_counts(server.port)
                 counts_file = Path(server.env.get(ES_COUNTS_ENV, os.devnull))
                 time.sleep(0.6 if ES_COUNTS_ENV in server.env else 0)  # the file's next write
                 counted = read_counts(counts_file)
@@ -830,6 +832,9 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
                     time.sleep(0.6)
                     es_requests.setdefault(server.name, []).append(
                         per_lookup(counted, read_counts(counts_file), result.requests))
+                share = reused_share(reuse_before, reuse_counts(server.port))
+                if share is not None:
+                    reuse_shares.setdefault(server.name, []).append(share)
             results[server.name].append(result)
             print(f"  round {round_no} {server.name:<12} {result.rps:8.0f} req/s  "
                   f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
@@ -842,7 +847,41 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
             print(f"  ! {server.name} log: {line[:300]}")
     ratio = report(results)
     report_es_requests(es_requests)
+    report_reuse(reuse_shares)
     return ratio
+
+
+_REUSE_SERIES = "invoice_lookup_answers_total{how="
+
+
+def reuse_counts(port: int) -> tuple[float, float] | None:
+    """The service's lookup answers so far, (reused, built), from its /metrics (None: not
+    our service, or none counted: the bare handler, the Elasticsearch floor)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    found = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+             for line in text.splitlines() if line.startswith(_REUSE_SERIES)}
+    return (found.get("reused", 0.0), found.get("built", 0.0)) if found else None
+
+
+def reused_share(before: tuple[float, float] | None,
+                 after: tuple[float, float] | None) -> float | None:
+    """The share of the measured run's answers that were reused (verify/lookup/reuse.py)."""
+    if after is None:
+        return None
+    reused, built = (a - b for a, b in zip(after, before or (0.0, 0.0), strict=True))
+    return reused / (reused + built) if reused + built else None
+
+
+def report_reuse(shares: dict[str, list[float]]) -> None:
+    """Per server and round, the share of the measured answers that were reused rather than
+    built: the figures above are for this mix."""
+    for name, per_round in shares.items():
+        print(f"  {name}: answers reused {' '.join(f'{s:.1%}' for s in per_round)} "
+              f"(per round; median {statistics.median(per_round):.1%})")
 
 
 def report_es_requests(counted: dict[str, list[list[tuple[str, float]]]]) -> None:
