@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -39,7 +39,7 @@ from verify.keys import (
     TRUST_ANCHORS,
 )
 from verify.lookup.reuse import ANSWER_REUSE, AnswerReuse
-from verify.lookup.taxpayers import CachedRegistry
+from verify.lookup.taxpayers import CachedRegistry, data_version
 from verify.qr.pool import DecodePool
 from verify.qr.preprocess import pin_pixel_limit
 from verify.receipts.setup import setup_receipts
@@ -60,14 +60,15 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers.setdefault(name, value)
 
 
-def _publish(app: web.Application, services: Services) -> None:
+def _publish(app: web.Application, services: Services,
+             registry_version: Callable[[], int] | None) -> None:
     """The services under the keys the views read."""
     app[SERVICES] = services
-    # The request path reads sellers' records through a short-lived cache (an import
-    # through this app forgets it): verify/lookup/taxpayers.py.
-    app[STORE], app[REGISTRY], app[ORIGINALS] = (services.store,
-                                                 CachedRegistry(services.registry),
-                                                 services.originals)
+    # The request path reads sellers' records through a cache (an import through this app
+    # forgets it, and so does the SQLite file's change signal): verify/lookup/taxpayers.py.
+    app[STORE], app[REGISTRY], app[ORIGINALS] = (
+        services.store, CachedRegistry(services.registry, version=registry_version),
+        services.originals)
     app[REPLICA], app[INTAKE] = services.replica, services.intake
     app[OUTAGES], app[GAPS] = services.outages, services.gaps
     app[RESILIENCE], app[JOURNALED_INTAKE] = services.resilience, services.journaled
@@ -112,8 +113,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RECONCILE_RUNS] = runs
     async with open_services(app[SETTINGS], es_client_factory=app[ES_CLIENT_FACTORY],
                              anchors=app[TRUST_ANCHORS], close_dangling=True) as services, \
-            _access(app, services.replica) as access, _qr_pool(app) as pool:
-        _publish(app, services)
+            _access(app, services.replica) as access, _qr_pool(app) as pool, \
+            _registry_version(app[SETTINGS]) as registry_version:
+        _publish(app, services, registry_version)
         app[ACCESS], app[QR_POOL] = access, pool
         tasks = _background(app, services)
         try:
@@ -145,6 +147,20 @@ async def _access(app: web.Application, replica: Replica) -> AsyncIterator[Acces
         await redis.aclose()
         if trips is None:  # a client of its own
             await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _registry_version(settings: Settings) -> AsyncIterator[Callable[[], int] | None]:
+    """The embedded registry file's change signal (`verify.lookup.taxpayers.data_version`);
+    None on Elasticsearch, whose registry has none (its records are kept `TTL_S`)."""
+    if settings.es_url:
+        yield None
+        return
+    version, close = data_version(settings.registry_path)
+    try:
+        yield version
+    finally:
+        close()
 
 
 @contextlib.asynccontextmanager

@@ -28,9 +28,9 @@ An entry is answered again only while, checked on each use:
   has no such signal, so its answers are not kept;
 - a replica answer: for at most `replica_seconds` (`INVOICE_ANSWER_REUSE_REPLICA_MS`);
 - a Vietnamese answer with its seller's status: no registry import through this process
-  since (`CachedRegistry.generation`), and only while the record it used is still kept
-  (`CachedRegistry.remaining`), so another process's import is seen within `TTL_S`, as it
-  is without reuse.
+  since, nor (on SQLite) a change of the registry file (`CachedRegistry.generation`), and
+  only while the record it used is still kept (`CachedRegistry.remaining`: on
+  Elasticsearch `TTL_S`), so another process's import is seen as it is without reuse.
 A primary answer's `as_of` is the moment it is sent (the data are those of that moment); a
 replica answer keeps its own. Bounded: `max_entries`, cleared whole when full.
 """

@@ -6,15 +6,21 @@ JSON decode of the record: the largest part of a found lookup's CPU besides aioh
 An import through this process (`POST /admin/registry`) is in force here at once: it goes
 through `CachedRegistry.import_registry`, which forgets every kept record, and a read that
 began before the import does not keep what it read. An import by another process (the
-CLI, another worker or host) is seen within `TTL_S` (docs/registry.md). Intake does not
-read through this: its registry checks read the store as before.
+CLI, another worker or host) is seen within `TTL_S` (docs/registry.md); on the embedded
+SQLite registry within `RECHECK_S` instead: the file's `PRAGMA data_version` (moved by any
+other connection's commit) is read at most that often (`data_version`), and while it stays
+the same a kept record holds for good. Intake does not read through this: its registry
+checks read the store as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from indexer.registry import Provider, RegistryImport, Taxpayer
 from indexer.store.registry import RegistryStore
@@ -23,6 +29,8 @@ from indexer.store.registry import RegistryStore
 TTL_S = 1.0
 #: Records kept at most (distinct sellers asked about within `TTL_S`); beyond, all go.
 MAX_KEPT = 50_000
+#: With a change signal (`data_version`): how often it is read at most.
+RECHECK_S = 0.001
 
 
 class CachedRegistry:
@@ -30,15 +38,43 @@ class CachedRegistry:
     (taxpayers the registry lacks included); everything else goes to `inner`."""
 
     def __init__(self, inner: RegistryStore, *, ttl: float = TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 version: Callable[[], int] | None = None) -> None:
+        """`version`: the registry's change signal (`data_version`), when it has one: kept
+        records then hold until it moves, not only `ttl`."""
         self.inner = inner
-        self._ttl = ttl
+        self._ttl = math.inf if version is not None else ttl
         self._clock = clock
         self._kept: dict[str, tuple[float, Taxpayer | None]] = {}
-        self._generation = 0  # moved by every import through this process
+        self._generation = 0  # moved by every import through this process, and the signal
         self._loading: dict[tuple[str, ...], asyncio.Future[dict[str, Taxpayer]]] = {}
+        self._version = version
+        self._seen: int | None = None
+        self._checked_at = -math.inf
+
+    def _recheck(self) -> None:
+        """Everything kept goes when the registry's signal moved (or cannot be read)."""
+        if self._version is None:
+            return
+        now = self._clock()
+        if now - self._checked_at < RECHECK_S:
+            return
+        self._checked_at = now
+        try:
+            version: int | None = self._version()
+        except sqlite3.Error:
+            version = None
+        if version is None or version != self._seen:
+            self._seen = version
+            self._forget()
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._kept.clear()
+        self._loading.clear()  # reads begun before are not shared after
 
     async def get_taxpayers(self, tax_ids: Iterable[str]) -> dict[str, Taxpayer]:
+        self._recheck()
         now = self._clock()
         found: dict[str, Taxpayer] = {}
         missing: list[str] = []
@@ -61,8 +97,10 @@ class CachedRegistry:
 
     @property
     def generation(self) -> int:
-        """Moved by every import through this process (twice: as it begins and as it ends),
-        so what was built from records read before it can tell (`verify.lookup.reuse`)."""
+        """Moved by every import through this process (twice: as it begins and as it ends)
+        and whenever the change signal moved (read here, at most every `RECHECK_S`), so what
+        was built from records read before can tell (`verify.lookup.reuse`)."""
+        self._recheck()
         return self._generation
 
     def remaining(self, tax_id: str) -> float | None:
@@ -92,14 +130,13 @@ class CachedRegistry:
         return read
 
     async def import_registry(self, registry: RegistryImport) -> None:
-        self._generation += 1
-        self._kept.clear()
-        self._loading.clear()  # reads begun before the import are not shared after it
+        self._forget()
         try:
             await self.inner.import_registry(registry)
         finally:
             self._generation += 1
             self._kept.clear()
+            self._checked_at = -math.inf  # the next read takes the file's new signal
 
     async def is_empty(self) -> bool:
         return await self.inner.is_empty()
@@ -109,3 +146,17 @@ class CachedRegistry:
 
     async def counts(self) -> dict[str, int]:
         return await self.inner.counts()
+
+
+def data_version(path: Path) -> tuple[Callable[[], int], Callable[[], None]]:
+    """The SQLite registry file's change signal: its `PRAGMA data_version`, which moves when
+    any other connection (an import through the store, the CLI, another process) commits,
+    read on a read-only connection of its own on the event loop (a few microseconds); and
+    the connection's close."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 100")
+
+    def version() -> int:
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    return version, conn.close
