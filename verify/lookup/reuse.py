@@ -78,6 +78,7 @@ class Begun:
     """What a built answer began from: read before its read."""
 
     version: int | None  # the store's data (None: not told cheaply, no primary answer kept)
+    health: object  # `AnswerReuse._health`
     outages: int
     registry: int
     at: float  # `clock`
@@ -96,7 +97,6 @@ class Kept:
     head: bytes  # the encoded answer; a primary answer's up to its `as_of` value
     tail: bytes | None  # a primary answer's after its `as_of` value; None: `head` is all
     begun: Begun
-    health: object
     until: float  # `clock`
 
 
@@ -143,6 +143,7 @@ class AnswerReuse:
         #: Only a store that tells cheaply that it is unchanged has its answers kept.
         self._version = store.version if isinstance(store, SqliteStore) else None
         self._entries: dict[Key, Kept] = {}
+        self._days: dict[str, tuple[float, float]] = {}  # scheme: its day, wall clock
         self.counts = resilience.metrics.lookup_answers
 
     # ---- the request path ---------------------------------------------------------------
@@ -185,14 +186,19 @@ class AnswerReuse:
         journal = self.resilience.journal
         if journal is not None and journal.pending_count:
             return None
+        health = self._health()
         version = None
-        if self._version is not None:
+        if health == _HEALTHY:  # a primary answer to come: kept only if the store can tell
+            if self._version is None:
+                return None
             try:
                 version = self._version()
             except StoreUnavailableError:
                 return None
-        return Begun(version, self.resilience.outages.generation, self.registry.generation,
-                     self.clock(), self.wall())
+        elif health is None or self.replica_seconds <= 0:
+            return None
+        return Begun(version, health, self.resilience.outages.generation,
+                     self.registry.generation, self.clock(), self.wall())
 
     def keep(self, begun: Begun, principal: Principal, raw_query: str, query: LookupQuery,
              answer: dict[str, Any], invoice: Invoice | None, target: str,
@@ -205,8 +211,7 @@ class AnswerReuse:
         source = answer["source"]
         head, tail = (_split_as_of(body, answer["as_of"]) if source == _HEALTHY
                       else (body, None))
-        kept = Kept(query, invoice, target, answer["status"], source, head, tail, begun,
-                    self._health(), until)
+        kept = Kept(query, invoice, target, answer["status"], source, head, tail, begun, until)
         if len(self._entries) >= self._max:
             self._entries.clear()
         self._entries[(principal.key_id, principal.role.value, principal.scopes,
@@ -222,13 +227,14 @@ class AnswerReuse:
         if (answer["status"] == "unconfirmed" or "check_count" in answer
                 or answer.get("pending_intake") or not self._same_sources(begun)):
             return None
-        source = answer["source"]
-        health = self._health()
-        until = begun.at + (_next_day(begun.wall, query.scheme) - begun.wall)
+        source, health = answer["source"], begun.health
+        if self._health() != health:  # it changed while the answer was built
+            return None
+        until = begun.at + (self._next_day(begun.wall, query.scheme) - begun.wall)
         if source == _HEALTHY:
             if health != _HEALTHY or begun.version is None:
                 return None
-        elif (source == "replica" and health not in (None, _HEALTHY) and self.replica_seconds > 0
+        elif (source == "replica" and health != _HEALTHY
               and self.resilience.replica_guard.breaker.state is BreakerState.CLOSED):
             until = min(until, begun.at + self.replica_seconds)
         else:
@@ -239,6 +245,14 @@ class AnswerReuse:
                 return None  # the registry could not be read: the next lookup tries again
             until = min(until, self.clock() + left)
         return until
+
+    def _next_day(self, wall: float, scheme: str) -> float:
+        """When the scheme's next day begins (wall clock), worked out once a day."""
+        day = self._days.get(scheme)
+        if day is None or not day[0] <= wall < day[1]:
+            ends = _next_day(wall, scheme)
+            day = self._days[scheme] = (ends - 86_400.0, ends)
+        return day[1]
 
     # ---- what holds ---------------------------------------------------------------------
 
@@ -264,7 +278,7 @@ class AnswerReuse:
         if self.clock() >= kept.until or not self._same_sources(kept.begun):
             return False
         resilience = self.resilience
-        if self._health() != kept.health:
+        if self._health() != kept.begun.health:
             return False
         if kept.source != _HEALTHY:
             return resilience.replica_guard.breaker.state is BreakerState.CLOSED
