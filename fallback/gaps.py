@@ -30,7 +30,8 @@ on disk and the requesters it holds rows of. A requester asking again about such
 without a callback URL, is answered that gap's id at once; its ask is counted in the next
 batch, in that gap only while it is still open (`fallback.gap_writer`): with the next asks
 that wait for a commit, or else within `late_flush_s` (0.2 s), so a stream of repeated asks
-costs a few commits a second, not one per fsync. A kill may lose the count of such asks
+costs a few commits a second, not one per fsync (a read of the ledger writes them first,
+so it sees every count answered before it). A kill may lose the count of such asks
 answered within that last fraction of a second (as the audit trail's buffer), never a gap,
 a requester's row or an id handed out. A first ask of a requester, and any ask with a
 callback URL, waits for its commit. The memory of a gap goes when this process resolves it,
@@ -336,6 +337,7 @@ class SqliteGapLedger:
         #: before their batch (not counted: the gap they were answered with is closed).
         self.early = 0
         self.late_dropped = 0
+        self._late_taken = 0  # late asks a batch has taken (written, dropped or failed)
 
     async def record(self, request: GapRequest) -> Gap:
         """The ask on disk (never answered from memory), then the gap as it is now."""
@@ -410,6 +412,15 @@ class SqliteGapLedger:
                 found.requesters.update(asks.requesters)
                 found.at = now
 
+    async def _counted(self) -> None:
+        """Every ask answered so far is written (or its batch failed): a read of this
+        ledger sees the counts of the repeated asks it answered from memory."""
+        due = self.early
+        while self._late_taken < due:
+            self._start_writer()
+            assert self._writer is not None
+            await self._writer
+
     async def drain(self) -> None:
         """Write the late asks now and wait for records in flight (at close: none is lost
         or left unanswered)."""
@@ -430,6 +441,7 @@ class SqliteGapLedger:
             while True:  # the asks waiting for a commit, and those that came meanwhile
                 batch, self._pending = self._pending, []
                 late, self._late = self._late, []
+                self._late_taken += len(late)
                 by_key = coalesced(batch)
                 late_asks = LateAsks.of(late)
                 try:
@@ -480,6 +492,7 @@ class SqliteGapLedger:
                 for r in rows]
 
     async def get(self, gap_id: str) -> Gap | None:
+        await self._counted()
         rows = await self._conn.execute_fetchall(
             _SELECT + " WHERE id = ?", (gap_id,))
         found = await self._gaps(rows)
@@ -489,6 +502,7 @@ class SqliteGapLedger:
                    since: datetime | None = None, after: str | None = None,
                    limit: int = 100, visible_to: Visibility | None = None) -> list[Gap]:
         """Oldest first, paged by id (`after`); `since`: gaps last seen at or after it."""
+        await self._counted()
         sql = _SELECT + " WHERE id > ?"
         args: list[Any] = [after or ""]
         if status is not None:
@@ -536,6 +550,7 @@ class SqliteGapLedger:
             return self._conn.total_changes - before
 
     async def count(self, status: GapStatus) -> int:
+        await self._counted()
         rows = list(await self._conn.execute_fetchall(
             "SELECT COUNT(*) FROM gaps WHERE status = ?", (str(status),)))
         return int(rows[0][0])

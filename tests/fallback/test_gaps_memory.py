@@ -154,3 +154,20 @@ async def test_repeated_asks_are_written_by_themselves_when_no_commit_is_due(
             await asyncio.sleep(0.01)
         assert ledger.batches == 2
         assert gaps_on_disk(path) == [(gap_id, "open", 4)]
+
+
+async def test_a_read_of_the_ledger_sees_the_asks_answered_from_memory(
+        tmp_path: Path) -> None:
+    """GET /gaps right after the answers: the counts they were given are in it."""
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        for _ in range(2):
+            assert await ledger.record_id(vn_request()) == gap_id
+        assert ledger.batches == 1
+        (listed,) = await ledger.list()
+        assert listed.count == 3
+        assert await ledger.record_id(vn_request()) == gap_id
+        gap = await ledger.get(gap_id)
+        assert gap is not None
+        assert (gap.count, gap.requesters[0].count) == (4, 4)
+        assert await ledger.count(GapStatus.OPEN) == 1
