@@ -490,6 +490,11 @@ def report(results: dict[str, list[WrkResult]]) -> float:
                results["bare"])
         _ratio("replica misses (unconfirmed + gap) / bare", results["replica-miss"],
                results["bare"])
+        _ratio("replica floor (bare + one Redis GET) / bare", results["replica-floor"],
+               results["bare"])
+        _ratio("replica hits / their floor", results["replica"], results["replica-floor"])
+        _ratio("replica misses / the floor", results["replica-miss"],
+               results["replica-floor"])
     if "es" in results:
         if "bare" in results:
             _ratio("on Elasticsearch (keys + limits) / bare", results["es"], results["bare"])
@@ -610,7 +615,9 @@ def prepare_replica(args: argparse.Namespace, service: list[str], env: dict[str,
     it: every lookup is then answered from the replica. Two servers on it, measured apart:
     `replica` gets the URLs of invoices the replica holds (the replica-hit path), and
     `replica-miss` the not-found ones, each answered `unconfirmed` with a gap written to the
-    ledger (a different cost: a durable write per distinct key)."""
+    ledger (a different cost: a durable write per distinct key). A third, `replica-floor`
+    (`bench.redis_floor`), is the bare handler with one Redis GET of a replica document per
+    request: the round trip no replica lookup can do without."""
     data = workdir / "replica-data"
     namespace = f"bench:{uuid.uuid4().hex[:12]}"
     replica_env = {**env, "INVOICE_REDIS_URL": REDIS_URL, "INVOICE_REDIS_NAMESPACE": namespace}
@@ -627,13 +634,17 @@ def prepare_replica(args: argparse.Namespace, service: list[str], env: dict[str,
                  "--to", (now + timedelta(hours=3)).isoformat(), "--system", "primary",
                  "--reason", "bench: replica-hit path", "--data-dir", str(data)],
                 "declaring the maintenance window", replica_env)
-    servers = []
+    floor_port = free_port()
+    servers = [Server("replica-floor", [*server_prefix, sys.executable, "-m",
+                                        "bench.redis_floor", "--port", str(floor_port),
+                                        "--redis-url", REDIS_URL, "--namespace", namespace],
+                      env, floor_port, workdir / "replica-floor.log")]
     for name in ("replica", "replica-miss"):
         port = free_port()
         servers.append(Server(name, [*server_prefix, *service, "serve", "--host", "127.0.0.1",
                                      "--port", str(port), "--data-dir", str(data)],
                               replica_env, port, workdir / f"{name}.log"))
-    server = servers[0]
+    server = servers[1]
     with running(server):
         found = [lookup for lookup in lookups if lookup.expected != "not_found"][:50]
         for lookup in found:
