@@ -190,6 +190,40 @@ async def test_redis_buckets_are_strings_written_only_when_spent() -> None:
         await client.aclose()
 
 
+class OneByOne:
+    """The buckets of `MemoryRateLimiter` as they were before its takes were made inline
+    (2749ec1): one take at a time, each a pop, a refill and a re-insert."""
+
+    def __init__(self, max_buckets: int) -> None:
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.max = max_buckets
+
+    def take(self, bucket: str, capacity: int, per_second: float, cost: int,
+             now: float) -> float:
+        state = self.buckets.pop(bucket, None)
+        tokens = float(capacity)
+        if state is not None:
+            tokens, last = state
+            tokens = min(float(capacity), tokens + max(0.0, now - last) * per_second)
+        need = max(cost, 1)
+        wait = 0.0
+        if tokens >= need:
+            tokens -= cost
+        else:
+            wait = (need - tokens) / per_second if per_second > 0 else math.inf
+        self.buckets[bucket] = (tokens, now)
+        if len(self.buckets) > self.max:
+            del self.buckets[next(iter(self.buckets))]
+        return wait
+
+    def turn(self, takes: list[Take], now: float) -> tuple[int, float]:
+        for index, (bucket, capacity, per_second, cost) in enumerate(takes):
+            wait = self.take(bucket, capacity, per_second, cost, now)
+            if wait:
+                return index, wait
+        return ALL_SPENT
+
+
 def test_a_memory_turn_is_its_takes_one_after_the_other() -> None:
     """`take_in_turn_now` (a lookup's turn without a coroutine, its steps inline) leaves the
     buckets exactly as the same takes made one by one would, in the same order (what is
@@ -198,23 +232,14 @@ def test_a_memory_turn_is_its_takes_one_after_the_other() -> None:
     rng = random.Random(22)
     clock = [100.0]
     turned = MemoryRateLimiter(max_buckets=3, clock=lambda: clock[0])
-    single = MemoryRateLimiter(max_buckets=3, clock=lambda: clock[0])
-
-    def one_by_one(takes: list[Take]) -> tuple[int, float]:
-        now = clock[0]
-        for index, (bucket, capacity, per_second, cost) in enumerate(takes):
-            wait = single._take(bucket, capacity, per_second, cost, now)
-            if wait:
-                return index, wait
-        return ALL_SPENT
-
+    single = OneByOne(max_buckets=3)
     answers = []
     for _ in range(3000):
         clock[0] += rng.choice((0.0, 0.0, 0.01, 0.3, 2.0))
         takes = [(f"b{rng.randrange(6)}", rng.choice((1, 2, 5)), rng.choice((0.0, 0.5, 3.0)),
                   rng.choice((0, 1, 1, 2))) for _ in range(rng.randrange(1, 5))]
         answer = turned.take_in_turn_now(takes)
-        assert answer == one_by_one(takes)
-        assert list(turned._buckets.items()) == list(single._buckets.items())
+        assert answer == single.turn(takes, clock[0])
+        assert list(turned._buckets.items()) == list(single.buckets.items())
         answers.append(answer[0])
     assert {-1, 0, 1, 2, 3} <= set(answers)  # every position refused at some point
