@@ -8,11 +8,13 @@ the objects that hold them (`sample`, on every scrape and after every health pro
 breakers' states and counters, maintenance in force, the intake journal's entries by state,
 the gap ledger's gaps by status and the reconciler's runs.
 
-Requests are tallied in plain Python per (route, method, status) and handed to the
-Prometheus counter and histogram in bulk (`flush_requests`): before every exposition, so
-`/metrics` shows every request answered before it, and in multiprocess mode also at the end
-of the event loop's turn in which they were counted, so the other workers' `/metrics` see
-them too (a per-request `inc` + `observe` cost 1.1 us, 2.3 us with the multiprocess files).
+Requests are tallied in plain Python per (route, method, status), and answers, gaps and
+probe failures counted in `CountedBy` dicts; both are handed to prometheus-client in bulk
+(`flush`): before every exposition, so `/metrics` shows everything counted before it, after
+every `sample` (every health probe), and in multiprocess mode also at the end of the event
+loop's turn in which a request was answered, so the other workers' `/metrics` see them too
+(a per-request `inc` + `observe` cost 1.1 us, 2.3 us with the multiprocess files, and each
+`c[key] += 1` another 0.6).
 
 One registry per `Metrics` (one per app: tests run several apps in one process). With
 `PROMETHEUS_MULTIPROC_DIR` set before the first import of prometheus-client (what
@@ -89,8 +91,10 @@ RECONCILE_FIELDS = (
 
 
 class CountedBy(Counter[K]):
-    """A `collections.Counter` whose every increase also goes to a Prometheus counter
-    (`labels(key)` gives the label values): the code that counts keeps `c[key] += 1`."""
+    """A `collections.Counter` whose counts are also a Prometheus counter's (`labels(key)`
+    gives the label values): the code that counts keeps `c[key] += 1`, a plain dict
+    operation, and what was added since is handed to the Prometheus counter by `flush`
+    (`Metrics.flush`). Counts only go up."""
 
     def __init__(self, counter: PromCounter, labels: Callable[[K], Sequence[str]]) -> None:
         super().__init__()
@@ -99,15 +103,18 @@ class CountedBy(Counter[K]):
         #: The labelled child of each key, looked up once (`labels()` takes a lock and
         #: checks its values: about 4 us on every lookup's answer count).
         self._children: dict[K, PromCounter] = {}
+        self._handed: dict[K, int] = {}  # each key's count the Prometheus counter has
 
-    def __setitem__(self, key: K, value: int) -> None:
-        delta = value - self.get(key, 0)
-        super().__setitem__(key, value)
-        if delta > 0:
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self._counter.labels(*self._labels(key))
-            child.inc(delta)
+    def flush(self) -> None:
+        handed = self._handed
+        for key, count in self.items():
+            given = handed.get(key, 0)
+            if count > given:
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self._counter.labels(*self._labels(key))
+                child.inc(count - given)
+                handed[key] = count
 
 
 class Guard(Protocol):
@@ -255,13 +262,14 @@ class Metrics:
         self._guards: list[Guard] = []
         self._maintenance: Callable[[], bool] | None = None
         self._samplers: list[Sampler] = []
+        self._counted = [v for v in vars(self).values() if isinstance(v, CountedBy)]
 
     # -- counted where it happens ---------------------------------------------------------
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Counted here in plain Python, handed to prometheus-client by `flush_requests`:
-        before every exposition, and in multiprocess mode also at the end of the event
-        loop's turn (the other workers' `/metrics` read the files)."""
+        """Counted here in plain Python, handed to prometheus-client by `flush`: before
+        every exposition, and in multiprocess mode also at the end of the event loop's turn
+        (the other workers' `/metrics` read the files)."""
         key = (route, method, status)
         tally = self._tallies.get(key)
         if tally is None:
@@ -275,13 +283,16 @@ class Metrics:
     def _flush_soon(self) -> None:
         # Without an event loop (never in the service): handed over at the next exposition.
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().call_soon(self.flush_requests)
+            asyncio.get_running_loop().call_soon(self.flush)
 
-    def flush_requests(self) -> None:
-        """The requests counted since the last flush, into prometheus-client: the count,
-        the latency's sum and each bucket's count by (route, method, status), as one
+    def flush(self) -> None:
+        """What was counted since the last flush, into prometheus-client: the requests'
+        count, latency sum and each bucket's count by (route, method, status), as one
         `inc` each instead of one counter `inc` and one `observe` per request (in
-        multiprocess mode each is a write to this worker's file)."""
+        multiprocess mode each is a write to this worker's file), and what each
+        `CountedBy` (answers, gaps, probe failures...) added."""
+        for counted in self._counted:
+            counted.flush()
         tallies, self._tallies = self._tallies, {}
         for key, tally in tallies.items():
             pair = self._http.get(key)
@@ -328,6 +339,7 @@ class Metrics:
             self.maintenance.set(int(self._maintenance()))
         for sampler in self._samplers:
             await sampler(self)
+        self.flush()  # after every health probe too: its failures, for the other workers
 
     def reconcile_progress(self, reconciler: Reconciler) -> None:
         p = reconciler.progress
@@ -343,7 +355,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text exposition: this registry's, or every worker's summed in multiprocess
         mode."""
-        self.flush_requests()
+        self.flush()
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
