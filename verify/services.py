@@ -205,6 +205,7 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
     fb = settings.fallback
     lag = timedelta(hours=fb.intake_lag_hours)
     config = BreakerConfig(fb.breaker_failures, float(fb.breaker_open_seconds))
+    moment = fb.miss_memory_ms / 1000  # docs/outages.md#misses-under-load
     clients = SharedClients(es_client_factory)
     try:
         async with _open_shared(settings, clients) as shared, \
@@ -214,7 +215,7 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                 open_invoice_store(settings, clients) as store, \
                 open_outage_log(settings.outages_path, horizon=outage_horizon(settings),
                                 sharing=shared.windows if shared else None) as outages, \
-                open_gap_ledger(settings.gaps_path) as local_gaps, \
+                open_gap_ledger(settings.gaps_path, moment_s=moment) as local_gaps, \
                 _share_gaps(settings, shared, local_gaps) as gaps, \
                 open_intake_journal(settings.journal_path) as journal, \
                 _watch_store(settings, shared) as watch_store:
@@ -231,7 +232,7 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
             resilience = Resilience(
                 store, replica, primary, replica_guard, outages, gaps,
                 primary_timeout=fb.primary_timeout_ms / 1000, intake_lag=lag,
-                metrics=metrics, journal=journal)
+                metrics=metrics, journal=journal, moment_s=moment)
             journaled = journaled_intake(
                 settings, intake, journal, replica, primary, outages,
                 settings.load_trust_anchors() if anchors is None else anchors)

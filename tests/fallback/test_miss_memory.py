@@ -6,13 +6,18 @@ counted once the ledger has flushed (docs/outages.md#misses-under-load)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+
+import pytest
 
 from fallback.gaps import SqliteGapLedger
 from fallback.lookup.moment import MomentMemo
 from tests.conftest import Client
 from tests.verify.test_outages import LOOKUP, declare, now, params
+from verify.app import create_app
 from verify.keys import GAPS, RESILIENCE
+from verify.settings import Settings
 
 UNKNOWN = 990_321
 ASKS = 6
@@ -66,3 +71,29 @@ async def test_repeated_misses_reuse_the_answer_skip_the_replica_and_count_every
     gap = await (await cli.get(f"/api/v1/gaps/{answers[0]['gap_id']}")).json()
     assert gap["count"] == ASKS
     assert [r["count"] for r in gap["requesters"]] == [ASKS]
+
+
+
+@pytest.fixture
+async def cli_without_memory(aiohttp_client: Callable[..., Awaitable[Client]],
+                             settings: Settings, admin_token: str) -> Client:
+    """The real app with `INVOICE_MISS_MEMORY_MS=0`."""
+    off = Settings.from_env({"INVOICE_DATA_DIR": str(settings.data_dir),
+                             "INVOICE_MISS_MEMORY_MS": "0"})
+    return await aiohttp_client(create_app(off),
+                                headers={"Authorization": f"Bearer {admin_token}"})
+
+
+async def test_no_memory_when_the_setting_says_0(cli_without_memory: Client) -> None:
+    cli = cli_without_memory
+    """The setting reaches the ledger and the lookup path: every repeated miss is built,
+    read from the replica and waits for its own commit."""
+    await declare(cli, "primary", now() - timedelta(minutes=1), now() + timedelta(hours=1))
+    resilience, ledger = cli.app[RESILIENCE], cli.app[GAPS]
+    assert isinstance(ledger, SqliteGapLedger)
+    for _ in range(ASKS):
+        resp = await cli.get(LOOKUP, params=params(UNKNOWN))
+        assert (await resp.json())["status"] == "unconfirmed"
+    assert (resilience.shared_answers, resilience.replica_reads_spared, ledger.early) == (0, 0, 0)
+    gap = await (await cli.get(f"/api/v1/gaps/{(await resp.json())['gap_id']}")).json()
+    assert gap["count"] == ASKS
