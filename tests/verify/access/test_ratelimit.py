@@ -178,7 +178,9 @@ async def test_redis_buckets_are_strings_written_only_when_spent() -> None:
                 ("old", 1, 0.01, 1))
         assert await limiter.take_in_turn(turn) == ALL_SPENT
         assert await client.exists(f"{namespace}:s:peeked") == 0
-        tokens, _, stamp = (await client.get(f"{namespace}:s:spent")).partition(b" ")
+        stored = await client.get(f"{namespace}:s:spent")
+        assert isinstance(stored, bytes)
+        tokens, _, stamp = stored.partition(b" ")
         assert float(tokens) == pytest.approx(2.0, abs=0.01)
         assert float(stamp) > 0
         assert 0 < await client.ttl(f"{namespace}:s:spent") <= 301  # until full again
