@@ -493,6 +493,8 @@ def report(results: dict[str, list[WrkResult]]) -> float:
         _ratio("replica floor (bare + one Redis GET) / bare", results["replica-floor"],
                results["bare"])
         _ratio("replica hits / their floor", results["replica"], results["replica-floor"])
+        _ratio("replica hits, answers reused / always built", results["replica"],
+               results["replica-built"])
         _ratio("replica misses / the floor", results["replica-miss"],
                results["replica-floor"])
     if "es" in results:
@@ -617,7 +619,9 @@ def prepare_replica(args: argparse.Namespace, service: list[str], env: dict[str,
     `replica-miss` the not-found ones, each answered `unconfirmed` with a gap written to the
     ledger (a different cost: a durable write per distinct key). A third, `replica-floor`
     (`bench.redis_floor`), is the bare handler with one Redis GET of a replica document per
-    request: the round trip no replica lookup can do without."""
+    request: the round trip no replica lookup can do without. And `replica-built`, the
+    replica-hit path with its answers never reused (`INVOICE_ANSWER_REUSE_REPLICA_MS=0`), in
+    the same rounds: what keeping and reusing replica answers for their moment does."""
     data = workdir / "replica-data"
     namespace = f"bench:{uuid.uuid4().hex[:12]}"
     replica_env = {**env, "INVOICE_REDIS_URL": REDIS_URL, "INVOICE_REDIS_NAMESPACE": namespace}
@@ -639,11 +643,13 @@ def prepare_replica(args: argparse.Namespace, service: list[str], env: dict[str,
                                         "bench.redis_floor", "--port", str(floor_port),
                                         "--redis-url", REDIS_URL, "--namespace", namespace],
                       env, floor_port, workdir / "replica-floor.log")]
-    for name in ("replica", "replica-miss"):
+    built_env = {**replica_env, "INVOICE_ANSWER_REUSE_REPLICA_MS": "0"}
+    for name, server_env in (("replica", replica_env), ("replica-built", built_env),
+                             ("replica-miss", replica_env)):
         port = free_port()
         servers.append(Server(name, [*server_prefix, *service, "serve", "--host", "127.0.0.1",
                                      "--port", str(port), "--data-dir", str(data)],
-                              replica_env, port, workdir / f"{name}.log"))
+                              server_env, port, workdir / f"{name}.log"))
     server = servers[1]
     with running(server):
         found = [lookup for lookup in lookups if lookup.expected != "not_found"][:50]
@@ -738,6 +744,7 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
     paths_file = workdir / "paths.txt"
     paths_file.write_text("".join(f"{lookup.path}\n" for lookup in lookups))
     paths = {"replica": workdir / "paths-found.txt", "replica-miss": workdir / "paths-missing.txt"}
+    paths["replica-built"] = paths["replica"]
     paths["replica"].write_text("".join(f"{lookup.path}\n" for lookup in lookups
                                         if lookup.expected != "not_found"))
     paths["replica-miss"].write_text("".join(f"{lookup.path}\n" for lookup in lookups
@@ -815,7 +822,7 @@ def bench(args: argparse.Namespace, workdir: Path, es_url: str | None,
     if args.replica:
         replica_servers, tokens["replica"] = prepare_replica(args, service, env, server_prefix,
                                                             workdir, lookups)
-        tokens["replica-miss"] = tokens["replica"]
+        tokens["replica-miss"] = tokens["replica-built"] = tokens["replica"]
         servers.extend(replica_servers)
 
     if not args.es_only:
