@@ -14,10 +14,16 @@ for an `MGET` of 15 and a script call over 45 buckets in one pipeline, 515-570 u
 Failures: a pipeline that fails as a whole (connection refused, timeout) fails every call in
 it, as a coalesced batch does; an error reply of one lane's command (e.g. `NOSCRIPT`) fails
 only that lane's calls, with that error.
+
+`call` waits for its result; `queue` queues the call at once and hands back its future
+(a result, or `Failed`, or the round trip's exception), so a request can send a rate-limit
+turn and read the replica in one round trip without a task for either
+(`verify.lookup.verification`), or send a spend it does not wait for.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -42,8 +48,17 @@ class Lane(Protocol[K_contra]):
 
 
 @dataclass(frozen=True, slots=True)
-class _Failed:
+class Failed:
+    """A queued call's result when its lane's command failed (`unwrap` raises `error`)."""
+
     error: Exception
+
+
+def unwrap(result: Any) -> Any:
+    """A queued call's result, or its lane's failure raised."""
+    if isinstance(result, Failed):
+        raise result.error
+    return result
 
 
 class RoundTrips:
@@ -57,10 +72,13 @@ class RoundTrips:
 
     async def call(self, lane: Lane[V], key: V) -> Any:
         """`lane`'s result for `key`; raises what failed its round trip or its command."""
-        result = await self._calls.call((lane, key))
-        if isinstance(result, _Failed):
-            raise result.error
-        return result
+        return unwrap(await self._calls.queue((lane, key)))
+
+    def queue(self, lane: Lane[V], key: V) -> asyncio.Future[Any]:
+        """`call` as a future, queued before this returns: its result, `Failed` when its
+        lane's command failed (see `unwrap`), or the round trip's exception. Its outcome
+        must be retrieved or the future cancelled."""
+        return self._calls.queue((lane, key))
 
     async def _run(self, calls: Sequence[tuple[Lane[Any], Any]]) -> list[Any]:
         by_lane: dict[Lane[Any], list[int]] = {}
@@ -82,7 +100,7 @@ class RoundTrips:
                 if len(values) != len(keys):
                     raise RuntimeError(f"a batch of {len(keys)} keys answered {len(values)}")
             except Exception as exc:  # this lane's calls fail, the other lanes' do not
-                values = [_Failed(exc)] * len(keys)
+                values = [Failed(exc)] * len(keys)
             for index, value in zip(indices, values, strict=True):
                 results[index] = value
         return results

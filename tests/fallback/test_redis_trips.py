@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from fallback.redis_trips import RoundTrips
+from fallback.redis_trips import Failed, RoundTrips, unwrap
 from fallback.replica import open_redis_replica
 from verify.access.ratelimit import RedisRateLimiter
 
@@ -70,7 +70,7 @@ async def test_lanes_queued_together_share_one_pipeline(client: Redis, prefix: s
             trips.call(first, f"{prefix}:missing"), trips.call(second, f"{prefix}:a"))
     finally:
         await trips.aclose()
-    assert results == ["A", "B", None, "A"]
+    assert list(results) == ["A", "B", None, "A"]
     assert len(first.pipes) == len(second.pipes) == 1
     assert first.pipes == second.pipes  # one pipeline, so one round trip
 
@@ -150,3 +150,25 @@ async def test_takes_refused_together_for_noscript_load_the_script_once(
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
         if keys:
             await client.delete(*keys)
+
+
+async def test_a_queued_call_travels_with_the_calls_made_after_it(client: Redis,
+                                                                   prefix: str) -> None:
+    """`queue` puts the call in the next round trip before it returns (no task, nothing
+    awaited): a rate-limit turn queued so shares the replica read awaited after it."""
+    await client.set(f"{prefix}:a", "A", ex=60)
+    trips = RoundTrips(client, timeout=HANG_GUARD_S)
+    first, second, bad = Strings(), Strings(), UnknownScript()
+    try:
+        queued = trips.queue(first, f"{prefix}:a")
+        failing = trips.queue(bad, f"{prefix}:x")
+        assert await trips.call(second, f"{prefix}:missing") is None
+        assert unwrap(await queued) == "A"
+        failed = await failing
+    finally:
+        await trips.aclose()
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.error, NoScriptError)
+    with pytest.raises(NoScriptError):
+        unwrap(failed)
+    assert first.pipes == second.pipes == bad.pipes  # one pipeline, so one round trip
