@@ -2,6 +2,9 @@
 otherwise. One interface: `RateLimiter.take` answers how long to wait (0 = go ahead), and
 `take_in_turn` spends several budgets of one request in order, stopping at the first that
 refuses (one call, and on Redis one round trip, instead of one per budget).
+`queue_turn` sends such a turn at once and `finish_turn` waits for its answer, so a request
+can read meanwhile without a task for the turn; `spend_later` sends one whose answer nobody
+reads (a miss's spend), its failure handled without the request waiting for it.
 
 A bucket holds up to `capacity` tokens and refills at `per_second`; a request spends `cost`
 tokens. `cost=0` only asks whether a token is available, spending nothing (used to refuse a
@@ -15,13 +18,15 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 from redis.exceptions import NoScriptError, RedisError
 
-from fallback.redis_trips import RoundTrips
+from fallback.redis_trips import Failed, RoundTrips, unwrap
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,6 +44,25 @@ Take = tuple[str, int, float, int]
 ALL_SPENT: tuple[int, float] = (-1, 0.0)
 
 
+@dataclass(slots=True)
+class QueuedTurn:
+    """A turn sent (`queue_turn`): `pending` its round trip's future (see
+    `fallback.redis_trips.RoundTrips.queue`), or None when it was answered at once
+    (`answer`, from memory). `loads`: the script loads seen when it was sent."""
+
+    takes: Sequence[Take]
+    pending: asyncio.Future[Any] | None = None
+    answer: tuple[int, float] = ALL_SPENT
+    loads: int = 0
+
+    def drop(self) -> None:
+        """Nobody will wait for it (its request was cancelled): the turn is still sent if
+        it was not yet, and its outcome is retrieved, never logged as unretrieved."""
+        pending = self.pending
+        if pending is not None and not pending.cancel() and not pending.cancelled():
+            pending.exception()
+
+
 class RateLimiter(Protocol):
     #: Whether a take waits on another process (Redis). The lookup path then runs its read
     #: while the take is on its way (`verify.lookup.verification`) instead of after it.
@@ -52,6 +76,18 @@ class RateLimiter(Protocol):
         """Spend each take in order, as that many `take` calls would, but stop at the first
         that has to wait, spending nothing of it or of the takes after it. Returns its index
         and wait, or `ALL_SPENT`."""
+
+    def queue_turn(self, takes: Sequence[Take]) -> QueuedTurn:
+        """`take_in_turn` sent before this returns; `finish_turn` gives its answer (then, or
+        `QueuedTurn.drop`, must follow)."""
+
+    async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
+        """The answer of a turn of `queue_turn`."""
+
+    def spend_later(self, takes: Sequence[Take]) -> None:
+        """`take_in_turn` sent before this returns, its answer unread: turns sent after it
+        by this process come after it; a failure is handled (as `take_in_turn` would: on
+        `ResilientRateLimiter`, spent in memory) and logged, never raised."""
 
 
 class MemoryRateLimiter:
@@ -73,6 +109,15 @@ class MemoryRateLimiter:
 
     async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
         return self.take_in_turn_now(takes)
+
+    def queue_turn(self, takes: Sequence[Take]) -> QueuedTurn:
+        return QueuedTurn(takes, answer=self.take_in_turn_now(takes))
+
+    async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
+        return turn.answer
+
+    def spend_later(self, takes: Sequence[Take]) -> None:
+        self.take_in_turn_now(takes)
 
     def take_in_turn_now(self, takes: Sequence[Take]) -> tuple[int, float]:
         """`take_in_turn` without a coroutine (a lookup's turn of four takes is made on the
@@ -230,12 +275,24 @@ class RedisRateLimiter:
         return answers
 
     async def _call(self, takes: Sequence[Take]) -> tuple[int, float]:
-        loads = self._script_loads
+        return await self.finish_turn(self.queue_turn(takes))
+
+    def queue_turn(self, takes: Sequence[Take]) -> QueuedTurn:
+        if not takes:
+            return QueuedTurn(takes)
+        return QueuedTurn(takes, self._trips.queue(self, takes), loads=self._script_loads)
+
+    async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
+        if turn.pending is None:
+            return turn.answer
         try:
-            return cast(tuple[int, float], await self._trips.call(self, takes))
+            return cast(tuple[int, float], unwrap(await turn.pending))
         except NoScriptError:
-            await self._load_script(loads)
-            return cast(tuple[int, float], await self._trips.call(self, takes))
+            await self._load_script(turn.loads)
+            return cast(tuple[int, float], await self._trips.call(self, turn.takes))
+
+    def spend_later(self, takes: Sequence[Take]) -> None:
+        _finish_later(self.queue_turn(takes), self.finish_turn)
 
     async def _load_script(self, seen: int) -> None:
         """Give Redis the script, unless it was given since this take was sent (`seen`):
@@ -252,7 +309,7 @@ class RedisRateLimiter:
         return (await self._call(((bucket, capacity, per_second, cost),)))[1]
 
     async def take_in_turn(self, takes: Sequence[Take]) -> tuple[int, float]:
-        return await self._call(takes) if takes else ALL_SPENT
+        return await self.finish_turn(self.queue_turn(takes)) if takes else ALL_SPENT
 
     async def aclose(self) -> None:
         """Stop its own round trips (borrowed ones are their owner's to close)."""
@@ -274,6 +331,15 @@ class NoRateLimiter:
 
     def take_in_turn_now(self, takes: Sequence[Take]) -> tuple[int, float]:
         return ALL_SPENT
+
+    def queue_turn(self, takes: Sequence[Take]) -> QueuedTurn:
+        return QueuedTurn(takes)
+
+    async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
+        return ALL_SPENT
+
+    def spend_later(self, takes: Sequence[Take]) -> None:
+        return None
 
 
 class ResilientRateLimiter:
@@ -308,3 +374,48 @@ class ResilientRateLimiter:
         except (OSError, TimeoutError, RedisError) as exc:
             self._failed(exc)
             return await self._fallback.take_in_turn(takes)
+
+    def queue_turn(self, takes: Sequence[Take]) -> QueuedTurn:
+        return self._primary.queue_turn(takes)
+
+    async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
+        try:
+            return await self._primary.finish_turn(turn)
+        except (OSError, TimeoutError, RedisError) as exc:
+            self._failed(exc)
+            return await self._fallback.take_in_turn(turn.takes)
+
+    def spend_later(self, takes: Sequence[Take]) -> None:
+        _finish_later(self.queue_turn(takes), self.finish_turn)
+
+
+#: The tasks finishing failed spends nobody waits for (kept referenced until done).
+_LATER: set[asyncio.Task[Any]] = set()
+
+
+def _finish_later(turn: QueuedTurn,
+                  finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]]) -> None:
+    """`spend_later`'s wait: none while the round trip answers (a callback looks at its
+    outcome); a failure (or `NOSCRIPT`) is given to `finish` in a task of its own, which
+    loads the script and sends the turn again, or falls back as `finish` does."""
+    if turn.pending is not None:
+        turn.pending.add_done_callback(partial(_spent, turn, finish))
+
+
+def _spent(turn: QueuedTurn, finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]],
+           future: asyncio.Future[Any]) -> None:
+    if future.cancelled():  # its round trips were closed (shutdown): the spend is not made
+        return
+    if future.exception() is None and not isinstance(future.result(), Failed):
+        return
+    task = asyncio.get_running_loop().create_task(_finish_quietly(finish(turn)))
+    _LATER.add(task)
+    task.add_done_callback(_LATER.discard)
+
+
+async def _finish_quietly(finishing: Awaitable[tuple[int, float]]) -> None:
+    try:
+        await finishing
+    except Exception as exc:  # nobody waits for this answer: logged, never raised
+        log.warning("a rate-limit spend nobody waits for failed",
+                    extra={"error": type(exc).__name__})
