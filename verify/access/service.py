@@ -21,7 +21,13 @@ from indexer.store.sqlite_files import private_dir
 from verify.access.apikeys import KeyStore
 from verify.access.audit import AuditTrail
 from verify.access.db import open_access_db
-from verify.access.ratelimit import MemoryRateLimiter, NoRateLimiter, RateLimiter, Take
+from verify.access.ratelimit import (
+    MemoryRateLimiter,
+    NoRateLimiter,
+    QueuedTurn,
+    RateLimiter,
+    Take,
+)
 from verify.access.roles import Principal, Role
 from verify.access.shared_keys import KEY_CACHE_S
 from verify.http.errors import ApiError
@@ -89,6 +95,16 @@ class Admission:
     doc_id: str | None
     invoice_wait: float = 0.0
     refusal: ApiError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAdmission:
+    """`Access.queue_admit`'s turn, sent; `Access.admission` reads its verdict."""
+
+    kinds: tuple[_Budget, ...]
+    turn: QueuedTurn
+    doc_id: str | None
+    key: KeyDue
 
 
 def is_party(principal: Principal, seller_tax_id: str | None,
@@ -185,7 +201,7 @@ class Access:
         if wait > (MAX_PACE_S if peek else 0.0):
             raise _key_limited(wait)
 
-    async def _turn(self, kinds: tuple[_Budget, ...], takes: tuple[Take, ...],
+    async def _turn(self, kinds: tuple[_Budget, ...], takes: Sequence[Take],
                     doc_id: str | None, key: KeyDue,
                     first: tuple[int, float] | None = None) -> Admission:
         """The turn's takes, and what their answer means; `first`: the answer of a first
@@ -234,6 +250,26 @@ class Access:
             raise admission.refusal
         return admission
 
+    def queue_admit(self, principal: Principal, doc_id: str | None, *,
+                    key: KeyDue = KeyDue.NO) -> QueuedAdmission:
+        """`admit`'s turn sent before this returns (on Redis, queued on the round trips'
+        lane: `fallback.redis_trips`), so the request can read meanwhile with no task for
+        the turn; `admission` (or, when nobody will wait, `QueuedAdmission.turn.drop()`)
+        must follow."""
+        kinds, takes = self._lookup_turn(principal, doc_id, key)
+        return QueuedAdmission(kinds, self.limiter.queue_turn(takes), doc_id, key)
+
+    async def admission(self, queued: QueuedAdmission) -> Admission:
+        """`admit`'s answer for a turn of `queue_admit` (raises its 429 the same way)."""
+        first = await self.limiter.finish_turn(queued.turn)
+        if first[0] < 0:
+            return Admission(queued.doc_id)
+        admission = await self._turn(queued.kinds, queued.turn.takes, queued.doc_id,
+                                     queued.key, first)
+        if admission.refusal is not None:
+            raise admission.refusal
+        return admission
+
     async def admit_many(self, principal: Principal,
                          doc_ids: Sequence[str]) -> list[Admission]:
         """`admit` for each invoice of a ledger, asked together (on Redis: one round trip);
@@ -266,11 +302,24 @@ class Access:
         was left (a ledger then withholds the line's answer). A miss of `target` this key
         already had in the last hour is not counted again: asking twice about the same
         unknown invoice (a batch run again) is not enumeration, asking about many is."""
-        miss: Take = (f"miss:{principal.key_id}", *self._misses, 1)
-        takes = (miss,) if target is None else (
-            (f"missed:{principal.key_id}:{target}", 1, 1 / _HOUR, 1), miss)
+        takes = self._miss_takes(principal, target)
         refused, wait = await self.limiter.take_in_turn(takes)
         return wait if refused == len(takes) - 1 else 0.0
+
+    def spend_miss(self, principal: Principal, target: str | None = None) -> None:
+        """`note_miss` for a caller that does not read its wait (a lookup: its next turn's
+        peek refuses once the misses are spent), without waiting for it: sent before this
+        returns (on Redis, queued on the round trips' lane), so every turn this process
+        sends after it is made after it; a failure is handled as `note_miss`'s would be
+        (memory buckets) and logged (`RateLimiter.spend_later`). Another process's turn
+        may reach Redis before it by at most its round trip: the caller has its answer
+        while the spend is still on its way."""
+        self.limiter.spend_later(self._miss_takes(principal, target))
+
+    def _miss_takes(self, principal: Principal, target: str | None) -> tuple[Take, ...]:
+        miss: Take = (f"miss:{principal.key_id}", *self._misses, 1)
+        return (miss,) if target is None else (
+            (f"missed:{principal.key_id}:{target}", 1, 1 / _HOUR, 1), miss)
 
     def misses_limited(self, wait: float) -> ApiError:
         return _misses_limited(wait)

@@ -23,7 +23,7 @@ from fallback.lookup.window import outside_window
 from indexer.model import SCHEME_TZ, Invoice
 from verify.access.middleware import PRINCIPAL, key_due
 from verify.access.roles import Principal, Role
-from verify.access.service import Admission, is_party
+from verify.access.service import Access, Admission, QueuedAdmission, is_party
 from verify.access.tenancy import redact_answer
 from verify.keys import ACCESS, REGISTRY, RESILIENCE, SETTINGS
 from verify.receipts.views import with_receipt
@@ -67,14 +67,12 @@ async def check_query(
     app = request.app  # a property of the request, and each app[...] a call: read once
     access = app[ACCESS]
     doc_id = query.key.doc_id if query.key else None  # by authority code: known after the read
-    budget = access.admit(principal, doc_id, key=key_due(request))
     resilience = app[RESILIENCE]
     if access.limiter.remote:
-        admission, fetched = await _overlapped(
-            asyncio.create_task(budget), resilience.look_up(query)
-        )
+        queued = access.queue_admit(principal, doc_id, key=key_due(request))
+        admission, fetched = await _overlapped(access, queued, resilience.look_up(query))
     else:
-        admission = await budget
+        admission = await access.admit(principal, doc_id, key=key_due(request))
         fetched = await resilience.look_up(query)
     await access.settle(principal, admission, fetched.invoice)
     answer, invoice = await resilience.conclude(query, fetched, principal.key_id, callback_url)
@@ -135,19 +133,19 @@ async def _check_count(request: web.Request, doc_id: str) -> int:
 
 
 async def _overlapped(
-    budget: asyncio.Task[Admission], read: Awaitable[Fetched]
+    access: Access, budget: QueuedAdmission, read: Awaitable[Fetched]
 ) -> tuple[Admission, Fetched]:
-    """The read while the budget take is on its way to Redis: with the Redis replica both
-    travel in one round trip (`fallback.redis_trips`), so the request waits once, not twice.
-    The budget's verdict still comes first: a refused caller gets its 429 whatever the read
-    found or failed with, and nothing is recorded for it (`Resilience.conclude` runs after)."""
+    """The read while the budget's turn (queued already, no task of its own) is on its way
+    to Redis: with the Redis replica both travel in one round trip (`fallback.redis_trips`),
+    so the request waits once, not twice. The budget's verdict still comes first: a refused
+    caller gets its 429 whatever the read found or failed with, and nothing is recorded for
+    it (`Resilience.conclude` runs after)."""
     try:
         fetched = await read
     except asyncio.CancelledError:
-        if not budget.cancel() and not budget.cancelled():
-            budget.exception()  # a verdict nobody waits for any more: retrieved, not logged
+        budget.turn.drop()  # a verdict nobody waits for any more: retrieved, not logged
         raise
     except Exception:
-        await budget
+        await access.admission(budget)
         raise
-    return await budget, fetched
+    return await access.admission(budget), fetched
