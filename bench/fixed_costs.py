@@ -37,11 +37,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 
+from bench.lookup_profile import stand_in_request
 from fallback.metrics import Metrics
 from verify.access.middleware import PRINCIPAL, guard, key_due
 from verify.access.roles import Role
@@ -98,16 +98,7 @@ async def _app(kind: str, access: Access) -> web.AppRunner:
 
 async def _round(app: web.Application, token: str, count: int) -> float:
     """One round: `count` requests, the main thread's CPU per request in us."""
-    peer = ("127.0.0.1", 40000)
-    transport = SimpleNamespace(get_extra_info=lambda name, default=None: {
-        "peername": peer, "sockname": peer}.get(name, default), is_closing=lambda: False)
-    protocol = SimpleNamespace(transport=transport, ssl_context=None, peername=peer,
-                               sockname=peer, max_field_size=8190, max_line_length=8190,
-                               max_headers=128)
-    template: Any = make_mocked_request(
-        "GET", LOOKUP, headers={"Authorization": f"Bearer {token}"}, app=app,
-        protocol=protocol, transport=transport,
-        writer=SimpleNamespace(output_size=0, buffer_size=0))
+    template = stand_in_request(app, LOOKUP, {"Authorization": f"Bearer {token}"})
     paths = [f"{LOOKUP}?INV-{n:04d}" for n in range(1000)]
     started = time.thread_time()
     for first in range(0, count, CONCURRENT):

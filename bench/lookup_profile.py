@@ -271,6 +271,23 @@ def serve(kind: str, port: int, dump: Path) -> None:
 CONCURRENT = 32
 
 
+def stand_in_request(app: Any, path: str, headers: dict[str, str]) -> Any:
+    """One GET request made with aiohttp's helper, on plain stand-ins for the connection (its
+    mock.Mock ones cost more per attribute than a lookup does); requests of a round are
+    clones of it with their own URL, as aiohttp's parser would make them."""
+    from aiohttp.test_utils import make_mocked_request
+
+    peer = ("127.0.0.1", 40000)
+    transport = SimpleNamespace(get_extra_info=lambda name, default=None: {
+        "peername": peer, "sockname": peer}.get(name, default), is_closing=lambda: False)
+    protocol = SimpleNamespace(transport=transport, ssl_context=None, peername=peer,
+                               sockname=peer, max_field_size=8190, max_line_length=8190,
+                               max_headers=128)
+    writer = SimpleNamespace(output_size=0, buffer_size=0)
+    return make_mocked_request("GET", path, headers=headers, app=app, protocol=protocol,
+                               transport=transport, writer=writer)
+
+
 async def _in_process(paths: list[str], token: str | None, count: int,
                       rounds: int, profiler: cProfile.Profile | None = None) -> list[float]:
     """Our own cost per request, without aiohttp's parser, writer and event loop: the real
@@ -279,7 +296,6 @@ async def _in_process(paths: list[str], token: str | None, count: int,
     view), `CONCURRENT` at a time; the main thread's CPU per request, per round. With
     `profiler`, one more round runs under it after those (not counted in them)."""
     from aiohttp import web
-    from aiohttp.test_utils import make_mocked_request
 
     from verify.app import create_app
     from verify.cli.common import load_settings
@@ -291,18 +307,7 @@ async def _in_process(paths: list[str], token: str | None, count: int,
     await runner.setup()
     await _freeze(app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    # One request made with aiohttp's helper, on plain stand-ins for the connection (its
-    # mock.Mock ones cost more per attribute than a lookup does); each request is a clone
-    # of it with its own URL, as aiohttp's parser would make it.
-    peer = ("127.0.0.1", 40000)
-    transport = SimpleNamespace(get_extra_info=lambda name, default=None: {
-        "peername": peer, "sockname": peer}.get(name, default), is_closing=lambda: False)
-    protocol = SimpleNamespace(transport=transport, ssl_context=None, peername=peer,
-                               sockname=peer, max_field_size=8190, max_line_length=8190,
-                               max_headers=128)
-    writer = SimpleNamespace(output_size=0, buffer_size=0)
-    template = make_mocked_request("GET", paths[0], headers=headers, app=app,
-                                   protocol=protocol, transport=transport, writer=writer)
+    template = stand_in_request(app, paths[0], headers)
     try:
         results = []
         for round_no in range(rounds + 1 + (profiler is not None)):  # round 0 warms up
