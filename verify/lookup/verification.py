@@ -78,7 +78,7 @@ async def check_query(
     answer, invoice = await resilience.conclude(query, fetched, principal.key_id, callback_url)
     target = invoice.doc_id if invoice else query.lookup_key
     if invoice is None:
-        await access.note_miss(principal, target)
+        access.spend_miss(principal, target)  # not waited for: see `Access.spend_miss`
         today = datetime.now(SCHEME_TZ[query.scheme]).date()
         answer = outside_window(
             answer, query, today, app[SETTINGS].verification_window_years

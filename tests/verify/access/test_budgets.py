@@ -165,6 +165,23 @@ async def test_ledger_lines_spend_the_misses_and_are_audited(budgeted: Build) ->
     assert len(audited) == 7
 
 
+async def test_lookups_not_waiting_for_their_miss_still_count_every_one(
+        budgeted: Build) -> None:
+    """A lookup's miss is spent without the lookup waiting for it (`Access.spend_miss`): the
+    next lookup's turn, sent after it, still sees it, so the misses are exact one request
+    after another; a repeated miss is not counted again; a refused caller is told how long
+    to wait and another key is not touched."""
+    cli, keys = await budgeted({"INVOICE_RATE_MISSES_PER_HOUR": "3"})
+    answers = [await lookup(cli, keys["stranger"], vn_key(n)) for n in (100, 101, 100, 102)]
+    assert answers == [(200, "not_found")] * 4
+    resp = await cli.get(LOOKUP, params=vn_key(103), headers=bearer(keys["stranger"]))
+    assert resp.status == 429
+    assert (await resp.json())["error"]["code"] == "miss_rate_limited"
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert await lookup(cli, keys["stranger"], vn_key(1)) == (429, "miss_rate_limited")
+    assert await lookup(cli, keys["stranger_2"], vn_key(103)) == (200, "not_found")
+
+
 async def test_ledger_lines_spend_the_invoice_budget(budgeted: Build) -> None:
     cli, keys = await budgeted({"INVOICE_RATE_INVOICE_PER_DAY": "2",
                                 "INVOICE_RATE_INVOICE_PER_KEY_PER_DAY": "1"})
