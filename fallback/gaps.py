@@ -337,7 +337,10 @@ class SqliteGapLedger:
         #: before their batch (not counted: the gap they were answered with is closed).
         self.early = 0
         self.late_dropped = 0
-        self._late_taken = 0  # late asks a batch has taken (written, dropped or failed)
+        self._late_done = 0  # late asks whose batch is over (written, dropped or failed)
+        #: Reads waiting for the late asks answered before them (`_counted`): how many
+        #: must be done, and the future to set then.
+        self._late_readers: list[tuple[int, asyncio.Future[None]]] = []
 
     async def record(self, request: GapRequest) -> Gap:
         """The ask on disk (never answered from memory), then the gap as it is now."""
@@ -416,10 +419,27 @@ class SqliteGapLedger:
         """Every ask answered so far is written (or its batch failed): a read of this
         ledger sees the counts of the repeated asks it answered from memory."""
         due = self.early
-        while self._late_taken < due:
-            self._start_writer()
-            assert self._writer is not None
-            await self._writer
+        if self._late_done >= due:
+            return
+        # Waits for the batch that takes them, not for the writer's end: under a stream of
+        # first asks the writer has always more to do. A future of its own, so a read
+        # cancelled (a timeout, the reconciler at shutdown) never cancels the writer and
+        # with it the lookups waiting for their gap ids.
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._late_readers.append((due, done))
+        self._start_writer()
+        await done
+
+    def _late_over(self, count: int, *, everyone: bool = False) -> None:
+        """`count` more late asks' batch is over: the reads waiting for them go on."""
+        self._late_done += count
+        waiting, self._late_readers = self._late_readers, []
+        for due, done in waiting:
+            if everyone or due <= self._late_done:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                self._late_readers.append((due, done))
 
     async def drain(self) -> None:
         """Write the late asks now and wait for records in flight (at close: none is lost
@@ -436,12 +456,15 @@ class SqliteGapLedger:
         await self.drain()
         await self._batches.aclose()
 
+    def _more(self) -> bool:
+        """Another batch is due now: asks wait for a commit, or reads for late asks."""
+        return bool(self._pending or (self._late and self._late_readers))
+
     async def _write_pending(self) -> None:
         async with self._lock:
             while True:  # the asks waiting for a commit, and those that came meanwhile
                 batch, self._pending = self._pending, []
                 late, self._late = self._late, []
-                self._late_taken += len(late)
                 by_key = coalesced(batch)
                 late_asks = LateAsks.of(late)
                 try:
@@ -453,9 +476,11 @@ class SqliteGapLedger:
                     if late:
                         log.warning("repeated asks not counted: their batch failed",
                                     extra={"asks": len(late), "error": repr(exc)})
-                    if isinstance(exc, asyncio.CancelledError):
+                    cancelled = isinstance(exc, asyncio.CancelledError)
+                    self._late_over(len(late), everyone=cancelled)
+                    if cancelled:
                         raise
-                    if not self._pending:
+                    if not self._more():
                         break
                     continue
                 self.late_dropped += sum(int(n) for g, (n, _) in late_asks.gaps.items()
@@ -468,7 +493,8 @@ class SqliteGapLedger:
                     for future in asks.waiting:
                         if not future.done():
                             future.set_result(gap_ids[lookup_key])
-                if not self._pending:
+                self._late_over(len(late))
+                if not self._more():
                     break
         if self._late:  # came during the last batch: no commit is due for them
             self._flush_late_soon()

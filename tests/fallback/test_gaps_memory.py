@@ -171,3 +171,75 @@ async def test_a_read_of_the_ledger_sees_the_asks_answered_from_memory(
         assert gap is not None
         assert (gap.count, gap.requesters[0].count) == (4, 4)
         assert await ledger.count(GapStatus.OPEN) == 1
+
+
+class Stream:
+    """First asks of new requesters, one per loop turn while it runs (misses of an outage,
+    everyone retrying): the writer always finds asks queued when a batch is committed."""
+
+    def __init__(self) -> None:
+        self.asks: list[asyncio.Task[str]] = []
+        self.running = True
+
+    async def run(self, ledger: object) -> None:
+        from fallback.gaps import SqliteGapLedger
+        assert isinstance(ledger, SqliteGapLedger)
+        while self.running:
+            self.asks.append(asyncio.create_task(
+                ledger.record_id(vn_request(f"key_{len(self.asks)}"))))
+            await asyncio.sleep(0)
+
+
+async def test_a_read_under_a_stream_of_misses_waits_for_its_asks_not_the_stream(
+        tmp_path: Path) -> None:
+    """A read waits for the batch that writes the repeated asks answered before it, not for
+    the writer to run out of work: under a steady stream of first asks it never does, and
+    GET /gaps, /metrics' gap counts and the reconciler's check would wait with it."""
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        assert await ledger.record_id(vn_request()) == gap_id  # from memory
+        stream = Stream()
+        producer = asyncio.create_task(stream.run(ledger))
+        start = ledger.batches
+        read_at: list[int] = []
+        read = asyncio.create_task(ledger.get(gap_id))
+        read.add_done_callback(lambda _: read_at.append(ledger.batches))
+        for _ in range(60_000):  # polled: until the read is done or 30 batches went by
+            if read.done() or ledger.batches >= start + 30:
+                break
+            await asyncio.sleep(0.001)
+        stream.running = False
+        await producer
+        gap = await read
+        await asyncio.gather(*stream.asks)
+    assert gap is not None
+    assert gap.requesters[0].count == 2  # the repeated ask is in what it read
+    assert read_at
+    assert read_at[0] <= start + 3, (start, read_at)
+
+
+async def test_a_read_cancelled_does_not_cancel_the_writes_of_others(tmp_path: Path) -> None:
+    """A read waiting for the repeated asks to be written (the reconciler at shutdown, a
+    timeout around a scrape) is cancelled: the lookups whose asks are in the batch being
+    written still get their gap ids."""
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", monotonic=Ticks()) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        stream = Stream()
+        producer = asyncio.create_task(stream.run(ledger))
+        for _ in range(60_000):  # polled: a few batches of the stream written
+            if ledger.batches >= 3:
+                break
+            await asyncio.sleep(0.001)
+        assert await ledger.record_id(vn_request()) == gap_id  # from memory
+        read = asyncio.create_task(ledger.count(GapStatus.OPEN))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        read.cancel()
+        stream.running = False
+        await producer
+        async with asyncio.timeout(60):  # a guard: before the fix the writer could hang here
+            results = await asyncio.gather(*stream.asks, return_exceptions=True)
+            await ledger.drain()
+    failed = [r for r in results if not isinstance(r, str)]
+    assert failed == [], failed[:3]
+    assert set(results) == {gap_id}
