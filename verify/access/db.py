@@ -41,9 +41,9 @@ CREATE INDEX IF NOT EXISTS audit_target ON audit (target, at_ts);
 #: `(? IS NULL OR key_id = ?)` (`AuditTrail.query`, check_count among them), which SQLite
 #: cannot look up in an index: it walks `audit_at` newest first, as the purge (`at_ts <`)
 #: does; the shipper reads by `id`. Yet each flushed row went into both, `audit_target`'s
-#: entries on random pages: 5.6 of the flush's 8.9 us of writer CPU per row
-#: (bench/README.md "The audit trail's writes"). Dropped, no plan changes (EXPLAIN QUERY
-#: PLAN in tests/verify/access/test_audit_layout.py).
+#: entries on random pages: the flush's writer CPU per row 5.7 -> 3.4 us on a new file, 14.1
+#: -> 3.4 at 200,000 rows (bench/README.md "The audit trail's writes"). Dropped, no plan
+#: changes (EXPLAIN QUERY PLAN in tests/verify/access/test_audit_layout.py).
 _DROP_UNUSED_AUDIT_INDEXES = """
 DROP INDEX IF EXISTS audit_key;
 DROP INDEX IF EXISTS audit_target;
