@@ -8,7 +8,7 @@ maintenance window of the primary is declared, so every lookup of an invoice nob
 is answered `unconfirmed` with a gap. Sixteen clients ask about a few dozen such keys at
 once, again and again (everyone retrying in an outage: concurrent asks of one key share a
 write, concurrent writes share a commit), and the whole process group is SIGKILLed while
-lookups are in flight.
+lookups are in flight (the clients go on until one of them is cut or refused).
 
 Counted, before the restart, in the ledger file the killed process left: every gap id a
 client received is there, with a row of the requester it was answered to (a requester's
@@ -102,15 +102,19 @@ async def test_every_gap_id_answered_before_a_kill_is_in_the_ledger(
         await load.until("misses answered with gap ids",
                          lambda: len(load.answers(status="unconfirmed")) >= ANSWERED)
         proc.kill()  # SIGKILL the process group, lookups in flight
+        # The workers go on until one is cut or refused by the dead process: a lookup
+        # answered from the ledger's memory takes a millisecond, so every answer of the
+        # moment may already sit in the clients' buffers when the kill lands.
+        await load.until("a lookup cut or refused by the kill",
+                         lambda: any(s.status is None for s in load.seen))
     answered = [s for s in load.seen if s.body is not None]
     wrong = [s.problem() for s in answered if s.problem() is not None
              or s.body is None or s.body["status"] != "unconfirmed"]
     assert wrong == [], wrong[:10]
     unanswered = [s for s in load.seen if s.status is None]
-    assert unanswered, "the kill was not mid-load: every lookup had its answer"
     given = Counter(str(s.body["gap_id"]) for s in answered if s.body is not None)
     print(f"{store}: {len(answered)} answers carrying {len(given)} gap ids, "
-          f"{len(unanswered)} lookups cut by the kill")
+          f"{len(unanswered)} lookups cut or refused by the kill")
 
     # what the killed process left on disk
     stored = on_disk(ledger_file(tmp_path / "data"))
