@@ -29,14 +29,6 @@ _INSERT_BATCH = (
     " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),"
     " json_extract(value, '$[6]') FROM json_each(?)")
 
-#: The trail's one read (`query`): SQLite walks `audit_at` newest first whatever the filters
-#: (an `?n IS NULL OR` filter is not looked up in an index; verify.access.db).
-_SELECT = (
-    "SELECT at, key_id, role, action, target, outcome, client FROM audit"
-    " WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR action = ?2)"
-    " AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR at_ts >= ?4)"
-    " AND (?5 IS NULL OR at_ts < ?5) ORDER BY at_ts DESC, id DESC LIMIT ?6")
-
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
@@ -117,7 +109,11 @@ class AuditTrail:
                     until: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
         await self.flush()
         rows = await self._conn.execute_fetchall(
-            _SELECT, (key_id, action, target, since.timestamp() if since else None,
+            "SELECT at, key_id, role, action, target, outcome, client FROM audit"
+            " WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR action = ?2)"
+            " AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR at_ts >= ?4)"
+            " AND (?5 IS NULL OR at_ts < ?5) ORDER BY at_ts DESC, id DESC LIMIT ?6",
+            (key_id, action, target, since.timestamp() if since else None,
              until.timestamp() if until else None, limit))
         return [AuditEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5], r[6])
                 for r in rows]

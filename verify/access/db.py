@@ -37,28 +37,16 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ts);
 CREATE INDEX IF NOT EXISTS audit_key ON audit (key_id, at_ts);
 CREATE INDEX IF NOT EXISTS audit_target ON audit (target, at_ts);
 """
-#: Step 2: the audit indexes no query used. Every read of the trail names its filters as
-#: `(? IS NULL OR key_id = ?)` (`AuditTrail.query`, check_count among them), which SQLite
-#: cannot look up in an index: it walks `audit_at` newest first, as the purge (`at_ts <`)
-#: does; the shipper reads by `id`. Yet each flushed row went into both, `audit_target`'s
-#: entries on random pages: the flush's writer CPU per row 5.7 -> 3.4 us on a new file, 14.1
-#: -> 3.4 at 200,000 rows (bench/README.md "The audit trail's writes"). Dropped, no plan
-#: changes (EXPLAIN QUERY PLAN in tests/verify/access/test_audit_layout.py).
-_DROP_UNUSED_AUDIT_INDEXES = """
-DROP INDEX IF EXISTS audit_key;
-DROP INDEX IF EXISTS audit_target;
-"""
-LAYOUT = (_SCHEMA, _DROP_UNUSED_AUDIT_INDEXES)
 
 
 @asynccontextmanager
 async def open_access_db(path: Path) -> AsyncIterator[aiosqlite.Connection]:
     """`synchronous=NORMAL`: a power cut may lose the last audit entries, never corrupt the
     file; key changes are rare and checkpointed quickly."""
-    async with open_sqlite_file(path, LAYOUT, synchronous="NORMAL") as conn:
-        # The store's read settings: pages read through the mapping, more of them kept
-        # (chosen when the audit flush also filled two indexes on random pages; the trail's
-        # reads and the key checks still read through them).
+    async with open_sqlite_file(path, _SCHEMA, synchronous="NORMAL") as conn:
+        # The audit flush inserts into three indexes; `audit_target`'s entries land on
+        # random pages, which the default 2 MiB cache does not keep: read them through the
+        # mapping and keep more of them (the store's read settings).
         for pragma in READ_PRAGMAS:
             await conn.execute(pragma)
         yield conn
