@@ -48,7 +48,8 @@ _ARROW = (_COLS + " SELECT strftime('%Y-%m-%dT%H:%M:%f+00:00', value ->> 0, 'uni
 _AT = (_COLS + " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
        " value ->> 5, value ->> 6, value ->> 7 FROM json_each(?)")
 _ONE = _COLS + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-#: The two indexes step 2 of `verify.access.db` drops, put back (or dropped) whatever the tree.
+#: The two indexes beside `audit_at` (reads by key and by target use them), put back or
+#: dropped whatever the file has, to measure what each way of writing costs with and without.
 _KEEP = ("CREATE INDEX IF NOT EXISTS audit_key ON audit (key_id, at_ts)",
          "CREATE INDEX IF NOT EXISTS audit_target ON audit (target, at_ts)")
 _DROP = ("DROP INDEX IF EXISTS audit_key", "DROP INDEX IF EXISTS audit_target")
