@@ -7,7 +7,7 @@ same query gets the same bytes: this keeps them, encoded, by (key id, role, scop
 query string) and sends them again. What must happen per request still does, exactly as for
 a built answer (`verify.lookup.verification.check_query`): the caller was authenticated
 (so a revoked key gets 401), the budgets are taken (`admit`, `settle` with the invoice,
-`note_miss` for a miss; a refused caller gets its 429), the audit trail gets its row and the
+`spend_miss` for a miss; a refused caller gets its 429), the audit trail gets its row and the
 answer metrics their count. Skipped: parsing, the read, building, redaction, encoding.
 
 Only plain lookups are kept: an entry is made only from a lookup whose parsed query had no
@@ -169,7 +169,7 @@ class AnswerReuse:
         admission = await access.admit(principal, doc_id, key=key_due(request))
         await access.settle(principal, admission, kept.invoice)
         if kept.invoice is None:
-            await access.note_miss(principal, kept.target)
+            access.spend_miss(principal, kept.target)  # as a built miss: not waited for
         access.audit.record(principal, "verify", kept.target, kept.status, request.remote)
         self.resilience.metrics.answers[(kept.source, kept.status)] += 1
         self.counts["reused"] += 1
