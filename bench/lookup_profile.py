@@ -477,7 +477,7 @@ def _run(args: argparse.Namespace, wanted: list[str], workdir: Path) -> int:
         else:
             replica_servers, replica_token = prepare_replica(args, service, env, [], workdir,
                                                              lookups)
-            replica_env = {**replica_servers[0].env,
+            replica_env = {**next(s for s in replica_servers if s.name == "replica").env,
                            "INVOICE_DATA_DIR": str(workdir / "replica-data")}
             plan.append((child("replica", "service", replica_env), paths["found"],
                          replica_token))
