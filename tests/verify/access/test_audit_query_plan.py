@@ -49,14 +49,17 @@ async def test_every_combination_of_filters_answers_what_it_asks(settings: Setti
         everything = await trail.query(limit=1000)
         assert len(everything) == 18
         assert [e.at for e in everything] == sorted((e.at for e in everything), reverse=True)
-        middle = everything[9].at
-        for key_id, action, target, since in itertools.product(
-                [None, "ivk_key1"], [None, "verify"], [None, "b"], [None, middle]):
+        # the rows' own times are a few microseconds apart (and `at` is rounded to the
+        # millisecond): bounds an hour away select all or nothing, exactly
+        hour_ago, in_an_hour = (datetime.now(UTC) + timedelta(hours=h) for h in (-1, 1))
+        for key_id, action, target, since, until in itertools.product(
+                [None, "ivk_key1"], [None, "verify"], [None, "b"], [None, hour_ago, in_an_hour],
+                [None, hour_ago, in_an_hour]):
             got = await trail.query(key_id=key_id, action=action, target=target, since=since,
-                                    limit=1000)
+                                    until=until, limit=1000)
             wanted = [e for e in everything
                       if key_id in (None, e.key_id) and action in (None, e.action)
-                      and target in (None, e.target) and (since is None or e.at >= since)]
-            assert got == wanted, (key_id, action, target, since)
-        until = datetime.now(UTC) + timedelta(seconds=1)
-        assert await trail.query(until=until, limit=5) == everything[:5]
+                      and target in (None, e.target) and since is not in_an_hour
+                      and until is not hour_ago]
+            assert got == wanted, (key_id, action, target, since, until)
+        assert await trail.query(until=in_an_hour, limit=5) == everything[:5]
