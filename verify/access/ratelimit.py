@@ -386,27 +386,47 @@ class ResilientRateLimiter:
             return await self._fallback.take_in_turn(turn.takes)
 
     def spend_later(self, takes: Sequence[Take]) -> None:
-        _finish_later(self.queue_turn(takes), self.finish_turn)
+        _finish_later(self.queue_turn(takes), self.finish_turn, self._spend_in_memory)
+
+    def _spend_in_memory(self, exc: Exception, takes: Sequence[Take]) -> None:
+        self._failed(exc)
+        self._fallback.spend_later(takes)
 
 
 #: The tasks finishing failed spends nobody waits for (kept referenced until done).
 _LATER: set[asyncio.Task[Any]] = set()
 
 
+#: `ResilientRateLimiter`'s spend in memory for a spend whose round trip failed.
+SpendNow = Callable[[Exception, Sequence[Take]], None]
+
+
 def _finish_later(turn: QueuedTurn,
-                  finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]]) -> None:
+                  finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]],
+                  spend_now: SpendNow | None = None) -> None:
     """`spend_later`'s wait: none while the round trip answers (a callback looks at its
     outcome); a failure (or `NOSCRIPT`) is given to `finish` in a task of its own, which
-    loads the script and sends the turn again, or falls back as `finish` does."""
+    loads the script and sends the turn again, or falls back as `finish` does. With
+    `spend_now` a failure of Redis is spent in memory in the callback itself: the turns
+    that failed with it, sent after it, fall back to memory when their requests wake,
+    which is after this callback (registered first) and before any task it would make."""
     if turn.pending is not None:
-        turn.pending.add_done_callback(partial(_spent, turn, finish))
+        turn.pending.add_done_callback(partial(_spent, turn, finish, spend_now))
 
 
 def _spent(turn: QueuedTurn, finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]],
-           future: asyncio.Future[Any]) -> None:
+           spend_now: SpendNow | None, future: asyncio.Future[Any]) -> None:
     if future.cancelled():  # its round trips were closed (shutdown): the spend is not made
         return
-    if future.exception() is None and not isinstance(future.result(), Failed):
+    error = future.exception()
+    if error is None:
+        result = future.result()
+        if not isinstance(result, Failed):
+            return
+        error = result.error
+    if (spend_now is not None and isinstance(error, OSError | TimeoutError | RedisError)
+            and not isinstance(error, NoScriptError)):
+        spend_now(error, turn.takes)
         return
     task = asyncio.get_running_loop().create_task(_finish_quietly(finish(turn)))
     _LATER.add(task)

@@ -145,3 +145,21 @@ async def test_a_failed_spend_without_a_fallback_is_logged_not_raised(
         await client.aclose()
     gc.collect()
     assert "never retrieved" not in caplog.text
+
+
+async def test_a_failed_spend_is_spent_in_memory_before_a_turn_sent_after_it() -> None:
+    """Redis down: a spend and the next turn fail in the same round trip; the spend, sent
+    first, is made in memory before that turn's fallback answers (else its peek passes
+    with the budget spent: one lookup past the misses budget per spend)."""
+    client = Redis.from_url(DEAD_URL, socket_connect_timeout=0.5)
+    memory = MemoryRateLimiter()
+    limiter = ResilientRateLimiter(RedisRateLimiter(client, timeout=HANG_GUARD_S), memory)
+    try:
+        limiter.spend_later((("o", 1, 0.001, 1),))
+        turn = limiter.queue_turn((("o", 1, 0.001, 0),))
+        refused, wait = await limiter.finish_turn(turn)
+        assert refused == 0
+        assert wait > 0
+    finally:
+        await client.aclose()
+
