@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -40,6 +40,8 @@ DEFAULT_TIMEOUT_S = 0.2
 
 #: One take: bucket, capacity, per_second, cost.
 Take = tuple[str, int, float, int]
+#: What a spend nobody waits for does when Redis failed it (`RateLimiter.spend_later`).
+SpendNow = Callable[[Exception, Sequence[Take]], None]
 #: `take_in_turn`'s answer when every take was spent.
 ALL_SPENT: tuple[int, float] = (-1, 0.0)
 
@@ -84,10 +86,11 @@ class RateLimiter(Protocol):
     async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
         """The answer of a turn of `queue_turn`."""
 
-    def spend_later(self, takes: Sequence[Take]) -> None:
+    def spend_later(self, takes: Sequence[Take], fallback: SpendNow | None = None) -> None:
         """`take_in_turn` sent before this returns, its answer unread: turns sent after it
-        by this process come after it; a failure is handled (as `take_in_turn` would: on
-        `ResilientRateLimiter`, spent in memory) and logged, never raised."""
+        by this process come after it, also when Redis answers `NOSCRIPT` or fails; a
+        failure of Redis is given to `fallback` (`ResilientRateLimiter`: spent in memory),
+        or logged, never raised."""
 
 
 class MemoryRateLimiter:
@@ -116,7 +119,7 @@ class MemoryRateLimiter:
     async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
         return turn.answer
 
-    def spend_later(self, takes: Sequence[Take]) -> None:
+    def spend_later(self, takes: Sequence[Take], fallback: SpendNow | None = None) -> None:
         self.take_in_turn_now(takes)
 
     def take_in_turn_now(self, takes: Sequence[Take]) -> tuple[int, float]:
@@ -244,7 +247,7 @@ class RedisRateLimiter:
         self._timeout = timeout
         self._owns_trips = trips is None
         self._trips = trips or RoundTrips(client, timeout=timeout)
-        self._script_lock = asyncio.Lock()
+        self._loading: asyncio.Task[None] | None = None  # the script being given to Redis
         self._script_loads = 0  # how many times the script was given to Redis
 
     def queue(self, pipe: Pipeline, turns: Sequence[Sequence[Take]]) -> None:
@@ -288,21 +291,67 @@ class RedisRateLimiter:
         try:
             return cast(tuple[int, float], unwrap(await turn.pending))
         except NoScriptError:
-            await self._load_script(turn.loads)
+            await asyncio.shield(self._load_script(turn.loads))
             return cast(tuple[int, float], await self._trips.call(self, turn.takes))
 
-    def spend_later(self, takes: Sequence[Take]) -> None:
-        _finish_later(self.queue_turn(takes), self.finish_turn)
+    def spend_later(self, takes: Sequence[Take], fallback: SpendNow | None = None) -> None:
+        """No task and no wait while Redis answers: callbacks look at the outcome. On
+        `NOSCRIPT` the spend is sent again by a callback of the script's load, registered
+        before the turns refused with it (sent after it) wait for that load, so it is
+        queued before theirs; a failure goes to `fallback` in the callback itself, before
+        those turns wake to fall back to memory."""
+        self._spend(self.queue_turn(takes), fallback, again=True)
 
-    async def _load_script(self, seen: int) -> None:
-        """Give Redis the script, unless it was given since this take was sent (`seen`):
-        the takes refused together queue here and the first one loads it."""
-        async with self._script_lock:
-            if self._script_loads != seen:
+    def _spend(self, turn: QueuedTurn, fallback: SpendNow | None, *, again: bool) -> None:
+        if turn.pending is not None:
+            turn.pending.add_done_callback(partial(self._spent, turn, fallback, again))
+
+    def _spent(self, turn: QueuedTurn, fallback: SpendNow | None, again: bool,
+               future: asyncio.Future[Any]) -> None:
+        if future.cancelled():  # its round trips were closed (shutdown): not made
+            return
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            if not isinstance(result, Failed):
                 return
+            error = result.error
+        if again and isinstance(error, NoScriptError):
+            self._load_script(turn.loads).add_done_callback(
+                partial(self._spend_again, turn.takes, fallback))
+        else:
+            _spend_failed(error, turn.takes, fallback)
+
+    def _spend_again(self, takes: Sequence[Take], fallback: SpendNow | None,
+                     loading: asyncio.Future[None]) -> None:
+        if loading.cancelled():
+            return
+        error = loading.exception()
+        if error is None:
+            self._spend(self.queue_turn(takes), fallback, again=False)
+        else:
+            _spend_failed(error, takes, fallback)
+
+    def _load_script(self, seen: int) -> asyncio.Future[None]:
+        """Redis given the script, unless it was given since the turn was sent (`seen`):
+        one load at a time, shared by the turns refused together, done in the order they
+        asked for it (a future already done when there is nothing to load)."""
+        if self._loading is not None:
+            return self._loading
+        if self._script_loads != seen:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        self._loading = asyncio.ensure_future(self._give_script())
+        return self._loading
+
+    async def _give_script(self) -> None:
+        try:
             async with asyncio.timeout(self._timeout):
                 await self._client.script_load(_LUA)
             self._script_loads += 1
+        finally:
+            self._loading = None
 
     async def take(self, bucket: str, capacity: int, per_second: float,
                    cost: int = 1) -> float:
@@ -338,7 +387,7 @@ class NoRateLimiter:
     async def finish_turn(self, turn: QueuedTurn) -> tuple[int, float]:
         return ALL_SPENT
 
-    def spend_later(self, takes: Sequence[Take]) -> None:
+    def spend_later(self, takes: Sequence[Take], fallback: SpendNow | None = None) -> None:
         return None
 
 
@@ -385,57 +434,20 @@ class ResilientRateLimiter:
             self._failed(exc)
             return await self._fallback.take_in_turn(turn.takes)
 
-    def spend_later(self, takes: Sequence[Take]) -> None:
-        _finish_later(self.queue_turn(takes), self.finish_turn, self._spend_in_memory)
+    def spend_later(self, takes: Sequence[Take], fallback: SpendNow | None = None) -> None:
+        self._primary.spend_later(takes, fallback or self._spend_in_memory)
 
     def _spend_in_memory(self, exc: Exception, takes: Sequence[Take]) -> None:
         self._failed(exc)
         self._fallback.spend_later(takes)
 
 
-#: The tasks finishing failed spends nobody waits for (kept referenced until done).
-_LATER: set[asyncio.Task[Any]] = set()
-
-
-#: `ResilientRateLimiter`'s spend in memory for a spend whose round trip failed.
-SpendNow = Callable[[Exception, Sequence[Take]], None]
-
-
-def _finish_later(turn: QueuedTurn,
-                  finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]],
-                  spend_now: SpendNow | None = None) -> None:
-    """`spend_later`'s wait: none while the round trip answers (a callback looks at its
-    outcome); a failure (or `NOSCRIPT`) is given to `finish` in a task of its own, which
-    loads the script and sends the turn again, or falls back as `finish` does. With
-    `spend_now` a failure of Redis is spent in memory in the callback itself: the turns
-    that failed with it, sent after it, fall back to memory when their requests wake,
-    which is after this callback (registered first) and before any task it would make."""
-    if turn.pending is not None:
-        turn.pending.add_done_callback(partial(_spent, turn, finish, spend_now))
-
-
-def _spent(turn: QueuedTurn, finish: Callable[[QueuedTurn], Awaitable[tuple[int, float]]],
-           spend_now: SpendNow | None, future: asyncio.Future[Any]) -> None:
-    if future.cancelled():  # its round trips were closed (shutdown): the spend is not made
-        return
-    error = future.exception()
-    if error is None:
-        result = future.result()
-        if not isinstance(result, Failed):
-            return
-        error = result.error
-    if (spend_now is not None and isinstance(error, OSError | TimeoutError | RedisError)
-            and not isinstance(error, NoScriptError)):
-        spend_now(error, turn.takes)
-        return
-    task = asyncio.get_running_loop().create_task(_finish_quietly(finish(turn)))
-    _LATER.add(task)
-    task.add_done_callback(_LATER.discard)
-
-
-async def _finish_quietly(finishing: Awaitable[tuple[int, float]]) -> None:
-    try:
-        await finishing
-    except Exception as exc:  # nobody waits for this answer: logged, never raised
+def _spend_failed(error: BaseException, takes: Sequence[Take],
+                  fallback: SpendNow | None) -> None:
+    """A spend nobody waits for that Redis did not make: to `fallback` when Redis failed,
+    else logged, never raised."""
+    if fallback is not None and isinstance(error, OSError | TimeoutError | RedisError):
+        fallback(error, takes)
+    else:
         log.warning("a rate-limit spend nobody waits for failed",
-                    extra={"error": type(exc).__name__})
+                    extra={"error": type(error).__name__})

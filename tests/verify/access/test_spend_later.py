@@ -163,3 +163,15 @@ async def test_a_failed_spend_is_spent_in_memory_before_a_turn_sent_after_it() -
     finally:
         await client.aclose()
 
+
+async def test_a_spend_refused_for_noscript_is_made_before_a_turn_sent_after_it() -> None:
+    """After a Redis restart (`SCRIPT FLUSH` here) a spend and the next turn are refused
+    together; sent again once the script is loaded, the spend still comes first."""
+    async with redis_limiter() as (client, _, limiter):
+        await limiter.take("warm", capacity=1, per_second=1)
+        await client.script_flush()
+        limiter.spend_later((("p", 1, 0.001, 1),))
+        turn = limiter.queue_turn((("p", 1, 0.001, 0),))
+        refused, wait = await limiter.finish_turn(turn)
+        assert refused == 0
+        assert wait > 0
