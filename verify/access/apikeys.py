@@ -182,5 +182,7 @@ class KeyStore:
         if entry is None:
             return None
         digest, principal = entry
-        secret_digest = hashlib.sha256(token[17:].encode()).digest()
+        # surrogatepass: a header's bytes that are not UTF-8 reach here as lone surrogates
+        # (aiohttp), unmatched on a cached key; they must hash (to no key's digest), not raise
+        secret_digest = hashlib.sha256(token[17:].encode("utf-8", "surrogatepass")).digest()
         return principal if hmac.compare_digest(digest, secret_digest) else None

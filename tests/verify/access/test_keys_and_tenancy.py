@@ -189,3 +189,23 @@ async def test_only_a_well_formed_token_authenticates_on_a_cached_key(tmp_path: 
             assert await keys.authenticate(other) is None, other
         assert await keys.authenticate(token) == principal
         assert keys.queries == 1  # the key's own load, none for the others
+
+
+async def test_a_token_of_bytes_not_utf8_on_a_cached_key_is_refused_not_failed(
+        cli: Client, make_key: KeyMaker) -> None:
+    """aiohttp reads header bytes that are not UTF-8 as lone surrogates; a token with the
+    id of a cached key and such bytes in its secret gets 401, not a 500 (its secret could
+    not be encoded for hashing once the pattern was no longer matched on a cached key)."""
+    token = await make_key("verify")
+    resp = await cli.get("/api/v1/gaps", headers=bearer(token))
+    assert resp.status != 401  # the key's entry is cached now
+    assert cli.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", cli.server.port)
+    try:
+        writer.write(b"GET /api/v1/gaps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Authorization: Bearer " + token[:17].encode() + b"\xff" * 43
+                     + b"\r\n\r\n")
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"401", status_line
