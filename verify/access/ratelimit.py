@@ -317,8 +317,11 @@ class RedisRateLimiter:
                 return
             error = result.error
         if again and isinstance(error, NoScriptError):
-            self._load_script(turn.loads).add_done_callback(
-                partial(self._spend_again, turn.takes, fallback))
+            loading = self._load_script(turn.loads)
+            if loading.done():  # loaded since it was sent: again now, not a callback later
+                self._spend_again(turn.takes, fallback, loading)
+            else:
+                loading.add_done_callback(partial(self._spend_again, turn.takes, fallback))
         else:
             _spend_failed(error, turn.takes, fallback)
 
