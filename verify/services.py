@@ -248,8 +248,11 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                                     ready=lambda: primary_ready(primary, outages),
                                     on_ready=reconciles.wake)
             metrics.watch(work_sampler(journal, gaps, reconciles))
-            yield Services(settings, store, registry, originals, replica, intake, outages,
-                           gaps, journal, metrics, primary, replica_guard, resilience,
-                           journaled, reconciles, monitor, clients, shared, watches)
+            try:
+                yield Services(settings, store, registry, originals, replica, intake, outages,
+                               gaps, journal, metrics, primary, replica_guard, resilience,
+                               journaled, reconciles, monitor, clients, shared, watches)
+            finally:  # what was counted since the last flush (with --workers: into the files)
+                metrics.flush()
     finally:
         await clients.aclose()

@@ -118,3 +118,32 @@ def test_workers_files_add_up_without_a_scrape_of_each(tmp_path: Path) -> None:
     for series, value in _one_by_one(shares[1], probe_failures=2).items():
         expected[series] = expected.get(series, 0) + value
     _same(_http(generate_latest(merged)), expected)
+
+
+_STOPPING_WORKER = """
+import asyncio, sys
+from verify.services import open_services
+from verify.settings import Settings
+
+async def main() -> None:
+    settings = Settings.from_env({"INVOICE_DATA_DIR": sys.argv[1]})
+    async with open_services(settings) as services:
+        services.metrics.probe_failures["replica"] += 3  # counted, no flush, no sample
+
+asyncio.run(main())
+"""
+
+
+def test_a_stopping_worker_hands_over_what_it_counted_last(tmp_path: Path) -> None:
+    """Counts made since the last flush (a health round's, a background task's) reach the
+    worker's file when its services close, not only at a request's end or a sample."""
+    files = tmp_path / "metrics"
+    files.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(files), "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", _STOPPING_WORKER, str(tmp_path / "data")], env=env,
+                   check=True, cwd=REPO, timeout=120)
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=str(files))  # type: ignore[no-untyped-call]
+    failures = {name: value for name, value in samples(generate_latest(merged).decode()).items()
+                if name.startswith("invoice_probe_failures_total")}
+    assert list(failures.values()) == [3.0], failures
