@@ -46,11 +46,20 @@ class Coalescer(Generic[K, V]):
         self._flusher: asyncio.Task[None] | None = None
 
     async def call(self, key: K) -> V:
+        return await self.queue(key)
+
+    def queue(self, key: K) -> asyncio.Future[V]:
+        """`call`'s result as a future, `key` queued before this returns: it goes in the
+        next round trip that starts, with the calls queued before it, in their order (for a
+        caller that overlaps the call with other work without a task of its own:
+        `fallback.redis_trips.RoundTrips.queue`). The caller must retrieve the future's
+        outcome or cancel it (a cancelled call leaves its batch running for the others, as
+        with `call`)."""
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._queued.append((key, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="coalescer-flush")
-        return await future
+        return future
 
     async def _flush(self) -> None:
         try:
