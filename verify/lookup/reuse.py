@@ -44,7 +44,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from fallback.breaker import BreakerState, Clock, utc_now
 from fallback.lookup.answer import utc_stamp
@@ -56,7 +55,7 @@ from indexer.store.protocol import StoreUnavailableError
 from indexer.store.sqlite import SqliteStore
 from verify.access.middleware import key_due
 from verify.access.roles import Principal
-from verify.http.responses import SECURITY_HEADERS
+from verify.http.responses import json_body
 from verify.keys import ACCESS
 from verify.lookup.taxpayers import CachedRegistry
 
@@ -67,8 +66,6 @@ _HEALTHY = "primary"
 #: The breaker in its open period (no maintenance window): replica answers.
 _OPEN = "open"
 _AS_OF = b'"as_of":"'
-#: The headers `verify.http.responses.json_response` sends.
-_HEADERS = CIMultiDict({**SECURITY_HEADERS, "Content-Type": "application/json"})
 
 Key = tuple[str, str, frozenset[str], str]
 
@@ -99,10 +96,6 @@ class Kept:
     begun: Begun
     until: float  # `clock`
 
-
-def json_body(body: bytes) -> web.Response:
-    """An answer already encoded, with the headers `json_response` gives one."""
-    return web.Response(body=body, headers=_HEADERS)
 
 
 def _next_day(wall: float, scheme: str) -> float:

@@ -15,11 +15,11 @@ from verify.access.middleware import PRINCIPAL
 from verify.access.service import is_party
 from verify.http.errors import ApiError
 from verify.http.params import read_query
-from verify.http.responses import json_response
+from verify.http.responses import json_body, json_response
 from verify.keys import ACCESS, ORIGINALS, REGISTRY, SETTINGS, STORE
 from verify.lookup.callback_url import MAX_CALLBACK_URL, validate_callback_url
 from verify.lookup.query import path_key, read_lookup
-from verify.lookup.reuse import ANSWER_REUSE, json_body
+from verify.lookup.reuse import ANSWER_REUSE
 from verify.lookup.verification import check_query, verify_query
 from verify.receipts.flag import split_receipt
 from verify.receipts.views import require_receipts
