@@ -204,18 +204,23 @@ async def test_a_read_under_a_stream_of_misses_waits_for_its_asks_not_the_stream
         read_at: list[int] = []
         read = asyncio.create_task(ledger.get(gap_id))
         read.add_done_callback(lambda _: read_at.append(ledger.batches))
-        for _ in range(60_000):  # polled: until the read is done or 30 batches went by
-            if read.done() or ledger.batches >= start + 30:
+        for _ in range(60_000):  # polled: until the read is done or 300 batches went by
+            if read.done() or ledger.batches >= start + 300:
                 break
             await asyncio.sleep(0.001)
+        done_during_the_stream = read.done()
         stream.running = False
         await producer
         gap = await read
         await asyncio.gather(*stream.asks)
     assert gap is not None
     assert gap.requesters[0].count == 2  # the repeated ask is in what it read
+    # done while the stream still ran: waiting for the writer to run out of work, the read
+    # would end only once the stream stopped (after 300 batches here). How many batches
+    # it takes is no bound (its own SQL reads wait on the busy loop too: 2 to 12 seen)
+    assert done_during_the_stream, (start, ledger.batches)
     assert read_at
-    assert read_at[0] <= start + 3, (start, read_at)
+    assert read_at[0] < start + 300, (start, read_at)
 
 
 async def test_a_read_cancelled_does_not_cancel_the_writes_of_others(tmp_path: Path) -> None:
