@@ -13,6 +13,7 @@ version read again inside it, so two processes opening a file at once migrate it
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -64,6 +65,27 @@ def private_file(path: Path) -> None:
             continue
 
 
+#: How long a process opening a file waits for another one switching it into WAL.
+WAL_SWITCH_WAIT_S = 5.0
+
+
+async def _into_wal(conn: aiosqlite.Connection) -> None:
+    """`PRAGMA journal_mode = WAL`, again while another process holds the lock it needs:
+    the switch of a new file (two processes started together on one data directory) does
+    not wait through the busy handler as other statements do, it fails at once with
+    "database is locked" (seen in tests/verify/test_first_admin_key.py: the second `serve`
+    died opening `registry.sqlite3`)."""
+    deadline = asyncio.get_running_loop().time() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.01)
+
+
 @asynccontextmanager
 async def open_sqlite_file(path: Path, layout: str | Sequence[Step], *,
                            synchronous: Literal["FULL", "NORMAL"] = "FULL",
@@ -76,7 +98,7 @@ async def open_sqlite_file(path: Path, layout: str | Sequence[Step], *,
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
         await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute("PRAGMA journal_mode = WAL")
+        await _into_wal(conn)
         await conn.execute(_SYNCHRONOUS[synchronous])
         await migrate(conn, (layout,) if isinstance(layout, str) else layout)
         yield conn
