@@ -8,7 +8,10 @@ the ratio of their costs per request. A is this checkout; B is another source tr
 (`git worktree add /tmp/b REV`, or a copy with an experiment), run on this checkout's
 virtualenv with `PYTHONPATH` set to it. `--path replica` measures the replica-hit path (a
 maintenance window declared, Redis replica and Redis rate limits, as `bench.lookup
---replica`), `--path embedded` the embedded default.
+--replica`), `--path replica-miss` the same service loaded with the not-found URLs only
+(each answered `unconfirmed` with a gap written: `bench.lookup`'s replica misses; B runs
+on a copy of the data directory, so each build writes its own gap ledger and neither waits
+for the other's commits), `--path embedded` the embedded default.
 
     git worktree add /tmp/b 28de7a0
     .venv/bin/python -m bench.lookup_pair --b-tree /tmp/b --path replica --rounds 3
@@ -54,7 +57,8 @@ def prepare(path: str, workdir: Path, per_series: int, urls: int,
     """Data directory, environment, API key and the file of request paths."""
     service, env = _service_command(), service_env()
     data = workdir / "data"
-    if path == "replica":
+    replica = path in ("replica", "replica-miss")
+    if replica:
         namespace = f"bench:{uuid.uuid4().hex[:12]}"
         env = {**env, "INVOICE_REDIS_URL": REDIS_URL, "INVOICE_REDIS_NAMESPACE": namespace}
         atexit.register(drop_namespace, namespace)
@@ -65,14 +69,15 @@ def prepare(path: str, workdir: Path, per_series: int, urls: int,
                          "--data-dir", str(data)], "creating an API key",
                         env).strip().splitlines()[-1]
     lookups = build_lookups(data / "invoices.sqlite3", urls, seed=1)
-    if path == "replica":
+    if replica:
         now = datetime.now(UTC)
         run_checked([*service, "outage", "declare", "--from",
                      (now - timedelta(minutes=1)).isoformat(), "--to",
                      (now + timedelta(hours=3)).isoformat(), "--system", "primary",
                      "--reason", "bench: replica-hit path", "--data-dir", str(data)],
                     "declaring the maintenance window", env)
-        lookups = [lookup for lookup in lookups if lookup.expected != "not_found"]
+        lookups = [lookup for lookup in lookups
+                   if (lookup.expected == "not_found") == (path == "replica-miss")]
     paths = workdir / "paths.txt"
     paths.write_text("".join(f"{lookup.path}\n" for lookup in lookups))
     return data, env, token, paths
@@ -113,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--b-tree", type=Path, required=True, help="source tree of build B")
     parser.add_argument("--a-tree", type=Path, default=REPO, help="source tree of build A")
-    parser.add_argument("--path", choices=("replica", "embedded"), default="replica")
+    parser.add_argument("--path", choices=("replica", "replica-miss", "embedded"),
+                        default="replica")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load first")
@@ -130,8 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pair-"))
     try:
         data, env, token, paths = prepare(args.path, workdir, args.per_series, args.urls)
+        data_b = data
+        if args.path == "replica-miss":  # a gap ledger (gaps.sqlite3) of its own for B
+            data_b = workdir / "data-b"
+            shutil.copytree(data, data_b)
         servers = [server("A", args.a_tree.resolve(), data, env, workdir),
-                   server("B", args.b_tree.resolve(), data, env, workdir)]
+                   server("B", args.b_tree.resolve(), data_b, env, workdir)]
         ratios = []
         for round_no in range(1, args.rounds + 1):
             for s in servers:

@@ -2,9 +2,12 @@
 
     .venv/bin/python -m bench.lookup_profile                       # embedded and replica hits
     .venv/bin/python -m bench.lookup_profile --paths bare,embedded --duration 8
+    .venv/bin/python -m bench.lookup_profile --paths replica-miss --top 40   # replica misses
 
 The same setup as `bench.lookup` (demo data, a `verify` key, rate limits out of reach,
-`--replica`'s Redis replica with a maintenance window declared): for each path the real app
+`--replica`'s Redis replica with a maintenance window declared; `replica-miss` is that
+replica server loaded with the not-found URLs only, each answered `unconfirmed` with a gap
+written, as `bench.lookup`'s `replica-miss`): for each path the real app
 (`create_app`, as `invoice-verify serve` builds it; `bench.bare_server`'s app for `bare`)
 runs in a child process of this module, loaded by `wrk` over the same URLs. Each path is
 measured twice in a row on one start: first plain (requests/s and the server's CPU per
@@ -394,7 +397,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paths", default="bare,embedded,replica",
-                        help="comma-separated: bare, embedded, replica, es (osmem-server)")
+                        help="comma-separated: bare, embedded, replica, replica-miss (the "
+                             "replica server loaded with the not-found URLs: each answered "
+                             "`unconfirmed` with a gap written), es (osmem-server)")
     parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -421,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(args.serve, args.port, args.dump)
         return 0
     wanted = [p for p in args.paths.split(",") if p]
-    unknown = set(wanted) - {"bare", "embedded", "replica", "es"}
+    unknown = set(wanted) - {"bare", "embedded", "replica", "replica-miss", "es"}
     if unknown:
         print(f"unknown paths: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -444,10 +449,13 @@ def _run(args: argparse.Namespace, wanted: list[str], workdir: Path) -> int:
     run_checked([*service, "demo", "--data-dir", str(data), "--per-series",
                  str(args.per_series)], "invoice-verify demo", env)
     lookups = build_lookups(data / "invoices.sqlite3", args.urls, args.seed)
-    paths = {"all": workdir / "paths.txt", "found": workdir / "paths-found.txt"}
+    paths = {"all": workdir / "paths.txt", "found": workdir / "paths-found.txt",
+             "missing": workdir / "paths-missing.txt"}
     paths["all"].write_text("".join(f"{lookup.path}\n" for lookup in lookups))
     paths["found"].write_text("".join(f"{lookup.path}\n" for lookup in lookups
                                       if lookup.expected != "not_found"))
+    paths["missing"].write_text("".join(f"{lookup.path}\n" for lookup in lookups
+                                        if lookup.expected == "not_found"))
     token = run_checked([*service, "keys", "create", "--role", "verify", "--name", "bench",
                          "--data-dir", str(data)], "creating an API key",
                         env).strip().splitlines()[-1]
@@ -460,6 +468,7 @@ def _run(args: argparse.Namespace, wanted: list[str], workdir: Path) -> int:
 
     stack = contextlib.ExitStack()
     plan: list[tuple[Server, Path, str | None]] = []
+    replica: tuple[dict[str, str], str] | None = None  # one replica data directory for both
     for name in wanted:
         if name == "bare":
             plan.append((child("bare", "bare", env), paths["all"], None))
@@ -474,13 +483,14 @@ def _run(args: argparse.Namespace, wanted: list[str], workdir: Path) -> int:
         elif name == "embedded":
             plan.append((child("embedded", "service", {**env, "INVOICE_DATA_DIR": str(data)}),
                          paths["all"], token))
-        else:
-            replica_servers, replica_token = prepare_replica(args, service, env, [], workdir,
-                                                             lookups)
-            replica_env = {**next(s for s in replica_servers if s.name == "replica").env,
-                           "INVOICE_DATA_DIR": str(workdir / "replica-data")}
-            plan.append((child("replica", "service", replica_env), paths["found"],
-                         replica_token))
+        else:  # replica (the found URLs) or replica-miss (the not-found ones, as bench.lookup)
+            if replica is None:
+                replica_servers, replica_token = prepare_replica(args, service, env, [],
+                                                                 workdir, lookups)
+                replica = ({**next(s for s in replica_servers if s.name == "replica").env,
+                            "INVOICE_DATA_DIR": str(workdir / "replica-data")}, replica_token)
+            plan.append((child(name, "service", replica[0]),
+                         paths["found" if name == "replica" else "missing"], replica[1]))
     with stack:
         if args.in_process:
             return _run_in_process(args, plan)
