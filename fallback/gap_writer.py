@@ -206,10 +206,13 @@ class GapWriter:
         self._conn: sqlite3.Connection | None = None
 
     async def write(self, by_key: dict[str, KeyAsks],
-                    late: LateAsks | None = None) -> tuple[dict[str, str], set[str]]:
+                    late: LateAsks | None = None) -> tuple[dict[str, str], set[str], int]:
         """Each key's gap opened or counted, each requester's row added or counted, the late
         asks counted in their gaps still open, in one committed transaction; the open gap's
-        id of each key, and the gaps of the late asks that were still open."""
+        id of each key, the gaps of the late asks that were still open, and the file's
+        `PRAGMA data_version` on this connection after the commit: it changes only when
+        another connection (another process, the ledger's own for resolutions) committed
+        since the previous batch."""
         gaps = orjson.dumps([asks.gap_row(key) for key, asks in by_key.items()])
         requesters = orjson.dumps([row for key, asks in by_key.items()
                                    for row in asks.requester_rows(key)])
@@ -226,7 +229,7 @@ class GapWriter:
         return self._conn
 
     def _write(self, gaps: bytes, requesters: bytes, keys: bytes,
-               late: tuple[bytes, bytes] | None) -> tuple[dict[str, str], set[str]]:
+               late: tuple[bytes, bytes] | None) -> tuple[dict[str, str], set[str], int]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         still_open: set[str] = set()
@@ -247,7 +250,8 @@ class GapWriter:
                 conn.execute("ROLLBACK")
             raise
         found: dict[str, str] = json.loads(ids)
-        return found, still_open
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        return found, still_open, int(version)
 
     def _close(self) -> None:
         if self._conn is not None:

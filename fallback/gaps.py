@@ -37,6 +37,9 @@ a requester's row or an id handed out. A first ask of a requester, and any ask w
 callback URL, waits for its commit. The memory of a gap goes when this process resolves it,
 and ends a moment after the last commit that found the gap open (another process's
 resolution, on the same file or the shared ledger, is not contradicted longer than that).
+It lasts longer, up to `quiet_s`, while every batch since that commit read the file's
+`data_version` unchanged (nobody else wrote it, so nobody else resolved the gap) and the
+last batch is within the moment: a change seen ends every such extension at once.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import builtins
 import enum
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
@@ -124,6 +128,11 @@ _LAYOUT: tuple[Step, ...] = (_number_the_layout,)
 MOMENT_S = 1.0
 #: How long repeated asks answered from memory wait to be written when no commit is due.
 LATE_FLUSH_S = 0.2
+#: How long a gap found open keeps answering repeated asks while nothing but this process's
+#: batch writer has written the file since (`PRAGMA data_version`, read with every batch).
+QUIET_S = 600.0
+#: Keys remembered at most (the newest half is kept past it): a bound on the memory.
+MAX_REMEMBERED = 100_000
 log = logging.getLogger("fallback.gaps")
 
 
@@ -314,7 +323,7 @@ class SqliteGapLedger:
     def __init__(self, conn: aiosqlite.Connection, path: Path, *,
                  clock: Clock = utc_now, moment_s: float = MOMENT_S,
                  monotonic: Callable[[], float] = time.monotonic,
-                 late_flush_s: float = LATE_FLUSH_S) -> None:
+                 late_flush_s: float = LATE_FLUSH_S, quiet_s: float = QUIET_S) -> None:
         self._conn = conn
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -323,9 +332,16 @@ class SqliteGapLedger:
         self._late_flush = late_flush_s
         self._late_timer: asyncio.TimerHandle | None = None
         self._moment = moment_s
+        self._quiet = quiet_s
         self._monotonic = monotonic
         self._on_disk: dict[str, _OnDisk] = {}
         self._pruned_at = monotonic()
+        #: The file's `data_version` on the batch writer's connection at its last batch,
+        #: when that batch was, and when a batch last saw it change (another connection
+        #: wrote the file): memory older than that answers only within the moment.
+        self._version: int | None = None
+        self._batch_at = -math.inf
+        self._calm_since = monotonic()
         self._batches = GapWriter(path)
         self._writer: asyncio.Task[None] | None = None
         #: Batches written (one transaction each), the asks they held, and the keys, one
@@ -357,7 +373,7 @@ class SqliteGapLedger:
         if request.callback_url is None:
             known = self._on_disk.get(request.lookup_key)
             if (known is not None and request.requester in known.requesters
-                    and self._monotonic() - known.at < self._moment):
+                    and self._fresh(known, self._monotonic())):
                 self._late.append((request.lookup_key, known.gap_id, request.requester,
                                    self._clock().timestamp()))
                 self.early += 1
@@ -385,6 +401,38 @@ class SqliteGapLedger:
             self._late_timer = asyncio.get_running_loop().call_later(
                 self._late_flush, self._start_writer)
 
+    def _fresh(self, known: _OnDisk, now: float) -> bool:
+        """Whether `known` may still answer: within the moment of the commit that last found
+        it open; or, up to `quiet_s`, while every batch since then found the file written by
+        nobody else (the last one within the moment: a resolution by another process or
+        connection is contradicted no longer than the moment, as before)."""
+        age = now - known.at
+        return age < self._moment or (
+            age < self._quiet and known.at >= self._calm_since
+            and now - self._batch_at < self._moment)
+
+    def _quiet_since(self, version: int) -> None:
+        """A batch committed; `version` is the file's `data_version` it read after."""
+        now = self._monotonic()
+        if version != self._version:  # another connection wrote: the memory is no proof
+            self._version = version
+            self._calm_since = now
+        self._batch_at = now
+
+    def _prune(self, now: float) -> None:
+        """Bounded: what can no longer answer goes once a moment, and past
+        `MAX_REMEMBERED` keys the older half."""
+        if now - self._pruned_at < self._moment and len(self._on_disk) <= MAX_REMEMBERED:
+            return
+        self._pruned_at = now
+        kept = {k: v for k, v in self._on_disk.items()
+                if now - v.at < self._moment
+                or (now - v.at < self._quiet and v.at >= self._calm_since)}
+        if len(kept) > MAX_REMEMBERED:
+            newest = sorted(kept.items(), key=lambda item: item[1].at)[-MAX_REMEMBERED // 2:]
+            kept = dict(newest)
+        self._on_disk = kept
+
     def _forget(self, gap_ids: Collection[str]) -> None:
         """No more answers from memory with these gaps (resolved by this process)."""
         ids = set(gap_ids)
@@ -395,10 +443,7 @@ class SqliteGapLedger:
         """What a commit found: each key's open gap and the requesters it now has rows of;
         the late asks' gaps still open (found open again) or resolved (forgotten)."""
         now = self._monotonic()
-        if now - self._pruned_at >= self._moment:  # bounded: one moment's keys
-            self._on_disk = {k: v for k, v in self._on_disk.items()
-                             if now - v.at < self._moment}
-            self._pruned_at = now
+        self._prune(now)
         for gap_id, lookup_key in late.lookup_keys.items():
             known = self._on_disk.get(lookup_key)
             if known is not None and known.gap_id == gap_id:
@@ -468,7 +513,8 @@ class SqliteGapLedger:
                 by_key = coalesced(batch)
                 late_asks = LateAsks.of(late)
                 try:
-                    gap_ids, late_open = await self._batches.write(by_key, late_asks)
+                    gap_ids, late_open, version = await self._batches.write(by_key,
+                                                                              late_asks)
                 except BaseException as exc:
                     for _, _, future in batch:
                         if not future.done():
@@ -485,6 +531,7 @@ class SqliteGapLedger:
                     continue
                 self.late_dropped += sum(int(n) for g, (n, _) in late_asks.gaps.items()
                                          if g not in late_open)
+                self._quiet_since(version)
                 self._remember(by_key, gap_ids, late_asks, late_open)
                 self.batches += 1
                 self.asks += len(batch)
@@ -633,13 +680,15 @@ def visible(gap: Gap, who: Visibility | None) -> bool:
 @asynccontextmanager
 async def open_gap_ledger(path: Path, *, clock: Clock = utc_now, moment_s: float = MOMENT_S,
                           monotonic: Callable[[], float] = time.monotonic,
-                          late_flush_s: float = LATE_FLUSH_S,
+                          late_flush_s: float = LATE_FLUSH_S, quiet_s: float = QUIET_S,
                           ) -> AsyncIterator[SqliteGapLedger]:
     """WAL with `synchronous=FULL`: a gap the caller was told about survives a power cut.
-    `moment_s`: how long a gap found open answers repeated asks from memory (0: never)."""
+    `moment_s`: how long a gap found open answers repeated asks from memory (0: never);
+    `quiet_s`: how much longer while nobody else writes the file (0: no longer)."""
     async with open_sqlite_file(path, _LAYOUT) as conn:
         ledger = SqliteGapLedger(conn, path, clock=clock, moment_s=moment_s,
-                                 monotonic=monotonic, late_flush_s=late_flush_s)
+                                 monotonic=monotonic, late_flush_s=late_flush_s,
+                                 quiet_s=quiet_s)
         try:
             yield ledger
         finally:

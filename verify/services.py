@@ -193,6 +193,13 @@ def _share_gaps(settings: Settings, shared: SharedState | None, local: SqliteGap
     return shared.share_gaps(local, max_attempts=settings.fallback.callback_max_attempts)
 
 
+def _quiet_s(settings: Settings, shared: SharedState | None) -> float:
+    """How long a gap's memory may outlast the moment while nobody else writes the ledger's
+    file: never with the shared ledger, whose resolutions by other processes do not touch
+    this process's file (docs/outages.md#misses-under-load)."""
+    return 0.0 if shared is not None else float(settings.fallback.miss_memory_quiet_s)
+
+
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, *, es_client_factory: ClientFactory | None = None,
                         anchors: TrustAnchors | None = None,
@@ -215,7 +222,8 @@ async def open_services(settings: Settings, *, es_client_factory: ClientFactory 
                 open_invoice_store(settings, clients) as store, \
                 open_outage_log(settings.outages_path, horizon=outage_horizon(settings),
                                 sharing=shared.windows if shared else None) as outages, \
-                open_gap_ledger(settings.gaps_path, moment_s=moment) as local_gaps, \
+                open_gap_ledger(settings.gaps_path, moment_s=moment,
+                                quiet_s=_quiet_s(settings, shared)) as local_gaps, \
                 _share_gaps(settings, shared, local_gaps) as gaps, \
                 open_intake_journal(settings.journal_path) as journal, \
                 _watch_store(settings, shared) as watch_store:

@@ -178,7 +178,9 @@ class FallbackSettings:
     Misses: for `miss_memory_ms` a requester's repeated miss of a key whose open gap is on
     disk is answered with it at once (its count written a fraction of a second later), the
     unconfirmed answer of a key is built once, and a key the replica lacked is not read
-    again (docs/outages.md#misses-under-load; 0: never).
+    again (docs/outages.md#misses-under-load; 0: never). A gap's memory lasts up to
+    `miss_memory_quiet_s` while no other connection writes the ledger's file (one process
+    alone on its data directory; never with the shared ledger; 0: the moment only).
     """
 
     breaker_failures: int = 5
@@ -199,6 +201,7 @@ class FallbackSettings:
     journal_max_attempts: int = 3
     replica_warm_up: bool = True
     miss_memory_ms: int = 1000
+    miss_memory_quiet_s: int = 600
 
 
 #: A signing secret shorter than this is refused (HMAC-SHA256 keys: 32 bytes or more).
@@ -237,6 +240,7 @@ def _fallback_settings(env: Mapping[str, str]) -> FallbackSettings:
         journal_max_attempts=_int(env, "INVOICE_JOURNAL_MAX_ATTEMPTS", 3, minimum=1),
         replica_warm_up=_flag(env, "INVOICE_REPLICA_WARM_UP", default=True),
         miss_memory_ms=_int(env, "INVOICE_MISS_MEMORY_MS", 1000),
+        miss_memory_quiet_s=_int(env, "INVOICE_MISS_MEMORY_QUIET_S", 600),
     )
 
 

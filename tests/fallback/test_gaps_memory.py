@@ -11,7 +11,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from fallback.gaps import GapOutcome, GapStatus, Resolution, open_gap_ledger
+import pytest
+
+import fallback.gaps
+from fallback.gaps import GapOutcome, GapRequest, GapStatus, Resolution, open_gap_ledger
 from tests.fallback.test_gaps import VN_ID, vn_request
 
 
@@ -33,6 +36,16 @@ def gaps_on_disk(path: Path) -> list[tuple[str, str, int]]:
             "SELECT id, status, count FROM gaps ORDER BY id")]
     finally:
         conn.close()
+
+
+def resolve_elsewhere(path: Path, gap_id: str) -> None:
+    """Another process on the file resolves the gap (a connection of its own)."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("UPDATE gaps SET status = 'resolved', resolution = 'found' "
+                      "WHERE id = ?", (gap_id,))
+    finally:
+        other.close()
 
 
 async def test_a_repeated_ask_is_answered_at_once_and_counted_in_the_next_batch(
@@ -102,12 +115,7 @@ async def test_a_late_ask_of_a_gap_resolved_meanwhile_opens_nothing(tmp_path: Pa
     path = tmp_path / "gaps.sqlite3"
     async with open_gap_ledger(path, monotonic=Ticks()) as ledger:
         gap_id = await ledger.record_id(vn_request())
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("UPDATE gaps SET status = 'resolved', resolution = 'found' "
-                          "WHERE id = ?", (gap_id,))
-        finally:
-            other.close()
+        resolve_elsewhere(path, gap_id)
         assert await ledger.record_id(vn_request()) == gap_id
         await ledger.drain()
         assert (ledger.early, ledger.late_dropped) == (1, 1)
@@ -121,8 +129,9 @@ async def test_a_late_ask_of_a_gap_resolved_meanwhile_opens_nothing(tmp_path: Pa
 
 
 async def test_the_memory_ends_after_the_moment(tmp_path: Path) -> None:
+    """The moment alone (`quiet_s=0`): no batch of other keys keeps it on either."""
     ticks = Ticks()
-    async with open_gap_ledger(tmp_path / "gaps.sqlite3", moment_s=1.0,
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", moment_s=1.0, quiet_s=0,
                                monotonic=ticks) as ledger:
         gap_id = await ledger.record_id(vn_request())
         ticks.now += 0.5
@@ -137,6 +146,85 @@ async def test_the_memory_ends_after_the_moment(tmp_path: Path) -> None:
         batches = ledger.batches
         assert await ledger.record_id(vn_request()) == gap_id
         assert (ledger.early, ledger.batches) == (2, batches + 1)
+
+
+def other_key(requester: str = "key_a") -> GapRequest:
+    return vn_request(requester, lookup_key="vn:0100109106:1C26TAA:99", key={"number": "99"})
+
+
+async def test_a_file_nobody_else_writes_keeps_the_memory_past_the_moment(
+        tmp_path: Path) -> None:
+    """Batches of other keys keep finding the file written by this process alone: a gap
+    found open minutes ago is still open (only this process could have closed it, and it
+    forgets what it resolves), so a repeated ask is answered from memory."""
+    ticks = Ticks()
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", moment_s=1.0, quiet_s=600,
+                               monotonic=ticks) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        for _ in range(3):  # a stream of other misses, a batch each, minutes on
+            ticks.now += 60
+            await ledger.record_id(other_key(f"key_{ticks.now:.0f}"))
+        ticks.now += 0.5  # the last batch within the moment
+        batches = ledger.batches
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert (ledger.early, ledger.batches) == (1, batches)
+        # the quiet has its limit: past `quiet_s` after the commit that found it open
+        ticks.now += 600
+        await ledger.record_id(other_key("key_late"))
+        batches = ledger.batches
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert (ledger.early, ledger.batches) == (1, batches + 1)
+
+
+async def test_no_memory_past_the_moment_without_a_recent_batch(tmp_path: Path) -> None:
+    """Nothing was written for a while: whether another process wrote the file is not
+    known, so the ask waits for its commit (which looks)."""
+    ticks = Ticks()
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", moment_s=1.0, quiet_s=600,
+                               monotonic=ticks) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        ticks.now += 5
+        batches = ledger.batches
+        assert await ledger.record_id(vn_request()) == gap_id
+        assert (ledger.early, ledger.batches) == (0, batches + 1)
+
+
+async def test_another_connection_writing_the_file_ends_the_quiet(tmp_path: Path) -> None:
+    """Another process resolves the gap past the moment: the next batch sees the file
+    changed, and the memory answers within the moment of a commit only, so the resolved
+    gap is not handed out; a new one is opened for the ask."""
+    ticks = Ticks()
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, moment_s=1.0, quiet_s=600, monotonic=ticks) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        ticks.now += 30
+        resolve_elsewhere(path, gap_id)
+        await ledger.record_id(other_key("key_b"))  # a batch: it reads data_version
+        ticks.now += 0.5
+        batches = ledger.batches
+        after = await ledger.record_id(vn_request())
+        assert after != gap_id
+        assert (ledger.early, ledger.batches) == (0, batches + 1)
+    assert (gap_id, "resolved", 1) in gaps_on_disk(path)
+    assert (after, "open", 1) in gaps_on_disk(path)
+
+
+async def test_the_memory_keeps_at_most_its_bound(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fallback.gaps, "MAX_REMEMBERED", 10)
+    ticks = Ticks()
+    async with open_gap_ledger(tmp_path / "gaps.sqlite3", moment_s=1.0, quiet_s=600,
+                               monotonic=ticks) as ledger:
+        ids = []
+        for n in range(25):
+            ticks.now += 0.01
+            ids.append(await ledger.record_id(vn_request(
+                lookup_key=f"vn:0100109106:1C26TAA:{n}", key={"number": str(n)})))
+            assert len(ledger._on_disk) <= 11
+        batches = ledger.batches
+        assert await ledger.record_id(vn_request(  # the newest is still remembered
+            lookup_key="vn:0100109106:1C26TAA:24", key={"number": "24"})) == ids[-1]
+        assert ledger.batches == batches
 
 
 async def test_repeated_asks_are_written_by_themselves_when_no_commit_is_due(

@@ -6,6 +6,7 @@ counted once the ledger has flushed (docs/outages.md#misses-under-load)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -97,3 +98,29 @@ async def test_no_memory_when_the_setting_says_0(cli_without_memory: Client) -> 
     assert (resilience.shared_answers, resilience.replica_reads_spared, ledger.early) == (0, 0, 0)
     gap = await (await cli.get(f"/api/v1/gaps/{(await resp.json())['gap_id']}")).json()
     assert gap["count"] == ASKS
+
+
+@pytest.mark.parametrize(("quiet_s", "from_memory"), [("600", 1), ("0", 0)])
+async def test_a_quiet_ledger_answers_past_the_moment_as_the_setting_says(
+        aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings,
+        admin_token: str, quiet_s: str, from_memory: int) -> None:
+    """`INVOICE_MISS_MEMORY_QUIET_S` reaches the ledger: a key asked again after the moment,
+    while other misses keep the ledger writing and nobody else writes its file, is answered
+    from memory (the default), or waits for its commit (0)."""
+    app = create_app(Settings.from_env({
+        "INVOICE_DATA_DIR": str(settings.data_dir), "INVOICE_MISS_MEMORY_MS": "300",
+        "INVOICE_MISS_MEMORY_QUIET_S": quiet_s}))
+    cli = await aiohttp_client(app, headers={"Authorization": f"Bearer {admin_token}"})
+    await declare(cli, "primary", now() - timedelta(minutes=1), now() + timedelta(hours=1))
+    ledger = cli.app[GAPS]
+    assert isinstance(ledger, SqliteGapLedger)
+    first = await (await cli.get(LOOKUP, params=params(UNKNOWN))).json()
+    await asyncio.sleep(0.5)  # past the moment
+    other = await (await cli.get(LOOKUP, params=params(UNKNOWN + 1))).json()  # a batch
+    again = await (await cli.get(LOOKUP, params=params(UNKNOWN))).json()
+    assert {first["status"], other["status"], again["status"]} == {"unconfirmed"}
+    assert again["gap_id"] == first["gap_id"]
+    assert ledger.early == from_memory
+    await ledger.drain()
+    gap = await (await cli.get(f"/api/v1/gaps/{first['gap_id']}")).json()
+    assert gap["count"] == 2

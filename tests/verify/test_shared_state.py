@@ -391,3 +391,27 @@ async def test_gaps_resolved_before_the_ledger_was_shared_are_sent_once(
         assert await again.claim_callback(gap.id, "key_b")
         await again.forward()
         assert not await again.claim_callback(gap.id, "key_b")
+
+
+async def test_with_the_shared_ledger_a_gap_is_remembered_for_the_moment_only(
+        aiohttp_client: Any, tmp_path: Path, es_target: EsTarget, prefix: str) -> None:
+    """Another process resolves a shared gap on the cluster, not in this process's file, so
+    the file's quiet proves nothing: past the moment a repeated ask waits for its commit
+    even while other misses keep the ledger writing (INVOICE_MISS_MEMORY_QUIET_S is off)."""
+    settings = Settings.from_env({
+        "INVOICE_DATA_DIR": str(tmp_path / "one"), "INVOICE_ES_URL": es_target.url,
+        "INVOICE_ES_INDEX_PREFIX": prefix, "INVOICE_MISS_MEMORY_MS": "300"})
+    async with open_access_db(settings.access_path) as conn:
+        token, _ = await KeyStore(conn).create(Role.ADMIN, name="admin of one")
+    cli = await aiohttp_client(create_app(settings, es_client_factory=es_target.client_factory),
+                               headers=bearer(token))
+    await maintenance(cli, 60.0)
+    ledger = cli.app[SERVICES].gaps
+    assert isinstance(ledger, SharedGapLedger)
+    first = await lookup(cli, 41)
+    await asyncio.sleep(0.5)  # past the moment
+    await lookup(cli, 42)  # a batch of the local file, written by nobody else
+    again = await lookup(cli, 41)
+    assert (first["status"], again["status"]) == ("unconfirmed", "unconfirmed")
+    assert again["gap_id"] == first["gap_id"]
+    assert ledger.local.early == 0
