@@ -35,6 +35,14 @@ Two implementations behind `Replica`, picked at wiring time:
   three times that), no TTL: it lives and dies with the process, and its job is to cover a
   maintenance window of the primary.
 
+Both tell when what they hold changed (`seen_generation`), so that a lookup's answer from
+the replica can be sent again until then (`verify.lookup.reuse`): the in-memory one counts
+its writes; on Redis every `put_many` and `delete_many` of any process sets
+`inv:v1:generation` to a new random value after its documents are written, and each process
+reads it back with the coalesced `MGET`s (one key more, at most every 10 ms while lookups
+ask for it). A value last read longer ago than the caller allows counts as unknown, and so
+does a missing key (a Redis restarted empty, an eviction): answers are then built.
+
 Every Redis operation is bounded by `op_timeout` (0.3 s; aiocache's default is 5 s), so a
 coalesced read waits at most two of them (the batch in flight when it queued, and its own),
 and a failure of any kind raises `ReplicaUnavailable`: the caller decides (answer `unconfirmed`,
@@ -45,7 +53,12 @@ or read from the primary, and the reconciler re-puts from the primary after an o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
+import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -64,6 +77,10 @@ NAMESPACE = "inv:v1"
 DEFAULT_TIMEOUT_S = 0.3
 DEFAULT_TTL_S = 90 * 24 * 3600
 DEFAULT_MAX_DOCS = 100_000
+#: How old a Redis replica's generation may be before a lookup asking for it has it read
+#: again (one key more in the next coalesced `MGET`).
+GENERATION_REFRESH_S = 0.01
+_GENERATION_KEY = "generation"
 
 log = logging.getLogger("fallback.replica")
 
@@ -88,6 +105,11 @@ class Replica(Protocol):
 
     async def ping(self) -> None:
         """Raise `ReplicaUnavailable` if the replica cannot answer now."""
+
+    def seen_generation(self, max_age: float) -> object | None:
+        """A value that changes whenever any process's write changes what the replica holds,
+        as last seen at most `max_age` seconds ago; None when it is not known that recently
+        (or not at all). Compared only with a value of this replica's (`==`)."""
 
     async def get(self, doc_id: str) -> Doc | None: ...
 
@@ -148,6 +170,7 @@ class MemoryReplica(InvoiceReads):
         self.max_docs = max_docs
         self._docs: OrderedDict[str, bytes] = OrderedDict()
         self._codes: dict[str, str] = {}
+        self._generation = 0  # its writes: nobody else writes it
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -159,6 +182,9 @@ class MemoryReplica(InvoiceReads):
 
     async def ping(self) -> None:
         return None
+
+    def seen_generation(self, max_age: float) -> object | None:
+        return self._generation
 
     async def get(self, doc_id: str) -> Doc | None:
         encoded = self._docs.get(doc_id)
@@ -172,6 +198,7 @@ class MemoryReplica(InvoiceReads):
         return None if doc_id is None else await self.get(doc_id)
 
     async def put_many(self, docs: Iterable[Doc]) -> None:
+        self._generation += 1
         for doc in docs:
             doc_id = doc["doc_id"]
             self._docs[doc_id] = orjson.dumps(doc)
@@ -183,6 +210,7 @@ class MemoryReplica(InvoiceReads):
             self._drop_code(evicted_id, encoded)
 
     async def delete_many(self, doc_ids: Sequence[str]) -> None:
+        self._generation += 1
         for doc_id in doc_ids:
             encoded = self._docs.pop(doc_id, None)
             if encoded is not None:
@@ -243,6 +271,9 @@ class RedisReplica(InvoiceReads):
         self.op_timeout = op_timeout
         self.trips = RoundTrips(cache.client, timeout=op_timeout)
         self._reads = _Reads(cache)
+        #: The generation as last read, and when that read was sent (`time.monotonic`).
+        self._generation: tuple[object | None, float] = (None, -math.inf)
+        self._generation_read: asyncio.Task[None] | None = None
 
     async def _read(self, key: str) -> Any:
         return await self.trips.call(self._reads, key)
@@ -254,6 +285,31 @@ class RedisReplica(InvoiceReads):
     async def ping(self) -> None:
         with _unavailable_on_failure("ping"):
             await self._cache.raw("ping")
+
+    def seen_generation(self, max_age: float) -> object | None:
+        """As last read; a read is started (not waited for) when that was
+        `GENERATION_REFRESH_S` ago, so under load the value is a round trip old."""
+        value, sent = self._generation
+        now = time.monotonic()
+        if now - sent >= GENERATION_REFRESH_S and self._generation_read is None:
+            self._generation_read = asyncio.get_running_loop().create_task(
+                self._read_generation(now), name="replica-generation")
+        return value if now - sent < max_age else None
+
+    async def _read_generation(self, sent: float) -> None:
+        try:
+            value = await self._read(_GENERATION_KEY)
+        except _FAILURES:  # unknown: no answer is sent again on it
+            value = None
+        finally:
+            self._generation_read = None
+        self._generation = (value, sent)
+
+    async def _bump(self) -> None:
+        """After a write: every process's answers read before it are built again."""
+        # redis-py's own SET: aiocache's `set` with a TTL calls the deprecated SETEX
+        await self._cache.client.set(self._cache.build_key(_GENERATION_KEY),
+                                     orjson.dumps(secrets.token_hex(8)), ex=self.ttl)
 
     async def get(self, doc_id: str) -> Doc | None:
         # Not `_unavailable_on_failure`: this is the request path, and a generator-based
@@ -275,6 +331,10 @@ class RedisReplica(InvoiceReads):
             raise ReplicaUnavailable(f"redis get_by_authority_code: {exc!r}") from exc
 
     async def close(self) -> None:
+        if self._generation_read is not None:
+            self._generation_read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._generation_read
         await self.trips.aclose()
 
     async def put_many(self, docs: Iterable[Doc]) -> None:
@@ -283,11 +343,13 @@ class RedisReplica(InvoiceReads):
             return
         with _unavailable_on_failure("put_many"):
             await self._cache.multi_set(pairs, ttl=self.ttl)
+            await self._bump()
 
     async def delete_many(self, doc_ids: Sequence[str]) -> None:
         """The documents and the code entries pointing at them (read first: the code is
         in the document)."""
         with _unavailable_on_failure("delete_many"):
+            deleted = False
             for doc_id in doc_ids:
                 doc = await self._cache.get(_doc_key(doc_id))
                 if doc is None:
@@ -296,6 +358,9 @@ class RedisReplica(InvoiceReads):
                 if code and _doc_id_of(await self._cache.get(_code_key(code))) == doc_id:
                     await self._cache.delete(_code_key(code))
                 await self._cache.delete(_doc_key(doc_id))
+                deleted = True
+            if deleted:
+                await self._bump()
 
 
 def _cache_from_url(url: str, namespace: str, timeout: float, ttl: int) -> Any:

@@ -348,8 +348,9 @@ class Settings:
     event_loop: str = DEFAULT_EVENT_LOOP
     #: `GET /invoices/lookup` answers again with the answer it built for the same key and
     #: query while nothing it was built from can have changed, budgets and audit still per
-    #: request (verify/lookup/reuse.py, docs/lookups.md#answers-reused); a replica answer at
-    #: most `answer_reuse_replica_ms` (0: never).
+    #: request (verify/lookup/reuse.py, docs/lookups.md#answers-reused); a replica answer
+    #: while the replica's generation read at most `answer_reuse_replica_ms` ago is
+    #: unchanged, or that long when it is not known (0: never).
     answer_reuse: bool = True
     answer_reuse_replica_ms: int = 1000
 

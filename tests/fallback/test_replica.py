@@ -22,7 +22,9 @@ import pytest
 import redis.asyncio as redis
 
 from fallback.replica import (
+    GENERATION_REFRESH_S,
     MemoryReplica,
+    RedisReplica,
     Replica,
     ReplicaUnavailable,
     open_redis_replica,
@@ -213,7 +215,8 @@ async def test_redis_keys_are_namespaced_json_with_a_ttl() -> None:
         keys = sorted([k.decode() async for k in client.scan_iter(match=f"{namespace}:*")])
         assert keys == [f"{namespace}:code:{authority_code(1)}",
                         f"{namespace}:doc:{CnKey(None, '1' * 20).doc_id}",
-                        f"{namespace}:doc:{vn(1).doc_id}"]
+                        f"{namespace}:doc:{vn(1).doc_id}",
+                        f"{namespace}:generation"]  # set anew by every write
         raw = await client.get(f"{namespace}:doc:{vn(1).doc_id}")
         assert orjson.loads(raw) == invoice_to_doc(vn(1))
         # The code entry holds the document too: a lookup by code is one read.
@@ -310,3 +313,47 @@ async def test_a_document_of_a_stale_shape_is_a_miss(replica: Replica) -> None:
     assert await replica.get(vn(1).doc_id) is not None  # the document is there
     assert await replica.get_invoice(vn(1).doc_id) is None
     assert await replica.get_invoice_by_code(authority_code(1)) is None
+
+
+async def _seen(replica: RedisReplica, max_age: float = 5.0) -> object | None:
+    """The generation once a read started now has come back."""
+    await asyncio.sleep(GENERATION_REFRESH_S)  # the last read is old enough to read again
+    replica.seen_generation(max_age)  # starts the read
+    for _ in range(200):  # polled, not timed
+        await asyncio.sleep(0.02)
+        if replica._generation_read is None:
+            break
+    return replica.seen_generation(max_age)
+
+
+async def test_every_write_of_any_process_changes_the_generation_others_see() -> None:
+    namespace = f"test-{uuid.uuid4().hex[:12]}:v1"
+    try:
+        async with open_redis_replica(REDIS_URL, namespace=namespace) as one, \
+                open_redis_replica(REDIS_URL, namespace=namespace) as two:
+            assert await _seen(one) is None  # nothing written yet: unknown
+            await two.put_many([invoice_to_doc(vn(1))])
+            first = await _seen(one)
+            assert first is not None
+            assert await _seen(one) == first  # nobody wrote since
+            await two.delete_many([vn(2).doc_id])  # nothing to delete: nothing changed
+            assert await _seen(one) == first
+            await two.delete_many([vn(1).doc_id])
+            second = await _seen(one)
+            assert second not in (None, first)
+            await two.put_many([invoice_to_doc(vn(1))])
+            assert await _seen(one) not in (None, first, second)
+            assert one.seen_generation(0.0) is None  # older than the caller allows
+    finally:
+        await _delete_namespace(namespace)
+
+
+async def test_the_in_memory_replica_counts_its_writes() -> None:
+    replica = MemoryReplica()
+    before = replica.seen_generation(0.0)
+    await replica.put_many([invoice_to_doc(vn(1))])
+    after = replica.seen_generation(0.0)
+    assert after != before
+    assert replica.seen_generation(0.0) == after
+    await replica.delete_many([vn(1).doc_id])
+    assert replica.seen_generation(0.0) != after

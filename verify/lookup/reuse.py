@@ -26,7 +26,12 @@ An entry is answered again only while, checked on each use:
 - a primary answer: the store tells cheaply that its data are unchanged (`SqliteStore.version`:
   this process's commits at once, another process's within a millisecond). Elasticsearch
   has no such signal, so its answers are not kept;
-- a replica answer: for at most `replica_seconds` (`INVOICE_ANSWER_REUSE_REPLICA_MS`);
+- a replica answer: while the replica's generation (`Replica.seen_generation`: every write
+  of any process changes it), seen at most `replica_seconds` ago
+  (`INVOICE_ANSWER_REUSE_REPLICA_MS`), is the one seen before its read, and for at most
+  `REPLICA_GENERATION_CAP_S` (a writer that does not change the generation, a release
+  before it, is seen within that); when no generation was known at its read, for at most
+  `replica_seconds`;
 - a Vietnamese answer with its seller's status: no registry import through this process
   since, nor (on SQLite) a change of the registry file (`CachedRegistry.generation`), and
   only while the record it used is still kept (`CachedRegistry.remaining`: on
@@ -61,6 +66,8 @@ from verify.lookup.taxpayers import CachedRegistry
 
 #: Entries kept at most (each an encoded answer of a kilobyte or two); beyond, all go.
 MAX_ENTRIES = 10_000
+#: How long a replica answer is sent again at most while the replica's generation holds.
+REPLICA_GENERATION_CAP_S = 60.0
 #: The primary's health as an entry needs it: a primary answer was built with it healthy.
 _HEALTHY = "primary"
 #: The breaker in its open period (no maintenance window): replica answers.
@@ -80,6 +87,7 @@ class Begun:
     registry: int
     at: float  # `clock`
     wall: float  # `wall`
+    replica: object | None = None  # the replica's generation seen before a replica read
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +198,10 @@ class AnswerReuse:
                 return None
         elif health is None or self.replica_seconds <= 0:
             return None
+        replica = (None if health == _HEALTHY
+                   else self.resilience.replica.seen_generation(self.replica_seconds))
         return Begun(version, health, self.resilience.outages.generation,
-                     self.registry.generation, self.clock(), self.wall())
+                     self.registry.generation, self.clock(), self.wall(), replica)
 
     def keep(self, begun: Begun, principal: Principal, raw_query: str, query: LookupQuery,
              answer: dict[str, Any], invoice: Invoice | None, target: str,
@@ -229,7 +239,8 @@ class AnswerReuse:
                 return None
         elif (source == "replica" and health != _HEALTHY
               and self.resilience.replica_guard.breaker.state is BreakerState.CLOSED):
-            until = min(until, begun.at + self.replica_seconds)
+            until = min(until, begun.at + (self.replica_seconds if begun.replica is None
+                                           else REPLICA_GENERATION_CAP_S))
         else:
             return None
         if invoice is not None and invoice.scheme == "vn" and invoice.seller_tax_id:
@@ -274,7 +285,11 @@ class AnswerReuse:
         if self._health() != kept.begun.health:
             return False
         if kept.source != _HEALTHY:
-            return resilience.replica_guard.breaker.state is BreakerState.CLOSED
+            if resilience.replica_guard.breaker.state is not BreakerState.CLOSED:
+                return False
+            # asked even for an entry kept without a generation: asking keeps it read
+            current = resilience.replica.seen_generation(self.replica_seconds)
+            return kept.begun.replica is None or current == kept.begun.replica
         try:
             if self._version is None or self._version() != kept.begun.version:
                 return False
