@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
@@ -33,8 +34,9 @@ from tests.factories import (
 from tests.metrics_text import samples
 from tests.verify.backend_apps import BACKENDS, backend_settings, serve
 from tests.verify.test_distributed import REDIS, namespace  # noqa: F401 (fixture)
+from verify.access.roles import Principal, Role
 from verify.app import create_app
-from verify.lookup.reuse import ANSWER_REUSE, REPLICA_GENERATION_CAP_S
+from verify.lookup.reuse import ANSWER_REUSE, REPLICA_GENERATION_CAP_S, Parsed
 from verify.lookup.taxpayers import RECHECK_S
 from verify.settings import Settings
 
@@ -330,3 +332,28 @@ async def test_a_redis_replica_answer_holds_while_no_process_writes_the_replica(
         return (await ask(cli, CN_KEY))["status"] == "unconfirmed"
 
     await poll(removed, 30.0, "the invoice removed from the replica answered unconfirmed")
+
+
+async def test_an_unconfirmed_miss_asked_again_is_built_again_from_its_parse(
+        cli: Client) -> None:
+    """No unconfirmed answer is kept, but its query string's parse is: the same string
+    asked again is built again without being parsed (`Parsed`), and everything a built
+    miss does per request still happens (its ask counted in the gap, its audit row, the
+    count of built answers); another query string is parsed as ever."""
+    now = datetime.now(UTC)
+    await _declare(cli, "primary", now - timedelta(minutes=1), now + timedelta(hours=1))
+    missing = {k: str(v) for k, v in vn_key(2).items()}
+    answers = [await ask(cli, missing) for _ in range(3)]
+    assert [a["status"] for a in answers] == ["unconfirmed"] * 3
+    assert len({a["gap_id"] for a in answers}) == 1
+    assert await counts(cli) == (0, 3)
+    reuse = app_of(cli)[ANSWER_REUSE]
+    anyone = Principal("anyone", Role.VERIFY, frozenset())
+    parsed = reuse.find(anyone, urlencode(missing))
+    gap = await (await cli.get(f"/api/v1/gaps/{answers[0]['gap_id']}")).json()
+    assert isinstance(parsed, Parsed)
+    assert parsed.query.lookup_key == gap["lookup_key"]
+    trail = await (await cli.get("/api/v1/admin/audit",
+                                 params={"action": "verify", "limit": "100"})).json()
+    assert (gap["count"], len(trail["entries"])) == (3, 3)
+    assert reuse.find(anyone, urlencode({**missing, "number": "3"})) is None

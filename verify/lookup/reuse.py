@@ -38,6 +38,13 @@ An entry is answered again only while, checked on each use:
   Elasticsearch `TTL_S`), so another process's import is seen as it is without reuse.
 A primary answer's `as_of` is the moment it is sent (the data are those of that moment); a
 replica answer keeps its own. Bounded: `max_entries`, cleared whole when full.
+
+A plain lookup answered `unconfirmed` keeps no answer, but its query string's parse
+(`Parsed`): the same query string asked again (everyone retrying during an outage) is
+answered as the view answers a plain lookup (`build`: budgets, read, answer, gap, audit,
+all of it again), from the query parsed before instead of parsing it again. Parsing reads
+the query string alone (and the app's rules), so the query is the one the view would parse.
+Bounded the same way, apart from the entries.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from fallback.breaker import BreakerState, Clock, utc_now
@@ -63,6 +71,7 @@ from verify.access.roles import Principal
 from verify.http.responses import json_body
 from verify.keys import ACCESS
 from verify.lookup.taxpayers import CachedRegistry
+from verify.lookup.verification import check_query
 
 #: Entries kept at most (each an encoded answer of a kilobyte or two); beyond, all go.
 MAX_ENTRIES = 10_000
@@ -75,6 +84,14 @@ _OPEN = "open"
 _AS_OF = b'"as_of":"'
 
 Key = tuple[str, str, frozenset[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A plain lookup's query string and its parse, last answered `unconfirmed`."""
+
+    raw_query: str
+    query: LookupQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,26 +161,30 @@ class AnswerReuse:
         #: Only a store that tells cheaply that it is unchanged has its answers kept.
         self._version = store.version if isinstance(store, SqliteStore) else None
         self._entries: dict[Key, Kept] = {}
+        self._parsed: dict[str, Parsed] = {}  # by query string (parsing ignores the caller)
         self._days: dict[str, tuple[float, float]] = {}  # scheme: its day, wall clock
         self.counts = resilience.metrics.lookup_answers
 
     # ---- the request path ---------------------------------------------------------------
 
-    def find(self, principal: Principal, raw_query: str) -> Kept | None:
-        """The entry for this caller's query, if it still holds."""
+    def find(self, principal: Principal, raw_query: str) -> Kept | Parsed | None:
+        """The entry for this caller's query, if it still holds; else the query string's
+        parse, when it was last answered `unconfirmed`."""
         key = (principal.key_id, principal.role.value, principal.scopes, raw_query)
         kept = self._entries.get(key)
         if kept is None:
-            return None
+            return self._parsed.get(raw_query)
         if not self._holds(kept):
             self._entries.pop(key, None)
-            return None
+            return self._parsed.get(raw_query)
         return kept
 
     async def answer_again(self, request: web.Request, principal: Principal,
-                           kept: Kept) -> web.Response:
+                           kept: Kept | Parsed) -> web.Response:
         """`kept` sent again, with the budgets, the audit row and the counts of a built
-        answer (`verify.lookup.verification.check_query`)."""
+        answer (`verify.lookup.verification.check_query`); a `Parsed` query built again."""
+        if isinstance(kept, Parsed):
+            return await self.build(request, principal, kept.raw_query, kept.query)
         access = request.app[ACCESS]
         query = kept.query
         doc_id = query.key.doc_id if query.key else None
@@ -181,6 +202,20 @@ class AnswerReuse:
         return json_body(body)
 
     # ---- building -----------------------------------------------------------------------
+
+    async def build(self, request: web.Request, principal: Principal, raw_query: str,
+                    query: LookupQuery) -> web.Response:
+        """A plain lookup's answer built (and kept when it may be answered again), as
+        `verify.lookup.views.lookup` builds one."""
+        begun = self.begin()
+        checked = await check_query(request, query)
+        body = orjson.dumps(checked.answer)
+        if begun is None:
+            self.built()
+        else:
+            self.keep(begun, principal, raw_query, query, checked.answer, checked.invoice,
+                      checked.target, body)
+        return json_body(body)
 
     def begin(self) -> Begun | None:
         """Before a plain lookup's answer is built; None: it cannot be kept."""
@@ -208,6 +243,11 @@ class AnswerReuse:
              body: bytes) -> None:
         """The built answer (as sent: `body`) kept when it may be answered again."""
         self.counts["built"] += 1
+        if answer["status"] == "unconfirmed":  # no answer kept; the parse is
+            if len(self._parsed) >= self._max:
+                self._parsed.clear()
+            self._parsed[raw_query] = Parsed(raw_query, query)
+            return
         until = self._until(begun, query, answer, invoice)
         if until is None or until <= self.clock():
             return
