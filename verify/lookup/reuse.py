@@ -41,16 +41,19 @@ replica answer keeps its own. Bounded: `max_entries`, cleared whole when full.
 
 A plain lookup answered `unconfirmed` keeps no answer, but its query string's parse
 (`Parsed`): the same query string asked again (everyone retrying during an outage) is
-answered as the view answers a plain lookup (`build`: budgets, read, answer, gap, audit,
-all of it again), from the query parsed before instead of parsing it again. Parsing reads
-the query string alone (and the app's rules), so the query is the one the view would parse.
-Bounded the same way, apart from the entries.
+answered by `check_query` as the view answers a plain lookup (budgets, read, answer, gap,
+audit, all of it again), from the query parsed before instead of parsing it again. Parsing
+reads the query string alone (and the app's rules), so the query is the one the view would
+parse. Such an answer is not kept (`begin` is not read for it: most likely it is
+`unconfirmed` again); once it is not `unconfirmed`, the parse goes and the query string's
+next lookup is the view's again (parsed, built, kept). Bounded the same way, apart from the
+entries.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,12 +182,24 @@ class AnswerReuse:
             return self._parsed.get(raw_query)
         return kept
 
-    async def answer_again(self, request: web.Request, principal: Principal,
-                           kept: Kept | Parsed) -> web.Response:
+    def answer_again(self, request: web.Request, principal: Principal,
+                     kept: Kept | Parsed) -> Awaitable[web.Response]:
         """`kept` sent again, with the budgets, the audit row and the counts of a built
-        answer (`verify.lookup.verification.check_query`); a `Parsed` query built again."""
+        answer (`verify.lookup.verification.check_query`); a `Parsed` query built again.
+        The awaitable of either (no coroutine around it: every lookup found here)."""
         if isinstance(kept, Parsed):
-            return await self.build(request, principal, kept.raw_query, kept.query)
+            return self._built_again(request, kept)
+        return self._sent_again(request, principal, kept)
+
+    async def _built_again(self, request: web.Request, parsed: Parsed) -> web.Response:
+        checked = await check_query(request, parsed.query)
+        self.counts["built"] += 1
+        if checked.answer["status"] != "unconfirmed":
+            self._parsed.pop(parsed.raw_query, None)
+        return json_body(orjson.dumps(checked.answer))
+
+    async def _sent_again(self, request: web.Request, principal: Principal,
+                          kept: Kept) -> web.Response:
         access = request.app[ACCESS]
         query = kept.query
         doc_id = query.key.doc_id if query.key else None
@@ -202,20 +217,6 @@ class AnswerReuse:
         return json_body(body)
 
     # ---- building -----------------------------------------------------------------------
-
-    async def build(self, request: web.Request, principal: Principal, raw_query: str,
-                    query: LookupQuery) -> web.Response:
-        """A plain lookup's answer built (and kept when it may be answered again), as
-        `verify.lookup.views.lookup` builds one."""
-        begun = self.begin()
-        checked = await check_query(request, query)
-        body = orjson.dumps(checked.answer)
-        if begun is None:
-            self.built()
-        else:
-            self.keep(begun, principal, raw_query, query, checked.answer, checked.invoice,
-                      checked.target, body)
-        return json_body(body)
 
     def begin(self) -> Begun | None:
         """Before a plain lookup's answer is built; None: it cannot be kept."""
