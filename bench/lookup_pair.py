@@ -100,14 +100,14 @@ def load_both(wrk: str, servers: Sequence[Server], paths: Path, token: str,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for s in servers]
     rates = []
-    for proc in procs:
+    for server, proc in zip(servers, procs, strict=True):
         out, err = proc.communicate(timeout=duration + 60)
         lines = [ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT ")]
         if proc.returncode != 0 or not lines:
             raise SetupError(f"wrk failed (exit {proc.returncode}): {out[-1000:]}{err[-1000:]}")
         raw = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
         if raw["status"] or raw["timeout"] or raw["connect"]:
-            raise SetupError(f"wrk saw errors: {raw}")
+            raise SetupError(f"wrk saw errors from {server.name}: {raw}")
         rates.append(raw["requests"] / (raw["duration_us"] / 1e6))
     return rates
 
