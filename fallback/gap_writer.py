@@ -210,9 +210,9 @@ class GapWriter:
         """Each key's gap opened or counted, each requester's row added or counted, the late
         asks counted in their gaps still open, in one committed transaction; the open gap's
         id of each key, the gaps of the late asks that were still open, and the file's
-        `PRAGMA data_version` on this connection after the commit: it changes only when
-        another connection (another process, the ledger's own for resolutions) committed
-        since the previous batch."""
+        `PRAGMA data_version` on this connection as the batch found it (read under its write
+        lock): it changes only when another connection (another process, the ledger's own
+        for resolutions) committed since the previous batch."""
         gaps = orjson.dumps([asks.gap_row(key) for key, asks in by_key.items()])
         requesters = orjson.dumps([row for key, asks in by_key.items()
                                    for row in asks.requester_rows(key)])
@@ -234,6 +234,9 @@ class GapWriter:
         conn.execute("BEGIN IMMEDIATE")
         still_open: set[str] = set()
         try:
+            # Inside the write lock: exactly the file this batch reads and writes (read after
+            # the commit, it could include another connection's commit made after it).
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
             if late is not None:  # first: a key's new gap opened below is not theirs
                 still_open = {row[0] for row in conn.execute(
                     _COUNT_LATE, (late[0].decode(),)).fetchall()}
@@ -250,7 +253,6 @@ class GapWriter:
                 conn.execute("ROLLBACK")
             raise
         found: dict[str, str] = json.loads(ids)
-        (version,) = conn.execute("PRAGMA data_version").fetchone()
         return found, still_open, int(version)
 
     def _close(self) -> None:

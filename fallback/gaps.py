@@ -51,6 +51,7 @@ import json
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ LATE_FLUSH_S = 0.2
 #: How long a gap found open keeps answering repeated asks while nothing but this process's
 #: batch writer has written the file since (`PRAGMA data_version`, read with every batch).
 QUIET_S = 600.0
-#: Keys remembered at most (the newest half is kept past it): a bound on the memory.
+#: Keys remembered at most (the oldest go first): a bound on the memory.
 MAX_REMEMBERED = 100_000
 log = logging.getLogger("fallback.gaps")
 
@@ -334,8 +335,10 @@ class SqliteGapLedger:
         self._moment = moment_s
         self._quiet = quiet_s
         self._monotonic = monotonic
-        self._on_disk: dict[str, _OnDisk] = {}
-        self._pruned_at = monotonic()
+        #: Oldest commit first (each finding moves its key to the end), so what can no
+        #: longer answer is at the front; and each remembered gap's key, to forget by id.
+        self._on_disk: OrderedDict[str, _OnDisk] = OrderedDict()
+        self._key_of_gap: dict[str, str] = {}
         #: The file's `data_version` on the batch writer's connection at its last batch,
         #: when that batch was, and when a batch last saw it change (another connection
         #: wrote the file): memory older than that answers only within the moment.
@@ -420,23 +423,30 @@ class SqliteGapLedger:
         self._batch_at = now
 
     def _prune(self, now: float) -> None:
-        """Bounded: what can no longer answer goes once a moment, and past
-        `MAX_REMEMBERED` keys the older half."""
-        if now - self._pruned_at < self._moment and len(self._on_disk) <= MAX_REMEMBERED:
-            return
-        self._pruned_at = now
-        kept = {k: v for k, v in self._on_disk.items()
-                if now - v.at < self._moment
-                or (now - v.at < self._quiet and v.at >= self._calm_since)}
-        if len(kept) > MAX_REMEMBERED:
-            newest = sorted(kept.items(), key=lambda item: item[1].at)[-MAX_REMEMBERED // 2:]
-            kept = dict(newest)
-        self._on_disk = kept
+        """Bounded: what can no longer answer goes, and the oldest past `MAX_REMEMBERED`
+        keys. Whether a finding can still answer only gets less likely the older it is, so
+        they go from the front, and each batch looks at what goes and one more."""
+        on_disk = self._on_disk
+        while on_disk:
+            lookup_key, first = next(iter(on_disk.items()))
+            age = now - first.at
+            if len(on_disk) <= MAX_REMEMBERED and (
+                    age < self._moment or (age < self._quiet
+                                           and first.at >= self._calm_since)):
+                return
+            self._drop(lookup_key)
+
+    def _drop(self, lookup_key: str) -> None:
+        known = self._on_disk.pop(lookup_key, None)
+        if known is not None and self._key_of_gap.get(known.gap_id) == lookup_key:
+            del self._key_of_gap[known.gap_id]
 
     def _forget(self, gap_ids: Collection[str]) -> None:
         """No more answers from memory with these gaps (resolved by this process)."""
-        ids = set(gap_ids)
-        self._on_disk = {k: v for k, v in self._on_disk.items() if v.gap_id not in ids}
+        for gap_id in gap_ids:
+            lookup_key = self._key_of_gap.get(gap_id)
+            if lookup_key is not None:
+                self._drop(lookup_key)
 
     def _remember(self, by_key: dict[str, KeyAsks], gap_ids: dict[str, str],
                   late: LateAsks, late_open: set[str]) -> None:
@@ -449,16 +459,20 @@ class SqliteGapLedger:
             if known is not None and known.gap_id == gap_id:
                 if gap_id in late_open:
                     known.at = now
+                    self._on_disk.move_to_end(lookup_key)
                 else:  # resolved (by another process on this file) since it was found
-                    del self._on_disk[lookup_key]
+                    self._drop(lookup_key)
         for lookup_key, asks in by_key.items():
             gap_id = gap_ids[lookup_key]
             found = self._on_disk.get(lookup_key)
             if found is None or found.gap_id != gap_id:
+                self._drop(lookup_key)
                 self._on_disk[lookup_key] = _OnDisk(gap_id, set(asks.requesters), now)
+                self._key_of_gap[gap_id] = lookup_key
             else:
                 found.requesters.update(asks.requesters)
                 found.at = now
+                self._on_disk.move_to_end(lookup_key)
 
     async def _counted(self) -> None:
         """Every ask answered so far is written (or its batch failed): a read of this

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,6 +209,48 @@ async def test_another_connection_writing_the_file_ends_the_quiet(tmp_path: Path
         assert (ledger.early, ledger.batches) == (0, batches + 1)
     assert (gap_id, "resolved", 1) in gaps_on_disk(path)
     assert (after, "open", 1) in gaps_on_disk(path)
+
+
+class CommitThen:
+    """The batch writer's own SQLite connection, with `then` run once right after its next
+    COMMIT: another process's commit landing at that instant."""
+
+    def __init__(self, conn: sqlite3.Connection, then: Callable[[], None]) -> None:
+        self._conn = conn
+        self._then: Callable[[], None] | None = then
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = self._conn.execute(sql, *args)
+        if sql == "COMMIT" and self._then is not None:
+            then, self._then = self._then, None
+            then()
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+async def test_a_resolution_right_after_a_batch_commits_is_seen_by_the_next(
+        tmp_path: Path) -> None:
+    """The batch's `data_version` is read under its write lock: a resolution committed by
+    another process just after the batch's COMMIT is a change for the next batch, so the
+    resolved gap is not handed out past the moment."""
+    ticks = Ticks()
+    path = tmp_path / "gaps.sqlite3"
+    async with open_gap_ledger(path, moment_s=1.0, quiet_s=600, monotonic=ticks) as ledger:
+        gap_id = await ledger.record_id(vn_request())
+        writer = ledger._batches
+        writer._conn = CommitThen(  # type: ignore[assignment]
+            writer._connection(), lambda: resolve_elsewhere(path, gap_id))
+        assert await ledger.record_id(vn_request("key_b")) == gap_id  # counted, then closed
+        for _ in range(3):  # minutes of other misses, a batch each
+            ticks.now += 60
+            await ledger.record_id(other_key(f"key_{ticks.now:.0f}"))
+        ticks.now += 0.5
+        after = await ledger.record_id(vn_request())
+        assert after != gap_id
+        assert ledger.early == 0
+    assert (gap_id, "resolved", 2) in gaps_on_disk(path)
 
 
 async def test_the_memory_keeps_at_most_its_bound(tmp_path: Path,
