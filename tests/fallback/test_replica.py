@@ -259,6 +259,23 @@ async def test_stalled_redis_raises_within_the_timeout_and_recovers(
             os.kill(pid, signal.SIGCONT)
         doc = await replica.get(vn(1).doc_id)
         assert doc == invoice_to_doc(vn(1))
+        # Reads answered, writes held (for longer than the op_timeout, shorter than the
+        # guard): each write, its generation with it, is refused after the op_timeout,
+        # never waited for until Redis takes writes again.
+        await replica.put_many([invoice_to_doc(vn(3))])
+        admin = redis.Redis.from_url(url)
+        try:
+            await admin.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+            async with asyncio.timeout(HANG_GUARD_S):
+                with pytest.raises(ReplicaUnavailable):
+                    await replica.put_many([invoice_to_doc(vn(4))])
+                with pytest.raises(ReplicaUnavailable):
+                    await replica.delete_many([vn(3).doc_id])
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            await admin.aclose()
+        doc = await replica.get(vn(1).doc_id)
+        assert doc == invoice_to_doc(vn(1))
 
 
 async def test_only_redis_urls_are_accepted() -> None:
@@ -344,6 +361,11 @@ async def test_every_write_of_any_process_changes_the_generation_others_see() ->
             await two.put_many([invoice_to_doc(vn(1))])
             assert await _seen(one) not in (None, first, second)
             assert one.seen_generation(0.0) is None  # older than the caller allows
+            await one.put_many([invoice_to_doc(vn(2))])  # its own write: read again
+            assert one.seen_generation(5.0) is None
+            assert await _seen(one) not in (None, first, second)
+        assert one.seen_generation(5.0) is not None  # closed: the last read, none started
+        assert one._generation_read is None
     finally:
         await _delete_namespace(namespace)
 

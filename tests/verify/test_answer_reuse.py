@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fallback.replica import open_redis_replica
+from fallback.replica import RedisReplica, open_redis_replica
 from tests.chaos.polling import poll
 from tests.conftest import Client, KeyMaker, bearer
 from tests.factories import (
@@ -327,11 +328,17 @@ async def test_a_redis_replica_answer_holds_while_no_process_writes_the_replica(
     assert built <= 2 < reused  # one build; two if the machine stalled past 0.3 s once
     async with open_redis_replica(REDIS, namespace=namespace) as other:
         await other.delete_many([answer["invoice"]["id"]])
+    written = time.monotonic()
+    replica = app[ANSWER_REUSE].resilience.replica
+    assert isinstance(replica, RedisReplica)
 
-    async def removed() -> bool:
-        return (await ask(cli, CN_KEY))["status"] == "unconfirmed"
+    async def read_since() -> bool:  # each ask starts a read of the generation when due
+        await ask(cli, CN_KEY)
+        return replica._generation[1] >= written
 
-    await poll(removed, 30.0, "the invoice removed from the replica answered unconfirmed")
+    await poll(read_since, 30.0, "a read of the replica's generation sent after the write")
+    # once a read sent after the write is back, no answer read before it is sent again
+    assert (await ask(cli, CN_KEY))["status"] == "unconfirmed"
 
 
 async def test_an_unconfirmed_miss_asked_again_is_built_again_from_its_parse(
