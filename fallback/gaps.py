@@ -409,10 +409,14 @@ class SqliteGapLedger:
         it open; or, up to `quiet_s`, while every batch since then found the file written by
         nobody else (the last one within the moment: a resolution by another process or
         connection is contradicted no longer than the moment, as before)."""
-        age = now - known.at
-        return age < self._moment or (
-            age < self._quiet and known.at >= self._calm_since
-            and now - self._batch_at < self._moment)
+        return now - known.at < self._moment or (
+            self._may_answer(known.at, now) and now - self._batch_at < self._moment)
+
+    def _may_answer(self, at: float, now: float) -> bool:
+        """Whether a finding of `at` answers now or may after the next batch: within the
+        moment, or within `quiet_s` with no change seen since."""
+        age = now - at
+        return age < self._moment or (age < self._quiet and at >= self._calm_since)
 
     def _quiet_since(self, version: int) -> None:
         """A batch committed; `version` is the file's `data_version` it read after."""
@@ -429,10 +433,7 @@ class SqliteGapLedger:
         on_disk = self._on_disk
         while on_disk:
             lookup_key, first = next(iter(on_disk.items()))
-            age = now - first.at
-            if len(on_disk) <= MAX_REMEMBERED and (
-                    age < self._moment or (age < self._quiet
-                                           and first.at >= self._calm_since)):
+            if len(on_disk) <= MAX_REMEMBERED and self._may_answer(first.at, now):
                 return
             self._drop(lookup_key)
 
